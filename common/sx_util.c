@@ -1,0 +1,232 @@
+#include "common/sx_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void dir_of(const char *path, char *dir, size_t cap)
+{
+	const char *slash = strrchr(path, '/');
+	if (slash == NULL)
+		snprintf(dir, cap, ".");
+	else if (slash == path)
+		snprintf(dir, cap, "/");
+	else
+		snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+}
+
+int sx_fsync_dir(const char *dir, sx_err *err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "%s: cannot open folder", dir);
+	int rc = fsync(fd);
+	int e = errno;
+	close(fd);
+	if (rc < 0)
+		return sx_fail_errno(err, SX_E_IO, e, "%s: fsync of folder failed", dir);
+	return 0;
+}
+
+int sx_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, sx_err *err)
+{
+	char tmp[4096], dir[4096];
+	int fd = -1, rc = -1;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
+		return sx_fail(err, SX_E_IO, "%s: path too long", path);
+	dir_of(path, dir, sizeof(dir));
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "%s: cannot create temporary file", path);
+	if (fchmod(fd, mode) < 0) {
+		sx_fail_errno(err, SX_E_IO, errno, "%s: chmod", tmp);
+		goto out;
+	}
+	if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+		sx_fail_errno(err, SX_E_IO, errno, "%s: write failed", path);
+		goto out;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		sx_fail_errno(err, SX_E_IO, errno, "%s: write failed", path);
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		sx_fail_errno(err, SX_E_IO, errno, "%s: rename failed", path);
+		goto out;
+	}
+	tmp[0] = '\0';
+	SX_GUARD(sx_fsync_dir(dir, err));
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp[0] != '\0')
+		unlink(tmp);
+	return rc;
+}
+
+int sx_file_read(const char *path, size_t cap, uint8_t **out, size_t *len, sx_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint8_t *buf = NULL;
+	size_t used = 0, size = 0;
+	int rc = -1;
+	*out = NULL;
+	*len = 0;
+	if (fd < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "%s", path);
+	for (;;) {
+		if (used + 1 >= size) {
+			size_t nsize = size ? size * 2 : 4096;
+			if (nsize > cap + 1)
+				nsize = cap + 1;
+			if (used + 1 >= nsize) {
+				sx_fail(err, SX_E_IO, "%s: larger than %zu bytes", path, cap);
+				goto out;
+			}
+			uint8_t *nb = realloc(buf, nsize);
+			if (nb == NULL) {
+				sx_fail(err, SX_E_OTHER, "%s: out of memory", path);
+				goto out;
+			}
+			buf = nb;
+			size = nsize;
+		}
+		ssize_t n = read(fd, buf + used, size - used - 1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			sx_fail_errno(err, SX_E_IO, errno, "%s: read failed", path);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+	}
+	if (buf == NULL && (buf = malloc(1)) == NULL) {
+		sx_fail(err, SX_E_OTHER, "out of memory");
+		goto out;
+	}
+	buf[used] = '\0';
+	*out = buf;
+	*len = used;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+int sx_mkdirs(const char *dir, mode_t mode, sx_err *err)
+{
+	char p[4096];
+	size_t n = strlen(dir);
+	if (n == 0 || n >= sizeof(p))
+		return sx_fail(err, SX_E_IO, "%s: invalid folder name", dir);
+	memcpy(p, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (p[i] != '/' && p[i] != '\0')
+			continue;
+		char c = p[i];
+		p[i] = '\0';
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return sx_fail_errno(err, SX_E_IO, errno, "%s: cannot create folder", p);
+		p[i] = c;
+	}
+	struct stat st;
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return sx_fail(err, SX_E_IO, "%s: not a folder", dir);
+	return 0;
+}
+
+int sx_parse_u64(const char *s, uint64_t *out)
+{
+	char *end = NULL;
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int sx_parse_size(const char *s, uint64_t *out)
+{
+	char *end = NULL;
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s)
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: return -1;
+	}
+	if (*end == 'i' || *end == 'B') /* accept KiB, MB, ... as binary */
+		end++;
+	if (*end == 'B')
+		end++;
+	if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+void sx_log(const char *level, const char *event, const char *fmt, ...)
+{
+	char line[2048];
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 ts.tv_nsec / 1000000, level, event);
+	if (n > 0 && (size_t)n < sizeof(line) - 2 && fmt != NULL && fmt[0] != '\0') {
+		va_list ap;
+		line[n++] = ' ';
+		va_start(ap, fmt);
+		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	fprintf(stderr, "%s\n", line);
+}
+
+uint64_t sx_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

@@ -1,0 +1,55 @@
+/* Small helpers shared by every layer: checked arithmetic, durable file
+ * writes, bounded file reads, structured log lines. */
+#ifndef SX_UTIL_H
+#define SX_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/sx_err.h"
+
+#define SX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Overflow-checked arithmetic: false when the result does not fit. */
+static inline bool sx_add_ok(size_t a, size_t b, size_t *out)
+{
+	return !__builtin_add_overflow(a, b, out);
+}
+static inline bool sx_mul_ok(size_t a, size_t b, size_t *out)
+{
+	return !__builtin_mul_overflow(a, b, out);
+}
+
+/* Writes data to path durably and atomically: a temporary in the same
+ * folder, fsync, rename over path, fsync of the folder. Killing the process
+ * at any point leaves either the old or the new content under path. */
+int sx_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+			 sx_err *err) SX_MUST_CHECK;
+
+/* Reads a whole file of at most cap bytes into a malloc'd buffer (NUL
+ * terminated for convenience; *len excludes the NUL). */
+int sx_file_read(const char *path, size_t cap, uint8_t **out, size_t *len,
+		 sx_err *err) SX_MUST_CHECK;
+
+/* Creates dir (and parents) with mode; an existing folder is fine. */
+int sx_mkdirs(const char *dir, mode_t mode, sx_err *err) SX_MUST_CHECK;
+
+/* fsyncs a folder so that a rename or create inside it is durable. */
+int sx_fsync_dir(const char *dir, sx_err *err) SX_MUST_CHECK;
+
+/* Parses a size such as 4096, 64K, 1M, 2G (binary multiples). */
+int sx_parse_size(const char *s, uint64_t *out) SX_MUST_CHECK;
+
+/* Parses an unsigned decimal integer with full checking. */
+int sx_parse_u64(const char *s, uint64_t *out) SX_MUST_CHECK;
+
+/* One structured log line on stderr: "ts=... level=... event=<event> k=v ...".
+ * fmt carries the key=value pairs. */
+void sx_log(const char *level, const char *event, const char *fmt, ...) SX_PRINTF(3, 4);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t sx_now_ns(void);
+
+#endif

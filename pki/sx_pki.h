@@ -1,0 +1,103 @@
+/* pki/: keys, CSRs, the certificate authority, CRLs and the one
+ * certificate-validation policy that every part of sxfer calls.
+ *
+ * Contract shared with engine/ (channel, signatures, enrollment): engine code
+ * uses only what is declared here. */
+#ifndef SX_PKI_H
+#define SX_PKI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "common/sx_err.h"
+
+/* ---- keys --------------------------------------------------------------- */
+
+typedef enum sx_key_type {
+	SX_KEY_P256 = 0, /* default */
+	SX_KEY_ED25519,
+	SX_KEY_RSA3072,
+} sx_key_type;
+
+int sx_key_type_parse(const char *s, sx_key_type *out) SX_MUST_CHECK;
+const char *sx_key_type_name(sx_key_type t);
+
+/* Where a passphrase comes from. The pki layer asks for it only when it
+ * needs one (writing an encrypted key, or loading a key that is encrypted).
+ * get() writes at most cap-1 bytes and a NUL into buf and returns the length,
+ * or -1 (with err filled). confirm is true when a new key is being written
+ * (a prompt asks twice). */
+typedef struct sx_pass {
+	bool none; /* --no-passphrase: write plain keys */
+	int (*get)(void *ctx, char *buf, size_t cap, bool confirm, sx_err *err);
+	void *ctx;
+} sx_pass;
+
+int sx_key_generate(sx_key_type type, EVP_PKEY **out, sx_err *err) SX_MUST_CHECK;
+
+/* PKCS#8, encrypted with AES-256-CBC under scrypt unless pass->none; the file
+ * is created 0600 (atomic write). */
+int sx_key_save(const char *path, EVP_PKEY *key, const sx_pass *pass, sx_err *err) SX_MUST_CHECK;
+
+/* Refuses a file that is group- or world-accessible (naming the file), says
+ * "wrong passphrase" for a wrong passphrase and "not a PEM private key" for a
+ * corrupt file. */
+int sx_key_load(const char *path, const sx_pass *pass, EVP_PKEY **out, sx_err *err) SX_MUST_CHECK;
+
+/* ---- certificates and files -------------------------------------------- */
+
+/* Loads every certificate of a PEM file (leaf first). */
+int sx_certs_load(const char *path, STACK_OF(X509) **out, sx_err *err) SX_MUST_CHECK;
+int sx_crl_load(const char *path, X509_CRL **out, sx_err *err) SX_MUST_CHECK;
+
+/* SHA-256 over the DER certificate, as 64 lowercase hex characters + NUL. */
+void sx_cert_fingerprint(X509 *cert, char out[65]);
+
+/* The common name of the subject (the "identity name"), into buf. */
+int sx_cert_name(X509 *cert, char *buf, size_t cap, sx_err *err) SX_MUST_CHECK;
+
+/* An identity folder: key.pem, cert.pem (leaf then intermediates), ca.pem
+ * (trust anchor), optional crl.pem. */
+typedef struct sx_identity {
+	EVP_PKEY *key;
+	STACK_OF(X509) *chain; /* [0] is the leaf */
+	STACK_OF(X509) *anchors;
+	X509_CRL *crl; /* NULL when the folder has none */
+	char name[256]; /* subject CN of the leaf */
+} sx_identity;
+
+int sx_identity_load(const char *dir, const sx_pass *pass, sx_identity *id, sx_err *err) SX_MUST_CHECK;
+void sx_identity_free(sx_identity *id);
+
+/* ---- the validation policy ---------------------------------------------- */
+
+typedef enum sx_role {
+	SX_ROLE_ANY = 0,
+	SX_ROLE_SERVER, /* the peer must carry serverAuth */
+	SX_ROLE_CLIENT, /* the peer must carry clientAuth */
+} sx_role;
+
+typedef struct sx_policy {
+	STACK_OF(X509) *anchors; /* trust anchors (borrowed) */
+	X509_CRL *crl;		 /* optional (borrowed); past nextUpdate is an error */
+	time_t now;		 /* 0: the current time */
+} sx_policy;
+
+/* The one decision: is this peer certificate acceptable?
+ *   leaf:   the peer's certificate
+ *   chain:  intermediates the peer sent (may be NULL)
+ *   role:   which extendedKeyUsage is required
+ *   name:   when non-NULL, a DNS name or IP literal that must match a SAN
+ * Checks: chain to an anchor; time validity; EKU for the role; SAN; CRL
+ * (revoked, stale, bad signature); key strength (RSA >= 2048, EC >= P-256,
+ * Ed25519); a leaf claiming CA:TRUE. On failure: SX_E_AUTH with the precise
+ * reason (e.g. "certificate has expired (notAfter 2026-01-01T00:00:00Z)"). */
+int sx_policy_check(const sx_policy *pol, X509 *leaf, STACK_OF(X509) *chain, sx_role role,
+		    const char *name, sx_err *err) SX_MUST_CHECK;
+
+#endif

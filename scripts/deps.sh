@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sxfer needs to build, test and benchmark.
+# Idempotent: packages already present are skipped; apt-get runs only when
+# something is missing. Usage: scripts/deps.sh [build|test|bench]
+set -euo pipefail
+what=${1:-build}
+pkgs=(build-essential cmake pkg-config libssl-dev openssl liburing-dev libzstd-dev
+      libsqlite3-dev)
+case "$what" in
+test) pkgs+=(libcmocka-dev python3 procps iproute2) ;;
+bench) pkgs+=(libcmocka-dev libbenchmark-dev g++ python3 openssh-server openssh-client
+             nginx-light curl rsync iproute2 procps) ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+if ((${#missing[@]})); then
+	echo "installing: ${missing[*]}" >&2
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get update -qq </dev/null
+	$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi

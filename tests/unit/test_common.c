@@ -1,0 +1,72 @@
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/sx_util.h"
+
+static void test_parse_size(void **state)
+{
+	(void)state;
+	uint64_t v;
+	assert_int_equal(sx_parse_size("4096", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(sx_parse_size("64K", &v), 0);
+	assert_int_equal(v, 65536);
+	assert_int_equal(sx_parse_size("1MiB", &v), 0);
+	assert_int_equal(v, 1 << 20);
+	assert_int_equal(sx_parse_size("2G", &v), 0);
+	assert_int_equal(v, 2ull << 30);
+	assert_int_equal(sx_parse_size("-1", &v), -1);
+	assert_int_equal(sx_parse_size("12Q", &v), -1);
+	assert_int_equal(sx_parse_size("", &v), -1);
+	assert_int_equal(sx_parse_size("99999999999999999999", &v), -1);
+	assert_int_equal(sx_parse_size("17179869184G", &v), -1);
+}
+
+static void test_atomic_write(void **state)
+{
+	(void)state;
+	char *dir = sx_test_tmpdir();
+	char path[600];
+	sx_err err = {0};
+	snprintf(path, sizeof(path), "%s/f", dir);
+	assert_int_equal(sx_file_write_atomic(path, "one", 3, 0600, &err), 0);
+	assert_int_equal(sx_file_write_atomic(path, "two!", 4, 0640, &err), 0);
+	uint8_t *data;
+	size_t len;
+	assert_int_equal(sx_file_read(path, 100, &data, &len, &err), 0);
+	assert_int_equal(len, 4);
+	assert_memory_equal(data, "two!", 4);
+	free(data);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640);
+	assert_int_equal(sx_file_read(path, 3, &data, &len, &err), -1);
+	assert_int_equal(err.cls, SX_E_IO);
+	sx_test_rmtree(dir);
+	free(dir);
+}
+
+static void test_err_keeps_first(void **state)
+{
+	(void)state;
+	sx_err err = {0};
+	assert_int_equal(sx_fail(&err, SX_E_AUTH, "first %d", 1), -1);
+	sx_fail(&err, SX_E_IO, "second");
+	assert_int_equal(err.cls, SX_E_AUTH);
+	sx_err_prefix(&err, "ctx: ");
+	assert_string_equal(err.msg, "ctx: first 1");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_atomic_write),
+		cmocka_unit_test(test_err_keeps_first),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,109 @@
+#include "tools/cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/sx_util.h"
+
+int sx_cli_report(const sx_err *err)
+{
+	int code = err->cls == SX_OK ? SX_E_OTHER : (int)err->cls;
+	fprintf(stderr, "sxfer: %s\n", err->msg[0] ? err->msg : "failed");
+	return code;
+}
+
+int sx_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "sxfer %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nRun 'sxfer %s --help' for usage.\n", cmd);
+	return SX_E_USAGE;
+}
+
+static int strip_newline(char *buf, size_t n)
+{
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	return (int)n;
+}
+
+static int prompt(const char *label, char *buf, size_t cap, sx_err *err)
+{
+	struct termios old, quiet;
+	FILE *tty = fopen("/dev/tty", "r+");
+	if (tty == NULL)
+		return sx_fail(err, SX_E_USAGE, "a passphrase is needed: set SXFER_PASSPHRASE, "
+					       "use --pass-file, or run on a terminal");
+	int fd = fileno(tty);
+	fprintf(tty, "%s", label);
+	fflush(tty);
+	int have_term = tcgetattr(fd, &old) == 0;
+	if (have_term) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(fd, TCSAFLUSH, &quiet);
+	}
+	char *r = fgets(buf, (int)cap, tty);
+	if (have_term)
+		tcsetattr(fd, TCSAFLUSH, &old);
+	fprintf(tty, "\n");
+	fclose(tty);
+	if (r == NULL)
+		return sx_fail(err, SX_E_USAGE, "no passphrase entered");
+	return strip_newline(buf, strlen(buf));
+}
+
+static int pass_get(void *ctx, char *buf, size_t cap, bool confirm, sx_err *err)
+{
+	sx_cli_pass *src = ctx;
+	const char *env = getenv("SXFER_PASSPHRASE");
+	if (env != NULL) {
+		size_t n = strlen(env);
+		if (n + 1 > cap)
+			return sx_fail(err, SX_E_USAGE, "SXFER_PASSPHRASE is too long");
+		memcpy(buf, env, n + 1);
+		return (int)n;
+	}
+	if (src != NULL && src->file != NULL) {
+		uint8_t *data = NULL;
+		size_t len = 0;
+		if (sx_file_read(src->file, 4096, &data, &len, err) < 0)
+			return -1;
+		int n = strip_newline((char *)data, len);
+		if ((size_t)n + 1 > cap) {
+			OPENSSL_clear_free(data, len);
+			return sx_fail(err, SX_E_USAGE, "%s: passphrase is too long", src->file);
+		}
+		memcpy(buf, data, (size_t)n + 1);
+		OPENSSL_clear_free(data, len);
+		return n;
+	}
+	int n = prompt("Passphrase: ", buf, cap, err);
+	if (n < 0 || !confirm)
+		return n;
+	char again[1024];
+	int m = prompt("Passphrase (again): ", again, sizeof(again), err);
+	int same = m == n && strcmp(again, buf) == 0;
+	OPENSSL_cleanse(again, sizeof(again));
+	if (m < 0)
+		return -1;
+	if (!same)
+		return sx_fail(err, SX_E_USAGE, "the two passphrases differ");
+	return n;
+}
+
+void sx_cli_pass_init(sx_pass *out, sx_cli_pass *src)
+{
+	out->none = src->none;
+	out->get = pass_get;
+	out->ctx = src;
+}

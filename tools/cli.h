@@ -1,0 +1,38 @@
+/* tools/: the sxfer command line. Parses flags, builds a configuration, calls
+ * one engine or pki entry and maps the error class to the exit code. */
+#ifndef SX_CLI_H
+#define SX_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "common/sx_err.h"
+#include "pki/sx_pki.h"
+
+typedef struct sx_cmd {
+	const char *name;
+	int (*main)(int argc, char **argv); /* argv[0] is the subcommand name */
+	const char *summary;
+} sx_cmd;
+
+int sx_cmd_ca(int argc, char **argv);
+int sx_cmd_id(int argc, char **argv);
+int sx_cmd_serve(int argc, char **argv);
+int sx_cmd_send(int argc, char **argv);
+
+/* Prints "sxfer: <message>" on stderr and returns the exit code of the class. */
+int sx_cli_report(const sx_err *err);
+
+/* Prints "sxfer <cmd>: <message>" and the hint to use --help; returns 2. */
+int sx_cli_usage_error(const char *cmd, const char *fmt, ...) SX_PRINTF(2, 3);
+
+/* Passphrase source for pki: SXFER_PASSPHRASE, then --pass-file, then a
+ * no-echo prompt when stdin is a terminal. */
+typedef struct sx_cli_pass {
+	const char *file; /* --pass-file or NULL */
+	bool none;	  /* --no-passphrase */
+} sx_cli_pass;
+
+void sx_cli_pass_init(sx_pass *out, sx_cli_pass *src);
+
+#endif

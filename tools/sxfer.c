@@ -1,0 +1,69 @@
+/* sxfer: one binary, git-style subcommands generated from one table. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/cli.h"
+
+static int cmd_help(int argc, char **argv);
+
+static const sx_cmd commands[] = {
+	{"ca", sx_cmd_ca, "run a small certificate authority (init, issue, sign, revoke, crl, list)"},
+	{"id", sx_cmd_id, "create, show and verify identities (key, CSR, certificate)"},
+	{"serve", sx_cmd_serve, "receive files from authenticated senders"},
+	{"send", sx_cmd_send, "send files, folders or a stream to a server"},
+	{"help", cmd_help, "show this overview, or the help of one command"},
+};
+
+static void overview(FILE *f)
+{
+	fprintf(f, "usage: sxfer <command> [options]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nRun 'sxfer <command> --help' for the options of one command.\n"
+		   "Exit codes: 0 ok, 1 other failure, 2 usage, 3 authentication or certificate,\n"
+		   "            4 integrity, 5 local I/O, 6 network or timeout.\n");
+}
+
+static const sx_cmd *find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	if (argc >= 2) {
+		const sx_cmd *c = find(argv[1]);
+		if (c == NULL || c->main == cmd_help) {
+			fprintf(stderr, "sxfer help: unknown command '%s'\n", argv[1]);
+			return 2;
+		}
+		char *sub[] = {argv[1], "--help", NULL};
+		return c->main(2, sub);
+	}
+	overview(stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		overview(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return cmd_help(1, argv + 1);
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("sxfer 0.1\n");
+		return 0;
+	}
+	const sx_cmd *c = find(argv[1]);
+	if (c == NULL) {
+		fprintf(stderr, "sxfer: unknown command '%s'\n\n", argv[1]);
+		overview(stderr);
+		return 2;
+	}
+	return c->main(argc - 1, argv + 1);
+}
