@@ -1,0 +1,87 @@
+/* engine/channel: the TLS 1.3 handshake (OpenSSL over memory BIOs, so the
+ * engine owns every byte on the socket), the HELLO exchange inside TLS, the
+ * exporter (RFC 8446 section 7.5) that keys the record layer, and key
+ * confirmation. Nothing above this file calls SSL_*.
+ *
+ * It is a byte-in/byte-out state machine with no socket of its own:
+ *   - sx_chan_input() takes bytes received from the peer. During the TLS
+ *     phase it consumes whole TLS records only (it parses the 5-byte TLS
+ *     record header), so that when the channel becomes ready, the bytes it
+ *     did not consume are the first sxfer records.
+ *   - sx_chan_output() hands out bytes to send (TLS records, then the
+ *     server's sealed CONFIRM record).
+ *   - once sx_chan_ready(), the caller takes the two record directions with
+ *     sx_chan_take_keys() and the channel can be freed.
+ *
+ * Client: TLS handshake -> sends HELLO inside TLS -> derives keys -> waits
+ *   for the server's sealed CONFIRM record (key confirmation: a client sends
+ *   no file data before it has opened a sealed record from the server; in TLS
+ *   1.3 its handshake can finish before the server has rejected its
+ *   certificate) -> ready.
+ * Server: TLS handshake (client certificate required, checked by the pki
+ *   policy with role client and the CRL) -> reads HELLO -> derives keys ->
+ *   queues the sealed CONFIRM -> ready. */
+#ifndef SX_CHANNEL_H
+#define SX_CHANNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/sx_err.h"
+#include "engine/sx_record.h"
+#include "engine/sx_wire.h"
+#include "pki/sx_pki.h"
+
+typedef struct sx_chan sx_chan;
+
+/* Shared by every connection of a server (or the one of a client): the
+ * SSL_CTX with our certificate, key, trust anchors and policy. */
+typedef struct sx_chan_ctx sx_chan_ctx;
+
+typedef struct sx_chan_cfg {
+	bool server;
+	const sx_identity *id; /* our key, chain and trust anchors (borrowed) */
+	X509_CRL *crl;	       /* revocation list for the peer, may be NULL (borrowed) */
+	/* client only */
+	const char *server_name; /* checked against the server's SAN */
+	sx_suite suite;
+	uint64_t rotate_bytes;
+	/* both: largest record body we accept */
+	uint32_t max_record;
+} sx_chan_cfg;
+
+int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err) SX_MUST_CHECK;
+void sx_chan_ctx_free(sx_chan_ctx *ctx);
+
+int sx_chan_new(sx_chan **out, sx_chan_ctx *ctx, sx_err *err) SX_MUST_CHECK;
+void sx_chan_free(sx_chan *c);
+
+/* Feeds received bytes; *used is how many were consumed. Failures: SX_E_AUTH
+ * for certificate/handshake refusals (with the reason: the policy's, or the
+ * peer's alert), SX_E_NET for a malformed TLS stream, SX_E_INTEGRITY for a
+ * CONFIRM that does not open. */
+int sx_chan_input(sx_chan *c, const uint8_t *in, size_t len, size_t *used,
+		  sx_err *err) SX_MUST_CHECK;
+
+/* Bytes waiting to be sent: *out points to them (valid until the next call on
+ * c), *n their count; sx_chan_consume(c, n) once they are sent. */
+void sx_chan_output(sx_chan *c, const uint8_t **out, size_t *n);
+void sx_chan_consume(sx_chan *c, size_t n);
+
+/* Ready: handshake done, keys derived, key confirmation done (client) or
+ * queued (server; send the pending output before anything else). */
+bool sx_chan_ready(const sx_chan *c);
+
+typedef struct sx_chan_result {
+	sx_rdir tx, rx;
+	sx_hello hello;		   /* the negotiated parameters */
+	uint32_t peer_max_record;  /* largest record body the peer accepts */
+	char peer_name[256];	   /* the peer certificate's CN */
+	char peer_fingerprint[65]; /* SHA-256 of the peer's certificate */
+} sx_chan_result;
+
+/* Moves the keys out (the channel keeps none) and fills the peer details. */
+void sx_chan_take(sx_chan *c, sx_chan_result *out);
+
+#endif

@@ -1,0 +1,118 @@
+/* engine/wire: the bounded cursor every parser reads through, the writer
+ * every encoder writes through, and the control messages carried in sealed
+ * CTRL records (docs/PROTOCOL.md, "Control messages"). Pure. */
+#ifndef SX_WIRE_H
+#define SX_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/sx_err.h"
+
+/* ---- bounded cursor (reader) ------------------------------------------- */
+
+typedef struct sx_cur {
+	const uint8_t *p;
+	size_t len;
+	size_t pos;
+} sx_cur;
+
+static inline sx_cur sx_cur_make(const uint8_t *p, size_t len)
+{
+	sx_cur c = {p, len, 0};
+	return c;
+}
+static inline size_t sx_cur_left(const sx_cur *c)
+{
+	return c->len - c->pos;
+}
+int sx_cur_u8(sx_cur *c, uint8_t *v) SX_MUST_CHECK;
+int sx_cur_u16(sx_cur *c, uint16_t *v) SX_MUST_CHECK;
+int sx_cur_u32(sx_cur *c, uint32_t *v) SX_MUST_CHECK;
+int sx_cur_u64(sx_cur *c, uint64_t *v) SX_MUST_CHECK;
+int sx_cur_bytes(sx_cur *c, size_t n, const uint8_t **out) SX_MUST_CHECK;
+/* A block prefixed by a 16-bit length, consumed exactly. */
+int sx_cur_block16(sx_cur *c, const uint8_t **out, size_t *n) SX_MUST_CHECK;
+/* Leftover bytes are an error. */
+int sx_cur_end(const sx_cur *c) SX_MUST_CHECK;
+
+/* ---- writer ------------------------------------------------------------- */
+
+typedef struct sx_wbuf {
+	uint8_t *p;
+	size_t cap;
+	size_t len;
+	bool overflow; /* set once a put did not fit; the buffer is then unusable */
+} sx_wbuf;
+
+static inline sx_wbuf sx_wbuf_make(uint8_t *p, size_t cap)
+{
+	sx_wbuf w = {p, cap, 0, false};
+	return w;
+}
+void sx_put_u8(sx_wbuf *w, uint8_t v);
+void sx_put_u16(sx_wbuf *w, uint16_t v);
+void sx_put_u32(sx_wbuf *w, uint32_t v);
+void sx_put_u64(sx_wbuf *w, uint64_t v);
+void sx_put_bytes(sx_wbuf *w, const void *p, size_t n);
+void sx_put_block16(sx_wbuf *w, const void *p, size_t n);
+
+/* ---- the client's HELLO (sent inside TLS, RFC 8446 application data) ---- */
+
+#define SX_PROTO_VERSION 1
+#define SX_ALPN "sxfer/1"
+
+typedef struct sx_hello {
+	uint8_t version;
+	uint8_t suite;
+	uint32_t max_record;   /* largest record body the client accepts */
+	uint64_t rotate_bytes; /* key-update interval proposed by the client */
+} sx_hello;
+
+#define SX_HELLO_LEN 16
+void sx_hello_encode(const sx_hello *h, uint8_t out[SX_HELLO_LEN]);
+int sx_hello_decode(const uint8_t *in, size_t len, sx_hello *h, sx_err *err) SX_MUST_CHECK;
+
+/* ---- control messages (bodies of SX_REC_CTRL records) ------------------ */
+
+enum {
+	SX_MSG_CONFIRM = 0x01,	  /* server -> client, first sealed record */
+	SX_MSG_FILE_BEGIN = 0x10, /* sender: a file (or stream) starts */
+	SX_MSG_FILE_END = 0x11,	  /* sender: the file's data is complete */
+	SX_MSG_DIR = 0x12,	  /* sender: a folder (kept even when empty) */
+	SX_MSG_FILE_OK = 0x20,	  /* receiver: stored durably under its final name */
+	SX_MSG_FILE_ERR = 0x21,	  /* receiver: this file was refused or failed */
+	SX_MSG_ERROR = 0x22,	  /* either side: fatal, the connection ends */
+};
+
+#define SX_PATH_MAX 4096
+#define SX_REASON_MAX 400
+#define SX_SIZE_UNKNOWN UINT64_MAX /* a stream from standard input */
+
+typedef struct sx_msg {
+	uint8_t type;
+	uint32_t file_id;     /* FILE_BEGIN, FILE_END, FILE_OK, FILE_ERR */
+	uint64_t size;	      /* FILE_BEGIN (may be unknown), FILE_END, FILE_OK */
+	uint32_t mode;	      /* FILE_BEGIN, DIR: permission bits */
+	int64_t mtime_sec;    /* FILE_BEGIN, DIR */
+	uint32_t mtime_nsec;  /* FILE_BEGIN, DIR */
+	uint32_t max_record;  /* CONFIRM */
+	uint8_t err_class;    /* FILE_ERR, ERROR: an sx_class */
+	const uint8_t *path;  /* FILE_BEGIN, DIR: relative path, not NUL terminated */
+	size_t path_len;
+	const uint8_t *reason; /* FILE_ERR, ERROR: text, not NUL terminated */
+	size_t reason_len;
+} sx_msg;
+
+/* Encodes into w; check w->overflow after. */
+void sx_msg_encode(const sx_msg *m, sx_wbuf *w);
+/* Decodes a CTRL record body; pointers in m point into body. */
+int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err) SX_MUST_CHECK;
+
+/* A relative path as the receiver accepts it: non-empty, at most
+ * SX_PATH_MAX bytes, '/'-separated, no leading '/', no empty, '.' or '..'
+ * component, no NUL, no control characters. */
+int sx_path_check(const uint8_t *path, size_t len, sx_err *err) SX_MUST_CHECK;
+
+#endif
