@@ -256,6 +256,25 @@ static void test_hkdf_label_bounds(void **state)
 	assert_int_equal(sx_hkdf_expand_label(s, sizeof(s), label, ctx, 255, out, 32, &err), 0);
 }
 
+/* RFC 8448 §3 (simple 1-RTT handshake): Derive-Secret(early_secret,
+ * "derived", "") = HKDF-Expand-Label(early_secret, "derived", SHA-256(""), 32).
+ * Checks the HkdfLabel encoding against TLS 1.3's own published trace. */
+static void test_hkdf_label_rfc8448(void **state)
+{
+	(void)state;
+	uint8_t early[32], empty_hash[32], out[32];
+	sx_err err = {0};
+	unhex("33ad0a1c607ec03b09e6cd9893680ce210adf300aa1f2660e1b22e10f170f92a", early,
+	      sizeof(early));
+	unhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", empty_hash,
+	      sizeof(empty_hash));
+	assert_int_equal(sx_hkdf_expand_label(early, sizeof(early), "derived", empty_hash,
+					      sizeof(empty_hash), out, sizeof(out), &err),
+			 0);
+	assert_hex(out, sizeof(out),
+		   "6f2615a108c702c5678f54fc9dbab69716c076189c48250cebeac3576c3611ba");
+}
+
 static void check_kat(const struct kat *k)
 {
 	uint8_t s[SX_SECRET_LEN], rec[REC_CAP], want[REC_CAP];
