@@ -686,16 +686,27 @@ static void test_key_update(void **state)
 
 int main(void)
 {
+	/* clang-format off */
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_suite_names),		cmocka_unit_test(test_keys_split),
-	    cmocka_unit_test(test_hkdf_label_bounds),	cmocka_unit_test(test_kat_gcm),
-	    cmocka_unit_test(test_kat_ctr_hmac),	cmocka_unit_test(test_kat_chacha),
-	    cmocka_unit_test(test_roundtrip_sizes),	cmocka_unit_test(test_roundtrip_large),
-	    cmocka_unit_test(test_eos_empty),		cmocka_unit_test(test_tamper),
-	    cmocka_unit_test(test_replay_reorder_drop), cmocka_unit_test(test_directions_differ),
-	    cmocka_unit_test(test_truncated),		cmocka_unit_test(test_check_header),
-	    cmocka_unit_test(test_seal_refuses),	cmocka_unit_test(test_seq_exhausted),
-	    cmocka_unit_test(test_key_update),
+		cmocka_unit_test(test_suite_names),
+		cmocka_unit_test(test_keys_split),
+		cmocka_unit_test(test_hkdf_label_bounds),
+		cmocka_unit_test(test_hkdf_label_rfc8448),
+		cmocka_unit_test(test_kat_gcm),
+		cmocka_unit_test(test_kat_ctr_hmac),
+		cmocka_unit_test(test_kat_chacha),
+		cmocka_unit_test(test_roundtrip_sizes),
+		cmocka_unit_test(test_roundtrip_large),
+		cmocka_unit_test(test_eos_empty),
+		cmocka_unit_test(test_tamper),
+		cmocka_unit_test(test_replay_reorder_drop),
+		cmocka_unit_test(test_directions_differ),
+		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_check_header),
+		cmocka_unit_test(test_seal_refuses),
+		cmocka_unit_test(test_seq_exhausted),
+		cmocka_unit_test(test_key_update),
 	};
+	/* clang-format on */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
