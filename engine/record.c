@@ -28,6 +28,9 @@
 /* AES-256-CTR: 2^32 counter values of 16 bytes per record. */
 #define SX_CTR_MAX_PLAIN ((uint64_t)1 << 36)
 
+_Static_assert((uint64_t)SX_REC_BODY_MAX < SX_CTR_MAX_PLAIN,
+	       "a record body must fit the AES-256-CTR 32-bit block counter");
+
 enum { SX_CMODE_NONE = 0, SX_CMODE_SEAL = 1, SX_CMODE_OPEN = 2 };
 
 static const struct {
@@ -430,6 +433,11 @@ int sx_record_seal(sx_rdir *d, uint8_t type, uint8_t flags, uint8_t *rec, size_t
 	SX_ENSURE(plen <= SX_REC_BODY_MAX - tag_len, err, SX_E_OTHER,
 		  "record layer: %zu bytes of plaintext exceed the record limit of %zu", plen,
 		  (size_t)(SX_REC_BODY_MAX - tag_len));
+	/* AES-256-CTR: the 32-bit block counter must not wrap into the nonce.
+	 * Implied by the 32-bit length field (see the assertion above), and
+	 * checked here so a wider length field could not silently break it. */
+	SX_ENSURE(d->suite != SX_SUITE_AES256CTR_HMAC || plen <= SX_CTR_MAX_PLAIN, err, SX_E_OTHER,
+		  "record layer: %zu bytes exceed the AES-256-CTR record limit", plen);
 	body_len = plen + tag_len;
 	body = rec + SX_REC_HDR_LEN;
 	tag = body + plen;
