@@ -26,7 +26,28 @@ size_t sx_suite_tag_len(sx_suite s);
  * body = ciphertext || tag. */
 #define SX_REC_HDR_LEN 8
 #define SX_REC_TAG_MAX 32
-#define SX_SECRET_LEN 32
+#define SX_SECRET_LEN  32
+#define SX_KEY_LEN     32
+#define SX_IV_LEN      12
+
+/* The body length field is 32 bits, so a body (ciphertext || tag) is at most
+ * 4 GiB - 1 bytes. This is below every suite's per-invocation limit: the
+ * AES-256-CTR counter block has a 32-bit block counter (2^32 blocks = 64 GiB),
+ * GCM allows 2^36 - 32 bytes (NIST SP 800-38D), ChaCha20-Poly1305 2^38 - 64
+ * (RFC 8439 §2.8). Receivers use a much smaller max_body of their own. */
+#define SX_REC_BODY_MAX UINT32_MAX
+
+/* Default ratchet interval: 64 GiB of plaintext per epoch (docs/PROTOCOL.md
+ * "Key schedule"). rotate_bytes == 0 in sx_rdir_init means this value. */
+#define SX_ROTATE_DEFAULT (64ull << 30)
+
+/* HKDF-Expand-Label labels (without the "tls13 " prefix the function adds). */
+#define SX_LABEL_C2S  "sxfer c2s"
+#define SX_LABEL_S2C  "sxfer s2c"
+#define SX_LABEL_KEY  "sxfer key"
+#define SX_LABEL_IV   "sxfer iv"
+#define SX_LABEL_HMAC "sxfer hmac"
+#define SX_LABEL_KU   "sxfer ku"
 
 enum {
 	SX_REC_CTRL = 1, /* control message (engine/wire) */
@@ -35,30 +56,43 @@ enum {
 };
 
 #define SX_REC_FLAG_COMPRESSED 0x01
+#define SX_REC_FLAGS_KNOWN     SX_REC_FLAG_COMPRESSED /* other bits are refused */
 
 /* One direction of a connection: the current epoch's keys and the implicit
  * sequence number. */
 typedef struct sx_rdir {
 	sx_suite suite;
 	uint8_t secret[SX_SECRET_LEN]; /* current epoch traffic secret */
-	uint8_t key[32];
-	uint8_t mac_key[32]; /* AES-256-CTR + HMAC-SHA-256 only */
-	uint8_t iv[12];
-	uint64_t seq;		/* next record's sequence number */
-	uint64_t epoch;		/* number of ratchet steps taken */
-	uint64_t epoch_bytes;	/* plaintext bytes sealed/opened in this epoch */
-	uint64_t rotate_bytes;	/* ratchet after this many plaintext bytes */
+	uint8_t key[SX_KEY_LEN];
+	uint8_t mac_key[SX_KEY_LEN]; /* AES-256-CTR + HMAC-SHA-256 only */
+	uint8_t iv[SX_IV_LEN];
+	uint64_t seq;	       /* next record's sequence number */
+	uint64_t epoch;	       /* number of ratchet steps taken */
+	uint64_t epoch_bytes;  /* plaintext bytes sealed/opened in this epoch */
+	uint64_t rotate_bytes; /* ratchet after this many plaintext bytes */
 	EVP_CIPHER_CTX *cctx;
 	EVP_MAC_CTX *mctx;
+	int cmode;   /* internal: what cctx is keyed for (none, seal, open) */
+	bool failed; /* a failed open (or a broken seal) ends the direction */
 } sx_rdir;
+
+/* HKDF-Expand-Label of RFC 8446 §7.1 over SHA-256: HKDF-Expand (RFC 5869
+ * §2.3) with info = HkdfLabel { uint16 length = out_len;
+ * opaque label<7..255> = "tls13 " + label; opaque context<0..255> = ctx }.
+ * label is a NUL-terminated string without the prefix. */
+int sx_hkdf_expand_label(const uint8_t *secret, size_t secret_len, const char *label,
+			 const uint8_t *ctx, size_t ctx_len, uint8_t *out, size_t out_len,
+			 sx_err *err) SX_MUST_CHECK;
 
 /* Splits the exporter output into the two direction secrets. */
 int sx_keys_split(const uint8_t master[SX_SECRET_LEN], uint8_t c2s[SX_SECRET_LEN],
 		  uint8_t s2c[SX_SECRET_LEN], sx_err *err) SX_MUST_CHECK;
 
+/* d is overwritten (it must not hold a live direction). rotate_bytes == 0
+ * means SX_ROTATE_DEFAULT. A direction is used either to seal or to open. */
 int sx_rdir_init(sx_rdir *d, sx_suite suite, const uint8_t secret[SX_SECRET_LEN],
 		 uint64_t rotate_bytes, sx_err *err) SX_MUST_CHECK;
-void sx_rdir_free(sx_rdir *d); /* wipes */
+void sx_rdir_free(sx_rdir *d); /* wipes; safe on a zeroed or freed sx_rdir */
 
 /* Validates a received header before anything is allocated or read:
  * reserved bits zero, known type, max_body >= body length >= tag length. */
