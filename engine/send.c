@@ -1,0 +1,645 @@
+/* The sender: walks its arguments into an ordered list of entries, then
+ * streams FILE_BEGIN, DATA..., FILE_END per file and EOS, keeping several
+ * records in flight: the next chunks are read while the current one is sealed
+ * and sent (ARCHITECTURE.md, "The data path of one chunk"). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/sx_util.h"
+#include "engine/sx_link.h"
+#include "engine/sx_transfer.h"
+
+#define NSLOTS 8
+#define RX_CAP (64u * 1024)
+#define CTRL_MAX (SX_PATH_MAX + 64)
+
+enum { OP_HS_SEND = 1, OP_RECV, OP_READ, OP_SEND };
+
+typedef struct entry {
+	char *src; /* path to open; NULL for standard input */
+	char *rel; /* relative path on the receiver */
+	bool is_dir;
+} entry;
+
+typedef struct entries {
+	entry *v;
+	size_t n, cap;
+} entries;
+
+enum { SLOT_FREE = 0, SLOT_READING, SLOT_READY, SLOT_SENDING };
+
+typedef struct slot {
+	uint8_t *buf;
+	size_t cap;
+	int state;
+	uint8_t type;
+	size_t plen;   /* plaintext bytes ready (DATA: bytes read so far) */
+	size_t want;   /* DATA: bytes to read */
+	uint64_t off;  /* DATA: file offset of the chunk */
+	int fd;	       /* DATA: file being read */
+	uint64_t order;
+	bool stream; /* DATA from standard input: EOF turns it into FILE_END */
+} slot;
+
+typedef struct sender {
+	const sx_send_cfg *cfg;
+	sx_io *io;
+	int sock;
+	sx_link link;
+	slot slots[NSLOTS];
+	uint64_t next_order, send_order;
+	bool sending;
+	entries ents;
+	size_t cur;	 /* entry being produced */
+	int phase;	 /* 0 begin, 1 data, 2 end */
+	int cur_fd;
+	uint64_t cur_size, cur_off;
+	uint32_t file_id;
+	bool stream_reading;
+	bool produced_eos;
+	bool eos_sent, eos_received;
+	uint8_t rxbuf[SX_REC_HDR_LEN + RX_CAP + SX_REC_TAG_MAX];
+	uint32_t chunk;
+	sx_progress prog;
+	sx_send_stats *stats;
+	sx_err file_err; /* first file the receiver refused */
+	int fds_open[NSLOTS + 2];
+} sender;
+
+static uint64_t tag_of(int op, unsigned slot)
+{
+	return ((uint64_t)op << 24) | slot;
+}
+
+static int ents_add(entries *e, const char *src, const char *rel, bool is_dir, sx_err *err)
+{
+	if (e->n == e->cap) {
+		size_t ncap = e->cap ? e->cap * 2 : 64;
+		entry *nv = realloc(e->v, ncap * sizeof(*nv));
+		if (nv == NULL)
+			return sx_fail(err, SX_E_OTHER, "out of memory");
+		e->v = nv;
+		e->cap = ncap;
+	}
+	entry *x = &e->v[e->n];
+	x->src = src ? strdup(src) : NULL;
+	x->rel = strdup(rel);
+	x->is_dir = is_dir;
+	if ((src && !x->src) || !x->rel)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	e->n++;
+	return 0;
+}
+
+static void ents_free(entries *e)
+{
+	for (size_t i = 0; i < e->n; i++) {
+		free(e->v[i].src);
+		free(e->v[i].rel);
+	}
+	free(e->v);
+}
+
+static int walk(entries *e, const char *src, const char *rel, int depth, sx_err *err)
+{
+	struct dirent **names = NULL;
+	int rc = -1;
+	if (depth > 64)
+		return sx_fail(err, SX_E_IO, "%s: folders nested too deeply", src);
+	SX_GUARD(ents_add(e, src, rel, true, err));
+	int n = scandir(src, &names, NULL, alphasort);
+	if (n < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "%s: cannot read folder", src);
+	for (int i = 0; i < n; i++) {
+		const char *nm = names[i]->d_name;
+		if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0)
+			continue;
+		char s[SX_PATH_MAX + 256], r[SX_PATH_MAX + 256];
+		if (snprintf(s, sizeof(s), "%s/%s", src, nm) >= (int)sizeof(s) ||
+		    snprintf(r, sizeof(r), "%s/%s", rel, nm) >= (int)sizeof(r) ||
+		    strlen(r) > SX_PATH_MAX) {
+			sx_fail(err, SX_E_IO, "%s/%s: path too long", src, nm);
+			goto out;
+		}
+		struct stat st;
+		if (lstat(s, &st) < 0) {
+			sx_fail_errno(err, SX_E_IO, errno, "%s", s);
+			goto out;
+		}
+		if (S_ISDIR(st.st_mode))
+			SX_GUARD(walk(e, s, r, depth + 1, err));
+		else if (S_ISREG(st.st_mode))
+			SX_GUARD(ents_add(e, s, r, false, err));
+		else
+			sx_log("warn", "skip", "path=\"%s\" reason=\"not a regular file or folder\"", s);
+	}
+	rc = 0;
+out:
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static const char *base_name(const char *p, char *buf, size_t cap)
+{
+	size_t n = strlen(p);
+	while (n > 1 && p[n - 1] == '/')
+		n--;
+	size_t s = n;
+	while (s > 0 && p[s - 1] != '/')
+		s--;
+	snprintf(buf, cap, "%.*s", (int)(n - s), p + s);
+	return buf;
+}
+
+static int build_entries(sender *s, sx_err *err)
+{
+	const sx_send_cfg *cfg = s->cfg;
+	for (int i = 0; i < cfg->npaths; i++) {
+		const char *p = cfg->paths[i];
+		char base[512];
+		if (strcmp(p, "-") == 0) {
+			const char *name = cfg->stream_name ? cfg->stream_name : "stdin";
+			SX_GUARD(ents_add(&s->ents, NULL, name, false, err));
+			continue;
+		}
+		struct stat st;
+		if (stat(p, &st) < 0)
+			return sx_fail_errno(err, SX_E_IO, errno, "%s", p);
+		base_name(p, base, sizeof(base));
+		if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0 || base[0] == '\0' ||
+		    strcmp(base, "/") == 0)
+			return sx_fail(err, SX_E_USAGE, "%s: name the folder itself, not '.', '..' or '/'", p);
+		if (S_ISDIR(st.st_mode))
+			SX_GUARD(walk(&s->ents, p, base, 0, err));
+		else if (S_ISREG(st.st_mode))
+			SX_GUARD(ents_add(&s->ents, p, base, false, err));
+		else
+			return sx_fail(err, SX_E_USAGE, "%s: not a regular file or folder", p);
+	}
+	for (size_t i = 0; i < s->ents.n; i++) {
+		entry *e = &s->ents.v[i];
+		if (e->is_dir)
+			continue;
+		s->prog.files_total++;
+		if (e->src == NULL)
+			s->prog.total_known = false;
+		struct stat st;
+		if (e->src && stat(e->src, &st) == 0)
+			s->prog.bytes_total += (uint64_t)st.st_size;
+	}
+	return 0;
+out:
+	return -1;
+}
+
+static slot *free_slot(sender *s)
+{
+	for (unsigned i = 0; i < NSLOTS; i++)
+		if (s->slots[i].state == SLOT_FREE)
+			return &s->slots[i];
+	return NULL;
+}
+
+static int fill_ctrl(slot *sl, const sx_msg *m, sx_err *err)
+{
+	sx_wbuf w = sx_wbuf_make(sl->buf + SX_REC_HDR_LEN, CTRL_MAX);
+	sx_msg_encode(m, &w);
+	if (w.overflow)
+		return sx_fail(err, SX_E_OTHER, "control message does not fit");
+	sl->type = SX_REC_CTRL;
+	sl->plen = w.len;
+	sl->state = SLOT_READY;
+	return 0;
+}
+
+static int put_ctrl(sender *s, slot *sl, const sx_msg *m, sx_err *err)
+{
+	sl->order = s->next_order++;
+	return fill_ctrl(sl, m, err);
+}
+
+static void stat_to_msg(const struct stat *st, sx_msg *m)
+{
+	m->mode = st->st_mode & 07777;
+	m->mtime_sec = st->st_mtim.tv_sec;
+	m->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+}
+
+static int submit_read(sender *s, slot *sl, sx_err *err)
+{
+	unsigned idx = (unsigned)(sl - s->slots);
+	uint64_t off = sl->stream ? SX_IO_OFF_CUR : sl->off + sl->plen;
+	sl->state = SLOT_READING;
+	return sx_io_read(s->io, sl->fd, sl->buf + SX_REC_HDR_LEN + sl->plen, sl->want - sl->plen,
+			  off, tag_of(OP_READ, idx), err);
+}
+
+/* Fills free slots with the next records, in order. */
+static int produce(sender *s, sx_err *err)
+{
+	slot *sl;
+	while (!s->produced_eos && (sl = free_slot(s)) != NULL) {
+		if (s->cur == s->ents.n) {
+			sl->type = SX_REC_EOS;
+			sl->plen = 0;
+			sl->state = SLOT_READY;
+			sl->order = s->next_order++;
+			s->produced_eos = true;
+			break;
+		}
+		entry *e = &s->ents.v[s->cur];
+		sx_msg m = {0};
+		if (s->phase == 0) {
+			struct stat st;
+			m.path = (const uint8_t *)e->rel;
+			m.path_len = strlen(e->rel);
+			if (e->is_dir) {
+				if (stat(e->src, &st) < 0)
+					return sx_fail_errno(err, SX_E_IO, errno, "%s", e->src);
+				m.type = SX_MSG_DIR;
+				stat_to_msg(&st, &m);
+				SX_GUARD(put_ctrl(s, sl, &m, err));
+				s->cur++;
+				continue;
+			}
+			if (e->src == NULL) {
+				s->cur_fd = STDIN_FILENO;
+				memset(&st, 0, sizeof(st));
+				st.st_mode = 0644;
+				struct timespec now;
+				clock_gettime(CLOCK_REALTIME, &now);
+				st.st_mtim = now;
+				s->cur_size = SX_SIZE_UNKNOWN;
+			} else {
+				s->cur_fd = open(e->src, O_RDONLY | O_CLOEXEC);
+				if (s->cur_fd < 0 || fstat(s->cur_fd, &st) < 0)
+					return sx_fail_errno(err, SX_E_IO, errno, "%s", e->src);
+				s->cur_size = (uint64_t)st.st_size;
+			}
+			m.type = SX_MSG_FILE_BEGIN;
+			m.file_id = ++s->file_id;
+			m.size = s->cur_size;
+			stat_to_msg(&st, &m);
+			SX_GUARD(put_ctrl(s, sl, &m, err));
+			s->cur_off = 0;
+			s->phase = 1;
+			continue;
+		}
+		if (s->phase == 1) {
+			if (e->src == NULL) {
+				if (s->stream_reading)
+					break;
+				sl->stream = true;
+				sl->want = s->chunk;
+			} else if (s->cur_off < s->cur_size) {
+				uint64_t left = s->cur_size - s->cur_off;
+				sl->stream = false;
+				sl->want = left < s->chunk ? (size_t)left : s->chunk;
+			} else {
+				s->phase = 2;
+				continue;
+			}
+			sl->type = SX_REC_DATA;
+			sl->fd = s->cur_fd;
+			sl->off = s->cur_off;
+			sl->plen = 0;
+			sl->order = s->next_order++;
+			SX_GUARD(submit_read(s, sl, err));
+			if (sl->stream)
+				s->stream_reading = true;
+			else
+				s->cur_off += sl->want;
+			continue;
+		}
+		/* phase 2: end of a regular file (a stream ends in on_read) */
+		m.type = SX_MSG_FILE_END;
+		m.file_id = s->file_id;
+		m.size = s->cur_size;
+		SX_GUARD(put_ctrl(s, sl, &m, err));
+		/* Reads of this file may still be in flight; its fd is closed
+		 * when the last one completes (see on_read). */
+		for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
+			if (s->fds_open[i] < 0) {
+				s->fds_open[i] = s->cur_fd;
+				break;
+			}
+		s->cur_fd = -1;
+		s->cur++;
+		s->phase = 0;
+	}
+	return 0;
+out:
+	return -1;
+}
+
+static void close_idle_fds(sender *s)
+{
+	for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++) {
+		int fd = s->fds_open[i];
+		if (fd < 0)
+			continue;
+		bool busy = false;
+		for (unsigned j = 0; j < NSLOTS; j++)
+			if (s->slots[j].state == SLOT_READING && s->slots[j].fd == fd)
+				busy = true;
+		if (!busy) {
+			close(fd);
+			s->fds_open[i] = -1;
+		}
+	}
+}
+
+static int on_read(sender *s, unsigned idx, int64_t res, sx_err *err)
+{
+	slot *sl = &s->slots[idx];
+	if (res < 0)
+		return sx_fail_errno(err, SX_E_IO, (int)-res, "%s: read failed",
+				     sl->stream ? "standard input" : "file");
+	if (sl->stream) {
+		s->stream_reading = false;
+		if (res == 0) {
+			/* End of the stream: this slot keeps its place in the
+			 * order and carries FILE_END instead of data. */
+			sx_msg m = {.type = SX_MSG_FILE_END, .file_id = s->file_id, .size = s->cur_off};
+			s->cur++;
+			s->phase = 0;
+			return fill_ctrl(sl, &m, err);
+		}
+		sl->plen = (size_t)res;
+		s->cur_off += (uint64_t)res;
+		sl->state = SLOT_READY;
+		return 0;
+	}
+	if (res == 0)
+		return sx_fail(err, SX_E_IO, "a file shrank while it was being sent");
+	sl->plen += (size_t)res;
+	if (sl->plen < sl->want)
+		return submit_read(s, sl, err);
+	sl->state = SLOT_READY;
+	return 0;
+}
+
+/* Seals the next record in order and sends it; one send in flight keeps the
+ * byte stream in sequence order. */
+static int pump_send(sender *s, sx_err *err)
+{
+	if (s->sending || !s->link.ready)
+		return 0;
+	for (unsigned i = 0; i < NSLOTS; i++) {
+		slot *sl = &s->slots[i];
+		if (sl->state != SLOT_READY || sl->order != s->send_order)
+			continue;
+		size_t len = 0;
+		SX_GUARD(sx_record_seal(&s->link.k.tx, sl->type, 0, sl->buf, sl->plen, &len, err));
+		sl->state = SLOT_SENDING;
+		s->sending = true;
+		return sx_io_send(s->io, s->sock, sl->buf, len, tag_of(OP_SEND, i), err);
+	}
+	return 0;
+out:
+	return -1;
+}
+
+static int on_send(sender *s, unsigned idx, int64_t res, sx_err *err)
+{
+	slot *sl = &s->slots[idx];
+	if (res < 0)
+		return sx_fail_errno(err, SX_E_NET, (int)-res, "send to %s failed", s->cfg->host);
+	if (sl->type == SX_REC_DATA) {
+		s->prog.bytes_sent += sl->plen;
+		s->stats->bytes += sl->plen;
+	}
+	if (sl->type == SX_REC_EOS)
+		s->eos_sent = true;
+	sl->state = SLOT_FREE;
+	s->sending = false;
+	s->send_order++;
+	return 0;
+}
+
+static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
+{
+	sx_msg m;
+	if (sx_msg_decode(pt, len, &m, err) < 0)
+		return -1;
+	switch (m.type) {
+	case SX_MSG_FILE_OK:
+		s->stats->files_ok++;
+		s->prog.files_done++;
+		return 0;
+	case SX_MSG_FILE_ERR:
+		s->stats->files_failed++;
+		s->prog.files_done++;
+		sx_log("error", "file_refused", "file_id=%u class=%u reason=\"%.*s\"", m.file_id,
+		       m.err_class, (int)m.reason_len, (const char *)m.reason);
+		sx_fail(&s->file_err, (sx_class)m.err_class, "receiver refused a file: %.*s",
+			(int)m.reason_len, (const char *)m.reason);
+		return 0;
+	case SX_MSG_ERROR:
+		return sx_fail(err, (sx_class)m.err_class, "receiver %s: %.*s", s->link.k.peer_name,
+			       (int)m.reason_len, (const char *)m.reason);
+	default:
+		return sx_fail(err, SX_E_INTEGRITY, "unexpected control message 0x%02x from receiver",
+			       m.type);
+	}
+}
+
+static int post_recv(sender *s, sx_err *err)
+{
+	uint8_t *buf;
+	size_t len;
+	if (!s->link.ready)
+		sx_link_hs_recv_buf(&s->link, &buf, &len);
+	else
+		sx_link_rx_want(&s->link, &buf, &len);
+	return sx_io_recv(s->io, s->sock, buf, len, tag_of(OP_RECV, 0), err);
+}
+
+static int on_recv(sender *s, int64_t res, sx_err *err)
+{
+	if (res < 0)
+		return sx_fail_errno(err, SX_E_NET, (int)-res, "receive from %s failed", s->cfg->host);
+	if (res == 0) {
+		if (!s->link.ready)
+			return sx_fail(err, SX_E_NET, "%s closed the connection during the handshake",
+				       s->cfg->host);
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "%s closed the connection without end-of-stream (truncated)",
+			       s->cfg->host);
+	}
+	if (!s->link.ready) {
+		SX_GUARD(sx_link_hs_input(&s->link, (size_t)res, err));
+		if (s->link.ready) {
+			sx_link_rx_set(&s->link, s->rxbuf, sizeof(s->rxbuf));
+			s->link.max_body = RX_CAP + SX_REC_TAG_MAX;
+			uint32_t peer = s->link.k.peer_max_record;
+			size_t tag = sx_suite_tag_len(s->link.k.tx.suite);
+			if (peer < tag + SX_CHUNK_MIN)
+				return sx_fail(err, SX_E_NET, "receiver's maximum record is too small");
+			if (s->chunk > peer - tag)
+				s->chunk = (uint32_t)(peer - tag);
+			snprintf(s->stats->peer_name, sizeof(s->stats->peer_name), "%s",
+				 s->link.k.peer_name);
+			memcpy(s->stats->peer_fingerprint, s->link.k.peer_fingerprint, 65);
+			s->stats->suite = (sx_suite)s->link.k.hello.suite;
+		}
+		return post_recv(s, err);
+	}
+	bool complete;
+	uint8_t type, flags, *pt;
+	size_t len;
+	SX_GUARD(sx_link_rx_input(&s->link, (size_t)res, &complete, &type, &flags, &pt, &len, err));
+	if (complete) {
+		if (type == SX_REC_CTRL)
+			SX_GUARD(on_ctrl(s, pt, len, err));
+		else if (type == SX_REC_EOS) {
+			if (!s->eos_sent)
+				return sx_fail(err, SX_E_INTEGRITY, "receiver ended the session early");
+			s->eos_received = true;
+			return 0;
+		} else
+			return sx_fail(err, SX_E_INTEGRITY, "unexpected record type %u from receiver", type);
+	}
+	return post_recv(s, err);
+out:
+	return -1;
+}
+
+static int handshake_send(sender *s, sx_err *err)
+{
+	const uint8_t *buf;
+	size_t len;
+	sx_link_hs_output(&s->link, &buf, &len);
+	if (len == 0)
+		return 0;
+	return sx_io_send(s->io, s->sock, buf, len, tag_of(OP_HS_SEND, 0), err);
+}
+
+int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
+{
+	sender *s = calloc(1, sizeof(*s));
+	sx_chan_ctx *ctx = NULL;
+	int rc = -1;
+	uint64_t t0 = sx_now_ns();
+	if (s == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	memset(stats, 0, sizeof(*stats));
+	s->cfg = cfg;
+	s->stats = stats;
+	s->sock = -1;
+	s->cur_fd = -1;
+	s->prog.total_known = true;
+	for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
+		s->fds_open[i] = -1;
+	s->chunk = cfg->chunk ? cfg->chunk : SX_CHUNK_DEFAULT;
+	SX_GUARD(build_entries(s, err));
+	for (unsigned i = 0; i < NSLOTS; i++) {
+		s->slots[i].cap = SX_REC_HDR_LEN + (s->chunk > CTRL_MAX ? s->chunk : CTRL_MAX) +
+				  SX_REC_TAG_MAX;
+		s->slots[i].buf = malloc(s->slots[i].cap);
+		s->slots[i].fd = -1;
+		if (s->slots[i].buf == NULL) {
+			sx_fail(err, SX_E_OTHER, "out of memory");
+			goto out;
+		}
+	}
+	sx_chan_cfg cc = {
+		.server = false,
+		.id = cfg->id,
+		.crl = cfg->crl,
+		.server_name = cfg->server_name ? cfg->server_name : cfg->host,
+		.suite = cfg->suite,
+		.rotate_bytes = cfg->rotate_bytes,
+		.max_record = RX_CAP + SX_REC_TAG_MAX,
+	};
+	SX_GUARD(sx_chan_ctx_new(&ctx, &cc, err));
+	SX_GUARD(sx_io_open(&s->io, cfg->io, 64, err));
+	stats->io_backend = sx_io_name(s->io);
+	SX_GUARD(sx_net_connect(cfg->host, cfg->port, cfg->timeout_ms, &s->sock, err));
+	SX_GUARD(sx_link_init(&s->link, ctx, err));
+	SX_GUARD(handshake_send(s, err));
+	SX_GUARD(post_recv(s, err));
+	while (!(s->eos_sent && s->eos_received)) {
+		sx_cqe cqe[16];
+		if (s->link.ready) {
+			SX_GUARD(produce(s, err));
+			SX_GUARD(pump_send(s, err));
+		}
+		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe), cfg->timeout_ms, err);
+		SX_GUARD(n);
+		if (n == 0) {
+			sx_fail(err, SX_E_NET, "%s: no progress for %d ms (timeout)", cfg->host,
+				cfg->timeout_ms);
+			goto out;
+		}
+		for (int i = 0; i < n; i++) {
+			int op = (int)(cqe[i].tag >> 24);
+			unsigned idx = (unsigned)(cqe[i].tag & 0xffffff);
+			switch (op) {
+			case OP_HS_SEND:
+				if (cqe[i].res < 0) {
+					sx_fail_errno(err, SX_E_NET, (int)-cqe[i].res, "send to %s failed",
+						      cfg->host);
+					goto out;
+				}
+				sx_link_hs_sent(&s->link);
+				SX_GUARD(handshake_send(s, err));
+				break;
+			case OP_RECV:
+				SX_GUARD(on_recv(s, cqe[i].res, err));
+				break;
+			case OP_READ:
+				SX_GUARD(on_read(s, idx, cqe[i].res, err));
+				close_idle_fds(s);
+				break;
+			case OP_SEND:
+				SX_GUARD(on_send(s, idx, cqe[i].res, err));
+				if (cfg->on_progress)
+					cfg->on_progress(cfg->progress_ctx, &s->prog);
+				break;
+			default:
+				sx_fail(err, SX_E_OTHER, "unknown completion %llx",
+					(unsigned long long)cqe[i].tag);
+				goto out;
+			}
+		}
+	}
+	if (s->file_err.cls != SX_OK) {
+		sx_fail(err, s->file_err.cls, "%s", s->file_err.msg);
+		goto out;
+	}
+	rc = 0;
+out:
+	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
+	if (s->io != NULL) {
+		if (s->sock >= 0)
+			if (sx_io_cancel_fd(s->io, s->sock, NULL) < 0)
+				sx_log("warn", "cancel", "reason=\"cannot cancel socket I/O\"");
+		sx_io_close(s->io);
+	}
+	if (s->sock >= 0)
+		close(s->sock);
+	if (s->cur_fd > STDIN_FILENO)
+		close(s->cur_fd);
+	for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
+		if (s->fds_open[i] >= 0)
+			close(s->fds_open[i]);
+	sx_link_free(&s->link);
+	sx_chan_ctx_free(ctx);
+	for (unsigned i = 0; i < NSLOTS; i++)
+		free(s->slots[i].buf);
+	ents_free(&s->ents);
+	OPENSSL_cleanse(s->rxbuf, sizeof(s->rxbuf));
+	free(s);
+	return rc;
+}

@@ -1,0 +1,206 @@
+#include "engine/sx_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/sx_util.h"
+#include "engine/sx_wire.h"
+
+static int open_beneath(int dirfd, const char *name, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	return (int)syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
+}
+
+int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool overwrite, sx_err *err)
+{
+	memset(st, 0, sizeof(*st));
+	st->root_fd = -1;
+	st->cache_fd = -1;
+	st->overwrite = overwrite;
+	size_t n = strlen(peer);
+	if (strchr(peer, '/') != NULL || sx_path_check((const uint8_t *)peer, n, err) < 0) {
+		sx_err_clear(err);
+		return sx_fail(err, SX_E_AUTH, "peer name '%s' cannot be used as a folder name", peer);
+	}
+	if (sx_mkdirs(out_dir, 0755, err) < 0)
+		return -1;
+	int out = open(out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (out < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "%s", out_dir);
+	if (mkdirat(out, peer, 0755) < 0 && errno != EEXIST) {
+		int e = errno;
+		close(out);
+		return sx_fail_errno(err, SX_E_IO, e, "%s/%s: cannot create folder", out_dir, peer);
+	}
+	st->root_fd = open_beneath(out, peer, O_RDONLY | O_DIRECTORY);
+	int e = errno;
+	close(out);
+	if (st->root_fd < 0)
+		return sx_fail_errno(err, SX_E_IO, e, "%s/%s: cannot open folder", out_dir, peer);
+	return 0;
+}
+
+void sx_store_close(sx_store *st)
+{
+	if (st->cache_fd >= 0)
+		close(st->cache_fd);
+	if (st->root_fd >= 0)
+		close(st->root_fd);
+	st->cache_fd = st->root_fd = -1;
+}
+
+/* Resolves (creating when asked) the folder `dir` (dlen bytes, may be 0 for
+ * the root) beneath the root; returns a new fd. */
+static int resolve_dir(sx_store *st, const char *dir, size_t dlen, bool create, mode_t mode,
+		       sx_err *err)
+{
+	if (dlen == 0)
+		return fcntl(st->root_fd, F_DUPFD_CLOEXEC, 0);
+	if (st->cache_fd >= 0 && strlen(st->cache_path) == dlen &&
+	    memcmp(st->cache_path, dir, dlen) == 0)
+		return fcntl(st->cache_fd, F_DUPFD_CLOEXEC, 0);
+	int cur = fcntl(st->root_fd, F_DUPFD_CLOEXEC, 0);
+	size_t start = 0;
+	while (cur >= 0 && start < dlen) {
+		size_t end = start;
+		while (end < dlen && dir[end] != '/')
+			end++;
+		char comp[256];
+		snprintf(comp, sizeof(comp), "%.*s", (int)(end - start), dir + start);
+		if (create && mkdirat(cur, comp, mode) < 0 && errno != EEXIST) {
+			int e = errno;
+			close(cur);
+			return sx_fail_errno(err, SX_E_IO, e, "cannot create folder '%.*s'", (int)end,
+					     dir);
+		}
+		int next = open_beneath(cur, comp, O_RDONLY | O_DIRECTORY);
+		int e = errno;
+		close(cur);
+		if (next < 0)
+			return sx_fail_errno(err, SX_E_IO, e, "refused folder '%.*s'", (int)end, dir);
+		cur = next;
+		start = end + 1;
+	}
+	if (cur >= 0 && dlen < sizeof(st->cache_path)) {
+		if (st->cache_fd >= 0)
+			close(st->cache_fd);
+		st->cache_fd = fcntl(cur, F_DUPFD_CLOEXEC, 0);
+		memcpy(st->cache_path, dir, dlen);
+		st->cache_path[dlen] = '\0';
+	}
+	return cur;
+}
+
+int sx_store_mkdir(sx_store *st, const uint8_t *rel, size_t len, mode_t mode, sx_err *err)
+{
+	if (sx_path_check(rel, len, err) < 0)
+		return -1;
+	int fd = resolve_dir(st, (const char *)rel, len, true, (mode & 0777) | 0700, err);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struct timespec *mtime,
+		       sx_err *err)
+{
+	int fd = resolve_dir(st, (const char *)rel, len, false, 0, err);
+	if (fd < 0)
+		return -1;
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, *mtime};
+	int rc = futimens(fd, ts);
+	close(fd);
+	if (rc < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "'%.*s': cannot set mtime", (int)len, rel);
+	return 0;
+}
+
+int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f, sx_err *err)
+{
+	memset(f, 0, sizeof(*f));
+	f->dir_fd = f->fd = -1;
+	if (sx_path_check(rel, len, err) < 0)
+		return -1;
+	size_t slash = len;
+	while (slash > 0 && rel[slash - 1] != '/')
+		slash--;
+	size_t nlen = len - slash;
+	if (nlen >= sizeof(f->name))
+		return sx_fail(err, SX_E_USAGE, "refused path: name too long");
+	memcpy(f->name, rel + slash, nlen);
+	f->name[nlen] = '\0';
+	f->dir_fd = resolve_dir(st, (const char *)rel, slash ? slash - 1 : 0, true, 0755, err);
+	if (f->dir_fd < 0)
+		return -1;
+	struct stat sb;
+	if (fstatat(f->dir_fd, f->name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!st->overwrite || !S_ISREG(sb.st_mode)) {
+			sx_fail(err, SX_E_IO, "'%.*s' exists on the receiver%s", (int)len, rel,
+				st->overwrite ? " and is not a regular file" : " (no --overwrite)");
+			goto fail;
+		}
+	}
+	uint8_t rnd[6];
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {
+		sx_fail(err, SX_E_OTHER, "getrandom failed");
+		goto fail;
+	}
+	/* A short prefix keeps the temporary within NAME_MAX. */
+	snprintf(f->tmp, sizeof(f->tmp), ".%.200s.%02x%02x%02x%02x%02x%02x.sxpart", f->name, rnd[0],
+		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+	f->fd = openat(f->dir_fd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (f->fd < 0) {
+		sx_fail_errno(err, SX_E_IO, errno, "'%.*s': cannot create temporary", (int)len, rel);
+		f->tmp[0] = '\0';
+		goto fail;
+	}
+	return 0;
+fail:
+	sx_store_end(f);
+	return -1;
+}
+
+int sx_store_meta(sx_store_file *f, mode_t mode, const struct timespec *mtime, sx_err *err)
+{
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, *mtime};
+	if (fchmod(f->fd, mode & 0777) < 0 || futimens(f->fd, ts) < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot set mode/mtime", f->name);
+	return 0;
+}
+
+int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err)
+{
+	unsigned flags = st->overwrite ? 0 : RENAME_NOREPLACE;
+	if (renameat2(f->dir_fd, f->tmp, f->dir_fd, f->name, flags) < 0) {
+		if (errno == EEXIST)
+			return sx_fail(err, SX_E_IO, "'%s' exists on the receiver (no --overwrite)",
+				       f->name);
+		return sx_fail_errno(err, SX_E_IO, errno, "'%s': rename failed", f->name);
+	}
+	f->committed = true;
+	return 0;
+}
+
+void sx_store_end(sx_store_file *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	if (!f->committed && f->tmp[0] != '\0' && f->dir_fd >= 0)
+		unlinkat(f->dir_fd, f->tmp, 0);
+	if (f->dir_fd >= 0)
+		close(f->dir_fd);
+	f->fd = f->dir_fd = -1;
+	f->tmp[0] = '\0';
+}

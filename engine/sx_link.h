@@ -1,0 +1,58 @@
+/* engine/link: what the sender and the receiver share on one connection:
+ * driving the channel's handshake bytes, and assembling sealed records from
+ * the byte stream (header first, then exactly its body, so a record lands in
+ * its buffer without a copy). Pure: the owner does the I/O. */
+#ifndef SX_LINK_H
+#define SX_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/sx_channel.h"
+#include "engine/sx_record.h"
+
+#define SX_HS_BUF (64u * 1024)
+
+typedef struct sx_link {
+	sx_chan *chan; /* until the handshake output is all sent */
+	bool ready;    /* keys taken */
+	sx_chan_result k;
+	uint8_t hs_in[SX_HS_BUF];
+	size_t hs_have;
+	size_t hs_out_len; /* bytes of channel output in flight, 0 when none */
+
+	uint8_t *rx; /* buffer of the record being assembled */
+	size_t rx_cap;
+	size_t rx_have;
+	size_t rx_need; /* SX_REC_HDR_LEN until the header is in, then the record length */
+	size_t max_body;
+} sx_link;
+
+int sx_link_init(sx_link *l, sx_chan_ctx *ctx, sx_err *err) SX_MUST_CHECK;
+void sx_link_free(sx_link *l);
+
+/* Handshake: where to recv next, and what to do with n received bytes.
+ * After sx_link_hs_input returns, check l->ready. */
+void sx_link_hs_recv_buf(sx_link *l, uint8_t **buf, size_t *len);
+int sx_link_hs_input(sx_link *l, size_t n, sx_err *err) SX_MUST_CHECK;
+/* Channel output to send (NULL/0 when nothing or a send is in flight);
+ * sx_link_hs_sent after the send completes. */
+void sx_link_hs_output(sx_link *l, const uint8_t **buf, size_t *len);
+void sx_link_hs_sent(sx_link *l);
+/* True once the handshake output is all out and the channel is released. */
+bool sx_link_hs_done(const sx_link *l);
+
+/* Records: give the assembler a buffer (SX_REC_HDR_LEN + max_body + tag). */
+void sx_link_rx_set(sx_link *l, uint8_t *buf, size_t cap);
+void sx_link_rx_want(const sx_link *l, uint8_t **buf, size_t *len);
+/* Accounts n received bytes. *complete is set when the buffer holds a whole
+ * record, which is then opened in place (type, flags, plaintext). */
+int sx_link_rx_input(sx_link *l, size_t n, bool *complete, uint8_t *type, uint8_t *flags,
+		     uint8_t **pt, size_t *pt_len, sx_err *err) SX_MUST_CHECK;
+
+/* Seals a control message into buf (cap bytes); *len is the record length. */
+int sx_link_seal_msg(sx_link *l, const sx_msg *m, uint8_t *buf, size_t cap, size_t *len,
+		     sx_err *err) SX_MUST_CHECK;
+
+#endif

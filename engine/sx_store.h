@@ -1,0 +1,56 @@
+/* engine/store: where received files land. Every path is resolved beneath
+ * OUT/<peer name> one component at a time with openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS), so no '..', absolute path or symlink can lead out.
+ * A file is written to a temporary beside its final name and renamed into
+ * place only when it is complete and durable. */
+#ifndef SX_STORE_H
+#define SX_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "common/sx_err.h"
+
+typedef struct sx_store {
+	int root_fd; /* OUT/<peer> */
+	bool overwrite;
+	char cache_path[4097]; /* last folder resolved, and its fd */
+	int cache_fd;
+} sx_store;
+
+typedef struct sx_store_file {
+	int dir_fd; /* the folder the file lands in (owned) */
+	int fd;	    /* the temporary, open for writing */
+	char name[256];
+	char tmp[300];
+	bool committed;
+} sx_store_file;
+
+/* Opens (creating) OUT and OUT/<peer>; peer must be a single safe component. */
+int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool overwrite,
+		  sx_err *err) SX_MUST_CHECK;
+void sx_store_close(sx_store *st);
+
+/* Creates the folder rel (and its parents) beneath the root. */
+int sx_store_mkdir(sx_store *st, const uint8_t *rel, size_t len, mode_t mode,
+		   sx_err *err) SX_MUST_CHECK;
+/* Sets a folder's mtime (at the end of a session, after its content). */
+int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struct timespec *mtime,
+		       sx_err *err) SX_MUST_CHECK;
+
+/* Creates the temporary for rel. Refuses an existing final name unless the
+ * store overwrites (SX_E_IO, "exists"). */
+int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f,
+		   sx_err *err) SX_MUST_CHECK;
+/* Permission bits and mtime on the temporary (before its fsync). */
+int sx_store_meta(sx_store_file *f, mode_t mode, const struct timespec *mtime,
+		  sx_err *err) SX_MUST_CHECK;
+/* Renames the (already fsynced) temporary to its final name. */
+int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err) SX_MUST_CHECK;
+/* Removes the temporary (if not committed) and closes everything. */
+void sx_store_end(sx_store_file *f);
+
+#endif

@@ -1,0 +1,88 @@
+/* engine/transfer: sessions of files, folder trees and streams; the sender
+ * and receiver roles, written once against engine/io (either backend). */
+#ifndef SX_TRANSFER_H
+#define SX_TRANSFER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/sx_err.h"
+#include "engine/sx_io.h"
+#include "engine/sx_record.h"
+#include "pki/sx_pki.h"
+
+#define SX_CHUNK_DEFAULT (1u << 20)	 /* sender's record payload (docs/PERFORMANCE.md) */
+#define SX_CHUNK_MIN 4096u
+#define SX_MAX_RECORD_DEFAULT (16u << 20) /* receiver's largest accepted record body */
+#define SX_TIMEOUT_HANDSHAKE_MS 10000
+#define SX_TIMEOUT_IDLE_MS 60000
+
+typedef struct sx_progress {
+	uint64_t bytes_sent; /* file bytes handed to the socket */
+	uint64_t bytes_total;
+	uint64_t files_done; /* acknowledged by the receiver */
+	uint64_t files_total;
+	bool total_known; /* false with a stream of unknown length */
+} sx_progress;
+
+typedef struct sx_send_cfg {
+	const char *host;
+	const char *port;
+	const sx_identity *id;
+	X509_CRL *crl;		 /* optional CRL for the server's certificate */
+	const char *server_name; /* defaults to host */
+	sx_suite suite;
+	uint32_t chunk;
+	uint64_t rotate_bytes;
+	sx_io_kind io;
+	char **paths; /* "-" is standard input */
+	int npaths;
+	const char *stream_name; /* name of the standard-input stream */
+	int timeout_ms;
+	void (*on_progress)(void *ctx, const sx_progress *p);
+	void *progress_ctx;
+} sx_send_cfg;
+
+typedef struct sx_send_stats {
+	uint64_t files_ok, files_failed;
+	uint64_t bytes;
+	double seconds;
+	char peer_name[256];
+	char peer_fingerprint[65];
+	const char *io_backend;
+	sx_suite suite;
+} sx_send_stats;
+
+/* Sends everything; fails with the first fatal error, or after the session
+ * with the class of the first file the receiver refused. */
+int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err) SX_MUST_CHECK;
+
+typedef struct sx_serve_cfg {
+	const char *listen; /* ADDR:PORT, [v6]:PORT */
+	const sx_identity *id;
+	X509_CRL *crl;
+	const char *out_dir;
+	bool once;	    /* serve one connection, exit with its result */
+	bool overwrite;	    /* replace existing files */
+	unsigned max_conns; /* concurrent connections */
+	sx_io_kind io;
+	uint32_t max_record;
+	int handshake_timeout_ms;
+	int idle_timeout_ms;
+	volatile sig_atomic_t *stop; /* set by SIGINT/SIGTERM */
+	/* called once listening, with the bound port (for port 0) */
+	void (*on_listen)(void *ctx, int port);
+	void *listen_ctx;
+} sx_serve_cfg;
+
+int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err) SX_MUST_CHECK;
+
+/* Sockets (engine/net.c). */
+int sx_net_listen(const char *addr_port, int *fd, int *port, sx_err *err) SX_MUST_CHECK;
+int sx_net_connect(const char *host, const char *port, int timeout_ms, int *fd,
+		   sx_err *err) SX_MUST_CHECK;
+/* Splits HOST:PORT / [V6]:PORT into buffers. */
+int sx_net_split(const char *s, char *host, size_t hcap, char *port, size_t pcap) SX_MUST_CHECK;
+
+#endif

@@ -1,0 +1,265 @@
+/* Bounded cursor, writer, HELLO and control messages: encoder and decoder of
+ * each message side by side (docs/PROTOCOL.md, "Control messages"). */
+#include "engine/sx_wire.h"
+
+#include <string.h>
+
+#include "engine/sx_record.h"
+
+int sx_cur_bytes(sx_cur *c, size_t n, const uint8_t **out)
+{
+	if (n > sx_cur_left(c))
+		return -1;
+	*out = c->p + c->pos;
+	c->pos += n;
+	return 0;
+}
+
+static int cur_be(sx_cur *c, size_t n, uint64_t *v)
+{
+	const uint8_t *p;
+	if (sx_cur_bytes(c, n, &p) < 0)
+		return -1;
+	uint64_t x = 0;
+	for (size_t i = 0; i < n; i++)
+		x = (x << 8) | p[i];
+	*v = x;
+	return 0;
+}
+
+int sx_cur_u8(sx_cur *c, uint8_t *v)
+{
+	uint64_t x;
+	if (cur_be(c, 1, &x) < 0)
+		return -1;
+	*v = (uint8_t)x;
+	return 0;
+}
+
+int sx_cur_u16(sx_cur *c, uint16_t *v)
+{
+	uint64_t x;
+	if (cur_be(c, 2, &x) < 0)
+		return -1;
+	*v = (uint16_t)x;
+	return 0;
+}
+
+int sx_cur_u32(sx_cur *c, uint32_t *v)
+{
+	uint64_t x;
+	if (cur_be(c, 4, &x) < 0)
+		return -1;
+	*v = (uint32_t)x;
+	return 0;
+}
+
+int sx_cur_u64(sx_cur *c, uint64_t *v)
+{
+	return cur_be(c, 8, v);
+}
+
+int sx_cur_block16(sx_cur *c, const uint8_t **out, size_t *n)
+{
+	uint16_t len;
+	if (sx_cur_u16(c, &len) < 0 || sx_cur_bytes(c, len, out) < 0)
+		return -1;
+	*n = len;
+	return 0;
+}
+
+int sx_cur_end(const sx_cur *c)
+{
+	return c->pos == c->len ? 0 : -1;
+}
+
+static void put_be(sx_wbuf *w, uint64_t v, size_t n)
+{
+	if (w->overflow || n > w->cap - w->len) {
+		w->overflow = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		w->p[w->len + i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+	w->len += n;
+}
+
+void sx_put_u8(sx_wbuf *w, uint8_t v)
+{
+	put_be(w, v, 1);
+}
+void sx_put_u16(sx_wbuf *w, uint16_t v)
+{
+	put_be(w, v, 2);
+}
+void sx_put_u32(sx_wbuf *w, uint32_t v)
+{
+	put_be(w, v, 4);
+}
+void sx_put_u64(sx_wbuf *w, uint64_t v)
+{
+	put_be(w, v, 8);
+}
+
+void sx_put_bytes(sx_wbuf *w, const void *p, size_t n)
+{
+	if (w->overflow || n > w->cap - w->len) {
+		w->overflow = true;
+		return;
+	}
+	if (n)
+		memcpy(w->p + w->len, p, n);
+	w->len += n;
+}
+
+void sx_put_block16(sx_wbuf *w, const void *p, size_t n)
+{
+	if (n > UINT16_MAX) {
+		w->overflow = true;
+		return;
+	}
+	sx_put_u16(w, (uint16_t)n);
+	sx_put_bytes(w, p, n);
+}
+
+/* HELLO: version (1) | suite (1) | reserved, zero (2) | max_record (4) |
+ * rotate_bytes (8). */
+void sx_hello_encode(const sx_hello *h, uint8_t out[SX_HELLO_LEN])
+{
+	sx_wbuf w = sx_wbuf_make(out, SX_HELLO_LEN);
+	sx_put_u8(&w, h->version);
+	sx_put_u8(&w, h->suite);
+	sx_put_u16(&w, 0);
+	sx_put_u32(&w, h->max_record);
+	sx_put_u64(&w, h->rotate_bytes);
+}
+
+int sx_hello_decode(const uint8_t *in, size_t len, sx_hello *h, sx_err *err)
+{
+	sx_cur c = sx_cur_make(in, len);
+	uint16_t reserved;
+	if (sx_cur_u8(&c, &h->version) < 0 || sx_cur_u8(&c, &h->suite) < 0 ||
+	    sx_cur_u16(&c, &reserved) < 0 || sx_cur_u32(&c, &h->max_record) < 0 ||
+	    sx_cur_u64(&c, &h->rotate_bytes) < 0 || sx_cur_end(&c) < 0)
+		return sx_fail(err, SX_E_NET, "malformed HELLO (%zu bytes)", len);
+	if (h->version != SX_PROTO_VERSION)
+		return sx_fail(err, SX_E_NET, "unsupported protocol version %u", h->version);
+	if (reserved != 0)
+		return sx_fail(err, SX_E_NET, "malformed HELLO: reserved bits set");
+	return 0;
+}
+
+/* Control messages: type (1), then per type (all integers big-endian):
+ *   CONFIRM    max_record u32
+ *   FILE_BEGIN file_id u32 | size u64 | mode u32 | mtime_sec u64 | mtime_nsec u32 | path<2>
+ *   FILE_END   file_id u32 | size u64
+ *   DIR        mode u32 | mtime_sec u64 | mtime_nsec u32 | path<2>
+ *   FILE_OK    file_id u32 | size u64
+ *   FILE_ERR   file_id u32 | class u8 | reason<2>
+ *   ERROR      class u8 | reason<2>
+ * where x<2> is a 16-bit length followed by that many bytes. */
+void sx_msg_encode(const sx_msg *m, sx_wbuf *w)
+{
+	sx_put_u8(w, m->type);
+	switch (m->type) {
+	case SX_MSG_CONFIRM:
+		sx_put_u32(w, m->max_record);
+		break;
+	case SX_MSG_FILE_BEGIN:
+		sx_put_u32(w, m->file_id);
+		sx_put_u64(w, m->size);
+		/* fall through */
+	case SX_MSG_DIR:
+		sx_put_u32(w, m->mode);
+		sx_put_u64(w, (uint64_t)m->mtime_sec);
+		sx_put_u32(w, m->mtime_nsec);
+		sx_put_block16(w, m->path, m->path_len);
+		break;
+	case SX_MSG_FILE_END:
+	case SX_MSG_FILE_OK:
+		sx_put_u32(w, m->file_id);
+		sx_put_u64(w, m->size);
+		break;
+	case SX_MSG_FILE_ERR:
+		sx_put_u32(w, m->file_id);
+		/* fall through */
+	case SX_MSG_ERROR:
+		sx_put_u8(w, m->err_class);
+		sx_put_block16(w, m->reason, m->reason_len > SX_REASON_MAX ? SX_REASON_MAX
+									   : m->reason_len);
+		break;
+	default:
+		w->overflow = true;
+	}
+}
+
+int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
+{
+	sx_cur c = sx_cur_make(body, len);
+	uint64_t mt = 0;
+	int bad = 0;
+	memset(m, 0, sizeof(*m));
+	if (sx_cur_u8(&c, &m->type) < 0)
+		return sx_fail(err, SX_E_INTEGRITY, "empty control message");
+	switch (m->type) {
+	case SX_MSG_CONFIRM:
+		bad = sx_cur_u32(&c, &m->max_record);
+		break;
+	case SX_MSG_FILE_BEGIN:
+		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->size);
+		/* fall through */
+	case SX_MSG_DIR:
+		bad |= sx_cur_u32(&c, &m->mode) | sx_cur_u64(&c, &mt) | sx_cur_u32(&c, &m->mtime_nsec) |
+		       sx_cur_block16(&c, &m->path, &m->path_len);
+		m->mtime_sec = (int64_t)mt;
+		break;
+	case SX_MSG_FILE_END:
+	case SX_MSG_FILE_OK:
+		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->size);
+		break;
+	case SX_MSG_FILE_ERR:
+		bad = sx_cur_u32(&c, &m->file_id);
+		/* fall through */
+	case SX_MSG_ERROR:
+		bad |= sx_cur_u8(&c, &m->err_class) | sx_cur_block16(&c, &m->reason, &m->reason_len);
+		break;
+	default:
+		return sx_fail(err, SX_E_INTEGRITY, "unknown control message type 0x%02x", m->type);
+	}
+	if (bad != 0 || sx_cur_end(&c) < 0)
+		return sx_fail(err, SX_E_INTEGRITY, "malformed control message type 0x%02x", m->type);
+	if (m->type == SX_MSG_FILE_BEGIN || m->type == SX_MSG_DIR)
+		if (m->mtime_nsec >= 1000000000u)
+			return sx_fail(err, SX_E_INTEGRITY, "malformed timestamp in control message");
+	if ((m->type == SX_MSG_FILE_ERR || m->type == SX_MSG_ERROR) &&
+	    (m->err_class == SX_OK || m->err_class > SX_E_NET))
+		m->err_class = SX_E_OTHER;
+	return 0;
+}
+
+int sx_path_check(const uint8_t *path, size_t len, sx_err *err)
+{
+	if (len == 0 || len > SX_PATH_MAX)
+		return sx_fail(err, SX_E_USAGE, "refused path: empty or longer than %d bytes", SX_PATH_MAX);
+	if (path[0] == '/')
+		return sx_fail(err, SX_E_USAGE, "refused path '%.*s': absolute", (int)len, (const char *)path);
+	size_t start = 0;
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && path[i] != '/') {
+			if (path[i] < 0x20 || path[i] == 0x7f)
+				return sx_fail(err, SX_E_USAGE,
+					       "refused path: contains a NUL or control character");
+			continue;
+		}
+		size_t n = i - start;
+		if (n == 0 || (n == 1 && path[start] == '.') ||
+		    (n == 2 && path[start] == '.' && path[start + 1] == '.'))
+			return sx_fail(err, SX_E_USAGE,
+				       "refused path '%.*s': empty, '.' or '..' component", (int)len,
+				       (const char *)path);
+		if (n > 255)
+			return sx_fail(err, SX_E_USAGE, "refused path: a component is longer than 255 bytes");
+		start = i + 1;
+	}
+	return 0;
+}
