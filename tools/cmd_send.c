@@ -1,9 +1,209 @@
+/* sxfer send: files, folders or standard input to a server. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/sx_util.h"
+#include "engine/sx_transfer.h"
 #include "tools/cli.h"
+
+static const char usage[] =
+	"usage: sxfer send --id IDDIR [options] HOST:PORT PATH...\n"
+	"\n"
+	"Sends files and folders (a folder arrives with its tree, as scp -r) to\n"
+	"`sxfer serve`. PATH '-' sends standard input as a stream named by --name.\n"
+	"\n"
+	"  --id DIR             identity folder (key.pem, cert.pem, ca.pem)\n"
+	"  --server-name NAME   name the server's certificate must carry (default: HOST)\n"
+	"  --crl FILE           revocation list checked against the server's certificate\n"
+	"  --suite S            aes256gcm (default), aes256ctr-hmac, chacha20poly1305\n"
+	"  --chunk SIZE         record payload size (default 1M; e.g. 256K, 4M)\n"
+	"  --key-update SIZE    ratchet the record keys every SIZE bytes (default 64G)\n"
+	"  --io KIND            auto (default), uring or poll\n"
+	"  --name NAME          name of the standard-input stream (default: stdin)\n"
+	"  --timeout SEC        network timeout (default 30)\n"
+	"  --quiet              no progress bar\n"
+	"  --json               print a JSON summary on standard output\n"
+	"  --pass-file FILE     passphrase of the identity key (or SXFER_PASSPHRASE)\n";
+
+typedef struct bar {
+	bool on;
+	uint64_t t0, last;
+} bar;
+
+static void human(double v, char *buf, size_t cap)
+{
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	int i = 0;
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(buf, cap, "%.1f %s", v, u[i]);
+}
+
+static void on_progress(void *ctx, const sx_progress *p)
+{
+	bar *b = ctx;
+	uint64_t now = sx_now_ns();
+	bool final = p->total_known && p->bytes_sent == p->bytes_total;
+	if (!b->on || (now - b->last < 100000000u && !final))
+		return;
+	b->last = now;
+	double secs = (double)(now - b->t0) / 1e9;
+	double rate = secs > 0 ? (double)p->bytes_sent / secs : 0;
+	char done[32], total[32], r[32];
+	human((double)p->bytes_sent, done, sizeof(done));
+	human((double)p->bytes_total, total, sizeof(total));
+	human(rate, r, sizeof(r));
+	if (p->total_known && p->bytes_total > 0) {
+		double frac = (double)p->bytes_sent / (double)p->bytes_total;
+		int w = 30, fill = (int)(frac * w);
+		char line[64];
+		for (int i = 0; i < w; i++)
+			line[i] = i < fill ? '#' : '.';
+		line[w] = '\0';
+		double eta = rate > 0 ? (double)(p->bytes_total - p->bytes_sent) / rate : 0;
+		fprintf(stderr, "\r[%s] %3.0f%% %s / %s  %s/s  ETA %02d:%02d  ", line, frac * 100,
+			done, total, r, (int)eta / 60, (int)eta % 60);
+	} else {
+		fprintf(stderr, "\r%s  %s/s  ", done, r);
+	}
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
 
 int sx_cmd_send(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "sxfer send: not built yet\n");
-	return 1;
+	static const struct option opts[] = {
+		{"id", required_argument, 0, 'i'},	   {"server-name", required_argument, 0, 'n'},
+		{"crl", required_argument, 0, 'r'},	   {"suite", required_argument, 0, 's'},
+		{"chunk", required_argument, 0, 'c'},	   {"key-update", required_argument, 0, 'k'},
+		{"io", required_argument, 0, 'o'},	   {"name", required_argument, 0, 'N'},
+		{"timeout", required_argument, 0, 't'},	   {"quiet", no_argument, 0, 'q'},
+		{"json", no_argument, 0, 'j'},		   {"pass-file", required_argument, 0, 'p'},
+		{"help", no_argument, 0, 'h'},		   {0, 0, 0, 0},
+	};
+	sx_send_cfg cfg = {.suite = SX_SUITE_AES256GCM, .chunk = SX_CHUNK_DEFAULT, .timeout_ms = 30000};
+	const char *id_dir = NULL, *crl_file = NULL;
+	bool quiet = false, json = false;
+	sx_cli_pass ps = {0};
+	uint64_t v;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i': id_dir = optarg; break;
+		case 'n': cfg.server_name = optarg; break;
+		case 'r': crl_file = optarg; break;
+		case 's':
+			if (sx_suite_parse(optarg, (sx_suite *)&cfg.suite) < 0)
+				return sx_cli_usage_error("send", "unknown suite '%s'", optarg);
+			break;
+		case 'c':
+			if (sx_parse_size(optarg, &v) < 0 || v < SX_CHUNK_MIN || v > (64u << 20))
+				return sx_cli_usage_error("send", "--chunk: a size from 4K to 64M");
+			cfg.chunk = (uint32_t)v;
+			break;
+		case 'k':
+			if (sx_parse_size(optarg, &v) < 0 || v == 0)
+				return sx_cli_usage_error("send", "--key-update: a size such as 64G");
+			cfg.rotate_bytes = v;
+			break;
+		case 'o':
+			if (sx_io_kind_parse(optarg, &cfg.io) < 0)
+				return sx_cli_usage_error("send", "--io: auto, uring or poll");
+			break;
+		case 'N': cfg.stream_name = optarg; break;
+		case 't':
+			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 86400)
+				return sx_cli_usage_error("send", "--timeout: seconds");
+			cfg.timeout_ms = (int)(v * 1000);
+			break;
+		case 'q': quiet = true; break;
+		case 'j': json = true; break;
+		case 'p': ps.file = optarg; break;
+		case 'h': fputs(usage, stdout); return 0;
+		default: return sx_cli_usage_error("send", "unknown option");
+		}
+	}
+	if (id_dir == NULL)
+		return sx_cli_usage_error("send", "--id is required");
+	if (argc - optind < 2)
+		return sx_cli_usage_error("send", "expected HOST:PORT and at least one PATH");
+	char host[256], port[32];
+	if (sx_net_split(argv[optind], host, sizeof(host), port, sizeof(port)) < 0)
+		return sx_cli_usage_error("send", "'%s': expected HOST:PORT", argv[optind]);
+	int nstdin = 0;
+	for (int i = optind + 1; i < argc; i++)
+		nstdin += strcmp(argv[i], "-") == 0;
+	if (nstdin > 1)
+		return sx_cli_usage_error("send", "standard input can be sent once");
+	cfg.host = host;
+	cfg.port = port;
+	cfg.paths = argv + optind + 1;
+	cfg.npaths = argc - optind - 1;
+
+	sx_err err = {0};
+	sx_identity id = {0};
+	sx_pass pass;
+	X509_CRL *crl = NULL;
+	sx_send_stats st = {0};
+	bar b = {.on = !quiet && !json && isatty(STDERR_FILENO), .t0 = sx_now_ns()};
+	int rc;
+	sx_cli_pass_init(&pass, &ps);
+	if (sx_identity_load(id_dir, &pass, &id, &err) < 0 ||
+	    (crl_file && sx_crl_load(crl_file, &crl, &err) < 0))
+		goto done;
+	cfg.id = &id;
+	cfg.crl = crl;
+	cfg.on_progress = on_progress;
+	cfg.progress_ctx = &b;
+	if (sx_send_run(&cfg, &st, &err) < 0 && err.cls == SX_OK)
+		sx_fail(&err, SX_E_OTHER, "send failed");
+	if (b.on)
+		fputc('\n', stderr);
+done:
+	rc = err.cls == SX_OK ? 0 : (int)err.cls;
+	if (json) {
+		printf("{\"result\":\"%s\",\"exit\":%d,", rc ? "error" : "ok", rc);
+		if (rc) {
+			printf("\"message\":");
+			json_str(err.msg);
+			putchar(',');
+		}
+		printf("\"files_ok\":%llu,\"files_failed\":%llu,\"bytes\":%llu,\"seconds\":%.3f,"
+		       "\"mib_per_s\":%.1f,\"suite\":\"%s\",\"io\":\"%s\",\"peer\":",
+		       (unsigned long long)st.files_ok, (unsigned long long)st.files_failed,
+		       (unsigned long long)st.bytes, st.seconds,
+		       st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0,
+		       sx_suite_name(st.suite ? st.suite : cfg.suite),
+		       st.io_backend ? st.io_backend : "");
+		json_str(st.peer_name);
+		printf(",\"peer_fingerprint\":\"%s\"}\n", st.peer_fingerprint);
+	} else if (rc == 0 && !quiet) {
+		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
+			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
+			st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0, st.peer_name);
+	}
+	if (rc)
+		sx_cli_report(&err);
+	sx_identity_free(&id);
+	X509_CRL_free(crl);
+	return rc;
 }

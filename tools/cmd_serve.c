@@ -1,9 +1,141 @@
+/* sxfer serve: receive from many authenticated senders on one event loop. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/sx_util.h"
+#include "engine/sx_transfer.h"
 #include "tools/cli.h"
+
+static const char usage[] =
+	"usage: sxfer serve --listen ADDR:PORT --id IDDIR --out DIR [options]\n"
+	"\n"
+	"Stores what each sender sends under DIR/<sender's identity name>/.\n"
+	"\n"
+	"  --listen ADDR:PORT      address to listen on (port 0: any free port)\n"
+	"  --id DIR                identity folder (key.pem, cert.pem, ca.pem, crl.pem)\n"
+	"  --out DIR               where received files are stored\n"
+	"  --crl FILE              revocation list for client certificates\n"
+	"                          (default: crl.pem of the identity folder, if any)\n"
+	"  --once                  serve one connection, exit with its result\n"
+	"  --max-conns N           concurrent connections (default 64)\n"
+	"  --overwrite             replace existing files\n"
+	"  --io KIND               auto (default), uring or poll\n"
+	"  --max-record SIZE       largest record accepted (default 16M)\n"
+	"  --handshake-timeout S   seconds (default 10)\n"
+	"  --idle-timeout S        seconds (default 60)\n"
+	"  --port-file FILE        write the bound port to FILE once listening\n"
+	"  --pass-file FILE        passphrase of the identity key (or SXFER_PASSPHRASE)\n"
+	"\n"
+	"SIGINT or SIGTERM: stop accepting, abort transfers in flight (their\n"
+	"temporaries are removed) and exit 0. One log line per event on stderr.\n";
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static void write_port(void *ctx, int port)
+{
+	const char *file = ctx;
+	char buf[16];
+	sx_err err = {0};
+	if (file == NULL)
+		return;
+	int n = snprintf(buf, sizeof(buf), "%d\n", port);
+	if (sx_file_write_atomic(file, buf, (size_t)n, 0644, &err) < 0)
+		sx_log("error", "port_file", "reason=\"%s\"", err.msg);
+}
 
 int sx_cmd_serve(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "sxfer serve: not built yet\n");
-	return 1;
+	static const struct option opts[] = {
+		{"listen", required_argument, 0, 'l'},	{"id", required_argument, 0, 'i'},
+		{"out", required_argument, 0, 'O'},	{"crl", required_argument, 0, 'r'},
+		{"once", no_argument, 0, '1'},		{"max-conns", required_argument, 0, 'm'},
+		{"overwrite", no_argument, 0, 'w'},	{"io", required_argument, 0, 'o'},
+		{"max-record", required_argument, 0, 'R'}, {"handshake-timeout", required_argument, 0, 'H'},
+		{"idle-timeout", required_argument, 0, 'I'}, {"port-file", required_argument, 0, 'P'},
+		{"pass-file", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+	sx_serve_cfg cfg = {.max_conns = 64,
+			    .max_record = SX_MAX_RECORD_DEFAULT,
+			    .handshake_timeout_ms = SX_TIMEOUT_HANDSHAKE_MS,
+			    .idle_timeout_ms = SX_TIMEOUT_IDLE_MS};
+	const char *id_dir = NULL, *crl_file = NULL, *port_file = NULL;
+	sx_cli_pass ps = {0};
+	uint64_t v;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l': cfg.listen = optarg; break;
+		case 'i': id_dir = optarg; break;
+		case 'O': cfg.out_dir = optarg; break;
+		case 'r': crl_file = optarg; break;
+		case '1': cfg.once = true; break;
+		case 'w': cfg.overwrite = true; break;
+		case 'm':
+			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)
+				return sx_cli_usage_error("serve", "--max-conns: 1 to 4096");
+			cfg.max_conns = (unsigned)v;
+			break;
+		case 'o':
+			if (sx_io_kind_parse(optarg, &cfg.io) < 0)
+				return sx_cli_usage_error("serve", "--io: auto, uring or poll");
+			break;
+		case 'R':
+			if (sx_parse_size(optarg, &v) < 0 || v < 16384 || v > (256u << 20))
+				return sx_cli_usage_error("serve", "--max-record: 16K to 256M");
+			cfg.max_record = (uint32_t)v;
+			break;
+		case 'H':
+		case 'I':
+			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 86400)
+				return sx_cli_usage_error("serve", "timeouts are whole seconds");
+			*(c == 'H' ? &cfg.handshake_timeout_ms : &cfg.idle_timeout_ms) = (int)v * 1000;
+			break;
+		case 'P': port_file = optarg; break;
+		case 'p': ps.file = optarg; break;
+		case 'h': fputs(usage, stdout); return 0;
+		default: return sx_cli_usage_error("serve", "unknown option");
+		}
+	}
+	if (optind != argc)
+		return sx_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+	if (cfg.listen == NULL || id_dir == NULL || cfg.out_dir == NULL)
+		return sx_cli_usage_error("serve", "--listen, --id and --out are required");
+
+	sx_err err = {0};
+	sx_identity id = {0};
+	sx_pass pass;
+	X509_CRL *crl = NULL;
+	sx_cli_pass_init(&pass, &ps);
+	if (sx_identity_load(id_dir, &pass, &id, &err) < 0 ||
+	    (crl_file && sx_crl_load(crl_file, &crl, &err) < 0))
+		goto done;
+	cfg.id = &id;
+	cfg.crl = crl;
+	cfg.stop = &stop_flag;
+	cfg.on_listen = write_port;
+	cfg.listen_ctx = (void *)port_file;
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (sx_serve_run(&cfg, &err) < 0 && err.cls == SX_OK)
+		sx_fail(&err, SX_E_OTHER, "serve failed");
+done:
+	sx_identity_free(&id);
+	X509_CRL_free(crl);
+	if (err.cls != SX_OK)
+		return sx_cli_report(&err);
+	return 0;
 }
