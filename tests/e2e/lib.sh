@@ -1,0 +1,93 @@
+# Shared helpers for the end-to-end tests: a temporary folder that is removed
+# on exit, a CA with server and device identities, and servers started on an
+# ephemeral loopback port and stopped by their PID.
+set -euo pipefail
+
+: "${SXFER:?SXFER must name the sxfer binary}"
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sxfer-e2e-XXXXXX")
+PIDS=()
+export SXFER_PASSPHRASE=e2e-test-passphrase
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+ok() {
+	echo "ok - $*"
+}
+
+# expect_exit CODE CMD...: runs CMD, checks its exit code, keeps its stderr
+# in $WORK/last.err.
+expect_exit() {
+	local want=$1 got=0
+	shift
+	"$@" >"$WORK/last.out" 2>"$WORK/last.err" || got=$?
+	if [ "$got" -ne "$want" ]; then
+		echo "--- stderr of: $*" >&2
+		cat "$WORK/last.err" >&2
+		fail "expected exit $want, got $got: $*"
+	fi
+}
+
+# make_pki: $WORK/ca, $WORK/server (localhost, 127.0.0.1), $WORK/cam (client).
+make_pki() {
+	"$SXFER" ca init --ca "$WORK/ca" --name "e2e CA" >/dev/null
+	"$SXFER" ca issue --ca "$WORK/ca" --name server.test --role server \
+		--dns localhost --ip 127.0.0.1 --out "$WORK/server" >/dev/null
+	"$SXFER" ca issue --ca "$WORK/ca" --name cam-01 --role client --out "$WORK/cam" >/dev/null
+}
+
+# start_server NAME [serve options...]: starts `sxfer serve` in the
+# background on 127.0.0.1:0; sets PORT and SERVER_PID; log in $WORK/NAME.log.
+start_server() {
+	local name=$1
+	shift
+	rm -f "$WORK/$name.port"
+	"$SXFER" serve --listen 127.0.0.1:0 --port-file "$WORK/$name.port" "$@" \
+		2>"$WORK/$name.log" &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	local i
+	for i in $(seq 1 200); do
+		if [ -s "$WORK/$name.port" ]; then
+			PORT=$(cat "$WORK/$name.port")
+			return 0
+		fi
+		kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; fail "server $name exited"; }
+		sleep 0.05
+	done
+	fail "server $name did not start"
+}
+
+# stop_server PID: SIGTERM, then waits; the server must exit 0.
+stop_server() {
+	local pid=$1 rc=0
+	kill -TERM "$pid" 2>/dev/null || true
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ] || fail "server $pid exited $rc after SIGTERM"
+}
+
+# no_partials DIR: no temporary is left anywhere under DIR.
+no_partials() {
+	if find "$1" -name '*.sxpart' | grep -q .; then
+		find "$1" -name '*.sxpart' >&2
+		fail "temporaries left under $1"
+	fi
+}
+
+# rand_file PATH SIZE_BYTES
+rand_file() {
+	head -c "$2" /dev/urandom >"$1"
+}

@@ -1,0 +1,71 @@
+# End-to-end transfers over loopback with one I/O backend ($IO: uring or
+# poll). Sourced by test_transfer_uring.sh and test_transfer_poll.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+: "${IO:?}"
+
+make_pki
+start_server srv --id "$WORK/server" --out "$WORK/out" --io "$IO"
+SRV=$SERVER_PID
+OUT=$WORK/out/cam-01
+send() { "$SXFER" send --id "$WORK/cam" --io "$IO" --quiet "127.0.0.1:$PORT" "$@"; }
+
+# A 256 MiB random file.
+rand_file "$WORK/big.bin" $((256 << 20))
+send "$WORK/big.bin"
+cmp "$WORK/big.bin" "$OUT/big.bin" || fail "256 MiB file differs"
+ok "$IO: 256 MiB random file byte-identical"
+
+# A tree: nested folders, empty files, exactly one chunk, one chunk plus one.
+T=$WORK/tree
+mkdir -p "$T/a/b/c" "$T/empty-dir" "$T/x y"
+: >"$T/empty.txt"
+: >"$T/a/b/c/empty2"
+rand_file "$T/a/one-chunk" $((64 << 10))
+rand_file "$T/a/b/chunk-plus-one" $(((64 << 10) + 1))
+rand_file "$T/x y/small file" 1000
+printf 'hello\n' >"$T/a/b/c/deep.txt"
+chmod 0640 "$T/a/one-chunk"
+chmod 0755 "$T/a/b/c/deep.txt"
+touch -d '2020-01-02 03:04:05.123456789' "$T/a/b/chunk-plus-one"
+touch -d '2019-05-06 07:08:09' "$T/a/b"
+send --chunk 64K "$T"
+diff -r "$T" "$OUT/tree" || fail "tree differs"
+[ -d "$OUT/tree/empty-dir" ] || fail "empty folder missing"
+for f in a/one-chunk a/b/c/deep.txt a/b/chunk-plus-one "x y/small file"; do
+	a=$(stat -c '%a %s %Y' "$T/$f")
+	b=$(stat -c '%a %s %Y' "$OUT/tree/$f")
+	[ "$a" = "$b" ] || fail "metadata of $f: sent '$a', stored '$b'"
+done
+[ "$(stat -c %y "$T/a/b/chunk-plus-one")" = "$(stat -c %y "$OUT/tree/a/b/chunk-plus-one")" ] ||
+	fail "nanosecond mtime not kept"
+[ "$(stat -c %Y "$T/a/b")" = "$(stat -c %Y "$OUT/tree/a/b")" ] || fail "folder mtime not kept"
+ok "$IO: tree with nested folders, empty files, chunk edges; modes and mtimes kept"
+
+# A stream from standard input.
+head -c 3000000 /dev/urandom | tee "$WORK/stream.src" |
+	send --name cam-stream.raw --chunk 256K -
+cmp "$WORK/stream.src" "$OUT/cam-stream.raw" || fail "stream differs"
+ok "$IO: standard-input stream stored"
+
+# An existing file is not overwritten; the sender is told why (exit 5).
+expect_exit 5 send "$WORK/big.bin"
+grep -q "exists" "$WORK/last.err" || fail "sender not told the file exists"
+cmp "$WORK/big.bin" "$OUT/big.bin" || fail "existing file damaged"
+ok "$IO: existing file kept, sender told why"
+
+# Twenty senders at once to one server.
+mkdir -p "$WORK/many"
+for i in $(seq 1 20); do rand_file "$WORK/many/f$i" $((1 << 20 + (i % 3))); done
+pids=()
+for i in $(seq 1 20); do
+	send "$WORK/many/f$i" &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a concurrent sender failed"; done
+for i in $(seq 1 20); do cmp "$WORK/many/f$i" "$OUT/f$i" || fail "f$i differs"; done
+ok "$IO: 20 concurrent senders"
+
+no_partials "$WORK/out"
+stop_server "$SRV"
+grep -q 'event=file_stored' "$WORK/srv.log" || fail "no file_stored log line"
+ok "$IO: server stopped cleanly on SIGTERM"
