@@ -230,6 +230,19 @@ static unsigned harvest(sx_io *io, sx_cqe *out, unsigned max)
 	return n;
 }
 
+/* Hands queued SQEs to the kernel. EBUSY/EAGAIN (completion queue
+ * overflowing) are not failures: the SQEs stay queued and the next wait,
+ * after reaping, submits them. */
+static int flush(uring_priv *u, sx_err *err)
+{
+	if (io_uring_sq_ready(&u->ring) == 0)
+		return 0;
+	int s = io_uring_submit(&u->ring);
+	if (s < 0 && s != -EINTR && s != -EAGAIN && s != -EBUSY)
+		return sx_fail_errno(err, SX_E_OTHER, -s, "io_uring: submit failed");
+	return 0;
+}
+
 static int uring_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_err *err)
 {
 	uring_priv *u = priv_of(io);
@@ -244,8 +257,12 @@ static int uring_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_e
 			ts.tv_nsec = (long long)(ms % 1000) * 1000000;
 			tsp = &ts;
 		}
+		/* Submit and wait are two calls: when a signal interrupts a
+		 * combined call that also submitted, the kernel reports the
+		 * submit count and the EINTR is lost. */
+		SX_GUARD(flush(u, err));
 		struct io_uring_cqe *cqe = NULL;
-		int w = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+		int w = io_uring_wait_cqe_timeout(&u->ring, &cqe, tsp);
 		if (w == -EINTR)
 			break; /* a signal: let the caller look at its flags */
 		SX_ENSURE(w >= 0 || w == -ETIME || w == -EAGAIN, err, SX_E_OTHER,
@@ -255,11 +272,7 @@ static int uring_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_e
 			break;
 	}
 	/* Resubmitted remainders go to the kernel now, not at the next wait. */
-	if (io_uring_sq_ready(&u->ring) > 0) {
-		int s = io_uring_submit(&u->ring);
-		SX_ENSURE(s >= 0 || s == -EINTR || s == -EAGAIN || s == -EBUSY, err, SX_E_OTHER,
-			  "io_uring: submit failed: error %d", -s);
-	}
+	SX_GUARD(flush(u, err));
 	rc = (int)n;
 out:
 	return rc;
