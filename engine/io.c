@@ -235,6 +235,11 @@ int sx_io_cancel_fd(sx_io *io, int fd, sx_err *err)
 	return io->be->cancel_fd(io, fd, err);
 }
 
+int sx_io_register_buffers(sx_io *io, const struct iovec *iov, unsigned n, sx_err *err)
+{
+	return io->be->register_buffers(io, iov, n, err);
+}
+
 int sx_io_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_err *err)
 {
 	if (max == 0)

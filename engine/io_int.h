@@ -57,6 +57,7 @@ typedef struct sx_io_backend {
 	int (*submit)(sx_io *io, unsigned idx, sx_err *err);
 	int (*cancel_fd)(sx_io *io, int fd, sx_err *err);
 	int (*wait)(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_err *err);
+	int (*register_buffers)(sx_io *io, const struct iovec *iov, unsigned n, sx_err *err);
 	void (*close)(sx_io *io);
 } sx_io_backend;
 

@@ -352,6 +352,15 @@ out:
 	return rc;
 }
 
+static int poll_register_buffers(sx_io *io, const struct iovec *iov, unsigned n, sx_err *err)
+{
+	(void)io;
+	(void)iov;
+	(void)n;
+	(void)err;
+	return 0; /* plain syscalls gain nothing from pre-registration */
+}
+
 static void priv_free(poll_priv *p)
 {
 	if (p == NULL)
@@ -404,5 +413,6 @@ const sx_io_backend sx_io_poll_backend = {
     .submit = poll_submit,
     .cancel_fd = poll_cancel_fd,
     .wait = poll_wait,
+    .register_buffers = poll_register_buffers,
     .close = poll_close,
 };

@@ -8,6 +8,7 @@
 #include <liburing.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/sx_util.h"
@@ -19,7 +20,9 @@
 typedef struct uring_priv {
 	struct io_uring ring;
 	bool ring_ok;
-	bool draining; /* close(): accepted fds nobody will see are closed */
+	bool draining;	     /* close(): accepted fds nobody will see are closed */
+	struct iovec *fixed; /* registered regions, index = buf_index */
+	unsigned nfixed;
 } uring_priv;
 
 /* user_data: bits 40..63 slot generation (low 24 bits), 32..39 op, 0..31
@@ -52,6 +55,20 @@ static struct io_uring_sqe *get_sqe(uring_priv *u, int *rc)
 	return sqe;
 }
 
+/* Index of the registered region holding [p, p + n), or -1. */
+static int fixed_index(const uring_priv *u, const uint8_t *p, size_t n)
+{
+	if (p == NULL)
+		return -1;
+	for (unsigned i = 0; i < u->nfixed; i++) {
+		uintptr_t lo = (uintptr_t)u->fixed[i].iov_base;
+		uintptr_t a = (uintptr_t)p;
+		if (a >= lo && a - lo <= u->fixed[i].iov_len && n <= u->fixed[i].iov_len - (a - lo))
+			return (int)i;
+	}
+	return -1;
+}
+
 /* Queues an SQE for what is left of the op in slot idx. Returns 0 or -errno. */
 static int prep_slot(sx_io *io, unsigned idx)
 {
@@ -64,18 +81,25 @@ static int prep_slot(sx_io *io, unsigned idx)
 	unsigned n = rem > SX_IO_CHUNK_MAX ? SX_IO_CHUNK_MAX : (unsigned)rem;
 	uint8_t *p = s->buf != NULL ? s->buf + s->done : NULL;
 	uint64_t off = s->off;
+	int fx = fixed_index(priv_of(io), p, n);
 	switch ((sx_io_op)s->op) {
 	case SX_OP_ACCEPT: io_uring_prep_accept(sqe, s->fd, NULL, NULL, SOCK_CLOEXEC); break;
 	case SX_OP_RECV: io_uring_prep_recv(sqe, s->fd, p, n, 0); break;
 	case SX_OP_SEND: io_uring_prep_send(sqe, s->fd, p, n, MSG_NOSIGNAL); break;
 	case SX_OP_READ:
 		/* SX_IO_OFF_CUR is (u64)-1: io_uring reads at the file position. */
-		io_uring_prep_read(sqe, s->fd, p, n, off);
+		if (fx >= 0)
+			io_uring_prep_read_fixed(sqe, s->fd, p, n, off, fx);
+		else
+			io_uring_prep_read(sqe, s->fd, p, n, off);
 		break;
 	case SX_OP_WRITE:
 		if (off != SX_IO_OFF_CUR)
 			off += s->done;
-		io_uring_prep_write(sqe, s->fd, p, n, off);
+		if (fx >= 0)
+			io_uring_prep_write_fixed(sqe, s->fd, p, n, off, fx);
+		else
+			io_uring_prep_write(sqe, s->fd, p, n, off);
 		break;
 	case SX_OP_FSYNC: io_uring_prep_fsync(sqe, s->fd, 0); break;
 	case SX_OP_NONE:
@@ -295,6 +319,50 @@ static int uring_cancel_fd(sx_io *io, int fd, sx_err *err)
 	return 0;
 }
 
+static void fixed_clear(uring_priv *u)
+{
+	if (u->nfixed > 0)
+		(void)io_uring_unregister_buffers(&u->ring);
+	free(u->fixed);
+	u->fixed = NULL;
+	u->nfixed = 0;
+}
+
+static int uring_register_buffers(sx_io *io, const struct iovec *iov, unsigned n, sx_err *err)
+{
+	uring_priv *u = priv_of(io);
+	int rc = -1;
+	struct iovec *copy = NULL;
+	for (unsigned i = 0; i < io->depth; i++) {
+		uint8_t op = io->slots[i].op;
+		SX_ENSURE(io->slots[i].state != SX_SLOT_PENDING ||
+			      (op != SX_OP_READ && op != SX_OP_WRITE),
+			  err, SX_E_OTHER,
+			  "io_uring: cannot change registered buffers while a "
+			  "read or write is in flight");
+	}
+	fixed_clear(u);
+	if (n == 0)
+		return 0;
+	copy = calloc(n, sizeof(*copy));
+	SX_ENSURE(copy != NULL, err, SX_E_OTHER, "io_uring: out of memory");
+	for (unsigned i = 0; i < n; i++)
+		copy[i] = iov[i];
+	int r = io_uring_register_buffers(&u->ring, copy, n);
+	if (r < 0) {
+		(void)sx_fail_errno(err, SX_E_OTHER, -r,
+				    "io_uring: cannot register %u buffers (RLIMIT_MEMLOCK?)", n);
+		goto out;
+	}
+	u->fixed = copy;
+	u->nfixed = n;
+	copy = NULL;
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
 static const unsigned required_ops[] = {
     IORING_OP_ACCEPT, IORING_OP_RECV,  IORING_OP_SEND,	       IORING_OP_READ,
     IORING_OP_WRITE,  IORING_OP_FSYNC, IORING_OP_ASYNC_CANCEL,
@@ -369,6 +437,7 @@ static void uring_close(sx_io *io)
 	}
 	if (io->live > 0)
 		sx_log("warn", "io_drain", "backend=io_uring in_flight=%u", io->live);
+	fixed_clear(u);
 	io_uring_queue_exit(&u->ring);
 	free(u);
 	io->priv = NULL;
@@ -380,5 +449,6 @@ const sx_io_backend sx_io_uring_backend = {
     .submit = uring_submit,
     .cancel_fd = uring_cancel_fd,
     .wait = uring_wait,
+    .register_buffers = uring_register_buffers,
     .close = uring_close,
 };

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/sx_util.h"
@@ -404,6 +405,49 @@ static void test_send_epipe(void **state)
 	sx_io_close(io);
 }
 
+static void test_fixed(void **state)
+{
+	sx_io *io = open_io(state, 4);
+	sx_err err = {0};
+	size_t half = 64u << 10;
+	uint8_t *pool = malloc(2 * half);
+	assert_non_null(pool);
+	for (size_t i = 0; i < half; i++)
+		pool[i] = (uint8_t)(i * 7);
+	memset(pool + half, 0, half);
+	struct iovec iov = {.iov_base = pool, .iov_len = 2 * half};
+	assert_int_equal(sx_io_register_buffers(io, &iov, 1, &err), 0);
+	char *dir = sx_test_tmpdir();
+	char path[600];
+	snprintf(path, sizeof(path), "%s/f", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	/* Inside the region (fixed path) and outside it (plain path). */
+	assert_int_equal(sx_io_write(io, fd, pool, half, 4096, 1, &err), 0);
+	sx_cqe c = wait_one(io);
+	assert_int_equal(c.tag, 1);
+	assert_int_equal(c.res, half);
+	assert_int_equal(sx_io_write(io, fd, "tail", 4, 4096 + half, 2, &err), 0);
+	c = wait_one(io);
+	assert_int_equal(c.res, 4);
+	assert_int_equal(sx_io_read(io, fd, pool + half, half, 4096, 3, &err), 0);
+	c = wait_one(io);
+	assert_int_equal(c.tag, 3);
+	assert_int_equal(c.res, half);
+	assert_memory_equal(pool, pool + half, half);
+	/* Cleared, then a plain read into the same memory still works. */
+	assert_int_equal(sx_io_register_buffers(io, NULL, 0, &err), 0);
+	assert_int_equal(sx_io_read(io, fd, pool, 4, 4096 + half, 4, &err), 0);
+	c = wait_one(io);
+	assert_int_equal(c.res, 4);
+	assert_memory_equal(pool, "tail", 4);
+	close(fd);
+	sx_test_rmtree(dir);
+	free(dir);
+	sx_io_close(io);
+	free(pool);
+}
+
 static void test_auto(void **state)
 {
 	(void)state;
@@ -439,19 +483,13 @@ static void test_kind_parse(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    BOTH(test_send_big),
-	    BOTH(test_recv_eof),
-	    BOTH(test_file_rw),
-	    BOTH(test_pipe_cur),
-	    BOTH(test_accept),
-	    BOTH(test_many),
-	    BOTH(test_cancel),
-	    BOTH(test_timeout),
-	    BOTH(test_signal),
-	    BOTH(test_badfd),
-	    BOTH(test_send_epipe),
-	    cmocka_unit_test(test_auto),
-	    cmocka_unit_test(test_kind_parse),
+	    BOTH(test_send_big),	 BOTH(test_recv_eof),
+	    BOTH(test_file_rw),		 BOTH(test_pipe_cur),
+	    BOTH(test_accept),		 BOTH(test_many),
+	    BOTH(test_cancel),		 BOTH(test_timeout),
+	    BOTH(test_signal),		 BOTH(test_badfd),
+	    BOTH(test_send_epipe),	 BOTH(test_fixed),
+	    cmocka_unit_test(test_auto), cmocka_unit_test(test_kind_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
