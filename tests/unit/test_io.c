@@ -2,6 +2,12 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -501,6 +507,55 @@ static void test_cancel_send(void **state)
 	sx_io_close(io);
 }
 
+/* What a container's seccomp profile does: io_uring_setup fails with EPERM.
+ * In a child (the filter cannot be removed): explicit io_uring fails naming
+ * the reason, AUTO falls back to poll, and poll works. */
+static int seccomp_child(void)
+{
+	struct sock_filter f[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = SX_ARRAY_LEN(f), .filter = f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+		return 10;
+	sx_io *io = NULL;
+	sx_err err = {0};
+	if (sx_io_open(&io, SX_IO_URING, 4, &err) == 0)
+		return 11;
+	if (err.cls != SX_E_OTHER || strstr(err.msg, "Operation not permitted") == NULL)
+		return 12;
+	sx_err_clear(&err);
+	if (sx_io_open(&io, SX_IO_AUTO, 4, &err) < 0 || strcmp(sx_io_name(io), "poll") != 0)
+		return 13;
+	int sv[2];
+	char b[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || write(sv[1], "ok", 2) != 2 ||
+	    sx_io_recv(io, sv[0], b, 2, 1, &err) < 0)
+		return 14;
+	sx_cqe c;
+	if (sx_io_wait(io, &c, 1, 1000, &err) != 1 || c.res != 2)
+		return 15;
+	sx_io_close(io);
+	return 0;
+}
+
+static void test_seccomp_fallback(void **state)
+{
+	(void)state;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(seccomp_child());
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_auto(void **state)
 {
 	(void)state;
@@ -540,14 +595,23 @@ static void test_kind_parse(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    BOTH(test_send_big),	 BOTH(test_recv_eof),
-	    BOTH(test_file_rw),		 BOTH(test_pipe_cur),
-	    BOTH(test_accept),		 BOTH(test_many),
-	    BOTH(test_cancel),		 BOTH(test_timeout),
-	    BOTH(test_signal),		 BOTH(test_badfd),
-	    BOTH(test_send_epipe),	 BOTH(test_fixed),
-	    BOTH(test_close_pending),	 BOTH(test_cancel_send),
-	    cmocka_unit_test(test_auto), cmocka_unit_test(test_kind_parse),
+	    BOTH(test_send_big),
+	    BOTH(test_recv_eof),
+	    BOTH(test_file_rw),
+	    BOTH(test_pipe_cur),
+	    BOTH(test_accept),
+	    BOTH(test_many),
+	    BOTH(test_cancel),
+	    BOTH(test_timeout),
+	    BOTH(test_signal),
+	    BOTH(test_badfd),
+	    BOTH(test_send_epipe),
+	    BOTH(test_fixed),
+	    BOTH(test_close_pending),
+	    BOTH(test_cancel_send),
+	    cmocka_unit_test(test_auto),
+	    cmocka_unit_test(test_seccomp_fallback),
+	    cmocka_unit_test(test_kind_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
