@@ -54,4 +54,16 @@ int sx_io_cancel_fd(sx_io *io, int fd, sx_err *err) SX_MUST_CHECK;
  * least one completion; returns the number written to out (0 on timeout). */
 int sx_io_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_err *err) SX_MUST_CHECK;
 
+struct iovec;
+
+/* Optional: registers buffer regions with the backend. Afterwards a read or
+ * write whose buffer lies wholly inside one region uses the pre-mapped
+ * buffer (io_uring READ_FIXED/WRITE_FIXED); other buffers work as before.
+ * A second call replaces the set (n == 0 clears it); call it only while no
+ * read or write is in flight. The regions must outlive the registration.
+ * May fail (SX_E_OTHER) when RLIMIT_MEMLOCK is too small: the caller can go
+ * on without. The poll backend accepts and ignores it. */
+int sx_io_register_buffers(sx_io *io, const struct iovec *iov, unsigned n,
+			   sx_err *err) SX_MUST_CHECK;
+
 #endif

@@ -1,0 +1,454 @@
+/* engine/io backend: io_uring. Each op lives in a slot of the shared table;
+ * user_data encodes {generation, op, slot} so that every completion is
+ * matched to exactly one slot, and anything else is a bug. Short sends and
+ * writes are resubmitted from the same slot until the buffer is out. */
+#include "engine/io_int.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/sx_util.h"
+
+/* How long close() waits for the kernel to give back in-flight buffers. */
+#define SX_URING_DRAIN_MS      5000
+#define SX_URING_DRAIN_STEP_MS 100
+
+typedef struct uring_priv {
+	struct io_uring ring;
+	bool ring_ok;
+	bool draining;	     /* close(): accepted fds nobody will see are closed */
+	struct iovec *fixed; /* registered regions, index = buf_index */
+	unsigned nfixed;
+} uring_priv;
+
+/* user_data: bits 40..63 slot generation (low 24 bits), 32..39 op, 0..31
+ * slot index. */
+static uint64_t ud_encode(sx_io_op op, uint32_t gen, unsigned idx)
+{
+	return ((uint64_t)(gen & 0xffffffu) << 40) | ((uint64_t)op << 32) | idx;
+}
+
+static uring_priv *priv_of(sx_io *io)
+{
+	return io->priv;
+}
+
+/* Gets an SQE, flushing the SQ to the kernel once when it is full.
+ * Returns NULL and sets *rc to -errno on failure. */
+static struct io_uring_sqe *get_sqe(uring_priv *u, int *rc)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+	if (sqe != NULL)
+		return sqe;
+	int n = io_uring_submit(&u->ring);
+	if (n < 0) {
+		*rc = n;
+		return NULL;
+	}
+	sqe = io_uring_get_sqe(&u->ring);
+	if (sqe == NULL)
+		*rc = -EBUSY;
+	return sqe;
+}
+
+/* Index of the registered region holding [p, p + n), or -1. */
+static int fixed_index(const uring_priv *u, const uint8_t *p, size_t n)
+{
+	if (p == NULL)
+		return -1;
+	for (unsigned i = 0; i < u->nfixed; i++) {
+		uintptr_t lo = (uintptr_t)u->fixed[i].iov_base;
+		uintptr_t a = (uintptr_t)p;
+		if (a >= lo && a - lo <= u->fixed[i].iov_len && n <= u->fixed[i].iov_len - (a - lo))
+			return (int)i;
+	}
+	return -1;
+}
+
+/* Queues an SQE for what is left of the op in slot idx. Returns 0 or -errno. */
+static int prep_slot(sx_io *io, unsigned idx)
+{
+	sx_io_slot *s = &io->slots[idx];
+	int rc = 0;
+	struct io_uring_sqe *sqe = get_sqe(priv_of(io), &rc);
+	if (sqe == NULL)
+		return rc;
+	size_t rem = s->len - s->done;
+	unsigned n = rem > SX_IO_CHUNK_MAX ? SX_IO_CHUNK_MAX : (unsigned)rem;
+	uint8_t *p = s->buf != NULL ? s->buf + s->done : NULL;
+	uint64_t off = s->off;
+	int fx = fixed_index(priv_of(io), p, n);
+	switch ((sx_io_op)s->op) {
+	case SX_OP_ACCEPT: io_uring_prep_accept(sqe, s->fd, NULL, NULL, SOCK_CLOEXEC); break;
+	case SX_OP_RECV: io_uring_prep_recv(sqe, s->fd, p, n, 0); break;
+	case SX_OP_SEND: io_uring_prep_send(sqe, s->fd, p, n, MSG_NOSIGNAL); break;
+	case SX_OP_READ:
+		/* SX_IO_OFF_CUR is (u64)-1: io_uring reads at the file position. */
+		if (fx >= 0)
+			io_uring_prep_read_fixed(sqe, s->fd, p, n, off, fx);
+		else
+			io_uring_prep_read(sqe, s->fd, p, n, off);
+		break;
+	case SX_OP_WRITE:
+		if (off != SX_IO_OFF_CUR)
+			off += s->done;
+		if (fx >= 0)
+			io_uring_prep_write_fixed(sqe, s->fd, p, n, off, fx);
+		else
+			io_uring_prep_write(sqe, s->fd, p, n, off);
+		break;
+	case SX_OP_FSYNC: io_uring_prep_fsync(sqe, s->fd, 0); break;
+	case SX_OP_NONE:
+	case SX_OP_CANCEL:
+	case SX_OP_MAX: sx_io_bug("prep of an op that has no SQE", s->op);
+	}
+	io_uring_sqe_set_data64(sqe, ud_encode((sx_io_op)s->op, s->gen, idx));
+	return 0;
+}
+
+static int uring_submit(sx_io *io, unsigned idx, sx_err *err)
+{
+	int rc = prep_slot(io, idx);
+	if (rc < 0)
+		return sx_fail_errno(err, SX_E_OTHER, -rc, "io_uring: cannot queue operation");
+	return 0;
+}
+
+/* Hands the final result of slot idx to the caller (or, while draining,
+ * disposes of it). Returns true when *out was filled. */
+static bool finish(sx_io *io, unsigned idx, int64_t res, sx_cqe *out)
+{
+	sx_io_slot *s = &io->slots[idx];
+	bool report = true;
+	if (priv_of(io)->draining) {
+		if (s->op == SX_OP_ACCEPT && res >= 0)
+			close((int)res);
+		report = false;
+	} else {
+		out->tag = s->tag;
+		out->res = res;
+	}
+	sx_io_slot_free(io, idx);
+	return report;
+}
+
+/* Retries the op; a failure to requeue becomes its result. */
+static bool retry(sx_io *io, unsigned idx, sx_cqe *out)
+{
+	if (io->slots[idx].cancelled)
+		return finish(io, idx, -ECANCELED, out);
+	int rc = prep_slot(io, idx);
+	if (rc < 0)
+		return finish(io, idx, rc, out);
+	return false;
+}
+
+static bool transient(int res)
+{
+	return res == -EINTR || res == -EAGAIN;
+}
+
+static bool on_accept(sx_io *io, unsigned idx, int res, sx_cqe *out)
+{
+	if (transient(res))
+		return retry(io, idx, out);
+	return finish(io, idx, res, out);
+}
+
+static bool on_recv(sx_io *io, unsigned idx, int res, sx_cqe *out)
+{
+	if (transient(res))
+		return retry(io, idx, out);
+	return finish(io, idx, res, out);
+}
+
+static bool on_read(sx_io *io, unsigned idx, int res, sx_cqe *out)
+{
+	if (transient(res))
+		return retry(io, idx, out);
+	return finish(io, idx, res, out);
+}
+
+/* Send and write: complete only when the whole buffer is out. -ENOBUFS is
+ * back-pressure (socket memory), not a failure: try again. */
+static bool on_all_out(sx_io *io, unsigned idx, int res, sx_cqe *out)
+{
+	sx_io_slot *s = &io->slots[idx];
+	if (transient(res) || res == -ENOBUFS)
+		return retry(io, idx, out);
+	if (res < 0)
+		return finish(io, idx, res, out);
+	if (res == 0 && s->done < s->len)
+		return finish(io, idx, -EIO, out); /* no progress: never spin */
+	s->done += (size_t)res;
+	if (s->done >= s->len)
+		return finish(io, idx, (int64_t)s->done, out);
+	return retry(io, idx, out);
+}
+
+static bool on_send(sx_io *io, unsigned idx, int res, sx_cqe *out)
+{
+	return on_all_out(io, idx, res, out);
+}
+
+static bool on_write(sx_io *io, unsigned idx, int res, sx_cqe *out)
+{
+	return on_all_out(io, idx, res, out);
+}
+
+static bool on_fsync(sx_io *io, unsigned idx, int res, sx_cqe *out)
+{
+	if (res == -EINTR)
+		return retry(io, idx, out);
+	return finish(io, idx, res, out);
+}
+
+/* Routes one CQE; returns true when it produced a caller completion. */
+static bool on_cqe(sx_io *io, uint64_t ud, int res, sx_cqe *out)
+{
+	if (ud == LIBURING_UDATA_TIMEOUT)
+		return false; /* liburing's own timeout on kernels without EXT_ARG */
+	unsigned idx = (unsigned)(ud & 0xffffffffu);
+	unsigned op = (unsigned)((ud >> 32) & 0xffu);
+	uint32_t gen = (uint32_t)(ud >> 40);
+	if (op == SX_OP_CANCEL)
+		return false; /* the cancelled ops report for themselves */
+	if (op == SX_OP_NONE || op >= SX_OP_MAX || idx >= io->depth)
+		sx_io_bug("io_uring: unknown completion", ud);
+	sx_io_slot *s = &io->slots[idx];
+	if (s->state != SX_SLOT_PENDING || s->op != op || (s->gen & 0xffffffu) != gen)
+		sx_io_bug("io_uring: completion for a slot not in flight", ud);
+	switch ((sx_io_op)op) {
+	case SX_OP_ACCEPT: return on_accept(io, idx, res, out);
+	case SX_OP_RECV: return on_recv(io, idx, res, out);
+	case SX_OP_SEND: return on_send(io, idx, res, out);
+	case SX_OP_READ: return on_read(io, idx, res, out);
+	case SX_OP_WRITE: return on_write(io, idx, res, out);
+	case SX_OP_FSYNC: return on_fsync(io, idx, res, out);
+	case SX_OP_NONE:
+	case SX_OP_CANCEL:
+	case SX_OP_MAX: break;
+	}
+	sx_io_bug("io_uring: unhandled op", op);
+}
+
+static unsigned harvest(sx_io *io, sx_cqe *out, unsigned max)
+{
+	uring_priv *u = priv_of(io);
+	unsigned n = 0;
+	sx_cqe scratch;
+	while (n < max) {
+		struct io_uring_cqe *cqe;
+		if (io_uring_peek_cqe(&u->ring, &cqe) != 0)
+			break;
+		uint64_t ud = cqe->user_data;
+		int res = cqe->res;
+		io_uring_cqe_seen(&u->ring, cqe);
+		if (on_cqe(io, ud, res, out != NULL ? &out[n] : &scratch))
+			n++;
+	}
+	return n;
+}
+
+/* Hands queued SQEs to the kernel. EBUSY/EAGAIN (completion queue
+ * overflowing) are not failures: the SQEs stay queued and the next wait,
+ * after reaping, submits them. */
+static int flush(uring_priv *u, sx_err *err)
+{
+	if (io_uring_sq_ready(&u->ring) == 0)
+		return 0;
+	int s = io_uring_submit(&u->ring);
+	if (s < 0 && s != -EINTR && s != -EAGAIN && s != -EBUSY)
+		return sx_fail_errno(err, SX_E_OTHER, -s, "io_uring: submit failed");
+	return 0;
+}
+
+static int uring_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_err *err)
+{
+	uring_priv *u = priv_of(io);
+	uint64_t deadline = sx_io_deadline(timeout_ms);
+	int rc = -1;
+	unsigned n = harvest(io, out, max);
+	while (n == 0) {
+		struct __kernel_timespec ts, *tsp = NULL;
+		int ms = sx_io_ms_left(deadline);
+		if (ms >= 0) {
+			ts.tv_sec = ms / 1000;
+			ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+			tsp = &ts;
+		}
+		/* Submit and wait are two calls: when a signal interrupts a
+		 * combined call that also submitted, the kernel reports the
+		 * submit count and the EINTR is lost. */
+		SX_GUARD(flush(u, err));
+		struct io_uring_cqe *cqe = NULL;
+		int w = io_uring_wait_cqe_timeout(&u->ring, &cqe, tsp);
+		if (w == -EINTR)
+			break; /* a signal: let the caller look at its flags */
+		SX_ENSURE(w >= 0 || w == -ETIME || w == -EAGAIN, err, SX_E_OTHER,
+			  "io_uring: wait failed: error %d", -w);
+		n = harvest(io, out, max);
+		if (w == -ETIME || ms == 0)
+			break;
+	}
+	/* Resubmitted remainders go to the kernel now, not at the next wait. */
+	SX_GUARD(flush(u, err));
+	rc = (int)n;
+out:
+	return rc;
+}
+
+static int uring_cancel_fd(sx_io *io, int fd, sx_err *err)
+{
+	uring_priv *u = priv_of(io);
+	int rc = 0;
+	struct io_uring_sqe *sqe = get_sqe(u, &rc);
+	if (sqe == NULL)
+		return sx_fail_errno(err, SX_E_OTHER, -rc, "io_uring: cannot queue cancel");
+	io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(sqe, ud_encode(SX_OP_CANCEL, 0, 0));
+	/* Submitted now: the caller may close fd right after this returns, and
+	 * a cancel by fd must run while fd still names the file. */
+	rc = io_uring_submit(&u->ring);
+	if (rc < 0)
+		return sx_fail_errno(err, SX_E_OTHER, -rc, "io_uring: cannot submit cancel");
+	return 0;
+}
+
+static void fixed_clear(uring_priv *u)
+{
+	if (u->nfixed > 0)
+		(void)io_uring_unregister_buffers(&u->ring);
+	free(u->fixed);
+	u->fixed = NULL;
+	u->nfixed = 0;
+}
+
+static int uring_register_buffers(sx_io *io, const struct iovec *iov, unsigned n, sx_err *err)
+{
+	uring_priv *u = priv_of(io);
+	int rc = -1;
+	struct iovec *copy = NULL;
+	for (unsigned i = 0; i < io->depth; i++) {
+		uint8_t op = io->slots[i].op;
+		SX_ENSURE(io->slots[i].state != SX_SLOT_PENDING ||
+			      (op != SX_OP_READ && op != SX_OP_WRITE),
+			  err, SX_E_OTHER,
+			  "io_uring: cannot change registered buffers while a "
+			  "read or write is in flight");
+	}
+	fixed_clear(u);
+	if (n == 0)
+		return 0;
+	copy = calloc(n, sizeof(*copy));
+	SX_ENSURE(copy != NULL, err, SX_E_OTHER, "io_uring: out of memory");
+	for (unsigned i = 0; i < n; i++)
+		copy[i] = iov[i];
+	int r = io_uring_register_buffers(&u->ring, copy, n);
+	if (r < 0) {
+		(void)sx_fail_errno(err, SX_E_OTHER, -r,
+				    "io_uring: cannot register %u buffers (RLIMIT_MEMLOCK?)", n);
+		goto out;
+	}
+	u->fixed = copy;
+	u->nfixed = n;
+	copy = NULL;
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
+static const unsigned required_ops[] = {
+    IORING_OP_ACCEPT, IORING_OP_RECV,  IORING_OP_SEND,	       IORING_OP_READ,
+    IORING_OP_WRITE,  IORING_OP_FSYNC, IORING_OP_ASYNC_CANCEL,
+};
+
+static int uring_open(sx_io *io, sx_err *err)
+{
+	int rc = -1;
+	struct io_uring_probe *probe = NULL;
+	uring_priv *u = calloc(1, sizeof(*u));
+	SX_ENSURE(u != NULL, err, SX_E_OTHER, "io_uring: out of memory");
+	/* Cheapest completion delivery first; older kernels reject the newer
+	 * flags with EINVAL and get the next set. One thread drives a ring. */
+	static const unsigned flag_sets[] = {
+	    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	    IORING_SETUP_COOP_TASKRUN,
+	    0,
+	};
+	int r = -EINVAL;
+	for (size_t i = 0; i < SX_ARRAY_LEN(flag_sets) && r == -EINVAL; i++) {
+		struct io_uring_params p = {0};
+		/* Room for every op plus the cancels' own completions. */
+		p.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
+		p.cq_entries = io->depth * 2 < 64 ? 64 : io->depth * 2;
+		r = io_uring_queue_init_params(io->depth, &u->ring, &p);
+	}
+	if (r < 0) {
+		(void)sx_fail_errno(err, SX_E_OTHER, -r, "io_uring_queue_init failed");
+		goto out;
+	}
+	u->ring_ok = true;
+	probe = io_uring_get_probe_ring(&u->ring);
+	SX_ENSURE(probe != NULL, err, SX_E_OTHER, "io_uring: cannot probe supported operations");
+	for (size_t i = 0; i < SX_ARRAY_LEN(required_ops); i++)
+		SX_ENSURE(io_uring_opcode_supported(probe, (int)required_ops[i]), err, SX_E_OTHER,
+			  "io_uring: kernel lacks operation %u", required_ops[i]);
+	io->priv = u;
+	u = NULL;
+	rc = 0;
+out:
+	if (probe != NULL)
+		io_uring_free_probe(probe);
+	if (u != NULL && u->ring_ok)
+		io_uring_queue_exit(&u->ring);
+	free(u);
+	return rc;
+}
+
+/* Drains the ring: the kernel may still write into caller buffers until
+ * each op has completed, so cancel everything and reap before unmapping. */
+static void uring_close(sx_io *io)
+{
+	uring_priv *u = priv_of(io);
+	if (u == NULL)
+		return;
+	u->draining = true;
+	if (io->live > 0) {
+		int rc = 0;
+		struct io_uring_sqe *sqe = get_sqe(u, &rc);
+		if (sqe != NULL) {
+			io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+			io_uring_sqe_set_data64(sqe, ud_encode(SX_OP_CANCEL, 0, 0));
+		}
+	}
+	uint64_t deadline = sx_io_deadline(SX_URING_DRAIN_MS);
+	while (io->live > 0 && sx_io_ms_left(deadline) > 0) {
+		struct __kernel_timespec ts = {.tv_sec = 0,
+					       .tv_nsec = SX_URING_DRAIN_STEP_MS * 1000000LL};
+		struct io_uring_cqe *cqe = NULL;
+		(void)io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+		(void)harvest(io, NULL, io->depth);
+	}
+	if (io->live > 0)
+		sx_log("warn", "io_drain", "backend=io_uring in_flight=%u", io->live);
+	fixed_clear(u);
+	io_uring_queue_exit(&u->ring);
+	free(u);
+	io->priv = NULL;
+}
+
+const sx_io_backend sx_io_uring_backend = {
+    .name = "io_uring",
+    .open = uring_open,
+    .submit = uring_submit,
+    .cancel_fd = uring_cancel_fd,
+    .wait = uring_wait,
+    .register_buffers = uring_register_buffers,
+    .close = uring_close,
+};
