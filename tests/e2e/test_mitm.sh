@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# A man in the middle that flips a byte, drops or replays a record in the
+# data phase: the transfer fails with exit code 4 and no file stands under its
+# final name; the server keeps serving.
+source "$(dirname "$0")/lib.sh"
+make_pki
+start_server srv --id "$WORK/server" --out "$WORK/out"
+SRV=$SERVER_PID
+rand_file "$WORK/f.bin" $((5 << 20))
+
+for mode in flip drop replay; do
+	# record 0 is FILE_BEGIN; 2 is a DATA record in the middle of the file
+	rm -f "$WORK/mitm.port"
+	python3 "$E2E_DIR/mitm.py" "$mode" 2 "$PORT" "$WORK/mitm.port" &
+	PIDS+=($!)
+	MITM=$!
+	for i in $(seq 1 100); do [ -s "$WORK/mitm.port" ] && break; sleep 0.05; done
+	cp "$WORK/f.bin" "$WORK/$mode.bin"
+	expect_exit 4 "$SXFER" send --id "$WORK/cam" --server-name localhost --chunk 256K --quiet \
+		"127.0.0.1:$(cat "$WORK/mitm.port")" "$WORK/$mode.bin"
+	grep -qi "authentication\|integrity\|record" "$WORK/last.err" || fail "$mode: no reason given"
+	[ ! -e "$WORK/out/cam-01/$mode.bin" ] || fail "$mode: file stands under its final name"
+	kill "$MITM"; wait "$MITM" 2>/dev/null || true
+	ok "mitm $mode: exit 4 ($(tail -n1 "$WORK/last.err"))"
+done
+sleep 0.5
+no_partials "$WORK/out"
+
+# The server still serves.
+"$SXFER" send --id "$WORK/cam" --quiet "127.0.0.1:$PORT" "$WORK/f.bin"
+cmp "$WORK/f.bin" "$WORK/out/cam-01/f.bin" || fail "transfer after attacks differs"
+ok "server keeps serving after the attacks"
+stop_server "$SRV"
