@@ -1,0 +1,149 @@
+#include "testutil.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/sx_store.h"
+
+static char *dir;
+
+static int setup(void **state)
+{
+	(void)state;
+	dir = sx_test_tmpdir();
+	return dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	sx_test_rmtree(dir);
+	free(dir);
+	return 0;
+}
+
+static int exists(const char *rel)
+{
+	char p[1024];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	return lstat(p, &st) == 0;
+}
+
+static void test_store_commit(void **state)
+{
+	(void)state;
+	sx_store st;
+	sx_store_file f;
+	sx_err err = {0};
+	char out[600];
+	snprintf(out, sizeof(out), "%s/out", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam-01", false, &err), 0);
+	const char *rel = "a/b/c.bin";
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)rel, strlen(rel), &f, &err), 0);
+	assert_int_equal(write(f.fd, "data", 4), 4);
+	assert_false(exists("out/cam-01/a/b/c.bin"));
+	struct timespec mt = {.tv_sec = 1000000000, .tv_nsec = 5};
+	assert_int_equal(sx_store_meta(&f, 0640, &mt, &err), 0);
+	assert_int_equal(sx_store_commit(&st, &f, &err), 0);
+	sx_store_end(&f);
+	assert_true(exists("out/cam-01/a/b/c.bin"));
+	/* A second file under the same name is refused at begin. */
+	sx_err_clear(&err);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)rel, strlen(rel), &f, &err), -1);
+	assert_int_equal(err.cls, SX_E_IO);
+	assert_non_null(strstr(err.msg, "exists"));
+	sx_store_close(&st);
+}
+
+static void test_store_abort_removes_temporary(void **state)
+{
+	(void)state;
+	sx_store st;
+	sx_store_file f;
+	sx_err err = {0};
+	char out[600], tmp[900];
+	snprintf(out, sizeof(out), "%s/out2", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam", false, &err), 0);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"x", 1, &f, &err), 0);
+	snprintf(tmp, sizeof(tmp), "out2/cam/%s", f.tmp);
+	assert_true(exists(tmp));
+	sx_store_end(&f);
+	assert_false(exists(tmp));
+	assert_false(exists("out2/cam/x"));
+	sx_store_close(&st);
+}
+
+static void test_store_refuses_escape(void **state)
+{
+	(void)state;
+	sx_store st;
+	sx_store_file f;
+	sx_err err = {0};
+	char out[600], link[700], target[700];
+	snprintf(out, sizeof(out), "%s/out3", dir);
+	snprintf(target, sizeof(target), "%s/outside", dir);
+	assert_int_equal(mkdir(target, 0755), 0);
+	assert_int_equal(sx_store_open(&st, out, "cam", false, &err), 0);
+	/* A symlink planted in the output folder is not followed. */
+	snprintf(link, sizeof(link), "%s/cam/evil", out);
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"evil/x", 6, &f, &err), -1);
+	assert_false(exists("outside/x"));
+	const char *bad[] = {"../x", "/etc/x", "a/../../x", "a//b", ".", ""};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		sx_err_clear(&err);
+		assert_int_equal(
+			sx_store_begin(&st, (const uint8_t *)bad[i], strlen(bad[i]), &f, &err), -1);
+	}
+	/* A final name that is a symlink is refused, not followed. */
+	char flink[800];
+	snprintf(flink, sizeof(flink), "%s/cam/f", out);
+	assert_int_equal(symlink("/etc/passwd", flink), 0);
+	sx_err_clear(&err);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"f", 1, &f, &err), -1);
+	sx_store_close(&st);
+	/* A peer name cannot be a path. */
+	sx_err_clear(&err);
+	assert_int_equal(sx_store_open(&st, out, "../x", false, &err), -1);
+	sx_err_clear(&err);
+	assert_int_equal(sx_store_open(&st, out, "a/b", false, &err), -1);
+}
+
+static void test_store_overwrite(void **state)
+{
+	(void)state;
+	sx_store st;
+	sx_store_file f;
+	sx_err err = {0};
+	char out[600];
+	snprintf(out, sizeof(out), "%s/out4", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam", true, &err), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(sx_store_begin(&st, (const uint8_t *)"same", 4, &f, &err), 0);
+		assert_int_equal(write(f.fd, i ? "22" : "1", i ? 2 : 1), i ? 2 : 1);
+		assert_int_equal(sx_store_commit(&st, &f, &err), 0);
+		sx_store_end(&f);
+	}
+	struct stat sb;
+	char p[700];
+	snprintf(p, sizeof(p), "%s/cam/same", out);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_size, 2);
+	sx_store_close(&st);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_store_commit),
+		cmocka_unit_test(test_store_abort_removes_temporary),
+		cmocka_unit_test(test_store_refuses_escape),
+		cmocka_unit_test(test_store_overwrite),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

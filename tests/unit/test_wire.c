@@ -1,0 +1,174 @@
+#include "testutil.h"
+
+#include <string.h>
+
+#include "engine/sx_wire.h"
+
+static void test_cursor_bounds(void **state)
+{
+	(void)state;
+	const uint8_t b[] = {0x01, 0x02, 0x03, 0x00, 0x02, 'h', 'i'};
+	sx_cur c = sx_cur_make(b, sizeof(b));
+	uint16_t v16;
+	uint8_t v8;
+	const uint8_t *p;
+	size_t n;
+	assert_int_equal(sx_cur_u16(&c, &v16), 0);
+	assert_int_equal(v16, 0x0102);
+	assert_int_equal(sx_cur_u8(&c, &v8), 0);
+	assert_int_equal(sx_cur_block16(&c, &p, &n), 0);
+	assert_int_equal(n, 2);
+	assert_memory_equal(p, "hi", 2);
+	assert_int_equal(sx_cur_end(&c), 0);
+	assert_int_equal(sx_cur_u8(&c, &v8), -1);
+	/* A block longer than what is left is refused without moving. */
+	const uint8_t bad[] = {0x00, 0x05, 'a'};
+	c = sx_cur_make(bad, sizeof(bad));
+	assert_int_equal(sx_cur_block16(&c, &p, &n), -1);
+	uint64_t v64;
+	c = sx_cur_make(b, 7);
+	assert_int_equal(sx_cur_u64(&c, &v64), -1);
+}
+
+static void test_writer_overflow(void **state)
+{
+	(void)state;
+	uint8_t buf[5];
+	sx_wbuf w = sx_wbuf_make(buf, sizeof(buf));
+	sx_put_u32(&w, 0x01020304);
+	assert_false(w.overflow);
+	sx_put_u16(&w, 1);
+	assert_true(w.overflow);
+	assert_int_equal(w.len, 4);
+}
+
+static void roundtrip(const sx_msg *m)
+{
+	uint8_t buf[8192];
+	sx_wbuf w = sx_wbuf_make(buf, sizeof(buf));
+	sx_msg out;
+	sx_err err = {0};
+	sx_msg_encode(m, &w);
+	assert_false(w.overflow);
+	assert_int_equal(sx_msg_decode(buf, w.len, &out, &err), 0);
+	assert_int_equal(out.type, m->type);
+	assert_int_equal(out.file_id, m->file_id);
+	assert_int_equal(out.size, m->size);
+	assert_int_equal(out.mode, m->mode);
+	assert_int_equal(out.mtime_sec, m->mtime_sec);
+	assert_int_equal(out.mtime_nsec, m->mtime_nsec);
+	assert_int_equal(out.path_len, m->path_len);
+	if (m->path_len)
+		assert_memory_equal(out.path, m->path, m->path_len);
+	assert_int_equal(out.reason_len, m->reason_len);
+	/* Every strict prefix is refused, and so is one byte more. */
+	for (size_t cut = 0; cut < w.len; cut++) {
+		sx_err_clear(&err);
+		assert_int_equal(sx_msg_decode(buf, cut, &out, &err), -1);
+		assert_int_equal(err.cls, SX_E_INTEGRITY);
+	}
+	buf[w.len] = 0;
+	sx_err_clear(&err);
+	assert_int_equal(sx_msg_decode(buf, w.len + 1, &out, &err), -1);
+}
+
+static void test_messages_roundtrip(void **state)
+{
+	(void)state;
+	const char *p = "media/2026/clip.mp4";
+	sx_msg begin = {.type = SX_MSG_FILE_BEGIN, .file_id = 7, .size = 1ull << 40, .mode = 0640,
+			.mtime_sec = -5, .mtime_nsec = 999999999, .path = (const uint8_t *)p,
+			.path_len = strlen(p)};
+	sx_msg dir = {.type = SX_MSG_DIR, .mode = 0755, .mtime_sec = 1700000000,
+		      .path = (const uint8_t *)"media", .path_len = 5};
+	sx_msg end = {.type = SX_MSG_FILE_END, .file_id = 7, .size = 12345};
+	sx_msg okm = {.type = SX_MSG_FILE_OK, .file_id = 7, .size = 12345};
+	sx_msg ferr = {.type = SX_MSG_FILE_ERR, .file_id = 7, .err_class = SX_E_IO,
+		       .reason = (const uint8_t *)"disk full", .reason_len = 9};
+	sx_msg fatal = {.type = SX_MSG_ERROR, .err_class = SX_E_INTEGRITY,
+			.reason = (const uint8_t *)"bad", .reason_len = 3};
+	sx_msg conf = {.type = SX_MSG_CONFIRM, .max_record = 1 << 24};
+	roundtrip(&begin);
+	roundtrip(&dir);
+	roundtrip(&end);
+	roundtrip(&okm);
+	roundtrip(&ferr);
+	roundtrip(&fatal);
+	roundtrip(&conf);
+}
+
+static void test_unknown_and_bad_fields(void **state)
+{
+	(void)state;
+	sx_msg m;
+	sx_err err = {0};
+	const uint8_t unknown[] = {0x7f};
+	assert_int_equal(sx_msg_decode(unknown, 1, &m, &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+	/* nanoseconds out of range */
+	uint8_t buf[64];
+	sx_wbuf w = sx_wbuf_make(buf, sizeof(buf));
+	sx_msg d = {.type = SX_MSG_DIR, .mtime_nsec = 1000000000u, .path = (const uint8_t *)"a",
+		    .path_len = 1};
+	sx_msg_encode(&d, &w);
+	sx_err_clear(&err);
+	assert_int_equal(sx_msg_decode(buf, w.len, &m, &err), -1);
+}
+
+static void test_hello(void **state)
+{
+	(void)state;
+	sx_hello h = {.version = SX_PROTO_VERSION, .suite = 2, .max_record = 65536,
+		      .rotate_bytes = 1 << 20};
+	uint8_t b[SX_HELLO_LEN];
+	sx_hello o;
+	sx_err err = {0};
+	sx_hello_encode(&h, b);
+	assert_int_equal(sx_hello_decode(b, sizeof(b), &o, &err), 0);
+	assert_int_equal(o.suite, 2);
+	assert_int_equal(o.max_record, 65536);
+	assert_int_equal(o.rotate_bytes, 1 << 20);
+	assert_int_equal(sx_hello_decode(b, sizeof(b) - 1, &o, &err), -1);
+	b[0] = 9;
+	sx_err_clear(&err);
+	assert_int_equal(sx_hello_decode(b, sizeof(b), &o, &err), -1);
+}
+
+static int path_ok(const char *p)
+{
+	sx_err err = {0};
+	return sx_path_check((const uint8_t *)p, strlen(p), &err);
+}
+
+static void test_paths(void **state)
+{
+	(void)state;
+	assert_int_equal(path_ok("a"), 0);
+	assert_int_equal(path_ok("a/b/c.txt"), 0);
+	assert_int_equal(path_ok("..a/b..c/...") , 0);
+	assert_int_equal(path_ok(""), -1);
+	assert_int_equal(path_ok("/etc/passwd"), -1);
+	assert_int_equal(path_ok("../x"), -1);
+	assert_int_equal(path_ok("a/../../x"), -1);
+	assert_int_equal(path_ok("a/./b"), -1);
+	assert_int_equal(path_ok("a//b"), -1);
+	assert_int_equal(path_ok("a/"), -1);
+	assert_int_equal(path_ok(".."), -1);
+	assert_int_equal(path_ok("a\nb"), -1);
+	sx_err err = {0};
+	assert_int_equal(sx_path_check((const uint8_t *)"a\0b", 3, &err), -1);
+	char longc[300];
+	memset(longc, 'x', sizeof(longc) - 1);
+	longc[sizeof(longc) - 1] = '\0';
+	assert_int_equal(path_ok(longc), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cursor_bounds),	  cmocka_unit_test(test_writer_overflow),
+		cmocka_unit_test(test_messages_roundtrip), cmocka_unit_test(test_unknown_and_bad_fields),
+		cmocka_unit_test(test_hello),		  cmocka_unit_test(test_paths),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
