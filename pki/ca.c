@@ -596,3 +596,44 @@ out:
 	EVP_PKEY_free(key);
 	return rc;
 }
+
+int sx_ca_sign_csr(sx_ca *ca, const char *csr_path, const sx_cert_spec *spec_in, unsigned days,
+		   const char *out_path, X509 **out, sx_err *err)
+{
+	int rc = -1;
+	X509_REQ *req = NULL;
+	X509 *cert = NULL;
+	sx_cert_spec spec = *spec_in;
+	char cn[SX_NAME_MAX * 4 + 1];
+	const char *dns[1];
+	sx_err ignored = {0};
+
+	*out = NULL;
+	SX_GUARD(sx_csr_load(csr_path, &req, err));
+	if (spec.name == NULL) {
+		if (sx_csr_name(req, cn, sizeof(cn), err) < 0) {
+			sx_err_prefix(err, "%s: ", csr_path);
+			goto out;
+		}
+		spec.name = cn;
+	}
+	if (spec.profile != SX_PROFILE_CLIENT && spec.ndns == 0 && spec.nips == 0 &&
+	    sx_dns_check(spec.name, &ignored) == 0) {
+		dns[0] = spec.name;
+		spec.dns = dns;
+		spec.ndns = 1;
+	}
+	if (sx_key_check_strength(X509_REQ_get0_pubkey(req), err) < 0) {
+		sx_err_prefix(err, "%s: ", csr_path);
+		goto out;
+	}
+	SX_GUARD(sx_ca_issue(ca, &spec, X509_REQ_get0_pubkey(req), days, &cert, err));
+	SX_GUARD(sx_certs_save(out_path, &cert, 1, 0644, err));
+	*out = cert;
+	cert = NULL;
+	rc = 0;
+out:
+	X509_free(cert);
+	X509_REQ_free(req);
+	return rc;
+}

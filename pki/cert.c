@@ -71,25 +71,65 @@ void sx_cert_fingerprint(X509 *cert, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-int sx_cert_name(X509 *cert, char *buf, size_t cap, sx_err *err)
+static int name_cn(X509_NAME *subj, char *buf, size_t cap, const char *what, sx_err *err)
 {
-	X509_NAME *subj = X509_get_subject_name(cert);
 	int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
 	unsigned char *utf8 = NULL;
 	int n;
 	if (idx < 0)
-		return sx_fail(err, SX_E_AUTH, "certificate has no common name");
+		return sx_fail(err, SX_E_AUTH, "%s has no common name", what);
 	n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx)));
 	if (n < 0)
-		return sx_fail_ssl(err, SX_E_AUTH, "certificate common name is not a string");
+		return sx_fail_ssl(err, SX_E_AUTH, "%s common name is not a string", what);
 	if ((size_t)n >= cap || memchr(utf8, '\0', (size_t)n) != NULL) {
 		OPENSSL_free(utf8);
-		return sx_fail(err, SX_E_AUTH, "certificate common name is too long or malformed");
+		return sx_fail(err, SX_E_AUTH, "%s common name is too long or malformed", what);
 	}
 	memcpy(buf, utf8, (size_t)n);
 	buf[n] = '\0';
 	OPENSSL_free(utf8);
 	return 0;
+}
+
+int sx_cert_name(X509 *cert, char *buf, size_t cap, sx_err *err)
+{
+	return name_cn(X509_get_subject_name(cert), buf, cap, "certificate", err);
+}
+
+int sx_csr_name(X509_REQ *req, char *buf, size_t cap, sx_err *err)
+{
+	return name_cn(X509_REQ_get_subject_name(req), buf, cap, "CSR", err);
+}
+
+void sx_cert_sans(X509 *cert, char *buf, size_t cap)
+{
+	GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	size_t used = 0;
+	buf[0] = '\0';
+	for (int i = 0; i < sk_GENERAL_NAME_num(gens) && used < cap; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		char one[INET6_ADDRSTRLEN + 300];
+		int type;
+		const ASN1_STRING *v = GENERAL_NAME_get0_value(g, &type);
+		const unsigned char *d = ASN1_STRING_get0_data(v);
+		int len = ASN1_STRING_length(v);
+		if (type == GEN_DNS)
+			snprintf(one, sizeof(one), "DNS:%.*s", len > 255 ? 255 : len, d);
+		else if (type == GEN_IPADD && (len == 4 || len == 16)) {
+			char ip[INET6_ADDRSTRLEN];
+			inet_ntop(len == 4 ? AF_INET : AF_INET6, d, ip, sizeof(ip));
+			snprintf(one, sizeof(one), "IP:%s", ip);
+		} else
+			snprintf(one, sizeof(one), "(other)");
+		int n = snprintf(buf + used, cap - used, "%s%s", used ? ", " : "", one);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+	if (used >= cap && cap > 4)
+		memcpy(buf + cap - 4, "...", 4);
+	GENERAL_NAMES_free(gens);
+	ERR_clear_error();
 }
 
 void sx_cert_subject(X509 *cert, char *buf, size_t cap)
@@ -207,7 +247,7 @@ int sx_name_check(const char *name, sx_err *err)
 	return 0;
 }
 
-static int dns_check(const char *s, sx_err *err)
+int sx_dns_check(const char *s, sx_err *err)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > 253)
@@ -268,7 +308,7 @@ static int add_san(X509 *x, const sx_cert_spec *spec, sx_err *err)
 	SX_ENSURE(gens != NULL, err, SX_E_OTHER, "out of memory");
 	for (size_t i = 0; i < spec->ndns; i++) {
 		ASN1_IA5STRING *ia5 = NULL;
-		SX_GUARD(dns_check(spec->dns[i], err));
+		SX_GUARD(sx_dns_check(spec->dns[i], err));
 		gen = GENERAL_NAME_new();
 		ia5 = ASN1_IA5STRING_new();
 		if (gen == NULL || ia5 == NULL ||

@@ -40,6 +40,12 @@ const char *sx_profile_name(sx_profile p);
  * "CA", "server", "client", "both" or "none". */
 const char *sx_cert_role(X509 *cert);
 
+/* A DNS name for a SAN: letters, digits, '-', '.', '_', a leading "*." . */
+int sx_dns_check(const char *s, sx_err *err) SX_MUST_CHECK;
+
+/* The subjectAltName as "DNS:a, IP:1.2.3.4" (empty when none). */
+void sx_cert_sans(X509 *cert, char *buf, size_t cap);
+
 /* A common name is 1..64 printable characters (no control characters). */
 int sx_name_check(const char *name, sx_err *err) SX_MUST_CHECK;
 
@@ -72,6 +78,8 @@ int sx_certs_save(const char *path, X509 *const *certs, size_t n, mode_t mode,
 
 int sx_csr_build(EVP_PKEY *key, const char *name, X509_REQ **out, sx_err *err) SX_MUST_CHECK;
 int sx_csr_save(const char *path, X509_REQ *req, sx_err *err) SX_MUST_CHECK;
+/* The CSR subject's common name. */
+int sx_csr_name(X509_REQ *req, char *buf, size_t cap, sx_err *err) SX_MUST_CHECK;
 /* Loads a PEM CSR and verifies its self-signature (SX_E_AUTH if broken). */
 int sx_csr_load(const char *path, X509_REQ **out, sx_err *err) SX_MUST_CHECK;
 
@@ -155,6 +163,14 @@ int sx_ca_list(const char *dir, sx_ca_db *db, sx_err *err) SX_MUST_CHECK;
 int sx_ca_issue_identity(sx_ca *ca, const sx_cert_spec *spec, sx_key_type type, unsigned days,
 			 const char *outdir, const sx_pass *pass, X509 **out,
 			 sx_err *err) SX_MUST_CHECK;
+
+/* `sxfer ca sign`: verifies the CSR's self-signature and issues from the
+ * operator's spec only: the CSR gives the public key and, when spec->name is
+ * NULL, the name; its extensions are ignored. A server (or both) certificate
+ * with no --dns/--ip gets the name as its DNS SAN when it is a valid host
+ * name. The leaf is written to out_path. */
+int sx_ca_sign_csr(sx_ca *ca, const char *csr_path, const sx_cert_spec *spec, unsigned days,
+		   const char *out_path, X509 **out, sx_err *err) SX_MUST_CHECK;
 
 /* Normalises a hex serial ("0x0a:bc" -> "ABC"); -1 if not hex or too long. */
 int sx_serial_normalize(const char *in, char out[SX_SERIAL_HEX_MAX]) SX_MUST_CHECK;
