@@ -389,7 +389,7 @@ int sx_ca_issue(sx_ca *ca, const sx_cert_spec *spec_in, EVP_PKEY *subject_key, u
 	sx_cert_spec spec = *spec_in;
 	BIGNUM *serial = NULL;
 	char *hex = NULL;
-	char path[4096], file[64];
+	char path[4096], file[64], shex[SX_SERIAL_HEX_MAX];
 	X509 *cert = NULL;
 	sx_ca_entry e = {0};
 	time_t now = time(NULL), ca_end = 0;
@@ -417,19 +417,19 @@ int sx_ca_issue(sx_ca *ca, const sx_cert_spec *spec_in, EVP_PKEY *subject_key, u
 		hex = NULL;
 		SX_GUARD(sx_serial_random(&serial, err));
 		hex = BN_bn2hex(serial);
-		SX_ENSURE(hex != NULL && strlen(hex) < SX_SERIAL_HEX_MAX, err, SX_E_OTHER,
+		SX_ENSURE(hex != NULL && sx_serial_normalize(hex, shex) == 0, err, SX_E_OTHER,
 			  "serial encoding");
-		if (!db_has(&ca->db, hex))
+		if (!db_has(&ca->db, shex))
 			break;
 	}
 	spec.serial = serial;
 	SX_GUARD(sx_cert_build(&spec, subject_key, ca->cert, ca->key, &cert, err));
 
 	/* 1. the certificate file, 2. the index that names it (atomic). */
-	snprintf(file, sizeof(file), "certs/%s.pem", hex);
+	snprintf(file, sizeof(file), "certs/%s.pem", shex);
 	SX_GUARD(ca_path(path, sizeof(path), ca->dir, file, err));
 	SX_GUARD(sx_certs_save(path, &cert, 1, 0644, err));
-	memcpy(e.serial, hex, strlen(hex) + 1);
+	memcpy(e.serial, shex, sizeof(shex));
 	snprintf(e.name, sizeof(e.name), "%s", spec.name);
 	e.profile = spec.profile;
 	e.not_after = spec.not_after;

@@ -197,7 +197,12 @@ void sx_cert_serial_hex(X509 *cert, char *buf, size_t cap)
 {
 	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
 	char *hex = bn ? BN_bn2hex(bn) : NULL;
-	snprintf(buf, cap, "%s", hex ? hex : "?");
+	const char *h = hex;
+	/* BN_bn2hex writes whole bytes ("0A1B"); drop a leading zero digit so
+	 * that every place prints the same serial as the CA index. */
+	while (h != NULL && h[0] == '0' && h[1] != '\0')
+		h++;
+	snprintf(buf, cap, "%s", h ? h : "?");
 	OPENSSL_free(hex);
 	BN_free(bn);
 }
