@@ -19,11 +19,12 @@
 /* scrypt parameters for key encryption: N = 2^14, r = 8, p = 1 (16 MiB),
  * inside OpenSSL's default 32 MiB scrypt memory limit so that `openssl pkey`
  * opens the files without extra options. */
-#define SX_SCRYPT_N	16384
-#define SX_SCRYPT_R	8
-#define SX_SCRYPT_P	1
-#define SX_PASS_MAX	1024
-#define SX_KEY_FILE_MAX (64 * 1024)
+#define SX_SCRYPT_N	   16384
+#define SX_SCRYPT_R	   8
+#define SX_SCRYPT_P	   1
+#define SX_SCRYPT_SALT_LEN 16
+#define SX_PASS_MAX	   1024
+#define SX_KEY_FILE_MAX	   (64 * 1024)
 
 static const struct {
 	const char *name;
@@ -133,8 +134,8 @@ int sx_key_save(const char *path, EVP_PKEY *key, const sx_pass *pass, sx_err *er
 		}
 	} else {
 		SX_GUARD(pwlen = get_pass(pass, path, pw, sizeof(pw), true, err));
-		pbe = PKCS5_pbe2_set_scrypt(EVP_aes_256_cbc(), NULL, 0, NULL, SX_SCRYPT_N,
-					    SX_SCRYPT_R, SX_SCRYPT_P);
+		pbe = PKCS5_pbe2_set_scrypt(EVP_aes_256_cbc(), NULL, SX_SCRYPT_SALT_LEN, NULL,
+					    SX_SCRYPT_N, SX_SCRYPT_R, SX_SCRYPT_P);
 		if (pbe == NULL) {
 			sx_fail_ssl(err, SX_E_OTHER, "%s: cannot set up key encryption", path);
 			goto out;
