@@ -49,10 +49,18 @@ int sx_key_save(const char *path, EVP_PKEY *key, const sx_pass *pass, sx_err *er
  * corrupt file. */
 int sx_key_load(const char *path, const sx_pass *pass, EVP_PKEY **out, sx_err *err) SX_MUST_CHECK;
 
+/* "EC prime256v1 (256 bits)", "RSA 3072 bits", "Ed25519", ... into buf. */
+int sx_key_describe(EVP_PKEY *key, char *buf, size_t cap);
+
+/* Is the key strong enough for the policy (RSA >= 2048, EC P-256/384/521,
+ * Ed25519, Ed448)? On failure: SX_E_AUTH "weak key: RSA 1024 bits" or
+ * "unsupported key type ...". */
+int sx_key_check_strength(EVP_PKEY *key, sx_err *err) SX_MUST_CHECK;
+
 /* ---- certificates and files -------------------------------------------- */
 
 /* Loads every certificate of a PEM file (leaf first). */
-int sx_certs_load(const char *path, STACK_OF(X509) **out, sx_err *err) SX_MUST_CHECK;
+int sx_certs_load(const char *path, STACK_OF(X509) * *out, sx_err *err) SX_MUST_CHECK;
 int sx_crl_load(const char *path, X509_CRL **out, sx_err *err) SX_MUST_CHECK;
 
 /* SHA-256 over the DER certificate, as 64 lowercase hex characters + NUL. */
@@ -61,17 +69,31 @@ void sx_cert_fingerprint(X509 *cert, char out[65]);
 /* The common name of the subject (the "identity name"), into buf. */
 int sx_cert_name(X509 *cert, char *buf, size_t cap, sx_err *err) SX_MUST_CHECK;
 
+/* A readable subject for messages: "CN=name" (or the one-line DN). */
+void sx_cert_subject(X509 *cert, char *buf, size_t cap);
+
+/* ASN1 time / time_t as "2026-01-01T00:00:00Z" (32 bytes are enough). */
+void sx_asn1_time_format(const ASN1_TIME *t, char *buf, size_t cap);
+void sx_time_format(time_t t, char *buf, size_t cap);
+
+/* Parses "2026-01-01T00:00:00Z", "2026-01-01" or "@<unix seconds>". */
+int sx_time_parse(const char *s, time_t *out) SX_MUST_CHECK;
+
+/* Serial as uppercase hex without leading zeros (at least "0"). */
+void sx_cert_serial_hex(X509 *cert, char *buf, size_t cap);
+
 /* An identity folder: key.pem, cert.pem (leaf then intermediates), ca.pem
  * (trust anchor), optional crl.pem. */
 typedef struct sx_identity {
 	EVP_PKEY *key;
-	STACK_OF(X509) *chain; /* [0] is the leaf */
-	STACK_OF(X509) *anchors;
-	X509_CRL *crl; /* NULL when the folder has none */
+	STACK_OF(X509) * chain; /* [0] is the leaf */
+	STACK_OF(X509) * anchors;
+	X509_CRL *crl;	/* NULL when the folder has none */
 	char name[256]; /* subject CN of the leaf */
 } sx_identity;
 
-int sx_identity_load(const char *dir, const sx_pass *pass, sx_identity *id, sx_err *err) SX_MUST_CHECK;
+int sx_identity_load(const char *dir, const sx_pass *pass, sx_identity *id,
+		     sx_err *err) SX_MUST_CHECK;
 void sx_identity_free(sx_identity *id);
 
 /* ---- the validation policy ---------------------------------------------- */
@@ -83,9 +105,9 @@ typedef enum sx_role {
 } sx_role;
 
 typedef struct sx_policy {
-	STACK_OF(X509) *anchors; /* trust anchors (borrowed) */
-	X509_CRL *crl;		 /* optional (borrowed); past nextUpdate is an error */
-	time_t now;		 /* 0: the current time */
+	STACK_OF(X509) * anchors; /* trust anchors (borrowed) */
+	X509_CRL *crl;		  /* optional (borrowed); past nextUpdate is an error */
+	time_t now;		  /* 0: the current time */
 } sx_policy;
 
 /* The one decision: is this peer certificate acceptable?
@@ -97,7 +119,7 @@ typedef struct sx_policy {
  * (revoked, stale, bad signature); key strength (RSA >= 2048, EC >= P-256,
  * Ed25519); a leaf claiming CA:TRUE. On failure: SX_E_AUTH with the precise
  * reason (e.g. "certificate has expired (notAfter 2026-01-01T00:00:00Z)"). */
-int sx_policy_check(const sx_policy *pol, X509 *leaf, STACK_OF(X509) *chain, sx_role role,
+int sx_policy_check(const sx_policy *pol, X509 *leaf, STACK_OF(X509) * chain, sx_role role,
 		    const char *name, sx_err *err) SX_MUST_CHECK;
 
 #endif

@@ -41,8 +41,9 @@ static int prompt(const char *label, char *buf, size_t cap, sx_err *err)
 	struct termios old, quiet;
 	FILE *tty = fopen("/dev/tty", "r+");
 	if (tty == NULL)
-		return sx_fail(err, SX_E_USAGE, "a passphrase is needed: set SXFER_PASSPHRASE, "
-					       "use --pass-file, or run on a terminal");
+		return sx_fail(err, SX_E_USAGE,
+			       "a passphrase is needed: set SXFER_PASSPHRASE, "
+			       "use --pass-file, or run on a terminal");
 	int fd = fileno(tty);
 	fprintf(tty, "%s", label);
 	fflush(tty);
@@ -106,4 +107,32 @@ void sx_cli_pass_init(sx_pass *out, sx_cli_pass *src)
 	out->none = src->none;
 	out->get = pass_get;
 	out->ctx = src;
+}
+
+int sx_cli_dispatch(const char *cmd, const sx_subcmd *tab, size_t n, int argc, char **argv)
+{
+	bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+				  strcmp(argv[1], "help") == 0);
+	if (argc < 2 || help) {
+		FILE *f = help ? stdout : stderr;
+		fprintf(f, "usage: sxfer %s <subcommand> [options]\n\nsubcommands:\n", cmd);
+		for (size_t i = 0; i < n; i++)
+			fprintf(f, "  %-8s %s\n", tab[i].name, tab[i].help);
+		fprintf(f, "\nRun 'sxfer %s <subcommand> --help' for its options.\n", cmd);
+		return help ? 0 : SX_E_USAGE;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(tab[i].name, argv[1]) == 0)
+			return tab[i].main(argc - 1, argv + 1);
+	return sx_cli_usage_error(cmd, "unknown subcommand '%s'", argv[1]);
+}
+
+int sx_cli_days(const char *cmd, const char *s, unsigned *out)
+{
+	uint64_t v = 0;
+	if (sx_parse_u64(s, &v) < 0 || v == 0 || v > 36500)
+		return sx_cli_usage_error(cmd, "--days must be a number from 1 to 36500, not '%s'",
+					  s);
+	*out = (unsigned)v;
+	return 0;
 }

@@ -35,4 +35,18 @@ typedef struct sx_cli_pass {
 
 void sx_cli_pass_init(sx_pass *out, sx_cli_pass *src);
 
+/* Second-level commands ("sxfer ca init"): one table, usage generated from
+ * it. argv[0] is the command name ("ca"). */
+typedef struct sx_subcmd {
+	const char *name;
+	int (*main)(int argc, char **argv); /* argv[0] is the subcommand name */
+	const char *help;
+} sx_subcmd;
+
+int sx_cli_dispatch(const char *cmd, const sx_subcmd *tab, size_t n, int argc, char **argv);
+
+/* Parses a --days value (1..36500); returns 0 or prints a usage error and
+ * returns 2. */
+int sx_cli_days(const char *cmd, const char *s, unsigned *out);
+
 #endif

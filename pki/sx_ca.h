@@ -1,0 +1,178 @@
+/* pki/: building certificates, CSRs and CRLs, and the CA folder (docs/PKI.md).
+ * Used by the CLI (sxfer ca, sxfer id) and by tests; the engine needs only
+ * sx_pki.h. */
+#ifndef SX_CA_H
+#define SX_CA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/bn.h>
+#include <openssl/x509.h>
+
+#include "common/sx_err.h"
+#include "pki/sx_pki.h"
+
+#define SX_CA_DAYS_DEFAULT   3650
+#define SX_LEAF_DAYS_DEFAULT 397
+#define SX_CRL_DAYS_DEFAULT  7
+#define SX_DAYS_MAX	     36500
+#define SX_NAME_MAX	     64	 /* RFC 5280 ub-common-name */
+#define SX_SERIAL_HEX_MAX    33	 /* 16 bytes as hex + NUL */
+#define SX_BACKDATE_SECONDS  300 /* notBefore = now - 5 minutes, for clock skew */
+
+/* ---- certificate profiles ---------------------------------------------- */
+
+typedef enum sx_profile {
+	SX_PROFILE_CA = 0,
+	SX_PROFILE_SERVER,
+	SX_PROFILE_CLIENT,
+	SX_PROFILE_BOTH,
+} sx_profile;
+
+/* "server", "client", "both" (a CA is never parsed from a command line). */
+int sx_profile_parse(const char *s, sx_profile *out) SX_MUST_CHECK;
+const char *sx_profile_name(sx_profile p);
+
+/* The role a certificate carries, from its basicConstraints and EKU:
+ * "CA", "server", "client", "both" or "none". */
+const char *sx_cert_role(X509 *cert);
+
+/* A DNS name for a SAN: letters, digits, '-', '.', '_', a leading "*." . */
+int sx_dns_check(const char *s, sx_err *err) SX_MUST_CHECK;
+
+/* The subjectAltName as "DNS:a, IP:1.2.3.4" (empty when none). */
+void sx_cert_sans(X509 *cert, char *buf, size_t cap);
+
+/* A common name is 1..64 printable characters (no control characters). */
+int sx_name_check(const char *name, sx_err *err) SX_MUST_CHECK;
+
+typedef struct sx_cert_spec {
+	sx_profile profile;
+	const char *name; /* subject CN */
+	const char *const *dns;
+	size_t ndns;
+	const char *const *ips;
+	size_t nips;
+	time_t not_before;
+	time_t not_after;
+	const BIGNUM *serial; /* NULL: a fresh 128-bit random positive serial */
+} sx_cert_spec;
+
+/* A fresh random serial: 16 bytes, top bit cleared, never zero. */
+int sx_serial_random(BIGNUM **out, sx_err *err) SX_MUST_CHECK;
+
+/* Builds and signs a certificate for subject_key (its public half is used).
+ * issuer NULL: self-signed by issuer_key (which must be subject_key). SHA-256
+ * for ECDSA and RSA, no digest for Ed25519. */
+int sx_cert_build(const sx_cert_spec *spec, EVP_PKEY *subject_key, X509 *issuer,
+		  EVP_PKEY *issuer_key, X509 **out, sx_err *err) SX_MUST_CHECK;
+
+/* PEM of certs[0..n) into path (atomic, mode). */
+int sx_certs_save(const char *path, X509 *const *certs, size_t n, mode_t mode,
+		  sx_err *err) SX_MUST_CHECK;
+
+/* ---- CSRs --------------------------------------------------------------- */
+
+int sx_csr_build(EVP_PKEY *key, const char *name, X509_REQ **out, sx_err *err) SX_MUST_CHECK;
+int sx_csr_save(const char *path, X509_REQ *req, sx_err *err) SX_MUST_CHECK;
+/* The CSR subject's common name. */
+int sx_csr_name(X509_REQ *req, char *buf, size_t cap, sx_err *err) SX_MUST_CHECK;
+/* Loads a PEM CSR and verifies its self-signature (SX_E_AUTH if broken). */
+int sx_csr_load(const char *path, X509_REQ **out, sx_err *err) SX_MUST_CHECK;
+
+/* ---- CRLs --------------------------------------------------------------- */
+
+typedef struct sx_revoked {
+	const BIGNUM *serial;
+	time_t when;
+	int reason; /* CRLReason code (RFC 5280 5.3.1) */
+} sx_revoked;
+
+/* "keyCompromise" <-> 1, ...; parse is case-insensitive. */
+int sx_crl_reason_parse(const char *s, int *out) SX_MUST_CHECK;
+const char *sx_crl_reason_name(int reason);
+
+/* A v2 CRL with crlNumber, AKI, thisUpdate and nextUpdate, signed by ca. */
+int sx_crl_build(X509 *ca, EVP_PKEY *ca_key, const sx_revoked *rev, size_t n, uint64_t number,
+		 time_t this_update, time_t next_update, X509_CRL **out, sx_err *err) SX_MUST_CHECK;
+int sx_crl_save(const char *path, X509_CRL *crl, sx_err *err) SX_MUST_CHECK;
+
+/* ---- the CA folder ------------------------------------------------------
+ * DIR/ca.pem, DIR/ca.key.pem, DIR/index.txt, DIR/crlnumber, DIR/crl.pem,
+ * DIR/certs/<SERIAL>.pem, DIR/lock. */
+
+typedef struct sx_ca_entry {
+	char serial[SX_SERIAL_HEX_MAX]; /* uppercase hex */
+	char name[SX_NAME_MAX + 1];
+	sx_profile profile;
+	time_t not_after;
+	time_t revoked_at; /* 0: not revoked */
+	int reason;
+} sx_ca_entry;
+
+typedef struct sx_ca_db {
+	sx_ca_entry *e;
+	size_t n, cap;
+} sx_ca_db;
+
+void sx_ca_db_free(sx_ca_db *db);
+/* Text form of index.txt, both directions (pure). */
+int sx_ca_db_parse(const char *text, size_t len, sx_ca_db *db, sx_err *err) SX_MUST_CHECK;
+int sx_ca_db_format(const sx_ca_db *db, char **out, size_t *len, sx_err *err) SX_MUST_CHECK;
+
+typedef struct sx_ca {
+	char dir[2048];
+	X509 *cert;
+	EVP_PKEY *key;
+	int lock_fd;
+	sx_ca_db db;
+} sx_ca;
+
+/* Creates DIR with a self-signed root. Refuses an existing CA. */
+int sx_ca_init(const char *dir, const char *name, sx_key_type type, unsigned days,
+	       const sx_pass *pass, sx_err *err) SX_MUST_CHECK;
+
+/* Takes the CA's lock (flock on DIR/lock, held until sx_ca_close), loads the
+ * root, its key (checking they match) and the index. */
+int sx_ca_open(const char *dir, const sx_pass *pass, sx_ca *ca, sx_err *err) SX_MUST_CHECK;
+void sx_ca_close(sx_ca *ca);
+
+/* Issues a certificate for subject_key: picks an unused serial, writes
+ * DIR/certs/<SERIAL>.pem, then atomically replaces the index. days 0: the
+ * default. notAfter never exceeds the CA's. */
+int sx_ca_issue(sx_ca *ca, const sx_cert_spec *spec, EVP_PKEY *subject_key, unsigned days,
+		X509 **out, sx_err *err) SX_MUST_CHECK;
+
+/* Marks a serial (hex) revoked in the index. */
+int sx_ca_revoke(sx_ca *ca, const char *serial_hex, int reason, sx_err *err) SX_MUST_CHECK;
+
+/* Builds the next CRL (crlNumber incremented durably first), stores it as
+ * DIR/crl.pem too. */
+int sx_ca_crl(sx_ca *ca, unsigned days, X509_CRL **out, sx_err *err) SX_MUST_CHECK;
+
+/* Reads the index without the key or the lock (the index is always replaced
+ * atomically, so a reader sees a whole version). */
+int sx_ca_list(const char *dir, sx_ca_db *db, sx_err *err) SX_MUST_CHECK;
+
+/* `sxfer ca issue`: a new key (saved with pass) and certificate straight
+ * into an identity folder (key.pem, cert.pem, ca.pem, crl.pem when the CA
+ * has one). Refuses to overwrite an existing key.pem or cert.pem. */
+int sx_ca_issue_identity(sx_ca *ca, const sx_cert_spec *spec, sx_key_type type, unsigned days,
+			 const char *outdir, const sx_pass *pass, X509 **out,
+			 sx_err *err) SX_MUST_CHECK;
+
+/* `sxfer ca sign`: verifies the CSR's self-signature and issues from the
+ * operator's spec only: the CSR gives the public key and, when spec->name is
+ * NULL, the name; its extensions are ignored. A server (or both) certificate
+ * with no --dns/--ip gets the name as its DNS SAN when it is a valid host
+ * name. The leaf is written to out_path. */
+int sx_ca_sign_csr(sx_ca *ca, const char *csr_path, const sx_cert_spec *spec, unsigned days,
+		   const char *out_path, X509 **out, sx_err *err) SX_MUST_CHECK;
+
+/* Normalises a hex serial ("0x0a:bc" -> "ABC"); -1 if not hex or too long. */
+int sx_serial_normalize(const char *in, char out[SX_SERIAL_HEX_MAX]) SX_MUST_CHECK;
+
+#endif

@@ -1,0 +1,72 @@
+#include "tools/args.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int sx_args_need(const char *cmd, const char *what)
+{
+	return sx_cli_usage_error(cmd, "%s is required", what);
+}
+
+static int add_san(const char *cmd, const char *kind, const char *v, const char **list, size_t *n)
+{
+	if (*n >= SX_ARGS_SAN_MAX)
+		return sx_cli_usage_error(cmd, "at most %d %s values", SX_ARGS_SAN_MAX, kind);
+	list[(*n)++] = v;
+	return -1;
+}
+
+int sx_args_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
+		  char **argv, sx_args *a)
+{
+	int c, rc;
+	memset(a, 0, sizeof(*a));
+	a->key_type = SX_KEY_P256;
+	optind = 0; /* full reset of GNU getopt */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_HELP: fputs(usage, stdout); return 0;
+		case OPT_CA: a->ca = optarg; break;
+		case OPT_NAME: a->name = optarg; break;
+		case OPT_OUT: a->out = optarg; break;
+		case OPT_CSR: a->csr = optarg; break;
+		case OPT_SERIAL: a->serial = optarg; break;
+		case OPT_CERT: a->cert = optarg; break;
+		case OPT_REASON: a->reason = optarg; break;
+		case OPT_ROLE: a->role = optarg; break;
+		case OPT_ID: a->id = optarg; break;
+		case OPT_CRL: a->crl = optarg; break;
+		case OPT_AT: a->at = optarg; break;
+		case OPT_PASS_FILE: a->pass_src.file = optarg; break;
+		case OPT_NO_PASS: a->pass_src.none = true; break;
+		case OPT_KEY_TYPE:
+			if (sx_key_type_parse(optarg, &a->key_type) < 0)
+				return sx_cli_usage_error(
+				    cmd, "--key-type must be p256, ed25519 or rsa3072, not '%s'",
+				    optarg);
+			break;
+		case OPT_DAYS:
+			if ((rc = sx_cli_days(cmd, optarg, &a->days)) != 0)
+				return rc;
+			break;
+		case OPT_DNS:
+			if ((rc = add_san(cmd, "--dns", optarg, a->dns, &a->ndns)) >= 0)
+				return rc;
+			break;
+		case OPT_IP:
+			if ((rc = add_san(cmd, "--ip", optarg, a->ips, &a->nips)) >= 0)
+				return rc;
+			break;
+		case ':': return sx_cli_usage_error(cmd, "%s needs a value", argv[optind - 1]);
+		default: return sx_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (a->pass_src.file != NULL && a->pass_src.none)
+		return sx_cli_usage_error(cmd,
+					  "--pass-file and --no-passphrase exclude each other");
+	sx_cli_pass_init(&a->pass, &a->pass_src);
+	a->npos = argc - optind;
+	a->pos = argv + optind;
+	return -1;
+}
