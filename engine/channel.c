@@ -78,6 +78,8 @@ struct sx_chan {
 
 static int chan_ex_idx = -1;
 
+static int drain_wbio(sx_chan *c, sx_err *err);
+
 /* ---- callbacks ---------------------------------------------------------- */
 
 static sx_chan *chan_of(const SSL *ssl)
@@ -189,7 +191,7 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
 
 static void info_cb(const SSL *ssl, int where, int ret)
 {
-	if ((where & SSL_CB_READ_ALERT) == 0)
+	if ((where & SSL_CB_ALERT) == 0 || (where & SSL_CB_READ) == 0)
 		return;
 	sx_chan *c = chan_of(ssl);
 	if (c != NULL)
@@ -364,6 +366,13 @@ int sx_chan_new(sx_chan **out, sx_chan_ctx *ctx, sx_err *err)
 			goto out;
 		}
 		SSL_set_connect_state(c->ssl);
+		/* Writes the ClientHello, so the first sx_chan_output has it. */
+		int r = SSL_do_handshake(c->ssl);
+		if (r != 1 && SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+			(void)sx_fail_ssl(err, SX_E_OTHER, "channel: cannot start TLS");
+			goto out;
+		}
+		SX_GUARD(drain_wbio(c, err));
 	}
 	*out = c;
 	c = NULL;
