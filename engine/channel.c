@@ -76,15 +76,13 @@ struct sx_chan {
 	char peer_fp[65];
 };
 
-static int chan_ex_idx = -1;
-
 static int drain_wbio(sx_chan *c, sx_err *err);
 
 /* ---- callbacks ---------------------------------------------------------- */
 
 static sx_chan *chan_of(const SSL *ssl)
 {
-	return SSL_get_ex_data(ssl, chan_ex_idx);
+	return SSL_get_app_data(ssl);
 }
 
 /* Maps the policy's reason onto an X.509 error code, so OpenSSL sends the
@@ -240,12 +238,6 @@ int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err)
 
 	*out = NULL;
 	SX_GUARD(check_cfg(cfg, err));
-	if (chan_ex_idx < 0) {
-		/* Racing first calls get two indexes; both work, one stays unused. */
-		int idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-		SX_ENSURE(idx >= 0, err, SX_E_OTHER, "channel: no SSL ex_data index");
-		chan_ex_idx = idx;
-	}
 	ctx = calloc(1, sizeof(*ctx));
 	SX_ENSURE(ctx != NULL, err, SX_E_OTHER, "out of memory");
 	ctx->server = cfg->server;
@@ -354,7 +346,7 @@ int sx_chan_new(sx_chan **out, sx_chan_ctx *ctx, sx_err *err)
 	c->rbio = rb;
 	c->wbio = wb;
 	rb = wb = NULL;
-	SX_ENSURE(SSL_set_ex_data(c->ssl, chan_ex_idx, c) == 1, err, SX_E_OTHER,
+	SX_ENSURE(SSL_set_app_data(c->ssl, c) == 1, err, SX_E_OTHER,
 		  "channel: cannot attach state");
 	if (ctx->server) {
 		SSL_set_accept_state(c->ssl);

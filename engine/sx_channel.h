@@ -54,10 +54,17 @@ typedef struct sx_chan_cfg {
 int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err) SX_MUST_CHECK;
 void sx_chan_ctx_free(sx_chan_ctx *ctx);
 
+/* A client's ClientHello is queued by sx_chan_new: send sx_chan_output()
+ * first. */
 int sx_chan_new(sx_chan **out, sx_chan_ctx *ctx, sx_err *err) SX_MUST_CHECK;
 void sx_chan_free(sx_chan *c);
 
-/* Feeds received bytes; *used is how many were consumed. Failures: SX_E_AUTH
+/* Feeds received bytes; *used is how many were consumed. A partial record
+ * (TLS or the CONFIRM) is not consumed: offer it again with more bytes, so
+ * the caller's receive buffer must hold one whole TLS record (5 + 16640
+ * bytes). Nothing is consumed once ready. After a failure, still send what
+ * sx_chan_output() holds (the TLS alert that tells the peer why), then close;
+ * the failure is repeated by later calls. Failures: SX_E_AUTH
  * for certificate/handshake refusals (with the reason: the policy's, or the
  * peer's alert), SX_E_NET for a malformed TLS stream, SX_E_INTEGRITY for a
  * CONFIRM that does not open. */
