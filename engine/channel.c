@@ -27,10 +27,12 @@
 #define SX_EXPORTER_CTX_LEN (7 + 1 + 1 + 8 + 4)
 
 #define SX_MAX_RECORD_MIN 4096u
-#define SX_ROTATE_MAX	  (64ull << 30) /* 64 GiB */
+#define SX_ROTATE_MAX	  (64ull << 30) /* 64 GiB, also the default (docs/PROTOCOL.md) */
 
-/* Cap of the output queue (a handshake flight is a few KiB). */
-#define SX_CHAN_OUT_MAX (256u * 1024u)
+/* The output queue: a handshake flight is a few KiB. Fixed, so bytes handed
+ * out by sx_chan_output never move until consumed (an io_uring send may still
+ * be reading them while more input arrives). */
+#define SX_CHAN_OUT_MAX (64u * 1024u)
 /* The CONFIRM record is tiny; anything larger is refused before reading. */
 #define SX_CONFIRM_BODY_MAX 64u
 #define SX_CONFIRM_PT_LEN   5u
@@ -65,8 +67,8 @@ struct sx_chan {
 	sx_err verr;	   /* why the verify or ALPN callback refused the peer */
 	sx_err fail;	   /* sticky failure, repeated by later calls */
 
-	uint8_t *out; /* bytes to send: out[out_off .. out_len) */
-	size_t out_len, out_off, out_cap;
+	uint8_t out[SX_CHAN_OUT_MAX]; /* bytes to send: out[out_off .. out_len) */
+	size_t out_len, out_off;
 
 	bool have_keys;
 	sx_rdir tx, rx;
@@ -220,10 +222,10 @@ static int check_cfg(const sx_chan_cfg *cfg, sx_err *err)
 		  "channel: no server name to check the server certificate against");
 	SX_ENSURE(strlen(cfg->server_name) < 256, err, SX_E_USAGE,
 		  "channel: server name is too long");
-	SX_ENSURE(sx_suite_tag_len(cfg->suite) > 0, err, SX_E_USAGE,
+	SX_ENSURE(cfg->suite == 0 || sx_suite_tag_len(cfg->suite) > 0, err, SX_E_USAGE,
 		  "channel: unknown record suite %d", (int)cfg->suite);
-	SX_ENSURE(cfg->rotate_bytes >= 1 && cfg->rotate_bytes <= SX_ROTATE_MAX, err, SX_E_USAGE,
-		  "channel: key rotation interval must be between 1 byte and 64 GiB");
+	SX_ENSURE(cfg->rotate_bytes <= SX_ROTATE_MAX, err, SX_E_USAGE,
+		  "channel: key rotation interval must be at most 64 GiB");
 	return 0;
 out:
 	return -1;
@@ -242,8 +244,9 @@ int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err)
 	SX_ENSURE(ctx != NULL, err, SX_E_OTHER, "out of memory");
 	ctx->server = cfg->server;
 	ctx->id = cfg->id;
-	ctx->suite = cfg->suite;
-	ctx->rotate_bytes = cfg->rotate_bytes;
+	/* 0 means the default; the HELLO always carries the effective value. */
+	ctx->suite = cfg->suite != 0 ? cfg->suite : SX_SUITE_AES256GCM;
+	ctx->rotate_bytes = cfg->rotate_bytes != 0 ? cfg->rotate_bytes : SX_ROTATE_MAX;
 	ctx->max_record = cfg->max_record;
 	ctx->policy.anchors = cfg->id->anchors;
 	/* The server always checks revocation of clients (its own CRL unless one
@@ -385,10 +388,6 @@ void sx_chan_free(sx_chan *c)
 		sx_rdir_free(&c->tx);
 		sx_rdir_free(&c->rx);
 	}
-	if (c->out != NULL) {
-		OPENSSL_cleanse(c->out, c->out_cap);
-		free(c->out);
-	}
 	OPENSSL_cleanse(c, sizeof(*c));
 	free(c);
 }
@@ -400,28 +399,11 @@ bool sx_chan_ready(const sx_chan *c)
 
 /* ---- output queue ------------------------------------------------------- */
 
+/* Room at the end of the queue; nothing already queued moves. */
 static int out_reserve(sx_chan *c, size_t more, sx_err *err)
 {
-	size_t need;
-	if (c->out_off > 0) {
-		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-		c->out_len -= c->out_off;
-		c->out_off = 0;
-	}
-	if (!sx_add_ok(c->out_len, more, &need) || need > SX_CHAN_OUT_MAX)
+	if (more > SX_CHAN_OUT_MAX - c->out_len)
 		return sx_fail(err, SX_E_OTHER, "channel: output queue is full");
-	if (need <= c->out_cap)
-		return 0;
-	size_t cap = c->out_cap ? c->out_cap : 4096;
-	while (cap < need)
-		cap *= 2;
-	if (cap > SX_CHAN_OUT_MAX)
-		cap = SX_CHAN_OUT_MAX;
-	uint8_t *p = realloc(c->out, cap);
-	if (p == NULL)
-		return sx_fail(err, SX_E_OTHER, "out of memory");
-	c->out = p;
-	c->out_cap = cap;
 	return 0;
 }
 
@@ -446,7 +428,7 @@ void sx_chan_output(sx_chan *c, const uint8_t **out, size_t *n)
 	sx_err ignore = {0};
 	/* A full queue leaves the rest in the BIO until the queue drains. */
 	(void)drain_wbio(c, &ignore);
-	*out = c->out != NULL ? c->out + c->out_off : NULL;
+	*out = c->out + c->out_off;
 	*n = c->out_len - c->out_off;
 }
 

@@ -45,8 +45,8 @@ typedef struct sx_chan_cfg {
 	X509_CRL *crl;	       /* revocation list for the peer, may be NULL (borrowed) */
 	/* client only */
 	const char *server_name; /* checked against the server's SAN */
-	sx_suite suite;
-	uint64_t rotate_bytes;
+	sx_suite suite;	       /* 0: SX_SUITE_AES256GCM */
+	uint64_t rotate_bytes; /* 0: 64 GiB (the maximum) */
 	/* both: largest record body we accept */
 	uint32_t max_record;
 } sx_chan_cfg;
@@ -71,8 +71,10 @@ void sx_chan_free(sx_chan *c);
 int sx_chan_input(sx_chan *c, const uint8_t *in, size_t len, size_t *used,
 		  sx_err *err) SX_MUST_CHECK;
 
-/* Bytes waiting to be sent: *out points to them (valid until the next call on
- * c), *n their count; sx_chan_consume(c, n) once they are sent. */
+/* Bytes waiting to be sent: *out points to them, *n their count;
+ * sx_chan_consume(c, n) once they are sent. The bytes stay in place until
+ * consumed, even across sx_chan_input calls (new bytes are only appended), so
+ * an asynchronous send may read them directly. */
 void sx_chan_output(sx_chan *c, const uint8_t **out, size_t *n);
 void sx_chan_consume(sx_chan *c, size_t n);
 

@@ -273,6 +273,36 @@ static void test_success(void **state)
 	}
 }
 
+/* suite 0 and rotate_bytes 0 mean the defaults; the HELLO carries the
+ * effective values. */
+static void test_defaults(void **state)
+{
+	(void)state;
+	side *cl = chan_side(false, "client", NULL);
+	side *sv = chan_side(true, "server", NULL);
+	sx_chan_free(cl->ch);
+	sx_chan_ctx_free(cl->ctx);
+	sx_chan_cfg cfg = {.id = &cl->id, .server_name = "localhost", .max_record = 4096};
+	assert_int_equal(sx_chan_ctx_new(&cl->ctx, &cfg, &cl->err), 0);
+	assert_int_equal(sx_chan_new(&cl->ch, cl->ctx, &cl->err), 0);
+	pump(cl, sv, SIZE_MAX, NULL);
+	assert_true(sx_chan_ready(cl->ch));
+	assert_true(sx_chan_ready(sv->ch));
+	sx_chan_result rc, rs;
+	sx_chan_take(cl->ch, &rc);
+	sx_chan_take(sv->ch, &rs);
+	assert_int_equal(rs.hello.suite, SX_SUITE_AES256GCM);
+	assert_int_equal(rs.hello.rotate_bytes, 64ull << 30);
+	assert_int_equal(rs.peer_max_record, 4096);
+	check_keys(&rc, &rs);
+	sx_rdir_free(&rc.tx);
+	sx_rdir_free(&rc.rx);
+	sx_rdir_free(&rs.tx);
+	sx_rdir_free(&rs.rx);
+	side_free(cl);
+	side_free(sv);
+}
+
 static void test_one_byte_at_a_time_and_leftover(void **state)
 {
 	(void)state;
@@ -511,7 +541,11 @@ static void test_bad_config(void **state)
 	sx_err_clear(&err);
 	assert_int_equal(sx_chan_ctx_new(&ctx, &cfg, &err), -1);
 	cfg.max_record = 65536;
-	cfg.rotate_bytes = 0;
+	cfg.rotate_bytes = (64ull << 30) + 1;
+	sx_err_clear(&err);
+	assert_int_equal(sx_chan_ctx_new(&ctx, &cfg, &err), -1);
+	cfg.rotate_bytes = 1 << 20;
+	cfg.suite = (sx_suite)9;
 	sx_err_clear(&err);
 	assert_int_equal(sx_chan_ctx_new(&ctx, &cfg, &err), -1);
 	assert_null(ctx);
@@ -549,6 +583,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_success),
+	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_one_byte_at_a_time_and_leftover),
 	    cmocka_unit_test(test_name_mismatch),
 	    cmocka_unit_test(test_other_ca),
