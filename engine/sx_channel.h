@@ -45,8 +45,8 @@ typedef struct sx_chan_cfg {
 	X509_CRL *crl;	       /* revocation list for the peer, may be NULL (borrowed) */
 	/* client only */
 	const char *server_name; /* checked against the server's SAN */
-	sx_suite suite;	       /* 0: SX_SUITE_AES256GCM */
-	uint64_t rotate_bytes; /* 0: 64 GiB (the maximum) */
+	sx_suite suite;		 /* 0: SX_SUITE_AES256GCM */
+	uint64_t rotate_bytes;	 /* 0: 64 GiB (the maximum) */
 	/* both: largest record body we accept */
 	uint32_t max_record;
 } sx_chan_cfg;
