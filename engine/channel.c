@@ -92,17 +92,16 @@ static sx_chan *chan_of(const SSL *ssl)
  * ...). The reason text itself stays in the channel. */
 static int policy_x509_error(const char *msg)
 {
-	if (strstr(msg, "revoked") != NULL)
+	if (strcasestr(msg, "revoked") != NULL)
 		return X509_V_ERR_CERT_REVOKED;
-	if (strstr(msg, "expired") != NULL)
+	if (strcasestr(msg, "expired") != NULL)
 		return X509_V_ERR_CERT_HAS_EXPIRED;
-	if (strstr(msg, "not yet valid") != NULL)
+	if (strcasestr(msg, "not yet valid") != NULL)
 		return X509_V_ERR_CERT_NOT_YET_VALID;
-	if (strstr(msg, "issuer") != NULL || strstr(msg, "trust") != NULL ||
-	    strstr(msg, "anchor") != NULL || strstr(msg, "chain") != NULL)
+	if (strcasestr(msg, "issuer") != NULL || strcasestr(msg, "trust") != NULL ||
+	    strcasestr(msg, "anchor") != NULL || strcasestr(msg, "chain") != NULL)
 		return X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY;
-	if (strstr(msg, "usage") != NULL || strstr(msg, "EKU") != NULL ||
-	    strstr(msg, "purpose") != NULL)
+	if (strcasestr(msg, "usage") != NULL || strcasestr(msg, "purpose") != NULL)
 		return X509_V_ERR_INVALID_PURPOSE;
 	return X509_V_ERR_CERT_REJECTED;
 }

@@ -324,8 +324,27 @@ static void test_one_byte_at_a_time_and_leftover(void **state)
 	side_free(sv);
 }
 
+/* Does msg contain the '*'-separated parts of want, in order? The policy's
+ * wording between the parts is its own (e.g. "CN=server: ... (notAfter ...)"). */
+static bool matches(const char *msg, const char *want)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", want);
+	const char *at = msg;
+	for (char *part = buf, *star; part != NULL; part = star) {
+		star = strchr(part, '*');
+		if (star != NULL)
+			*star++ = '\0';
+		const char *hit = strstr(at, part);
+		if (hit == NULL)
+			return false;
+		at = hit + strlen(part);
+	}
+	return true;
+}
+
 /* Runs a handshake expected to fail on `who` ('c' or 's') with class
- * SX_E_AUTH and a message containing want; other_want (may be NULL) is what
+ * SX_E_AUTH and a message matching want; other_want (may be NULL) is what
  * the other side must report. */
 static void expect_fail(side *cl, side *sv, char who, const char *want, const char *other_want)
 {
@@ -337,7 +356,7 @@ static void expect_fail(side *cl, side *sv, char who, const char *want, const ch
 	if (!f->failed)
 		fail_msg("%s did not fail", who == 'c' ? "client" : "server");
 	assert_int_equal(f->err.cls, SX_E_AUTH);
-	if (strstr(f->err.msg, want) == NULL)
+	if (!matches(f->err.msg, want))
 		fail_msg("message \"%s\" lacks \"%s\"", f->err.msg, want);
 	if (!o->raw)
 		assert_false(sx_chan_ready(o->ch));
@@ -345,7 +364,7 @@ static void expect_fail(side *cl, side *sv, char who, const char *want, const ch
 		if (!o->failed)
 			fail_msg("other side did not fail");
 		assert_int_equal(o->err.cls, SX_E_AUTH);
-		if (strstr(o->err.msg, other_want) == NULL)
+		if (!matches(o->err.msg, other_want))
 			fail_msg("other message \"%s\" lacks \"%s\"", o->err.msg, other_want);
 	}
 	/* The failure is sticky. */
@@ -364,7 +383,7 @@ static void test_name_mismatch(void **state)
 	(void)state;
 	opts o = {.server_name = "files.example.org"};
 	expect_fail(chan_side(false, "client", &o), chan_side(true, "server", NULL), 'c',
-		    "files.example.org", "client refused the handshake");
+		    "server certificate: *files.example.org", "client refused the handshake");
 	opts ip = {.server_name = "10.1.2.3"};
 	expect_fail(chan_side(false, "client", &ip), chan_side(true, "server", NULL), 'c',
 		    "10.1.2.3", NULL);
@@ -385,7 +404,7 @@ static void test_expired_server(void **state)
 {
 	(void)state;
 	expect_fail(chan_side(false, "client", NULL), chan_side(true, "server_expired", NULL), 'c',
-		    "server certificate: certificate has expired",
+		    "server certificate: *expired",
 		    "client refused the handshake: certificate expired");
 }
 
@@ -393,7 +412,7 @@ static void test_revoked_client(void **state)
 {
 	(void)state;
 	expect_fail(chan_side(false, "client_revoked", NULL), chan_side(true, "server", NULL), 's',
-		    "client certificate: certificate revoked",
+		    "client certificate: *revoked",
 		    "server refused the handshake: certificate revoked");
 }
 
@@ -401,7 +420,8 @@ static void test_wrong_eku(void **state)
 {
 	(void)state;
 	expect_fail(chan_side(false, "client_wrong_eku", NULL), chan_side(true, "server", NULL),
-		    's', "client certificate: ", "server refused the handshake");
+		    's', "client certificate: *",
+		    "server refused the handshake: unsupported certificate");
 }
 
 static void test_client_without_certificate(void **state)
