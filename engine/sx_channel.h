@@ -45,8 +45,8 @@ typedef struct sx_chan_cfg {
 	X509_CRL *crl;	       /* revocation list for the peer, may be NULL (borrowed) */
 	/* client only */
 	const char *server_name; /* checked against the server's SAN */
-	sx_suite suite;
-	uint64_t rotate_bytes;
+	sx_suite suite;		 /* 0: SX_SUITE_AES256GCM */
+	uint64_t rotate_bytes;	 /* 0: 64 GiB (the maximum) */
 	/* both: largest record body we accept */
 	uint32_t max_record;
 } sx_chan_cfg;
@@ -54,18 +54,27 @@ typedef struct sx_chan_cfg {
 int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err) SX_MUST_CHECK;
 void sx_chan_ctx_free(sx_chan_ctx *ctx);
 
+/* A client's ClientHello is queued by sx_chan_new: send sx_chan_output()
+ * first. */
 int sx_chan_new(sx_chan **out, sx_chan_ctx *ctx, sx_err *err) SX_MUST_CHECK;
 void sx_chan_free(sx_chan *c);
 
-/* Feeds received bytes; *used is how many were consumed. Failures: SX_E_AUTH
+/* Feeds received bytes; *used is how many were consumed. A partial record
+ * (TLS or the CONFIRM) is not consumed: offer it again with more bytes, so
+ * the caller's receive buffer must hold one whole TLS record (5 + 16640
+ * bytes). Nothing is consumed once ready. After a failure, still send what
+ * sx_chan_output() holds (the TLS alert that tells the peer why), then close;
+ * the failure is repeated by later calls. Failures: SX_E_AUTH
  * for certificate/handshake refusals (with the reason: the policy's, or the
  * peer's alert), SX_E_NET for a malformed TLS stream, SX_E_INTEGRITY for a
  * CONFIRM that does not open. */
 int sx_chan_input(sx_chan *c, const uint8_t *in, size_t len, size_t *used,
 		  sx_err *err) SX_MUST_CHECK;
 
-/* Bytes waiting to be sent: *out points to them (valid until the next call on
- * c), *n their count; sx_chan_consume(c, n) once they are sent. */
+/* Bytes waiting to be sent: *out points to them, *n their count;
+ * sx_chan_consume(c, n) once they are sent. The bytes stay in place until
+ * consumed, even across sx_chan_input calls (new bytes are only appended), so
+ * an asynchronous send may read them directly. */
 void sx_chan_output(sx_chan *c, const uint8_t **out, size_t *n);
 void sx_chan_consume(sx_chan *c, size_t n);
 
