@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -465,6 +466,16 @@ static int post_recv(sender *s, sx_err *err)
 	return sx_io_recv(s->io, s->sock, buf, len, tag_of(OP_RECV, 0), err);
 }
 
+static int handshake_send(sender *s, sx_err *err)
+{
+	const uint8_t *buf;
+	size_t len;
+	sx_link_hs_output(&s->link, &buf, &len);
+	if (len == 0)
+		return 0;
+	return sx_io_send(s->io, s->sock, buf, len, tag_of(OP_HS_SEND, 0), err);
+}
+
 static int on_recv(sender *s, int64_t res, sx_err *err)
 {
 	if (res < 0)
@@ -479,6 +490,7 @@ static int on_recv(sender *s, int64_t res, sx_err *err)
 	}
 	if (!s->link.ready) {
 		SX_GUARD(sx_link_hs_input(&s->link, (size_t)res, err));
+		SX_GUARD(handshake_send(s, err));
 		if (s->link.ready) {
 			sx_link_rx_set(&s->link, s->rxbuf, sizeof(s->rxbuf));
 			s->link.max_body = RX_CAP + SX_REC_TAG_MAX;
@@ -513,16 +525,6 @@ static int on_recv(sender *s, int64_t res, sx_err *err)
 	return post_recv(s, err);
 out:
 	return -1;
-}
-
-static int handshake_send(sender *s, sx_err *err)
-{
-	const uint8_t *buf;
-	size_t len;
-	sx_link_hs_output(&s->link, &buf, &len);
-	if (len == 0)
-		return 0;
-	return sx_io_send(s->io, s->sock, buf, len, tag_of(OP_HS_SEND, 0), err);
 }
 
 int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
@@ -621,6 +623,15 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	rc = 0;
 out:
 	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
+	if (rc < 0 && s->link.chan != NULL && !s->link.ready && s->sock >= 0 &&
+	    s->link.hs_out_len == 0) {
+		/* Best effort: the TLS alert that tells the server why. */
+		const uint8_t *buf;
+		size_t len;
+		sx_chan_output(s->link.chan, &buf, &len);
+		if (len > 0 && send(s->sock, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			sx_log("debug", "alert", "reason=\"cannot send the TLS alert\"");
+	}
 	if (s->io != NULL) {
 		if (s->sock >= 0)
 			if (sx_io_cancel_fd(s->io, s->sock, NULL) < 0)

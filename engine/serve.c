@@ -100,6 +100,7 @@ static int submit_ok(conn *c, int rc)
 }
 
 static void conn_fail(server *s, conn *c, const sx_err *why);
+static void hs_send(server *s, conn *c);
 
 /* ---- sending control records ------------------------------------------ */
 
@@ -227,6 +228,10 @@ static void conn_fail(server *s, conn *c, const sx_err *why)
 {
 	if (c->closing)
 		return;
+	/* During the handshake the channel may hold the TLS alert that tells
+	 * the peer why: send it before closing. */
+	if (c->link.chan != NULL && !c->link.ready)
+		hs_send(s, c);
 	c->closing = true;
 	c->ok = false;
 	if (c->err.cls == SX_OK)
