@@ -394,6 +394,8 @@ int sx_ca_issue(sx_ca *ca, const sx_cert_spec *spec_in, EVP_PKEY *subject_key, u
 	sx_ca_entry e = {0};
 	time_t now = time(NULL), ca_end = 0;
 	bool pushed = false;
+	const char *dns[1];
+	sx_err ignored = {0};
 
 	*out = NULL;
 	SX_ENSURE(spec.profile != SX_PROFILE_CA, err, SX_E_USAGE,
@@ -402,6 +404,14 @@ int sx_ca_issue(sx_ca *ca, const sx_cert_spec *spec_in, EVP_PKEY *subject_key, u
 		days = SX_LEAF_DAYS_DEFAULT;
 	SX_ENSURE(days <= SX_DAYS_MAX, err, SX_E_USAGE, "--days must be at most %d", SX_DAYS_MAX);
 	SX_GUARD(sx_key_check_strength(subject_key, err));
+	/* A server needs a name to be checked against: with no --dns/--ip, the
+	 * CN becomes the DNS SAN when it is a valid host name. */
+	if (spec.profile != SX_PROFILE_CLIENT && spec.ndns == 0 && spec.nips == 0 &&
+	    sx_dns_check(spec.name, &ignored) == 0) {
+		dns[0] = spec.name;
+		spec.dns = dns;
+		spec.ndns = 1;
+	}
 	if (spec.not_before == 0 && spec.not_after == 0) {
 		spec.not_before = now - SX_BACKDATE_SECONDS;
 		spec.not_after = now + (time_t)days * 86400;
@@ -605,8 +615,6 @@ int sx_ca_sign_csr(sx_ca *ca, const char *csr_path, const sx_cert_spec *spec_in,
 	X509 *cert = NULL;
 	sx_cert_spec spec = *spec_in;
 	char cn[SX_NAME_MAX * 4 + 1];
-	const char *dns[1];
-	sx_err ignored = {0};
 
 	*out = NULL;
 	SX_GUARD(sx_csr_load(csr_path, &req, err));
@@ -616,12 +624,6 @@ int sx_ca_sign_csr(sx_ca *ca, const char *csr_path, const sx_cert_spec *spec_in,
 			goto out;
 		}
 		spec.name = cn;
-	}
-	if (spec.profile != SX_PROFILE_CLIENT && spec.ndns == 0 && spec.nips == 0 &&
-	    sx_dns_check(spec.name, &ignored) == 0) {
-		dns[0] = spec.name;
-		spec.dns = dns;
-		spec.ndns = 1;
 	}
 	if (sx_key_check_strength(X509_REQ_get0_pubkey(req), err) < 0) {
 		sx_err_prefix(err, "%s: ", csr_path);

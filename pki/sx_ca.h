@@ -142,7 +142,8 @@ void sx_ca_close(sx_ca *ca);
 
 /* Issues a certificate for subject_key: picks an unused serial, writes
  * DIR/certs/<SERIAL>.pem, then atomically replaces the index. days 0: the
- * default. notAfter never exceeds the CA's. */
+ * default. notAfter never exceeds the CA's. A server or both certificate
+ * with no DNS/IP SAN gets the name as DNS SAN when it is a valid host name. */
 int sx_ca_issue(sx_ca *ca, const sx_cert_spec *spec, EVP_PKEY *subject_key, unsigned days,
 		X509 **out, sx_err *err) SX_MUST_CHECK;
 
@@ -166,9 +167,8 @@ int sx_ca_issue_identity(sx_ca *ca, const sx_cert_spec *spec, sx_key_type type, 
 
 /* `sxfer ca sign`: verifies the CSR's self-signature and issues from the
  * operator's spec only: the CSR gives the public key and, when spec->name is
- * NULL, the name; its extensions are ignored. A server (or both) certificate
- * with no --dns/--ip gets the name as its DNS SAN when it is a valid host
- * name. The leaf is written to out_path. */
+ * NULL, the name; its extensions are ignored. The leaf is written to
+ * out_path. */
 int sx_ca_sign_csr(sx_ca *ca, const char *csr_path, const sx_cert_spec *spec, unsigned days,
 		   const char *out_path, X509 **out, sx_err *err) SX_MUST_CHECK;
 
