@@ -106,7 +106,7 @@ int sx_cmd_send(int argc, char **argv)
 	uint64_t v;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i': id_dir = optarg; break;
 		case 'n': cfg.server_name = optarg; break;
