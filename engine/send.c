@@ -112,11 +112,11 @@ static void ents_free(entries *e)
 static int walk(entries *e, const char *src, const char *rel, int depth, sx_err *err)
 {
 	struct dirent **names = NULL;
-	int rc = -1;
+	int rc = -1, n = 0;
 	if (depth > 64)
 		return sx_fail(err, SX_E_IO, "%s: folders nested too deeply", src);
 	SX_GUARD(ents_add(e, src, rel, true, err));
-	int n = scandir(src, &names, NULL, alphasort);
+	n = scandir(src, &names, NULL, alphasort);
 	if (n < 0)
 		return sx_fail_errno(err, SX_E_IO, errno, "%s: cannot read folder", src);
 	for (int i = 0; i < n; i++) {
