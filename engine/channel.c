@@ -35,7 +35,6 @@
 #define SX_CHAN_OUT_MAX (64u * 1024u)
 /* The CONFIRM record is tiny; anything larger is refused before reading. */
 #define SX_CONFIRM_BODY_MAX 64u
-#define SX_CONFIRM_PT_LEN   5u
 
 struct sx_chan_ctx {
 	SSL_CTX *ssl_ctx;

@@ -462,6 +462,82 @@ static void test_alpn(void **state)
 	side_free(sv);
 }
 
+/* docs/HANDSHAKE.md "Keys: one exporter call", checked independently of
+ * engine/channel.c: a plain OpenSSL client sends the HELLO itself, derives
+ * the keys from the documented label and context bytes, and opens the
+ * server's CONFIRM with them. */
+static void test_exporter_as_documented(void **state)
+{
+	(void)state;
+	static const unsigned char alpn[] = {7, 's', 'x', 'f', 'e', 'r', '/', '1'};
+	static const char label[] = "EXPORTER-sxfer/1 record keys";
+	/* version 1, AES-256-GCM, rotate_bytes 64 GiB, client max_record 65536 */
+	static const char context_hex[] = "73786665722f310101000000100000000000010000";
+	uint8_t context[21], master[32], c2s[32], s2c[32];
+	sx_err err = {0};
+
+	side *cl = raw_side(alpn, sizeof(alpn), "client");
+	opts o = {.max_record = 131072};
+	side *sv = chan_side(true, "server", &o);
+	pump(cl, sv, SIZE_MAX, NULL);
+	assert_true(SSL_is_init_finished(cl->rssl));
+	assert_false(sv->failed);
+
+	sx_hello h = {.version = 1,
+		      .suite = SX_SUITE_AES256GCM,
+		      .max_record = 65536,
+		      .rotate_bytes = 64ull << 30};
+	uint8_t hello[SX_HELLO_LEN];
+	sx_hello_encode(&h, hello);
+	assert_int_equal(SSL_write(cl->rssl, hello, sizeof(hello)), sizeof(hello));
+	move(cl, sv, SIZE_MAX);
+	offer(sv);
+	if (sv->failed)
+		fail_msg("server: %s", sv->err.msg);
+	assert_true(sx_chan_ready(sv->ch));
+
+	assert_int_equal(sx_test_unhex(context_hex, context, sizeof(context)), 21);
+	assert_int_equal(SSL_export_keying_material(cl->rssl, master, sizeof(master), label,
+						    strlen(label), context, sizeof(context), 1),
+			 1);
+	assert_int_equal(sx_keys_split(master, c2s, s2c, &err), 0);
+	sx_rdir tx, rx;
+	assert_int_equal(sx_rdir_init(&rx, SX_SUITE_AES256GCM, s2c, 64ull << 30, &err), 0);
+	assert_int_equal(sx_rdir_init(&tx, SX_SUITE_AES256GCM, c2s, 64ull << 30, &err), 0);
+
+	/* The CONFIRM: CTRL record, body = 01 || max_record (131072). */
+	const uint8_t *p;
+	size_t n;
+	uint8_t rec[256];
+	sx_chan_output(sv->ch, &p, &n);
+	assert_true(n > SX_REC_HDR_LEN && n <= sizeof(rec));
+	memcpy(rec, p, n);
+	uint8_t type, flags, *pt;
+	size_t pt_len;
+	if (sx_record_open(&rx, rec, n, &type, &flags, &pt, &pt_len, &err) < 0)
+		fail_msg("CONFIRM does not open with the documented exporter: %s", err.msg);
+	assert_int_equal(type, SX_REC_CTRL);
+	static const uint8_t confirm[] = {0x01, 0x00, 0x02, 0x00, 0x00};
+	assert_int_equal(pt_len, sizeof(confirm));
+	assert_memory_equal(pt, confirm, sizeof(confirm));
+
+	/* And the server's keys match ours in both directions. */
+	sx_chan_result rs;
+	sx_chan_take(sv->ch, &rs);
+	assert_int_equal(rs.peer_max_record, 65536);
+	sx_chan_result mine = {.tx = tx, .rx = rx};
+	check_keys(&mine, &rs);
+	sx_rdir_free(&mine.tx);
+	sx_rdir_free(&mine.rx);
+	sx_rdir_free(&rs.tx);
+	sx_rdir_free(&rs.rx);
+	OPENSSL_cleanse(master, sizeof(master));
+	OPENSSL_cleanse(c2s, sizeof(c2s));
+	OPENSSL_cleanse(s2c, sizeof(s2c));
+	side_free(cl);
+	side_free(sv);
+}
+
 static void not_tls(const uint8_t *in, size_t len)
 {
 	side *sv = chan_side(true, "server", NULL);
@@ -612,6 +688,7 @@ int main(void)
 	    cmocka_unit_test(test_wrong_eku),
 	    cmocka_unit_test(test_client_without_certificate),
 	    cmocka_unit_test(test_alpn),
+	    cmocka_unit_test(test_exporter_as_documented),
 	    cmocka_unit_test(test_not_tls),
 	    cmocka_unit_test(test_bad_confirm),
 	    cmocka_unit_test(test_bad_config),
