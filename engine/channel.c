@@ -1,6 +1,6 @@
 /* engine/channel: TLS 1.3 over memory BIOs, the HELLO inside TLS, the
  * exporter that keys the record layer, and key confirmation.
- * docs/HANDSHAKE.md describes every step and byte. */
+ * docs/PROTOCOL.md ("Handshake") describes every step and byte. */
 #include "engine/sx_channel.h"
 
 #include "common/sx_util.h"
@@ -469,7 +469,7 @@ static int tls_failure(sx_chan *c, const char *what, sx_err *err)
 /* ---- key schedule ------------------------------------------------------- */
 
 /* One exporter call (RFC 8446 section 7.5) binds the keys to the TLS session
- * and to every negotiated HELLO parameter; docs/HANDSHAKE.md. */
+ * and to every negotiated HELLO parameter; docs/PROTOCOL.md ("Handshake"). */
 static int derive_keys(sx_chan *c, sx_err *err)
 {
 	uint8_t context[SX_EXPORTER_CTX_LEN];

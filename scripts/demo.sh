@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds sxfer and runs the demo in a temporary folder: a CA, a server and a
-# device identity, shown with `sxfer id show`.
+# Builds sxfer and runs the demo on loopback in a temporary folder: a CA, a
+# server and a device identity, `sxfer serve`, `sxfer send` of a sample file
+# and of a folder, and a byte comparison of what arrived.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh build
@@ -8,7 +9,13 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSXFER_TESTS=OFF >/dev/null
 cmake --build build -j"$(nproc)" --target sxfer
 sx=$PWD/build/sxfer
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+server_pid=""
+cleanup() {
+	[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
+	[ -z "$server_pid" ] || wait "$server_pid" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
 export SXFER_PASSPHRASE=demo-passphrase
 set -x
 "$sx" ca init --ca "$work/ca" --name "sxfer demo CA"
@@ -16,4 +23,23 @@ set -x
 "$sx" ca issue --ca "$work/ca" --name camera-01 --role client --out "$work/camera"
 "$sx" id show --id "$work/server"
 "$sx" id show --id "$work/camera"
-"$sx" ca list --ca "$work/ca"
+{ set +x; } 2>/dev/null
+mkdir -p "$work/media/2026-11-22"
+head -c $((64 << 20)) /dev/urandom >"$work/media/clip-0001.mp4"
+for i in 1 2 3; do head -c 300000 /dev/urandom >"$work/media/2026-11-22/img-$i.jpg"; done
+"$sx" serve --listen 127.0.0.1:0 --port-file "$work/port" --id "$work/server" --out "$work/received" \
+	2>"$work/serve.log" &
+server_pid=$!
+for _ in $(seq 1 100); do [ -s "$work/port" ] && break; sleep 0.05; done
+port=$(cat "$work/port")
+set -x
+"$sx" send --id "$work/camera" "127.0.0.1:$port" "$work/media/clip-0001.mp4" "$work/media/2026-11-22"
+cmp "$work/media/clip-0001.mp4" "$work/received/camera-01/clip-0001.mp4"
+diff -r "$work/media/2026-11-22" "$work/received/camera-01/2026-11-22"
+{ set +x; } 2>/dev/null
+kill -TERM "$server_pid"
+wait "$server_pid"
+server_pid=""
+echo "--- server log"
+cat "$work/serve.log"
+echo "demo: transfer verified byte for byte"

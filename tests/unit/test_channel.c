@@ -462,7 +462,7 @@ static void test_alpn(void **state)
 	side_free(sv);
 }
 
-/* docs/HANDSHAKE.md "Keys: one exporter call", checked independently of
+/* docs/PROTOCOL.md ("Handshake") "Keys: one exporter call", checked independently of
  * engine/channel.c: a plain OpenSSL client sends the HELLO itself, derives
  * the keys from the documented label and context bytes, and opens the
  * server's CONFIRM with them. */
