@@ -424,8 +424,12 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 				       f->path, (unsigned long long)f->received,
 				       (unsigned long long)f->announced, (unsigned long long)m.size);
 		if (f->state == F_DISCARD) {
-			file_release(f);
-			return 0;
+			/* A file whose write failed is released by on_write once its
+			 * last write has come back; its buffers are the kernel's
+			 * until then. */
+			if (f->writes == 0)
+				file_release(f);
+			return maybe_finish_session(s, c, err);
 		}
 		f->state = F_ENDING;
 		if (f->writes == 0)
