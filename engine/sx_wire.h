@@ -81,19 +81,25 @@ enum {
 	SX_MSG_FILE_BEGIN = 0x10, /* sender: a file (or stream) starts */
 	SX_MSG_FILE_END = 0x11,	  /* sender: the file's data is complete */
 	SX_MSG_DIR = 0x12,	  /* sender: a folder (kept even when empty) */
+	SX_MSG_SESSION = 0x13,	  /* sender, first: transfer id and signing mode */
+	SX_MSG_BATCH = 0x14,	  /* sender: signature over the files ended since the last */
+	SX_MSG_CHECKPOINT = 0x15, /* sender: signature over a stream's prefix */
 	SX_MSG_FILE_OK = 0x20,	  /* receiver: stored durably under its final name */
 	SX_MSG_FILE_ERR = 0x21,	  /* receiver: this file was refused or failed */
 	SX_MSG_ERROR = 0x22,	  /* either side: fatal, the connection ends */
+	SX_MSG_RECEIPT = 0x23,	  /* receiver: signature over a stored batch */
 };
 
 #define SX_PATH_MAX 4096
 #define SX_REASON_MAX 400
-#define SX_SIZE_UNKNOWN UINT64_MAX /* a stream from standard input */
+#define SX_SIZE_UNKNOWN UINT64_MAX
+#define SX_SESSION_SIGNED 0x1u
+#define SX_SIG_MAX 1024 /* RSA-3072 is 384 bytes */ /* a stream from standard input */
 
 typedef struct sx_msg {
 	uint8_t type;
-	uint32_t file_id;     /* FILE_BEGIN, FILE_END, FILE_OK, FILE_ERR */
-	uint64_t size;	      /* FILE_BEGIN (may be unknown), FILE_END, FILE_OK */
+	uint32_t file_id;     /* FILE_BEGIN, FILE_END, FILE_OK, FILE_ERR, CHECKPOINT */
+	uint64_t size;	      /* FILE_BEGIN (may be unknown), FILE_END, FILE_OK, CHECKPOINT */
 	uint32_t mode;	      /* FILE_BEGIN, DIR: permission bits */
 	int64_t mtime_sec;    /* FILE_BEGIN, DIR */
 	uint32_t mtime_nsec;  /* FILE_BEGIN, DIR */
@@ -103,6 +109,16 @@ typedef struct sx_msg {
 	size_t path_len;
 	const uint8_t *reason; /* FILE_ERR, ERROR: text, not NUL terminated */
 	size_t reason_len;
+	uint8_t transfer_id[16]; /* SESSION */
+	uint32_t flags;		 /* SESSION: SX_SESSION_SIGNED */
+	uint32_t hash_chunk;	 /* SESSION: bytes per Merkle leaf */
+	uint8_t root[32];	 /* FILE_END: the file's Merkle root (zero when unsigned) */
+	uint64_t batch_no;	 /* BATCH, RECEIPT */
+	int64_t time;		 /* BATCH, CHECKPOINT, RECEIPT: signed time, unix seconds */
+	uint32_t nfiles;	 /* BATCH */
+	uint64_t leaves;	 /* CHECKPOINT */
+	const uint8_t *sig;	 /* BATCH, CHECKPOINT, RECEIPT */
+	size_t sig_len;
 } sx_msg;
 
 /* Encodes into w; check w->overflow after. */

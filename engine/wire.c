@@ -152,11 +152,15 @@ int sx_hello_decode(const uint8_t *in, size_t len, sx_hello *h, sx_err *err)
 /* Control messages: type (1), then per type (all integers big-endian):
  *   CONFIRM    max_record u32
  *   FILE_BEGIN file_id u32 | size u64 | mode u32 | mtime_sec u64 | mtime_nsec u32 | path<2>
- *   FILE_END   file_id u32 | size u64
+ *   FILE_END   file_id u32 | size u64 | root (32)
  *   DIR        mode u32 | mtime_sec u64 | mtime_nsec u32 | path<2>
+ *   SESSION    transfer_id (16) | flags u32 | hash_chunk u32
+ *   BATCH      batch_no u64 | time u64 | nfiles u32 | sig<2>
+ *   CHECKPOINT file_id u32 | leaves u64 | size u64 | time u64 | sig<2>
  *   FILE_OK    file_id u32 | size u64
  *   FILE_ERR   file_id u32 | class u8 | reason<2>
  *   ERROR      class u8 | reason<2>
+ *   RECEIPT    batch_no u64 | time u64 | sig<2>
  * where x<2> is a 16-bit length followed by that many bytes. */
 void sx_msg_encode(const sx_msg *m, sx_wbuf *w)
 {
@@ -176,9 +180,36 @@ void sx_msg_encode(const sx_msg *m, sx_wbuf *w)
 		sx_put_block16(w, m->path, m->path_len);
 		break;
 	case SX_MSG_FILE_END:
+		sx_put_u32(w, m->file_id);
+		sx_put_u64(w, m->size);
+		sx_put_bytes(w, m->root, sizeof(m->root));
+		break;
 	case SX_MSG_FILE_OK:
 		sx_put_u32(w, m->file_id);
 		sx_put_u64(w, m->size);
+		break;
+	case SX_MSG_SESSION:
+		sx_put_bytes(w, m->transfer_id, sizeof(m->transfer_id));
+		sx_put_u32(w, m->flags);
+		sx_put_u32(w, m->hash_chunk);
+		break;
+	case SX_MSG_BATCH:
+		sx_put_u64(w, m->batch_no);
+		sx_put_u64(w, (uint64_t)m->time);
+		sx_put_u32(w, m->nfiles);
+		sx_put_block16(w, m->sig, m->sig_len);
+		break;
+	case SX_MSG_CHECKPOINT:
+		sx_put_u32(w, m->file_id);
+		sx_put_u64(w, m->leaves);
+		sx_put_u64(w, m->size);
+		sx_put_u64(w, (uint64_t)m->time);
+		sx_put_block16(w, m->sig, m->sig_len);
+		break;
+	case SX_MSG_RECEIPT:
+		sx_put_u64(w, m->batch_no);
+		sx_put_u64(w, (uint64_t)m->time);
+		sx_put_block16(w, m->sig, m->sig_len);
 		break;
 	case SX_MSG_FILE_ERR:
 		sx_put_u32(w, m->file_id);
@@ -196,7 +227,8 @@ void sx_msg_encode(const sx_msg *m, sx_wbuf *w)
 int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 {
 	sx_cur c = sx_cur_make(body, len);
-	uint64_t mt = 0;
+	uint64_t mt = 0, t = 0;
+	const uint8_t *p = NULL;
 	int bad = 0;
 	memset(m, 0, sizeof(*m));
 	if (sx_cur_u8(&c, &m->type) < 0)
@@ -214,8 +246,32 @@ int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 		m->mtime_sec = (int64_t)mt;
 		break;
 	case SX_MSG_FILE_END:
+		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->size) |
+		      sx_cur_bytes(&c, sizeof(m->root), &p);
+		if (!bad)
+			memcpy(m->root, p, sizeof(m->root));
+		break;
 	case SX_MSG_FILE_OK:
 		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->size);
+		break;
+	case SX_MSG_SESSION:
+		bad = sx_cur_bytes(&c, sizeof(m->transfer_id), &p);
+		if (!bad)
+			memcpy(m->transfer_id, p, sizeof(m->transfer_id));
+		bad |= sx_cur_u32(&c, &m->flags) | sx_cur_u32(&c, &m->hash_chunk);
+		break;
+	case SX_MSG_BATCH:
+		bad = sx_cur_u64(&c, &m->batch_no) | sx_cur_u64(&c, &t) | sx_cur_u32(&c, &m->nfiles) |
+		      sx_cur_block16(&c, &m->sig, &m->sig_len);
+		break;
+	case SX_MSG_CHECKPOINT:
+		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->leaves) |
+		      sx_cur_u64(&c, &m->size) | sx_cur_u64(&c, &t) |
+		      sx_cur_block16(&c, &m->sig, &m->sig_len);
+		break;
+	case SX_MSG_RECEIPT:
+		bad = sx_cur_u64(&c, &m->batch_no) | sx_cur_u64(&c, &t) |
+		      sx_cur_block16(&c, &m->sig, &m->sig_len);
 		break;
 	case SX_MSG_FILE_ERR:
 		bad = sx_cur_u32(&c, &m->file_id);
@@ -226,11 +282,14 @@ int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 	default:
 		return sx_fail(err, SX_E_INTEGRITY, "unknown control message type 0x%02x", m->type);
 	}
+	m->time = (int64_t)t;
 	if (bad != 0 || sx_cur_end(&c) < 0)
 		return sx_fail(err, SX_E_INTEGRITY, "malformed control message type 0x%02x", m->type);
 	if (m->type == SX_MSG_FILE_BEGIN || m->type == SX_MSG_DIR)
 		if (m->mtime_nsec >= 1000000000u)
 			return sx_fail(err, SX_E_INTEGRITY, "malformed timestamp in control message");
+	if (m->sig_len > SX_SIG_MAX)
+		return sx_fail(err, SX_E_INTEGRITY, "signature longer than %d bytes", SX_SIG_MAX);
 	if ((m->type == SX_MSG_FILE_ERR || m->type == SX_MSG_ERROR) &&
 	    (m->err_class == SX_OK || m->err_class > SX_E_NET))
 		m->err_class = SX_E_OTHER;

@@ -61,6 +61,15 @@ static void roundtrip(const sx_msg *m)
 	if (m->path_len)
 		assert_memory_equal(out.path, m->path, m->path_len);
 	assert_int_equal(out.reason_len, m->reason_len);
+	assert_memory_equal(out.root, m->root, sizeof(m->root));
+	assert_memory_equal(out.transfer_id, m->transfer_id, sizeof(m->transfer_id));
+	assert_int_equal(out.flags, m->flags);
+	assert_int_equal(out.hash_chunk, m->hash_chunk);
+	assert_int_equal(out.batch_no, m->batch_no);
+	assert_int_equal(out.time, m->time);
+	assert_int_equal(out.nfiles, m->nfiles);
+	assert_int_equal(out.leaves, m->leaves);
+	assert_int_equal(out.sig_len, m->sig_len);
 	/* Every strict prefix is refused, and so is one byte more. */
 	for (size_t cut = 0; cut < w.len; cut++) {
 		sx_err_clear(&err);
@@ -88,6 +97,20 @@ static void test_messages_roundtrip(void **state)
 	sx_msg fatal = {.type = SX_MSG_ERROR, .err_class = SX_E_INTEGRITY,
 			.reason = (const uint8_t *)"bad", .reason_len = 3};
 	sx_msg conf = {.type = SX_MSG_CONFIRM, .max_record = 1 << 24};
+	const uint8_t sig[] = {1, 2, 3, 4, 5};
+	sx_msg sess = {.type = SX_MSG_SESSION, .flags = SX_SESSION_SIGNED, .hash_chunk = 1 << 20};
+	memset(sess.transfer_id, 0xab, sizeof(sess.transfer_id));
+	sx_msg batch = {.type = SX_MSG_BATCH, .batch_no = 3, .time = 1790000000, .nfiles = 1000,
+			.sig = sig, .sig_len = sizeof(sig)};
+	sx_msg ckpt = {.type = SX_MSG_CHECKPOINT, .file_id = 2, .leaves = 64, .size = 64 << 20,
+		       .time = 1790000001, .sig = sig, .sig_len = sizeof(sig)};
+	sx_msg rcpt = {.type = SX_MSG_RECEIPT, .batch_no = 3, .time = 1790000002, .sig = sig,
+		       .sig_len = sizeof(sig)};
+	memset(end.root, 0x5a, sizeof(end.root));
+	roundtrip(&sess);
+	roundtrip(&batch);
+	roundtrip(&ckpt);
+	roundtrip(&rcpt);
 	roundtrip(&begin);
 	roundtrip(&dir);
 	roundtrip(&end);
