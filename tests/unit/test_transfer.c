@@ -27,10 +27,10 @@
 #include "engine/sx_wire.h"
 #include "pki/sx_pki.h"
 
-#define PEER "cam-01"
-#define CLI_RX (64u * 1024)
+#define PEER	   "cam-01"
+#define CLI_RX	   (64u * 1024)
 #define MAX_RECORD (64u * 1024)
-#define CTRL_CAP (SX_REC_HDR_LEN + 8192 + SX_REC_TAG_MAX)
+#define CTRL_CAP   (SX_REC_HDR_LEN + 8192 + SX_REC_TAG_MAX)
 
 static char *work;
 static char out_dir[600], peer_dir[700];
@@ -107,16 +107,16 @@ static int group_setup(void **state)
 	snprintf(out_dir, sizeof(out_dir), "%s/out", work);
 	snprintf(peer_dir, sizeof(peer_dir), "%s/" PEER, out_dir);
 	srv_cfg = (sx_serve_cfg){
-		.listen = "127.0.0.1:0",
-		.id = &srv_id,
-		.out_dir = out_dir,
-		.max_conns = 8,
-		.io = SX_IO_AUTO,
-		.max_record = MAX_RECORD,
-		.handshake_timeout_ms = 5000,
-		.idle_timeout_ms = 5000,
-		.stop = &srv_stop,
-		.on_listen = on_listen,
+	    .listen = "127.0.0.1:0",
+	    .id = &srv_id,
+	    .out_dir = out_dir,
+	    .max_conns = 8,
+	    .io = SX_IO_AUTO,
+	    .max_record = MAX_RECORD,
+	    .handshake_timeout_ms = 5000,
+	    .idle_timeout_ms = 5000,
+	    .stop = &srv_stop,
+	    .on_listen = on_listen,
 	};
 	if (pthread_create(&srv_thread, NULL, serve_main, &srv_cfg) != 0)
 		return -1;
@@ -303,7 +303,8 @@ static int recv_rec(cli *c, uint8_t *type, uint8_t **pt, size_t *len)
 			continue;
 		if (r <= 0)
 			return -1;
-		if (sx_link_rx_input(&c->link, (size_t)r, &complete, type, &flags, pt, len, &err) < 0)
+		if (sx_link_rx_input(&c->link, (size_t)r, &complete, type, &flags, pt, len, &err) <
+		    0)
 			fail_msg("client: server's record: %s", err.msg);
 		if (complete)
 			return 0;
@@ -451,14 +452,14 @@ static void test_bad_paths(void **state)
 		size_t n;
 		const char *why;
 	} bad[] = {
-		{"../sxfer-adv-esc1", 17, "'..'"},
-		{"/etc/sxfer-adv-esc2", 19, "absolute"},
-		{"a/../../sxfer-adv-esc3", 22, "'..'"},
-		{"a//b", 4, "empty"},
-		{"", 0, "empty"},
-		{"a\0/../../x", 10, "NUL"},
-		{"tab\there", 8, "control"},
-		{longp, sizeof(longp), "longer than"},
+	    {"../sxfer-adv-esc1", 17, "'..'"},
+	    {"/etc/sxfer-adv-esc2", 19, "absolute"},
+	    {"a/../../sxfer-adv-esc3", 22, "'..'"},
+	    {"a//b", 4, "empty"},
+	    {"", 0, "empty"},
+	    {"a\0/../../x", 10, "NUL"},
+	    {"tab\there", 8, "control"},
+	    {longp, sizeof(longp), "longer than"},
 	};
 	cli *c = cli_open();
 	for (uint32_t i = 0; i < SX_ARRAY_LEN(bad); i++) {
@@ -504,8 +505,8 @@ static void test_symlinks(void **state)
 	assert_int_equal(send_file(c, 1, "link/x", "evil", 4), 0);
 	expect_file_err(c, 1, SX_E_IO, "link");
 	/* Deeper, through DIR. */
-	sx_msg d = {.type = SX_MSG_DIR, .mode = 0755, .path = (const uint8_t *)"link/sub",
-		    .path_len = 8};
+	sx_msg d = {
+	    .type = SX_MSG_DIR, .mode = 0755, .path = (const uint8_t *)"link/sub", .path_len = 8};
 	assert_int_equal(send_msg(c, &d), 0);
 	expect_file_err(c, 0, SX_E_IO, "link");
 	/* The final name is a symlink to a file outside. */
@@ -765,8 +766,11 @@ static void test_many_small_files(void **state)
 	(void)state;
 	enum { N = 2000, BATCH = 100 };
 	cli *c = cli_open();
-	sx_msg d = {.type = SX_MSG_DIR, .mode = 0755, .path = (const uint8_t *)"many",
-		    .path_len = 4, .mtime_sec = 1500000000};
+	sx_msg d = {.type = SX_MSG_DIR,
+		    .mode = 0755,
+		    .path = (const uint8_t *)"many",
+		    .path_len = 4,
+		    .mtime_sec = 1500000000};
 	assert_int_equal(send_msg(c, &d), 0);
 	for (uint32_t b = 0; b < N; b += BATCH) {
 		for (uint32_t i = b; i < b + BATCH; i++) {
@@ -825,23 +829,103 @@ static void test_suites_and_duplicate(void **state)
 	assert_no_partials();
 }
 
+static void test_same_name_in_flight(void **state)
+{
+	(void)state;
+	/* Two files with one name back to back: both temporaries exist before
+	 * either is renamed; exactly one wins, the other is refused, and the
+	 * stored bytes are the winner's. */
+	cli *c = cli_open();
+	assert_int_equal(send_file(c, 1, "twice.txt", "first", 5), 0);
+	assert_int_equal(send_file(c, 2, "twice.txt", "other", 5), 0);
+	uint32_t ok_id = 0;
+	int errs = 0;
+	for (int i = 0; i < 2; i++) {
+		sx_msg m;
+		uint8_t type, *pt;
+		size_t len;
+		sx_err err = {0};
+		assert_int_equal(recv_rec(c, &type, &pt, &len), 0);
+		assert_int_equal(type, SX_REC_CTRL);
+		assert_int_equal(sx_msg_decode(pt, len, &m, &err), 0);
+		if (m.type == SX_MSG_FILE_OK) {
+			ok_id = m.file_id;
+		} else {
+			assert_int_equal(m.type, SX_MSG_FILE_ERR);
+			assert_int_equal(m.err_class, SX_E_IO);
+			assert_true(has(&m, "exists"));
+			errs++;
+		}
+	}
+	assert_int_equal(errs, 1);
+	assert_true(ok_id == 1 || ok_id == 2);
+	end_session(c);
+	cli_close(c);
+	assert_file("twice.txt", ok_id == 1 ? "first" : "other", 5);
+	assert_no_partials();
+}
+
+static void test_mode_and_time(void **state)
+{
+	(void)state;
+	/* Set-uid, set-gid and sticky bits from the sender are dropped. */
+	cli *c = cli_open();
+	sx_msg m = {.type = SX_MSG_FILE_BEGIN,
+		    .file_id = 1,
+		    .size = 2,
+		    .mode = 07777,
+		    .mtime_sec = 1234567890,
+		    .mtime_nsec = 5,
+		    .path = (const uint8_t *)"suid.bin",
+		    .path_len = 8};
+	assert_int_equal(send_msg(c, &m), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, "hi", 2), 0);
+	assert_int_equal(send_end(c, 1, 2), 0);
+	expect_file_ok(c, 1);
+	end_session(c);
+	cli_close(c);
+	char p[800];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/suid.bin", peer_dir);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0777);
+	assert_int_equal(st.st_mtime, 1234567890);
+
+	/* A timestamp with nanoseconds out of range is malformed. */
+	c = cli_open();
+	uint8_t raw[64];
+	sx_wbuf w = sx_wbuf_make(raw, sizeof(raw));
+	sx_put_u8(&w, SX_MSG_FILE_BEGIN);
+	sx_put_u32(&w, 1);
+	sx_put_u64(&w, 2);
+	sx_put_u32(&w, 0644);
+	sx_put_u64(&w, 0);
+	sx_put_u32(&w, 1000000000u);
+	sx_put_block16(&w, "nsec.bin", 8);
+	assert_false(w.overflow);
+	assert_int_equal(send_rec(c, SX_REC_CTRL, raw, w.len), 0);
+	violation_done(c, SX_E_INTEGRITY, "timestamp", "nsec.bin");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_paths),
-		cmocka_unit_test(test_symlinks),
-		cmocka_unit_test(test_data_outside_file),
-		cmocka_unit_test(test_more_data_than_announced),
-		cmocka_unit_test(test_file_end_size_mismatch),
-		cmocka_unit_test(test_file_end_other_id),
-		cmocka_unit_test(test_begin_inside_file),
-		cmocka_unit_test(test_eos_inside_file),
-		cmocka_unit_test(test_malformed_records),
-		cmocka_unit_test(test_tampered_and_replayed),
-		cmocka_unit_test(test_oversized_record),
-		cmocka_unit_test(test_closed_mid_file),
-		cmocka_unit_test(test_many_small_files),
-		cmocka_unit_test(test_suites_and_duplicate),
+	    cmocka_unit_test(test_bad_paths),
+	    cmocka_unit_test(test_symlinks),
+	    cmocka_unit_test(test_data_outside_file),
+	    cmocka_unit_test(test_more_data_than_announced),
+	    cmocka_unit_test(test_file_end_size_mismatch),
+	    cmocka_unit_test(test_file_end_other_id),
+	    cmocka_unit_test(test_begin_inside_file),
+	    cmocka_unit_test(test_eos_inside_file),
+	    cmocka_unit_test(test_malformed_records),
+	    cmocka_unit_test(test_tampered_and_replayed),
+	    cmocka_unit_test(test_oversized_record),
+	    cmocka_unit_test(test_closed_mid_file),
+	    cmocka_unit_test(test_many_small_files),
+	    cmocka_unit_test(test_suites_and_duplicate),
+	    cmocka_unit_test(test_same_name_in_flight),
+	    cmocka_unit_test(test_mode_and_time),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
