@@ -424,7 +424,13 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 				       f->path, (unsigned long long)f->received,
 				       (unsigned long long)f->announced, (unsigned long long)m.size);
 		if (f->state == F_DISCARD) {
-			file_release(f);
+			/* After a failed write, others of this file may still be in
+			 * flight: releasing now would close the temporary under them
+			 * and free the slot, and their completions would then count
+			 * down the writes of whatever file takes the slot next.
+			 * on_write releases it once they drain. */
+			if (f->writes == 0)
+				file_release(f);
 			return 0;
 		}
 		f->state = F_ENDING;
