@@ -643,9 +643,7 @@ static void test_malformed_records(void **state)
 	send_patched(c, 1, 0x40);
 	violation_done(c, SX_E_INTEGRITY, "unknown flags", NULL);
 
-	/* A known type the sender may not send, sealed correctly: a record
-	 * type the server does not handle on this direction is covered by the
-	 * header check; an unknown control message by the decoder. */
+	/* A correctly sealed CTRL record whose message type is unknown. */
 	c = cli_open();
 	uint8_t unknown[3] = {0x99, 0, 0};
 	assert_int_equal(send_rec(c, SX_REC_CTRL, unknown, sizeof(unknown)), 0);
