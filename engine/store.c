@@ -13,6 +13,17 @@
 #include "common/sx_util.h"
 #include "engine/sx_wire.h"
 
+/* A path the receiver refuses is a refusal on the receiver: class 5, as
+ * PROTOCOL.md lists for FILE_ERR (sx_path_check itself says "usage", which
+ * would make the sender exit 2 as if its own command line were wrong). */
+static int path_refused(const uint8_t *rel, size_t len, sx_err *err)
+{
+	if (sx_path_check(rel, len, err) == 0)
+		return 0;
+	err->cls = SX_E_IO;
+	return -1;
+}
+
 static int open_beneath(int dirfd, const char *name, int flags)
 {
 	struct open_how how = {
@@ -104,7 +115,7 @@ static int resolve_dir(sx_store *st, const char *dir, size_t dlen, bool create, 
 
 int sx_store_mkdir(sx_store *st, const uint8_t *rel, size_t len, mode_t mode, sx_err *err)
 {
-	if (sx_path_check(rel, len, err) < 0)
+	if (path_refused(rel, len, err) < 0)
 		return -1;
 	int fd = resolve_dir(st, (const char *)rel, len, true, (mode & 0777) | 0700, err);
 	if (fd < 0)
@@ -131,14 +142,14 @@ int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *
 {
 	memset(f, 0, sizeof(*f));
 	f->dir_fd = f->fd = -1;
-	if (sx_path_check(rel, len, err) < 0)
+	if (path_refused(rel, len, err) < 0)
 		return -1;
 	size_t slash = len;
 	while (slash > 0 && rel[slash - 1] != '/')
 		slash--;
 	size_t nlen = len - slash;
 	if (nlen >= sizeof(f->name))
-		return sx_fail(err, SX_E_USAGE, "refused path: name too long");
+		return sx_fail(err, SX_E_IO, "refused path: name too long");
 	memcpy(f->name, rel + slash, nlen);
 	f->name[nlen] = '\0';
 	f->dir_fd = resolve_dir(st, (const char *)rel, slash ? slash - 1 : 0, true, 0755, err);

@@ -1,0 +1,929 @@
+/* A hostile, authenticated sender against the real receiver (sx_serve_run in
+ * a thread on 127.0.0.1:0). The client below completes the genuine handshake
+ * with a valid client certificate and then sends crafted sealed records: bad
+ * paths, symlinks, protocol violations, malformed and oversized records, a
+ * connection dropped mid-file. Each case checks the receiver's answer
+ * (FILE_ERR or ERROR, its class and reason), that nothing lands outside
+ * OUT/<peer>/, that no temporary remains, and that the server still serves
+ * an honest session afterwards. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/sx_util.h"
+#include "engine/sx_link.h"
+#include "engine/sx_transfer.h"
+#include "engine/sx_wire.h"
+#include "pki/sx_pki.h"
+
+#define PEER	   "cam-01"
+#define CLI_RX	   (64u * 1024)
+#define MAX_RECORD (64u * 1024)
+#define CTRL_CAP   (SX_REC_HDR_LEN + 8192 + SX_REC_TAG_MAX)
+
+static char *work;
+static char out_dir[600], peer_dir[700];
+static sx_identity srv_id, cli_id;
+static pthread_t srv_thread;
+static volatile sig_atomic_t srv_stop;
+static int srv_port;
+static pthread_mutex_t port_mu = PTHREAD_MUTEX_INITIALIZER;
+static sx_err srv_err;
+static int srv_rc;
+static unsigned good_n;
+
+/* ---- the server --------------------------------------------------------- */
+
+static void on_listen(void *ctx, int port)
+{
+	(void)ctx;
+	pthread_mutex_lock(&port_mu);
+	srv_port = port;
+	pthread_mutex_unlock(&port_mu);
+}
+
+static void *serve_main(void *arg)
+{
+	sx_serve_cfg *cfg = arg;
+	srv_rc = sx_serve_run(cfg, &srv_err);
+	return NULL;
+}
+
+static sx_serve_cfg srv_cfg;
+
+static int run(const char *fmt, const char *a, const char *b)
+{
+	char cmd[4096];
+	const char *bin = getenv("SX_TEST_BIN");
+	if (bin == NULL)
+		return -1;
+	snprintf(cmd, sizeof(cmd), fmt, bin, a, b);
+	return system(cmd);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	work = sx_test_tmpdir();
+	if (work == NULL)
+		return -1;
+	/* Plain keys: the test needs no passphrase prompt. */
+	if (run("'%s' ca init --ca '%s/ca' --name 'adv CA' --no-passphrase >/dev/null 2>&1", work,
+		"") != 0 ||
+	    run("'%s' ca issue --ca '%s/ca' --name server.test --role server --dns localhost "
+		"--ip 127.0.0.1 --no-passphrase --out '%s/server' >/dev/null 2>&1",
+		work, work) != 0 ||
+	    run("'%s' ca issue --ca '%s/ca' --name " PEER
+		" --role client --no-passphrase --out '%s/cam' >/dev/null 2>&1",
+		work, work) != 0) {
+		fprintf(stderr, "cannot make identities with SX_TEST_BIN\n");
+		return -1;
+	}
+	sx_pass pass = {.none = true};
+	sx_err err = {0};
+	char p[700];
+	snprintf(p, sizeof(p), "%s/server", work);
+	if (sx_identity_load(p, &pass, &srv_id, &err) < 0) {
+		fprintf(stderr, "server identity: %s\n", err.msg);
+		return -1;
+	}
+	snprintf(p, sizeof(p), "%s/cam", work);
+	if (sx_identity_load(p, &pass, &cli_id, &err) < 0) {
+		fprintf(stderr, "client identity: %s\n", err.msg);
+		return -1;
+	}
+	snprintf(out_dir, sizeof(out_dir), "%s/out", work);
+	snprintf(peer_dir, sizeof(peer_dir), "%s/" PEER, out_dir);
+	srv_cfg = (sx_serve_cfg){
+	    .listen = "127.0.0.1:0",
+	    .id = &srv_id,
+	    .out_dir = out_dir,
+	    .max_conns = 8,
+	    .io = SX_IO_AUTO,
+	    .max_record = MAX_RECORD,
+	    .handshake_timeout_ms = 5000,
+	    .idle_timeout_ms = 5000,
+	    .stop = &srv_stop,
+	    .on_listen = on_listen,
+	};
+	if (pthread_create(&srv_thread, NULL, serve_main, &srv_cfg) != 0)
+		return -1;
+	for (int i = 0; i < 500; i++) {
+		pthread_mutex_lock(&port_mu);
+		int port = srv_port;
+		pthread_mutex_unlock(&port_mu);
+		if (port != 0)
+			return 0;
+		usleep(10000);
+	}
+	fprintf(stderr, "server did not start: %s\n", srv_err.msg);
+	return -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	srv_stop = 1;
+	pthread_join(srv_thread, NULL);
+	if (srv_rc != 0)
+		fprintf(stderr, "server: %s\n", srv_err.msg);
+	sx_identity_free(&srv_id);
+	sx_identity_free(&cli_id);
+	sx_test_rmtree(work);
+	free(work);
+	return srv_rc == 0 ? 0 : -1;
+}
+
+/* ---- a blocking client that speaks sealed records ---------------------- */
+
+typedef struct cli {
+	int fd;
+	sx_chan_ctx *ctx;
+	sx_link link;
+	uint8_t rx[SX_REC_HDR_LEN + CLI_RX + SX_REC_TAG_MAX];
+} cli;
+
+static int send_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static cli *cli_open_suite(sx_suite suite)
+{
+	cli *c = calloc(1, sizeof(*c));
+	sx_err err = {0};
+	char port[16];
+	assert_non_null(c);
+	snprintf(port, sizeof(port), "%d", srv_port);
+	assert_int_equal(sx_net_connect("127.0.0.1", port, 5000, &c->fd, &err), 0);
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	sx_chan_cfg cc = {.server = false,
+			  .id = &cli_id,
+			  .server_name = "localhost",
+			  .suite = suite,
+			  .max_record = CLI_RX + SX_REC_TAG_MAX};
+	assert_int_equal(sx_chan_ctx_new(&c->ctx, &cc, &err), 0);
+	assert_int_equal(sx_link_init(&c->link, c->ctx, &err), 0);
+	for (;;) {
+		const uint8_t *o;
+		size_t n;
+		sx_link_hs_output(&c->link, &o, &n);
+		if (n > 0) {
+			assert_int_equal(send_all(c->fd, o, n), 0);
+			sx_link_hs_sent(&c->link);
+			continue;
+		}
+		if (c->link.ready)
+			break;
+		uint8_t *buf;
+		size_t cap;
+		sx_link_hs_recv_buf(&c->link, &buf, &cap);
+		ssize_t r = recv(c->fd, buf, cap, 0);
+		assert_true(r > 0);
+		if (sx_link_hs_input(&c->link, (size_t)r, &err) < 0)
+			fail_msg("handshake: %s", err.msg);
+	}
+	sx_link_rx_set(&c->link, c->rx, sizeof(c->rx));
+	c->link.max_body = CLI_RX + SX_REC_TAG_MAX;
+	return c;
+}
+
+static cli *cli_open(void)
+{
+	return cli_open_suite(SX_SUITE_AES256GCM);
+}
+
+static void cli_close(cli *c)
+{
+	if (c == NULL)
+		return;
+	sx_link_free(&c->link);
+	sx_chan_ctx_free(c->ctx);
+	close(c->fd);
+	free(c);
+}
+
+/* Seals plen bytes of pt as one record; the sealed bytes go to *rec (caller
+ * frees) when rec is not NULL, else they are sent. */
+static int seal(cli *c, uint8_t type, const void *pt, size_t plen, uint8_t **rec, size_t *rlen)
+{
+	sx_err err = {0};
+	uint8_t *b = malloc(SX_REC_HDR_LEN + plen + SX_REC_TAG_MAX);
+	assert_non_null(b);
+	if (plen > 0)
+		memcpy(b + SX_REC_HDR_LEN, pt, plen);
+	size_t len = 0;
+	assert_int_equal(sx_record_seal(&c->link.k.tx, type, 0, b, plen, &len, &err), 0);
+	if (rec != NULL) {
+		*rec = b;
+		*rlen = len;
+		return 0;
+	}
+	int rc = send_all(c->fd, b, len);
+	free(b);
+	return rc;
+}
+
+static int send_rec(cli *c, uint8_t type, const void *pt, size_t plen)
+{
+	return seal(c, type, pt, plen, NULL, NULL);
+}
+
+static int send_msg(cli *c, const sx_msg *m)
+{
+	uint8_t buf[CTRL_CAP];
+	size_t len = 0;
+	sx_err err = {0};
+	assert_int_equal(sx_link_seal_msg(&c->link, m, buf, sizeof(buf), &len, &err), 0);
+	return send_all(c->fd, buf, len);
+}
+
+static int send_begin(cli *c, uint32_t id, const void *path, size_t plen, uint64_t size)
+{
+	sx_msg m = {.type = SX_MSG_FILE_BEGIN,
+		    .file_id = id,
+		    .size = size,
+		    .mode = 0644,
+		    .mtime_sec = 1600000000,
+		    .path = path,
+		    .path_len = plen};
+	return send_msg(c, &m);
+}
+
+static int send_end(cli *c, uint32_t id, uint64_t size)
+{
+	sx_msg m = {.type = SX_MSG_FILE_END, .file_id = id, .size = size};
+	return send_msg(c, &m);
+}
+
+static int send_file(cli *c, uint32_t id, const char *path, const void *data, size_t n)
+{
+	if (send_begin(c, id, path, strlen(path), n) < 0)
+		return -1;
+	if (n > 0 && send_rec(c, SX_REC_DATA, data, n) < 0)
+		return -1;
+	return send_end(c, id, n);
+}
+
+/* Next record from the server: 0, or -1 at EOF or on a receive error. */
+static int recv_rec(cli *c, uint8_t *type, uint8_t **pt, size_t *len)
+{
+	sx_err err = {0};
+	for (;;) {
+		uint8_t *buf;
+		size_t want;
+		bool complete;
+		uint8_t flags;
+		sx_link_rx_want(&c->link, &buf, &want);
+		ssize_t r = recv(c->fd, buf, want, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		if (sx_link_rx_input(&c->link, (size_t)r, &complete, type, &flags, pt, len, &err) <
+		    0)
+			fail_msg("client: server's record: %s", err.msg);
+		if (complete)
+			return 0;
+	}
+}
+
+static void expect_msg(cli *c, uint8_t want, sx_msg *m)
+{
+	uint8_t type, *pt;
+	size_t len;
+	sx_err err = {0};
+	assert_int_equal(recv_rec(c, &type, &pt, &len), 0);
+	assert_int_equal(type, SX_REC_CTRL);
+	assert_int_equal(sx_msg_decode(pt, len, m, &err), 0);
+	if (m->type != want)
+		fail_msg("expected message 0x%02x, got 0x%02x (%.*s)", want, m->type,
+			 (int)m->reason_len, m->reason ? (const char *)m->reason : "");
+}
+
+static bool has(const sx_msg *m, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (size_t i = 0; i + n <= m->reason_len; i++)
+		if (memcmp(m->reason + i, needle, n) == 0)
+			return true;
+	return false;
+}
+
+static void expect_file_ok(cli *c, uint32_t id)
+{
+	sx_msg m;
+	expect_msg(c, SX_MSG_FILE_OK, &m);
+	assert_int_equal(m.file_id, id);
+}
+
+static void expect_file_err(cli *c, uint32_t id, uint8_t cls, const char *needle)
+{
+	sx_msg m;
+	expect_msg(c, SX_MSG_FILE_ERR, &m);
+	assert_int_equal(m.file_id, id);
+	if (m.err_class != cls || !has(&m, needle))
+		fail_msg("FILE_ERR class %u '%.*s': wanted class %u naming '%s'", m.err_class,
+			 (int)m.reason_len, (const char *)m.reason, cls, needle);
+}
+
+/* The fatal ERROR, then the server closes the connection. */
+static void expect_error(cli *c, uint8_t cls, const char *needle)
+{
+	sx_msg m;
+	expect_msg(c, SX_MSG_ERROR, &m);
+	if (m.err_class != cls || !has(&m, needle))
+		fail_msg("ERROR class %u '%.*s': wanted class %u naming '%s'", m.err_class,
+			 (int)m.reason_len, (const char *)m.reason, cls, needle);
+	uint8_t type, *pt;
+	size_t len;
+	assert_int_equal(recv_rec(c, &type, &pt, &len), -1);
+}
+
+static void end_session(cli *c)
+{
+	uint8_t type, *pt;
+	size_t len;
+	assert_int_equal(send_rec(c, SX_REC_EOS, NULL, 0), 0);
+	assert_int_equal(recv_rec(c, &type, &pt, &len), 0);
+	assert_int_equal(type, SX_REC_EOS);
+}
+
+/* ---- checks on the output folder --------------------------------------- */
+
+static int partials;
+static int count_partial(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	size_t n = strlen(p);
+	if (n > 7 && strcmp(p + n - 7, ".sxpart") == 0)
+		partials++;
+	return 0;
+}
+
+static int count_partials(void)
+{
+	partials = 0;
+	nftw(out_dir, count_partial, 16, FTW_PHYS);
+	return partials;
+}
+
+/* The server removes temporaries once the connection's operations drain. */
+static void assert_no_partials(void)
+{
+	for (int i = 0; i < 300 && count_partials() > 0; i++)
+		usleep(10000);
+	assert_int_equal(count_partials(), 0);
+}
+
+static bool exists_at(const char *dir, const char *rel)
+{
+	char p[2048];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	return lstat(p, &st) == 0;
+}
+
+static void assert_file(const char *rel, const void *data, size_t n)
+{
+	char p[2048];
+	snprintf(p, sizeof(p), "%s/%s", peer_dir, rel);
+	FILE *f = fopen(p, "rb");
+	if (f == NULL)
+		fail_msg("%s not stored", p);
+	uint8_t *b = malloc(n + 1);
+	size_t got = fread(b, 1, n + 1, f);
+	fclose(f);
+	assert_int_equal(got, n);
+	assert_memory_equal(b, data, n);
+	free(b);
+}
+
+/* An honest session on a fresh connection: the server still serves. */
+static void assert_server_serves(void)
+{
+	char name[64], body[64];
+	snprintf(name, sizeof(name), "good-%u.txt", ++good_n);
+	snprintf(body, sizeof(body), "honest file %u\n", good_n);
+	cli *c = cli_open();
+	assert_int_equal(send_file(c, 1, name, body, strlen(body)), 0);
+	expect_file_ok(c, 1);
+	end_session(c);
+	cli_close(c);
+	assert_file(name, body, strlen(body));
+}
+
+/* ---- cases -------------------------------------------------------------- */
+
+static void test_bad_paths(void **state)
+{
+	(void)state;
+	char longp[5000];
+	memset(longp, 'a', sizeof(longp));
+	for (size_t i = 100; i < sizeof(longp); i += 100)
+		longp[i] = '/';
+	struct {
+		const char *p;
+		size_t n;
+		const char *why;
+	} bad[] = {
+	    {"../sxfer-adv-esc1", 17, "'..'"},
+	    {"/etc/sxfer-adv-esc2", 19, "absolute"},
+	    {"a/../../sxfer-adv-esc3", 22, "'..'"},
+	    {"a//b", 4, "empty"},
+	    {"", 0, "empty"},
+	    {"a\0/../../x", 10, "NUL"},
+	    {"tab\there", 8, "control"},
+	    {longp, sizeof(longp), "longer than"},
+	};
+	cli *c = cli_open();
+	for (uint32_t i = 0; i < SX_ARRAY_LEN(bad); i++) {
+		assert_int_equal(send_begin(c, i + 1, bad[i].p, bad[i].n, 5), 0);
+		assert_int_equal(send_rec(c, SX_REC_DATA, "hello", 5), 0);
+		assert_int_equal(send_end(c, i + 1, 5), 0);
+		/* A path the receiver refuses is a local refusal on the
+		 * receiver: class 5 (PROTOCOL.md lists 1, 3, 4, 5, 6). */
+		expect_file_err(c, i + 1, SX_E_IO, bad[i].why);
+	}
+	/* The session goes on: a valid file in the same session is stored. */
+	assert_int_equal(send_file(c, 100, "after-bad-paths.txt", "fine", 4), 0);
+	expect_file_ok(c, 100);
+	end_session(c);
+	cli_close(c);
+	assert_file("after-bad-paths.txt", "fine", 4);
+	assert_false(exists_at(out_dir, "sxfer-adv-esc1"));
+	assert_false(exists_at(work, "sxfer-adv-esc1"));
+	assert_false(exists_at("/etc", "sxfer-adv-esc2"));
+	assert_false(exists_at(peer_dir, "etc"));
+	assert_false(exists_at(out_dir, "sxfer-adv-esc3"));
+	assert_false(exists_at(work, "sxfer-adv-esc3"));
+	assert_no_partials();
+	assert_server_serves();
+}
+
+static void test_symlinks(void **state)
+{
+	(void)state;
+	char outside[700], lnk[800], lnk2[800], target[800];
+	snprintf(outside, sizeof(outside), "%s/outside", work);
+	snprintf(lnk, sizeof(lnk), "%s/link", peer_dir);
+	snprintf(lnk2, sizeof(lnk2), "%s/lnkfile", peer_dir);
+	snprintf(target, sizeof(target), "%s/victim", outside);
+	assert_int_equal(mkdir(outside, 0755), 0);
+	mkdir(out_dir, 0755);
+	mkdir(peer_dir, 0755);
+	assert_int_equal(symlink(outside, lnk), 0);
+	assert_int_equal(symlink(target, lnk2), 0);
+
+	cli *c = cli_open();
+	/* A folder component that is a symlink leading out. */
+	assert_int_equal(send_file(c, 1, "link/x", "evil", 4), 0);
+	expect_file_err(c, 1, SX_E_IO, "link");
+	/* Deeper, through DIR. */
+	sx_msg d = {
+	    .type = SX_MSG_DIR, .mode = 0755, .path = (const uint8_t *)"link/sub", .path_len = 8};
+	assert_int_equal(send_msg(c, &d), 0);
+	expect_file_err(c, 0, SX_E_IO, "link");
+	/* The final name is a symlink to a file outside. */
+	assert_int_equal(send_file(c, 2, "lnkfile", "evil", 4), 0);
+	expect_file_err(c, 2, SX_E_IO, "exists");
+	end_session(c);
+	cli_close(c);
+	assert_false(exists_at(outside, "x"));
+	assert_false(exists_at(outside, "sub"));
+	assert_false(exists_at(outside, "victim"));
+	unlink(lnk);
+	unlink(lnk2);
+	assert_no_partials();
+	assert_server_serves();
+}
+
+/* A violation: the server answers ERROR (class, reason) and closes; the
+ * temporary of the file in progress is removed; the final name is absent. */
+static void violation_done(cli *c, uint8_t cls, const char *why, const char *final)
+{
+	expect_error(c, cls, why);
+	cli_close(c);
+	if (final != NULL)
+		assert_false(exists_at(peer_dir, final));
+	assert_no_partials();
+	assert_server_serves();
+}
+
+static void test_data_outside_file(void **state)
+{
+	(void)state;
+	cli *c = cli_open();
+	assert_int_equal(send_rec(c, SX_REC_DATA, "stray", 5), 0);
+	violation_done(c, SX_E_INTEGRITY, "data outside a file", NULL);
+}
+
+static void test_more_data_than_announced(void **state)
+{
+	(void)state;
+	uint8_t buf[20] = {0};
+	cli *c = cli_open();
+	assert_int_equal(send_begin(c, 1, "over.bin", 8, 10), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, buf, 8), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, buf, 8), 0);
+	violation_done(c, SX_E_INTEGRITY, "more data than announced", "over.bin");
+}
+
+static void test_file_end_size_mismatch(void **state)
+{
+	(void)state;
+	uint8_t buf[10] = {0};
+	cli *c = cli_open();
+	assert_int_equal(send_begin(c, 1, "short.bin", 9, 10), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, buf, 5), 0);
+	assert_int_equal(send_end(c, 1, 5), 0);
+	violation_done(c, SX_E_INTEGRITY, "announced", "short.bin");
+
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "long.bin", 8, 10), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, buf, 10), 0);
+	assert_int_equal(send_end(c, 1, 11), 0);
+	violation_done(c, SX_E_INTEGRITY, "10 bytes received", "long.bin");
+
+	/* A stream of unknown length whose FILE_END disagrees. */
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "stream.bin", 10, SX_SIZE_UNKNOWN), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, buf, 10), 0);
+	assert_int_equal(send_end(c, 1, 9), 0);
+	violation_done(c, SX_E_INTEGRITY, "10 bytes received", "stream.bin");
+}
+
+static void test_file_end_other_id(void **state)
+{
+	(void)state;
+	cli *c = cli_open();
+	assert_int_equal(send_begin(c, 7, "other.bin", 9, 4), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, "abcd", 4), 0);
+	assert_int_equal(send_end(c, 8, 4), 0);
+	violation_done(c, SX_E_INTEGRITY, "not begun", "other.bin");
+
+	c = cli_open();
+	assert_int_equal(send_end(c, 1, 0), 0);
+	violation_done(c, SX_E_INTEGRITY, "not begun", NULL);
+}
+
+static void test_begin_inside_file(void **state)
+{
+	(void)state;
+	cli *c = cli_open();
+	assert_int_equal(send_begin(c, 1, "outer.bin", 9, 4), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, "ab", 2), 0);
+	assert_int_equal(send_begin(c, 2, "inner.bin", 9, 4), 0);
+	violation_done(c, SX_E_INTEGRITY, "inside another file", "outer.bin");
+	assert_false(exists_at(peer_dir, "inner.bin"));
+}
+
+static void test_eos_inside_file(void **state)
+{
+	(void)state;
+	cli *c = cli_open();
+	assert_int_equal(send_begin(c, 1, "cut.bin", 7, 4), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, "ab", 2), 0);
+	assert_int_equal(send_rec(c, SX_REC_EOS, NULL, 0), 0);
+	violation_done(c, SX_E_INTEGRITY, "end of stream inside a file", "cut.bin");
+}
+
+/* A sealed record whose header byte at `at` is then set to v. */
+static void send_patched(cli *c, size_t at, uint8_t v)
+{
+	uint8_t *rec;
+	size_t len;
+	assert_int_equal(seal(c, SX_REC_DATA, "abcd", 4, &rec, &len), 0);
+	rec[at] = v;
+	assert_int_equal(send_all(c->fd, rec, len), 0);
+	free(rec);
+}
+
+static void test_malformed_records(void **state)
+{
+	(void)state;
+	cli *c = cli_open();
+	send_patched(c, 0, 9);
+	violation_done(c, SX_E_INTEGRITY, "unknown record type 9", NULL);
+
+	c = cli_open();
+	send_patched(c, 2, 1);
+	violation_done(c, SX_E_INTEGRITY, "reserved header bytes", NULL);
+
+	c = cli_open();
+	send_patched(c, 3, 0x80);
+	violation_done(c, SX_E_INTEGRITY, "reserved header bytes", NULL);
+
+	c = cli_open();
+	send_patched(c, 1, 0x40);
+	violation_done(c, SX_E_INTEGRITY, "unknown flags", NULL);
+
+	/* A correctly sealed CTRL record whose message type is unknown. */
+	c = cli_open();
+	uint8_t unknown[3] = {0x99, 0, 0};
+	assert_int_equal(send_rec(c, SX_REC_CTRL, unknown, sizeof(unknown)), 0);
+	violation_done(c, SX_E_INTEGRITY, "unknown control message", NULL);
+
+	/* A message only the receiver sends. */
+	c = cli_open();
+	sx_msg ok = {.type = SX_MSG_FILE_OK, .file_id = 1, .size = 0};
+	assert_int_equal(send_msg(c, &ok), 0);
+	violation_done(c, SX_E_INTEGRITY, "unexpected control message 0x20", NULL);
+
+	/* A truncated control message (FILE_END without its size). */
+	c = cli_open();
+	uint8_t trunc[5] = {SX_MSG_FILE_END, 0, 0, 0, 1};
+	assert_int_equal(send_rec(c, SX_REC_CTRL, trunc, sizeof(trunc)), 0);
+	violation_done(c, SX_E_INTEGRITY, "malformed control message", NULL);
+}
+
+static void test_tampered_and_replayed(void **state)
+{
+	(void)state;
+	uint8_t *rec;
+	size_t len;
+	/* One flipped ciphertext bit in a file's data. */
+	cli *c = cli_open();
+	assert_int_equal(send_begin(c, 1, "tampered.bin", 12, 4), 0);
+	assert_int_equal(seal(c, SX_REC_DATA, "abcd", 4, &rec, &len), 0);
+	rec[SX_REC_HDR_LEN + 1] ^= 0x01;
+	assert_int_equal(send_all(c->fd, rec, len), 0);
+	free(rec);
+	violation_done(c, SX_E_INTEGRITY, "failed authentication", "tampered.bin");
+
+	/* The same sealed record twice (a replay). */
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "replayed.bin", 12, 8), 0);
+	assert_int_equal(seal(c, SX_REC_DATA, "abcd", 4, &rec, &len), 0);
+	assert_int_equal(send_all(c->fd, rec, len), 0);
+	assert_int_equal(send_all(c->fd, rec, len), 0);
+	free(rec);
+	violation_done(c, SX_E_INTEGRITY, "failed authentication", "replayed.bin");
+
+	/* Two records swapped (reordered). */
+	uint8_t *r1, *r2;
+	size_t l1, l2;
+	c = cli_open();
+	assert_int_equal(seal(c, SX_REC_DATA, "1111", 4, &r1, &l1), 0);
+	assert_int_equal(seal(c, SX_REC_DATA, "2222", 4, &r2, &l2), 0);
+	assert_int_equal(send_all(c->fd, r2, l2), 0);
+	assert_int_equal(send_all(c->fd, r1, l1), 0);
+	free(r1);
+	free(r2);
+	violation_done(c, SX_E_INTEGRITY, "failed authentication", NULL);
+}
+
+static void test_oversized_record(void **state)
+{
+	(void)state;
+	/* A header announcing 1 MiB against a 64 KiB --max-record: refused
+	 * from the header alone (the body is never sent). */
+	cli *c = cli_open();
+	uint8_t hdr[SX_REC_HDR_LEN] = {SX_REC_DATA, 0, 0, 0, 0x00, 0x10, 0x00, 0x10};
+	assert_int_equal(send_begin(c, 1, "big.bin", 7, 1u << 20), 0);
+	assert_int_equal(send_all(c->fd, hdr, sizeof(hdr)), 0);
+	violation_done(c, SX_E_INTEGRITY, "exceeds the limit", "big.bin");
+
+	/* 4 GiB - 1. */
+	c = cli_open();
+	uint8_t huge[SX_REC_HDR_LEN] = {SX_REC_CTRL, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
+	assert_int_equal(send_all(c->fd, huge, sizeof(huge)), 0);
+	violation_done(c, SX_E_INTEGRITY, "exceeds the limit", NULL);
+
+	/* One byte over the limit, sealed and sent whole. */
+	c = cli_open();
+	size_t tag = sx_suite_tag_len(SX_SUITE_AES256GCM);
+	size_t plen = MAX_RECORD - tag + 1;
+	uint8_t *pt = calloc(1, plen);
+	assert_non_null(pt);
+	assert_int_equal(send_begin(c, 1, "edge.bin", 8, plen), 0);
+	(void)send_rec(c, SX_REC_DATA, pt, plen); /* the server may close first */
+	free(pt);
+	violation_done(c, SX_E_INTEGRITY, "exceeds the limit", "edge.bin");
+
+	/* Exactly the limit is accepted. */
+	c = cli_open();
+	plen = MAX_RECORD - tag;
+	pt = malloc(plen);
+	assert_non_null(pt);
+	memset(pt, 0x5a, plen);
+	assert_int_equal(send_file(c, 1, "edge-ok.bin", pt, plen), 0);
+	expect_file_ok(c, 1);
+	end_session(c);
+	cli_close(c);
+	assert_file("edge-ok.bin", pt, plen);
+	free(pt);
+}
+
+static void test_closed_mid_file(void **state)
+{
+	(void)state;
+	uint8_t buf[500];
+	memset(buf, 7, sizeof(buf));
+	cli *c = cli_open();
+	assert_int_equal(send_begin(c, 1, "mid.bin", 7, 1000), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, buf, sizeof(buf)), 0);
+	/* The temporary exists while the file is in progress... */
+	for (int i = 0; i < 300 && count_partials() == 0; i++)
+		usleep(10000);
+	assert_int_equal(count_partials(), 1);
+	/* ...and goes when the connection is dropped without EOS. */
+	cli_close(c);
+	assert_no_partials();
+	assert_false(exists_at(peer_dir, "mid.bin"));
+	assert_server_serves();
+}
+
+static void test_many_small_files(void **state)
+{
+	(void)state;
+	enum { N = 2000, BATCH = 100 };
+	cli *c = cli_open();
+	sx_msg d = {.type = SX_MSG_DIR,
+		    .mode = 0755,
+		    .path = (const uint8_t *)"many",
+		    .path_len = 4,
+		    .mtime_sec = 1500000000};
+	assert_int_equal(send_msg(c, &d), 0);
+	for (uint32_t b = 0; b < N; b += BATCH) {
+		for (uint32_t i = b; i < b + BATCH; i++) {
+			char name[64], body[64];
+			snprintf(name, sizeof(name), "many/f%04u", i);
+			int n = snprintf(body, sizeof(body), "content of file %u\n", i);
+			assert_int_equal(send_file(c, i + 1, name, body, (size_t)n), 0);
+		}
+		for (uint32_t i = b; i < b + BATCH; i++) {
+			sx_msg m;
+			expect_msg(c, SX_MSG_FILE_OK, &m);
+		}
+	}
+	end_session(c);
+	cli_close(c);
+	int count = 0;
+	char p[800];
+	for (unsigned i = 0; i < N; i++) {
+		char rel[64];
+		snprintf(rel, sizeof(rel), "many/f%04u", i);
+		count += exists_at(peer_dir, rel);
+	}
+	assert_int_equal(count, N);
+	unsigned spot[] = {0, 1, 999, 1500, N - 1};
+	for (size_t i = 0; i < SX_ARRAY_LEN(spot); i++) {
+		char rel[64], body[64];
+		snprintf(rel, sizeof(rel), "many/f%04u", spot[i]);
+		int n = snprintf(body, sizeof(body), "content of file %u\n", spot[i]);
+		assert_file(rel, body, (size_t)n);
+	}
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/many", peer_dir);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mtime, 1500000000);
+	assert_no_partials();
+}
+
+static void test_suites_and_duplicate(void **state)
+{
+	(void)state;
+	sx_suite suites[] = {SX_SUITE_AES256GCM, SX_SUITE_AES256CTR_HMAC,
+			     SX_SUITE_CHACHA20POLY1305};
+	for (size_t i = 0; i < SX_ARRAY_LEN(suites); i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "suite-%zu.txt", i);
+		cli *c = cli_open_suite(suites[i]);
+		assert_int_equal(send_file(c, 1, name, "x", 1), 0);
+		expect_file_ok(c, 1);
+		/* The same name again: refused (no --overwrite), the first kept. */
+		assert_int_equal(send_file(c, 2, name, "y", 1), 0);
+		expect_file_err(c, 2, SX_E_IO, "exists");
+		end_session(c);
+		cli_close(c);
+		assert_file(name, "x", 1);
+	}
+	assert_no_partials();
+}
+
+static void test_same_name_in_flight(void **state)
+{
+	(void)state;
+	/* Two files with one name back to back: both temporaries exist before
+	 * either is renamed; exactly one wins, the other is refused, and the
+	 * stored bytes are the winner's. */
+	cli *c = cli_open();
+	assert_int_equal(send_file(c, 1, "twice.txt", "first", 5), 0);
+	assert_int_equal(send_file(c, 2, "twice.txt", "other", 5), 0);
+	uint32_t ok_id = 0;
+	int errs = 0;
+	for (int i = 0; i < 2; i++) {
+		sx_msg m;
+		uint8_t type, *pt;
+		size_t len;
+		sx_err err = {0};
+		assert_int_equal(recv_rec(c, &type, &pt, &len), 0);
+		assert_int_equal(type, SX_REC_CTRL);
+		assert_int_equal(sx_msg_decode(pt, len, &m, &err), 0);
+		if (m.type == SX_MSG_FILE_OK) {
+			ok_id = m.file_id;
+		} else {
+			assert_int_equal(m.type, SX_MSG_FILE_ERR);
+			assert_int_equal(m.err_class, SX_E_IO);
+			assert_true(has(&m, "exists"));
+			errs++;
+		}
+	}
+	assert_int_equal(errs, 1);
+	assert_true(ok_id == 1 || ok_id == 2);
+	end_session(c);
+	cli_close(c);
+	assert_file("twice.txt", ok_id == 1 ? "first" : "other", 5);
+	assert_no_partials();
+}
+
+static void test_mode_and_time(void **state)
+{
+	(void)state;
+	/* Set-uid, set-gid and sticky bits from the sender are dropped. */
+	cli *c = cli_open();
+	sx_msg m = {.type = SX_MSG_FILE_BEGIN,
+		    .file_id = 1,
+		    .size = 2,
+		    .mode = 07777,
+		    .mtime_sec = 1234567890,
+		    .mtime_nsec = 5,
+		    .path = (const uint8_t *)"suid.bin",
+		    .path_len = 8};
+	assert_int_equal(send_msg(c, &m), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, "hi", 2), 0);
+	assert_int_equal(send_end(c, 1, 2), 0);
+	expect_file_ok(c, 1);
+	end_session(c);
+	cli_close(c);
+	char p[800];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/suid.bin", peer_dir);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0777);
+	assert_int_equal(st.st_mtime, 1234567890);
+
+	/* A timestamp with nanoseconds out of range is malformed. */
+	c = cli_open();
+	uint8_t raw[64];
+	sx_wbuf w = sx_wbuf_make(raw, sizeof(raw));
+	sx_put_u8(&w, SX_MSG_FILE_BEGIN);
+	sx_put_u32(&w, 1);
+	sx_put_u64(&w, 2);
+	sx_put_u32(&w, 0644);
+	sx_put_u64(&w, 0);
+	sx_put_u32(&w, 1000000000u);
+	sx_put_block16(&w, "nsec.bin", 8);
+	assert_false(w.overflow);
+	assert_int_equal(send_rec(c, SX_REC_CTRL, raw, w.len), 0);
+	violation_done(c, SX_E_INTEGRITY, "timestamp", "nsec.bin");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_bad_paths),
+	    cmocka_unit_test(test_symlinks),
+	    cmocka_unit_test(test_data_outside_file),
+	    cmocka_unit_test(test_more_data_than_announced),
+	    cmocka_unit_test(test_file_end_size_mismatch),
+	    cmocka_unit_test(test_file_end_other_id),
+	    cmocka_unit_test(test_begin_inside_file),
+	    cmocka_unit_test(test_eos_inside_file),
+	    cmocka_unit_test(test_malformed_records),
+	    cmocka_unit_test(test_tampered_and_replayed),
+	    cmocka_unit_test(test_oversized_record),
+	    cmocka_unit_test(test_closed_mid_file),
+	    cmocka_unit_test(test_many_small_files),
+	    cmocka_unit_test(test_suites_and_duplicate),
+	    cmocka_unit_test(test_same_name_in_flight),
+	    cmocka_unit_test(test_mode_and_time),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
