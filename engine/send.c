@@ -74,6 +74,9 @@ typedef struct sender {
 	sx_progress prog;
 	sx_send_stats *stats;
 	sx_err file_err; /* first file the receiver refused */
+	sx_err send_err; /* a failed send, reported unless the receiver said why */
+	bool draining;
+	bool peer_error; /* the receiver sent ERROR */
 	int fds_open[NSLOTS + 2];
 } sender;
 
@@ -416,8 +419,15 @@ out:
 static int on_send(sender *s, unsigned idx, int64_t res, sx_err *err)
 {
 	slot *sl = &s->slots[idx];
-	if (res < 0)
-		return sx_fail_errno(err, SX_E_NET, (int)-res, "send to %s failed", s->cfg->host);
+	if (res < 0) {
+		/* The receiver may have closed after telling us why (a sealed
+		 * ERROR already in our socket buffer): read on for a moment before
+		 * reporting the broken send. */
+		sx_fail_errno(&s->send_err, SX_E_NET, (int)-res, "send to %s failed", s->cfg->host);
+		s->draining = true;
+		(void)err;
+		return 0;
+	}
 	if (sl->type == SX_REC_DATA) {
 		s->prog.bytes_sent += sl->plen;
 		s->stats->bytes += sl->plen;
@@ -449,6 +459,7 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 			(int)m.reason_len, (const char *)m.reason);
 		return 0;
 	case SX_MSG_ERROR:
+		s->peer_error = true;
 		return sx_fail(err, (sx_class)m.err_class, "receiver %s: %.*s", s->link.k.peer_name,
 			       (int)m.reason_len, (const char *)m.reason);
 	default:
@@ -586,12 +597,17 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	SX_GUARD(post_recv(s, err));
 	while (!(s->eos_sent && s->eos_received)) {
 		sx_cqe cqe[16];
-		if (s->link.ready) {
+		if (s->link.ready && !s->draining) {
 			SX_GUARD(produce(s, err));
 			SX_GUARD(pump_send(s, err));
 		}
-		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe), cfg->timeout_ms, err);
+		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe), s->draining ? 1000 : cfg->timeout_ms,
+				   err);
 		SX_GUARD(n);
+		if (n == 0 && s->draining) {
+			*err = s->send_err;
+			goto out;
+		}
 		if (n == 0) {
 			sx_fail(err, SX_E_NET, "%s: no progress for %d ms (timeout)", cfg->host,
 				cfg->timeout_ms);
@@ -611,7 +627,11 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 				SX_GUARD(handshake_send(s, err));
 				break;
 			case OP_RECV:
-				SX_GUARD(on_recv(s, cqe[i].res, err));
+				if (on_recv(s, cqe[i].res, err) < 0) {
+					if (s->draining && !s->peer_error)
+						*err = s->send_err;
+					goto out;
+				}
 				break;
 			case OP_READ:
 				SX_GUARD(on_read(s, idx, cqe[i].res, err));
