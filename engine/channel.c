@@ -75,6 +75,7 @@ struct sx_chan {
 	uint32_t peer_max_record;
 	char peer_name[256];
 	char peer_fp[65];
+	STACK_OF(X509) *peer_chain; /* leaf first, as verified */
 };
 
 static int drain_wbio(sx_chan *c, sx_err *err);
@@ -382,6 +383,7 @@ void sx_chan_free(sx_chan *c)
 	if (c == NULL)
 		return;
 	SSL_free(c->ssl);
+	sk_X509_pop_free(c->peer_chain, X509_free);
 	if (c->have_keys) {
 		sx_rdir_free(&c->tx);
 		sx_rdir_free(&c->rx);
@@ -518,6 +520,20 @@ static int note_peer(sx_chan *c, sx_err *err)
 		goto out;
 	}
 	sx_cert_fingerprint(peer, c->peer_fp);
+	/* Keep the peer's chain (leaf first) for signatures and receipts. On
+	 * the client OpenSSL's list starts with the leaf, on the server not. */
+	STACK_OF(X509) *sent = SSL_get_peer_cert_chain(c->ssl);
+	c->peer_chain = sk_X509_new_null();
+	SX_ENSURE(c->peer_chain != NULL && sk_X509_push(c->peer_chain, peer) > 0, err, SX_E_OTHER,
+		  "out of memory");
+	X509_up_ref(peer);
+	for (int i = 0; sent != NULL && i < sk_X509_num(sent); i++) {
+		X509 *x = sk_X509_value(sent, i);
+		if (X509_cmp(x, peer) == 0)
+			continue;
+		SX_ENSURE(sk_X509_push(c->peer_chain, x) > 0, err, SX_E_OTHER, "out of memory");
+		X509_up_ref(x);
+	}
 	return 0;
 out:
 	return -1;
@@ -810,4 +826,6 @@ void sx_chan_take(sx_chan *c, sx_chan_result *out)
 	out->peer_max_record = c->peer_max_record;
 	memcpy(out->peer_name, c->peer_name, sizeof(out->peer_name));
 	memcpy(out->peer_fingerprint, c->peer_fp, sizeof(out->peer_fingerprint));
+	out->peer_chain = c->peer_chain;
+	c->peer_chain = NULL;
 }

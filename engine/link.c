@@ -18,6 +18,8 @@ void sx_link_free(sx_link *l)
 	if (l->ready) {
 		sx_rdir_free(&l->k.tx);
 		sx_rdir_free(&l->k.rx);
+		sk_X509_pop_free(l->k.peer_chain, X509_free);
+		l->k.peer_chain = NULL;
 		l->ready = false;
 	}
 	OPENSSL_cleanse(l->hs_in, sizeof(l->hs_in));

@@ -268,6 +268,8 @@ static void test_success(void **state)
 		sx_rdir_free(&rc.rx);
 		sx_rdir_free(&rs.tx);
 		sx_rdir_free(&rs.rx);
+		sk_X509_pop_free(rc.peer_chain, X509_free);
+		sk_X509_pop_free(rs.peer_chain, X509_free);
 		side_free(cl);
 		side_free(sv);
 	}
@@ -299,6 +301,8 @@ static void test_defaults(void **state)
 	sx_rdir_free(&rc.rx);
 	sx_rdir_free(&rs.tx);
 	sx_rdir_free(&rs.rx);
+	sk_X509_pop_free(rc.peer_chain, X509_free);
+	sk_X509_pop_free(rs.peer_chain, X509_free);
 	side_free(cl);
 	side_free(sv);
 }
@@ -531,6 +535,7 @@ static void test_exporter_as_documented(void **state)
 	sx_rdir_free(&mine.rx);
 	sx_rdir_free(&rs.tx);
 	sx_rdir_free(&rs.rx);
+	sk_X509_pop_free(rs.peer_chain, X509_free);
 	OPENSSL_cleanse(master, sizeof(master));
 	OPENSSL_cleanse(c2s, sizeof(c2s));
 	OPENSSL_cleanse(s2c, sizeof(s2c));
