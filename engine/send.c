@@ -8,15 +8,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "common/sx_util.h"
 #include "engine/sx_link.h"
+#include "engine/sx_sigsess.h"
 #include "engine/sx_transfer.h"
 
 #define NSLOTS 8
@@ -29,6 +32,11 @@ typedef struct entry {
 	char *src; /* path to open; NULL for standard input */
 	char *rel; /* relative path on the receiver */
 	bool is_dir;
+	/* set when the file is begun, for its descriptor */
+	uint32_t file_id;
+	uint64_t size;
+	int64_t mtime_sec;
+	uint32_t mtime_nsec;
 } entry;
 
 typedef struct entries {
@@ -49,7 +57,13 @@ typedef struct slot {
 	int fd;	       /* DATA: file being read */
 	uint64_t order;
 	bool stream; /* DATA from standard input: EOF turns it into FILE_END */
+	int late;    /* what happens when the slot's turn to be sealed comes */
+	size_t entry;
 } slot;
+
+/* Control records whose content is known only when every record before
+ * them has been sealed (and hashed): they are encoded at sealing time. */
+enum { LATE_NONE = 0, LATE_BEGIN, LATE_END, LATE_BATCH, LATE_CHECKPOINT };
 
 typedef struct sender {
 	const sx_send_cfg *cfg;
@@ -75,7 +89,22 @@ typedef struct sender {
 	sx_send_stats *stats;
 	sx_err file_err; /* first file the receiver refused */
 	sx_err send_err; /* a failed send, reported unless the receiver said why */
+	/* signing (docs/SIGNATURES.md) */
+	bool sign;
+	bool session_queued;
+	uint8_t tid[SX_TID_LEN];
+	sx_filehash fh; /* the file being sealed */
+	bool fh_open;
+	sx_sbatch *batches; /* [nbatches-1] is open; the others await receipts */
+	size_t nbatches, batches_cap;
+	uint32_t p_files; /* files ended, as produced, in the open batch */
+	uint64_t p_bytes, p_t0;
+	uint32_t stream_since_ckpt;
+	uint64_t receipts;
+	uint32_t batch_files, ckpt_records; /* effective settings */
+	uint64_t batch_bytes, batch_ns;
 	bool draining;
+	char receipts_dir[4096];
 	bool peer_error; /* the receiver sent ERROR */
 	int fds_open[NSLOTS + 2];
 } sender;
@@ -255,6 +284,30 @@ static int produce(sender *s, sx_err *err)
 {
 	slot *sl;
 	while (!s->produced_eos && (sl = free_slot(s)) != NULL) {
+		sl->late = LATE_NONE;
+		if (!s->session_queued) {
+			sx_msg m = {.type = SX_MSG_SESSION,
+				    .flags = s->sign ? SX_SESSION_SIGNED : 0,
+				    .hash_chunk = s->chunk};
+			memcpy(m.transfer_id, s->tid, SX_TID_LEN);
+			SX_GUARD(put_ctrl(s, sl, &m, err));
+			s->session_queued = true;
+			continue;
+		}
+		if (s->sign && s->p_files > 0 &&
+		    (s->p_files >= s->batch_files || s->p_bytes >= s->batch_bytes ||
+		     sx_now_ns() - s->p_t0 >= s->batch_ns ||
+		     s->cur == s->ents.n)) {
+			/* The batch closes: its BATCH record follows the FILE_END
+			 * of its last file. */
+			sl->type = SX_REC_CTRL;
+			sl->late = LATE_BATCH;
+			sl->state = SLOT_READY;
+			sl->order = s->next_order++;
+			s->p_files = 0;
+			s->p_bytes = 0;
+			continue;
+		}
 		if (s->cur == s->ents.n) {
 			sl->type = SX_REC_EOS;
 			sl->plen = 0;
@@ -297,7 +350,14 @@ static int produce(sender *s, sx_err *err)
 			m.size = s->cur_size;
 			stat_to_msg(&st, &m);
 			SX_GUARD(put_ctrl(s, sl, &m, err));
+			sl->late = LATE_BEGIN;
+			sl->entry = s->cur;
+			e->file_id = m.file_id;
+			e->size = s->cur_size;
+			e->mtime_sec = m.mtime_sec;
+			e->mtime_nsec = m.mtime_nsec;
 			s->cur_off = 0;
+			s->stream_since_ckpt = 0;
 			s->phase = 1;
 			continue;
 		}
@@ -305,6 +365,18 @@ static int produce(sender *s, sx_err *err)
 			if (e->src == NULL) {
 				if (s->stream_reading)
 					break;
+				if (s->sign && s->stream_since_ckpt >= s->ckpt_records) {
+					/* A signed checkpoint every K records of a
+					 * stream: a cut-off stream stays verifiable
+					 * up to here. */
+					sl->type = SX_REC_CTRL;
+					sl->late = LATE_CHECKPOINT;
+					sl->entry = s->cur;
+					sl->state = SLOT_READY;
+					sl->order = s->next_order++;
+					s->stream_since_ckpt = 0;
+					continue;
+				}
 				sl->stream = true;
 				sl->want = s->chunk;
 			} else if (s->cur_off < s->cur_size) {
@@ -328,10 +400,14 @@ static int produce(sender *s, sx_err *err)
 			continue;
 		}
 		/* phase 2: end of a regular file (a stream ends in on_read) */
-		m.type = SX_MSG_FILE_END;
-		m.file_id = s->file_id;
-		m.size = s->cur_size;
-		SX_GUARD(put_ctrl(s, sl, &m, err));
+		sl->type = SX_REC_CTRL;
+		sl->late = LATE_END;
+		sl->entry = s->cur;
+		sl->state = SLOT_READY;
+		sl->order = s->next_order++;
+		if (s->p_files++ == 0)
+			s->p_t0 = sx_now_ns();
+		s->p_bytes += s->cur_size;
 		/* Reads of this file may still be in flight; its fd is closed
 		 * when the last one completes (see on_read). */
 		for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
@@ -376,13 +452,21 @@ static int on_read(sender *s, unsigned idx, int64_t res, sx_err *err)
 		if (res == 0) {
 			/* End of the stream: this slot keeps its place in the
 			 * order and carries FILE_END instead of data. */
-			sx_msg m = {.type = SX_MSG_FILE_END, .file_id = s->file_id, .size = s->cur_off};
+			sl->type = SX_REC_CTRL;
+			sl->late = LATE_END;
+			sl->entry = s->cur;
+			sl->state = SLOT_READY;
+			s->ents.v[s->cur].size = s->cur_off;
+			if (s->p_files++ == 0)
+				s->p_t0 = sx_now_ns();
+			s->p_bytes += s->cur_off;
 			s->cur++;
 			s->phase = 0;
-			return fill_ctrl(sl, &m, err);
+			return 0;
 		}
 		sl->plen = (size_t)res;
 		s->cur_off += (uint64_t)res;
+		s->stream_since_ckpt++;
 		sl->state = SLOT_READY;
 		return 0;
 	}
@@ -393,6 +477,97 @@ static int on_read(sender *s, unsigned idx, int64_t res, sx_err *err)
 		return submit_read(s, sl, err);
 	sl->state = SLOT_READY;
 	return 0;
+}
+
+static sx_sbatch *open_batch(sender *s, sx_err *err)
+{
+	if (s->nbatches > 0 && !s->batches[s->nbatches - 1].sealed)
+		return &s->batches[s->nbatches - 1];
+	if (s->nbatches == s->batches_cap) {
+		size_t ncap = s->batches_cap ? s->batches_cap * 2 : 8;
+		sx_sbatch *nb = realloc(s->batches, ncap * sizeof(*nb));
+		if (nb == NULL) {
+			sx_fail(err, SX_E_OTHER, "out of memory");
+			return NULL;
+		}
+		s->batches = nb;
+		s->batches_cap = ncap;
+	}
+	sx_sbatch *b = &s->batches[s->nbatches++];
+	memset(b, 0, sizeof(*b));
+	b->number = s->nbatches;
+	return b;
+}
+
+/* Runs when a late slot's turn to be sealed comes: everything before it has
+ * been sealed and hashed, in order. */
+static int seal_time(sender *s, slot *sl, sx_err *err)
+{
+	entry *e = &s->ents.v[sl->entry];
+	uint8_t sig[SX_SIG_MAX], root[SX_HASH_LEN] = {0};
+	uint64_t leaves = 0, bytes = 0;
+	size_t sig_len = 0;
+	int64_t now = (int64_t)time(NULL);
+	sx_msg m = {0};
+	switch (sl->late) {
+	case LATE_BEGIN:
+		if (s->sign) {
+			SX_GUARD(sx_filehash_init(&s->fh, s->chunk, err));
+			s->fh_open = true;
+		}
+		return 0;
+	case LATE_END:
+		if (s->fh_open) {
+			SX_GUARD(sx_filehash_final(&s->fh, root, &leaves, &bytes, err));
+			sx_filehash_free(&s->fh);
+			s->fh_open = false;
+			sx_sbatch *b = open_batch(s, err);
+			if (b == NULL)
+				goto out;
+			SX_GUARD(sx_sbatch_add(b, e->file_id, root, e->size, e->mtime_sec, e->mtime_nsec,
+					       e->rel, err));
+		}
+		m.type = SX_MSG_FILE_END;
+		m.file_id = e->file_id;
+		m.size = e->size;
+		memcpy(m.root, root, sizeof(root));
+		return fill_ctrl(sl, &m, err);
+	case LATE_BATCH: {
+		sx_sbatch *b = open_batch(s, err);
+		if (b == NULL)
+			goto out;
+		SX_GUARD(sx_sbatch_sign(b, s->tid, s->chunk, now, s->cfg->id->key, err));
+		m.type = SX_MSG_BATCH;
+		m.batch_no = b->number;
+		m.time = now;
+		m.nfiles = b->n;
+		m.sig = b->b.sig;
+		m.sig_len = b->b.sig_len;
+		s->stats->batches++;
+		return fill_ctrl(sl, &m, err);
+	}
+	case LATE_CHECKPOINT: {
+		uint8_t stmt[SX_STMT_CHECKPOINT_MAX];
+		size_t stmt_len = 0;
+		SX_GUARD(sx_filehash_checkpoint(&s->fh, root, &leaves, &bytes, err));
+		SX_GUARD(sx_stmt_checkpoint(s->tid, e->rel, s->chunk, leaves, bytes, root, now, stmt,
+					    sizeof(stmt), &stmt_len, err));
+		SX_GUARD(sx_sign(s->cfg->id->key, stmt, stmt_len, sig, &sig_len, err));
+		m.type = SX_MSG_CHECKPOINT;
+		m.file_id = e->file_id;
+		m.leaves = leaves;
+		m.size = bytes;
+		m.time = now;
+		m.sig = sig;
+		m.sig_len = sig_len;
+		s->stats->checkpoints++;
+		return fill_ctrl(sl, &m, err);
+	}
+	default:
+		return sx_fail(err, SX_E_OTHER, "unknown late slot %d", sl->late);
+	}
+out:
+	return -1;
 }
 
 /* Seals the next record in order and sends it; one send in flight keeps the
@@ -406,6 +581,10 @@ static int pump_send(sender *s, sx_err *err)
 		if (sl->state != SLOT_READY || sl->order != s->send_order)
 			continue;
 		size_t len = 0;
+		if (sl->type == SX_REC_DATA && s->fh_open)
+			SX_GUARD(sx_filehash_update(&s->fh, sl->buf + SX_REC_HDR_LEN, sl->plen, err));
+		if (sl->late != LATE_NONE)
+			SX_GUARD(seal_time(s, sl, err));
 		SX_GUARD(sx_record_seal(&s->link.k.tx, sl->type, 0, sl->buf, sl->plen, &len, err));
 		sl->state = SLOT_SENDING;
 		s->sending = true;
@@ -440,6 +619,68 @@ static int on_send(sender *s, unsigned idx, int64_t res, sx_err *err)
 	return 0;
 }
 
+static void mark_answer(sender *s, uint32_t file_id, uint8_t state)
+{
+	for (size_t i = 0; i < s->nbatches; i++) {
+		int k = sx_sbatch_find(&s->batches[i], file_id);
+		if (k >= 0) {
+			s->batches[i].state[k] = state;
+			s->batches[i].answered++;
+			return;
+		}
+	}
+}
+
+/* A receipt is rebuilt here from what this side knows (the batch, the files
+ * the receiver stored, both certificates) and must verify under the
+ * receiver's signature; then it is written to the receipts folder. */
+static int on_receipt(sender *s, const sx_msg *m, sx_err *err)
+{
+	sx_receipt r = {0};
+	sx_sbatch *b = NULL;
+	char *text = NULL;
+	size_t text_len = 0;
+	int rc = -1;
+	for (size_t i = 0; i < s->nbatches; i++)
+		if (s->batches[i].number == m->batch_no && s->batches[i].sealed)
+			b = &s->batches[i];
+	if (b == NULL || b->receipted)
+		return sx_fail(err, SX_E_INTEGRITY, "receipt for unknown batch %llu",
+			       (unsigned long long)m->batch_no);
+	STACK_OF(X509) *peer = s->link.k.peer_chain;
+	SX_GUARD(sx_sbatch_receipt(b, s->tid, m->time, sk_X509_value(s->cfg->id->chain, 0), &r, err));
+	SX_GUARD(sx_cert_fp(sk_X509_value(peer, 0), r.receiver_fp, err));
+	r.chain = sk_X509_dup(peer);
+	SX_ENSURE(r.chain != NULL, err, SX_E_OTHER, "out of memory");
+	for (int i = 0; i < sk_X509_num(r.chain); i++)
+		X509_up_ref(sk_X509_value(r.chain, i));
+	r.alg = sx_sigalg_for_key(X509_get0_pubkey(sk_X509_value(peer, 0)));
+	SX_ENSURE(m->sig_len <= sizeof(r.sig), err, SX_E_INTEGRITY, "receipt signature too long");
+	memcpy(r.sig, m->sig, m->sig_len);
+	r.sig_len = m->sig_len;
+	sx_policy pol = {.anchors = s->cfg->id->anchors, .crl = s->cfg->crl};
+	if (sx_receipt_verify(&r, &pol, r.sender_fp, err) < 0) {
+		sx_err_prefix(err, "receipt for batch %llu: ", (unsigned long long)m->batch_no);
+		goto out;
+	}
+	SX_GUARD(sx_receipt_encode(&r, &text, &text_len, err));
+	char path[4096], hex[2 * SX_TID_LEN + 1];
+	for (int i = 0; i < SX_TID_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", s->tid[i]);
+	SX_ENSURE(snprintf(path, sizeof(path), "%s/%s-%04llu.sxreceipt", s->receipts_dir, hex,
+			   (unsigned long long)m->batch_no) < (int)sizeof(path),
+		  err, SX_E_IO, "receipts folder path too long");
+	SX_GUARD(sx_file_write_atomic(path, text, text_len, 0644, err));
+	b->receipted = true;
+	s->receipts++;
+	s->stats->receipts++;
+	rc = 0;
+out:
+	free(text);
+	sx_receipt_free(&r);
+	return rc;
+}
+
 static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 {
 	sx_msg m;
@@ -449,8 +690,12 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 	case SX_MSG_FILE_OK:
 		s->stats->files_ok++;
 		s->prog.files_done++;
+		mark_answer(s, m.file_id, 1);
 		return 0;
+	case SX_MSG_RECEIPT:
+		return on_receipt(s, &m, err);
 	case SX_MSG_FILE_ERR:
+		mark_answer(s, m.file_id, 2);
 		s->stats->files_failed++;
 		s->prog.files_done++;
 		sx_log("error", "file_refused", "file_id=%u class=%u reason=\"%.*s\"", m.file_id,
@@ -557,7 +802,27 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
 		s->fds_open[i] = -1;
 	s->chunk = cfg->chunk ? cfg->chunk : SX_CHUNK_DEFAULT;
+	s->sign = !cfg->no_sign;
+	s->batch_files = cfg->batch_files ? cfg->batch_files : SX_BATCH_FILES_DEFAULT;
+	if (s->batch_files > SX_BATCH_FILES_MAX)
+		s->batch_files = SX_BATCH_FILES_MAX;
+	s->batch_bytes = cfg->batch_bytes ? cfg->batch_bytes : SX_BATCH_BYTES_DEFAULT;
+	s->batch_ns = (uint64_t)(cfg->batch_ms > 0 ? cfg->batch_ms : SX_BATCH_MS_DEFAULT) * 1000000u;
+	s->ckpt_records = cfg->checkpoint_records ? cfg->checkpoint_records
+						  : SX_CHECKPOINT_RECORDS_DEFAULT;
 	SX_GUARD(build_entries(s, err));
+	if (s->sign) {
+		SX_ENSURE(RAND_bytes(s->tid, sizeof(s->tid)) == 1, err, SX_E_OTHER,
+			  "no random bytes for the transfer id");
+		const char *home = getenv("HOME");
+		if (cfg->receipts_dir != NULL)
+			snprintf(s->receipts_dir, sizeof(s->receipts_dir), "%s", cfg->receipts_dir);
+		else
+			snprintf(s->receipts_dir, sizeof(s->receipts_dir), "%s/%s",
+				 home ? home : ".", SX_RECEIPTS_DEFAULT);
+		SX_GUARD(sx_mkdirs(s->receipts_dir, 0700, err));
+		memcpy(stats->receipts_dir, s->receipts_dir, sizeof(stats->receipts_dir));
+	}
 	/* All slots in one region, so the backend can register it once. */
 	size_t cap = SX_REC_HDR_LEN + (s->chunk > CTRL_MAX ? s->chunk : CTRL_MAX) + SX_REC_TAG_MAX;
 	cap = (cap + 4095) & ~(size_t)4095;
@@ -653,6 +918,10 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 		sx_fail(err, s->file_err.cls, "%s", s->file_err.msg);
 		goto out;
 	}
+	for (size_t i = 0; i < s->nbatches; i++)
+		SX_ENSURE(s->batches[i].receipted, err, SX_E_INTEGRITY,
+			  "%s sent no valid receipt for batch %llu", s->link.k.peer_name,
+			  (unsigned long long)s->batches[i].number);
 	rc = 0;
 out:
 	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
@@ -681,6 +950,11 @@ out:
 	sx_link_free(&s->link);
 	sx_chan_ctx_free(ctx);
 	free(s->region);
+	if (s->fh_open)
+		sx_filehash_free(&s->fh);
+	for (size_t i = 0; i < s->nbatches; i++)
+		sx_sbatch_free(&s->batches[i]);
+	free(s->batches);
 	ents_free(&s->ents);
 	OPENSSL_cleanse(s->rxbuf, sizeof(s->rxbuf));
 	free(s);

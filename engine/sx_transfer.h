@@ -17,6 +17,11 @@
 #define SX_MAX_RECORD_DEFAULT (16u << 20) /* receiver's largest accepted record body */
 #define SX_TIMEOUT_HANDSHAKE_MS 10000
 #define SX_TIMEOUT_IDLE_MS 60000
+#define SX_BATCH_FILES_DEFAULT 4096u
+#define SX_BATCH_BYTES_DEFAULT (1ull << 30)
+#define SX_BATCH_MS_DEFAULT 10000
+#define SX_CHECKPOINT_RECORDS_DEFAULT 64u
+#define SX_RECEIPTS_DEFAULT ".local/state/sxfer/receipts" /* under $HOME */
 
 typedef struct sx_progress {
 	uint64_t bytes_sent; /* file bytes handed to the socket */
@@ -40,6 +45,13 @@ typedef struct sx_send_cfg {
 	int npaths;
 	const char *stream_name; /* name of the standard-input stream */
 	int timeout_ms;
+	/* signing (docs/SIGNATURES.md); zero values mean the defaults */
+	bool no_sign;
+	const char *receipts_dir;     /* default SX_RECEIPTS_DEFAULT under $HOME */
+	uint32_t batch_files;	      /* a batch closes after this many files, */
+	uint64_t batch_bytes;	      /* or this many bytes, */
+	int batch_ms;		      /* or this long after its first file */
+	uint32_t checkpoint_records;  /* a stream checkpoint every K data records */
 	void (*on_progress)(void *ctx, const sx_progress *p);
 	void *progress_ctx;
 } sx_send_cfg;
@@ -52,6 +64,8 @@ typedef struct sx_send_stats {
 	char peer_fingerprint[65];
 	const char *io_backend;
 	sx_suite suite;
+	uint64_t batches, checkpoints, receipts;
+	char receipts_dir[4096];
 } sx_send_stats;
 
 /* Sends everything; fails with the first fatal error, or after the session

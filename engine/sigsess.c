@@ -1,0 +1,125 @@
+#include "engine/sx_sigsess.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/sx_util.h"
+
+int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LEN], uint64_t size,
+		  int64_t mtime_sec, uint32_t mtime_nsec, const char *path, sx_err *err)
+{
+	if (sb->n == SX_BATCH_FILES_MAX)
+		return sx_fail(err, SX_E_INTEGRITY, "a batch holds at most %u files",
+			       SX_BATCH_FILES_MAX);
+	if (sb->n == sb->cap) {
+		uint32_t ncap = sb->cap ? sb->cap * 2 : 64;
+		sx_desc *d = realloc(sb->descs, ncap * sizeof(*d));
+		if (d != NULL)
+			sb->descs = d;
+		uint32_t *ids = realloc(sb->file_ids, ncap * sizeof(*ids));
+		if (ids != NULL)
+			sb->file_ids = ids;
+		uint8_t *st = realloc(sb->state, ncap);
+		if (st != NULL)
+			sb->state = st;
+		if (d == NULL || ids == NULL || st == NULL)
+			return sx_fail(err, SX_E_OTHER, "out of memory");
+		sb->cap = ncap;
+	}
+	char *p = strdup(path);
+	if (p == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	if (sb->n == 0)
+		sb->t0_ns = sx_now_ns();
+	sx_desc *d = &sb->descs[sb->n];
+	memcpy(d->root, root, SX_HASH_LEN);
+	d->size = size;
+	d->mtime_sec = mtime_sec;
+	d->mtime_nsec = mtime_nsec;
+	d->path = p;
+	sb->file_ids[sb->n] = file_id;
+	sb->state[sb->n] = 0;
+	sb->bytes += size;
+	sb->n++;
+	return 0;
+}
+
+int sx_sbatch_find(const sx_sbatch *sb, uint32_t file_id)
+{
+	for (uint32_t i = 0; i < sb->n; i++)
+		if (sb->file_ids[i] == file_id)
+			return (int)i;
+	return -1;
+}
+
+int sx_sbatch_sign(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chunk, int64_t time,
+		   EVP_PKEY *key, sx_err *err)
+{
+	if (sx_batch_sign(&sb->b, sb->descs, sb->n, chunk, tid, sb->number, time, key, err) < 0)
+		return -1;
+	sb->sealed = true;
+	return 0;
+}
+
+int sx_sbatch_verify(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chunk, int64_t time,
+		     const uint8_t *sig, size_t sig_len, EVP_PKEY *pub, sx_err *err)
+{
+	sx_batch *b = &sb->b;
+	uint8_t stmt[SX_STMT_BATCH_LEN];
+	if (sig_len > sizeof(b->sig))
+		return sx_fail(err, SX_E_INTEGRITY, "batch %llu: signature too long",
+			       (unsigned long long)sb->number);
+	memset(b, 0, sizeof(*b));
+	b->leaves = malloc((sb->n ? sb->n : 1) * sizeof(*b->leaves));
+	if (b->leaves == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	for (uint32_t i = 0; i < sb->n; i++)
+		if (sx_desc_leaf(&sb->descs[i], b->leaves[i], err) < 0)
+			return -1;
+	if (sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])b->leaves, sb->n, b->root) < 0)
+		return sx_fail(err, SX_E_OTHER, "batch root");
+	memcpy(b->tid, tid, SX_TID_LEN);
+	b->number = sb->number;
+	b->time = time;
+	b->chunk = chunk;
+	b->count = sb->n;
+	b->alg = sx_sigalg_for_key(pub);
+	memcpy(b->sig, sig, sig_len);
+	b->sig_len = sig_len;
+	sx_stmt_batch(tid, sb->number, time, sb->n, chunk, b->root, stmt);
+	if (sx_verify(pub, stmt, sizeof(stmt), sig, sig_len, err) < 0) {
+		sx_err_prefix(err, "batch %llu of %u files: ", (unsigned long long)sb->number, sb->n);
+		return -1;
+	}
+	sb->sealed = true;
+	return 0;
+}
+
+int sx_sbatch_receipt(const sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], int64_t time,
+		      X509 *sender, sx_receipt *r, sx_err *err)
+{
+	memset(r, 0, sizeof(*r));
+	memcpy(r->tid, tid, SX_TID_LEN);
+	r->batch = sb->number;
+	memcpy(r->batch_root, sb->b.root, SX_HASH_LEN);
+	r->time = time;
+	if (sx_cert_fp(sender, r->sender_fp, err) < 0)
+		return -1;
+	for (uint32_t i = 0; i < sb->n; i++)
+		if (sb->state[i] == 1 &&
+		    sx_receipt_add(r, sb->descs[i].root, sb->descs[i].size, sb->descs[i].path, err) < 0)
+			return -1;
+	return 0;
+}
+
+void sx_sbatch_free(sx_sbatch *sb)
+{
+	for (uint32_t i = 0; i < sb->n; i++)
+		free((char *)sb->descs[i].path);
+	free(sb->descs);
+	free(sb->file_ids);
+	free(sb->state);
+	if (sb->sealed || sb->b.leaves != NULL)
+		sx_batch_free(&sb->b);
+	memset(sb, 0, sizeof(*sb));
+}

@@ -1,0 +1,50 @@
+/* engine/sigsess: the signing state of one session as both roles keep it.
+ * A batch is the list of file descriptors (root, size, path, mtime) whose
+ * FILE_END came since the previous BATCH; the sender signs it, the receiver
+ * verifies the signature over the same list computed from what it opened,
+ * and both build the receipt from it (docs/SIGNATURES.md). */
+#ifndef SX_SIGSESS_H
+#define SX_SIGSESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/sx_manifest.h"
+
+#define SX_BATCH_FILES_MAX 4096u /* files in one batch (the receiver holds them until BATCH) */
+
+typedef struct sx_sbatch {
+	uint64_t number;
+	uint32_t n, cap;
+	sx_desc *descs;	     /* paths owned */
+	uint32_t *file_ids;
+	uint8_t *state;	     /* per file: 0 pending, 1 stored, 2 refused */
+	uint32_t answered;   /* files stored or refused */
+	sx_batch b;	     /* once signed or verified: leaves, root, signature */
+	bool sealed;	     /* signed (sender) or verified (receiver) */
+	bool receipted;	     /* sender: its receipt verified and stored */
+	uint64_t bytes;
+	uint64_t t0_ns;	     /* first file added */
+} sx_sbatch;
+
+int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LEN], uint64_t size,
+		  int64_t mtime_sec, uint32_t mtime_nsec, const char *path, sx_err *err) SX_MUST_CHECK;
+/* Index of file_id in the batch, or -1. */
+int sx_sbatch_find(const sx_sbatch *sb, uint32_t file_id);
+
+/* Sender: signs the batch statement with key. */
+int sx_sbatch_sign(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chunk, int64_t time,
+		   EVP_PKEY *key, sx_err *err) SX_MUST_CHECK;
+/* Receiver: recomputes the batch root from its own descriptors and checks
+ * the sender's signature (SX_E_INTEGRITY when it does not verify). */
+int sx_sbatch_verify(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chunk, int64_t time,
+		     const uint8_t *sig, size_t sig_len, EVP_PKEY *pub, sx_err *err) SX_MUST_CHECK;
+
+/* The receipt over the files of the batch that were stored, in batch order
+ * (signature and receiver fields left to the caller). */
+int sx_sbatch_receipt(const sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], int64_t time,
+		      X509 *sender, sx_receipt *r, sx_err *err) SX_MUST_CHECK;
+
+void sx_sbatch_free(sx_sbatch *sb);
+
+#endif
