@@ -1,6 +1,18 @@
 /* The receiver: many senders on one event loop (one sx_io ring), each a
  * small state machine fed by completions. A connection that misbehaves is
- * failed alone: its temporaries are removed and the others go on. */
+ * failed alone: its temporaries are removed and the others go on.
+ *
+ * A file moves through these states (docs/PROTOCOL.md, "A session"):
+ *   OPEN      data arrives, is hashed and written to the temporary
+ *   DISCARD   refused (FILE_ERR sent): its data is still hashed for the
+ *             batch signature, but dropped
+ *   ENDING    FILE_END came; the last writes drain
+ *   SYNC_FILE the temporary is flushed
+ *   AWAIT     (signed sessions) durable, waiting for its batch signature
+ *   SYNC_SIG  its .sxsig is written beside it and flushed
+ *   SYNC_DIR  renamed into place; its folder is flushed; then FILE_OK
+ * Flushes are asynchronous and at most SYNC_MAX per connection are in flight,
+ * so 2,000 small files do not pay 2,000 flushes in a row. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,23 +20,36 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "common/sx_util.h"
 #include "engine/sx_link.h"
+#include "engine/sx_sigsess.h"
 #include "engine/sx_store.h"
 #include "engine/sx_transfer.h"
 
-#define RX_SLOTS 4	/* records being received or written per connection */
-#define MAX_FILES 16	/* files being written or made durable per connection */
-#define TX_CAP (64u * 1024)
-#define MAX_DIRS 100000 /* folders whose mtime is restored at the end */
+#define RX_SLOTS 4			  /* records being received or written per connection */
+#define FILES_MAX ((int)SX_BATCH_FILES_MAX + 64) /* files held per connection (a batch's worth) */
+#define SYNC_MAX 16			  /* flushes in flight per connection */
+#define TX_CAP (256u * 1024)		  /* replies waiting to be sent */
+#define MAX_DIRS 100000			  /* folders whose mtime is restored at the end */
+#define HASH_CHUNK_MIN 512u
+#define HASH_CHUNK_MAX (64u << 20)
 
-enum { OP_ACCEPT = 1, OP_HS_SEND, OP_RECV, OP_WRITE, OP_FSYNC, OP_DIRSYNC, OP_SEND };
+enum { OP_ACCEPT = 1, OP_HS_SEND, OP_RECV, OP_WRITE, OP_SYNC, OP_SEND };
 
-enum { F_FREE = 0, F_OPEN, F_DISCARD, F_ENDING, F_FSYNC, F_DIRSYNC };
+enum { F_FREE = 0, F_OPEN, F_DISCARD, F_ENDING, F_SYNC_FILE, F_AWAIT, F_SYNC_SIG, F_SYNC_DIR };
+
+typedef struct ckpt {
+	uint64_t leaves, bytes;
+	int64_t time;
+	uint8_t root[SX_HASH_LEN];
+	uint8_t sig[SX_SIG_MAX];
+	size_t sig_len;
+} ckpt;
 
 typedef struct rfile {
 	int state;
@@ -32,12 +57,16 @@ typedef struct rfile {
 	sx_store_file sf;
 	uint64_t announced; /* SX_SIZE_UNKNOWN for a stream */
 	uint64_t received;
-	int writes;	    /* writes in flight */
-	bool failed;	    /* a write failed: abort once they drain */
+	int writes;  /* writes in flight */
+	bool failed; /* refused after it began: released once writes drain */
 	uint32_t mode;
 	struct timespec mtime;
 	uint64_t t0;
-	char path[SX_PATH_MAX + 1];
+	char *path;
+	sx_filehash h;
+	bool h_open;
+	int batch, pos; /* where its descriptor is, -1 when in none */
+	ckpt *ck;	/* last verified checkpoint of a stream */
 } rfile;
 
 typedef struct dirmeta {
@@ -58,15 +87,25 @@ typedef struct conn {
 	bool rx_busy[RX_SLOTS];
 	int rx_cur;
 	bool recv_posted;
-	rfile files[MAX_FILES];
+	rfile *files;
+	int nfiles; /* entries allocated in files */
 	int cur_file; /* receiving data, -1 when none */
-	uint8_t tx[2][TX_CAP];
+	int *syncq;   /* files waiting for a flush slot (ring of FILES_MAX + 1) */
+	int sq_head, sq_tail, syncs;
+	uint8_t *tx[2];
 	size_t tx_len[2];
 	int tx_fill; /* buffer being filled; the other may be in flight */
 	bool tx_sending;
 	bool hs_sending;
 	sx_store store;
 	bool store_open;
+	bool session; /* SESSION received */
+	bool sign;
+	uint8_t tid[SX_TID_LEN];
+	uint32_t hash_chunk;
+	sx_sbatch *batches; /* [nbatches-1] may be open */
+	int nbatches, batches_cap;
+	int batches_done; /* receipts sent */
 	bool eos_received, eos_queued;
 	uint64_t files_ok, files_failed, bytes, t0;
 	dirmeta *dirs;
@@ -112,8 +151,8 @@ static void flush_tx(server *s, conn *c)
 	if (c->tx_len[b] == 0)
 		return;
 	sx_err err = {0};
-	if (submit_ok(c, sx_io_send(s->io, c->fd, c->tx[b], c->tx_len[b], tag_of(c->idx, OP_SEND, (unsigned)b),
-				    &err)) < 0) {
+	if (submit_ok(c, sx_io_send(s->io, c->fd, c->tx[b], c->tx_len[b],
+				    tag_of(c->idx, OP_SEND, (unsigned)b), &err)) < 0) {
 		conn_fail(s, c, &err);
 		return;
 	}
@@ -146,6 +185,119 @@ static int send_msg(server *s, conn *c, const sx_msg *m, sx_err *err)
 	return queue_record(s, c, m, SX_REC_CTRL, err);
 }
 
+/* ---- files ------------------------------------------------------------- */
+
+static void file_release(rfile *f)
+{
+	sx_store_end(&f->sf);
+	if (f->h_open)
+		sx_filehash_free(&f->h);
+	free(f->path);
+	free(f->ck);
+	memset(f, 0, sizeof(*f));
+	f->state = F_FREE;
+	f->sf.fd = f->sf.dir_fd = f->sf.aux_fd = -1;
+	f->batch = -1;
+}
+
+static bool files_idle(const conn *c)
+{
+	for (int i = 0; i < c->nfiles; i++)
+		if (c->files[i].state != F_FREE)
+			return false;
+	return true;
+}
+
+/* A free entry, growing the table up to FILES_MAX; -1 when full. */
+static int free_file(conn *c, bool grow)
+{
+	for (int i = 0; i < c->nfiles; i++)
+		if (c->files[i].state == F_FREE)
+			return i;
+	if (c->nfiles == FILES_MAX)
+		return -1;
+	if (!grow)
+		return c->nfiles;
+	int n = c->nfiles ? c->nfiles * 2 : 16;
+	if (n > FILES_MAX)
+		n = FILES_MAX;
+	rfile *nf = realloc(c->files, (size_t)n * sizeof(*nf));
+	if (nf == NULL)
+		return -1;
+	c->files = nf;
+	for (int i = c->nfiles; i < n; i++) {
+		memset(&nf[i], 0, sizeof(nf[i]));
+		nf[i].sf.fd = nf[i].sf.dir_fd = nf[i].sf.aux_fd = -1;
+		nf[i].batch = -1;
+	}
+	int first = c->nfiles;
+	c->nfiles = n;
+	return first;
+}
+
+static sx_sbatch *open_batch(conn *c, sx_err *err)
+{
+	if (c->nbatches > 0 && !c->batches[c->nbatches - 1].sealed)
+		return &c->batches[c->nbatches - 1];
+	if (c->nbatches == c->batches_cap) {
+		int ncap = c->batches_cap ? c->batches_cap * 2 : 8;
+		sx_sbatch *nb = realloc(c->batches, (size_t)ncap * sizeof(*nb));
+		if (nb == NULL) {
+			sx_fail(err, SX_E_OTHER, "out of memory");
+			return NULL;
+		}
+		c->batches = nb;
+		c->batches_cap = ncap;
+	}
+	sx_sbatch *b = &c->batches[c->nbatches++];
+	memset(b, 0, sizeof(*b));
+	b->number = (uint64_t)c->nbatches;
+	return b;
+}
+
+static int maybe_finish_session(server *s, conn *c, sx_err *err);
+
+/* The receipt of a batch: once every one of its files is answered, signed
+ * with this server's key over what was stored (docs/SIGNATURES.md). */
+static int maybe_receipt(server *s, conn *c, int bi, sx_err *err)
+{
+	sx_sbatch *b = &c->batches[bi];
+	sx_receipt r = {0};
+	int rc = -1;
+	if (!b->sealed || b->receipted || b->answered < b->n)
+		return 0;
+	int64_t now = (int64_t)time(NULL);
+	SX_GUARD(sx_sbatch_receipt(b, c->tid, now, sk_X509_value(c->link.k.peer_chain, 0), &r, err));
+	SX_GUARD(sx_receipt_sign(&r, s->cfg->id->key, s->cfg->id->chain, err));
+	sx_msg m = {.type = SX_MSG_RECEIPT, .batch_no = b->number, .time = now, .sig = r.sig,
+		    .sig_len = r.sig_len};
+	SX_GUARD(send_msg(s, c, &m, err));
+	sx_log("info", "receipt", "peer=\"%s\" batch=%llu files=%u stored=%u", c->link.k.peer_name,
+	       (unsigned long long)b->number, b->n, r.count);
+	b->receipted = true;
+	c->batches_done++;
+	/* Its descriptors are no longer needed. */
+	uint64_t number = b->number;
+	sx_sbatch_free(b);
+	b->number = number;
+	b->sealed = b->receipted = true;
+	rc = maybe_finish_session(s, c, err);
+out:
+	sx_receipt_free(&r);
+	return rc;
+}
+
+/* Records the answer to a file in its batch (1 stored, 2 refused). */
+static int answer(server *s, conn *c, rfile *f, uint8_t state, sx_err *err)
+{
+	if (f->batch < 0)
+		return 0;
+	sx_sbatch *b = &c->batches[f->batch];
+	b->state[f->pos] = state;
+	b->answered++;
+	return maybe_receipt(s, c, f->batch, err);
+}
+
 static int send_file_err(server *s, conn *c, uint32_t id, const sx_err *why, sx_err *err)
 {
 	sx_msg m = {.type = SX_MSG_FILE_ERR,
@@ -159,21 +311,199 @@ static int send_file_err(server *s, conn *c, uint32_t id, const sx_err *why, sx_
 	return send_msg(s, c, &m, err);
 }
 
+/* A file that fails after its FILE_END: FILE_ERR, out of its batch's
+ * receipt, temporary removed. Its writes have all completed. */
+static int refuse(server *s, conn *c, int fi, const sx_err *why, sx_err *err)
+{
+	rfile *f = &c->files[fi];
+	SX_GUARD(send_file_err(s, c, f->id, why, err));
+	int batch = f->batch, pos = f->pos;
+	file_release(f);
+	if (batch >= 0) {
+		rfile tmp = {.batch = batch, .pos = pos};
+		SX_GUARD(answer(s, c, &tmp, 2, err));
+	}
+	return maybe_finish_session(s, c, err);
+out:
+	return -1;
+}
+
+static void submit_sync(server *s, conn *c, int fi)
+{
+	rfile *f = &c->files[fi];
+	int fd = f->state == F_SYNC_FILE ? f->sf.fd : f->state == F_SYNC_SIG ? f->sf.aux_fd : f->sf.dir_fd;
+	sx_err err = {0};
+	if (submit_ok(c, sx_io_fsync(s->io, fd, tag_of(c->idx, OP_SYNC, (unsigned)fi), &err)) < 0) {
+		conn_fail(s, c, &err);
+		return;
+	}
+	c->syncs++;
+}
+
+/* Flushes wait for a slot: at most SYNC_MAX per connection in flight. */
+static void need_sync(server *s, conn *c, int fi, int state)
+{
+	c->files[fi].state = state;
+	if (c->syncs < SYNC_MAX) {
+		submit_sync(s, c, fi);
+		return;
+	}
+	c->syncq[c->sq_tail] = fi;
+	c->sq_tail = (c->sq_tail + 1) % (FILES_MAX + 1);
+}
+
+static int start_finish(server *s, conn *c, int fi, sx_err *err)
+{
+	rfile *f = &c->files[fi];
+	sx_err ferr = {0};
+	if (f->failed) {
+		file_release(f);
+		return maybe_finish_session(s, c, err);
+	}
+	if (sx_store_meta(&f->sf, f->mode, &f->mtime, &ferr) < 0)
+		return refuse(s, c, fi, &ferr, err);
+	need_sync(s, c, fi, F_SYNC_FILE);
+	return 0;
+}
+
+/* Durable and covered by a verified batch signature: its .sxsig goes
+ * beside it, then both are renamed into place. */
+static int finalize_signed(server *s, conn *c, int fi, sx_err *err)
+{
+	rfile *f = &c->files[fi];
+	sx_sbatch *b = &c->batches[f->batch];
+	sx_sxsig sig = {0};
+	sx_err ferr = {0};
+	char *text = NULL;
+	size_t len = 0;
+	int rc = -1;
+	if (sx_batch_sxsig(&b->b, b->descs, (uint32_t)f->pos, c->link.k.peer_chain, &sig, &ferr) < 0 ||
+	    sx_sxsig_encode(&sig, &text, &len, &ferr) < 0 ||
+	    sx_store_aux_write(&f->sf, ".sxsig", text, len, &ferr) < 0)
+		rc = refuse(s, c, fi, &ferr, err);
+	else {
+		need_sync(s, c, fi, F_SYNC_SIG);
+		rc = 0;
+	}
+	sx_sxsig_free(&sig);
+	free(text);
+	return rc;
+}
+
+static int commit(server *s, conn *c, int fi, sx_err *err)
+{
+	sx_err ferr = {0};
+	if (sx_store_commit(&c->store, &c->files[fi].sf, &ferr) < 0)
+		return refuse(s, c, fi, &ferr, err);
+	need_sync(s, c, fi, F_SYNC_DIR);
+	return 0;
+}
+
+static int stored(server *s, conn *c, int fi, sx_err *err)
+{
+	rfile *f = &c->files[fi];
+	double secs = (double)(sx_now_ns() - f->t0) / 1e9;
+	sx_log("info", "file_stored",
+	       "peer=\"%s\" path=\"%s\" size=%llu seconds=%.3f mib_per_s=%.1f signed=%s",
+	       c->link.k.peer_name, f->path, (unsigned long long)f->received, secs,
+	       secs > 0 ? (double)f->received / 1048576.0 / secs : 0.0, c->sign ? "yes" : "no");
+	sx_msg m = {.type = SX_MSG_FILE_OK, .file_id = f->id, .size = f->received};
+	c->files_ok++;
+	SX_GUARD(send_msg(s, c, &m, err));
+	rfile copy = {.batch = f->batch, .pos = f->pos};
+	file_release(f);
+	SX_GUARD(answer(s, c, &copy, 1, err));
+	return maybe_finish_session(s, c, err);
+out:
+	return -1;
+}
+
+static void on_sync(server *s, conn *c, int fi, int64_t res)
+{
+	rfile *f = &c->files[fi];
+	sx_err err = {0}, ferr = {0};
+	c->syncs--;
+	if (c->sq_head != c->sq_tail && !c->closing) {
+		int next = c->syncq[c->sq_head];
+		c->sq_head = (c->sq_head + 1) % (FILES_MAX + 1);
+		submit_sync(s, c, next);
+	}
+	if (c->closing)
+		return;
+	int rc = 0;
+	if (res < 0) {
+		sx_fail_errno(&ferr, SX_E_IO, (int)-res, "'%s': flush failed on the receiver", f->path);
+		rc = refuse(s, c, fi, &ferr, &err);
+	} else if (f->state == F_SYNC_FILE) {
+		if (!c->sign)
+			rc = commit(s, c, fi, &err);
+		else {
+			f->state = F_AWAIT;
+			if (c->batches[f->batch].sealed)
+				rc = finalize_signed(s, c, fi, &err);
+		}
+	} else if (f->state == F_SYNC_SIG) {
+		rc = commit(s, c, fi, &err);
+	} else if (f->state == F_SYNC_DIR) {
+		rc = stored(s, c, fi, &err);
+	}
+	if (rc < 0)
+		conn_fail(s, c, &err);
+}
+
+/* A stream cut off after a verified checkpoint keeps its signed prefix as
+ * NAME.partial with NAME.partial.sxsig (docs/SIGNATURES.md). */
+static void keep_partial(conn *c, rfile *f)
+{
+	sx_sxsig sig = {0};
+	sx_err err = {0};
+	char *text = NULL;
+	size_t len = 0;
+	ckpt *k = f->ck;
+	sig.kind = SX_KIND_CHECKPOINT;
+	sig.chunk = c->hash_chunk;
+	sig.file_size = k->bytes;
+	memcpy(sig.file_root, k->root, SX_HASH_LEN);
+	memcpy(sig.batch_root, k->root, SX_HASH_LEN);
+	snprintf(sig.path, sizeof(sig.path), "%s", f->path);
+	memcpy(sig.tid, c->tid, SX_TID_LEN);
+	sig.batch_files = 1;
+	sig.signed_time = k->time;
+	sig.alg = sx_sigalg_for_key(X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0)));
+	memcpy(sig.sig, k->sig, k->sig_len);
+	sig.sig_len = k->sig_len;
+	sig.chain = sk_X509_dup(c->link.k.peer_chain);
+	if (sig.chain == NULL)
+		return;
+	for (int i = 0; i < sk_X509_num(sig.chain); i++)
+		X509_up_ref(sk_X509_value(sig.chain, i));
+	if (ftruncate(f->sf.fd, (off_t)k->bytes) < 0 || fsync(f->sf.fd) < 0) {
+		sx_fail_errno(&err, SX_E_IO, errno, "'%s': cannot keep the signed prefix", f->path);
+		goto out;
+	}
+	if (sx_sxsig_encode(&sig, &text, &len, &err) < 0 ||
+	    sx_store_rename_final(&f->sf, ".partial", &err) < 0 ||
+	    sx_store_aux_write(&f->sf, ".sxsig", text, len, &err) < 0)
+		goto out;
+	if (fsync(f->sf.aux_fd) < 0) {
+		sx_fail_errno(&err, SX_E_IO, errno, "'%s': flush failed", f->sf.aux_name);
+		goto out;
+	}
+	if (sx_store_commit(&c->store, &f->sf, &err) < 0 || fsync(f->sf.dir_fd) < 0)
+		goto out;
+	sx_log("warn", "stream_partial",
+	       "peer=\"%s\" path=\"%s.partial\" bytes=%llu reason=\"the stream was cut off; its "
+	       "signed prefix is kept\"",
+	       c->link.k.peer_name, f->path, (unsigned long long)k->bytes);
+out:
+	if (err.cls != SX_OK)
+		sx_log("error", "stream_partial", "peer=\"%s\" path=\"%s\" reason=\"%s\"",
+		       c->link.k.peer_name, f->path, err.msg);
+	free(text);
+	sx_sxsig_free(&sig);
+}
+
 /* ---- connection lifecycle --------------------------------------------- */
-
-static void file_release(rfile *f)
-{
-	sx_store_end(&f->sf);
-	f->state = F_FREE;
-}
-
-static bool files_idle(const conn *c)
-{
-	for (int i = 0; i < MAX_FILES; i++)
-		if (c->files[i].state != F_FREE)
-			return false;
-	return true;
-}
 
 static void conn_shutdown(server *s, conn *c)
 {
@@ -188,9 +518,20 @@ static void conn_shutdown(server *s, conn *c)
 
 static void conn_free(server *s, conn *c)
 {
-	for (int i = 0; i < MAX_FILES; i++)
-		if (c->files[i].state != F_FREE)
-			file_release(&c->files[i]);
+	for (int i = 0; i < c->nfiles; i++) {
+		rfile *f = &c->files[i];
+		if (f->state == F_FREE)
+			continue;
+		if (f->ck != NULL && f->sf.fd >= 0 && f->state != F_DISCARD && !f->failed &&
+		    c->store_open)
+			keep_partial(c, f);
+		file_release(f);
+	}
+	free(c->files);
+	free(c->syncq);
+	for (int i = 0; i < c->nbatches; i++)
+		sx_sbatch_free(&c->batches[i]);
+	free(c->batches);
 	if (c->store_open)
 		sx_store_close(&c->store);
 	for (size_t i = 0; i < c->ndirs; i++)
@@ -198,16 +539,19 @@ static void conn_free(server *s, conn *c)
 	free(c->dirs);
 	double secs = (double)(sx_now_ns() - c->t0) / 1e9;
 	sx_log(c->ok ? "info" : "error", "conn_close",
-	       "conn=%u addr=%s peer=\"%s\" files=%llu failed=%llu bytes=%llu seconds=%.3f result=%s%s%s",
-	       c->idx, c->addr, c->link.ready ? c->link.k.peer_name : "", (unsigned long long)c->files_ok,
-	       (unsigned long long)c->files_failed, (unsigned long long)c->bytes, secs,
-	       c->ok ? "ok" : "failed", c->ok ? "" : " cause=", c->ok ? "" : "see conn_error");
+	       "conn=%u addr=%s peer=\"%s\" files=%llu failed=%llu bytes=%llu seconds=%.3f "
+	       "result=%s",
+	       c->idx, c->addr, c->link.ready ? c->link.k.peer_name : "",
+	       (unsigned long long)c->files_ok, (unsigned long long)c->files_failed,
+	       (unsigned long long)c->bytes, secs, c->ok ? "ok" : "failed");
 	if (s->cfg->once && s->once_result == SX_OK)
 		s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
 				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
 	sx_link_free(&c->link);
 	for (int i = 0; i < RX_SLOTS; i++)
 		free(c->rx[i]);
+	free(c->tx[0]);
+	free(c->tx[1]);
 	close(c->fd);
 	memset(c, 0, sizeof(*c));
 	s->nconns--;
@@ -271,14 +615,6 @@ static int free_rx_slot(const conn *c)
 	return -1;
 }
 
-static int free_file(const conn *c)
-{
-	for (int i = 0; i < MAX_FILES; i++)
-		if (c->files[i].state == F_FREE)
-			return i;
-	return -1;
-}
-
 static void post_recv(server *s, conn *c)
 {
 	sx_err err = {0};
@@ -289,7 +625,7 @@ static void post_recv(server *s, conn *c)
 	if (!c->link.ready) {
 		sx_link_hs_recv_buf(&c->link, &buf, &len);
 	} else {
-		/* Back-pressure: receive only with a buffer and a file slot free. */
+		/* Back-pressure: receive only with a buffer and a file entry free. */
 		if (c->rx_cur < 0) {
 			c->rx_cur = free_rx_slot(c);
 			if (c->rx_cur < 0)
@@ -297,7 +633,7 @@ static void post_recv(server *s, conn *c)
 			sx_link_rx_set(&c->link, c->rx[c->rx_cur],
 				       SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX);
 		}
-		if (free_file(c) < 0)
+		if (free_file(c, false) < 0)
 			return;
 		sx_link_rx_want(&c->link, &buf, &len);
 	}
@@ -327,7 +663,7 @@ static void hs_send(server *s, conn *c)
 
 static int maybe_finish_session(server *s, conn *c, sx_err *err)
 {
-	if (!c->eos_received || c->eos_queued || !files_idle(c))
+	if (!c->eos_received || c->eos_queued || !files_idle(c) || c->batches_done < c->nbatches)
 		return 0;
 	/* Folder mtimes last, deepest first, once their content is in. */
 	for (size_t i = c->ndirs; i-- > 0;) {
@@ -341,101 +677,207 @@ static int maybe_finish_session(server *s, conn *c, sx_err *err)
 	return queue_record(s, c, NULL, SX_REC_EOS, err);
 }
 
-static int start_finish(server *s, conn *c, int fi, sx_err *err)
+static int on_session(conn *c, const sx_msg *m, sx_err *err)
 {
+	if (c->session)
+		return sx_fail(err, SX_E_INTEGRITY, "a second SESSION message");
+	if ((m->flags & ~SX_SESSION_SIGNED) != 0)
+		return sx_fail(err, SX_E_INTEGRITY, "SESSION: unknown flags 0x%x", m->flags);
+	if (m->hash_chunk < HASH_CHUNK_MIN || m->hash_chunk > HASH_CHUNK_MAX)
+		return sx_fail(err, SX_E_INTEGRITY, "SESSION: leaf size %u out of range", m->hash_chunk);
+	c->session = true;
+	c->sign = (m->flags & SX_SESSION_SIGNED) != 0;
+	c->hash_chunk = m->hash_chunk;
+	memcpy(c->tid, m->transfer_id, SX_TID_LEN);
+	return 0;
+}
+
+static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
+{
+	if (c->cur_file >= 0)
+		return sx_fail(err, SX_E_INTEGRITY, "FILE_BEGIN inside another file");
+	int fi = free_file(c, true);
+	if (fi < 0)
+		return sx_fail(err, SX_E_INTEGRITY, "more than %d files in flight", FILES_MAX);
 	rfile *f = &c->files[fi];
+	f->id = m->file_id;
+	f->announced = m->size;
+	f->mode = m->mode;
+	f->mtime.tv_sec = m->mtime_sec;
+	f->mtime.tv_nsec = m->mtime_nsec;
+	f->t0 = sx_now_ns();
+	f->batch = -1;
+	f->path = strndup((const char *)m->path, m->path_len);
+	if (f->path == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	f->state = F_DISCARD;
+	c->cur_file = fi;
+	if (c->sign) {
+		SX_GUARD(sx_filehash_init(&f->h, c->hash_chunk, err));
+		f->h_open = true;
+	}
 	sx_err ferr = {0};
-	if (f->failed) {
-		file_release(f);
-		return maybe_finish_session(s, c, err);
+	if (memchr(m->path, 0, m->path_len) != NULL) {
+		sx_fail(&ferr, SX_E_IO, "refused path: contains a NUL byte");
+		return send_file_err(s, c, f->id, &ferr, err);
 	}
-	if (sx_store_meta(&f->sf, f->mode, &f->mtime, &ferr) < 0) {
-		SX_GUARD(send_file_err(s, c, f->id, &ferr, err));
-		file_release(f);
-		return maybe_finish_session(s, c, err);
-	}
-	f->state = F_FSYNC;
-	return submit_ok(c, sx_io_fsync(s->io, f->sf.fd, tag_of(c->idx, OP_FSYNC, (unsigned)fi), err));
+	if (sx_store_begin(&c->store, m->path, m->path_len, &f->sf, &ferr) < 0)
+		return send_file_err(s, c, f->id, &ferr, err);
+	f->state = F_OPEN;
+	return 0;
 out:
 	return -1;
+}
+
+static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
+{
+	if (c->cur_file < 0 || c->files[c->cur_file].id != m->file_id)
+		return sx_fail(err, SX_E_INTEGRITY, "FILE_END for a file that was not begun");
+	int fi = c->cur_file;
+	rfile *f = &c->files[fi];
+	c->cur_file = -1;
+	if (f->received != m->size || (f->announced != SX_SIZE_UNKNOWN && f->announced != m->size))
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "'%s': %llu bytes received, %llu announced, %llu at the end", f->path,
+			       (unsigned long long)f->received, (unsigned long long)f->announced,
+			       (unsigned long long)m->size);
+	if (c->sign) {
+		uint8_t root[SX_HASH_LEN];
+		uint64_t leaves, bytes;
+		SX_GUARD(sx_filehash_final(&f->h, root, &leaves, &bytes, err));
+		sx_filehash_free(&f->h);
+		f->h_open = false;
+		if (CRYPTO_memcmp(root, m->root, SX_HASH_LEN) != 0)
+			return sx_fail(err, SX_E_INTEGRITY,
+				       "'%s': the sender's Merkle root does not match what arrived",
+				       f->path);
+		sx_sbatch *b = open_batch(c, err);
+		if (b == NULL)
+			goto out;
+		SX_GUARD(sx_sbatch_add(b, f->id, root, f->received, f->mtime.tv_sec,
+				       (uint32_t)f->mtime.tv_nsec, f->path, err));
+		f->batch = c->nbatches - 1;
+		f->pos = (int)b->n - 1;
+	}
+	if (f->state == F_DISCARD) {
+		/* Refused: out of the receipt. A failed file is released by
+		 * on_write once its last write has come back. */
+		if (f->batch >= 0) {
+			c->batches[f->batch].state[f->pos] = 2;
+			c->batches[f->batch].answered++;
+			f->batch = -1;
+		}
+		if (f->writes == 0)
+			file_release(f);
+		return maybe_finish_session(s, c, err);
+	}
+	f->state = F_ENDING;
+	if (f->writes == 0)
+		return start_finish(s, c, fi, err);
+	return 0;
+out:
+	return -1;
+}
+
+static int on_batch(server *s, conn *c, const sx_msg *m, sx_err *err)
+{
+	if (!c->sign || c->nbatches == 0 || c->batches[c->nbatches - 1].sealed)
+		return sx_fail(err, SX_E_INTEGRITY, "BATCH without files to cover");
+	int bi = c->nbatches - 1;
+	sx_sbatch *b = &c->batches[bi];
+	if (m->batch_no != b->number || m->nfiles != b->n)
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "BATCH %llu covers %u files; this side counts batch %llu of %u",
+			       (unsigned long long)m->batch_no, m->nfiles,
+			       (unsigned long long)b->number, b->n);
+	EVP_PKEY *pub = X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0));
+	SX_GUARD(sx_sbatch_verify(b, c->tid, c->hash_chunk, m->time, m->sig, m->sig_len, pub, err));
+	sx_log("info", "batch", "peer=\"%s\" batch=%llu files=%u signature=verified",
+	       c->link.k.peer_name, (unsigned long long)b->number, b->n);
+	for (int i = 0; i < c->nfiles; i++)
+		if (c->files[i].state == F_AWAIT && c->files[i].batch == bi)
+			SX_GUARD(finalize_signed(s, c, i, err));
+	return maybe_receipt(s, c, bi, err);
+out:
+	return -1;
+}
+
+static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
+{
+	uint8_t stmt[SX_STMT_CHECKPOINT_MAX], root[SX_HASH_LEN];
+	size_t len = 0;
+	uint64_t leaves, bytes;
+	if (!c->sign || c->cur_file < 0 || c->files[c->cur_file].id != m->file_id ||
+	    c->files[c->cur_file].announced != SX_SIZE_UNKNOWN)
+		return sx_fail(err, SX_E_INTEGRITY, "CHECKPOINT outside a signed stream");
+	rfile *f = &c->files[c->cur_file];
+	SX_GUARD(sx_filehash_checkpoint(&f->h, root, &leaves, &bytes, err));
+	if (leaves != m->leaves || bytes != m->size)
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "'%s': checkpoint over %llu leaves, %llu received", f->path,
+			       (unsigned long long)m->leaves, (unsigned long long)leaves);
+	SX_GUARD(sx_stmt_checkpoint(c->tid, f->path, c->hash_chunk, leaves, bytes, root, m->time, stmt,
+				    sizeof(stmt), &len, err));
+	EVP_PKEY *pub = X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0));
+	if (sx_verify(pub, stmt, len, m->sig, m->sig_len, err) < 0) {
+		sx_err_prefix(err, "'%s': stream checkpoint: ", f->path);
+		goto out;
+	}
+	if (f->ck == NULL && (f->ck = calloc(1, sizeof(*f->ck))) == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	f->ck->leaves = leaves;
+	f->ck->bytes = bytes;
+	f->ck->time = m->time;
+	memcpy(f->ck->root, root, SX_HASH_LEN);
+	memcpy(f->ck->sig, m->sig, m->sig_len);
+	f->ck->sig_len = m->sig_len;
+	return 0;
+out:
+	return -1;
+}
+
+static int on_dir(server *s, conn *c, const sx_msg *m, sx_err *err)
+{
+	sx_err derr = {0};
+	if (sx_store_mkdir(&c->store, m->path, m->path_len, m->mode, &derr) < 0)
+		return send_file_err(s, c, 0, &derr, err);
+	if (c->ndirs >= MAX_DIRS)
+		return 0;
+	if (c->ndirs == c->dirs_cap) {
+		size_t ncap = c->dirs_cap ? c->dirs_cap * 2 : 16;
+		dirmeta *nd = realloc(c->dirs, ncap * sizeof(*nd));
+		if (nd == NULL)
+			return sx_fail(err, SX_E_OTHER, "out of memory");
+		c->dirs = nd;
+		c->dirs_cap = ncap;
+	}
+	c->dirs[c->ndirs].path = strndup((const char *)m->path, m->path_len);
+	c->dirs[c->ndirs].mtime.tv_sec = m->mtime_sec;
+	c->dirs[c->ndirs].mtime.tv_nsec = m->mtime_nsec;
+	if (c->dirs[c->ndirs].path != NULL)
+		c->ndirs++;
+	return 0;
 }
 
 static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *err)
 {
 	sx_msg m;
 	SX_GUARD(sx_msg_decode(pt, len, &m, err));
+	if (!c->session && m.type != SX_MSG_SESSION)
+		return sx_fail(err, SX_E_INTEGRITY, "the session must begin with SESSION");
 	switch (m.type) {
-	case SX_MSG_DIR: {
-		sx_err derr = {0};
-		if (sx_store_mkdir(&c->store, m.path, m.path_len, m.mode, &derr) < 0)
-			return send_file_err(s, c, 0, &derr, err);
-		if (c->ndirs < MAX_DIRS) {
-			if (c->ndirs == c->dirs_cap) {
-				size_t ncap = c->dirs_cap ? c->dirs_cap * 2 : 16;
-				dirmeta *nd = realloc(c->dirs, ncap * sizeof(*nd));
-				if (nd == NULL)
-					return sx_fail(err, SX_E_OTHER, "out of memory");
-				c->dirs = nd;
-				c->dirs_cap = ncap;
-			}
-			c->dirs[c->ndirs].path = strndup((const char *)m.path, m.path_len);
-			c->dirs[c->ndirs].mtime.tv_sec = m.mtime_sec;
-			c->dirs[c->ndirs].mtime.tv_nsec = m.mtime_nsec;
-			if (c->dirs[c->ndirs].path != NULL)
-				c->ndirs++;
-		}
-		return 0;
-	}
-	case SX_MSG_FILE_BEGIN: {
-		if (c->cur_file >= 0)
-			return sx_fail(err, SX_E_INTEGRITY, "FILE_BEGIN inside another file");
-		int fi = free_file(c);
-		if (fi < 0)
-			return sx_fail(err, SX_E_OTHER, "no file slot (internal)");
-		rfile *f = &c->files[fi];
-		memset(f, 0, sizeof(*f));
-		f->sf.fd = f->sf.dir_fd = -1;
-		f->id = m.file_id;
-		f->announced = m.size;
-		f->mode = m.mode;
-		f->mtime.tv_sec = m.mtime_sec;
-		f->mtime.tv_nsec = m.mtime_nsec;
-		f->t0 = sx_now_ns();
-		snprintf(f->path, sizeof(f->path), "%.*s", (int)m.path_len, (const char *)m.path);
-		c->cur_file = fi;
-		sx_err ferr = {0};
-		if (sx_store_begin(&c->store, m.path, m.path_len, &f->sf, &ferr) < 0) {
-			f->state = F_DISCARD;
-			return send_file_err(s, c, f->id, &ferr, err);
-		}
-		f->state = F_OPEN;
-		return 0;
-	}
-	case SX_MSG_FILE_END: {
-		if (c->cur_file < 0 || c->files[c->cur_file].id != m.file_id)
-			return sx_fail(err, SX_E_INTEGRITY, "FILE_END for a file that was not begun");
-		int fi = c->cur_file;
-		rfile *f = &c->files[fi];
-		c->cur_file = -1;
-		if (f->received != m.size ||
-		    (f->announced != SX_SIZE_UNKNOWN && f->announced != m.size))
-			return sx_fail(err, SX_E_INTEGRITY,
-				       "'%s': %llu bytes received, %llu announced, %llu at the end",
-				       f->path, (unsigned long long)f->received,
-				       (unsigned long long)f->announced, (unsigned long long)m.size);
-		if (f->state == F_DISCARD) {
-			/* A file whose write failed is released by on_write once its
-			 * last write has come back; its buffers are the kernel's
-			 * until then. */
-			if (f->writes == 0)
-				file_release(f);
-			return maybe_finish_session(s, c, err);
-		}
-		f->state = F_ENDING;
-		if (f->writes == 0)
-			return start_finish(s, c, fi, err);
-		return 0;
-	}
+	case SX_MSG_SESSION:
+		return on_session(c, &m, err);
+	case SX_MSG_DIR:
+		return on_dir(s, c, &m, err);
+	case SX_MSG_FILE_BEGIN:
+		return on_file_begin(s, c, &m, err);
+	case SX_MSG_FILE_END:
+		return on_file_end(s, c, &m, err);
+	case SX_MSG_BATCH:
+		return on_batch(s, c, &m, err);
+	case SX_MSG_CHECKPOINT:
+		return on_checkpoint(c, &m, err);
 	default:
 		return sx_fail(err, SX_E_INTEGRITY, "unexpected control message 0x%02x from sender",
 			       m.type);
@@ -446,11 +888,16 @@ out:
 
 static int on_data(server *s, conn *c, uint8_t *pt, size_t len, sx_err *err)
 {
+	if (!c->session)
+		return sx_fail(err, SX_E_INTEGRITY, "the session must begin with SESSION");
 	if (c->cur_file < 0)
 		return sx_fail(err, SX_E_INTEGRITY, "data outside a file");
 	rfile *f = &c->files[c->cur_file];
 	if (f->announced != SX_SIZE_UNKNOWN && len > f->announced - f->received)
 		return sx_fail(err, SX_E_INTEGRITY, "'%s': more data than announced", f->path);
+	/* Hashed while the chunk is in cache, before it is written. */
+	if (f->h_open)
+		SX_GUARD(sx_filehash_update(&f->h, pt, len, err));
 	uint64_t off = f->received;
 	f->received += len;
 	c->bytes += len;
@@ -462,7 +909,10 @@ static int on_data(server *s, conn *c, uint8_t *pt, size_t len, sx_err *err)
 	c->rx_cur = -1;
 	f->writes++;
 	unsigned sub = ((unsigned)c->cur_file << 8) | (unsigned)slot;
-	return submit_ok(c, sx_io_write(s->io, f->sf.fd, pt, len, off, tag_of(c->idx, OP_WRITE, sub), err));
+	return submit_ok(c, sx_io_write(s->io, f->sf.fd, pt, len, off, tag_of(c->idx, OP_WRITE, sub),
+					err));
+out:
+	return -1;
 }
 
 static int on_record(server *s, conn *c, uint8_t type, uint8_t *pt, size_t len, sx_err *err)
@@ -475,6 +925,9 @@ static int on_record(server *s, conn *c, uint8_t type, uint8_t *pt, size_t len, 
 	case SX_REC_EOS:
 		if (c->cur_file >= 0)
 			return sx_fail(err, SX_E_INTEGRITY, "end of stream inside a file");
+		if (c->nbatches > 0 && !c->batches[c->nbatches - 1].sealed)
+			return sx_fail(err, SX_E_INTEGRITY,
+				       "end of stream with files no BATCH signature covers");
 		c->eos_received = true;
 		return maybe_finish_session(s, c, err);
 	default:
@@ -511,11 +964,18 @@ static void on_recv(server *s, conn *c, int64_t res)
 			c->link.max_body = s->cfg->max_record;
 			size_t cap = SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX;
 			for (int i = 0; i < RX_SLOTS; i++)
-				if ((c->rx[i] = malloc(cap)) == NULL) {
-					sx_fail(&err, SX_E_OTHER, "out of memory");
-					conn_fail(s, c, &err);
-					return;
-				}
+				c->rx[i] = malloc(cap);
+			c->tx[0] = malloc(TX_CAP);
+			c->tx[1] = malloc(TX_CAP);
+			c->syncq = malloc((FILES_MAX + 1) * sizeof(int));
+			bool oom = c->tx[0] == NULL || c->tx[1] == NULL || c->syncq == NULL;
+			for (int i = 0; i < RX_SLOTS; i++)
+				oom |= c->rx[i] == NULL;
+			if (oom) {
+				sx_fail(&err, SX_E_OTHER, "out of memory");
+				conn_fail(s, c, &err);
+				return;
+			}
 			if (sx_store_open(&c->store, s->cfg->out_dir, c->link.k.peer_name,
 					  s->cfg->overwrite, &err) < 0) {
 				hs_send(s, c); /* CONFIRM first, so ERROR can follow */
@@ -558,6 +1018,11 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 			conn_fail(s, c, &err);
 			return;
 		}
+		if (f->batch >= 0 && answer(s, c, f, 2, &err) < 0) {
+			conn_fail(s, c, &err);
+			return;
+		}
+		f->batch = -1;
 	}
 	if (c->closing)
 		return;
@@ -573,48 +1038,6 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 		}
 	}
 	post_recv(s, c);
-}
-
-static void on_fsync(server *s, conn *c, int fi, int64_t res, bool dir)
-{
-	rfile *f = &c->files[fi];
-	sx_err err = {0}, ferr = {0};
-	if (c->closing)
-		return;
-	if (res < 0) {
-		sx_fail_errno(&ferr, SX_E_IO, (int)-res, "'%s': fsync failed on the receiver", f->path);
-		goto refuse;
-	}
-	if (!dir) {
-		if (sx_store_commit(&c->store, &f->sf, &ferr) < 0)
-			goto refuse;
-		f->state = F_DIRSYNC;
-		if (submit_ok(c, sx_io_fsync(s->io, f->sf.dir_fd, tag_of(c->idx, OP_DIRSYNC, (unsigned)fi),
-					     &err)) < 0)
-			goto fatal;
-		return;
-	}
-	double secs = (double)(sx_now_ns() - f->t0) / 1e9;
-	sx_log("info", "file_stored", "peer=\"%s\" path=\"%s\" size=%llu seconds=%.3f mib_per_s=%.1f",
-	       c->link.k.peer_name, f->path, (unsigned long long)f->received, secs,
-	       secs > 0 ? (double)f->received / 1048576.0 / secs : 0.0);
-	sx_msg m = {.type = SX_MSG_FILE_OK, .file_id = f->id, .size = f->received};
-	c->files_ok++;
-	file_release(f);
-	if (send_msg(s, c, &m, &err) < 0 || maybe_finish_session(s, c, &err) < 0)
-		goto fatal;
-	post_recv(s, c);
-	return;
-refuse:
-	if (send_file_err(s, c, f->id, &ferr, &err) < 0)
-		goto fatal;
-	file_release(f);
-	if (maybe_finish_session(s, c, &err) < 0)
-		goto fatal;
-	post_recv(s, c);
-	return;
-fatal:
-	conn_fail(s, c, &err);
 }
 
 static void on_send(server *s, conn *c, int op, unsigned sub, int64_t res)
@@ -757,11 +1180,8 @@ static void dispatch(server *s, const sx_cqe *q)
 	case OP_WRITE:
 		on_write(s, c, sub, q->res);
 		break;
-	case OP_FSYNC:
-		on_fsync(s, c, (int)sub, q->res, false);
-		break;
-	case OP_DIRSYNC:
-		on_fsync(s, c, (int)sub, q->res, true);
+	case OP_SYNC:
+		on_sync(s, c, (int)sub, q->res);
 		break;
 	default:
 		sx_log("error", "bug", "unknown completion op %d", op);
@@ -779,7 +1199,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	if (s.conns == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	SX_GUARD(sx_chan_ctx_new(&s.ctx, &cc, err));
-	SX_GUARD(sx_io_open(&s.io, cfg->io, cfg->max_conns * (RX_SLOTS + MAX_FILES + 4) + 8, err));
+	SX_GUARD(sx_io_open(&s.io, cfg->io, cfg->max_conns * (RX_SLOTS + SYNC_MAX + 4) + 8, err));
 	SX_GUARD(sx_net_listen(cfg->listen, &s.lfd, &port, err));
 	sx_log("info", "listen", "addr=%s port=%d io=%s out=\"%s\" max_conns=%u", cfg->listen, port,
 	       sx_io_name(s.io), cfg->out_dir, cfg->max_conns);

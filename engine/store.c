@@ -24,6 +24,8 @@ static int path_refused(const uint8_t *rel, size_t len, sx_err *err)
 	return -1;
 }
 
+static int temp_name(char *out, size_t cap, const char *name, sx_err *err);
+
 static int open_beneath(int dirfd, const char *name, int flags)
 {
 	struct open_how how = {
@@ -141,7 +143,7 @@ int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struc
 int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f, sx_err *err)
 {
 	memset(f, 0, sizeof(*f));
-	f->dir_fd = f->fd = -1;
+	f->dir_fd = f->fd = f->aux_fd = -1;
 	if (path_refused(rel, len, err) < 0)
 		return -1;
 	size_t slash = len;
@@ -163,14 +165,8 @@ int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *
 			goto fail;
 		}
 	}
-	uint8_t rnd[6];
-	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {
-		sx_fail(err, SX_E_OTHER, "getrandom failed");
+	if (temp_name(f->tmp, sizeof(f->tmp), f->name, err) < 0)
 		goto fail;
-	}
-	/* A short prefix keeps the temporary within NAME_MAX. */
-	snprintf(f->tmp, sizeof(f->tmp), ".%.200s.%02x%02x%02x%02x%02x%02x.sxpart", f->name, rnd[0],
-		 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 	f->fd = openat(f->dir_fd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (f->fd < 0) {
 		sx_fail_errno(err, SX_E_IO, errno, "'%.*s': cannot create temporary", (int)len, rel);
@@ -191,9 +187,66 @@ int sx_store_meta(sx_store_file *f, mode_t mode, const struct timespec *mtime, s
 	return 0;
 }
 
+static int temp_name(char *out, size_t cap, const char *name, sx_err *err)
+{
+	uint8_t rnd[6];
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+		return sx_fail(err, SX_E_OTHER, "getrandom failed");
+	/* A short prefix keeps the temporary within NAME_MAX. */
+	snprintf(out, cap, ".%.200s.%02x%02x%02x%02x%02x%02x.sxpart", name, rnd[0], rnd[1], rnd[2],
+		 rnd[3], rnd[4], rnd[5]);
+	return 0;
+}
+
+int sx_store_rename_final(sx_store_file *f, const char *suffix, sx_err *err)
+{
+	char n[sizeof(f->name)];
+	if (snprintf(n, sizeof(n), "%s%s", f->name, suffix) >= (int)sizeof(n))
+		return sx_fail(err, SX_E_IO, "'%s%s': name too long", f->name, suffix);
+	memcpy(f->name, n, sizeof(n));
+	return 0;
+}
+
+int sx_store_aux_write(sx_store_file *f, const char *suffix, const void *data, size_t len,
+		       sx_err *err)
+{
+	if (snprintf(f->aux_name, sizeof(f->aux_name), "%s%s", f->name, suffix) >=
+	    (int)sizeof(f->aux_name) || strlen(f->aux_name) > 255)
+		return sx_fail(err, SX_E_IO, "'%s%s': name too long", f->name, suffix);
+	if (temp_name(f->aux_tmp, sizeof(f->aux_tmp), f->aux_name, err) < 0)
+		return -1;
+	f->aux_fd = openat(f->dir_fd, f->aux_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+			   0644);
+	if (f->aux_fd < 0) {
+		f->aux_tmp[0] = '\0';
+		return sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot create", f->aux_name);
+	}
+	const uint8_t *p = data;
+	while (len > 0) {
+		ssize_t n = write(f->aux_fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return sx_fail_errno(err, SX_E_IO, errno, "'%s': write failed", f->aux_name);
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err)
 {
 	unsigned flags = st->overwrite ? 0 : RENAME_NOREPLACE;
+	if (f->aux_tmp[0] != '\0') {
+		if (renameat2(f->dir_fd, f->aux_tmp, f->dir_fd, f->aux_name, flags) < 0) {
+			if (errno == EEXIST)
+				return sx_fail(err, SX_E_IO,
+					       "'%s' exists on the receiver (no --overwrite)",
+					       f->aux_name);
+			return sx_fail_errno(err, SX_E_IO, errno, "'%s': rename failed", f->aux_name);
+		}
+		f->aux_tmp[0] = '\0';
+	}
 	if (renameat2(f->dir_fd, f->tmp, f->dir_fd, f->name, flags) < 0) {
 		if (errno == EEXIST)
 			return sx_fail(err, SX_E_IO, "'%s' exists on the receiver (no --overwrite)",
@@ -206,6 +259,12 @@ int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err)
 
 void sx_store_end(sx_store_file *f)
 {
+	if (f->aux_fd >= 0)
+		close(f->aux_fd);
+	if (f->aux_tmp[0] != '\0' && f->dir_fd >= 0)
+		unlinkat(f->dir_fd, f->aux_tmp, 0);
+	f->aux_fd = -1;
+	f->aux_tmp[0] = '\0';
 	if (f->fd >= 0)
 		close(f->fd);
 	if (!f->committed && f->tmp[0] != '\0' && f->dir_fd >= 0)

@@ -27,6 +27,10 @@ typedef struct sx_store_file {
 	char name[256];
 	char tmp[300];
 	bool committed;
+	/* a companion file (NAME.sxsig), written beside and committed first */
+	int aux_fd;
+	char aux_name[300];
+	char aux_tmp[320];
 } sx_store_file;
 
 /* Opens (creating) OUT and OUT/<peer>; peer must be a single safe component. */
@@ -48,7 +52,17 @@ int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *
 /* Permission bits and mtime on the temporary (before its fsync). */
 int sx_store_meta(sx_store_file *f, mode_t mode, const struct timespec *mtime,
 		  sx_err *err) SX_MUST_CHECK;
-/* Renames the (already fsynced) temporary to its final name. */
+/* Writes a companion NAME<suffix> (for example the .sxsig) into its own
+ * temporary beside the file; aux_fd stays open for an fsync. The final name
+ * of the file itself may change first with sx_store_rename_final. */
+int sx_store_aux_write(sx_store_file *f, const char *suffix, const void *data, size_t len,
+		       sx_err *err) SX_MUST_CHECK;
+/* Changes the final name to NAME<suffix> (a cut-off stream is kept as
+ * NAME.partial). */
+int sx_store_rename_final(sx_store_file *f, const char *suffix, sx_err *err) SX_MUST_CHECK;
+/* Renames the (already fsynced) temporary to its final name; the companion,
+ * when there is one, goes first, so a file under its final name always has
+ * its signature beside it. */
 int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err) SX_MUST_CHECK;
 /* Removes the temporary (if not committed) and closes everything. */
 void sx_store_end(sx_store_file *f);

@@ -26,6 +26,13 @@ static const char usage[] =
 	"  --timeout SEC        network timeout (default 30)\n"
 	"  --quiet              no progress bar\n"
 	"  --json               print a JSON summary on standard output\n"
+	"  --no-sign            no batch signatures, .sxsig files or receipts (plain channel)\n"
+	"  --receipts DIR       where the receiver's signed receipts are stored\n"
+	"                       (default: $HOME/" SX_RECEIPTS_DEFAULT ")\n"
+	"  --batch-files N      a signed batch closes after N files (default 4096),\n"
+	"  --batch-bytes SIZE   or SIZE bytes (default 1G),\n"
+	"  --batch-seconds S    or S seconds after its first file (default 10)\n"
+	"  --checkpoint K       a signed checkpoint every K records of a stream (default 64)\n"
 	"  --pass-file FILE     passphrase of the identity key (or SXFER_PASSPHRASE)\n";
 
 typedef struct bar {
@@ -97,6 +104,9 @@ int sx_cmd_send(int argc, char **argv)
 		{"io", required_argument, 0, 'o'},	   {"name", required_argument, 0, 'N'},
 		{"timeout", required_argument, 0, 't'},	   {"quiet", no_argument, 0, 'q'},
 		{"json", no_argument, 0, 'j'},		   {"pass-file", required_argument, 0, 'p'},
+		{"no-sign", no_argument, 0, 'S'},	   {"receipts", required_argument, 0, 'R'},
+		{"batch-files", required_argument, 0, 'F'}, {"batch-bytes", required_argument, 0, 'B'},
+		{"batch-seconds", required_argument, 0, 'T'}, {"checkpoint", required_argument, 0, 'K'},
 		{"help", no_argument, 0, 'h'},		   {0, 0, 0, 0},
 	};
 	sx_send_cfg cfg = {.suite = SX_SUITE_AES256GCM, .chunk = SX_CHUNK_DEFAULT, .timeout_ms = 30000};
@@ -138,6 +148,28 @@ int sx_cmd_send(int argc, char **argv)
 		case 'q': quiet = true; break;
 		case 'j': json = true; break;
 		case 'p': ps.file = optarg; break;
+		case 'S': cfg.no_sign = true; break;
+		case 'R': cfg.receipts_dir = optarg; break;
+		case 'F':
+			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)
+				return sx_cli_usage_error("send", "--batch-files: 1 to 4096");
+			cfg.batch_files = (uint32_t)v;
+			break;
+		case 'B':
+			if (sx_parse_size(optarg, &v) < 0 || v == 0)
+				return sx_cli_usage_error("send", "--batch-bytes: a size such as 1G");
+			cfg.batch_bytes = v;
+			break;
+		case 'T':
+			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 86400)
+				return sx_cli_usage_error("send", "--batch-seconds: 1 to 86400");
+			cfg.batch_ms = (int)v * 1000;
+			break;
+		case 'K':
+			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 1000000)
+				return sx_cli_usage_error("send", "--checkpoint: records, 1 to 1000000");
+			cfg.checkpoint_records = (uint32_t)v;
+			break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: return sx_cli_usage_error("send", "unknown option");
 		}
@@ -195,11 +227,21 @@ done:
 		       sx_suite_name(st.suite ? st.suite : cfg.suite),
 		       st.io_backend ? st.io_backend : "");
 		json_str(st.peer_name);
-		printf(",\"peer_fingerprint\":\"%s\"}\n", st.peer_fingerprint);
+		printf(",\"peer_fingerprint\":\"%s\",\"signed\":%s,\"batches\":%llu,"
+		       "\"checkpoints\":%llu,\"receipts\":%llu,\"receipts_dir\":",
+		       st.peer_fingerprint, cfg.no_sign ? "false" : "true",
+		       (unsigned long long)st.batches, (unsigned long long)st.checkpoints,
+		       (unsigned long long)st.receipts);
+		json_str(st.receipts_dir);
+		printf("}\n");
 	} else if (rc == 0 && !quiet) {
 		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
 			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
 			st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0, st.peer_name);
+		if (!cfg.no_sign)
+			fprintf(stderr, "signed in %llu batch(es); %llu receipt(s) verified, in %s\n",
+				(unsigned long long)st.batches, (unsigned long long)st.receipts,
+				st.receipts_dir);
 	}
 	if (rc)
 		sx_cli_report(&err);
