@@ -8,6 +8,9 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sxfer-e2e-XXXXXX")
 PIDS=()
 export SXFER_PASSPHRASE=e2e-test-passphrase
+# Receipts and anything else a command keeps under $HOME stay in WORK.
+export HOME="$WORK/home"
+mkdir -p "$HOME"
 
 cleanup() {
 	local pid

@@ -29,7 +29,8 @@ chmod 0755 "$T/a/b/c/deep.txt"
 touch -d '2020-01-02 03:04:05.123456789' "$T/a/b/chunk-plus-one"
 touch -d '2019-05-06 07:08:09' "$T/a/b"
 send --chunk 64K "$T"
-diff -r "$T" "$OUT/tree" || fail "tree differs"
+diff -r -x "*.sxsig" "$T" "$OUT/tree" || fail "tree differs"
+[ "$(find "$OUT/tree" -name "*.sxsig" | wc -l)" -eq "$(find "$T" -type f | wc -l)" ] || fail "a .sxsig is missing"
 [ -d "$OUT/tree/empty-dir" ] || fail "empty folder missing"
 for f in a/one-chunk a/b/c/deep.txt a/b/chunk-plus-one "x y/small file"; do
 	a=$(stat -c '%a %s %Y' "$T/$f")

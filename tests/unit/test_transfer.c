@@ -23,6 +23,7 @@
 
 #include "common/sx_util.h"
 #include "engine/sx_link.h"
+#include "engine/sx_manifest.h"
 #include "engine/sx_transfer.h"
 #include "engine/sx_wire.h"
 #include "pki/sx_pki.h"
@@ -169,7 +170,10 @@ static int send_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-static cli *cli_open_suite(sx_suite suite)
+static int send_msg(cli *c, const sx_msg *m);
+
+/* Connects and completes the handshake; no SESSION yet. */
+static cli *cli_open_raw(sx_suite suite)
 {
 	cli *c = calloc(1, sizeof(*c));
 	sx_err err = {0};
@@ -209,6 +213,25 @@ static cli *cli_open_suite(sx_suite suite)
 	sx_link_rx_set(&c->link, c->rx, sizeof(c->rx));
 	c->link.max_body = CLI_RX + SX_REC_TAG_MAX;
 	return c;
+}
+
+static const uint8_t test_tid[SX_TID_LEN] = {0x5e, 0x55, 0x10, 0x4e};
+#define TEST_LEAF 65536u
+
+/* A session (unsigned unless sign): every case but the SESSION ones. */
+static cli *cli_open_session(sx_suite suite, bool sign)
+{
+	cli *c = cli_open_raw(suite);
+	sx_msg m = {.type = SX_MSG_SESSION, .flags = sign ? SX_SESSION_SIGNED : 0,
+		    .hash_chunk = TEST_LEAF};
+	memcpy(m.transfer_id, test_tid, SX_TID_LEN);
+	assert_int_equal(send_msg(c, &m), 0);
+	return c;
+}
+
+static cli *cli_open_suite(sx_suite suite)
+{
+	return cli_open_session(suite, false);
 }
 
 static cli *cli_open(void)
@@ -905,6 +928,136 @@ static void test_mode_and_time(void **state)
 	violation_done(c, SX_E_INTEGRITY, "timestamp", "nsec.bin");
 }
 
+/* ---- signed sessions ------------------------------------------------------- */
+
+static void root_of(const void *data, size_t n, uint8_t root[SX_HASH_LEN])
+{
+	sx_filehash h;
+	sx_err err = {0};
+	uint64_t leaves, bytes;
+	assert_int_equal(sx_filehash_init(&h, TEST_LEAF, &err), 0);
+	assert_int_equal(sx_filehash_update(&h, data, n, &err), 0);
+	assert_int_equal(sx_filehash_final(&h, root, &leaves, &bytes, &err), 0);
+	sx_filehash_free(&h);
+}
+
+static void send_signed_file(cli *c, uint32_t id, const char *path, const void *data, size_t n,
+			     const uint8_t root[SX_HASH_LEN])
+{
+	assert_int_equal(send_begin(c, id, path, strlen(path), n), 0);
+	if (n > 0)
+		assert_int_equal(send_rec(c, SX_REC_DATA, data, n), 0);
+	sx_msg m = {.type = SX_MSG_FILE_END, .file_id = id, .size = n};
+	memcpy(m.root, root, SX_HASH_LEN);
+	assert_int_equal(send_msg(c, &m), 0);
+}
+
+/* The batch statement over one file, signed with key. */
+static void send_batch(cli *c, EVP_PKEY *key, const char *path, const uint8_t root[SX_HASH_LEN],
+		       uint64_t size, uint32_t count_claimed)
+{
+	sx_desc d = {.size = size, .mtime_sec = 1600000000, .path = path};
+	sx_batch b = {0};
+	sx_err err = {0};
+	memcpy(d.root, root, SX_HASH_LEN);
+	assert_int_equal(sx_batch_sign(&b, &d, 1, TEST_LEAF, test_tid, 1, 1790000000, key, &err), 0);
+	sx_msg m = {.type = SX_MSG_BATCH, .batch_no = 1, .time = 1790000000,
+		    .nfiles = count_claimed, .sig = b.sig, .sig_len = b.sig_len};
+	assert_int_equal(send_msg(c, &m), 0);
+	sx_batch_free(&b);
+}
+
+static void test_signed_session_ok(void **state)
+{
+	(void)state;
+	uint8_t root[SX_HASH_LEN];
+	const char data[] = "signed content";
+	root_of(data, sizeof(data), root);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "signed-ok.bin", data, sizeof(data), root);
+	send_batch(c, cli_id.key, "signed-ok.bin", root, sizeof(data), 1);
+	expect_file_ok(c, 1);
+	sx_msg m;
+	expect_msg(c, SX_MSG_RECEIPT, &m);
+	assert_int_equal(m.batch_no, 1);
+	end_session(c);
+	cli_close(c);
+	assert_file("signed-ok.bin", data, sizeof(data));
+	assert_true(exists_at(peer_dir, "signed-ok.bin.sxsig"));
+}
+
+static void test_signed_wrong_root(void **state)
+{
+	(void)state;
+	uint8_t root[SX_HASH_LEN];
+	const char data[] = "content";
+	root_of("other", 5, root);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "wrong-root.bin", data, sizeof(data), root);
+	violation_done(c, SX_E_INTEGRITY, "Merkle root does not match", "wrong-root.bin");
+}
+
+static void test_signed_bad_signature(void **state)
+{
+	(void)state;
+	uint8_t root[SX_HASH_LEN];
+	const char data[] = "content";
+	root_of(data, sizeof(data), root);
+	/* Signed by a key that is not the certificate's. */
+	EVP_PKEY *other = NULL;
+	sx_err err = {0};
+	assert_int_equal(sx_key_generate(SX_KEY_P256, &other, &err), 0);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "bad-sig.bin", data, sizeof(data), root);
+	send_batch(c, other, "bad-sig.bin", root, sizeof(data), 1);
+	violation_done(c, SX_E_INTEGRITY, "signature", "bad-sig.bin");
+	assert_false(exists_at(peer_dir, "bad-sig.bin.sxsig"));
+	EVP_PKEY_free(other);
+
+	/* A signature over a different descriptor (another path). */
+	c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "bad-sig2.bin", data, sizeof(data), root);
+	send_batch(c, cli_id.key, "renamed.bin", root, sizeof(data), 1);
+	violation_done(c, SX_E_INTEGRITY, "signature", "bad-sig2.bin");
+
+	/* A BATCH that claims a different number of files. */
+	c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "bad-count.bin", data, sizeof(data), root);
+	send_batch(c, cli_id.key, "bad-count.bin", root, sizeof(data), 2);
+	violation_done(c, SX_E_INTEGRITY, "covers 2 files", "bad-count.bin");
+}
+
+static void test_signed_unbatched_eos(void **state)
+{
+	(void)state;
+	uint8_t root[SX_HASH_LEN];
+	const char data[] = "content";
+	root_of(data, sizeof(data), root);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "unbatched.bin", data, sizeof(data), root);
+	assert_int_equal(send_rec(c, SX_REC_EOS, NULL, 0), 0);
+	violation_done(c, SX_E_INTEGRITY, "no BATCH signature covers", "unbatched.bin");
+}
+
+static void test_session_first(void **state)
+{
+	(void)state;
+	cli *c = cli_open_raw(SX_SUITE_AES256GCM);
+	assert_int_equal(send_begin(c, 1, "x", 1, 0), 0);
+	violation_done(c, SX_E_INTEGRITY, "must begin with SESSION", "x");
+
+	c = cli_open_raw(SX_SUITE_AES256GCM);
+	sx_msg m = {.type = SX_MSG_SESSION, .flags = 0x80, .hash_chunk = TEST_LEAF};
+	assert_int_equal(send_msg(c, &m), 0);
+	violation_done(c, SX_E_INTEGRITY, "unknown flags", NULL);
+
+	c = cli_open_raw(SX_SUITE_AES256GCM);
+	m.flags = 0;
+	m.hash_chunk = 1;
+	assert_int_equal(send_msg(c, &m), 0);
+	violation_done(c, SX_E_INTEGRITY, "out of range", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -924,6 +1077,11 @@ int main(void)
 	    cmocka_unit_test(test_suites_and_duplicate),
 	    cmocka_unit_test(test_same_name_in_flight),
 	    cmocka_unit_test(test_mode_and_time),
+	    cmocka_unit_test(test_signed_session_ok),
+	    cmocka_unit_test(test_signed_wrong_root),
+	    cmocka_unit_test(test_signed_bad_signature),
+	    cmocka_unit_test(test_signed_unbatched_eos),
+	    cmocka_unit_test(test_session_first),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
