@@ -882,6 +882,8 @@ static int read_chain(sx_cur *c, STACK_OF(X509) * *out, const char *who, sx_err 
 	SX_ENSURE(sk != NULL, err, SX_E_OTHER, "out of memory");
 	SX_ENSURE(left >= sizeof(begin) - 1 && memcmp(c->p + c->pos, begin, sizeof(begin) - 1) == 0,
 		  err, SX_E_INTEGRITY, "the %s's certificate chain is missing", who);
+	SX_ENSURE(c->p[c->len - 1] == '\n', err, SX_E_INTEGRITY,
+		  "the %s's certificate chain is truncated (no final newline)", who);
 	SX_ENSURE(sx_cur_bytes(c, left, &p) == 0 && left <= INT32_MAX, err, SX_E_INTEGRITY,
 		  "chain too long");
 	b = BIO_new_mem_buf(p, (int)left);
