@@ -863,6 +863,7 @@ static void make_receipt(fixture *f, sx_receipt *r)
 	memset(r, 0, sizeof(*r));
 	memcpy(r->tid, TID, SX_TID_LEN);
 	r->batch = 9;
+	r->chunk = 1024;
 	memset(r->batch_root, 0xab, SX_HASH_LEN);
 	r->time = (int64_t)f->now;
 	assert_int_equal(sx_cert_fp(f->signer, r->sender_fp, &err), 0);
@@ -903,7 +904,7 @@ static void test_receipt(void **state)
 	make_receipt(f, &r);
 	expect_receipt(&r, &pol, sfp, 0, NULL);
 	assert_int_equal(sx_receipt_encode(&r, &text, &len, &err), 0);
-	assert_non_null(strstr(text, "files: 3\nfile: 0101"));
+	assert_non_null(strstr(text, "chunk-size: 1024\nfiles: 3\nfile: 0101"));
 	assert_non_null(
 	    strstr(text, " 2000 photos/img%202.jpg\nsignature-algorithm: ecdsa-sha256\n"));
 	assert_int_equal(sx_receipt_decode(text, len, &d, &err), 0);
@@ -922,7 +923,7 @@ static void test_receipt(void **state)
 	}
 	/* every field changed: refused */
 	static const char *const fields[] = {"tid",   "batch", "root", "time", "sender", "receiver",
-					     "count", "froot", "size", "path", "sig"};
+					     "count", "froot", "size", "path", "sig",	 "chunk"};
 	for (size_t i = 0; i < SX_ARRAY_LEN(fields); i++) {
 		assert_int_equal(sx_receipt_decode(text, len, &d, &err), 0);
 		const char *want = "receipt signature does not verify";
@@ -941,6 +942,7 @@ static void test_receipt(void **state)
 		case 8: d.files[2].size++; break;
 		case 9: d.files[0].path[0] = 'P'; break;
 		case 10: d.sig[d.sig_len / 2] ^= 1; break;
+		case 11: d.chunk *= 2; break;
 		}
 		expect_receipt(&d, &pol, NULL, SX_E_INTEGRITY, want);
 		if (i == 6)
