@@ -47,12 +47,11 @@ static int verify_one(const char *file, const sx_policy *pol, const char *signer
 		sx_err_prefix(err, "%s: ", sigpath);
 		goto out;
 	}
-	SX_GUARD(sx_hash_file(file, s.chunk, root, &size, &st, err));
-	SX_GUARD(sx_sxsig_verify_file(&s, root, size, NULL, pol, signer, name, err));
-	/* the recorded relative path must name this file (after the content
-	 * checks, so a swapped file reports its content first) */
+	/* The recorded relative path must name this file: FILE or .../FILE. */
 	SX_ENSURE(sx_path_names(file, s.path), err, SX_E_INTEGRITY, "the .sxsig is for '%s'",
 		  s.path);
+	SX_GUARD(sx_hash_file(file, s.chunk, root, &size, &st, err));
+	SX_GUARD(sx_sxsig_verify_file(&s, root, size, NULL, pol, signer, name, err));
 	sx_time_format((time_t)s.signed_time, when, sizeof(when));
 	snprintf(note, cap, "signer %s, signed %s%s", name, when,
 		 s.kind == SX_KIND_CHECKPOINT ? ", stream checkpoint" : "");
