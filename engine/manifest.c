@@ -882,6 +882,8 @@ static int read_chain(sx_cur *c, STACK_OF(X509) * *out, const char *who, sx_err 
 	SX_ENSURE(sk != NULL, err, SX_E_OTHER, "out of memory");
 	SX_ENSURE(left >= sizeof(begin) - 1 && memcmp(c->p + c->pos, begin, sizeof(begin) - 1) == 0,
 		  err, SX_E_INTEGRITY, "the %s's certificate chain is missing", who);
+	SX_ENSURE(c->p[c->len - 1] == '\n', err, SX_E_INTEGRITY,
+		  "the %s's certificate chain is truncated (no final newline)", who);
 	SX_ENSURE(sx_cur_bytes(c, left, &p) == 0 && left <= INT32_MAX, err, SX_E_INTEGRITY,
 		  "chain too long");
 	b = BIO_new_mem_buf(p, (int)left);
@@ -1342,8 +1344,8 @@ out:
 #define RCPT_END   "-----END SXFER RECEIPT-----"
 
 static const char *const rcpt_keys[] = {
-    "version", "hash",	   "transfer-id", "batch", "batch-root",	  "time",
-    "sender",  "receiver", "files",	  "file",  "signature-algorithm", "signature",
+    "version",	"hash",	      "transfer-id", "batch", "batch-root",	     "time",	  "sender",
+    "receiver", "chunk-size", "files",	     "file",  "signature-algorithm", "signature",
 };
 
 int sx_receipt_add(sx_receipt *r, const uint8_t root[SX_HASH_LEN], uint64_t size, const char *path,
@@ -1383,7 +1385,8 @@ void sx_receipt_free(sx_receipt *r)
 
 int sx_receipt_statement(const sx_receipt *r, uint8_t **out, size_t *len, sx_err *err)
 {
-	size_t cap = sizeof(DOM_RECEIPT) + SX_TID_LEN + 8 + SX_HASH_LEN + 8 + 2 * SX_HASH_LEN + 4,
+	size_t cap =
+		   sizeof(DOM_RECEIPT) + SX_TID_LEN + 8 + SX_HASH_LEN + 8 + 2 * SX_HASH_LEN + 4 + 4,
 	       plen;
 	int rc = -1;
 	uint8_t *buf = NULL;
@@ -1402,6 +1405,7 @@ int sx_receipt_statement(const sx_receipt *r, uint8_t **out, size_t *len, sx_err
 	sx_put_u64(&w, (uint64_t)r->time);
 	sx_put_bytes(&w, r->sender_fp, SX_HASH_LEN);
 	sx_put_bytes(&w, r->receiver_fp, SX_HASH_LEN);
+	sx_put_u32(&w, r->chunk);
 	sx_put_u32(&w, r->count);
 	for (uint32_t i = 0; i < r->count; i++) {
 		sx_put_bytes(&w, r->files[i].root, SX_HASH_LEN);
@@ -1446,6 +1450,8 @@ int sx_receipt_encode(const sx_receipt *r, char **out, size_t *len, sx_err *err)
 		  SX_E_USAGE, "a receipt needs the receiver's chain");
 	SX_ENSURE(r->sig_len >= 1 && r->sig_len <= SX_SIG_MAX, err, SX_E_USAGE,
 		  "the receipt is not signed");
+	SX_ENSURE(r->chunk >= 1 && r->chunk <= CHUNK_SIG_MAX, err, SX_E_USAGE,
+		  "the receipt has no chunk size");
 	tb_printf(&t, "%s\nversion: 1\nhash: sha256\ntransfer-id: ", RCPT_BEGIN);
 	tb_hex(&t, r->tid, SX_TID_LEN);
 	tb_printf(&t, "\nbatch: %llu\nbatch-root: ", (unsigned long long)r->batch);
@@ -1456,7 +1462,7 @@ int sx_receipt_encode(const sx_receipt *r, char **out, size_t *len, sx_err *err)
 	tb_hex(&t, r->sender_fp, SX_HASH_LEN);
 	tb_add(&t, "\nreceiver: ", 11);
 	tb_hex(&t, r->receiver_fp, SX_HASH_LEN);
-	tb_printf(&t, "\nfiles: %u\n", r->count);
+	tb_printf(&t, "\nchunk-size: %u\nfiles: %u\n", r->chunk, r->count);
 	for (uint32_t i = 0; i < r->count; i++) {
 		tb_add(&t, "file: ", 6);
 		tb_hex(&t, r->files[i].root, SX_HASH_LEN);
@@ -1525,6 +1531,9 @@ int sx_receipt_decode(const char *text, size_t len, sx_receipt *r, sx_err *err)
 	SX_GUARD(kv_time(&k, "time", &r->time));
 	SX_GUARD(kv_hex(&k, "sender", r->sender_fp, SX_HASH_LEN));
 	SX_GUARD(kv_hex(&k, "receiver", r->receiver_fp, SX_HASH_LEN));
+	SX_GUARD(kv_dec(&k, "chunk-size", CHUNK_SIG_MAX, &v));
+	SX_ENSURE(v >= 1, err, SX_E_INTEGRITY, "field 'chunk-size': out of range");
+	r->chunk = (uint32_t)v;
 	SX_GUARD(kv_dec(&k, "files", SX_RECEIPT_FILES_MAX, &nfiles));
 	for (uint64_t i = 0; i < nfiles; i++)
 		SX_GUARD(parse_file_line(&k, (uint32_t)i, r));
@@ -1533,7 +1542,6 @@ int sx_receipt_decode(const char *text, size_t len, sx_receipt *r, sx_err *err)
 	SX_GUARD(kv_b64(&k, "signature", r->sig, SX_SIG_MAX, &r->sig_len));
 	SX_GUARD(read_end(&k, "a receipt"));
 	SX_GUARD(read_chain(&k.cur, &r->chain, "receiver", err));
-	(void)v;
 	rc = 0;
 out:
 	if (rc < 0)

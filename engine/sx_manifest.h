@@ -227,6 +227,7 @@ typedef struct sx_receipt {
 	int64_t time;
 	uint8_t sender_fp[SX_HASH_LEN];	  /* SHA-256 of the sender's DER certificate */
 	uint8_t receiver_fp[SX_HASH_LEN]; /* SHA-256 of the receiver's DER certificate */
+	uint32_t chunk;			  /* chunk size the file roots were computed with */
 	uint32_t count;
 	sx_receipt_file *files; /* owned, count entries */
 	sx_sigalg alg;

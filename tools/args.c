@@ -38,6 +38,9 @@ int sx_args_parse(const char *cmd, const char *usage, const struct option *opts,
 		case OPT_ID: a->id = optarg; break;
 		case OPT_CRL: a->crl = optarg; break;
 		case OPT_AT: a->at = optarg; break;
+		case OPT_CHUNK: a->chunk = optarg; break;
+		case OPT_SIGNER: a->signer = optarg; break;
+		case OPT_RECEIPT: a->receipt = optarg; break;
 		case OPT_PASS_FILE: a->pass_src.file = optarg; break;
 		case OPT_NO_PASS: a->pass_src.none = true; break;
 		case OPT_KEY_TYPE:

@@ -31,6 +31,9 @@ enum {
 	OPT_ID,
 	OPT_CRL,
 	OPT_AT,
+	OPT_CHUNK,
+	OPT_SIGNER,
+	OPT_RECEIPT,
 };
 
 #define SX_OPT(name, arg, code)                                                                    \
@@ -48,6 +51,7 @@ enum {
 
 typedef struct sx_args {
 	const char *ca, *name, *out, *csr, *serial, *cert, *reason, *role, *id, *crl, *at;
+	const char *chunk, *signer, *receipt; /* sxfer sign / verify */
 	sx_key_type key_type;
 	unsigned days; /* 0: the default */
 	sx_cli_pass pass_src;

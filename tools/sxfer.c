@@ -11,6 +11,8 @@ static const sx_cmd commands[] = {
 	{"id", sx_cmd_id, "create, show and verify identities (key, CSR, certificate)"},
 	{"serve", sx_cmd_serve, "receive files from authenticated senders"},
 	{"send", sx_cmd_send, "send files, folders or a stream to a server"},
+	{"sign", sx_cmd_sign, "sign local files offline: FILE.sxsig under one batch signature"},
+	{"verify", sx_cmd_verify, "verify files against their .sxsig, or a signed receipt"},
 	{"help", cmd_help, "show this overview, or the help of one command"},
 };
 
