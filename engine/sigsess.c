@@ -103,6 +103,7 @@ int sx_sbatch_receipt(const sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], int64_
 	r->batch = sb->number;
 	memcpy(r->batch_root, sb->b.root, SX_HASH_LEN);
 	r->time = time;
+	r->chunk = sb->b.chunk;
 	if (sx_cert_fp(sender, r->sender_fp, err) < 0)
 		return -1;
 	for (uint32_t i = 0; i < sb->n; i++)
