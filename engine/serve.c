@@ -831,6 +831,8 @@ static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
 	memcpy(f->ck->root, root, SX_HASH_LEN);
 	memcpy(f->ck->sig, m->sig, m->sig_len);
 	f->ck->sig_len = m->sig_len;
+	sx_log("info", "checkpoint", "peer=\"%s\" path=\"%s\" leaves=%llu bytes=%llu signature=verified",
+	       c->link.k.peer_name, f->path, (unsigned long long)leaves, (unsigned long long)bytes);
 	return 0;
 out:
 	return -1;

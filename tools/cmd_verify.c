@@ -47,9 +47,17 @@ static int verify_one(const char *file, const sx_policy *pol, const char *signer
 		sx_err_prefix(err, "%s: ", sigpath);
 		goto out;
 	}
-	/* The recorded relative path must name this file: FILE or .../FILE. */
-	SX_ENSURE(sx_path_names(file, s.path), err, SX_E_INTEGRITY, "the .sxsig is for '%s'",
-		  s.path);
+	/* The recorded relative path must name this file: FILE or .../FILE. A
+	 * stream cut off after a checkpoint is kept by the receiver as
+	 * NAME.partial, so a checkpoint also names NAME.partial. */
+	char whole[4096];
+	size_t fl = strlen(file);
+	bool partial = s.kind == SX_KIND_CHECKPOINT && fl > 8 &&
+		       strcmp(file + fl - 8, ".partial") == 0 && fl - 8 < sizeof(whole);
+	if (partial)
+		snprintf(whole, sizeof(whole), "%.*s", (int)(fl - 8), file);
+	SX_ENSURE(sx_path_names(file, s.path) || (partial && sx_path_names(whole, s.path)), err,
+		  SX_E_INTEGRITY, "the .sxsig is for '%s'", s.path);
 	SX_GUARD(sx_hash_file(file, s.chunk, root, &size, &st, err));
 	SX_GUARD(sx_sxsig_verify_file(&s, root, size, NULL, pol, signer, name, err));
 	sx_time_format((time_t)s.signed_time, when, sizeof(when));
