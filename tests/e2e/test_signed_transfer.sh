@@ -10,7 +10,7 @@ start_server srv --id "$WORK/server" --out "$WORK/out"
 SRV=$SERVER_PID
 OUT=$WORK/out/cam-01
 RC=$WORK/receipts
-send() { "$SXFER" send --id "$WORK/cam" --quiet --receipts "$RC" "$@" "127.0.0.1:$PORT"; }
+send() { "$SXFER" send --id "$WORK/cam" --quiet --receipts "$RC" "127.0.0.1:$PORT" "$@"; }
 
 mkdir -p "$WORK/media/day1"
 rand_file "$WORK/media/clip.mp4" $((3 << 20))
@@ -63,10 +63,14 @@ ok "--no-sign: no signature, no receipt"
 
 # A stream cut off mid-way keeps its signed prefix as NAME.partial.
 head -c $((3 << 20)) /dev/urandom >"$WORK/live.src"
-(cat "$WORK/live.src"; sleep 60) | "$SXFER" send --id "$WORK/cam" --quiet --receipts "$RC" \
-	--chunk 64K --checkpoint 8 --name live.raw "127.0.0.1:$PORT" - 2>/dev/null &
+# A camera that goes silent: 3 MiB, then the pipe stays open.
+mkfifo "$WORK/live.fifo"
+"$SXFER" send --id "$WORK/cam" --quiet --receipts "$RC" --chunk 64K --checkpoint 8 \
+	--name live.raw "127.0.0.1:$PORT" - <"$WORK/live.fifo" 2>/dev/null &
 STREAM=$!
 PIDS+=("$STREAM")
+exec 7>"$WORK/live.fifo"
+cat "$WORK/live.src" >&7
 for i in $(seq 1 200); do
 	grep -q 'event=checkpoint .*path="live.raw" leaves=48 bytes=3145728' "$WORK/srv.log" && break
 	sleep 0.05
@@ -74,6 +78,7 @@ done
 grep -q 'leaves=48 bytes=3145728' "$WORK/srv.log" || fail "stream checkpoints not seen"
 kill -KILL "$STREAM"
 wait "$STREAM" 2>/dev/null || true
+exec 7>&-
 for i in $(seq 1 100); do [ -e "$OUT/live.raw.partial.sxsig" ] && break; sleep 0.05; done
 [ ! -e "$OUT/live.raw" ] || fail "a cut-off stream stands under its final name"
 cmp "$WORK/live.src" "$OUT/live.raw.partial" || fail "the kept prefix differs"
