@@ -187,11 +187,22 @@ int sx_parse_size(const char *s, uint64_t *out)
 		return -1;
 	unsigned shift = 0;
 	switch (*end) {
-	case '\0':
+	case '\0': break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
 		break;
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
 	default: return -1;
 	}
 	if (*end == 'i' || *end == 'B') /* accept KiB, MB, ... as binary */
@@ -211,9 +222,10 @@ void sx_log(const char *level, const char *event, const char *fmt, ...)
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-			 ts.tv_nsec / 1000000, level, event);
+	int n = snprintf(line, sizeof(line),
+			 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec, ts.tv_nsec / 1000000, level, event);
 	if (n > 0 && (size_t)n < sizeof(line) - 2 && fmt != NULL && fmt[0] != '\0') {
 		va_list ap;
 		line[n++] = ' ';

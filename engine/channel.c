@@ -75,7 +75,7 @@ struct sx_chan {
 	uint32_t peer_max_record;
 	char peer_name[256];
 	char peer_fp[65];
-	STACK_OF(X509) *peer_chain; /* leaf first, as verified */
+	STACK_OF(X509) * peer_chain; /* leaf first, as verified */
 };
 
 static int drain_wbio(sx_chan *c, sx_err *err);

@@ -117,8 +117,8 @@ int sx_net_connect(const char *host, const char *port, int timeout_ms, int *fd_o
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return sx_fail_errno(err, SX_E_NET, last ? last : ECONNREFUSED, "%s:%s: cannot connect",
-				     host, port);
+		return sx_fail_errno(err, SX_E_NET, last ? last : ECONNREFUSED,
+				     "%s:%s: cannot connect", host, port);
 	/* The backends expect blocking semantics to be theirs to choose. */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	tune(fd);

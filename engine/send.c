@@ -22,8 +22,8 @@
 #include "engine/sx_sigsess.h"
 #include "engine/sx_transfer.h"
 
-#define NSLOTS 8
-#define RX_CAP (64u * 1024)
+#define NSLOTS	 8
+#define RX_CAP	 (64u * 1024)
 #define CTRL_MAX (SX_PATH_MAX + 64)
 
 enum { OP_HS_SEND = 1, OP_RECV, OP_READ, OP_SEND };
@@ -51,10 +51,10 @@ typedef struct slot {
 	size_t cap;
 	int state;
 	uint8_t type;
-	size_t plen;   /* plaintext bytes ready (DATA: bytes read so far) */
-	size_t want;   /* DATA: bytes to read */
-	uint64_t off;  /* DATA: file offset of the chunk */
-	int fd;	       /* DATA: file being read */
+	size_t plen;  /* plaintext bytes ready (DATA: bytes read so far) */
+	size_t want;  /* DATA: bytes to read */
+	uint64_t off; /* DATA: file offset of the chunk */
+	int fd;	      /* DATA: file being read */
 	uint64_t order;
 	bool stream; /* DATA from standard input: EOF turns it into FILE_END */
 	int late;    /* what happens when the slot's turn to be sealed comes */
@@ -75,8 +75,8 @@ typedef struct sender {
 	uint64_t next_order, send_order;
 	bool sending;
 	entries ents;
-	size_t cur;	 /* entry being produced */
-	int phase;	 /* 0 begin, 1 data, 2 end */
+	size_t cur; /* entry being produced */
+	int phase;  /* 0 begin, 1 data, 2 end */
 	int cur_fd;
 	uint64_t cur_size, cur_off;
 	uint32_t file_id;
@@ -174,7 +174,8 @@ static int walk(entries *e, const char *src, const char *rel, int depth, sx_err 
 		else if (S_ISREG(st.st_mode))
 			SX_GUARD(ents_add(e, s, r, false, err));
 		else
-			sx_log("warn", "skip", "path=\"%s\" reason=\"not a regular file or folder\"", s);
+			sx_log("warn", "skip",
+			       "path=\"%s\" reason=\"not a regular file or folder\"", s);
 	}
 	rc = 0;
 out:
@@ -213,7 +214,8 @@ static int build_entries(sender *s, sx_err *err)
 		base_name(p, base, sizeof(base));
 		if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0 || base[0] == '\0' ||
 		    strcmp(base, "/") == 0)
-			return sx_fail(err, SX_E_USAGE, "%s: name the folder itself, not '.', '..' or '/'", p);
+			return sx_fail(err, SX_E_USAGE,
+				       "%s: name the folder itself, not '.', '..' or '/'", p);
 		if (S_ISDIR(st.st_mode))
 			SX_GUARD(walk(&s->ents, p, base, 0, err));
 		else if (S_ISREG(st.st_mode))
@@ -296,8 +298,7 @@ static int produce(sender *s, sx_err *err)
 		}
 		if (s->sign && s->p_files > 0 &&
 		    (s->p_files >= s->batch_files || s->p_bytes >= s->batch_bytes ||
-		     sx_now_ns() - s->p_t0 >= s->batch_ns ||
-		     s->cur == s->ents.n)) {
+		     sx_now_ns() - s->p_t0 >= s->batch_ns || s->cur == s->ents.n)) {
 			/* The batch closes: its BATCH record follows the FILE_END
 			 * of its last file. */
 			sl->type = SX_REC_CTRL;
@@ -524,8 +525,8 @@ static int seal_time(sender *s, slot *sl, sx_err *err)
 			sx_sbatch *b = open_batch(s, err);
 			if (b == NULL)
 				goto out;
-			SX_GUARD(sx_sbatch_add(b, e->file_id, root, e->size, e->mtime_sec, e->mtime_nsec,
-					       e->rel, err));
+			SX_GUARD(sx_sbatch_add(b, e->file_id, root, e->size, e->mtime_sec,
+					       e->mtime_nsec, e->rel, err));
 		}
 		m.type = SX_MSG_FILE_END;
 		m.file_id = e->file_id;
@@ -550,8 +551,8 @@ static int seal_time(sender *s, slot *sl, sx_err *err)
 		uint8_t stmt[SX_STMT_CHECKPOINT_MAX];
 		size_t stmt_len = 0;
 		SX_GUARD(sx_filehash_checkpoint(&s->fh, root, &leaves, &bytes, err));
-		SX_GUARD(sx_stmt_checkpoint(s->tid, e->rel, s->chunk, leaves, bytes, root, now, stmt,
-					    sizeof(stmt), &stmt_len, err));
+		SX_GUARD(sx_stmt_checkpoint(s->tid, e->rel, s->chunk, leaves, bytes, root, now,
+					    stmt, sizeof(stmt), &stmt_len, err));
 		SX_GUARD(sx_sign(s->cfg->id->key, stmt, stmt_len, sig, &sig_len, err));
 		m.type = SX_MSG_CHECKPOINT;
 		m.file_id = e->file_id;
@@ -563,8 +564,7 @@ static int seal_time(sender *s, slot *sl, sx_err *err)
 		s->stats->checkpoints++;
 		return fill_ctrl(sl, &m, err);
 	}
-	default:
-		return sx_fail(err, SX_E_OTHER, "unknown late slot %d", sl->late);
+	default: return sx_fail(err, SX_E_OTHER, "unknown late slot %d", sl->late);
 	}
 out:
 	return -1;
@@ -582,7 +582,8 @@ static int pump_send(sender *s, sx_err *err)
 			continue;
 		size_t len = 0;
 		if (sl->type == SX_REC_DATA && s->fh_open)
-			SX_GUARD(sx_filehash_update(&s->fh, sl->buf + SX_REC_HDR_LEN, sl->plen, err));
+			SX_GUARD(
+			    sx_filehash_update(&s->fh, sl->buf + SX_REC_HDR_LEN, sl->plen, err));
 		if (sl->late != LATE_NONE)
 			SX_GUARD(seal_time(s, sl, err));
 		SX_GUARD(sx_record_seal(&s->link.k.tx, sl->type, 0, sl->buf, sl->plen, &len, err));
@@ -648,7 +649,8 @@ static int on_receipt(sender *s, const sx_msg *m, sx_err *err)
 		return sx_fail(err, SX_E_INTEGRITY, "receipt for unknown batch %llu",
 			       (unsigned long long)m->batch_no);
 	STACK_OF(X509) *peer = s->link.k.peer_chain;
-	SX_GUARD(sx_sbatch_receipt(b, s->tid, m->time, sk_X509_value(s->cfg->id->chain, 0), &r, err));
+	SX_GUARD(
+	    sx_sbatch_receipt(b, s->tid, m->time, sk_X509_value(s->cfg->id->chain, 0), &r, err));
 	SX_GUARD(sx_cert_fp(sk_X509_value(peer, 0), r.receiver_fp, err));
 	r.chain = sk_X509_dup(peer);
 	SX_ENSURE(r.chain != NULL, err, SX_E_OTHER, "out of memory");
@@ -692,8 +694,7 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 		s->prog.files_done++;
 		mark_answer(s, m.file_id, 1);
 		return 0;
-	case SX_MSG_RECEIPT:
-		return on_receipt(s, &m, err);
+	case SX_MSG_RECEIPT: return on_receipt(s, &m, err);
 	case SX_MSG_FILE_ERR:
 		mark_answer(s, m.file_id, 2);
 		s->stats->files_failed++;
@@ -708,8 +709,8 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 		return sx_fail(err, (sx_class)m.err_class, "receiver %s: %.*s", s->link.k.peer_name,
 			       (int)m.reason_len, (const char *)m.reason);
 	default:
-		return sx_fail(err, SX_E_INTEGRITY, "unexpected control message 0x%02x from receiver",
-			       m.type);
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "unexpected control message 0x%02x from receiver", m.type);
 	}
 }
 
@@ -737,10 +738,12 @@ static int handshake_send(sender *s, sx_err *err)
 static int on_recv(sender *s, int64_t res, sx_err *err)
 {
 	if (res < 0)
-		return sx_fail_errno(err, SX_E_NET, (int)-res, "receive from %s failed", s->cfg->host);
+		return sx_fail_errno(err, SX_E_NET, (int)-res, "receive from %s failed",
+				     s->cfg->host);
 	if (res == 0) {
 		if (!s->link.ready)
-			return sx_fail(err, SX_E_NET, "%s closed the connection during the handshake",
+			return sx_fail(err, SX_E_NET,
+				       "%s closed the connection during the handshake",
 				       s->cfg->host);
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "%s closed the connection without end-of-stream (truncated)",
@@ -755,7 +758,8 @@ static int on_recv(sender *s, int64_t res, sx_err *err)
 			uint32_t peer = s->link.k.peer_max_record;
 			size_t tag = sx_suite_tag_len(s->link.k.tx.suite);
 			if (peer < tag + SX_CHUNK_MIN)
-				return sx_fail(err, SX_E_NET, "receiver's maximum record is too small");
+				return sx_fail(err, SX_E_NET,
+					       "receiver's maximum record is too small");
 			if (s->chunk > peer - tag)
 				s->chunk = (uint32_t)(peer - tag);
 			snprintf(s->stats->peer_name, sizeof(s->stats->peer_name), "%s",
@@ -774,11 +778,13 @@ static int on_recv(sender *s, int64_t res, sx_err *err)
 			SX_GUARD(on_ctrl(s, pt, len, err));
 		else if (type == SX_REC_EOS) {
 			if (!s->eos_sent)
-				return sx_fail(err, SX_E_INTEGRITY, "receiver ended the session early");
+				return sx_fail(err, SX_E_INTEGRITY,
+					       "receiver ended the session early");
 			s->eos_received = true;
 			return 0;
 		} else
-			return sx_fail(err, SX_E_INTEGRITY, "unexpected record type %u from receiver", type);
+			return sx_fail(err, SX_E_INTEGRITY,
+				       "unexpected record type %u from receiver", type);
 	}
 	return post_recv(s, err);
 out:
@@ -807,9 +813,10 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	if (s->batch_files > SX_BATCH_FILES_MAX)
 		s->batch_files = SX_BATCH_FILES_MAX;
 	s->batch_bytes = cfg->batch_bytes ? cfg->batch_bytes : SX_BATCH_BYTES_DEFAULT;
-	s->batch_ns = (uint64_t)(cfg->batch_ms > 0 ? cfg->batch_ms : SX_BATCH_MS_DEFAULT) * 1000000u;
-	s->ckpt_records = cfg->checkpoint_records ? cfg->checkpoint_records
-						  : SX_CHECKPOINT_RECORDS_DEFAULT;
+	s->batch_ns =
+	    (uint64_t)(cfg->batch_ms > 0 ? cfg->batch_ms : SX_BATCH_MS_DEFAULT) * 1000000u;
+	s->ckpt_records =
+	    cfg->checkpoint_records ? cfg->checkpoint_records : SX_CHECKPOINT_RECORDS_DEFAULT;
 	SX_GUARD(build_entries(s, err));
 	if (s->sign) {
 		SX_ENSURE(RAND_bytes(s->tid, sizeof(s->tid)) == 1, err, SX_E_OTHER,
@@ -837,13 +844,13 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 		s->slots[i].fd = -1;
 	}
 	sx_chan_cfg cc = {
-		.server = false,
-		.id = cfg->id,
-		.crl = cfg->crl,
-		.server_name = cfg->server_name ? cfg->server_name : cfg->host,
-		.suite = cfg->suite,
-		.rotate_bytes = cfg->rotate_bytes,
-		.max_record = RX_CAP + SX_REC_TAG_MAX,
+	    .server = false,
+	    .id = cfg->id,
+	    .crl = cfg->crl,
+	    .server_name = cfg->server_name ? cfg->server_name : cfg->host,
+	    .suite = cfg->suite,
+	    .rotate_bytes = cfg->rotate_bytes,
+	    .max_record = RX_CAP + SX_REC_TAG_MAX,
 	};
 	SX_GUARD(sx_chan_ctx_new(&ctx, &cc, err));
 	SX_GUARD(sx_io_open(&s->io, cfg->io, 64, err));
@@ -866,8 +873,8 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 			SX_GUARD(produce(s, err));
 			SX_GUARD(pump_send(s, err));
 		}
-		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe), s->draining ? 1000 : cfg->timeout_ms,
-				   err);
+		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe),
+				   s->draining ? 1000 : cfg->timeout_ms, err);
 		SX_GUARD(n);
 		if (n == 0 && s->draining) {
 			*err = s->send_err;
@@ -884,8 +891,8 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 			switch (op) {
 			case OP_HS_SEND:
 				if (cqe[i].res < 0) {
-					sx_fail_errno(err, SX_E_NET, (int)-cqe[i].res, "send to %s failed",
-						      cfg->host);
+					sx_fail_errno(err, SX_E_NET, (int)-cqe[i].res,
+						      "send to %s failed", cfg->host);
 					goto out;
 				}
 				sx_link_hs_sent(&s->link);

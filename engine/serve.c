@@ -31,11 +31,11 @@
 #include "engine/sx_store.h"
 #include "engine/sx_transfer.h"
 
-#define RX_SLOTS 4			  /* records being received or written per connection */
-#define FILES_MAX ((int)SX_BATCH_FILES_MAX + 64) /* files held per connection (a batch's worth) */
-#define SYNC_MAX 16			  /* flushes in flight per connection */
-#define TX_CAP (256u * 1024)		  /* replies waiting to be sent */
-#define MAX_DIRS 100000			  /* folders whose mtime is restored at the end */
+#define RX_SLOTS       4 /* records being received or written per connection */
+#define FILES_MAX      ((int)SX_BATCH_FILES_MAX + 64) /* files held per connection (a batch's worth) */
+#define SYNC_MAX       16			      /* flushes in flight per connection */
+#define TX_CAP	       (256u * 1024)		      /* replies waiting to be sent */
+#define MAX_DIRS       100000 /* folders whose mtime is restored at the end */
 #define HASH_CHUNK_MIN 512u
 #define HASH_CHUNK_MAX (64u << 20)
 
@@ -88,7 +88,7 @@ typedef struct conn {
 	int rx_cur;
 	bool recv_posted;
 	rfile *files;
-	int nfiles; /* entries allocated in files */
+	int nfiles;   /* entries allocated in files */
 	int cur_file; /* receiving data, -1 when none */
 	int *syncq;   /* files waiting for a flush slot (ring of FILES_MAX + 1) */
 	int sq_head, sq_tail, syncs;
@@ -267,9 +267,13 @@ static int maybe_receipt(server *s, conn *c, int bi, sx_err *err)
 	if (!b->sealed || b->receipted || b->answered < b->n)
 		return 0;
 	int64_t now = (int64_t)time(NULL);
-	SX_GUARD(sx_sbatch_receipt(b, c->tid, now, sk_X509_value(c->link.k.peer_chain, 0), &r, err));
+	SX_GUARD(
+	    sx_sbatch_receipt(b, c->tid, now, sk_X509_value(c->link.k.peer_chain, 0), &r, err));
 	SX_GUARD(sx_receipt_sign(&r, s->cfg->id->key, s->cfg->id->chain, err));
-	sx_msg m = {.type = SX_MSG_RECEIPT, .batch_no = b->number, .time = now, .sig = r.sig,
+	sx_msg m = {.type = SX_MSG_RECEIPT,
+		    .batch_no = b->number,
+		    .time = now,
+		    .sig = r.sig,
 		    .sig_len = r.sig_len};
 	SX_GUARD(send_msg(s, c, &m, err));
 	sx_log("info", "receipt", "peer=\"%s\" batch=%llu files=%u stored=%u", c->link.k.peer_name,
@@ -331,7 +335,9 @@ out:
 static void submit_sync(server *s, conn *c, int fi)
 {
 	rfile *f = &c->files[fi];
-	int fd = f->state == F_SYNC_FILE ? f->sf.fd : f->state == F_SYNC_SIG ? f->sf.aux_fd : f->sf.dir_fd;
+	int fd = f->state == F_SYNC_FILE  ? f->sf.fd
+		 : f->state == F_SYNC_SIG ? f->sf.aux_fd
+					  : f->sf.dir_fd;
 	sx_err err = {0};
 	if (submit_ok(c, sx_io_fsync(s->io, fd, tag_of(c->idx, OP_SYNC, (unsigned)fi), &err)) < 0) {
 		conn_fail(s, c, &err);
@@ -377,7 +383,8 @@ static int finalize_signed(server *s, conn *c, int fi, sx_err *err)
 	char *text = NULL;
 	size_t len = 0;
 	int rc = -1;
-	if (sx_batch_sxsig(&b->b, b->descs, (uint32_t)f->pos, c->link.k.peer_chain, &sig, &ferr) < 0 ||
+	if (sx_batch_sxsig(&b->b, b->descs, (uint32_t)f->pos, c->link.k.peer_chain, &sig, &ferr) <
+		0 ||
 	    sx_sxsig_encode(&sig, &text, &len, &ferr) < 0 ||
 	    sx_store_aux_write(&f->sf, ".sxsig", text, len, &ferr) < 0)
 		rc = refuse(s, c, fi, &ferr, err);
@@ -432,7 +439,8 @@ static void on_sync(server *s, conn *c, int fi, int64_t res)
 		return;
 	int rc = 0;
 	if (res < 0) {
-		sx_fail_errno(&ferr, SX_E_IO, (int)-res, "'%s': flush failed on the receiver", f->path);
+		sx_fail_errno(&ferr, SX_E_IO, (int)-res, "'%s': flush failed on the receiver",
+			      f->path);
 		rc = refuse(s, c, fi, &ferr, &err);
 	} else if (f->state == F_SYNC_FILE) {
 		if (!c->sign)
@@ -591,8 +599,8 @@ static void conn_fail(server *s, conn *c, const sx_err *why)
 		sx_err e2 = {0};
 		c->closing = false; /* let flush_tx run once */
 		if (send_msg(s, c, &m, &e2) < 0)
-			sx_log("warn", "conn_error", "conn=%u reason=\"cannot send ERROR: %s\"", c->idx,
-			       e2.msg);
+			sx_log("warn", "conn_error", "conn=%u reason=\"cannot send ERROR: %s\"",
+			       c->idx, e2.msg);
 		c->closing = true;
 	}
 	maybe_free(s, c);
@@ -637,7 +645,8 @@ static void post_recv(server *s, conn *c)
 			return;
 		sx_link_rx_want(&c->link, &buf, &len);
 	}
-	if (submit_ok(c, sx_io_recv(s->io, c->fd, buf, len, tag_of(c->idx, OP_RECV, 0), &err)) < 0) {
+	if (submit_ok(c, sx_io_recv(s->io, c->fd, buf, len, tag_of(c->idx, OP_RECV, 0), &err)) <
+	    0) {
 		conn_fail(s, c, &err);
 		return;
 	}
@@ -654,7 +663,8 @@ static void hs_send(server *s, conn *c)
 	sx_link_hs_output(&c->link, &buf, &len);
 	if (len == 0)
 		return;
-	if (submit_ok(c, sx_io_send(s->io, c->fd, buf, len, tag_of(c->idx, OP_HS_SEND, 0), &err)) < 0) {
+	if (submit_ok(c, sx_io_send(s->io, c->fd, buf, len, tag_of(c->idx, OP_HS_SEND, 0), &err)) <
+	    0) {
 		conn_fail(s, c, &err);
 		return;
 	}
@@ -670,8 +680,8 @@ static int maybe_finish_session(server *s, conn *c, sx_err *err)
 		sx_err e2 = {0};
 		if (sx_store_dir_mtime(&c->store, (const uint8_t *)c->dirs[i].path,
 				       strlen(c->dirs[i].path), &c->dirs[i].mtime, &e2) < 0)
-			sx_log("warn", "dir_mtime", "peer=\"%s\" reason=\"%s\"", c->link.k.peer_name,
-			       e2.msg);
+			sx_log("warn", "dir_mtime", "peer=\"%s\" reason=\"%s\"",
+			       c->link.k.peer_name, e2.msg);
 	}
 	c->eos_queued = true;
 	return queue_record(s, c, NULL, SX_REC_EOS, err);
@@ -684,7 +694,8 @@ static int on_session(conn *c, const sx_msg *m, sx_err *err)
 	if ((m->flags & ~SX_SESSION_SIGNED) != 0)
 		return sx_fail(err, SX_E_INTEGRITY, "SESSION: unknown flags 0x%x", m->flags);
 	if (m->hash_chunk < HASH_CHUNK_MIN || m->hash_chunk > HASH_CHUNK_MAX)
-		return sx_fail(err, SX_E_INTEGRITY, "SESSION: leaf size %u out of range", m->hash_chunk);
+		return sx_fail(err, SX_E_INTEGRITY, "SESSION: leaf size %u out of range",
+			       m->hash_chunk);
 	c->session = true;
 	c->sign = (m->flags & SX_SESSION_SIGNED) != 0;
 	c->hash_chunk = m->hash_chunk;
@@ -738,9 +749,9 @@ static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
 	c->cur_file = -1;
 	if (f->received != m->size || (f->announced != SX_SIZE_UNKNOWN && f->announced != m->size))
 		return sx_fail(err, SX_E_INTEGRITY,
-			       "'%s': %llu bytes received, %llu announced, %llu at the end", f->path,
-			       (unsigned long long)f->received, (unsigned long long)f->announced,
-			       (unsigned long long)m->size);
+			       "'%s': %llu bytes received, %llu announced, %llu at the end",
+			       f->path, (unsigned long long)f->received,
+			       (unsigned long long)f->announced, (unsigned long long)m->size);
 	if (c->sign) {
 		uint8_t root[SX_HASH_LEN];
 		uint64_t leaves, bytes;
@@ -816,8 +827,8 @@ static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "'%s': checkpoint over %llu leaves, %llu received", f->path,
 			       (unsigned long long)m->leaves, (unsigned long long)leaves);
-	SX_GUARD(sx_stmt_checkpoint(c->tid, f->path, c->hash_chunk, leaves, bytes, root, m->time, stmt,
-				    sizeof(stmt), &len, err));
+	SX_GUARD(sx_stmt_checkpoint(c->tid, f->path, c->hash_chunk, leaves, bytes, root, m->time,
+				    stmt, sizeof(stmt), &len, err));
 	EVP_PKEY *pub = X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0));
 	if (sx_verify(pub, stmt, len, m->sig, m->sig_len, err) < 0) {
 		sx_err_prefix(err, "'%s': stream checkpoint: ", f->path);
@@ -831,7 +842,8 @@ static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
 	memcpy(f->ck->root, root, SX_HASH_LEN);
 	memcpy(f->ck->sig, m->sig, m->sig_len);
 	f->ck->sig_len = m->sig_len;
-	sx_log("info", "checkpoint", "peer=\"%s\" path=\"%s\" leaves=%llu bytes=%llu signature=verified",
+	sx_log("info", "checkpoint",
+	       "peer=\"%s\" path=\"%s\" leaves=%llu bytes=%llu signature=verified",
 	       c->link.k.peer_name, f->path, (unsigned long long)leaves, (unsigned long long)bytes);
 	return 0;
 out:
@@ -868,18 +880,12 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 	if (!c->session && m.type != SX_MSG_SESSION)
 		return sx_fail(err, SX_E_INTEGRITY, "the session must begin with SESSION");
 	switch (m.type) {
-	case SX_MSG_SESSION:
-		return on_session(c, &m, err);
-	case SX_MSG_DIR:
-		return on_dir(s, c, &m, err);
-	case SX_MSG_FILE_BEGIN:
-		return on_file_begin(s, c, &m, err);
-	case SX_MSG_FILE_END:
-		return on_file_end(s, c, &m, err);
-	case SX_MSG_BATCH:
-		return on_batch(s, c, &m, err);
-	case SX_MSG_CHECKPOINT:
-		return on_checkpoint(c, &m, err);
+	case SX_MSG_SESSION: return on_session(c, &m, err);
+	case SX_MSG_DIR: return on_dir(s, c, &m, err);
+	case SX_MSG_FILE_BEGIN: return on_file_begin(s, c, &m, err);
+	case SX_MSG_FILE_END: return on_file_end(s, c, &m, err);
+	case SX_MSG_BATCH: return on_batch(s, c, &m, err);
+	case SX_MSG_CHECKPOINT: return on_checkpoint(c, &m, err);
 	default:
 		return sx_fail(err, SX_E_INTEGRITY, "unexpected control message 0x%02x from sender",
 			       m.type);
@@ -911,8 +917,8 @@ static int on_data(server *s, conn *c, uint8_t *pt, size_t len, sx_err *err)
 	c->rx_cur = -1;
 	f->writes++;
 	unsigned sub = ((unsigned)c->cur_file << 8) | (unsigned)slot;
-	return submit_ok(c, sx_io_write(s->io, f->sf.fd, pt, len, off, tag_of(c->idx, OP_WRITE, sub),
-					err));
+	return submit_ok(
+	    c, sx_io_write(s->io, f->sf.fd, pt, len, off, tag_of(c->idx, OP_WRITE, sub), err));
 out:
 	return -1;
 }
@@ -920,10 +926,8 @@ out:
 static int on_record(server *s, conn *c, uint8_t type, uint8_t *pt, size_t len, sx_err *err)
 {
 	switch (type) {
-	case SX_REC_CTRL:
-		return on_ctrl(s, c, pt, len, err);
-	case SX_REC_DATA:
-		return on_data(s, c, pt, len, err);
+	case SX_REC_CTRL: return on_ctrl(s, c, pt, len, err);
+	case SX_REC_DATA: return on_data(s, c, pt, len, err);
 	case SX_REC_EOS:
 		if (c->cur_file >= 0)
 			return sx_fail(err, SX_E_INTEGRITY, "end of stream inside a file");
@@ -932,8 +936,7 @@ static int on_record(server *s, conn *c, uint8_t type, uint8_t *pt, size_t len, 
 				       "end of stream with files no BATCH signature covers");
 		c->eos_received = true;
 		return maybe_finish_session(s, c, err);
-	default:
-		return sx_fail(err, SX_E_INTEGRITY, "unexpected record type %u", type);
+	default: return sx_fail(err, SX_E_INTEGRITY, "unexpected record type %u", type);
 	}
 }
 
@@ -947,7 +950,8 @@ static void on_recv(server *s, conn *c, int64_t res)
 		if (res == 0 && !c->link.ready)
 			sx_fail(&err, SX_E_NET, "closed during the handshake");
 		else if (res == 0)
-			sx_fail(&err, SX_E_INTEGRITY, "connection closed without end-of-stream (truncated)");
+			sx_fail(&err, SX_E_INTEGRITY,
+				"connection closed without end-of-stream (truncated)");
 		else
 			sx_fail_errno(&err, SX_E_NET, (int)-res, "receive failed");
 		conn_fail(s, c, &err);
@@ -960,8 +964,9 @@ static void on_recv(server *s, conn *c, int64_t res)
 			return;
 		}
 		if (c->link.ready) {
-			sx_log("info", "handshake", "conn=%u addr=%s peer=\"%s\" fingerprint=%s suite=%s",
-			       c->idx, c->addr, c->link.k.peer_name, c->link.k.peer_fingerprint,
+			sx_log("info", "handshake",
+			       "conn=%u addr=%s peer=\"%s\" fingerprint=%s suite=%s", c->idx,
+			       c->addr, c->link.k.peer_name, c->link.k.peer_fingerprint,
 			       sx_suite_name((sx_suite)c->link.k.hello.suite));
 			c->link.max_body = s->cfg->max_record;
 			size_t cap = SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX;
@@ -994,7 +999,8 @@ static void on_recv(server *s, conn *c, int64_t res)
 	bool complete;
 	uint8_t type, flags, *pt;
 	size_t len;
-	if (sx_link_rx_input(&c->link, (size_t)res, &complete, &type, &flags, &pt, &len, &err) < 0 ||
+	if (sx_link_rx_input(&c->link, (size_t)res, &complete, &type, &flags, &pt, &len, &err) <
+		0 ||
 	    (complete && on_record(s, c, type, pt, len, &err) < 0)) {
 		conn_fail(s, c, &err);
 		return;
@@ -1012,7 +1018,8 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 	f->writes--;
 	if (res < 0 && !f->failed && !c->closing) {
 		sx_err ferr = {0};
-		sx_fail_errno(&ferr, SX_E_IO, (int)-res, "'%s': write failed on the receiver", f->path);
+		sx_fail_errno(&ferr, SX_E_IO, (int)-res, "'%s': write failed on the receiver",
+			      f->path);
 		f->failed = true;
 		if (f->state == F_OPEN)
 			f->state = F_DISCARD;
@@ -1150,8 +1157,7 @@ static void check_deadlines(server *s)
 			continue;
 		/* Flushes in flight are not the peer's fault. */
 		sx_err err = {0};
-		sx_fail(&err, SX_E_NET, "%s timeout",
-			c->link.ready ? "idle" : "handshake");
+		sx_fail(&err, SX_E_NET, "%s timeout", c->link.ready ? "idle" : "handshake");
 		conn_fail(s, c, &err);
 	}
 }
@@ -1172,21 +1178,12 @@ static void dispatch(server *s, const sx_cqe *q)
 	conn *c = &s->conns[ci];
 	c->inflight--;
 	switch (op) {
-	case OP_RECV:
-		on_recv(s, c, q->res);
-		break;
+	case OP_RECV: on_recv(s, c, q->res); break;
 	case OP_HS_SEND:
-	case OP_SEND:
-		on_send(s, c, op, sub, q->res);
-		break;
-	case OP_WRITE:
-		on_write(s, c, sub, q->res);
-		break;
-	case OP_SYNC:
-		on_sync(s, c, (int)sub, q->res);
-		break;
-	default:
-		sx_log("error", "bug", "unknown completion op %d", op);
+	case OP_SEND: on_send(s, c, op, sub, q->res); break;
+	case OP_WRITE: on_write(s, c, sub, q->res); break;
+	case OP_SYNC: on_sync(s, c, (int)sub, q->res); break;
+	default: sx_log("error", "bug", "unknown completion op %d", op);
 	}
 	if (c->used)
 		maybe_free(s, c);
@@ -1196,7 +1193,8 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 {
 	server s = {.cfg = cfg, .lfd = -1};
 	int rc = -1, port = 0;
-	sx_chan_cfg cc = {.server = true, .id = cfg->id, .crl = cfg->crl, .max_record = cfg->max_record};
+	sx_chan_cfg cc = {
+	    .server = true, .id = cfg->id, .crl = cfg->crl, .max_record = cfg->max_record};
 	s.conns = calloc(cfg->max_conns, sizeof(conn));
 	if (s.conns == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");

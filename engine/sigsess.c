@@ -88,7 +88,8 @@ int sx_sbatch_verify(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chun
 	b->sig_len = sig_len;
 	sx_stmt_batch(tid, sb->number, time, sb->n, chunk, b->root, stmt);
 	if (sx_verify(pub, stmt, sizeof(stmt), sig, sig_len, err) < 0) {
-		sx_err_prefix(err, "batch %llu of %u files: ", (unsigned long long)sb->number, sb->n);
+		sx_err_prefix(err, "batch %llu of %u files: ", (unsigned long long)sb->number,
+			      sb->n);
 		return -1;
 	}
 	sb->sealed = true;
@@ -107,8 +108,8 @@ int sx_sbatch_receipt(const sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], int64_
 	if (sx_cert_fp(sender, r->sender_fp, err) < 0)
 		return -1;
 	for (uint32_t i = 0; i < sb->n; i++)
-		if (sb->state[i] == 1 &&
-		    sx_receipt_add(r, sb->descs[i].root, sb->descs[i].size, sb->descs[i].path, err) < 0)
+		if (sb->state[i] == 1 && sx_receipt_add(r, sb->descs[i].root, sb->descs[i].size,
+							sb->descs[i].path, err) < 0)
 			return -1;
 	return 0;
 }

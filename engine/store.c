@@ -29,8 +29,8 @@ static int temp_name(char *out, size_t cap, const char *name, sx_err *err);
 static int open_beneath(int dirfd, const char *name, int flags)
 {
 	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC),
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	    .flags = (uint64_t)(flags | O_CLOEXEC),
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 	};
 	return (int)syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
 }
@@ -44,7 +44,8 @@ int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool over
 	size_t n = strlen(peer);
 	if (strchr(peer, '/') != NULL || sx_path_check((const uint8_t *)peer, n, err) < 0) {
 		sx_err_clear(err);
-		return sx_fail(err, SX_E_AUTH, "peer name '%s' cannot be used as a folder name", peer);
+		return sx_fail(err, SX_E_AUTH, "peer name '%s' cannot be used as a folder name",
+			       peer);
 	}
 	if (sx_mkdirs(out_dir, 0755, err) < 0)
 		return -1;
@@ -94,14 +95,15 @@ static int resolve_dir(sx_store *st, const char *dir, size_t dlen, bool create, 
 		if (create && mkdirat(cur, comp, mode) < 0 && errno != EEXIST) {
 			int e = errno;
 			close(cur);
-			return sx_fail_errno(err, SX_E_IO, e, "cannot create folder '%.*s'", (int)end,
-					     dir);
+			return sx_fail_errno(err, SX_E_IO, e, "cannot create folder '%.*s'",
+					     (int)end, dir);
 		}
 		int next = open_beneath(cur, comp, O_RDONLY | O_DIRECTORY);
 		int e = errno;
 		close(cur);
 		if (next < 0)
-			return sx_fail_errno(err, SX_E_IO, e, "refused folder '%.*s'", (int)end, dir);
+			return sx_fail_errno(err, SX_E_IO, e, "refused folder '%.*s'", (int)end,
+					     dir);
 		cur = next;
 		start = end + 1;
 	}
@@ -136,7 +138,8 @@ int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struc
 	int rc = futimens(fd, ts);
 	close(fd);
 	if (rc < 0)
-		return sx_fail_errno(err, SX_E_IO, errno, "'%.*s': cannot set mtime", (int)len, rel);
+		return sx_fail_errno(err, SX_E_IO, errno, "'%.*s': cannot set mtime", (int)len,
+				     rel);
 	return 0;
 }
 
@@ -167,9 +170,11 @@ int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *
 	}
 	if (temp_name(f->tmp, sizeof(f->tmp), f->name, err) < 0)
 		goto fail;
-	f->fd = openat(f->dir_fd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	f->fd =
+	    openat(f->dir_fd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (f->fd < 0) {
-		sx_fail_errno(err, SX_E_IO, errno, "'%.*s': cannot create temporary", (int)len, rel);
+		sx_fail_errno(err, SX_E_IO, errno, "'%.*s': cannot create temporary", (int)len,
+			      rel);
 		f->tmp[0] = '\0';
 		goto fail;
 	}
@@ -211,12 +216,13 @@ int sx_store_aux_write(sx_store_file *f, const char *suffix, const void *data, s
 		       sx_err *err)
 {
 	if (snprintf(f->aux_name, sizeof(f->aux_name), "%s%s", f->name, suffix) >=
-	    (int)sizeof(f->aux_name) || strlen(f->aux_name) > 255)
+		(int)sizeof(f->aux_name) ||
+	    strlen(f->aux_name) > 255)
 		return sx_fail(err, SX_E_IO, "'%s%s': name too long", f->name, suffix);
 	if (temp_name(f->aux_tmp, sizeof(f->aux_tmp), f->aux_name, err) < 0)
 		return -1;
-	f->aux_fd = openat(f->dir_fd, f->aux_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-			   0644);
+	f->aux_fd = openat(f->dir_fd, f->aux_tmp,
+			   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (f->aux_fd < 0) {
 		f->aux_tmp[0] = '\0';
 		return sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot create", f->aux_name);
@@ -227,7 +233,8 @@ int sx_store_aux_write(sx_store_file *f, const char *suffix, const void *data, s
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return sx_fail_errno(err, SX_E_IO, errno, "'%s': write failed", f->aux_name);
+			return sx_fail_errno(err, SX_E_IO, errno, "'%s': write failed",
+					     f->aux_name);
 		p += n;
 		len -= (size_t)n;
 	}
@@ -243,7 +250,8 @@ int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err)
 				return sx_fail(err, SX_E_IO,
 					       "'%s' exists on the receiver (no --overwrite)",
 					       f->aux_name);
-			return sx_fail_errno(err, SX_E_IO, errno, "'%s': rename failed", f->aux_name);
+			return sx_fail_errno(err, SX_E_IO, errno, "'%s': rename failed",
+					     f->aux_name);
 		}
 		f->aux_tmp[0] = '\0';
 	}

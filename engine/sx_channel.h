@@ -84,11 +84,11 @@ bool sx_chan_ready(const sx_chan *c);
 
 typedef struct sx_chan_result {
 	sx_rdir tx, rx;
-	sx_hello hello;		   /* the negotiated parameters */
-	uint32_t peer_max_record;  /* largest record body the peer accepts */
-	char peer_name[256];	   /* the peer certificate's CN */
-	char peer_fingerprint[65]; /* SHA-256 of the peer's certificate */
-	STACK_OF(X509) *peer_chain; /* the peer's certificates, leaf first (owned) */
+	sx_hello hello;		     /* the negotiated parameters */
+	uint32_t peer_max_record;    /* largest record body the peer accepts */
+	char peer_name[256];	     /* the peer certificate's CN */
+	char peer_fingerprint[65];   /* SHA-256 of the peer's certificate */
+	STACK_OF(X509) * peer_chain; /* the peer's certificates, leaf first (owned) */
 } sx_chan_result;
 
 /* Moves the keys out (the channel keeps none) and fills the peer details. */

@@ -16,19 +16,20 @@
 typedef struct sx_sbatch {
 	uint64_t number;
 	uint32_t n, cap;
-	sx_desc *descs;	     /* paths owned */
+	sx_desc *descs; /* paths owned */
 	uint32_t *file_ids;
-	uint8_t *state;	     /* per file: 0 pending, 1 stored, 2 refused */
-	uint32_t answered;   /* files stored or refused */
-	sx_batch b;	     /* once signed or verified: leaves, root, signature */
-	bool sealed;	     /* signed (sender) or verified (receiver) */
-	bool receipted;	     /* sender: its receipt verified and stored */
+	uint8_t *state;	   /* per file: 0 pending, 1 stored, 2 refused */
+	uint32_t answered; /* files stored or refused */
+	sx_batch b;	   /* once signed or verified: leaves, root, signature */
+	bool sealed;	   /* signed (sender) or verified (receiver) */
+	bool receipted;	   /* sender: its receipt verified and stored */
 	uint64_t bytes;
-	uint64_t t0_ns;	     /* first file added */
+	uint64_t t0_ns; /* first file added */
 } sx_sbatch;
 
 int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LEN], uint64_t size,
-		  int64_t mtime_sec, uint32_t mtime_nsec, const char *path, sx_err *err) SX_MUST_CHECK;
+		  int64_t mtime_sec, uint32_t mtime_nsec, const char *path,
+		  sx_err *err) SX_MUST_CHECK;
 /* Index of file_id in the batch, or -1. */
 int sx_sbatch_find(const sx_sbatch *sb, uint32_t file_id);
 

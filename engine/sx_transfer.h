@@ -12,16 +12,16 @@
 #include "engine/sx_record.h"
 #include "pki/sx_pki.h"
 
-#define SX_CHUNK_DEFAULT (1u << 20)	 /* sender's record payload (docs/PERFORMANCE.md) */
-#define SX_CHUNK_MIN 4096u
-#define SX_MAX_RECORD_DEFAULT (16u << 20) /* receiver's largest accepted record body */
-#define SX_TIMEOUT_HANDSHAKE_MS 10000
-#define SX_TIMEOUT_IDLE_MS 60000
-#define SX_BATCH_FILES_DEFAULT 4096u
-#define SX_BATCH_BYTES_DEFAULT (1ull << 30)
-#define SX_BATCH_MS_DEFAULT 10000
+#define SX_CHUNK_DEFAULT	      (1u << 20) /* sender's record payload (docs/PERFORMANCE.md) */
+#define SX_CHUNK_MIN		      4096u
+#define SX_MAX_RECORD_DEFAULT	      (16u << 20) /* receiver's largest accepted record body */
+#define SX_TIMEOUT_HANDSHAKE_MS	      10000
+#define SX_TIMEOUT_IDLE_MS	      60000
+#define SX_BATCH_FILES_DEFAULT	      4096u
+#define SX_BATCH_BYTES_DEFAULT	      (1ull << 30)
+#define SX_BATCH_MS_DEFAULT	      10000
 #define SX_CHECKPOINT_RECORDS_DEFAULT 64u
-#define SX_RECEIPTS_DEFAULT ".local/state/sxfer/receipts" /* under $HOME */
+#define SX_RECEIPTS_DEFAULT	      ".local/state/sxfer/receipts" /* under $HOME */
 
 typedef struct sx_progress {
 	uint64_t bytes_sent; /* file bytes handed to the socket */
@@ -47,11 +47,11 @@ typedef struct sx_send_cfg {
 	int timeout_ms;
 	/* signing (docs/SIGNATURES.md); zero values mean the defaults */
 	bool no_sign;
-	const char *receipts_dir;     /* default SX_RECEIPTS_DEFAULT under $HOME */
-	uint32_t batch_files;	      /* a batch closes after this many files, */
-	uint64_t batch_bytes;	      /* or this many bytes, */
-	int batch_ms;		      /* or this long after its first file */
-	uint32_t checkpoint_records;  /* a stream checkpoint every K data records */
+	const char *receipts_dir;    /* default SX_RECEIPTS_DEFAULT under $HOME */
+	uint32_t batch_files;	     /* a batch closes after this many files, */
+	uint64_t batch_bytes;	     /* or this many bytes, */
+	int batch_ms;		     /* or this long after its first file */
+	uint32_t checkpoint_records; /* a stream checkpoint every K data records */
 	void (*on_progress)(void *ctx, const sx_progress *p);
 	void *progress_ctx;
 } sx_send_cfg;

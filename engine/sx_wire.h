@@ -61,7 +61,7 @@ void sx_put_block16(sx_wbuf *w, const void *p, size_t n);
 /* ---- the client's HELLO (sent inside TLS, RFC 8446 application data) ---- */
 
 #define SX_PROTO_VERSION 1
-#define SX_ALPN "sxfer/1"
+#define SX_ALPN		 "sxfer/1"
 
 typedef struct sx_hello {
 	uint8_t version;
@@ -90,22 +90,22 @@ enum {
 	SX_MSG_RECEIPT = 0x23,	  /* receiver: signature over a stored batch */
 };
 
-#define SX_PATH_MAX 4096
-#define SX_REASON_MAX 400
-#define SX_SIZE_UNKNOWN UINT64_MAX
+#define SX_PATH_MAX	  4096
+#define SX_REASON_MAX	  400
+#define SX_SIZE_UNKNOWN	  UINT64_MAX
 #define SX_SESSION_SIGNED 0x1u
-#define SX_SIG_MAX 1024 /* RSA-3072 is 384 bytes */ /* a stream from standard input */
+#define SX_SIG_MAX	  1024 /* RSA-3072 is 384 bytes */ /* a stream from standard input */
 
 typedef struct sx_msg {
 	uint8_t type;
-	uint32_t file_id;     /* FILE_BEGIN, FILE_END, FILE_OK, FILE_ERR, CHECKPOINT */
-	uint64_t size;	      /* FILE_BEGIN (may be unknown), FILE_END, FILE_OK, CHECKPOINT */
-	uint32_t mode;	      /* FILE_BEGIN, DIR: permission bits */
-	int64_t mtime_sec;    /* FILE_BEGIN, DIR */
-	uint32_t mtime_nsec;  /* FILE_BEGIN, DIR */
-	uint32_t max_record;  /* CONFIRM */
-	uint8_t err_class;    /* FILE_ERR, ERROR: an sx_class */
-	const uint8_t *path;  /* FILE_BEGIN, DIR: relative path, not NUL terminated */
+	uint32_t file_id;    /* FILE_BEGIN, FILE_END, FILE_OK, FILE_ERR, CHECKPOINT */
+	uint64_t size;	     /* FILE_BEGIN (may be unknown), FILE_END, FILE_OK, CHECKPOINT */
+	uint32_t mode;	     /* FILE_BEGIN, DIR: permission bits */
+	int64_t mtime_sec;   /* FILE_BEGIN, DIR */
+	uint32_t mtime_nsec; /* FILE_BEGIN, DIR */
+	uint32_t max_record; /* CONFIRM */
+	uint8_t err_class;   /* FILE_ERR, ERROR: an sx_class */
+	const uint8_t *path; /* FILE_BEGIN, DIR: relative path, not NUL terminated */
 	size_t path_len;
 	const uint8_t *reason; /* FILE_ERR, ERROR: text, not NUL terminated */
 	size_t reason_len;

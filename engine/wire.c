@@ -166,9 +166,7 @@ void sx_msg_encode(const sx_msg *m, sx_wbuf *w)
 {
 	sx_put_u8(w, m->type);
 	switch (m->type) {
-	case SX_MSG_CONFIRM:
-		sx_put_u32(w, m->max_record);
-		break;
+	case SX_MSG_CONFIRM: sx_put_u32(w, m->max_record); break;
 	case SX_MSG_FILE_BEGIN:
 		sx_put_u32(w, m->file_id);
 		sx_put_u64(w, m->size);
@@ -216,11 +214,10 @@ void sx_msg_encode(const sx_msg *m, sx_wbuf *w)
 		/* fall through */
 	case SX_MSG_ERROR:
 		sx_put_u8(w, m->err_class);
-		sx_put_block16(w, m->reason, m->reason_len > SX_REASON_MAX ? SX_REASON_MAX
-									   : m->reason_len);
+		sx_put_block16(w, m->reason,
+			       m->reason_len > SX_REASON_MAX ? SX_REASON_MAX : m->reason_len);
 		break;
-	default:
-		w->overflow = true;
+	default: w->overflow = true;
 	}
 }
 
@@ -234,15 +231,13 @@ int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 	if (sx_cur_u8(&c, &m->type) < 0)
 		return sx_fail(err, SX_E_INTEGRITY, "empty control message");
 	switch (m->type) {
-	case SX_MSG_CONFIRM:
-		bad = sx_cur_u32(&c, &m->max_record);
-		break;
+	case SX_MSG_CONFIRM: bad = sx_cur_u32(&c, &m->max_record); break;
 	case SX_MSG_FILE_BEGIN:
 		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->size);
 		/* fall through */
 	case SX_MSG_DIR:
-		bad |= sx_cur_u32(&c, &m->mode) | sx_cur_u64(&c, &mt) | sx_cur_u32(&c, &m->mtime_nsec) |
-		       sx_cur_block16(&c, &m->path, &m->path_len);
+		bad |= sx_cur_u32(&c, &m->mode) | sx_cur_u64(&c, &mt) |
+		       sx_cur_u32(&c, &m->mtime_nsec) | sx_cur_block16(&c, &m->path, &m->path_len);
 		m->mtime_sec = (int64_t)mt;
 		break;
 	case SX_MSG_FILE_END:
@@ -251,9 +246,7 @@ int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 		if (!bad)
 			memcpy(m->root, p, sizeof(m->root));
 		break;
-	case SX_MSG_FILE_OK:
-		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->size);
-		break;
+	case SX_MSG_FILE_OK: bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->size); break;
 	case SX_MSG_SESSION:
 		bad = sx_cur_bytes(&c, sizeof(m->transfer_id), &p);
 		if (!bad)
@@ -261,8 +254,8 @@ int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 		bad |= sx_cur_u32(&c, &m->flags) | sx_cur_u32(&c, &m->hash_chunk);
 		break;
 	case SX_MSG_BATCH:
-		bad = sx_cur_u64(&c, &m->batch_no) | sx_cur_u64(&c, &t) | sx_cur_u32(&c, &m->nfiles) |
-		      sx_cur_block16(&c, &m->sig, &m->sig_len);
+		bad = sx_cur_u64(&c, &m->batch_no) | sx_cur_u64(&c, &t) |
+		      sx_cur_u32(&c, &m->nfiles) | sx_cur_block16(&c, &m->sig, &m->sig_len);
 		break;
 	case SX_MSG_CHECKPOINT:
 		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->leaves) |
@@ -277,17 +270,20 @@ int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 		bad = sx_cur_u32(&c, &m->file_id);
 		/* fall through */
 	case SX_MSG_ERROR:
-		bad |= sx_cur_u8(&c, &m->err_class) | sx_cur_block16(&c, &m->reason, &m->reason_len);
+		bad |=
+		    sx_cur_u8(&c, &m->err_class) | sx_cur_block16(&c, &m->reason, &m->reason_len);
 		break;
 	default:
 		return sx_fail(err, SX_E_INTEGRITY, "unknown control message type 0x%02x", m->type);
 	}
 	m->time = (int64_t)t;
 	if (bad != 0 || sx_cur_end(&c) < 0)
-		return sx_fail(err, SX_E_INTEGRITY, "malformed control message type 0x%02x", m->type);
+		return sx_fail(err, SX_E_INTEGRITY, "malformed control message type 0x%02x",
+			       m->type);
 	if (m->type == SX_MSG_FILE_BEGIN || m->type == SX_MSG_DIR)
 		if (m->mtime_nsec >= 1000000000u)
-			return sx_fail(err, SX_E_INTEGRITY, "malformed timestamp in control message");
+			return sx_fail(err, SX_E_INTEGRITY,
+				       "malformed timestamp in control message");
 	if (m->sig_len > SX_SIG_MAX)
 		return sx_fail(err, SX_E_INTEGRITY, "signature longer than %d bytes", SX_SIG_MAX);
 	if ((m->type == SX_MSG_FILE_ERR || m->type == SX_MSG_ERROR) &&
@@ -299,9 +295,11 @@ int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 int sx_path_check(const uint8_t *path, size_t len, sx_err *err)
 {
 	if (len == 0 || len > SX_PATH_MAX)
-		return sx_fail(err, SX_E_USAGE, "refused path: empty or longer than %d bytes", SX_PATH_MAX);
+		return sx_fail(err, SX_E_USAGE, "refused path: empty or longer than %d bytes",
+			       SX_PATH_MAX);
 	if (path[0] == '/')
-		return sx_fail(err, SX_E_USAGE, "refused path '%.*s': absolute", (int)len, (const char *)path);
+		return sx_fail(err, SX_E_USAGE, "refused path '%.*s': absolute", (int)len,
+			       (const char *)path);
 	size_t start = 0;
 	for (size_t i = 0; i <= len; i++) {
 		if (i < len && path[i] != '/') {
@@ -314,10 +312,11 @@ int sx_path_check(const uint8_t *path, size_t len, sx_err *err)
 		if (n == 0 || (n == 1 && path[start] == '.') ||
 		    (n == 2 && path[start] == '.' && path[start + 1] == '.'))
 			return sx_fail(err, SX_E_USAGE,
-				       "refused path '%.*s': empty, '.' or '..' component", (int)len,
-				       (const char *)path);
+				       "refused path '%.*s': empty, '.' or '..' component",
+				       (int)len, (const char *)path);
 		if (n > 255)
-			return sx_fail(err, SX_E_USAGE, "refused path: a component is longer than 255 bytes");
+			return sx_fail(err, SX_E_USAGE,
+				       "refused path: a component is longer than 255 bytes");
 		start = i + 1;
 	}
 	return 0;

@@ -7,7 +7,7 @@ what=${1:-build}
 pkgs=(build-essential cmake pkg-config libssl-dev openssl liburing-dev libzstd-dev
       libsqlite3-dev)
 case "$what" in
-test) pkgs+=(libcmocka-dev python3 python3-cryptography procps iproute2) ;;
+test) pkgs+=(libcmocka-dev python3 python3-cryptography procps iproute2 clang-format e2fsprogs) ;;
 bench) pkgs+=(libcmocka-dev libbenchmark-dev g++ python3 openssh-server openssh-client
              nginx-light curl rsync iproute2 procps) ;;
 esac

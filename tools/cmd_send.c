@@ -10,30 +10,30 @@
 #include "tools/cli.h"
 
 static const char usage[] =
-	"usage: sxfer send --id IDDIR [options] HOST:PORT PATH...\n"
-	"\n"
-	"Sends files and folders (a folder arrives with its tree, as scp -r) to\n"
-	"`sxfer serve`. PATH '-' sends standard input as a stream named by --name.\n"
-	"\n"
-	"  --id DIR             identity folder (key.pem, cert.pem, ca.pem)\n"
-	"  --server-name NAME   name the server's certificate must carry (default: HOST)\n"
-	"  --crl FILE           revocation list checked against the server's certificate\n"
-	"  --suite S            aes256gcm (default), aes256ctr-hmac, chacha20poly1305\n"
-	"  --chunk SIZE         record payload size (default 1M; e.g. 256K, 4M)\n"
-	"  --key-update SIZE    ratchet the record keys every SIZE bytes (default 64G)\n"
-	"  --io KIND            auto (default), uring or poll\n"
-	"  --name NAME          name of the standard-input stream (default: stdin)\n"
-	"  --timeout SEC        network timeout (default 30)\n"
-	"  --quiet              no progress bar\n"
-	"  --json               print a JSON summary on standard output\n"
-	"  --no-sign            no batch signatures, .sxsig files or receipts (plain channel)\n"
-	"  --receipts DIR       where the receiver's signed receipts are stored\n"
-	"                       (default: $HOME/" SX_RECEIPTS_DEFAULT ")\n"
-	"  --batch-files N      a signed batch closes after N files (default 4096),\n"
-	"  --batch-bytes SIZE   or SIZE bytes (default 1G),\n"
-	"  --batch-seconds S    or S seconds after its first file (default 10)\n"
-	"  --checkpoint K       a signed checkpoint every K records of a stream (default 64)\n"
-	"  --pass-file FILE     passphrase of the identity key (or SXFER_PASSPHRASE)\n";
+    "usage: sxfer send --id IDDIR [options] HOST:PORT PATH...\n"
+    "\n"
+    "Sends files and folders (a folder arrives with its tree, as scp -r) to\n"
+    "`sxfer serve`. PATH '-' sends standard input as a stream named by --name.\n"
+    "\n"
+    "  --id DIR             identity folder (key.pem, cert.pem, ca.pem)\n"
+    "  --server-name NAME   name the server's certificate must carry (default: HOST)\n"
+    "  --crl FILE           revocation list checked against the server's certificate\n"
+    "  --suite S            aes256gcm (default), aes256ctr-hmac, chacha20poly1305\n"
+    "  --chunk SIZE         record payload size (default 1M; e.g. 256K, 4M)\n"
+    "  --key-update SIZE    ratchet the record keys every SIZE bytes (default 64G)\n"
+    "  --io KIND            auto (default), uring or poll\n"
+    "  --name NAME          name of the standard-input stream (default: stdin)\n"
+    "  --timeout SEC        network timeout (default 30)\n"
+    "  --quiet              no progress bar\n"
+    "  --json               print a JSON summary on standard output\n"
+    "  --no-sign            no batch signatures, .sxsig files or receipts (plain channel)\n"
+    "  --receipts DIR       where the receiver's signed receipts are stored\n"
+    "                       (default: $HOME/" SX_RECEIPTS_DEFAULT ")\n"
+    "  --batch-files N      a signed batch closes after N files (default 4096),\n"
+    "  --batch-bytes SIZE   or SIZE bytes (default 1G),\n"
+    "  --batch-seconds S    or S seconds after its first file (default 10)\n"
+    "  --checkpoint K       a signed checkpoint every K records of a stream (default 64)\n"
+    "  --pass-file FILE     passphrase of the identity key (or SXFER_PASSPHRASE)\n";
 
 typedef struct bar {
 	bool on;
@@ -98,18 +98,29 @@ static void json_str(const char *s)
 int sx_cmd_send(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"id", required_argument, 0, 'i'},	   {"server-name", required_argument, 0, 'n'},
-		{"crl", required_argument, 0, 'r'},	   {"suite", required_argument, 0, 's'},
-		{"chunk", required_argument, 0, 'c'},	   {"key-update", required_argument, 0, 'k'},
-		{"io", required_argument, 0, 'o'},	   {"name", required_argument, 0, 'N'},
-		{"timeout", required_argument, 0, 't'},	   {"quiet", no_argument, 0, 'q'},
-		{"json", no_argument, 0, 'j'},		   {"pass-file", required_argument, 0, 'p'},
-		{"no-sign", no_argument, 0, 'S'},	   {"receipts", required_argument, 0, 'R'},
-		{"batch-files", required_argument, 0, 'F'}, {"batch-bytes", required_argument, 0, 'B'},
-		{"batch-seconds", required_argument, 0, 'T'}, {"checkpoint", required_argument, 0, 'K'},
-		{"help", no_argument, 0, 'h'},		   {0, 0, 0, 0},
+	    {"id", required_argument, 0, 'i'},
+	    {"server-name", required_argument, 0, 'n'},
+	    {"crl", required_argument, 0, 'r'},
+	    {"suite", required_argument, 0, 's'},
+	    {"chunk", required_argument, 0, 'c'},
+	    {"key-update", required_argument, 0, 'k'},
+	    {"io", required_argument, 0, 'o'},
+	    {"name", required_argument, 0, 'N'},
+	    {"timeout", required_argument, 0, 't'},
+	    {"quiet", no_argument, 0, 'q'},
+	    {"json", no_argument, 0, 'j'},
+	    {"pass-file", required_argument, 0, 'p'},
+	    {"no-sign", no_argument, 0, 'S'},
+	    {"receipts", required_argument, 0, 'R'},
+	    {"batch-files", required_argument, 0, 'F'},
+	    {"batch-bytes", required_argument, 0, 'B'},
+	    {"batch-seconds", required_argument, 0, 'T'},
+	    {"checkpoint", required_argument, 0, 'K'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
 	};
-	sx_send_cfg cfg = {.suite = SX_SUITE_AES256GCM, .chunk = SX_CHUNK_DEFAULT, .timeout_ms = 30000};
+	sx_send_cfg cfg = {
+	    .suite = SX_SUITE_AES256GCM, .chunk = SX_CHUNK_DEFAULT, .timeout_ms = 30000};
 	const char *id_dir = NULL, *crl_file = NULL;
 	bool quiet = false, json = false;
 	sx_cli_pass ps = {0};
@@ -132,7 +143,8 @@ int sx_cmd_send(int argc, char **argv)
 			break;
 		case 'k':
 			if (sx_parse_size(optarg, &v) < 0 || v == 0)
-				return sx_cli_usage_error("send", "--key-update: a size such as 64G");
+				return sx_cli_usage_error("send",
+							  "--key-update: a size such as 64G");
 			cfg.rotate_bytes = v;
 			break;
 		case 'o':
@@ -157,7 +169,8 @@ int sx_cmd_send(int argc, char **argv)
 			break;
 		case 'B':
 			if (sx_parse_size(optarg, &v) < 0 || v == 0)
-				return sx_cli_usage_error("send", "--batch-bytes: a size such as 1G");
+				return sx_cli_usage_error("send",
+							  "--batch-bytes: a size such as 1G");
 			cfg.batch_bytes = v;
 			break;
 		case 'T':
@@ -167,7 +180,8 @@ int sx_cmd_send(int argc, char **argv)
 			break;
 		case 'K':
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 1000000)
-				return sx_cli_usage_error("send", "--checkpoint: records, 1 to 1000000");
+				return sx_cli_usage_error("send",
+							  "--checkpoint: records, 1 to 1000000");
 			cfg.checkpoint_records = (uint32_t)v;
 			break;
 		case 'h': fputs(usage, stdout); return 0;
@@ -237,9 +251,11 @@ done:
 	} else if (rc == 0 && !quiet) {
 		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
 			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
-			st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0, st.peer_name);
+			st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0,
+			st.peer_name);
 		if (!cfg.no_sign)
-			fprintf(stderr, "signed in %llu batch(es); %llu receipt(s) verified, in %s\n",
+			fprintf(stderr,
+				"signed in %llu batch(es); %llu receipt(s) verified, in %s\n",
 				(unsigned long long)st.batches, (unsigned long long)st.receipts,
 				st.receipts_dir);
 	}

@@ -9,27 +9,27 @@
 #include "tools/cli.h"
 
 static const char usage[] =
-	"usage: sxfer serve --listen ADDR:PORT --id IDDIR --out DIR [options]\n"
-	"\n"
-	"Stores what each sender sends under DIR/<sender's identity name>/.\n"
-	"\n"
-	"  --listen ADDR:PORT      address to listen on (port 0: any free port)\n"
-	"  --id DIR                identity folder (key.pem, cert.pem, ca.pem, crl.pem)\n"
-	"  --out DIR               where received files are stored\n"
-	"  --crl FILE              revocation list for client certificates\n"
-	"                          (default: crl.pem of the identity folder, if any)\n"
-	"  --once                  serve one connection, exit with its result\n"
-	"  --max-conns N           concurrent connections (default 64)\n"
-	"  --overwrite             replace existing files\n"
-	"  --io KIND               auto (default), uring or poll\n"
-	"  --max-record SIZE       largest record accepted (default 16M)\n"
-	"  --handshake-timeout S   seconds (default 10)\n"
-	"  --idle-timeout S        seconds (default 60)\n"
-	"  --port-file FILE        write the bound port to FILE once listening\n"
-	"  --pass-file FILE        passphrase of the identity key (or SXFER_PASSPHRASE)\n"
-	"\n"
-	"SIGINT or SIGTERM: stop accepting, abort transfers in flight (their\n"
-	"temporaries are removed) and exit 0. One log line per event on stderr.\n";
+    "usage: sxfer serve --listen ADDR:PORT --id IDDIR --out DIR [options]\n"
+    "\n"
+    "Stores what each sender sends under DIR/<sender's identity name>/.\n"
+    "\n"
+    "  --listen ADDR:PORT      address to listen on (port 0: any free port)\n"
+    "  --id DIR                identity folder (key.pem, cert.pem, ca.pem, crl.pem)\n"
+    "  --out DIR               where received files are stored\n"
+    "  --crl FILE              revocation list for client certificates\n"
+    "                          (default: crl.pem of the identity folder, if any)\n"
+    "  --once                  serve one connection, exit with its result\n"
+    "  --max-conns N           concurrent connections (default 64)\n"
+    "  --overwrite             replace existing files\n"
+    "  --io KIND               auto (default), uring or poll\n"
+    "  --max-record SIZE       largest record accepted (default 16M)\n"
+    "  --handshake-timeout S   seconds (default 10)\n"
+    "  --idle-timeout S        seconds (default 60)\n"
+    "  --port-file FILE        write the bound port to FILE once listening\n"
+    "  --pass-file FILE        passphrase of the identity key (or SXFER_PASSPHRASE)\n"
+    "\n"
+    "SIGINT or SIGTERM: stop accepting, abort transfers in flight (their\n"
+    "temporaries are removed) and exit 0. One log line per event on stderr.\n";
 
 static volatile sig_atomic_t stop_flag;
 
@@ -54,14 +54,21 @@ static void write_port(void *ctx, int port)
 int sx_cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"listen", required_argument, 0, 'l'},	{"id", required_argument, 0, 'i'},
-		{"out", required_argument, 0, 'O'},	{"crl", required_argument, 0, 'r'},
-		{"once", no_argument, 0, '1'},		{"max-conns", required_argument, 0, 'm'},
-		{"overwrite", no_argument, 0, 'w'},	{"io", required_argument, 0, 'o'},
-		{"max-record", required_argument, 0, 'R'}, {"handshake-timeout", required_argument, 0, 'H'},
-		{"idle-timeout", required_argument, 0, 'I'}, {"port-file", required_argument, 0, 'P'},
-		{"pass-file", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0},
+	    {"listen", required_argument, 0, 'l'},
+	    {"id", required_argument, 0, 'i'},
+	    {"out", required_argument, 0, 'O'},
+	    {"crl", required_argument, 0, 'r'},
+	    {"once", no_argument, 0, '1'},
+	    {"max-conns", required_argument, 0, 'm'},
+	    {"overwrite", no_argument, 0, 'w'},
+	    {"io", required_argument, 0, 'o'},
+	    {"max-record", required_argument, 0, 'R'},
+	    {"handshake-timeout", required_argument, 0, 'H'},
+	    {"idle-timeout", required_argument, 0, 'I'},
+	    {"port-file", required_argument, 0, 'P'},
+	    {"pass-file", required_argument, 0, 'p'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
 	};
 	sx_serve_cfg cfg = {.max_conns = 64,
 			    .max_record = SX_MAX_RECORD_DEFAULT,
@@ -98,7 +105,8 @@ int sx_cmd_serve(int argc, char **argv)
 		case 'I':
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 86400)
 				return sx_cli_usage_error("serve", "timeouts are whole seconds");
-			*(c == 'H' ? &cfg.handshake_timeout_ms : &cfg.idle_timeout_ms) = (int)v * 1000;
+			*(c == 'H' ? &cfg.handshake_timeout_ms : &cfg.idle_timeout_ms) =
+			    (int)v * 1000;
 			break;
 		case 'P': port_file = optarg; break;
 		case 'p': ps.file = optarg; break;

@@ -7,13 +7,13 @@
 static int cmd_help(int argc, char **argv);
 
 static const sx_cmd commands[] = {
-	{"ca", sx_cmd_ca, "run a small certificate authority (init, issue, sign, revoke, crl, list)"},
-	{"id", sx_cmd_id, "create, show and verify identities (key, CSR, certificate)"},
-	{"serve", sx_cmd_serve, "receive files from authenticated senders"},
-	{"send", sx_cmd_send, "send files, folders or a stream to a server"},
-	{"sign", sx_cmd_sign, "sign local files offline: FILE.sxsig under one batch signature"},
-	{"verify", sx_cmd_verify, "verify files against their .sxsig, or a signed receipt"},
-	{"help", cmd_help, "show this overview, or the help of one command"},
+    {"ca", sx_cmd_ca, "run a small certificate authority (init, issue, sign, revoke, crl, list)"},
+    {"id", sx_cmd_id, "create, show and verify identities (key, CSR, certificate)"},
+    {"serve", sx_cmd_serve, "receive files from authenticated senders"},
+    {"send", sx_cmd_send, "send files, folders or a stream to a server"},
+    {"sign", sx_cmd_sign, "sign local files offline: FILE.sxsig under one batch signature"},
+    {"verify", sx_cmd_verify, "verify files against their .sxsig, or a signed receipt"},
+    {"help", cmd_help, "show this overview, or the help of one command"},
 };
 
 static void overview(FILE *f)

@@ -64,9 +64,9 @@ static void test_err_keeps_first(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_atomic_write),
-		cmocka_unit_test(test_err_keeps_first),
+	    cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_atomic_write),
+	    cmocka_unit_test(test_err_keeps_first),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

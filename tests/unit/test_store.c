@@ -98,7 +98,7 @@ static void test_store_refuses_escape(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		sx_err_clear(&err);
 		assert_int_equal(
-			sx_store_begin(&st, (const uint8_t *)bad[i], strlen(bad[i]), &f, &err), -1);
+		    sx_store_begin(&st, (const uint8_t *)bad[i], strlen(bad[i]), &f, &err), -1);
 	}
 	/* A final name that is a symlink is refused, not followed. */
 	char flink[800];
@@ -140,10 +140,10 @@ static void test_store_overwrite(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_store_commit),
-		cmocka_unit_test(test_store_abort_removes_temporary),
-		cmocka_unit_test(test_store_refuses_escape),
-		cmocka_unit_test(test_store_overwrite),
+	    cmocka_unit_test(test_store_commit),
+	    cmocka_unit_test(test_store_abort_removes_temporary),
+	    cmocka_unit_test(test_store_refuses_escape),
+	    cmocka_unit_test(test_store_overwrite),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -222,8 +222,8 @@ static const uint8_t test_tid[SX_TID_LEN] = {0x5e, 0x55, 0x10, 0x4e};
 static cli *cli_open_session(sx_suite suite, bool sign)
 {
 	cli *c = cli_open_raw(suite);
-	sx_msg m = {.type = SX_MSG_SESSION, .flags = sign ? SX_SESSION_SIGNED : 0,
-		    .hash_chunk = TEST_LEAF};
+	sx_msg m = {
+	    .type = SX_MSG_SESSION, .flags = sign ? SX_SESSION_SIGNED : 0, .hash_chunk = TEST_LEAF};
 	memcpy(m.transfer_id, test_tid, SX_TID_LEN);
 	assert_int_equal(send_msg(c, &m), 0);
 	return c;
@@ -960,9 +960,14 @@ static void send_batch(cli *c, EVP_PKEY *key, const char *path, const uint8_t ro
 	sx_batch b = {0};
 	sx_err err = {0};
 	memcpy(d.root, root, SX_HASH_LEN);
-	assert_int_equal(sx_batch_sign(&b, &d, 1, TEST_LEAF, test_tid, 1, 1790000000, key, &err), 0);
-	sx_msg m = {.type = SX_MSG_BATCH, .batch_no = 1, .time = 1790000000,
-		    .nfiles = count_claimed, .sig = b.sig, .sig_len = b.sig_len};
+	assert_int_equal(sx_batch_sign(&b, &d, 1, TEST_LEAF, test_tid, 1, 1790000000, key, &err),
+			 0);
+	sx_msg m = {.type = SX_MSG_BATCH,
+		    .batch_no = 1,
+		    .time = 1790000000,
+		    .nfiles = count_claimed,
+		    .sig = b.sig,
+		    .sig_len = b.sig_len};
 	assert_int_equal(send_msg(c, &m), 0);
 	sx_batch_free(&b);
 }

@@ -85,26 +85,51 @@ static void test_messages_roundtrip(void **state)
 {
 	(void)state;
 	const char *p = "media/2026/clip.mp4";
-	sx_msg begin = {.type = SX_MSG_FILE_BEGIN, .file_id = 7, .size = 1ull << 40, .mode = 0640,
-			.mtime_sec = -5, .mtime_nsec = 999999999, .path = (const uint8_t *)p,
+	sx_msg begin = {.type = SX_MSG_FILE_BEGIN,
+			.file_id = 7,
+			.size = 1ull << 40,
+			.mode = 0640,
+			.mtime_sec = -5,
+			.mtime_nsec = 999999999,
+			.path = (const uint8_t *)p,
 			.path_len = strlen(p)};
-	sx_msg dir = {.type = SX_MSG_DIR, .mode = 0755, .mtime_sec = 1700000000,
-		      .path = (const uint8_t *)"media", .path_len = 5};
+	sx_msg dir = {.type = SX_MSG_DIR,
+		      .mode = 0755,
+		      .mtime_sec = 1700000000,
+		      .path = (const uint8_t *)"media",
+		      .path_len = 5};
 	sx_msg end = {.type = SX_MSG_FILE_END, .file_id = 7, .size = 12345};
 	sx_msg okm = {.type = SX_MSG_FILE_OK, .file_id = 7, .size = 12345};
-	sx_msg ferr = {.type = SX_MSG_FILE_ERR, .file_id = 7, .err_class = SX_E_IO,
-		       .reason = (const uint8_t *)"disk full", .reason_len = 9};
-	sx_msg fatal = {.type = SX_MSG_ERROR, .err_class = SX_E_INTEGRITY,
-			.reason = (const uint8_t *)"bad", .reason_len = 3};
+	sx_msg ferr = {.type = SX_MSG_FILE_ERR,
+		       .file_id = 7,
+		       .err_class = SX_E_IO,
+		       .reason = (const uint8_t *)"disk full",
+		       .reason_len = 9};
+	sx_msg fatal = {.type = SX_MSG_ERROR,
+			.err_class = SX_E_INTEGRITY,
+			.reason = (const uint8_t *)"bad",
+			.reason_len = 3};
 	sx_msg conf = {.type = SX_MSG_CONFIRM, .max_record = 1 << 24};
 	const uint8_t sig[] = {1, 2, 3, 4, 5};
 	sx_msg sess = {.type = SX_MSG_SESSION, .flags = SX_SESSION_SIGNED, .hash_chunk = 1 << 20};
 	memset(sess.transfer_id, 0xab, sizeof(sess.transfer_id));
-	sx_msg batch = {.type = SX_MSG_BATCH, .batch_no = 3, .time = 1790000000, .nfiles = 1000,
-			.sig = sig, .sig_len = sizeof(sig)};
-	sx_msg ckpt = {.type = SX_MSG_CHECKPOINT, .file_id = 2, .leaves = 64, .size = 64 << 20,
-		       .time = 1790000001, .sig = sig, .sig_len = sizeof(sig)};
-	sx_msg rcpt = {.type = SX_MSG_RECEIPT, .batch_no = 3, .time = 1790000002, .sig = sig,
+	sx_msg batch = {.type = SX_MSG_BATCH,
+			.batch_no = 3,
+			.time = 1790000000,
+			.nfiles = 1000,
+			.sig = sig,
+			.sig_len = sizeof(sig)};
+	sx_msg ckpt = {.type = SX_MSG_CHECKPOINT,
+		       .file_id = 2,
+		       .leaves = 64,
+		       .size = 64 << 20,
+		       .time = 1790000001,
+		       .sig = sig,
+		       .sig_len = sizeof(sig)};
+	sx_msg rcpt = {.type = SX_MSG_RECEIPT,
+		       .batch_no = 3,
+		       .time = 1790000002,
+		       .sig = sig,
 		       .sig_len = sizeof(sig)};
 	memset(end.root, 0x5a, sizeof(end.root));
 	roundtrip(&sess);
@@ -131,7 +156,9 @@ static void test_unknown_and_bad_fields(void **state)
 	/* nanoseconds out of range */
 	uint8_t buf[64];
 	sx_wbuf w = sx_wbuf_make(buf, sizeof(buf));
-	sx_msg d = {.type = SX_MSG_DIR, .mtime_nsec = 1000000000u, .path = (const uint8_t *)"a",
+	sx_msg d = {.type = SX_MSG_DIR,
+		    .mtime_nsec = 1000000000u,
+		    .path = (const uint8_t *)"a",
 		    .path_len = 1};
 	sx_msg_encode(&d, &w);
 	sx_err_clear(&err);
@@ -141,8 +168,8 @@ static void test_unknown_and_bad_fields(void **state)
 static void test_hello(void **state)
 {
 	(void)state;
-	sx_hello h = {.version = SX_PROTO_VERSION, .suite = 2, .max_record = 65536,
-		      .rotate_bytes = 1 << 20};
+	sx_hello h = {
+	    .version = SX_PROTO_VERSION, .suite = 2, .max_record = 65536, .rotate_bytes = 1 << 20};
 	uint8_t b[SX_HELLO_LEN];
 	sx_hello o;
 	sx_err err = {0};
@@ -168,7 +195,7 @@ static void test_paths(void **state)
 	(void)state;
 	assert_int_equal(path_ok("a"), 0);
 	assert_int_equal(path_ok("a/b/c.txt"), 0);
-	assert_int_equal(path_ok("..a/b..c/...") , 0);
+	assert_int_equal(path_ok("..a/b..c/..."), 0);
 	assert_int_equal(path_ok(""), -1);
 	assert_int_equal(path_ok("/etc/passwd"), -1);
 	assert_int_equal(path_ok("../x"), -1);
@@ -189,9 +216,12 @@ static void test_paths(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cursor_bounds),	  cmocka_unit_test(test_writer_overflow),
-		cmocka_unit_test(test_messages_roundtrip), cmocka_unit_test(test_unknown_and_bad_fields),
-		cmocka_unit_test(test_hello),		  cmocka_unit_test(test_paths),
+	    cmocka_unit_test(test_cursor_bounds),
+	    cmocka_unit_test(test_writer_overflow),
+	    cmocka_unit_test(test_messages_roundtrip),
+	    cmocka_unit_test(test_unknown_and_bad_fields),
+	    cmocka_unit_test(test_hello),
+	    cmocka_unit_test(test_paths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
