@@ -153,10 +153,13 @@ make_inputs() {
 # not include unlocking a key (its KDF is deliberately slow).
 sx_pki() {
 	export SXFER_PASSPHRASE=bench
-	"$SX" ca init --ca "$W/pki/ca" --name "bench CA" >/dev/null
-	"$SX" ca issue --ca "$W/pki/ca" --name localhost --role server --dns localhost \
-		--ip 127.0.0.1 --no-passphrase --out "$W/pki/srv" >/dev/null
-	"$SX" ca issue --ca "$W/pki/ca" --name bench --role client --no-passphrase --out "$W/pki/cli" >/dev/null
+	{
+		"$SX" ca init --ca "$W/pki/ca" --name "bench CA" &&
+			"$SX" ca issue --ca "$W/pki/ca" --name localhost --role server --dns localhost \
+				--ip 127.0.0.1 --no-passphrase --out "$W/pki/srv" &&
+			"$SX" ca issue --ca "$W/pki/ca" --name bench --role client --no-passphrase \
+				--out "$W/pki/cli"
+	} >"$W/pki.log" 2>&1 || { log "sxfer ca failed:"; cat "$W/pki.log" >&2; exit 1; }
 }
 SX_PID="" SX_PORT=""
 sx_start() { # sx_start [NETNS ADDR]
@@ -496,6 +499,8 @@ link_mode() {
 			done
 		done
 	done
+	echo
+	echo "sxfer compare --link: $(uname -r), $(nproc) cores; ${link_mib} MiB log, ${link_mib} MiB random (rand); runs: $runs"
 	print_table "${tool_list%% *}" log rand
 	echo
 	echo "Link: tc tbf rate $link_rate burst $link_burst latency 50ms between two network namespaces."
