@@ -174,7 +174,13 @@ sx_start() { # sx_start [NETNS ADDR]
 	[ -s "$W/sx.port" ] || { log "sxfer serve did not start:"; cat "$W/sx-serve.log" >&2; exit 1; }
 	SX_PORT=$(cat "$W/sx.port")
 }
-has_send_opt() { "$SX" send --help 2>&1 | grep -q -- "$1"; }
+# Whether `sxfer send` has option $1 (this tree may predate it). The help is
+# read whole first: grep -q stopping early would fail the pipe under pipefail.
+has_send_opt() {
+	local help
+	help=$("$SX" send --help 2>&1 || true)
+	grep -q -- "$1" <<<"$help"
+}
 
 # --- sshd (scp, rsync, tar) ----------------------------------------------------
 SSH_PID="" SSH_PORT=""
