@@ -107,8 +107,8 @@ free_port() {
 }
 # wait_port [NETNS] ADDR PORT: until something listens there (10 s at most).
 wait_port() {
-	local ns=$1 addr=$2 port=$3 i
-	for i in $(seq 1 200); do
+	local ns=$1 addr=$2 port=$3
+	for _ in $(seq 1 200); do
 		if [ -n "$ns" ]; then
 			ip netns exec "$ns" ss -Hltn "src $addr:$port" | grep -q . && return 0
 		else
