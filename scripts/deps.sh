@@ -9,7 +9,7 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl liburing-dev libzstd-d
 case "$what" in
 test) pkgs+=(libcmocka-dev python3 python3-cryptography procps iproute2 clang-format e2fsprogs) ;;
 bench) pkgs+=(libcmocka-dev libbenchmark-dev g++ python3 openssh-server openssh-client
-             nginx-light curl rsync iproute2 procps) ;;
+             nginx-light curl rsync iproute2 procps time bc) ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do
