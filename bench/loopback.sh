@@ -2,6 +2,8 @@
 # Loopback throughput of sxfer: a random file from tmpfs to tmpfs, for each
 # suite and each I/O backend, RUNS times each, interleaved; prints the median.
 # Usage: bench/loopback.sh [SIZE_MIB=1024] [RUNS=3] [CHUNK=1M] [SUITES...]
+# SIGN=both (default) measures signed (the default) and --no-sign; SIGN=on or
+# SIGN=off measures one. IOS="uring poll" (default) chooses the backends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
@@ -27,8 +29,15 @@ export SXFER_PASSPHRASE=bench
 "$SX" ca issue --ca "$W/ca" --name bench --role client --out "$W/cli" >/dev/null
 head -c $((size_mib << 20)) /dev/urandom >"$W/in.bin"
 
+case "${SIGN:-both}" in
+both) modes=(signed unsigned) ;;
+on) modes=(signed) ;;
+off) modes=(unsigned) ;;
+*) echo "SIGN: both, on or off" >&2; exit 2 ;;
+esac
+read -r -a ios <<<"${IOS:-uring poll}"
 declare -A times
-for io in uring poll; do
+for io in "${ios[@]}"; do
 	"$SX" serve --listen 127.0.0.1:0 --port-file "$W/port" --id "$W/srv" --out "$W/out" \
 		--io "$io" 2>"$W/serve-$io.log" &
 	SRV=$!
@@ -36,10 +45,15 @@ for io in uring poll; do
 	port=$(cat "$W/port")
 	for r in $(seq 1 "$runs"); do
 		for suite in "${suites[@]}"; do
-			rm -f "$W/out/bench/in.bin"
-			t=$("$SX" send --id "$W/cli" --io "$io" --suite "$suite" --chunk "$chunk" --json \
-				"127.0.0.1:$port" "$W/in.bin" | sed -n 's/.*"seconds":\([0-9.]*\).*/\1/p')
-			times["$io/$suite"]+="$t "
+			for mode in "${modes[@]}"; do
+				rm -f "$W/out/bench/in.bin" "$W/out/bench/in.bin.sxsig"
+				extra=(--receipts "$W/receipts")
+				[ "$mode" = unsigned ] && extra=(--no-sign)
+				t=$("$SX" send --id "$W/cli" --io "$io" --suite "$suite" --chunk "$chunk" \
+					"${extra[@]}" --json "127.0.0.1:$port" "$W/in.bin" |
+					sed -n 's/.*"seconds":\([0-9.]*\).*/\1/p')
+				times["$io/$suite/$mode"]+="$t "
+			done
 		done
 	done
 	kill "$SRV"
@@ -47,12 +61,15 @@ for io in uring poll; do
 	SRV=""
 	rm -f "$W/port"
 done
-printf '%-8s %-18s %10s %12s   %s\n' backend suite "median s" "MiB/s" "runs (s)"
-for io in uring poll; do
+printf '%-8s %-18s %-9s %10s %12s   %s\n' backend suite mode "median s" "MiB/s" "runs (s)"
+for io in "${ios[@]}"; do
 	for suite in "${suites[@]}"; do
-		v=${times["$io/$suite"]}
-		med=$(echo "$v" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-		printf '%-8s %-18s %10.3f %12.1f   %s\n' "$io" "$suite" "$med" \
-			"$(echo "$size_mib / $med" | bc -l)" "$v"
+		for mode in "${modes[@]}"; do
+			v=${times["$io/$suite/$mode"]}
+			med=$(echo "$v" | tr ' ' '\n' | grep . | sort -n |
+				awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+			printf '%-8s %-18s %-9s %10.3f %12.1f   %s\n' "$io" "$suite" "$mode" "$med" \
+				"$(echo "$size_mib / $med" | bc -l)" "$v"
+		done
 	done
 done

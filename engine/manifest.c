@@ -302,7 +302,7 @@ static int path_ok(const char *path, size_t *len, sx_err *err)
 
 int sx_desc_encode(const sx_desc *d, uint8_t *out, size_t cap, size_t *len, sx_err *err)
 {
-	size_t plen;
+	size_t plen = 0;
 	if (path_ok(d->path, &plen, err) < 0)
 		return -1;
 	sx_wbuf w = sx_wbuf_make(out, cap);
@@ -320,7 +320,7 @@ int sx_desc_encode(const sx_desc *d, uint8_t *out, size_t cap, size_t *len, sx_e
 int sx_desc_leaf(const sx_desc *d, uint8_t out[SX_HASH_LEN], sx_err *err)
 {
 	uint8_t buf[SX_DESC_MAX];
-	size_t n;
+	size_t n = 0;
 	if (sx_desc_encode(d, buf, sizeof(buf), &n, err) < 0)
 		return -1;
 	if (sx_merkle_leaf(buf, n, out) < 0)
@@ -1313,7 +1313,7 @@ int sx_checkpoint_sxsig(const uint8_t tid[SX_TID_LEN], const char *path, uint32_
 			EVP_PKEY *key, STACK_OF(X509) * chain, sx_sxsig *out, sx_err *err)
 {
 	uint8_t stmt[SX_STMT_CHECKPOINT_MAX];
-	size_t slen, plen;
+	size_t slen = 0, plen = 0;
 	int rc = -1;
 	memset(out, 0, sizeof(*out));
 	SX_GUARD(path_ok(path, &plen, err));
