@@ -133,6 +133,92 @@ int sx_merkle_proof(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint64_t i
 	return rc;
 }
 
+/* ---- memoised tree for many proofs --------------------------------------- */
+
+struct sx_mtree {
+	uint64_t n;
+	unsigned levels;
+	uint8_t (*lv[64])[SX_HASH_LEN]; /* lv[j][i]: the perfect subtree of 2^j leaves at i*2^j */
+	EVP_MD_CTX *ctx;
+};
+
+void sx_mtree_free(sx_mtree *t)
+{
+	if (t == NULL)
+		return;
+	for (unsigned j = 1; j < t->levels; j++)
+		free(t->lv[j]);
+	EVP_MD_CTX_free(t->ctx);
+	free(t);
+}
+
+int sx_mtree_build(sx_mtree **out, const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n)
+{
+	sx_mtree *t = calloc(1, sizeof(*t));
+	*out = NULL;
+	if (t == NULL || n == 0 || (t->ctx = EVP_MD_CTX_new()) == NULL)
+		goto fail;
+	t->n = n;
+	t->lv[0] = (uint8_t(*)[SX_HASH_LEN])leaves; /* borrowed */
+	t->levels = 1;
+	for (uint64_t w = n / 2; w > 0; w /= 2) {
+		unsigned j = t->levels;
+		t->lv[j] = malloc(w * SX_HASH_LEN);
+		if (t->lv[j] == NULL)
+			goto fail;
+		t->levels++;
+		for (uint64_t i = 0; i < w; i++)
+			if (hash_parts(t->ctx, EVP_sha256(), PFX_NODE, t->lv[j - 1][2 * i],
+				       SX_HASH_LEN, t->lv[j - 1][2 * i + 1], SX_HASH_LEN,
+				       t->lv[j][i]) < 0)
+				goto fail;
+	}
+	*out = t;
+	return 0;
+fail:
+	sx_mtree_free(t);
+	return -1;
+}
+
+/* MTH(D[start:start+size]): every left subtree of RFC 9162's split is a
+ * perfect, aligned block (memoised); only right spines are hashed again. */
+static int mtree_hash(const sx_mtree *t, uint64_t start, uint64_t size, uint8_t out[SX_HASH_LEN])
+{
+	if ((size & (size - 1)) == 0 && start % size == 0) {
+		unsigned j = (unsigned)__builtin_ctzll(size);
+		memcpy(out, t->lv[j][start >> j], SX_HASH_LEN);
+		return 0;
+	}
+	uint8_t l[SX_HASH_LEN], r[SX_HASH_LEN];
+	uint64_t k = split_point(size);
+	if (mtree_hash(t, start, k, l) < 0 || mtree_hash(t, start + k, size - k, r) < 0)
+		return -1;
+	return hash_parts(t->ctx, EVP_sha256(), PFX_NODE, l, SX_HASH_LEN, r, SX_HASH_LEN, out);
+}
+
+static int mtree_path(const sx_mtree *t, uint64_t start, uint64_t n, uint64_t m,
+		      uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen)
+{
+	if (n == 1)
+		return 0;
+	uint64_t k = split_point(n);
+	int below = m < k ? mtree_path(t, start, k, m, proof, max, plen)
+			  : mtree_path(t, start + k, n - k, m - k, proof, max, plen);
+	if (below < 0 || *plen >= max)
+		return -1;
+	return m < k ? mtree_hash(t, start + k, n - k, proof[(*plen)++])
+		     : mtree_hash(t, start, k, proof[(*plen)++]);
+}
+
+int sx_mtree_proof(const sx_mtree *t, uint64_t index, uint8_t (*proof)[SX_HASH_LEN], size_t max,
+		   size_t *plen)
+{
+	*plen = 0;
+	if (index >= t->n)
+		return -1;
+	return mtree_path(t, 0, t->n, index, proof, max, plen);
+}
+
 int sx_merkle_verify_proof(const uint8_t leaf_hash[SX_HASH_LEN], uint64_t index, uint64_t n,
 			   const uint8_t (*proof)[SX_HASH_LEN], size_t plen,
 			   const uint8_t root[SX_HASH_LEN])
@@ -1269,19 +1355,23 @@ out:
 
 void sx_batch_free(sx_batch *b)
 {
+	sx_mtree_free(b->tree);
+	b->tree = NULL;
 	free(b->leaves);
 	b->leaves = NULL;
 }
 
-int sx_batch_sxsig(const sx_batch *b, const sx_desc *descs, uint32_t i, STACK_OF(X509) * chain,
+int sx_batch_sxsig(sx_batch *b, const sx_desc *descs, uint32_t i, STACK_OF(X509) * chain,
 		   sx_sxsig *out, sx_err *err)
 {
 	const sx_desc *d = &descs[i];
 	memset(out, 0, sizeof(*out));
 	if (i >= b->count)
 		return sx_fail(err, SX_E_USAGE, "file %u is not in the batch", i);
-	if (sx_merkle_proof((const uint8_t(*)[SX_HASH_LEN])b->leaves, b->count, i, out->proof,
-			    SX_PROOF_MAX, &out->proof_len) < 0)
+	if (b->tree == NULL &&
+	    sx_mtree_build(&b->tree, (const uint8_t(*)[SX_HASH_LEN])b->leaves, b->count) < 0)
+		return sx_fail(err, SX_E_OTHER, "building the batch tree");
+	if (sx_mtree_proof(b->tree, i, out->proof, SX_PROOF_MAX, &out->proof_len) < 0)
 		return sx_fail(err, SX_E_OTHER, "computing an inclusion proof");
 	size_t plen = strnlen(d->path, SX_MPATH_MAX + 1);
 	if (plen > SX_MPATH_MAX)

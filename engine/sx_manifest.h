@@ -39,6 +39,15 @@ int sx_merkle_root(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n,
 /* PATH(index, D[n]) (section 2.1.3.1) into proof[0..max); *plen nodes. */
 int sx_merkle_proof(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint64_t index,
 		    uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen) SX_MUST_CHECK;
+/* The perfect subtrees of a tree, memoised level by level (O(n) hashes
+ * once), so that each inclusion proof costs O(log^2 n) instead of O(n). */
+typedef struct sx_mtree sx_mtree;
+int sx_mtree_build(sx_mtree **out, const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n) SX_MUST_CHECK;
+/* PATH(index, D[n]) as sx_merkle_proof, from the memoised tree. */
+int sx_mtree_proof(const sx_mtree *t, uint64_t index, uint8_t (*proof)[SX_HASH_LEN], size_t max,
+		   size_t *plen) SX_MUST_CHECK;
+void sx_mtree_free(sx_mtree *t);
+
 /* The verification algorithm of section 2.1.3.2: 0 when the proof leads from
  * leaf_hash at index in a tree of n leaves to root, -1 otherwise. */
 int sx_merkle_verify_proof(const uint8_t leaf_hash[SX_HASH_LEN], uint64_t index, uint64_t n,
@@ -193,6 +202,7 @@ typedef struct sx_batch {
 	sx_sigalg alg;
 	uint8_t sig[SX_SIG_MAX];
 	size_t sig_len;
+	sx_mtree *tree; /* perfect subtrees, built on the first proof (owned) */
 } sx_batch;
 
 /* Descriptor leaves, batch root, one signature over the batch statement. */
@@ -201,7 +211,7 @@ int sx_batch_sign(sx_batch *b, const sx_desc *descs, uint32_t n, uint32_t chunk,
 		  sx_err *err) SX_MUST_CHECK;
 /* The .sxsig of file i (its inclusion proof computed); chain is copied
  * (references taken). */
-int sx_batch_sxsig(const sx_batch *b, const sx_desc *descs, uint32_t i, STACK_OF(X509) * chain,
+int sx_batch_sxsig(sx_batch *b, const sx_desc *descs, uint32_t i, STACK_OF(X509) * chain,
 		   sx_sxsig *out, sx_err *err) SX_MUST_CHECK;
 void sx_batch_free(sx_batch *b);
 

@@ -995,9 +995,43 @@ static void test_sign_refuses_other_keys(void **state)
 	EVP_PKEY_CTX_free(c);
 }
 
+/* The memoised tree gives exactly the proofs of RFC 9162's PATH. */
+static void test_mtree_matches_path(void **state)
+{
+	(void)state;
+	uint8_t leaves[70][SX_HASH_LEN];
+	for (int i = 0; i < 70; i++)
+		assert_int_equal(sx_merkle_leaf(&i, sizeof(i), leaves[i]), 0);
+	for (uint64_t n = 1; n <= 70; n++) {
+		sx_mtree *t = NULL;
+		uint8_t root[SX_HASH_LEN];
+		assert_int_equal(sx_mtree_build(&t, (const uint8_t(*)[SX_HASH_LEN])leaves, n), 0);
+		assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, n, root), 0);
+		for (uint64_t m = 0; m < n; m++) {
+			uint8_t a[SX_PROOF_MAX][SX_HASH_LEN], b[SX_PROOF_MAX][SX_HASH_LEN];
+			size_t la = 0, lb = 0;
+			assert_int_equal(sx_merkle_proof((const uint8_t(*)[SX_HASH_LEN])leaves, n,
+							 m, a, SX_PROOF_MAX, &la),
+					 0);
+			assert_int_equal(sx_mtree_proof(t, m, b, SX_PROOF_MAX, &lb), 0);
+			assert_int_equal(la, lb);
+			assert_memory_equal(a, b, la * SX_HASH_LEN);
+			assert_int_equal(sx_merkle_verify_proof(leaves[m], m, n,
+								(const uint8_t(*)[SX_HASH_LEN])b,
+								lb, root),
+					 0);
+		}
+		size_t l = 0;
+		uint8_t p[SX_PROOF_MAX][SX_HASH_LEN];
+		assert_int_equal(sx_mtree_proof(t, n, p, SX_PROOF_MAX, &l), -1);
+		sx_mtree_free(t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_mtree_matches_path),
 	    cmocka_unit_test(test_merkle_vectors),
 	    cmocka_unit_test(test_filehash_vectors),
 	    cmocka_unit_test(test_filehash_random),
