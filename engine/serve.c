@@ -566,6 +566,8 @@ static void conn_free(server *s, conn *c)
 	s->served++;
 }
 
+static void post_accept(server *s);
+
 static void maybe_free(server *s, conn *c)
 {
 	if (c->used && c->closing && !c->tx_sending && !c->hs_sending)
@@ -573,6 +575,8 @@ static void maybe_free(server *s, conn *c)
 	if (c->used && c->closing && c->inflight == 0) {
 		/* Writes and flushes have all completed: temporaries can go. */
 		conn_free(s, c);
+		/* A slot is free again: accepting stops while the table is full. */
+		post_accept(s);
 	}
 }
 

@@ -54,3 +54,15 @@ kill "$STALL" 2>/dev/null || true
 wait "$STALL" 2>/dev/null || true
 no_partials "$WORK/out"
 stop_server "$SRV"
+
+# With --max-conns 1 the server accepts again once its only slot is free.
+start_server one --id "$WORK/server" --out "$WORK/out-one" --max-conns 1
+for i in 1 2 3; do
+	"$SXFER" send --id "$WORK/cam" --quiet --timeout 10 "127.0.0.1:$PORT" "$WORK/legit.bin" \
+		--name "x$i" >/dev/null 2>&1 || true
+	rm -rf "$WORK/out-one/cam-01"
+done
+"$SXFER" send --id "$WORK/cam" --quiet --timeout 10 "127.0.0.1:$PORT" "$WORK/legit.bin"
+cmp "$WORK/legit.bin" "$WORK/out-one/cam-01/legit.bin" || fail "--max-conns 1: later senders not served"
+ok "--max-conns 1: one sender after another is served"
+stop_server "$SERVER_PID"
