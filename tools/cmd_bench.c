@@ -94,6 +94,22 @@ typedef struct bench {
 	bool tmpfs;
 } bench;
 
+/* SIGINT/SIGTERM: the loops stop at the next step and the loopback server
+ * shuts its connection, so the send fails and the temporary folder (keys
+ * included) is removed on the way out. */
+static volatile sig_atomic_t bench_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	bench_stop = 1;
+}
+
+static int interrupted(sx_err *err)
+{
+	return bench_stop ? sx_fail(err, SX_E_OTHER, "interrupted") : 0;
+}
+
 /* ---- primitives ----------------------------------------------------------- */
 
 /* One timed step: does one 1 MiB operation and adds the nanoseconds that
@@ -110,6 +126,7 @@ static int bench_time(bench *b, const char *name, const char *suite, bench_step 
 	SX_ENSURE(b->nprims < BENCH_PRIM_MAX, err, SX_E_OTHER, "too many benchmarks");
 	SX_GUARD(step(ctx, &warm, err)); /* first touch of the buffers and keys */
 	do {
+		SX_GUARD(interrupted(err));
 		SX_GUARD(step(ctx, &ns, err));
 		n++;
 	} while (ns < limit);
@@ -240,7 +257,6 @@ out:
 
 typedef struct bench_server {
 	sx_serve_cfg cfg;
-	volatile sig_atomic_t stop;
 	pthread_mutex_t mu;
 	int port;  /* under mu: 0 until listening */
 	bool done; /* under mu: sx_serve_run returned */
@@ -273,6 +289,8 @@ static void *serve_main(void *arg)
 static int server_wait(bench_server *s, int *port, sx_err *err)
 {
 	for (int waited = 0; waited < BENCH_PORT_WAIT_MS; waited += 10) {
+		if (interrupted(err) < 0)
+			return -1;
 		pthread_mutex_lock(&s->mu);
 		int p = s->port;
 		bool done = s->done;
@@ -385,6 +403,7 @@ static int make_input(const char *path, uint64_t size, sx_err *err)
 		goto out;
 	}
 	for (uint64_t left = size; left > 0;) {
+		SX_GUARD(interrupted(err));
 		size_t n = left < BENCH_BUF ? (size_t)left : BENCH_BUF;
 		SX_ENSURE(RAND_bytes(buf, (int)n) == 1, err, SX_E_OTHER, "no randomness");
 		for (size_t off = 0; off < n;) {
@@ -473,6 +492,10 @@ static int send_one(bench *b, const sx_identity *cli, const char *port, char *in
 	r = &b->runs[b->nruns];
 	*r = (bench_run){.suite = suite, .sign = sign};
 	if (sx_send_run(&cfg, &r->st, err) < 0) {
+		if (bench_stop) {
+			sx_err_clear(err);
+			return interrupted(err);
+		}
 		if (err->cls == SX_OK)
 			sx_fail(err, SX_E_OTHER, "send failed");
 		sx_err_prefix(err, "loopback transfer (%s, %s): ", sx_suite_name(suite),
@@ -537,7 +560,7 @@ static int bench_transfer(bench *b, sx_err *err)
 			       .max_record = SX_MAX_RECORD_DEFAULT,
 			       .handshake_timeout_ms = SX_TIMEOUT_HANDSHAKE_MS,
 			       .idle_timeout_ms = SX_TIMEOUT_IDLE_MS,
-			       .stop = &s.stop,
+			       .stop = &bench_stop,
 			       .on_listen = on_listen,
 			       .listen_ctx = &s};
 	SX_ENSURE(pthread_create(&th, NULL, serve_main, &s) == 0, err, SX_E_OTHER,
@@ -546,13 +569,15 @@ static int bench_transfer(bench *b, sx_err *err)
 	SX_GUARD(server_wait(&s, &port, err));
 	snprintf(port_s, sizeof(port_s), "%d", port);
 	for (size_t i = 0; i < b->nsuites; i++) {
+		SX_GUARD(interrupted(err));
 		SX_GUARD(send_one(b, &cli, port_s, input, receipts, b->suites[i], true, err));
+		SX_GUARD(interrupted(err));
 		SX_GUARD(send_one(b, &cli, port_s, input, receipts, b->suites[i], false, err));
 	}
 	rc = 0;
 out:
 	if (started) {
-		s.stop = 1;
+		bench_stop = 1;
 		pthread_join(th, NULL);
 		if (rc == 0 && s.rc < 0) {
 			*err = s.err;
@@ -562,7 +587,7 @@ out:
 			rc = -1;
 		}
 	}
-	log_end(saved, log, rc < 0);
+	log_end(saved, log, rc < 0 && !bench_stop);
 	sx_identity_free(&srv);
 	sx_identity_free(&cli);
 	if (have_tmp)
@@ -755,6 +780,10 @@ int sx_cmd_bench(int argc, char **argv)
 	}
 	/* the server runs in this process: a closed peer must not kill it */
 	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	if (bench_primitives(b, &err) < 0 || (b->transfer && bench_transfer(b, &err) < 0)) {
 		rc = sx_cli_report(&err);
 		if (b->json) {

@@ -77,6 +77,21 @@ expect_exit 2 "$sx" bench --io nope
 expect_exit 2 "$sx" bench extra
 ok "usage errors exit 2"
 
+# Ctrl-C once the temporary folder exists: exit 1, the folder removed
+"$sx" bench --size 64M --seconds 0.01 >"$WORK/int.out" 2>"$WORK/int.err" &
+pid=$!
+for _ in $(seq 300); do
+	compgen -G "$TMPDIR/sxfer-bench-*/out" >/dev/null && break
+	sleep 0.02
+done
+kill -INT "$pid"
+got=0
+wait "$pid" || got=$?
+[ "$got" -eq 1 ] || { cat "$WORK/int.err" >&2; fail "interrupted bench: exit $got, not 1"; }
+grep -qF "sxfer: interrupted" "$WORK/int.err" || fail "no 'interrupted' message"
+check_tmp_empty "interrupted run"
+ok "SIGINT: exit 1, temporary folder removed"
+
 # a failure still removes the folder: TMPDIR that cannot hold a folder
 expect_exit 5 env TMPDIR="$WORK/missing" "$sx" bench --size 1M --seconds 0.01
 ok "no temporary folder: exit 5"
