@@ -13,6 +13,7 @@ static const sx_cmd commands[] = {
     {"send", sx_cmd_send, "send files, folders or a stream to a server"},
     {"sign", sx_cmd_sign, "sign local files offline: FILE.sxsig under one batch signature"},
     {"verify", sx_cmd_verify, "verify files against their .sxsig, or a signed receipt"},
+    {"bench", sx_cmd_bench, "measure this machine: crypto primitives and a loopback transfer"},
     {"help", cmd_help, "show this overview, or the help of one command"},
 };
 
