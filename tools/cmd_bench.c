@@ -552,10 +552,7 @@ static int bench_transfer(bench *b, sx_err *err)
 			       .id = &srv,
 			       .out_dir = out_dir,
 			       .overwrite = true, /* every run sends the same file */
-			       /* one at a time, but above 1: engine/serve.c re-arms
-				* accept only while under max_conns, not when a
-				* connection closes */
-			       .max_conns = BENCH_RUN_MAX,
+			       .max_conns = 1,	  /* one transfer at a time */
 			       .io = b->io,
 			       .max_record = SX_MAX_RECORD_DEFAULT,
 			       .handshake_timeout_ms = SX_TIMEOUT_HANDSHAKE_MS,
