@@ -99,19 +99,24 @@ int sx_zrec_decompress(ZSTD_DCtx *dctx, const uint8_t *pt, size_t len, uint64_t 
 
 void sx_zauto_reset(sx_zauto *a)
 {
+	a->fresh = true;
 	a->skipping = false;
 	a->since = 0;
 }
 
-bool sx_zauto_try(sx_zauto *a)
+int sx_zauto_next(sx_zauto *a)
 {
+	if (a->fresh) {
+		a->fresh = false;
+		return SX_ZAUTO_SAMPLE;
+	}
 	if (!a->skipping)
-		return true;
+		return SX_ZAUTO_COMPRESS;
 	if (++a->since >= SX_ZAUTO_RECHECK) {
 		a->since = 0;
-		return true;
+		return SX_ZAUTO_SAMPLE;
 	}
-	return false;
+	return SX_ZAUTO_SKIP;
 }
 
 void sx_zauto_result(sx_zauto *a, size_t n, size_t z)

@@ -585,18 +585,32 @@ out:
  * costs no copy and a compressed record is never larger than the plain one. */
 static int compress_slot(sender *s, slot *sl, uint8_t *flags, sx_err *err)
 {
+	const uint8_t *src = sl->buf + SX_REC_HDR_LEN;
+	bool automatic = s->cfg->zmode == SX_ZMODE_AUTO;
 	size_t z = 0;
 	int r;
 	*flags = 0;
 	if (s->cctx == NULL || sl->plen == 0)
 		return 0;
-	if (s->cfg->zmode == SX_ZMODE_AUTO && !sx_zauto_try(&s->za))
-		return 0;
-	r = sx_zrec_compress(s->cctx, s->zlevel, sl->buf + SX_REC_HDR_LEN, sl->plen, s->zbuf, &z,
-			     err);
+	if (automatic) {
+		int next = sx_zauto_next(&s->za);
+		if (next == SX_ZAUTO_SKIP)
+			return 0;
+		if (next == SX_ZAUTO_SAMPLE && sl->plen > SX_ZAUTO_SAMPLE_LEN) {
+			/* The sample alone: on media this is all the work done. */
+			r = sx_zrec_compress(s->cctx, SX_ZLEVEL_AUTO, src, SX_ZAUTO_SAMPLE_LEN,
+					     s->zbuf, &z, err);
+			if (r < 0)
+				return -1;
+			sx_zauto_result(&s->za, SX_ZAUTO_SAMPLE_LEN, r ? z : SX_ZAUTO_SAMPLE_LEN);
+			if (s->za.skipping)
+				return 0;
+		}
+	}
+	r = sx_zrec_compress(s->cctx, s->zlevel, src, sl->plen, s->zbuf, &z, err);
 	if (r < 0)
 		return -1;
-	if (s->cfg->zmode == SX_ZMODE_AUTO)
+	if (automatic)
 		sx_zauto_result(&s->za, sl->plen, r ? z : sl->plen);
 	if (r == 0)
 		return 0;

@@ -21,11 +21,15 @@
 #define SX_ZLEVEL_MIN  1
 #define SX_ZLEVEL_MAX  19
 
-/* --compress auto: a file goes on compressed while its records shrink by at
- * least 1/SX_ZAUTO_GAIN_DIV (10 %); after a record that does not, the file
- * goes on uncompressed and every SX_ZAUTO_RECHECK-th record is tried again. */
-#define SX_ZAUTO_GAIN_DIV 10
-#define SX_ZAUTO_RECHECK  64
+/* --compress auto: the first SX_ZAUTO_SAMPLE_LEN bytes of a file's first record
+ * are compressed at level 1 as a sample; when they do not shrink by at least
+ * 1/SX_ZAUTO_GAIN_DIV (10 %), the file goes on uncompressed, and the sample is
+ * taken again every SX_ZAUTO_RECHECK records (files that change nature). A
+ * compressed record that does not save 10 % stops the compression the same
+ * way. */
+#define SX_ZAUTO_SAMPLE_LEN (64u * 1024)
+#define SX_ZAUTO_GAIN_DIV   10
+#define SX_ZAUTO_RECHECK    64
 
 typedef enum sx_zmode {
 	SX_ZMODE_OFF = 0,
@@ -53,16 +57,19 @@ int sx_zrec_decompress(ZSTD_DCtx *dctx, const uint8_t *pt, size_t len, uint64_t 
 
 /* The per-file state of --compress auto. */
 typedef struct sx_zauto {
+	bool fresh;	/* the file's first record is next */
 	bool skipping;	/* the file goes uncompressed for now */
-	uint32_t since; /* records sent uncompressed since the last try */
+	uint32_t since; /* records sent uncompressed since the last sample */
 } sx_zauto;
 
-/* A new file: its first record is the sample. */
+enum { SX_ZAUTO_SKIP = 0, SX_ZAUTO_SAMPLE, SX_ZAUTO_COMPRESS };
+
+/* A new file: its first record is sampled. */
 void sx_zauto_reset(sx_zauto *a);
-/* Whether the next record of the file is to be tried. */
-bool sx_zauto_try(sx_zauto *a);
-/* The outcome of a try: n bytes became z bytes on the wire (z == n when the
- * record was sent uncompressed). */
+/* What to do with the file's next record. */
+int sx_zauto_next(sx_zauto *a);
+/* The outcome of a sample or a compressed record: n bytes became z bytes
+ * (z >= n when they did not shrink). */
 void sx_zauto_result(sx_zauto *a, size_t n, size_t z);
 
 #endif
