@@ -20,9 +20,11 @@ static const char usage[] =
     "  --crl FILE           revocation list checked against the server's certificate\n"
     "  --suite S            aes256gcm (default), aes256ctr-hmac, chacha20poly1305\n"
     "  --chunk SIZE         record payload size (default 1M; e.g. 256K, 4M)\n"
-    "  --compress MODE      zstd per record: off (default), on (level 3), LEVEL (1-19),\n"
-    "                       auto (level 1; a file whose sample does not shrink by\n"
-    "                       10% goes on uncompressed, retried every 64 records)\n"
+    "  --compress MODE      zstd per record: auto (default: level 1; a file whose\n"
+    "                       64K sample does not shrink by 10% goes uncompressed,\n"
+    "                       sampled again every 64 records), on (level 3),\n"
+    "                       LEVEL (1-19) or off; 'off' is faster for compressible\n"
+    "                       data on links above about 3 Gbit/s\n"
     "  --key-update SIZE    ratchet the record keys every SIZE bytes (default 64G)\n"
     "  --io KIND            auto (default), uring or poll\n"
     "  --name NAME          name of the standard-input stream (default: stdin)\n"
@@ -134,8 +136,11 @@ int sx_cmd_send(int argc, char **argv)
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
-	sx_send_cfg cfg = {
-	    .suite = SX_SUITE_AES256GCM, .chunk = SX_CHUNK_DEFAULT, .timeout_ms = 30000};
+	sx_send_cfg cfg = {.suite = SX_SUITE_AES256GCM,
+			   .chunk = SX_CHUNK_DEFAULT,
+			   .timeout_ms = 30000,
+			   .zmode = SX_ZMODE_AUTO,
+			   .zlevel = SX_ZLEVEL_AUTO};
 	const char *id_dir = NULL, *crl_file = NULL;
 	bool quiet = false, json = false;
 	sx_cli_pass ps = {0};
