@@ -483,7 +483,10 @@ link_mode() {
 				int(rand() * 64), i, int(rand() * 1048577), int(rand() * 32))
 			printf "%s", l; n += length(l); i++
 		}
-	}' | head -c $((link_mib << 20)) >"$W/in/log"
+	}' >"$W/in/log"
+	# Cut to size after the fact: awk | head -c can end awk with SIGPIPE,
+	# which pipefail turns into the script's exit.
+	truncate -s $((link_mib << 20)) "$W/in/log"
 	head -c $((link_mib << 20)) /dev/urandom >"$W/in/rand"
 
 	sx_pki

@@ -4,6 +4,8 @@
 # Usage: bench/loopback.sh [SIZE_MIB=1024] [RUNS=3] [CHUNK=1M] [SUITES...]
 # SIGN=both (default) measures signed (the default) and --no-sign; SIGN=on or
 # SIGN=off measures one. IOS="uring poll" (default) chooses the backends.
+# COMPRESS="off auto" also interleaves those --compress modes (default: none,
+# the sender's default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
@@ -36,6 +38,7 @@ off) modes=(unsigned) ;;
 *) echo "SIGN: both, on or off" >&2; exit 2 ;;
 esac
 read -r -a ios <<<"${IOS:-uring poll}"
+read -r -a zmodes <<<"${COMPRESS:--}"
 declare -A times
 for io in "${ios[@]}"; do
 	"$SX" serve --listen 127.0.0.1:0 --port-file "$W/port" --id "$W/srv" --out "$W/out" \
@@ -46,13 +49,16 @@ for io in "${ios[@]}"; do
 	for r in $(seq 1 "$runs"); do
 		for suite in "${suites[@]}"; do
 			for mode in "${modes[@]}"; do
-				rm -f "$W/out/bench/in.bin" "$W/out/bench/in.bin.sxsig"
-				extra=(--receipts "$W/receipts")
-				[ "$mode" = unsigned ] && extra=(--no-sign)
-				t=$("$SX" send --id "$W/cli" --io "$io" --suite "$suite" --chunk "$chunk" \
-					"${extra[@]}" --json "127.0.0.1:$port" "$W/in.bin" |
-					sed -n 's/.*"seconds":\([0-9.]*\).*/\1/p')
-				times["$io/$suite/$mode"]+="$t "
+				for z in "${zmodes[@]}"; do
+					rm -f "$W/out/bench/in.bin" "$W/out/bench/in.bin.sxsig"
+					extra=(--receipts "$W/receipts")
+					[ "$mode" = unsigned ] && extra=(--no-sign)
+					[ "$z" = - ] || extra+=(--compress "$z")
+					t=$("$SX" send --id "$W/cli" --io "$io" --suite "$suite" \
+						--chunk "$chunk" "${extra[@]}" --json "127.0.0.1:$port" \
+						"$W/in.bin" | sed -n 's/.*"seconds":\([0-9.]*\).*/\1/p')
+					times["$io/$suite/$mode/$z"]+="$t "
+				done
 			done
 		done
 	done
@@ -61,15 +67,18 @@ for io in "${ios[@]}"; do
 	SRV=""
 	rm -f "$W/port"
 done
-printf '%-8s %-18s %-9s %10s %12s   %s\n' backend suite mode "median s" "MiB/s" "runs (s)"
+printf '%-8s %-18s %-9s %-8s %10s %12s   %s\n' backend suite mode compress "median s" "MiB/s" \
+	"runs (s)"
 for io in "${ios[@]}"; do
 	for suite in "${suites[@]}"; do
 		for mode in "${modes[@]}"; do
-			v=${times["$io/$suite/$mode"]}
-			med=$(echo "$v" | tr ' ' '\n' | grep . | sort -n |
-				awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-			printf '%-8s %-18s %-9s %10.3f %12.1f   %s\n' "$io" "$suite" "$mode" "$med" \
-				"$(echo "$size_mib / $med" | bc -l)" "$v"
+			for z in "${zmodes[@]}"; do
+				v=${times["$io/$suite/$mode/$z"]}
+				med=$(echo "$v" | tr ' ' '\n' | grep . | sort -n |
+					awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+				printf '%-8s %-18s %-9s %-8s %10.3f %12.1f   %s\n' "$io" "$suite" "$mode" \
+					"$z" "$med" "$(echo "$size_mib / $med" | bc -l)" "$v"
+			done
 		done
 	done
 done

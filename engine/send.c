@@ -52,6 +52,7 @@ typedef struct slot {
 	int state;
 	uint8_t type;
 	size_t plen;  /* plaintext bytes ready (DATA: bytes read so far) */
+	size_t raw;   /* DATA: file bytes the record carries (plen before compression) */
 	size_t want;  /* DATA: bytes to read */
 	uint64_t off; /* DATA: file offset of the chunk */
 	int fd;	      /* DATA: file being read */
@@ -107,6 +108,13 @@ typedef struct sender {
 	char receipts_dir[4096];
 	bool peer_error; /* the receiver sent ERROR */
 	int fds_open[NSLOTS + 2];
+	/* compression: one context and one scratch buffer of a chunk, used
+	 * while a record is sealed (in order, on this thread) */
+	ZSTD_CCtx *cctx;
+	uint8_t *zbuf;
+	size_t zcap;
+	int zlevel;
+	sx_zauto za; /* --compress auto: the file being sealed */
 } sender;
 
 static uint64_t tag_of(int op, unsigned slot)
@@ -512,6 +520,7 @@ static int seal_time(sender *s, slot *sl, sx_err *err)
 	sx_msg m = {0};
 	switch (sl->late) {
 	case LATE_BEGIN:
+		sx_zauto_reset(&s->za);
 		if (s->sign) {
 			SX_GUARD(sx_filehash_init(&s->fh, s->chunk, err));
 			s->fh_open = true;
@@ -570,6 +579,48 @@ out:
 	return -1;
 }
 
+/* Compresses a DATA record in place when it is worth it (docs/PROTOCOL.md,
+ * "Compressed DATA records"): the frame is made in the scratch buffer and
+ * copied over the chunk only when it is smaller, so an incompressible chunk
+ * costs no copy and a compressed record is never larger than the plain one. */
+static int compress_slot(sender *s, slot *sl, uint8_t *flags, sx_err *err)
+{
+	const uint8_t *src = sl->buf + SX_REC_HDR_LEN;
+	bool automatic = s->cfg->zmode == SX_ZMODE_AUTO;
+	size_t z = 0;
+	int r;
+	*flags = 0;
+	if (s->cctx == NULL || sl->plen == 0)
+		return 0;
+	if (automatic) {
+		int next = sx_zauto_next(&s->za);
+		if (next == SX_ZAUTO_SKIP)
+			return 0;
+		if (next == SX_ZAUTO_SAMPLE && sl->plen > SX_ZAUTO_SAMPLE_LEN) {
+			/* The sample alone: on media this is all the work done. */
+			r = sx_zrec_compress(s->cctx, SX_ZLEVEL_AUTO, src, SX_ZAUTO_SAMPLE_LEN,
+					     s->zbuf, &z, err);
+			if (r < 0)
+				return -1;
+			sx_zauto_result(&s->za, SX_ZAUTO_SAMPLE_LEN, r ? z : SX_ZAUTO_SAMPLE_LEN);
+			if (s->za.skipping)
+				return 0;
+		}
+	}
+	r = sx_zrec_compress(s->cctx, s->zlevel, src, sl->plen, s->zbuf, &z, err);
+	if (r < 0)
+		return -1;
+	if (automatic)
+		sx_zauto_result(&s->za, sl->plen, r ? z : sl->plen);
+	if (r == 0)
+		return 0;
+	memcpy(sl->buf + SX_REC_HDR_LEN, s->zbuf, z);
+	sl->plen = z;
+	*flags = SX_REC_FLAG_COMPRESSED;
+	s->stats->records_compressed++;
+	return 0;
+}
+
 /* Seals the next record in order and sends it; one send in flight keeps the
  * byte stream in sequence order. */
 static int pump_send(sender *s, sx_err *err)
@@ -581,12 +632,20 @@ static int pump_send(sender *s, sx_err *err)
 		if (sl->state != SLOT_READY || sl->order != s->send_order)
 			continue;
 		size_t len = 0;
-		if (sl->type == SX_REC_DATA && s->fh_open)
-			SX_GUARD(
-			    sx_filehash_update(&s->fh, sl->buf + SX_REC_HDR_LEN, sl->plen, err));
+		uint8_t flags = 0;
+		if (sl->type == SX_REC_DATA) {
+			/* The Merkle leaves are over the file's bytes: hashed
+			 * before compression. */
+			if (s->fh_open)
+				SX_GUARD(sx_filehash_update(&s->fh, sl->buf + SX_REC_HDR_LEN,
+							    sl->plen, err));
+			sl->raw = sl->plen;
+			SX_GUARD(compress_slot(s, sl, &flags, err));
+		}
 		if (sl->late != LATE_NONE)
 			SX_GUARD(seal_time(s, sl, err));
-		SX_GUARD(sx_record_seal(&s->link.k.tx, sl->type, 0, sl->buf, sl->plen, &len, err));
+		SX_GUARD(
+		    sx_record_seal(&s->link.k.tx, sl->type, flags, sl->buf, sl->plen, &len, err));
 		sl->state = SLOT_SENDING;
 		s->sending = true;
 		return sx_io_send(s->io, s->sock, sl->buf, len, tag_of(OP_SEND, i), err);
@@ -609,8 +668,10 @@ static int on_send(sender *s, unsigned idx, int64_t res, sx_err *err)
 		return 0;
 	}
 	if (sl->type == SX_REC_DATA) {
-		s->prog.bytes_sent += sl->plen;
-		s->stats->bytes += sl->plen;
+		s->prog.bytes_sent += sl->raw;
+		s->stats->bytes += sl->raw;
+		s->stats->wire_bytes += sl->plen;
+		s->stats->records++;
 	}
 	if (sl->type == SX_REC_EOS)
 		s->eos_sent = true;
@@ -774,6 +835,9 @@ static int on_recv(sender *s, int64_t res, sx_err *err)
 	size_t len;
 	SX_GUARD(sx_link_rx_input(&s->link, (size_t)res, &complete, &type, &flags, &pt, &len, err));
 	if (complete) {
+		if (flags != 0)
+			return sx_fail(err, SX_E_INTEGRITY,
+				       "compressed record from the receiver (only DATA may be)");
 		if (type == SX_REC_CTRL)
 			SX_GUARD(on_ctrl(s, pt, len, err));
 		else if (type == SX_REC_EOS) {
@@ -837,6 +901,16 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	if (s->region == NULL) {
 		sx_fail(err, SX_E_OTHER, "out of memory");
 		goto out;
+	}
+	if (cfg->zmode != SX_ZMODE_OFF) {
+		/* Allocated once: nothing on the data path allocates. */
+		s->zlevel = cfg->zlevel
+				? cfg->zlevel
+				: (cfg->zmode == SX_ZMODE_AUTO ? SX_ZLEVEL_AUTO : SX_ZLEVEL_ON);
+		s->cctx = ZSTD_createCCtx();
+		s->zcap = s->chunk;
+		s->zbuf = malloc(s->zcap);
+		SX_ENSURE(s->cctx != NULL && s->zbuf != NULL, err, SX_E_OTHER, "out of memory");
 	}
 	for (unsigned i = 0; i < NSLOTS; i++) {
 		s->slots[i].cap = cap;
@@ -957,6 +1031,10 @@ out:
 	sx_link_free(&s->link);
 	sx_chan_ctx_free(ctx);
 	free(s->region);
+	ZSTD_freeCCtx(s->cctx);
+	if (s->zbuf != NULL)
+		OPENSSL_cleanse(s->zbuf, s->zcap);
+	free(s->zbuf);
 	if (s->fh_open)
 		sx_filehash_free(&s->fh);
 	for (size_t i = 0; i < s->nbatches; i++)

@@ -85,6 +85,11 @@ typedef struct conn {
 	uint64_t deadline;
 	uint8_t *rx[RX_SLOTS];
 	bool rx_busy[RX_SLOTS];
+	/* Compressed DATA: rx[i]'s record is decompressed into dx[i] (written
+	 * from there, so it stays busy with rx[i]). Made at the first compressed
+	 * record, at the fixed size max_record: never from a size the peer sent. */
+	ZSTD_DCtx *dctx;
+	uint8_t *dx[RX_SLOTS];
 	int rx_cur;
 	bool recv_posted;
 	rfile *files;
@@ -556,8 +561,11 @@ static void conn_free(server *s, conn *c)
 		s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
 				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
 	sx_link_free(&c->link);
-	for (int i = 0; i < RX_SLOTS; i++)
+	for (int i = 0; i < RX_SLOTS; i++) {
 		free(c->rx[i]);
+		free(c->dx[i]);
+	}
+	ZSTD_freeDCtx(c->dctx);
 	free(c->tx[0]);
 	free(c->tx[1]);
 	close(c->fd);
@@ -898,13 +906,45 @@ out:
 	return -1;
 }
 
-static int on_data(server *s, conn *c, uint8_t *pt, size_t len, sx_err *err)
+static int dx_alloc(server *s, conn *c, sx_err *err)
+{
+	if (c->dctx != NULL)
+		return 0;
+	c->dctx = ZSTD_createDCtx();
+	bool oom = c->dctx == NULL;
+	for (int i = 0; i < RX_SLOTS; i++) {
+		c->dx[i] = malloc(s->cfg->max_record);
+		oom |= c->dx[i] == NULL;
+	}
+	if (oom)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	return 0;
+}
+
+static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, sx_err *err)
 {
 	if (!c->session)
 		return sx_fail(err, SX_E_INTEGRITY, "the session must begin with SESSION");
 	if (c->cur_file < 0)
 		return sx_fail(err, SX_E_INTEGRITY, "data outside a file");
 	rfile *f = &c->files[c->cur_file];
+	if (flags & SX_REC_FLAG_COMPRESSED) {
+		/* Bounded by the announced size: docs/PROTOCOL.md, "Compressed
+		 * DATA records". */
+		uint64_t limit =
+		    f->announced == SX_SIZE_UNKNOWN ? UINT64_MAX : f->announced - f->received;
+		size_t dlen = 0;
+		uint8_t *dst;
+		SX_GUARD(dx_alloc(s, c, err));
+		dst = c->dx[c->rx_cur];
+		if (sx_zrec_decompress(c->dctx, pt, len, limit, dst, s->cfg->max_record, &dlen,
+				       err) < 0) {
+			sx_err_prefix(err, "'%s': ", f->path);
+			goto out;
+		}
+		pt = dst;
+		len = dlen;
+	}
 	if (f->announced != SX_SIZE_UNKNOWN && len > f->announced - f->received)
 		return sx_fail(err, SX_E_INTEGRITY, "'%s': more data than announced", f->path);
 	/* Hashed while the chunk is in cache, before it is written. */
@@ -927,11 +967,15 @@ out:
 	return -1;
 }
 
-static int on_record(server *s, conn *c, uint8_t type, uint8_t *pt, size_t len, sx_err *err)
+static int on_record(server *s, conn *c, uint8_t type, uint8_t flags, uint8_t *pt, size_t len,
+		     sx_err *err)
 {
+	if (flags != 0 && type != SX_REC_DATA)
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "compressed record of type %u (only DATA may be)", type);
 	switch (type) {
 	case SX_REC_CTRL: return on_ctrl(s, c, pt, len, err);
-	case SX_REC_DATA: return on_data(s, c, pt, len, err);
+	case SX_REC_DATA: return on_data(s, c, flags, pt, len, err);
 	case SX_REC_EOS:
 		if (c->cur_file >= 0)
 			return sx_fail(err, SX_E_INTEGRITY, "end of stream inside a file");
@@ -1005,7 +1049,7 @@ static void on_recv(server *s, conn *c, int64_t res)
 	size_t len;
 	if (sx_link_rx_input(&c->link, (size_t)res, &complete, &type, &flags, &pt, &len, &err) <
 		0 ||
-	    (complete && on_record(s, c, type, pt, len, &err) < 0)) {
+	    (complete && on_record(s, c, type, flags, pt, len, &err) < 0)) {
 		conn_fail(s, c, &err);
 		return;
 	}

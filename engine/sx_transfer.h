@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/sx_err.h"
+#include "engine/sx_compress.h"
 #include "engine/sx_io.h"
 #include "engine/sx_record.h"
 #include "pki/sx_pki.h"
@@ -52,13 +53,19 @@ typedef struct sx_send_cfg {
 	uint64_t batch_bytes;	     /* or this many bytes, */
 	int batch_ms;		     /* or this long after its first file */
 	uint32_t checkpoint_records; /* a stream checkpoint every K data records */
+	/* zstd per DATA record (docs/PROTOCOL.md, "Compressed DATA records");
+	 * zlevel 0 means the mode's default level */
+	sx_zmode zmode;
+	int zlevel;
 	void (*on_progress)(void *ctx, const sx_progress *p);
 	void *progress_ctx;
 } sx_send_cfg;
 
 typedef struct sx_send_stats {
 	uint64_t files_ok, files_failed;
-	uint64_t bytes;
+	uint64_t bytes;	     /* file bytes (uncompressed) */
+	uint64_t wire_bytes; /* DATA record plaintext bytes on the wire (compressed) */
+	uint64_t records, records_compressed; /* DATA records, of which compressed */
 	double seconds;
 	char peer_name[256];
 	char peer_fingerprint[65];

@@ -28,6 +28,8 @@
 #include "engine/sx_wire.h"
 #include "pki/sx_pki.h"
 
+#include <zstd.h>
+
 #define PEER	   "cam-01"
 #define CLI_RX	   (64u * 1024)
 #define MAX_RECORD (64u * 1024)
@@ -251,7 +253,8 @@ static void cli_close(cli *c)
 
 /* Seals plen bytes of pt as one record; the sealed bytes go to *rec (caller
  * frees) when rec is not NULL, else they are sent. */
-static int seal(cli *c, uint8_t type, const void *pt, size_t plen, uint8_t **rec, size_t *rlen)
+static int seal_flags(cli *c, uint8_t type, uint8_t flags, const void *pt, size_t plen,
+		      uint8_t **rec, size_t *rlen)
 {
 	sx_err err = {0};
 	uint8_t *b = malloc(SX_REC_HDR_LEN + plen + SX_REC_TAG_MAX);
@@ -259,7 +262,7 @@ static int seal(cli *c, uint8_t type, const void *pt, size_t plen, uint8_t **rec
 	if (plen > 0)
 		memcpy(b + SX_REC_HDR_LEN, pt, plen);
 	size_t len = 0;
-	assert_int_equal(sx_record_seal(&c->link.k.tx, type, 0, b, plen, &len, &err), 0);
+	assert_int_equal(sx_record_seal(&c->link.k.tx, type, flags, b, plen, &len, &err), 0);
 	if (rec != NULL) {
 		*rec = b;
 		*rlen = len;
@@ -268,6 +271,11 @@ static int seal(cli *c, uint8_t type, const void *pt, size_t plen, uint8_t **rec
 	int rc = send_all(c->fd, b, len);
 	free(b);
 	return rc;
+}
+
+static int seal(cli *c, uint8_t type, const void *pt, size_t plen, uint8_t **rec, size_t *rlen)
+{
+	return seal_flags(c, type, 0, pt, plen, rec, rlen);
 }
 
 static int send_rec(cli *c, uint8_t type, const void *pt, size_t plen)
@@ -721,6 +729,152 @@ static void test_tampered_and_replayed(void **state)
 	violation_done(c, SX_E_INTEGRITY, "failed authentication", NULL);
 }
 
+/* ---- compressed DATA records (docs/PROTOCOL.md) ------------------------ */
+
+/* A compressed DATA record: orig (the announced length) || frame, where the
+ * frame is src[0..n) compressed (or garbage when src is NULL). */
+static int send_zrec(cli *c, uint32_t orig, const void *src, size_t n)
+{
+	size_t cap = 4 + ZSTD_compressBound(n);
+	uint8_t *b = malloc(cap);
+	assert_non_null(b);
+	b[0] = (uint8_t)(orig >> 24);
+	b[1] = (uint8_t)(orig >> 16);
+	b[2] = (uint8_t)(orig >> 8);
+	b[3] = (uint8_t)orig;
+	size_t z = n;
+	if (src != NULL) {
+		z = ZSTD_compress(b + 4, cap - 4, src, n, 3);
+		assert_false(ZSTD_isError(z));
+	} else {
+		for (size_t i = 0; i < n; i++)
+			b[4 + i] = (uint8_t)(i * 131 + 7);
+	}
+	int rc = seal_flags(c, SX_REC_DATA, SX_REC_FLAG_COMPRESSED, b, 4 + z, NULL, NULL);
+	free(b);
+	return rc;
+}
+
+static void test_compressed_ok(void **state)
+{
+	(void)state;
+	size_t n = 60000;
+	uint8_t *data = malloc(n);
+	assert_non_null(data);
+	for (size_t i = 0; i < n; i++)
+		data[i] = (uint8_t)("log line 0123456789\n"[i % 20]);
+	cli *c = cli_open();
+	/* Two records: one compressed, one plain, in the same file. */
+	assert_int_equal(send_begin(c, 1, "z.log", 5, n + 100), 0);
+	assert_int_equal(send_zrec(c, (uint32_t)n, data, n), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, data, 100), 0);
+	assert_int_equal(send_end(c, 1, n + 100), 0);
+	expect_file_ok(c, 1);
+	/* A stream of unknown length. */
+	assert_int_equal(send_begin(c, 2, "z.stream", 8, SX_SIZE_UNKNOWN), 0);
+	assert_int_equal(send_zrec(c, (uint32_t)n, data, n), 0);
+	assert_int_equal(send_end(c, 2, n), 0);
+	expect_file_ok(c, 2);
+	end_session(c);
+	cli_close(c);
+	uint8_t *want = malloc(n + 100);
+	assert_non_null(want);
+	memcpy(want, data, n);
+	memcpy(want + n, data, 100);
+	assert_file("z.log", want, n + 100);
+	assert_file("z.stream", data, n);
+	free(want);
+	free(data);
+}
+
+static void test_compressed_hostile(void **state)
+{
+	(void)state;
+	uint8_t *zeros = calloc(1, 60000);
+	assert_non_null(zeros);
+	cli *c;
+
+	/* Announces more than the file has still to receive. */
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "z1.bin", 6, 100), 0);
+	assert_int_equal(send_zrec(c, 1000, zeros, 1000), 0);
+	violation_done(c, SX_E_INTEGRITY, "more than announced for the file", "z1.bin");
+
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "z1b.bin", 7, 1000), 0);
+	assert_int_equal(send_zrec(c, 600, zeros, 600), 0);
+	assert_int_equal(send_zrec(c, 600, zeros, 600), 0);
+	violation_done(c, SX_E_INTEGRITY, "more than announced for the file", "z1b.bin");
+
+	/* Announces more than the receiver's maximum record. */
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "z2.bin", 6, 1u << 20), 0);
+	assert_int_equal(send_zrec(c, 100000, zeros, 1000), 0);
+	violation_done(c, SX_E_INTEGRITY, "more than the maximum record", "z2.bin");
+
+	/* A bomb: a small frame that expands beyond what it announces. */
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "z3.bin", 6, 1u << 20), 0);
+	assert_int_equal(send_zrec(c, 1000, zeros, 60000), 0);
+	violation_done(c, SX_E_INTEGRITY, "does not decompress", "z3.bin");
+
+	/* A frame that expands to less than it announces. */
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "z4.bin", 6, 1u << 20), 0);
+	assert_int_equal(send_zrec(c, 2000, zeros, 1000), 0);
+	violation_done(c, SX_E_INTEGRITY, "not the 2000 announced", "z4.bin");
+
+	/* Garbage instead of a frame. */
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "z5.bin", 6, 1u << 20), 0);
+	assert_int_equal(send_zrec(c, 1000, NULL, 500), 0);
+	violation_done(c, SX_E_INTEGRITY, "not one zstd frame", "z5.bin");
+
+	/* Length 0, and a record too short to hold its length. */
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "z6.bin", 6, 10), 0);
+	assert_int_equal(send_zrec(c, 0, zeros, 0), 0);
+	violation_done(c, SX_E_INTEGRITY, "length 0", "z6.bin");
+
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "z7.bin", 6, 10), 0);
+	assert_int_equal(seal_flags(c, SX_REC_DATA, SX_REC_FLAG_COMPRESSED, "ab", 2, NULL, NULL),
+			 0);
+	violation_done(c, SX_E_INTEGRITY, "without its length", "z7.bin");
+
+	/* Two frames where one is expected. */
+	c = cli_open();
+	{
+		uint8_t b[4 + 2 * 64];
+		size_t z1 = ZSTD_compress(b + 4, 64, zeros, 500, 1);
+		assert_false(ZSTD_isError(z1));
+		size_t z2 = ZSTD_compress(b + 4 + z1, 64, zeros, 500, 1);
+		assert_false(ZSTD_isError(z2));
+		b[0] = 0;
+		b[1] = 0;
+		b[2] = 0x03;
+		b[3] = 0xe8; /* 1000 */
+		assert_int_equal(send_begin(c, 1, "z8.bin", 6, 1000), 0);
+		assert_int_equal(
+		    seal_flags(c, SX_REC_DATA, SX_REC_FLAG_COMPRESSED, b, 4 + z1 + z2, NULL, NULL),
+		    0);
+	}
+	violation_done(c, SX_E_INTEGRITY, "not one zstd frame", "z8.bin");
+
+	/* The flag on a control record. */
+	c = cli_open();
+	{
+		sx_msg m = {.type = SX_MSG_FILE_END, .file_id = 1, .size = 0};
+		uint8_t b[256];
+		sx_wbuf w = sx_wbuf_make(b, sizeof(b));
+		sx_msg_encode(&m, &w);
+		assert_int_equal(
+		    seal_flags(c, SX_REC_CTRL, SX_REC_FLAG_COMPRESSED, b, w.len, NULL, NULL), 0);
+	}
+	violation_done(c, SX_E_INTEGRITY, "only DATA", NULL);
+	free(zeros);
+}
+
 static void test_oversized_record(void **state)
 {
 	(void)state;
@@ -1077,6 +1231,8 @@ int main(void)
 	    cmocka_unit_test(test_malformed_records),
 	    cmocka_unit_test(test_tampered_and_replayed),
 	    cmocka_unit_test(test_oversized_record),
+	    cmocka_unit_test(test_compressed_ok),
+	    cmocka_unit_test(test_compressed_hostile),
 	    cmocka_unit_test(test_closed_mid_file),
 	    cmocka_unit_test(test_many_small_files),
 	    cmocka_unit_test(test_suites_and_duplicate),
