@@ -102,11 +102,20 @@ typedef struct sender {
 	uint64_t p_bytes, p_t0;
 	uint32_t stream_since_ckpt;
 	uint64_t receipts;
+	/* per file id (1..file_id): its entry and whether it was answered */
+	struct fid {
+		size_t entry;
+		int batch; /* index in batches, -1 when unsigned */
+		uint32_t pos;
+		bool answered;
+	} * fids;
+	size_t fids_cap;
 	uint32_t batch_files, ckpt_records; /* effective settings */
 	uint64_t batch_bytes, batch_ns;
 	bool draining;
 	char receipts_dir[4096];
-	bool peer_error; /* the receiver sent ERROR */
+	uint64_t answers; /* files answered (FILE_OK or FILE_ERR) */
+	bool peer_error;  /* the receiver sent ERROR */
 	int fds_open[NSLOTS + 2];
 	/* compression: one context and one scratch buffer of a chunk, used
 	 * while a record is sealed (in order, on this thread) */
@@ -116,6 +125,9 @@ typedef struct sender {
 	int zlevel;
 	sx_zauto za; /* --compress auto: the file being sealed */
 } sender;
+
+static int park_fd(sender *s, int fd, sx_err *err);
+static int fid_add(sender *s, uint32_t id, size_t entry, sx_err *err);
 
 static uint64_t tag_of(int op, unsigned slot)
 {
@@ -363,6 +375,7 @@ static int produce(sender *s, sx_err *err)
 			sl->entry = s->cur;
 			e->file_id = m.file_id;
 			e->size = s->cur_size;
+			SX_GUARD(fid_add(s, m.file_id, s->cur, err));
 			e->mtime_sec = m.mtime_sec;
 			e->mtime_nsec = m.mtime_nsec;
 			s->cur_off = 0;
@@ -418,12 +431,9 @@ static int produce(sender *s, sx_err *err)
 			s->p_t0 = sx_now_ns();
 		s->p_bytes += s->cur_size;
 		/* Reads of this file may still be in flight; its fd is closed
-		 * when the last one completes (see on_read). */
-		for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
-			if (s->fds_open[i] < 0) {
-				s->fds_open[i] = s->cur_fd;
-				break;
-			}
+		 * when the last one completes (see on_read), or now when none
+		 * is (an empty file has none). */
+		SX_GUARD(park_fd(s, s->cur_fd, err));
 		s->cur_fd = -1;
 		s->cur++;
 		s->phase = 0;
@@ -431,6 +441,21 @@ static int produce(sender *s, sx_err *err)
 	return 0;
 out:
 	return -1;
+}
+
+static void close_idle_fds(sender *s);
+
+/* Keeps fd until the reads in flight on it complete. */
+static int park_fd(sender *s, int fd, sx_err *err)
+{
+	for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
+		if (s->fds_open[i] < 0) {
+			s->fds_open[i] = fd;
+			close_idle_fds(s);
+			return 0;
+		}
+	close(fd);
+	return sx_fail(err, SX_E_OTHER, "too many files with reads in flight (internal)");
 }
 
 static void close_idle_fds(sender *s)
@@ -536,6 +561,8 @@ static int seal_time(sender *s, slot *sl, sx_err *err)
 				goto out;
 			SX_GUARD(sx_sbatch_add(b, e->file_id, root, e->size, e->mtime_sec,
 					       e->mtime_nsec, e->rel, err));
+			s->fids[e->file_id].batch = (int)(b - s->batches);
+			s->fids[e->file_id].pos = b->n - 1;
 		}
 		m.type = SX_MSG_FILE_END;
 		m.file_id = e->file_id;
@@ -681,16 +708,44 @@ static int on_send(sender *s, unsigned idx, int64_t res, sx_err *err)
 	return 0;
 }
 
-static void mark_answer(sender *s, uint32_t file_id, uint8_t state)
+static int fid_add(sender *s, uint32_t id, size_t entry, sx_err *err)
 {
-	for (size_t i = 0; i < s->nbatches; i++) {
-		int k = sx_sbatch_find(&s->batches[i], file_id);
-		if (k >= 0) {
-			s->batches[i].state[k] = state;
-			s->batches[i].answered++;
-			return;
-		}
+	if (id >= s->fids_cap) {
+		size_t ncap = s->fids_cap ? s->fids_cap * 2 : 256;
+		while (ncap <= id)
+			ncap *= 2;
+		struct fid *n = realloc(s->fids, ncap * sizeof(*n));
+		if (n == NULL)
+			return sx_fail(err, SX_E_OTHER, "out of memory");
+		s->fids = n;
+		s->fids_cap = ncap;
 	}
+	s->fids[id] = (struct fid){.entry = entry, .batch = -1};
+	return 0;
+}
+
+/* Each file the sender began gets exactly one answer; a FILE_OK must name
+ * the size that was sent. Anything else is the receiver misbehaving. */
+static int mark_answer(sender *s, uint32_t file_id, uint8_t state, uint64_t size, sx_err *err)
+{
+	if (file_id == 0 && state == 2)
+		return 0; /* a folder the receiver could not create */
+	if (file_id == 0 || file_id > s->file_id || s->fids[file_id].answered)
+		return sx_fail(err, SX_E_INTEGRITY, "receiver answered for unknown file %u",
+			       file_id);
+	struct fid *f = &s->fids[file_id];
+	if (state == 1 && size != s->ents.v[f->entry].size)
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "receiver stored %llu bytes of '%s', %llu were sent",
+			       (unsigned long long)size, s->ents.v[f->entry].rel,
+			       (unsigned long long)s->ents.v[f->entry].size);
+	f->answered = true;
+	s->answers++;
+	if (f->batch >= 0) {
+		s->batches[f->batch].state[f->pos] = state;
+		s->batches[f->batch].answered++;
+	}
+	return 0;
 }
 
 /* A receipt is rebuilt here from what this side knows (the batch, the files
@@ -751,13 +806,15 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 		return -1;
 	switch (m.type) {
 	case SX_MSG_FILE_OK:
+		if (mark_answer(s, m.file_id, 1, m.size, err) < 0)
+			return -1;
 		s->stats->files_ok++;
 		s->prog.files_done++;
-		mark_answer(s, m.file_id, 1);
 		return 0;
 	case SX_MSG_RECEIPT: return on_receipt(s, &m, err);
 	case SX_MSG_FILE_ERR:
-		mark_answer(s, m.file_id, 2);
+		if (mark_answer(s, m.file_id, 2, 0, err) < 0)
+			return -1;
 		s->stats->files_failed++;
 		s->prog.files_done++;
 		sx_log("error", "file_refused", "file_id=%u class=%u reason=\"%.*s\"", m.file_id,
@@ -999,6 +1056,9 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 		sx_fail(err, s->file_err.cls, "%s", s->file_err.msg);
 		goto out;
 	}
+	SX_ENSURE(s->answers == s->file_id, err, SX_E_INTEGRITY,
+		  "%s answered %llu of %u files before ending the session", s->link.k.peer_name,
+		  (unsigned long long)s->answers, s->file_id);
 	for (size_t i = 0; i < s->nbatches; i++)
 		SX_ENSURE(s->batches[i].receipted, err, SX_E_INTEGRITY,
 			  "%s sent no valid receipt for batch %llu", s->link.k.peer_name,
@@ -1040,6 +1100,7 @@ out:
 	for (size_t i = 0; i < s->nbatches; i++)
 		sx_sbatch_free(&s->batches[i]);
 	free(s->batches);
+	free(s->fids);
 	ents_free(&s->ents);
 	OPENSSL_cleanse(s->rxbuf, sizeof(s->rxbuf));
 	free(s);

@@ -35,7 +35,8 @@
 #define FILES_MAX      ((int)SX_BATCH_FILES_MAX + 64) /* files held per connection (a batch's worth) */
 #define SYNC_MAX       16			      /* flushes in flight per connection */
 #define TX_CAP	       (256u * 1024)		      /* replies waiting to be sent */
-#define MAX_DIRS       100000 /* folders whose mtime is restored at the end */
+#define MAX_DIRS       10000	  /* folders whose mtime is restored at the end, */
+#define MAX_DIR_BYTES  (1u << 20) /* and the bytes of their paths */
 #define HASH_CHUNK_MIN 512u
 #define HASH_CHUNK_MAX (64u << 20)
 
@@ -108,13 +109,13 @@ typedef struct conn {
 	bool sign;
 	uint8_t tid[SX_TID_LEN];
 	uint32_t hash_chunk;
-	sx_sbatch *batches; /* [nbatches-1] may be open */
+	sx_sbatch **batches; /* [nbatches-1] may be open; NULL once receipted */
 	int nbatches, batches_cap;
 	int batches_done; /* receipts sent */
 	bool eos_received, eos_queued;
 	uint64_t files_ok, files_failed, bytes, t0;
 	dirmeta *dirs;
-	size_t ndirs, dirs_cap;
+	size_t ndirs, dirs_cap, dirs_bytes;
 	sx_err err;
 } conn;
 
@@ -145,6 +146,7 @@ static int submit_ok(conn *c, int rc)
 
 static void conn_fail(server *s, conn *c, const sx_err *why);
 static void hs_send(server *s, conn *c);
+static void post_recv(server *s, conn *c);
 
 /* ---- sending control records ------------------------------------------ */
 
@@ -172,10 +174,12 @@ static int queue_record(server *s, conn *c, const sx_msg *m, uint8_t type, sx_er
 	uint8_t *at = c->tx[b] + c->tx_len[b];
 	size_t room = TX_CAP - c->tx_len[b];
 	if (m != NULL) {
+		if (room < SX_REC_HDR_LEN + SX_REC_TAG_MAX + 16 + SX_REASON_MAX + SX_SIG_MAX)
+			return sx_fail(err, SX_E_NET, "the peer is not reading its replies");
 		SX_GUARD(sx_link_seal_msg(&c->link, m, at, room, &len, err));
 	} else {
 		if (room < SX_REC_HDR_LEN + SX_REC_TAG_MAX)
-			return sx_fail(err, SX_E_OTHER, "reply queue full");
+			return sx_fail(err, SX_E_NET, "the peer is not reading its replies");
 		SX_GUARD(sx_record_seal(&c->link.k.tx, type, 0, at, 0, &len, err));
 	}
 	c->tx_len[b] += len;
@@ -242,11 +246,12 @@ static int free_file(conn *c, bool grow)
 
 static sx_sbatch *open_batch(conn *c, sx_err *err)
 {
-	if (c->nbatches > 0 && !c->batches[c->nbatches - 1].sealed)
-		return &c->batches[c->nbatches - 1];
+	if (c->nbatches > 0 && c->batches[c->nbatches - 1] != NULL &&
+	    !c->batches[c->nbatches - 1]->sealed)
+		return c->batches[c->nbatches - 1];
 	if (c->nbatches == c->batches_cap) {
 		int ncap = c->batches_cap ? c->batches_cap * 2 : 8;
-		sx_sbatch *nb = realloc(c->batches, (size_t)ncap * sizeof(*nb));
+		sx_sbatch **nb = realloc(c->batches, (size_t)ncap * sizeof(*nb));
 		if (nb == NULL) {
 			sx_fail(err, SX_E_OTHER, "out of memory");
 			return NULL;
@@ -254,8 +259,12 @@ static sx_sbatch *open_batch(conn *c, sx_err *err)
 		c->batches = nb;
 		c->batches_cap = ncap;
 	}
-	sx_sbatch *b = &c->batches[c->nbatches++];
-	memset(b, 0, sizeof(*b));
+	sx_sbatch *b = calloc(1, sizeof(*b));
+	if (b == NULL) {
+		sx_fail(err, SX_E_OTHER, "out of memory");
+		return NULL;
+	}
+	c->batches[c->nbatches++] = b;
 	b->number = (uint64_t)c->nbatches;
 	return b;
 }
@@ -266,7 +275,7 @@ static int maybe_finish_session(server *s, conn *c, sx_err *err);
  * with this server's key over what was stored (docs/SIGNATURES.md). */
 static int maybe_receipt(server *s, conn *c, int bi, sx_err *err)
 {
-	sx_sbatch *b = &c->batches[bi];
+	sx_sbatch *b = c->batches[bi];
 	sx_receipt r = {0};
 	int rc = -1;
 	if (!b->sealed || b->receipted || b->answered < b->n)
@@ -285,11 +294,11 @@ static int maybe_receipt(server *s, conn *c, int bi, sx_err *err)
 	       (unsigned long long)b->number, b->n, r.count);
 	b->receipted = true;
 	c->batches_done++;
-	/* Its descriptors are no longer needed. */
-	uint64_t number = b->number;
+	/* Nothing refers to a receipted batch any more: all its files are
+	 * answered and released. */
 	sx_sbatch_free(b);
-	b->number = number;
-	b->sealed = b->receipted = true;
+	free(b);
+	c->batches[bi] = NULL;
 	rc = maybe_finish_session(s, c, err);
 out:
 	sx_receipt_free(&r);
@@ -301,7 +310,7 @@ static int answer(server *s, conn *c, rfile *f, uint8_t state, sx_err *err)
 {
 	if (f->batch < 0)
 		return 0;
-	sx_sbatch *b = &c->batches[f->batch];
+	sx_sbatch *b = c->batches[f->batch];
 	b->state[f->pos] = state;
 	b->answered++;
 	return maybe_receipt(s, c, f->batch, err);
@@ -382,7 +391,7 @@ static int start_finish(server *s, conn *c, int fi, sx_err *err)
 static int finalize_signed(server *s, conn *c, int fi, sx_err *err)
 {
 	rfile *f = &c->files[fi];
-	sx_sbatch *b = &c->batches[f->batch];
+	sx_sbatch *b = c->batches[f->batch];
 	sx_sxsig sig = {0};
 	sx_err ferr = {0};
 	char *text = NULL;
@@ -452,7 +461,7 @@ static void on_sync(server *s, conn *c, int fi, int64_t res)
 			rc = commit(s, c, fi, &err);
 		else {
 			f->state = F_AWAIT;
-			if (c->batches[f->batch].sealed)
+			if (c->batches[f->batch]->sealed)
 				rc = finalize_signed(s, c, fi, &err);
 		}
 	} else if (f->state == F_SYNC_SIG) {
@@ -460,8 +469,12 @@ static void on_sync(server *s, conn *c, int fi, int64_t res)
 	} else if (f->state == F_SYNC_DIR) {
 		rc = stored(s, c, fi, &err);
 	}
-	if (rc < 0)
+	if (rc < 0) {
 		conn_fail(s, c, &err);
+		return;
+	}
+	/* A file entry may be free again: receiving may resume. */
+	post_recv(s, c);
 }
 
 /* A stream cut off after a verified checkpoint keeps its signed prefix as
@@ -535,15 +548,22 @@ static void conn_free(server *s, conn *c)
 		rfile *f = &c->files[i];
 		if (f->state == F_FREE)
 			continue;
-		if (f->ck != NULL && f->sf.fd >= 0 && f->state != F_DISCARD && !f->failed &&
-		    c->store_open)
+		/* Only a stream still on its way (not yet renamed, no .sxsig
+		 * written) is cut down to its last checkpoint. */
+		if (f->ck != NULL && f->sf.fd >= 0 && !f->failed && c->store_open &&
+		    !f->sf.committed && f->sf.aux_fd < 0 &&
+		    (f->state == F_OPEN || f->state == F_ENDING || f->state == F_SYNC_FILE ||
+		     f->state == F_AWAIT))
 			keep_partial(c, f);
 		file_release(f);
 	}
 	free(c->files);
 	free(c->syncq);
 	for (int i = 0; i < c->nbatches; i++)
-		sx_sbatch_free(&c->batches[i]);
+		if (c->batches[i] != NULL) {
+			sx_sbatch_free(c->batches[i]);
+			free(c->batches[i]);
+		}
 	free(c->batches);
 	if (c->store_open)
 		sx_store_close(&c->store);
@@ -588,10 +608,13 @@ static void maybe_free(server *s, conn *c)
 	}
 }
 
+#define CLOSE_GRACE_MS 5000 /* a closing peer gets this long to read what we send */
+
 static void conn_fail(server *s, conn *c, const sx_err *why)
 {
 	if (c->closing)
 		return;
+	c->deadline = sx_now_ns() + (uint64_t)CLOSE_GRACE_MS * 1000000u;
 	/* During the handshake the channel may hold the TLS alert that tells
 	 * the peer why: send it before closing. */
 	if (c->link.chan != NULL && !c->link.ready)
@@ -620,6 +643,7 @@ static void conn_fail(server *s, conn *c, const sx_err *why)
 
 static void conn_done(server *s, conn *c)
 {
+	c->deadline = sx_now_ns() + (uint64_t)CLOSE_GRACE_MS * 1000000u;
 	c->closing = true;
 	c->ok = true;
 	maybe_free(s, c);
@@ -786,8 +810,8 @@ static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
 		/* Refused: out of the receipt. A failed file is released by
 		 * on_write once its last write has come back. */
 		if (f->batch >= 0) {
-			c->batches[f->batch].state[f->pos] = 2;
-			c->batches[f->batch].answered++;
+			c->batches[f->batch]->state[f->pos] = 2;
+			c->batches[f->batch]->answered++;
 			f->batch = -1;
 		}
 		if (f->writes == 0)
@@ -804,10 +828,11 @@ out:
 
 static int on_batch(server *s, conn *c, const sx_msg *m, sx_err *err)
 {
-	if (!c->sign || c->nbatches == 0 || c->batches[c->nbatches - 1].sealed)
+	if (!c->sign || c->nbatches == 0 || c->batches[c->nbatches - 1] == NULL ||
+	    c->batches[c->nbatches - 1]->sealed)
 		return sx_fail(err, SX_E_INTEGRITY, "BATCH without files to cover");
 	int bi = c->nbatches - 1;
-	sx_sbatch *b = &c->batches[bi];
+	sx_sbatch *b = c->batches[bi];
 	if (m->batch_no != b->number || m->nfiles != b->n)
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "BATCH %llu covers %u files; this side counts batch %llu of %u",
@@ -835,6 +860,9 @@ static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
 		return sx_fail(err, SX_E_INTEGRITY, "CHECKPOINT outside a signed stream");
 	rfile *f = &c->files[c->cur_file];
 	SX_GUARD(sx_filehash_checkpoint(&f->h, root, &leaves, &bytes, err));
+	if (f->ck != NULL && leaves <= f->ck->leaves)
+		return sx_fail(err, SX_E_INTEGRITY, "'%s': a checkpoint that covers nothing new",
+			       f->path);
 	if (leaves != m->leaves || bytes != m->size)
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "'%s': checkpoint over %llu leaves, %llu received", f->path,
@@ -867,7 +895,13 @@ static int on_dir(server *s, conn *c, const sx_msg *m, sx_err *err)
 	sx_err derr = {0};
 	if (sx_store_mkdir(&c->store, m->path, m->path_len, m->mode, &derr) < 0)
 		return send_file_err(s, c, 0, &derr, err);
-	if (c->ndirs >= MAX_DIRS)
+	/* Folder mtimes are restored at the end: bounded in count and bytes, so
+	 * a peer cannot make this list (or the work at the end) grow without
+	 * limit; a repeated folder is recorded once. */
+	if (c->ndirs >= MAX_DIRS || c->dirs_bytes + m->path_len > MAX_DIR_BYTES)
+		return 0;
+	if (c->ndirs > 0 && strlen(c->dirs[c->ndirs - 1].path) == m->path_len &&
+	    memcmp(c->dirs[c->ndirs - 1].path, m->path, m->path_len) == 0)
 		return 0;
 	if (c->ndirs == c->dirs_cap) {
 		size_t ncap = c->dirs_cap ? c->dirs_cap * 2 : 16;
@@ -880,8 +914,10 @@ static int on_dir(server *s, conn *c, const sx_msg *m, sx_err *err)
 	c->dirs[c->ndirs].path = strndup((const char *)m->path, m->path_len);
 	c->dirs[c->ndirs].mtime.tv_sec = m->mtime_sec;
 	c->dirs[c->ndirs].mtime.tv_nsec = m->mtime_nsec;
-	if (c->dirs[c->ndirs].path != NULL)
+	if (c->dirs[c->ndirs].path != NULL) {
+		c->dirs_bytes += m->path_len;
 		c->ndirs++;
+	}
 	return 0;
 }
 
@@ -979,7 +1015,8 @@ static int on_record(server *s, conn *c, uint8_t type, uint8_t flags, uint8_t *p
 	case SX_REC_EOS:
 		if (c->cur_file >= 0)
 			return sx_fail(err, SX_E_INTEGRITY, "end of stream inside a file");
-		if (c->nbatches > 0 && !c->batches[c->nbatches - 1].sealed)
+		if (c->nbatches > 0 && c->batches[c->nbatches - 1] != NULL &&
+		    !c->batches[c->nbatches - 1]->sealed)
 			return sx_fail(err, SX_E_INTEGRITY,
 				       "end of stream with files no BATCH signature covers");
 		c->eos_received = true;
@@ -1201,9 +1238,23 @@ static void check_deadlines(server *s)
 	uint64_t now = sx_now_ns();
 	for (unsigned i = 0; i < s->cfg->max_conns; i++) {
 		conn *c = &s->conns[i];
-		if (!c->used || c->closing || now < c->deadline)
+		if (!c->used)
 			continue;
-		/* Flushes in flight are not the peer's fault. */
+		if (c->closing) {
+			/* A peer that does not read our last records must not hold
+			 * the slot: shutting the socket makes the send fail. */
+			if (now >= c->deadline)
+				conn_shutdown(s, c);
+			continue;
+		}
+		/* The clock runs only while we wait for the peer (a receive or a
+		 * send in flight), not while our own flushes hold receiving back. */
+		if (c->link.ready && !c->recv_posted && !c->tx_sending && !c->hs_sending) {
+			c->deadline = now + (uint64_t)s->cfg->idle_timeout_ms * 1000000u;
+			continue;
+		}
+		if (now < c->deadline)
+			continue;
 		sx_err err = {0};
 		sx_fail(&err, SX_E_NET, "%s timeout", c->link.ready ? "idle" : "handshake");
 		conn_fail(s, c, &err);
@@ -1265,6 +1316,8 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 					sx_err why = {0};
 					sx_fail(&why, SX_E_NET, "server shutting down");
 					conn_fail(&s, &s.conns[i], &why);
+					if (s.conns[i].used)
+						s.conns[i].deadline = sx_now_ns(); /* no grace */
 				}
 		}
 		if (s.stopping && s.nconns == 0 && !s.accept_posted)

@@ -44,14 +44,6 @@ int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LE
 	return 0;
 }
 
-int sx_sbatch_find(const sx_sbatch *sb, uint32_t file_id)
-{
-	for (uint32_t i = 0; i < sb->n; i++)
-		if (sb->file_ids[i] == file_id)
-			return (int)i;
-	return -1;
-}
-
 int sx_sbatch_sign(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chunk, int64_t time,
 		   EVP_PKEY *key, sx_err *err)
 {

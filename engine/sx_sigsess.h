@@ -30,8 +30,6 @@ typedef struct sx_sbatch {
 int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LEN], uint64_t size,
 		  int64_t mtime_sec, uint32_t mtime_nsec, const char *path,
 		  sx_err *err) SX_MUST_CHECK;
-/* Index of file_id in the batch, or -1. */
-int sx_sbatch_find(const sx_sbatch *sb, uint32_t file_id);
 
 /* Sender: signs the batch statement with key. */
 int sx_sbatch_sign(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chunk, int64_t time,

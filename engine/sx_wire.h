@@ -91,6 +91,7 @@ enum {
 };
 
 #define SX_PATH_MAX	  4096
+#define SX_PATH_DEPTH_MAX 128 /* folder levels in a relative path */
 #define SX_REASON_MAX	  400
 #define SX_SIZE_UNKNOWN	  UINT64_MAX
 #define SX_SESSION_SIGNED 0x1u

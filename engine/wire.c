@@ -301,6 +301,7 @@ int sx_path_check(const uint8_t *path, size_t len, sx_err *err)
 		return sx_fail(err, SX_E_USAGE, "refused path '%.*s': absolute", (int)len,
 			       (const char *)path);
 	size_t start = 0;
+	int depth = 0;
 	for (size_t i = 0; i <= len; i++) {
 		if (i < len && path[i] != '/') {
 			if (path[i] < 0x20 || path[i] == 0x7f)
@@ -317,6 +318,9 @@ int sx_path_check(const uint8_t *path, size_t len, sx_err *err)
 		if (n > 255)
 			return sx_fail(err, SX_E_USAGE,
 				       "refused path: a component is longer than 255 bytes");
+		if (++depth > SX_PATH_DEPTH_MAX)
+			return sx_fail(err, SX_E_USAGE, "refused path: more than %d levels",
+				       SX_PATH_DEPTH_MAX);
 		start = i + 1;
 	}
 	return 0;
