@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds sxfer and runs the demo on loopback in a temporary folder: a CA, a
 # server and a device identity, `sxfer serve`, `sxfer send` of a sample file
-# and of a folder, and a byte comparison of what arrived.
+# and of a folder (signed), a byte comparison of what arrived, and the offline
+# check of the signatures and of the receipt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh build
@@ -33,13 +34,17 @@ server_pid=$!
 for _ in $(seq 1 100); do [ -s "$work/port" ] && break; sleep 0.05; done
 port=$(cat "$work/port")
 set -x
-"$sx" send --id "$work/camera" "127.0.0.1:$port" "$work/media/clip-0001.mp4" "$work/media/2026-11-22"
+"$sx" send --id "$work/camera" --receipts "$work/receipts" "127.0.0.1:$port" \
+	"$work/media/clip-0001.mp4" "$work/media/2026-11-22"
 cmp "$work/media/clip-0001.mp4" "$work/received/camera-01/clip-0001.mp4"
-diff -r "$work/media/2026-11-22" "$work/received/camera-01/2026-11-22"
+diff -r -x '*.sxsig' "$work/media/2026-11-22" "$work/received/camera-01/2026-11-22"
+"$sx" verify --ca "$work/ca" --signer camera-01 "$work/received/camera-01/clip-0001.mp4" \
+	"$work/received/camera-01/2026-11-22/"*.jpg
+"$sx" verify --receipt "$work/receipts/"*.sxreceipt --ca "$work/ca"
 { set +x; } 2>/dev/null
 kill -TERM "$server_pid"
 wait "$server_pid"
 server_pid=""
 echo "--- server log"
 cat "$work/serve.log"
-echo "demo: transfer verified byte for byte"
+echo "demo: transfer verified byte for byte, signatures and receipt verified"
