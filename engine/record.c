@@ -409,6 +409,47 @@ static int usable(const sx_rdir *d, sx_err *err)
 	return 0;
 }
 
+int sx_record_reserve(sx_rdir *d, size_t plen, sx_rlane_job *job, sx_err *err)
+{
+	SX_GUARD(usable(d, err));
+	job->suite = d->suite;
+	job->seq = d->seq;
+	job->epoch = d->epoch;
+	memcpy(job->secret, d->secret, SX_SECRET_LEN);
+	/* Exactly what sealing this record would do to the direction: the next
+	 * sequence number, and the ratchet when the epoch is full. */
+	d->seq++;
+	return account(d, plen, err);
+out:
+	return -1;
+}
+
+int sx_rlane_seal(sx_rlane *l, const sx_rlane_job *job, uint8_t type, uint8_t flags, uint8_t *rec,
+		  size_t plen, size_t *rec_len, sx_err *err)
+{
+	if (!l->ready || l->epoch != job->epoch || l->d.suite != job->suite) {
+		if (l->ready)
+			sx_rdir_free(&l->d);
+		l->ready = false;
+		/* A lane never ratchets by itself: its epoch comes with each
+		 * job. */
+		if (sx_rdir_init(&l->d, job->suite, job->secret, UINT64_MAX, err) < 0)
+			return -1;
+		l->ready = true;
+		l->epoch = job->epoch;
+	}
+	l->d.seq = job->seq;
+	l->d.epoch_bytes = 0;
+	return sx_record_seal(&l->d, type, flags, rec, plen, rec_len, err);
+}
+
+void sx_rlane_free(sx_rlane *l)
+{
+	if (l->ready)
+		sx_rdir_free(&l->d);
+	l->ready = false;
+}
+
 int sx_record_seal(sx_rdir *d, uint8_t type, uint8_t flags, uint8_t *rec, size_t plen,
 		   size_t *rec_len, sx_err *err)
 {

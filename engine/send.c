@@ -19,6 +19,7 @@
 
 #include "common/sx_util.h"
 #include "engine/sx_link.h"
+#include "engine/sx_pool.h"
 #include "engine/sx_sigsess.h"
 #include "engine/sx_transfer.h"
 
@@ -26,7 +27,7 @@
 #define RX_CAP	 (64u * 1024)
 #define CTRL_MAX (SX_PATH_MAX + 64)
 
-enum { OP_HS_SEND = 1, OP_RECV, OP_READ, OP_SEND };
+enum { OP_HS_SEND = 1, OP_RECV, OP_READ, OP_SEND, OP_POOL };
 
 typedef struct entry {
 	char *src; /* path to open; NULL for standard input */
@@ -44,18 +45,30 @@ typedef struct entries {
 	size_t n, cap;
 } entries;
 
-enum { SLOT_FREE = 0, SLOT_READING, SLOT_READY, SLOT_SENDING };
+/* READY: read, not yet sealed; SEALING: with the worker pool; DONE: sealed
+ * by a worker, its leaf not yet folded into the file's tree; SEALED: ready to
+ * send in order. */
+enum {
+	SLOT_FREE = 0,
+	SLOT_READING,
+	SLOT_READY,
+	SLOT_SEALING,
+	SLOT_DONE,
+	SLOT_SEALED,
+	SLOT_SENDING
+};
 
 typedef struct slot {
 	uint8_t *buf;
 	size_t cap;
 	int state;
 	uint8_t type;
-	size_t plen;  /* plaintext bytes ready (DATA: bytes read so far) */
-	size_t raw;   /* DATA: file bytes the record carries (plen before compression) */
-	size_t want;  /* DATA: bytes to read */
-	uint64_t off; /* DATA: file offset of the chunk */
-	int fd;	      /* DATA: file being read */
+	size_t plen;	/* plaintext bytes ready (DATA: bytes read so far) */
+	size_t raw;	/* DATA: file bytes the record carries (plen before compression) */
+	size_t rec_len; /* sealed record length */
+	size_t want;	/* DATA: bytes to read */
+	uint64_t off;	/* DATA: file offset of the chunk */
+	int fd;		/* DATA: file being read */
 	uint64_t order;
 	bool stream; /* DATA from standard input: EOF turns it into FILE_END */
 	int late;    /* what happens when the slot's turn to be sealed comes */
@@ -113,6 +126,12 @@ typedef struct sender {
 	uint32_t batch_files, ckpt_records; /* effective settings */
 	uint64_t batch_bytes, batch_ns;
 	bool draining;
+	/* the worker pool (NULL: everything is sealed on this thread) */
+	sx_pool *pool;
+	sx_pjob jobs[NSLOTS];
+	uint64_t prep_order; /* next record to prepare (hash, compress, seal) */
+	uint64_t fin_order;  /* next record whose worker result is folded in */
+	uint64_t efd_buf;
 	char receipts_dir[4096];
 	uint64_t answers; /* files answered (FILE_OK or FILE_ERR) */
 	bool peer_error;  /* the receiver sent ERROR */
@@ -648,17 +667,56 @@ static int compress_slot(sender *s, slot *sl, uint8_t *flags, sx_err *err)
 	return 0;
 }
 
-/* Seals the next record in order and sends it; one send in flight keeps the
- * byte stream in sequence order. */
-static int pump_send(sender *s, sx_err *err)
+static slot *slot_at(sender *s, uint64_t order)
 {
-	if (s->sending || !s->link.ready)
-		return 0;
-	for (unsigned i = 0; i < NSLOTS; i++) {
-		slot *sl = &s->slots[i];
-		if (sl->state != SLOT_READY || sl->order != s->send_order)
+	for (unsigned i = 0; i < NSLOTS; i++)
+		if (s->slots[i].state != SLOT_FREE && s->slots[i].state != SLOT_READING &&
+		    s->slots[i].order == order)
+			return &s->slots[i];
+	return NULL;
+}
+
+/* A whole-chunk DATA record of a regular file that goes out uncompressed
+ * can be hashed and sealed by a worker: its Merkle leaf is the chunk itself.
+ * Streams (leaves across records) and records being compressed stay here. */
+static bool poolable(sender *s, const slot *sl)
+{
+	if (s->pool == NULL || sl->type != SX_REC_DATA || sl->stream || sl->plen == 0)
+		return false;
+	if (s->cctx == NULL)
+		return true;
+	/* auto: the next answer of sx_zauto_next is known to be SKIP */
+	return s->cfg->zmode == SX_ZMODE_AUTO && !s->za.fresh && s->za.skipping &&
+	       s->za.since + 1 < SX_ZAUTO_RECHECK;
+}
+
+/* Prepares records in sequence order: reserves (sequence number, epoch) and
+ * hands whole chunks to the pool, or hashes, compresses and seals here,
+ * which waits until every earlier record is folded in. */
+static int prepare(sender *s, sx_err *err)
+{
+	slot *sl;
+	while ((sl = slot_at(s, s->prep_order)) != NULL && sl->state == SLOT_READY) {
+		unsigned idx = (unsigned)(sl - s->slots);
+		if (poolable(s, sl)) {
+			sx_pjob *j = &s->jobs[idx];
+			memset(j, 0, sizeof(*j));
+			j->rec = sl->buf;
+			j->plen = sl->plen;
+			j->type = SX_REC_DATA;
+			j->leaf = s->fh_open;
+			j->slot = idx;
+			if (s->cctx != NULL)
+				(void)sx_zauto_next(&s->za);
+			sl->raw = sl->plen;
+			SX_GUARD(sx_record_reserve(&s->link.k.tx, sl->plen, &j->key, err));
+			SX_GUARD(sx_pool_submit(s->pool, j, err));
+			sl->state = SLOT_SEALING;
+			s->prep_order++;
 			continue;
-		size_t len = 0;
+		}
+		if (s->fin_order != s->prep_order)
+			return 0;
 		uint8_t flags = 0;
 		if (sl->type == SX_REC_DATA) {
 			/* The Merkle leaves are over the file's bytes: hashed
@@ -671,15 +729,56 @@ static int pump_send(sender *s, sx_err *err)
 		}
 		if (sl->late != LATE_NONE)
 			SX_GUARD(seal_time(s, sl, err));
-		SX_GUARD(
-		    sx_record_seal(&s->link.k.tx, sl->type, flags, sl->buf, sl->plen, &len, err));
-		sl->state = SLOT_SENDING;
-		s->sending = true;
-		return sx_io_send(s->io, s->sock, sl->buf, len, tag_of(OP_SEND, i), err);
+		SX_GUARD(sx_record_seal(&s->link.k.tx, sl->type, flags, sl->buf, sl->plen,
+					&sl->rec_len, err));
+		sl->state = SLOT_SEALED;
+		s->prep_order++;
+		s->fin_order++;
 	}
 	return 0;
 out:
 	return -1;
+}
+
+/* Finished jobs: their leaves go into the file's tree in record order. */
+static int on_pool(sender *s, int64_t res, sx_err *err)
+{
+	sx_pjob *done[SX_POOL_QUEUE];
+	if (res < 0)
+		return sx_fail_errno(err, SX_E_OTHER, (int)-res, "worker notification");
+	size_t n = sx_pool_take(s->pool, done, SX_ARRAY_LEN(done));
+	for (size_t i = 0; i < n; i++) {
+		if (done[i]->rc < 0) {
+			*err = done[i]->err;
+			return -1;
+		}
+		s->slots[done[i]->slot].rec_len = done[i]->rec_len;
+		s->slots[done[i]->slot].state = SLOT_DONE;
+	}
+	slot *sl;
+	while ((sl = slot_at(s, s->fin_order)) != NULL && sl->state == SLOT_DONE) {
+		sx_pjob *j = &s->jobs[sl - s->slots];
+		if (j->leaf && sx_filehash_add_leaf(&s->fh, j->leaf_hash, sl->raw, err) < 0)
+			return -1;
+		sl->state = SLOT_SEALED;
+		s->fin_order++;
+	}
+	return sx_io_read(s->io, sx_pool_fd(s->pool), &s->efd_buf, sizeof(s->efd_buf),
+			  SX_IO_OFF_CUR, tag_of(OP_POOL, 0), err);
+}
+
+/* One send in flight keeps the byte stream in sequence order. */
+static int send_next(sender *s, sx_err *err)
+{
+	if (s->sending || !s->link.ready)
+		return 0;
+	slot *sl = slot_at(s, s->send_order);
+	if (sl == NULL || sl->state != SLOT_SEALED)
+		return 0;
+	sl->state = SLOT_SENDING;
+	s->sending = true;
+	return sx_io_send(s->io, s->sock, sl->buf, sl->rec_len,
+			  tag_of(OP_SEND, (unsigned)(sl - s->slots)), err);
 }
 
 static int on_send(sender *s, unsigned idx, int64_t res, sx_err *err)
@@ -986,6 +1085,19 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	SX_GUARD(sx_chan_ctx_new(&ctx, &cc, err));
 	SX_GUARD(sx_io_open(&s->io, cfg->io, 64, err));
 	stats->io_backend = sx_io_name(s->io);
+	unsigned threads = cfg->threads;
+	if (threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = n > 0 ? (unsigned)n : 1;
+	}
+	if (threads > 8)
+		threads = 8;
+	stats->threads = threads;
+	if (threads > 1) {
+		SX_GUARD(sx_pool_new(&s->pool, threads, err));
+		SX_GUARD(sx_io_read(s->io, sx_pool_fd(s->pool), &s->efd_buf, sizeof(s->efd_buf),
+				    SX_IO_OFF_CUR, tag_of(OP_POOL, 0), err));
+	}
 	{
 		/* Registered buffers spare the kernel a page walk per read; where
 		 * the memlock limit is too small the plain path is as correct. */
@@ -1002,7 +1114,8 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 		sx_cqe cqe[16];
 		if (s->link.ready && !s->draining) {
 			SX_GUARD(produce(s, err));
-			SX_GUARD(pump_send(s, err));
+			SX_GUARD(prepare(s, err));
+			SX_GUARD(send_next(s, err));
 		}
 		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe),
 				   s->draining ? 1000 : cfg->timeout_ms, err);
@@ -1040,6 +1153,7 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 				SX_GUARD(on_read(s, idx, cqe[i].res, err));
 				close_idle_fds(s);
 				break;
+			case OP_POOL: SX_GUARD(on_pool(s, cqe[i].res, err)); break;
 			case OP_SEND:
 				SX_GUARD(on_send(s, idx, cqe[i].res, err));
 				if (cfg->on_progress)
@@ -1081,6 +1195,9 @@ out:
 				sx_log("warn", "cancel", "reason=\"cannot cancel socket I/O\"");
 		sx_io_close(s->io);
 	}
+	/* The workers may still be sealing into the slots: stop them before
+	 * the slots are freed. */
+	sx_pool_free(s->pool);
 	if (s->sock >= 0)
 		close(s->sock);
 	if (s->cur_fd > STDIN_FILENO)

@@ -70,10 +70,16 @@ typedef struct sx_filehash {
 	uint64_t bytes;	  /* all bytes fed */
 	uint8_t range[64][SX_HASH_LEN];
 	unsigned depth; /* entries in range */
+	bool ended;	/* a short leaf was added: nothing may follow */
 } sx_filehash;
 
 int sx_filehash_init(sx_filehash *h, uint32_t chunk, sx_err *err) SX_MUST_CHECK;
 int sx_filehash_update(sx_filehash *h, const void *data, size_t len, sx_err *err) SX_MUST_CHECK;
+/* Adds a leaf hashed elsewhere (sx_merkle_leaf of len bytes, len <= chunk;
+ * shorter only for the file's last leaf), at a leaf boundary: the same tree
+ * as feeding those bytes to sx_filehash_update. */
+int sx_filehash_add_leaf(sx_filehash *h, const uint8_t leaf[SX_HASH_LEN], size_t len,
+			 sx_err *err) SX_MUST_CHECK;
 /* Root over the complete leaves so far (a stream checkpoint); does not
  * close the open leaf. *nleaves, *bytes: what the root covers. */
 int sx_filehash_checkpoint(sx_filehash *h, uint8_t root[SX_HASH_LEN], uint64_t *nleaves,

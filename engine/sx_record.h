@@ -110,4 +110,28 @@ int sx_record_seal(sx_rdir *d, uint8_t type, uint8_t flags, uint8_t *rec, size_t
 int sx_record_open(sx_rdir *d, uint8_t *rec, size_t rec_len, uint8_t *type, uint8_t *flags,
 		   uint8_t **pt, size_t *pt_len, sx_err *err) SX_MUST_CHECK;
 
+/* Sealing on other threads (engine/pool): the event loop reserves, in
+ * order, what sealing a record of plen bytes would take from the direction
+ * (its sequence number and the epoch's secret, advancing and ratcheting the
+ * direction exactly as sx_record_seal does), and a lane on a worker seals
+ * with that reservation. The record is byte for byte the one sx_record_seal
+ * would have produced. The job holds a secret: wipe it after use. */
+typedef struct sx_rlane_job {
+	sx_suite suite;
+	uint64_t seq;
+	uint64_t epoch;
+	uint8_t secret[SX_SECRET_LEN];
+} sx_rlane_job;
+
+typedef struct sx_rlane {
+	sx_rdir d;
+	uint64_t epoch;
+	bool ready;
+} sx_rlane;
+
+int sx_record_reserve(sx_rdir *d, size_t plen, sx_rlane_job *job, sx_err *err) SX_MUST_CHECK;
+int sx_rlane_seal(sx_rlane *l, const sx_rlane_job *job, uint8_t type, uint8_t flags, uint8_t *rec,
+		  size_t plen, size_t *rec_len, sx_err *err) SX_MUST_CHECK;
+void sx_rlane_free(sx_rlane *l);
+
 #endif

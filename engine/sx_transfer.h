@@ -48,6 +48,7 @@ typedef struct sx_send_cfg {
 	int timeout_ms;
 	/* signing (docs/SIGNATURES.md); zero values mean the defaults */
 	bool no_sign;
+	unsigned threads;	     /* sealing workers; 0: one per core (at most 8), 1: none */
 	const char *receipts_dir;    /* default SX_RECEIPTS_DEFAULT under $HOME */
 	uint32_t batch_files;	     /* a batch closes after this many files, */
 	uint64_t batch_bytes;	     /* or this many bytes, */
@@ -72,6 +73,7 @@ typedef struct sx_send_stats {
 	const char *io_backend;
 	sx_suite suite;
 	uint64_t batches, checkpoints, receipts;
+	unsigned threads;
 	char receipts_dir[4096];
 } sx_send_stats;
 

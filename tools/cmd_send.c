@@ -126,6 +126,7 @@ int sx_cmd_send(int argc, char **argv)
 	    {"quiet", no_argument, 0, 'q'},
 	    {"json", no_argument, 0, 'j'},
 	    {"pass-file", required_argument, 0, 'p'},
+	    {"threads", required_argument, 0, 'W'},
 	    {"no-sign", no_argument, 0, 'S'},
 	    {"receipts", required_argument, 0, 'R'},
 	    {"batch-files", required_argument, 0, 'F'},
@@ -181,6 +182,11 @@ int sx_cmd_send(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'p': ps.file = optarg; break;
 		case 'S': cfg.no_sign = true; break;
+		case 'W':
+			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 8)
+				return sx_cli_usage_error("send", "--threads: 1 to 8");
+			cfg.threads = (unsigned)v;
+			break;
 		case 'R': cfg.receipts_dir = optarg; break;
 		case 'F':
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)

@@ -42,6 +42,17 @@ done
 [ "$(stat -c %Y "$T/a/b")" = "$(stat -c %Y "$OUT/tree/a/b")" ] || fail "folder mtime not kept"
 ok "$IO: tree with nested folders, empty files, chunk edges; modes and mtimes kept"
 
+# The worker pool: 1, 2 and 4 threads, a key update every 1 MiB, signed; the
+# same bytes arrive and verify whichever thread sealed which chunk.
+rand_file "$WORK/pool.bin" $((24 << 20))
+for t in 1 2 4; do
+	cp "$WORK/pool.bin" "$WORK/pool$t.bin"
+	send --threads "$t" --key-update 1M --compress off "$WORK/pool$t.bin"
+	cmp "$WORK/pool.bin" "$OUT/pool$t.bin" || fail "--threads $t: differs"
+	"$SXFER" verify --ca "$WORK/ca" "$OUT/pool$t.bin" >/dev/null || fail "--threads $t: does not verify"
+done
+ok "$IO: worker pool (1, 2, 4 threads) with key updates: byte-identical, signatures verify"
+
 # A stream from standard input.
 head -c 3000000 /dev/urandom | tee "$WORK/stream.src" |
 	send --name cam-stream.raw --chunk 256K -

@@ -1028,9 +1028,43 @@ static void test_mtree_matches_path(void **state)
 	}
 }
 
+/* Leaves hashed elsewhere and added whole give the same tree as the bytes. */
+static void test_filehash_add_leaf(void **state)
+{
+	(void)state;
+	enum { CHUNK = 1024 };
+	uint8_t data[5 * CHUNK + 100];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7);
+	sx_filehash a, b;
+	sx_err err = {0};
+	uint8_t ra[SX_HASH_LEN], rb[SX_HASH_LEN], leaf[SX_HASH_LEN];
+	uint64_t na, nb, ba, bb;
+	assert_int_equal(sx_filehash_init(&a, CHUNK, &err), 0);
+	assert_int_equal(sx_filehash_init(&b, CHUNK, &err), 0);
+	assert_int_equal(sx_filehash_update(&a, data, sizeof(data), &err), 0);
+	for (size_t off = 0; off < sizeof(data); off += CHUNK) {
+		size_t n = sizeof(data) - off < CHUNK ? sizeof(data) - off : CHUNK;
+		assert_int_equal(sx_merkle_leaf(data + off, n, leaf), 0);
+		assert_int_equal(sx_filehash_add_leaf(&b, leaf, n, &err), 0);
+	}
+	/* After a short leaf nothing may follow. */
+	assert_int_equal(sx_filehash_add_leaf(&b, leaf, CHUNK, &err), -1);
+	sx_err_clear(&err);
+	assert_int_equal(sx_filehash_update(&b, data, 1, &err), -1);
+	assert_int_equal(sx_filehash_final(&a, ra, &na, &ba, &err), 0);
+	assert_int_equal(sx_filehash_final(&b, rb, &nb, &bb, &err), 0);
+	assert_memory_equal(ra, rb, SX_HASH_LEN);
+	assert_int_equal(na, nb);
+	assert_int_equal(ba, bb);
+	sx_filehash_free(&a);
+	sx_filehash_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_filehash_add_leaf),
 	    cmocka_unit_test(test_mtree_matches_path),
 	    cmocka_unit_test(test_merkle_vectors),
 	    cmocka_unit_test(test_filehash_vectors),

@@ -1,0 +1,46 @@
+/* engine/pool: worker threads that seal records (and hash their Merkle
+ * leaves) for the event loop. The loop reserves each record's sequence
+ * number and epoch in order (sx_record_reserve), hands the job to the pool,
+ * and learns of finished jobs through an eventfd it reads like any other
+ * fd; it then takes the results in record order, so the byte stream and the
+ * Merkle trees are exactly those of sealing on one thread. */
+#ifndef SX_POOL_H
+#define SX_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/sx_err.h"
+#include "engine/sx_record.h"
+
+typedef struct sx_pjob {
+	/* in */
+	uint8_t *rec; /* SX_REC_HDR_LEN of room, plen bytes of plaintext, tag room */
+	size_t plen;
+	uint8_t type;
+	bool leaf; /* hash the plaintext as one RFC 9162 leaf before sealing */
+	sx_rlane_job key;
+	unsigned slot; /* the caller's */
+	/* out */
+	uint8_t leaf_hash[32];
+	size_t rec_len;
+	int rc;
+	sx_err err;
+} sx_pjob;
+
+typedef struct sx_pool sx_pool;
+
+int sx_pool_new(sx_pool **out, unsigned threads, sx_err *err) SX_MUST_CHECK;
+/* Readable (8 bytes, eventfd) whenever jobs have finished. */
+int sx_pool_fd(const sx_pool *p);
+/* The job stays the caller's memory; the pool uses it until it is returned
+ * by sx_pool_take. At most SX_POOL_QUEUE jobs in flight. */
+#define SX_POOL_QUEUE 64
+int sx_pool_submit(sx_pool *p, sx_pjob *job, sx_err *err) SX_MUST_CHECK;
+/* Finished jobs, in any order; returns how many were written to out. */
+size_t sx_pool_take(sx_pool *p, sx_pjob **out, size_t max);
+/* Stops and joins the workers (jobs still queued are dropped). */
+void sx_pool_free(sx_pool *p);
+
+#endif
