@@ -23,7 +23,10 @@
 #include "engine/sx_sigsess.h"
 #include "engine/sx_transfer.h"
 
-#define NSLOTS	 8
+#ifndef SX_SEND_SLOTS
+#define SX_SEND_SLOTS 8 /* records in flight on the sender (docs/PERFORMANCE.md) */
+#endif
+#define NSLOTS	 SX_SEND_SLOTS
 #define RX_CAP	 (64u * 1024)
 #define CTRL_MAX (SX_PATH_MAX + 64)
 

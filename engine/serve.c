@@ -31,7 +31,10 @@
 #include "engine/sx_store.h"
 #include "engine/sx_transfer.h"
 
-#define RX_SLOTS       4 /* records being received or written per connection */
+#ifndef SX_RECV_SLOTS
+#define SX_RECV_SLOTS 4 /* records being received or written per connection */
+#endif
+#define RX_SLOTS       SX_RECV_SLOTS
 #define FILES_MAX      ((int)SX_BATCH_FILES_MAX + 64) /* files held per connection (a batch's worth) */
 #define SYNC_MAX       16			      /* flushes in flight per connection */
 #define TX_CAP	       (256u * 1024)		      /* replies waiting to be sent */
