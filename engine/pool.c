@@ -20,7 +20,9 @@ struct sx_pool {
 	size_t qhead, qlen;
 	sx_pjob *done[SX_POOL_QUEUE];
 	size_t ndone;
+	size_t inflight; /* submitted and not yet taken: queued, running or done */
 	bool stop;
+	uint64_t epoch; /* the newest epoch handed out: older lanes are wiped */
 	int efd;
 	unsigned nthreads;
 	pthread_t threads[SX_POOL_THREADS_MAX];
@@ -44,8 +46,13 @@ static void *worker(void *arg)
 	sx_rlane lane = {0}; /* this thread's cipher contexts */
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (!p->stop && p->qlen == 0)
+		while (!p->stop && p->qlen == 0) {
+			/* An idle lane keeps no key older than the newest epoch:
+			 * the key update's forward secrecy holds for workers too. */
+			if (lane.ready && lane.epoch < p->epoch)
+				sx_rlane_free(&lane);
 			pthread_cond_wait(&p->cv, &p->mu);
+		}
 		if (p->stop)
 			break;
 		sx_pjob *j = p->queue[p->qhead];
@@ -102,12 +109,17 @@ int sx_pool_fd(const sx_pool *p)
 int sx_pool_submit(sx_pool *p, sx_pjob *job, sx_err *err)
 {
 	pthread_mutex_lock(&p->mu);
-	if (p->qlen + p->ndone >= SX_POOL_QUEUE) {
+	if (job->key.epoch > p->epoch) {
+		p->epoch = job->key.epoch;
+		pthread_cond_broadcast(&p->cv); /* idle workers drop older keys */
+	}
+	if (p->inflight >= SX_POOL_QUEUE) {
 		pthread_mutex_unlock(&p->mu);
 		return sx_fail(err, SX_E_OTHER, "worker queue full (internal)");
 	}
 	p->queue[(p->qhead + p->qlen) % SX_POOL_QUEUE] = job;
 	p->qlen++;
+	p->inflight++;
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	return 0;
@@ -120,6 +132,7 @@ size_t sx_pool_take(sx_pool *p, sx_pjob **out, size_t max)
 	memcpy(out, p->done, n * sizeof(*out));
 	memmove(p->done, p->done + n, (p->ndone - n) * sizeof(*out));
 	p->ndone -= n;
+	p->inflight -= n;
 	pthread_mutex_unlock(&p->mu);
 	return n;
 }

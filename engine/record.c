@@ -419,7 +419,13 @@ int sx_record_reserve(sx_rdir *d, size_t plen, sx_rlane_job *job, sx_err *err)
 	/* Exactly what sealing this record would do to the direction: the next
 	 * sequence number, and the ratchet when the epoch is full. */
 	d->seq++;
-	return account(d, plen, err);
+	if (account(d, plen, err) < 0) {
+		/* As a failed seal: the direction is unusable from here. */
+		d->failed = true;
+		OPENSSL_cleanse(job->secret, sizeof(job->secret));
+		return -1;
+	}
+	return 0;
 out:
 	return -1;
 }

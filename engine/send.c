@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1088,27 +1089,42 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	SX_GUARD(sx_chan_ctx_new(&ctx, &cc, err));
 	SX_GUARD(sx_io_open(&s->io, cfg->io, 64, err));
 	stats->io_backend = sx_io_name(s->io);
-	unsigned threads = cfg->threads;
-	if (threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = n > 0 ? (unsigned)n : 1;
-	}
-	if (threads > 8)
-		threads = 8;
-	stats->threads = threads;
-	if (threads > 1) {
-		SX_GUARD(sx_pool_new(&s->pool, threads, err));
-		SX_GUARD(sx_io_read(s->io, sx_pool_fd(s->pool), &s->efd_buf, sizeof(s->efd_buf),
-				    SX_IO_OFF_CUR, tag_of(OP_POOL, 0), err));
-	}
 	{
 		/* Registered buffers spare the kernel a page walk per read; where
-		 * the memlock limit is too small the plain path is as correct. */
+		 * the memlock limit is too small the plain path is as correct.
+		 * Registration needs no read in flight: before the pool's. */
 		struct iovec iov = {.iov_base = s->region, .iov_len = s->slots[0].cap * NSLOTS};
 		sx_err rerr = {0};
 		if (sx_io_register_buffers(s->io, &iov, 1, &rerr) < 0)
 			sx_err_clear(&rerr); /* not worth a line on the user's terminal */
 	}
+	unsigned threads = cfg->threads;
+	if (threads == 0) {
+		/* One per core this process may run on. */
+		cpu_set_t set;
+		threads =
+		    sched_getaffinity(0, sizeof(set), &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+	}
+	if (threads > 8)
+		threads = 8;
+	if (threads > 1) {
+		sx_err perr = {0};
+		if (sx_pool_new(&s->pool, threads - 1, &perr) < 0) {
+			if (cfg->threads != 0) {
+				*err = perr;
+				goto out;
+			}
+			/* Not asked for: seal on this thread rather than fail. */
+			sx_log("warn", "threads", "reason=\"%s\" fallback=\"one thread\"",
+			       perr.msg);
+			threads = 1;
+		} else {
+			SX_GUARD(sx_io_read(s->io, sx_pool_fd(s->pool), &s->efd_buf,
+					    sizeof(s->efd_buf), SX_IO_OFF_CUR, tag_of(OP_POOL, 0),
+					    err));
+		}
+	}
+	stats->threads = threads;
 	SX_GUARD(sx_net_connect(cfg->host, cfg->port, cfg->timeout_ms, &s->sock, err));
 	SX_GUARD(sx_link_init(&s->link, ctx, err));
 	SX_GUARD(handshake_send(s, err));
@@ -1199,8 +1215,10 @@ out:
 		sx_io_close(s->io);
 	}
 	/* The workers may still be sealing into the slots: stop them before
-	 * the slots are freed. */
+	 * the slots are freed. A job that never reached a worker still holds
+	 * its epoch secret. */
 	sx_pool_free(s->pool);
+	OPENSSL_cleanse(s->jobs, sizeof(s->jobs));
 	if (s->sock >= 0)
 		close(s->sock);
 	if (s->cur_fd > STDIN_FILENO)
