@@ -235,6 +235,11 @@ int sx_io_cancel_fd(sx_io *io, int fd, sx_err *err)
 	return io->be->cancel_fd(io, fd, err);
 }
 
+void sx_io_set_zerocopy(sx_io *io, size_t min)
+{
+	io->zerocopy_min = min;
+}
+
 int sx_io_register_buffers(sx_io *io, const struct iovec *iov, unsigned n, sx_err *err)
 {
 	return io->be->register_buffers(io, iov, n, err);

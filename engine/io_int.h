@@ -46,6 +46,8 @@ typedef struct sx_io_slot {
 	uint8_t state;
 	bool cancelled; /* cancel_fd seen: do not resubmit a remainder */
 	bool sock;	/* poll: fd is a socket (recv/send with MSG_DONTWAIT) */
+	bool zc_wait;	/* io_uring: a zero-copy send's notification is still due */
+	int zc_res;	/* io_uring: the result that came before it */
 	bool file;	/* poll: regular file or block device, always ready */
 } sx_io_slot;
 
@@ -68,7 +70,8 @@ struct sx_io {
 	sx_io_slot *slots;
 	unsigned *free_list; /* stack of free slot indices */
 	unsigned nfree;
-	void *priv; /* backend state */
+	void *priv;	     /* backend state */
+	size_t zerocopy_min; /* io_uring: sends of at least this many bytes go zero-copy; 0 off */
 };
 
 extern const sx_io_backend sx_io_uring_backend;

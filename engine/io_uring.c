@@ -23,6 +23,7 @@ typedef struct uring_priv {
 	bool draining;	     /* close(): accepted fds nobody will see are closed */
 	struct iovec *fixed; /* registered regions, index = buf_index */
 	unsigned nfixed;
+	bool zc_ok; /* the kernel has IORING_OP_SEND_ZC */
 } uring_priv;
 
 /* user_data: bits 40..63 slot generation (low 24 bits), 32..39 op, 0..31
@@ -85,7 +86,18 @@ static int prep_slot(sx_io *io, unsigned idx)
 	switch ((sx_io_op)s->op) {
 	case SX_OP_ACCEPT: io_uring_prep_accept(sqe, s->fd, NULL, NULL, SOCK_CLOEXEC); break;
 	case SX_OP_RECV: io_uring_prep_recv(sqe, s->fd, p, n, 0); break;
-	case SX_OP_SEND: io_uring_prep_send(sqe, s->fd, p, n, MSG_NOSIGNAL); break;
+	case SX_OP_SEND:
+		if (io->zerocopy_min != 0 && n >= io->zerocopy_min && priv_of(io)->zc_ok) {
+			s->zc_wait = false;
+			if (fx >= 0)
+				io_uring_prep_send_zc_fixed(sqe, s->fd, p, n, MSG_NOSIGNAL, 0,
+							    (unsigned)fx);
+			else
+				io_uring_prep_send_zc(sqe, s->fd, p, n, MSG_NOSIGNAL, 0);
+		} else {
+			io_uring_prep_send(sqe, s->fd, p, n, MSG_NOSIGNAL);
+		}
+		break;
 	case SX_OP_READ:
 		/* SX_IO_OFF_CUR is (u64)-1: io_uring reads at the file position. */
 		if (fx >= 0)
@@ -190,8 +202,21 @@ static bool on_all_out(sx_io *io, unsigned idx, int res, sx_cqe *out)
 	return retry(io, idx, out);
 }
 
-static bool on_send(sx_io *io, unsigned idx, int res, sx_cqe *out)
+/* A zero-copy send completes twice: the result (flagged MORE), then a
+ * notification once the kernel no longer needs the buffer. The caller hears
+ * of the send only after the notification. */
+static bool on_send(sx_io *io, unsigned idx, int res, unsigned flags, sx_cqe *out)
 {
+	sx_io_slot *s = &io->slots[idx];
+	if (flags & IORING_CQE_F_NOTIF) {
+		s->zc_wait = false;
+		return on_all_out(io, idx, s->zc_res, out);
+	}
+	if (flags & IORING_CQE_F_MORE) {
+		s->zc_wait = true;
+		s->zc_res = res;
+		return false;
+	}
 	return on_all_out(io, idx, res, out);
 }
 
@@ -208,7 +233,7 @@ static bool on_fsync(sx_io *io, unsigned idx, int res, sx_cqe *out)
 }
 
 /* Routes one CQE; returns true when it produced a caller completion. */
-static bool on_cqe(sx_io *io, uint64_t ud, int res, sx_cqe *out)
+static bool on_cqe(sx_io *io, uint64_t ud, int res, unsigned flags, sx_cqe *out)
 {
 	if (ud == LIBURING_UDATA_TIMEOUT)
 		return false; /* liburing's own timeout on kernels without EXT_ARG */
@@ -225,7 +250,7 @@ static bool on_cqe(sx_io *io, uint64_t ud, int res, sx_cqe *out)
 	switch ((sx_io_op)op) {
 	case SX_OP_ACCEPT: return on_accept(io, idx, res, out);
 	case SX_OP_RECV: return on_recv(io, idx, res, out);
-	case SX_OP_SEND: return on_send(io, idx, res, out);
+	case SX_OP_SEND: return on_send(io, idx, res, flags, out);
 	case SX_OP_READ: return on_read(io, idx, res, out);
 	case SX_OP_WRITE: return on_write(io, idx, res, out);
 	case SX_OP_FSYNC: return on_fsync(io, idx, res, out);
@@ -247,8 +272,9 @@ static unsigned harvest(sx_io *io, sx_cqe *out, unsigned max)
 			break;
 		uint64_t ud = cqe->user_data;
 		int res = cqe->res;
+		unsigned flags = cqe->flags;
 		io_uring_cqe_seen(&u->ring, cqe);
-		if (on_cqe(io, ud, res, out != NULL ? &out[n] : &scratch))
+		if (on_cqe(io, ud, res, flags, out != NULL ? &out[n] : &scratch))
 			n++;
 	}
 	return n;
@@ -396,6 +422,7 @@ static int uring_open(sx_io *io, sx_err *err)
 	u->ring_ok = true;
 	probe = io_uring_get_probe_ring(&u->ring);
 	SX_ENSURE(probe != NULL, err, SX_E_OTHER, "io_uring: cannot probe supported operations");
+	u->zc_ok = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);
 	for (size_t i = 0; i < SX_ARRAY_LEN(required_ops); i++)
 		SX_ENSURE(io_uring_opcode_supported(probe, (int)required_ops[i]), err, SX_E_OTHER,
 			  "io_uring: kernel lacks operation %u", required_ops[i]);

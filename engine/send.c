@@ -1089,6 +1089,8 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	SX_GUARD(sx_chan_ctx_new(&ctx, &cc, err));
 	SX_GUARD(sx_io_open(&s->io, cfg->io, 64, err));
 	stats->io_backend = sx_io_name(s->io);
+	if (cfg->zerocopy)
+		sx_io_set_zerocopy(s->io, 64 * 1024);
 	{
 		/* Registered buffers spare the kernel a page walk per read; where
 		 * the memlock limit is too small the plain path is as correct.

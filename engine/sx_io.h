@@ -63,6 +63,12 @@ struct iovec;
  * read or write is in flight. The regions must outlive the registration.
  * May fail (SX_E_OTHER) when RLIMIT_MEMLOCK is too small: the caller can go
  * on without. The poll backend accepts and ignores it. */
+/* io_uring only: sends of at least min bytes use zero-copy (SEND_ZC); the
+ * buffer stays the kernel's until the notification, which the backend waits
+ * for before it completes the send. 0 turns it off (the default); the poll
+ * backend ignores it. */
+void sx_io_set_zerocopy(sx_io *io, size_t min);
+
 int sx_io_register_buffers(sx_io *io, const struct iovec *iov, unsigned n,
 			   sx_err *err) SX_MUST_CHECK;
 

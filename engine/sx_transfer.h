@@ -48,6 +48,7 @@ typedef struct sx_send_cfg {
 	int timeout_ms;
 	/* signing (docs/SIGNATURES.md); zero values mean the defaults */
 	bool no_sign;
+	bool zerocopy;		     /* io_uring zero-copy sends for records of 64 KiB or more */
 	unsigned threads;	     /* sealing workers; 0: one per core (at most 8), 1: none */
 	const char *receipts_dir;    /* default SX_RECEIPTS_DEFAULT under $HOME */
 	uint32_t batch_files;	     /* a batch closes after this many files, */

@@ -52,6 +52,9 @@ for t in 1 2 4; do
 	"$SXFER" verify --ca "$WORK/ca" "$OUT/pool$t.bin" >/dev/null || fail "--threads $t: does not verify"
 done
 ok "$IO: worker pool (1, 2, 4 threads) with key updates: byte-identical, signatures verify"
+send --zerocopy --threads 2 "$WORK/pool.bin"
+cmp "$WORK/pool.bin" "$OUT/pool.bin" || fail "--zerocopy: differs"
+ok "$IO: --zerocopy: byte-identical"
 
 # A stream from standard input.
 head -c 3000000 /dev/urandom | tee "$WORK/stream.src" |
