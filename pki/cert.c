@@ -426,12 +426,19 @@ out:
 	return rc;
 }
 
+int sx_bio_save(const char *path, BIO *bio, mode_t mode, sx_err *err)
+{
+	char *data = NULL;
+	long len = BIO_get_mem_data(bio, &data);
+	if (len <= 0)
+		return sx_fail(err, SX_E_OTHER, "%s: nothing to write", path);
+	return sx_file_write_atomic(path, data, (size_t)len, mode, err);
+}
+
 int sx_certs_save(const char *path, X509 *const *certs, size_t n, mode_t mode, sx_err *err)
 {
 	int rc = -1;
 	BIO *bio = BIO_new(BIO_s_mem());
-	char *data = NULL;
-	long len;
 	SX_ENSURE(bio != NULL, err, SX_E_OTHER, "out of memory");
 	for (size_t i = 0; i < n; i++) {
 		if (PEM_write_bio_X509(bio, certs[i]) != 1) {
@@ -439,9 +446,7 @@ int sx_certs_save(const char *path, X509 *const *certs, size_t n, mode_t mode, s
 			goto out;
 		}
 	}
-	len = BIO_get_mem_data(bio, &data);
-	SX_ENSURE(len > 0, err, SX_E_OTHER, "%s: nothing to write", path);
-	SX_GUARD(sx_file_write_atomic(path, data, (size_t)len, mode, err));
+	SX_GUARD(sx_bio_save(path, bio, mode, err));
 	rc = 0;
 out:
 	BIO_free(bio);
@@ -478,15 +483,12 @@ int sx_csr_save(const char *path, X509_REQ *req, sx_err *err)
 {
 	int rc = -1;
 	BIO *bio = BIO_new(BIO_s_mem());
-	char *data = NULL;
-	long len;
 	SX_ENSURE(bio != NULL, err, SX_E_OTHER, "out of memory");
 	if (PEM_write_bio_X509_REQ(bio, req) != 1) {
 		sx_fail_ssl(err, SX_E_OTHER, "%s: encoding the CSR", path);
 		goto out;
 	}
-	len = BIO_get_mem_data(bio, &data);
-	SX_GUARD(sx_file_write_atomic(path, data, (size_t)len, 0644, err));
+	SX_GUARD(sx_bio_save(path, bio, 0644, err));
 	rc = 0;
 out:
 	BIO_free(bio);

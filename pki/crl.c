@@ -145,15 +145,12 @@ int sx_crl_save(const char *path, X509_CRL *crl, sx_err *err)
 {
 	int rc = -1;
 	BIO *bio = BIO_new(BIO_s_mem());
-	char *data = NULL;
-	long len;
 	SX_ENSURE(bio != NULL, err, SX_E_OTHER, "out of memory");
 	if (PEM_write_bio_X509_CRL(bio, crl) != 1) {
 		sx_fail_ssl(err, SX_E_OTHER, "%s: encoding the CRL", path);
 		goto out;
 	}
-	len = BIO_get_mem_data(bio, &data);
-	SX_GUARD(sx_file_write_atomic(path, data, (size_t)len, 0644, err));
+	SX_GUARD(sx_bio_save(path, bio, 0644, err));
 	rc = 0;
 out:
 	BIO_free(bio);

@@ -71,6 +71,8 @@ int sx_cert_build(const sx_cert_spec *spec, EVP_PKEY *subject_key, X509 *issuer,
 		  EVP_PKEY *issuer_key, X509 **out, sx_err *err) SX_MUST_CHECK;
 
 /* PEM of certs[0..n) into path (atomic, mode). */
+/* Writes what a memory BIO holds to path, atomically (sx_file_write_atomic). */
+int sx_bio_save(const char *path, BIO *bio, mode_t mode, sx_err *err) SX_MUST_CHECK;
 int sx_certs_save(const char *path, X509 *const *certs, size_t n, mode_t mode,
 		  sx_err *err) SX_MUST_CHECK;
 

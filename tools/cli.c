@@ -136,3 +136,18 @@ int sx_cli_days(const char *cmd, const char *s, unsigned *out)
 	*out = (unsigned)v;
 	return 0;
 }
+
+void sx_cli_json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}

@@ -605,21 +605,6 @@ static double s_gib(uint64_t bytes, double secs)
 	return bytes > 0 ? secs / ((double)bytes / GIB) : 0.0;
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
-
 static void print_table(const bench *b)
 {
 	printf("sxfer bench: primitives on one core, %u MiB buffers, %.2f s each\n",
@@ -664,7 +649,7 @@ static void print_json(const bench *b)
 		double secs = (double)p->ns / 1e9;
 		printf("%s{\"name\":\"%s\",\"suite\":", i ? "," : "", p->name);
 		if (p->suite)
-			json_str(p->suite);
+			sx_cli_json_str(p->suite);
 		else
 			printf("null");
 		printf(",\"bytes\":%llu,\"seconds\":%.6f,\"mib_per_s\":%.1f,\"s_per_gib\":%.4f}",
@@ -677,9 +662,9 @@ static void print_json(const bench *b)
 		return;
 	}
 	printf("{\"bytes\":%llu,\"tmp_base\":", (unsigned long long)b->size);
-	json_str(b->base);
+	sx_cli_json_str(b->base);
 	printf(",\"fs\":\"%s\",\"tmpfs\":%s,\"io\":", b->fs, b->tmpfs ? "true" : "false");
-	json_str(b->nruns > 0 && b->runs[0].st.io_backend ? b->runs[0].st.io_backend : "");
+	sx_cli_json_str(b->nruns > 0 && b->runs[0].st.io_backend ? b->runs[0].st.io_backend : "");
 	printf(",\"runs\":[");
 	for (size_t i = 0; i < b->nruns; i++) {
 		const bench_run *r = &b->runs[i];
@@ -785,7 +770,7 @@ int sx_cmd_bench(int argc, char **argv)
 		rc = sx_cli_report(&err);
 		if (b->json) {
 			printf("{\"result\":\"error\",\"exit\":%d,\"message\":", rc);
-			json_str(err.msg);
+			sx_cli_json_str(err.msg);
 			printf("}\n");
 		}
 		goto out;

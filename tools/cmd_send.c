@@ -86,21 +86,6 @@ static void on_progress(void *ctx, const sx_progress *p)
 	}
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
-
 static const char *zmode_name(sx_zmode m, int level)
 {
 	static char buf[16];
@@ -264,7 +249,7 @@ done:
 		printf("{\"result\":\"%s\",\"exit\":%d,", rc ? "error" : "ok", rc);
 		if (rc) {
 			printf("\"message\":");
-			json_str(err.msg);
+			sx_cli_json_str(err.msg);
 			putchar(',');
 		}
 		printf("\"files_ok\":%llu,\"files_failed\":%llu,\"bytes\":%llu,\"seconds\":%.3f,"
@@ -274,13 +259,13 @@ done:
 		       st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0,
 		       sx_suite_name(st.suite ? st.suite : cfg.suite),
 		       st.io_backend ? st.io_backend : "");
-		json_str(st.peer_name);
+		sx_cli_json_str(st.peer_name);
 		printf(",\"peer_fingerprint\":\"%s\",\"signed\":%s,\"batches\":%llu,"
 		       "\"checkpoints\":%llu,\"receipts\":%llu,\"receipts_dir\":",
 		       st.peer_fingerprint, cfg.no_sign ? "false" : "true",
 		       (unsigned long long)st.batches, (unsigned long long)st.checkpoints,
 		       (unsigned long long)st.receipts);
-		json_str(st.receipts_dir);
+		sx_cli_json_str(st.receipts_dir);
 		printf(",\"compress\":\"%s\",\"compressed_bytes\":%llu,\"data_records\":%llu,"
 		       "\"compressed_records\":%llu}\n",
 		       zmode_name(cfg.zmode, cfg.zlevel), (unsigned long long)st.wire_bytes,
