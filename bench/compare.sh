@@ -395,6 +395,52 @@ print_prims() {
 	done
 }
 
+# The cost of storing the big input into fresh pages of the receiver's file
+# system with no transfer at all (dd, 1 MiB blocks, user + system CPU): the
+# part of a receiver's CPU that the page cache costs, measured each run.
+STORE=()
+store_cost() {
+	rm -f "$W/out/store.bin"
+	/usr/bin/time -f '%U %S' -o "$W/store.time" dd if="$W/in/big" of="$W/out/store.bin" bs=1M \
+		status=none
+	rm -f "$W/out/store.bin"
+	STORE+=("$(awk -v m="$size_mib" '{printf "%.3f", ($1 + $2) * 1024 / m}' "$W/store.time")")
+}
+
+# The receiver's floor as the performance goal defines it (AES-256-GCM open +
+# SHA-256 when signing + two memcpy, one core, 1 MiB), beside what sxfer's
+# receiver used per GiB of the big file and the page-cache cost above.
+print_floor() {
+	((${#PRIMS[@]})) || return 0
+	local open sha mem store
+	open=$(printf '%s\n' "${PRIMS[@]}" | awk '$1 ~ /^BM_open\/aes256gcm/ {print $2}')
+	sha=$(printf '%s\n' "${PRIMS[@]}" | awk '$1 == "BM_prim_sha256" {print $2}')
+	mem=$(printf '%s\n' "${PRIMS[@]}" | awk '$1 == "BM_prim_memcpy" {print $2}')
+	store=$(printf '%s ' "${STORE[@]}" | median)
+	[ -n "$open" ] && [ -n "$sha" ] && [ -n "$mem" ] || return 0
+	echo
+	echo "Receiver CPU per GiB of the big file against its floor:"
+	printf '  %-44s %8s\n' "floor --no-sign (open + 2 memcpy)" \
+		"$(awk -v a="$open" -v m="$mem" 'BEGIN {printf "%.3f", a + 2 * m}')"
+	printf '  %-44s %8s\n' "floor signed (open + SHA-256 + 2 memcpy)" \
+		"$(awk -v a="$open" -v b="$sha" -v m="$mem" 'BEGIN {printf "%.3f", a + b + 2 * m}')"
+	printf '  %-44s %8s\n' "storing into fresh pages (dd, no transfer)" "${store:--}"
+	local tool k r fl
+	for tool in sxfer sxfer-nosign; do
+		k=$tool/big
+		[ -n "${CPU_R[$k]:-}" ] || continue
+		r=$(echo "${CPU_R[$k]}" | median | awk -v m="$size_mib" '{printf "%.3f", $1 * 1024 / m}')
+		if [ "$tool" = sxfer ]; then
+			fl=$(awk -v a="$open" -v b="$sha" -v m="$mem" 'BEGIN {print a + b + 2 * m}')
+		else
+			fl=$(awk -v a="$open" -v m="$mem" 'BEGIN {print a + 2 * m}')
+		fi
+		printf '  %-44s %8s  = %s x floor; %s x (floor + storing)\n' "$(label "$tool") receiver" "$r" \
+			"$(awk -v r="$r" -v f="$fl" 'BEGIN {printf "%.2f", r / f}')" \
+			"$(awk -v r="$r" -v f="$fl" -v s="${store:-0}" 'BEGIN {printf "%.2f", r / (f + s)}')"
+	done
+}
+
 # --- the table -------------------------------------------------------------------------
 print_table() { # print_table REF_TOOL INPUTS...
 	local ref=$1 tool input k med mib rate ratio v s r files
@@ -544,6 +590,7 @@ case " $tool_list" in *" https "*) ngx_start ;; esac
 log "primitives (sxfer_micro)"
 primitives
 for r in $(seq 1 "$runs"); do
+	store_cost
 	for input in big tree; do
 		for tool in $tool_list; do
 			log "run $r/$runs: $tool $input"
@@ -556,3 +603,4 @@ echo
 echo "sxfer compare: $(uname -r), $(nproc) cores; ${size_mib} MiB file (big), ${nfiles} x ${file_kib} KiB files (tree); runs: $runs"
 print_table "${tool_list%% *}" big tree
 print_prims
+print_floor
