@@ -1,6 +1,8 @@
-/* The receiver: many senders on one event loop (one sx_io ring), each a
- * small state machine fed by completions. A connection that misbehaves is
- * failed alone: its temporaries are removed and the others go on.
+/* The receiver: many senders on a few event loops (one thread and one sx_io
+ * ring each, sharing the listening socket), each connection a small state
+ * machine fed by completions on the loop that accepted it. A connection that
+ * misbehaves is failed alone: its temporaries are removed and the others go
+ * on.
  *
  * A file moves through these states (docs/PROTOCOL.md, "A session"):
  *   OPEN      data arrives, is hashed and written to the temporary
@@ -14,6 +16,10 @@
  * Flushes are asynchronous and at most SYNC_MAX per connection are in flight,
  * so 2,000 small files do not pay 2,000 flushes in a row. */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +86,8 @@ typedef struct dirmeta {
 
 typedef struct conn {
 	bool used;
-	unsigned idx;
+	unsigned idx; /* slot on its loop (completion tags) */
+	unsigned id;  /* number in the log, unique in the process */
 	int fd;
 	char addr[64];
 	sx_link link;
@@ -122,8 +129,24 @@ typedef struct conn {
 	sx_err err;
 } conn;
 
+/* What the loops share: the listening socket, the TLS context (OpenSSL's
+ * SSL_CTX, X509_STORE and keys are safe to use from several threads) and
+ * the connection budget. */
+typedef struct shared {
+	const sx_serve_cfg *cfg;
+	sx_chan_ctx *ctx;
+	int lfd;
+	atomic_uint loops;  /* running */
+	atomic_uint slots;  /* connections + accepts posted: at most max_conns */
+	atomic_uint active; /* connections, all loops */
+	atomic_uint next_id;
+	atomic_bool failed; /* a loop hit an error of its own: all stop */
+} shared;
+
 typedef struct server {
 	const sx_serve_cfg *cfg;
+	shared *sh;
+	unsigned loop;
 	sx_io *io;
 	sx_chan_ctx *ctx;
 	int lfd;
@@ -133,6 +156,12 @@ typedef struct server {
 	unsigned nconns;
 	unsigned served;
 	sx_class once_result;
+	sx_io_kind kind;
+	unsigned depth;
+	pthread_t thread;
+	bool started;
+	int rc;
+	sx_err err;
 } server;
 
 static uint64_t tag_of(unsigned conn_idx, int op, unsigned sub)
@@ -542,7 +571,7 @@ static void conn_shutdown(server *s, conn *c)
 	shutdown(c->fd, SHUT_RDWR);
 	sx_err err = {0};
 	if (sx_io_cancel_fd(s->io, c->fd, &err) < 0)
-		sx_log("warn", "cancel", "conn=%u reason=\"%s\"", c->idx, err.msg);
+		sx_log("warn", "cancel", "conn=%u reason=\"%s\"", c->id, err.msg);
 }
 
 static void conn_free(server *s, conn *c)
@@ -577,7 +606,7 @@ static void conn_free(server *s, conn *c)
 	sx_log(c->ok ? "info" : "error", "conn_close",
 	       "conn=%u addr=%s peer=\"%s\" files=%llu failed=%llu bytes=%llu seconds=%.3f "
 	       "result=%s",
-	       c->idx, c->addr, c->link.ready ? c->link.k.peer_name : "",
+	       c->id, c->addr, c->link.ready ? c->link.k.peer_name : "",
 	       (unsigned long long)c->files_ok, (unsigned long long)c->files_failed,
 	       (unsigned long long)c->bytes, secs, c->ok ? "ok" : "failed");
 	if (s->cfg->once && s->once_result == SX_OK)
@@ -595,6 +624,8 @@ static void conn_free(server *s, conn *c)
 	memset(c, 0, sizeof(*c));
 	s->nconns--;
 	s->served++;
+	atomic_fetch_sub(&s->sh->active, 1);
+	atomic_fetch_sub(&s->sh->slots, 1);
 }
 
 static void post_accept(server *s);
@@ -626,7 +657,7 @@ static void conn_fail(server *s, conn *c, const sx_err *why)
 	c->ok = false;
 	if (c->err.cls == SX_OK)
 		c->err = *why;
-	sx_log("error", "conn_error", "conn=%u addr=%s peer=\"%s\" class=%d cause=\"%s\"", c->idx,
+	sx_log("error", "conn_error", "conn=%u addr=%s peer=\"%s\" class=%d cause=\"%s\"", c->id,
 	       c->addr, c->link.ready ? c->link.k.peer_name : "", why->cls, why->msg);
 	if (c->link.ready && sx_link_hs_done(&c->link)) {
 		/* Tell the sender why, sealed, before the connection goes. */
@@ -638,7 +669,7 @@ static void conn_fail(server *s, conn *c, const sx_err *why)
 		c->closing = false; /* let flush_tx run once */
 		if (send_msg(s, c, &m, &e2) < 0)
 			sx_log("warn", "conn_error", "conn=%u reason=\"cannot send ERROR: %s\"",
-			       c->idx, e2.msg);
+			       c->id, e2.msg);
 		c->closing = true;
 	}
 	maybe_free(s, c);
@@ -1053,7 +1084,7 @@ static void on_recv(server *s, conn *c, int64_t res)
 		}
 		if (c->link.ready) {
 			sx_log("info", "handshake",
-			       "conn=%u addr=%s peer=\"%s\" fingerprint=%s suite=%s", c->idx,
+			       "conn=%u addr=%s peer=\"%s\" fingerprint=%s suite=%s", c->id,
 			       c->addr, c->link.k.peer_name, c->link.k.peer_fingerprint,
 			       sx_suite_name((sx_suite)c->link.k.hello.suite));
 			c->link.max_body = s->cfg->max_record;
@@ -1164,6 +1195,19 @@ static void on_send(server *s, conn *c, int op, unsigned sub, int64_t res)
 
 /* ---- accepting and the loop -------------------------------------------- */
 
+/* A posted accept holds one of the max_conns slots, so the loops together
+ * never take more connections than that. A loop with more connections than
+ * its share does not accept: the least busy loops take new senders (the
+ * kernel hands each connection to one of the accepts posted). */
+static bool take_slot(shared *sh)
+{
+	unsigned n = atomic_load(&sh->slots);
+	while (n < sh->cfg->max_conns)
+		if (atomic_compare_exchange_weak(&sh->slots, &n, n + 1))
+			return true;
+	return false;
+}
+
 static void post_accept(server *s)
 {
 	sx_err err = {0};
@@ -1171,7 +1215,12 @@ static void post_accept(server *s)
 		return;
 	if (s->cfg->once && s->served + s->nconns > 0)
 		return;
+	if (s->nconns > atomic_load(&s->sh->active) / atomic_load(&s->sh->loops))
+		return;
+	if (!take_slot(s->sh))
+		return;
 	if (sx_io_accept(s->io, s->lfd, tag_of(0xffffffffu, OP_ACCEPT, 0), &err) < 0) {
+		atomic_fetch_sub(&s->sh->slots, 1);
 		sx_log("error", "accept", "reason=\"%s\"", err.msg);
 		return;
 	}
@@ -1182,6 +1231,7 @@ static void on_accept(server *s, int64_t res)
 {
 	s->accept_posted = false;
 	if (res < 0) {
+		atomic_fetch_sub(&s->sh->slots, 1);
 		if (res != -ECANCELED)
 			sx_log("warn", "accept", "reason=\"%s\"", strerror((int)-res));
 		post_accept(s);
@@ -1189,6 +1239,7 @@ static void on_accept(server *s, int64_t res)
 	}
 	int fd = (int)res;
 	if (s->stopping) {
+		atomic_fetch_sub(&s->sh->slots, 1);
 		close(fd);
 		return;
 	}
@@ -1199,12 +1250,15 @@ static void on_accept(server *s, int64_t res)
 			c->idx = i;
 			break;
 		}
-	if (c == NULL) {
+	if (c == NULL) { /* not reached: the slot was taken with the accept */
+		atomic_fetch_sub(&s->sh->slots, 1);
 		close(fd);
 		return;
 	}
 	c->used = true;
+	c->id = atomic_fetch_add(&s->sh->next_id, 1);
 	c->fd = fd;
+	atomic_fetch_add(&s->sh->active, 1);
 	c->cur_file = -1;
 	c->rx_cur = -1;
 	c->t0 = sx_now_ns();
@@ -1226,7 +1280,7 @@ static void on_accept(server *s, int64_t res)
 		}
 	}
 	snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
-	sx_log("info", "conn_open", "conn=%u addr=%s", c->idx, c->addr);
+	sx_log("info", "conn_open", "conn=%u addr=%s loop=%u", c->id, c->addr, s->loop);
 	sx_err err = {0};
 	if (sx_link_init(&c->link, s->ctx, &err) < 0) {
 		conn_fail(s, c, &err);
@@ -1291,58 +1345,159 @@ static void dispatch(server *s, const sx_cqe *q)
 		maybe_free(s, c);
 }
 
+static int loop_run(server *s, sx_err *err)
+{
+	const sx_serve_cfg *cfg = s->cfg;
+	post_accept(s);
+	for (;;) {
+		bool stop = (cfg->stop && *cfg->stop) || atomic_load(&s->sh->failed);
+		if (stop && !s->stopping) {
+			s->stopping = true;
+			if (s->loop == 0)
+				sx_log("info", "shutdown", "connections=%u",
+				       atomic_load(&s->sh->active));
+			if (s->accept_posted && sx_io_cancel_fd(s->io, s->lfd, err) < 0)
+				return -1;
+			for (unsigned i = 0; i < cfg->max_conns; i++)
+				if (s->conns[i].used) {
+					sx_err why = {0};
+					sx_fail(&why, SX_E_NET, "server shutting down");
+					conn_fail(s, &s->conns[i], &why);
+					if (s->conns[i].used)
+						s->conns[i].deadline = sx_now_ns(); /* no grace */
+				}
+		}
+		if (s->stopping && s->nconns == 0 && !s->accept_posted)
+			return 0;
+		if (cfg->once && s->served > 0 && s->nconns == 0)
+			return 0;
+		sx_cqe cqe[64];
+		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe), 250, err);
+		if (n < 0)
+			return -1;
+		for (int i = 0; i < n; i++)
+			dispatch(s, &cqe[i]);
+		check_deadlines(s);
+		/* Another loop's connections may have ended: a share is free. */
+		post_accept(s);
+	}
+}
+
+static void *loop_thread(void *arg)
+{
+	server *s = arg;
+	if (s->io == NULL) {
+		/* Made here: a ring belongs to the thread that submits to it
+		 * (IORING_SETUP_SINGLE_ISSUER). */
+		sx_err e = {0};
+		if (sx_io_open(&s->io, s->kind, s->depth, &e) < 0) {
+			sx_log("warn", "loops", "loop=%u reason=\"%s\"", s->loop, e.msg);
+			return NULL; /* the other loops serve */
+		}
+		atomic_fetch_add(&s->sh->loops, 1);
+	}
+	s->rc = loop_run(s, &s->err);
+	if (s->rc < 0)
+		atomic_store(&s->sh->failed, true);
+	return NULL;
+}
+
+static unsigned loop_count(const sx_serve_cfg *cfg)
+{
+	unsigned n = cfg->threads;
+	if (cfg->once)
+		return 1; /* one connection: one loop */
+	if (n == 0) {
+		cpu_set_t set;
+		n = sched_getaffinity(0, sizeof(set), &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+	}
+	if (n > SX_SERVE_THREADS_MAX)
+		n = SX_SERVE_THREADS_MAX;
+	return n < 1 ? 1 : n;
+}
+
+static void loop_free(server *s)
+{
+	if (s->io != NULL)
+		sx_io_close(s->io);
+	free(s->conns);
+}
+
 int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 {
-	server s = {.cfg = cfg, .lfd = -1};
+	unsigned nloops = loop_count(cfg);
+	shared sh = {.cfg = cfg, .lfd = -1};
+	server *loops = calloc(nloops, sizeof(server));
 	int rc = -1, port = 0;
 	sx_chan_cfg cc = {
 	    .server = true, .id = cfg->id, .crl = cfg->crl, .max_record = cfg->max_record};
-	s.conns = calloc(cfg->max_conns, sizeof(conn));
-	if (s.conns == NULL)
+	sigset_t block, old;
+	if (loops == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
-	SX_GUARD(sx_chan_ctx_new(&s.ctx, &cc, err));
-	SX_GUARD(sx_io_open(&s.io, cfg->io, cfg->max_conns * (RX_SLOTS + SYNC_MAX + 4) + 8, err));
-	SX_GUARD(sx_net_listen(cfg->listen, &s.lfd, &port, err));
-	sx_log("info", "listen", "addr=%s port=%d io=%s out=\"%s\" max_conns=%u", cfg->listen, port,
-	       sx_io_name(s.io), cfg->out_dir, cfg->max_conns);
+	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
+	atomic_store(&sh.loops, 1);
+	for (unsigned i = 0; i < nloops; i++) {
+		server *s = &loops[i];
+		*s = (server){.cfg = cfg, .sh = &sh, .loop = i, .ctx = sh.ctx, .lfd = -1};
+		s->conns = calloc(cfg->max_conns, sizeof(conn));
+		if (s->conns == NULL) {
+			rc = sx_fail(err, SX_E_OTHER, "out of memory");
+			goto out;
+		}
+		/* Every loop uses the backend the first one got (one fallback
+		 * line in the log, not one per loop); the others open theirs on
+		 * their own thread. */
+		s->kind = cfg->io;
+		s->depth = cfg->max_conns * (RX_SLOTS + SYNC_MAX + 4) + 8;
+		if (i > 0 && s->kind == SX_IO_AUTO)
+			s->kind = strcmp(sx_io_name(loops[0].io), "io_uring") == 0 ? SX_IO_URING
+										   : SX_IO_POLL;
+		if (i == 0)
+			SX_GUARD(sx_io_open(&s->io, s->kind, s->depth, err));
+	}
+	SX_GUARD(sx_net_listen(cfg->listen, &sh.lfd, &port, err));
+	for (unsigned i = 0; i < nloops; i++)
+		loops[i].lfd = sh.lfd;
+	sx_log("info", "listen", "addr=%s port=%d io=%s out=\"%s\" max_conns=%u loops=%u",
+	       cfg->listen, port, sx_io_name(loops[0].io), cfg->out_dir, cfg->max_conns, nloops);
 	if (cfg->on_listen)
 		cfg->on_listen(cfg->listen_ctx, port);
-	post_accept(&s);
-	for (;;) {
-		if (cfg->stop && *cfg->stop && !s.stopping) {
-			s.stopping = true;
-			sx_log("info", "shutdown", "connections=%u", s.nconns);
-			if (s.accept_posted && sx_io_cancel_fd(s.io, s.lfd, err) < 0)
-				goto out;
-			for (unsigned i = 0; i < cfg->max_conns; i++)
-				if (s.conns[i].used) {
-					sx_err why = {0};
-					sx_fail(&why, SX_E_NET, "server shutting down");
-					conn_fail(&s, &s.conns[i], &why);
-					if (s.conns[i].used)
-						s.conns[i].deadline = sx_now_ns(); /* no grace */
-				}
+	/* Signals stay with this thread, which runs loop 0. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	for (unsigned i = 1; i < nloops; i++) {
+		int e = pthread_create(&loops[i].thread, NULL, loop_thread, &loops[i]);
+		if (e != 0) {
+			/* Fewer loops serve as well: the started ones share the
+			 * work. */
+			sx_log("warn", "loops",
+			       "reason=\"cannot start a loop thread: %s\" loops=%u", strerror(e),
+			       i);
+			break;
 		}
-		if (s.stopping && s.nconns == 0 && !s.accept_posted)
-			break;
-		if (cfg->once && s.served > 0 && s.nconns == 0)
-			break;
-		sx_cqe cqe[64];
-		int n = sx_io_wait(s.io, cqe, SX_ARRAY_LEN(cqe), 250, err);
-		SX_GUARD(n);
-		for (int i = 0; i < n; i++)
-			dispatch(&s, &cqe[i]);
-		check_deadlines(&s);
+		loops[i].started = true;
 	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	loop_thread(&loops[0]);
+	for (unsigned i = 1; i < nloops; i++)
+		if (loops[i].started)
+			pthread_join(loops[i].thread, NULL);
+	for (unsigned i = 0; i < nloops; i++)
+		if (loops[i].rc < 0 && (i == 0 || loops[i].started)) {
+			*err = loops[i].err;
+			goto out;
+		}
 	rc = 0;
-	if (cfg->once && s.once_result != SX_OK)
-		rc = sx_fail(err, s.once_result, "the session failed (see the log)");
+	if (cfg->once && loops[0].once_result != SX_OK)
+		rc = sx_fail(err, loops[0].once_result, "the session failed (see the log)");
 out:
-	if (s.io != NULL)
-		sx_io_close(s.io);
-	if (s.lfd >= 0)
-		close(s.lfd);
-	sx_chan_ctx_free(s.ctx);
-	free(s.conns);
+	for (unsigned i = 0; i < nloops; i++)
+		loop_free(&loops[i]);
+	if (sh.lfd >= 0)
+		close(sh.lfd);
+	sx_chan_ctx_free(sh.ctx);
+	free(loops);
 	return rc;
 }

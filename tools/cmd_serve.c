@@ -20,6 +20,9 @@ static const char usage[] =
     "                          (default: crl.pem of the identity folder, if any)\n"
     "  --once                  serve one connection, exit with its result\n"
     "  --max-conns N           concurrent connections (default 64)\n"
+    "  --threads N             event loops, each on its own thread and ring;\n"
+    "                          new senders go to the least busy (default: one\n"
+    "                          per core, at most 8; --once uses one)\n"
     "  --overwrite             replace existing files\n"
     "  --io KIND               auto (default), uring or poll\n"
     "  --max-record SIZE       largest record accepted (default 16M)\n"
@@ -60,6 +63,7 @@ int sx_cmd_serve(int argc, char **argv)
 	    {"crl", required_argument, 0, 'r'},
 	    {"once", no_argument, 0, '1'},
 	    {"max-conns", required_argument, 0, 'm'},
+	    {"threads", required_argument, 0, 'T'},
 	    {"overwrite", no_argument, 0, 'w'},
 	    {"io", required_argument, 0, 'o'},
 	    {"max-record", required_argument, 0, 'R'},
@@ -91,6 +95,12 @@ int sx_cmd_serve(int argc, char **argv)
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)
 				return sx_cli_usage_error("serve", "--max-conns: 1 to 4096");
 			cfg.max_conns = (unsigned)v;
+			break;
+		case 'T':
+			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > SX_SERVE_THREADS_MAX)
+				return sx_cli_usage_error("serve", "--threads: 1 to %d",
+							  SX_SERVE_THREADS_MAX);
+			cfg.threads = (unsigned)v;
 			break;
 		case 'o':
 			if (sx_io_kind_parse(optarg, &cfg.io) < 0)

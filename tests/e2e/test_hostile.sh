@@ -55,8 +55,9 @@ wait "$STALL" 2>/dev/null || true
 no_partials "$WORK/out"
 stop_server "$SRV"
 
-# With --max-conns 1 the server accepts again once its only slot is free.
-start_server one --id "$WORK/server" --out "$WORK/out-one" --max-conns 1
+# With --max-conns 1 the server accepts again once its only slot is free,
+# also when several event loops share the budget.
+start_server one --id "$WORK/server" --out "$WORK/out-one" --max-conns 1 --threads 4
 for i in 1 2 3; do
 	"$SXFER" send --id "$WORK/cam" --quiet --timeout 10 "127.0.0.1:$PORT" "$WORK/legit.bin" \
 		--name "x$i" >/dev/null 2>&1 || true

@@ -4,7 +4,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${IO:?}"
 
 make_pki
-start_server srv --id "$WORK/server" --out "$WORK/out" --io "$IO"
+# Three event loops whatever the core count, so connections spread over them.
+start_server srv --id "$WORK/server" --out "$WORK/out" --io "$IO" --threads 3
 SRV=$SERVER_PID
 OUT=$WORK/out/cam-01
 send() { "$SXFER" send --id "$WORK/cam" --io "$IO" --quiet "127.0.0.1:$PORT" "$@"; }
@@ -79,6 +80,9 @@ done
 for p in "${pids[@]}"; do wait "$p" || fail "a concurrent sender failed"; done
 for i in $(seq 1 20); do cmp "$WORK/many/f$i" "$OUT/f$i" || fail "f$i differs"; done
 ok "$IO: 20 concurrent senders"
+loops=$(sed -n 's/.*event=conn_open .* loop=\([0-9]*\).*/\1/p' "$WORK/srv.log" | sort -u | wc -l)
+[ "$loops" -ge 2 ] || fail "20 concurrent senders all went to one event loop"
+ok "$IO: connections spread over $loops event loops"
 
 no_partials "$WORK/out"
 stop_server "$SRV"
