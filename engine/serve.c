@@ -46,6 +46,7 @@
 #define TX_CAP	       (256u * 1024)		      /* replies waiting to be sent */
 #define MAX_DIRS       10000	  /* folders whose mtime is restored at the end, */
 #define MAX_DIR_BYTES  (1u << 20) /* and the bytes of their paths */
+#define DIRECT_MIN     (4u << 20) /* files from this size are written with direct I/O */
 #define HASH_CHUNK_MIN 512u
 #define HASH_CHUNK_MAX (64u << 20)
 
@@ -67,8 +68,9 @@ typedef struct rfile {
 	sx_store_file sf;
 	uint64_t announced; /* SX_SIZE_UNKNOWN for a stream */
 	uint64_t received;
-	int writes;  /* writes in flight */
-	bool failed; /* refused after it began: released once writes drain */
+	int writes;	       /* writes in flight */
+	uint64_t direct_bytes; /* written with direct I/O */
+	bool failed;	       /* refused after it began: released once writes drain */
 	uint32_t mode;
 	struct timespec mtime;
 	uint64_t t0;
@@ -94,8 +96,15 @@ typedef struct conn {
 	unsigned inflight; /* operations not yet completed */
 	bool closing, shut, ok;
 	uint64_t deadline;
-	uint8_t *rx[RX_SLOTS];
+	uint8_t *rx[RX_SLOTS];	   /* a record: its plaintext starts at a */
+	uint8_t *rx_mem[RX_SLOTS]; /* SX_STORE_DIO_ALIGN boundary (direct I/O) */
 	bool rx_busy[RX_SLOTS];
+	struct {
+		uint8_t *p;
+		size_t len;
+		uint64_t off;
+		bool direct;
+	} wr[RX_SLOTS]; /* the write in flight from each buffer */
 	/* Compressed DATA: rx[i]'s record is decompressed into dx[i] (written
 	 * from there, so it stays busy with rx[i]). Made at the first compressed
 	 * record, at the fixed size max_record: never from a size the peer sent. */
@@ -457,9 +466,11 @@ static int stored(server *s, conn *c, int fi, sx_err *err)
 	rfile *f = &c->files[fi];
 	double secs = (double)(sx_now_ns() - f->t0) / 1e9;
 	sx_log("info", "file_stored",
-	       "peer=\"%s\" path=\"%s\" size=%llu seconds=%.3f mib_per_s=%.1f signed=%s",
+	       "peer=\"%s\" path=\"%s\" size=%llu seconds=%.3f mib_per_s=%.1f signed=%s "
+	       "direct_bytes=%llu",
 	       c->link.k.peer_name, f->path, (unsigned long long)f->received, secs,
-	       secs > 0 ? (double)f->received / 1048576.0 / secs : 0.0, c->sign ? "yes" : "no");
+	       secs > 0 ? (double)f->received / 1048576.0 / secs : 0.0, c->sign ? "yes" : "no",
+	       (unsigned long long)f->direct_bytes);
 	sx_msg m = {.type = SX_MSG_FILE_OK, .file_id = f->id, .size = f->received};
 	c->files_ok++;
 	SX_GUARD(send_msg(s, c, &m, err));
@@ -614,7 +625,7 @@ static void conn_free(server *s, conn *c)
 				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
 	sx_link_free(&c->link);
 	for (int i = 0; i < RX_SLOTS; i++) {
-		free(c->rx[i]);
+		free(c->rx_mem[i]);
 		free(c->dx[i]);
 	}
 	ZSTD_freeDCtx(c->dctx);
@@ -805,6 +816,10 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 	if (sx_store_begin(&c->store, m->path, m->path_len, &f->sf, &ferr) < 0)
 		return send_file_err(s, c, f->id, &ferr, err);
 	f->state = F_OPEN;
+	/* Large files skip the page cache where the file system allows: no
+	 * copy of the plaintext on the receiver (docs/IO.md). */
+	if (s->cfg->direct && (f->announced == SX_SIZE_UNKNOWN || f->announced >= DIRECT_MIN))
+		(void)sx_store_direct_on(&f->sf);
 	return 0;
 out:
 	return -1;
@@ -976,6 +991,11 @@ out:
 	return -1;
 }
 
+static size_t dio_round(size_t n)
+{
+	return (n + SX_STORE_DIO_ALIGN - 1) / SX_STORE_DIO_ALIGN * SX_STORE_DIO_ALIGN;
+}
+
 static int dx_alloc(server *s, conn *c, sx_err *err)
 {
 	if (c->dctx != NULL)
@@ -983,12 +1003,18 @@ static int dx_alloc(server *s, conn *c, sx_err *err)
 	c->dctx = ZSTD_createDCtx();
 	bool oom = c->dctx == NULL;
 	for (int i = 0; i < RX_SLOTS; i++) {
-		c->dx[i] = malloc(s->cfg->max_record);
+		c->dx[i] = aligned_alloc(SX_STORE_DIO_ALIGN, dio_round(s->cfg->max_record));
 		oom |= c->dx[i] == NULL;
 	}
 	if (oom)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	return 0;
+}
+
+static bool dio_aligned(const sx_store_file *sf, const uint8_t *p, size_t len, uint64_t off)
+{
+	return (uintptr_t)p % sf->dio_align == 0 && len % sf->dio_align == 0 &&
+	       off % sf->dio_align == 0;
 }
 
 static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, sx_err *err)
@@ -1030,6 +1056,12 @@ static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, s
 	c->rx_busy[slot] = true;
 	c->rx_cur = -1;
 	f->writes++;
+	if (f->sf.direct && !dio_aligned(&f->sf, pt, len, off))
+		(void)sx_store_direct_off(&f->sf); /* a tail: buffered from here on */
+	c->wr[slot].p = pt;
+	c->wr[slot].len = len;
+	c->wr[slot].off = off;
+	c->wr[slot].direct = f->sf.direct;
 	unsigned sub = ((unsigned)c->cur_file << 8) | (unsigned)slot;
 	return submit_ok(
 	    c, sx_io_write(s->io, f->sf.fd, pt, len, off, tag_of(c->idx, OP_WRITE, sub), err));
@@ -1089,8 +1121,17 @@ static void on_recv(server *s, conn *c, int64_t res)
 			       sx_suite_name((sx_suite)c->link.k.hello.suite));
 			c->link.max_body = s->cfg->max_record;
 			size_t cap = SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX;
-			for (int i = 0; i < RX_SLOTS; i++)
-				c->rx[i] = malloc(cap);
+			/* The plaintext begins SX_REC_HDR_LEN into a record:
+			 * that byte sits on an alignment boundary, so chunks
+			 * can be written with direct I/O from where they were
+			 * opened. */
+			for (int i = 0; i < RX_SLOTS; i++) {
+				c->rx_mem[i] = aligned_alloc(SX_STORE_DIO_ALIGN,
+							     dio_round(SX_STORE_DIO_ALIGN + cap));
+				if (c->rx_mem[i] != NULL)
+					c->rx[i] =
+					    c->rx_mem[i] + SX_STORE_DIO_ALIGN - SX_REC_HDR_LEN;
+			}
 			c->tx[0] = malloc(TX_CAP);
 			c->tx[1] = malloc(TX_CAP);
 			c->syncq = malloc((FILES_MAX + 1) * sizeof(int));
@@ -1133,8 +1174,22 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 	int slot = (int)(sub & 0xff);
 	rfile *f = &c->files[fi];
 	sx_err err = {0};
+	if (res == -EINVAL && c->wr[slot].direct && !c->closing && !f->failed &&
+	    sx_store_direct_off(&f->sf) == 0) {
+		/* The file system refused this direct write after all (an
+		 * alignment statx did not tell): the same bytes again, through
+		 * the page cache. */
+		c->wr[slot].direct = false;
+		if (submit_ok(c, sx_io_write(s->io, f->sf.fd, c->wr[slot].p, c->wr[slot].len,
+					     c->wr[slot].off, tag_of(c->idx, OP_WRITE, sub),
+					     &err)) < 0)
+			conn_fail(s, c, &err);
+		return;
+	}
 	c->rx_busy[slot] = false;
 	f->writes--;
+	if (res >= 0 && c->wr[slot].direct)
+		f->direct_bytes += c->wr[slot].len;
 	if (res < 0 && !f->failed && !c->closing) {
 		sx_err ferr = {0};
 		sx_fail_errno(&ferr, SX_E_IO, (int)-res, "'%s': write failed on the receiver",

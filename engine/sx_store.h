@@ -14,6 +14,9 @@
 
 #include "common/sx_err.h"
 
+/* The largest alignment direct I/O may ask for that receive buffers meet. */
+#define SX_STORE_DIO_ALIGN 4096u
+
 typedef struct sx_store {
 	int root_fd; /* OUT/<peer> */
 	bool overwrite;
@@ -24,6 +27,10 @@ typedef struct sx_store {
 typedef struct sx_store_file {
 	int dir_fd; /* the folder the file lands in (owned) */
 	int fd;	    /* the temporary, open for writing */
+	/* Direct I/O (O_DIRECT) on fd: writes whose buffer, offset and length
+	 * are multiples of dio_align bypass the page cache. */
+	bool direct;
+	uint32_t dio_align;
 	char name[256];
 	char tmp[300];
 	bool committed;
@@ -49,6 +56,14 @@ int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struc
  * store overwrites (SX_E_IO, "exists"). */
 int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f,
 		   sx_err *err) SX_MUST_CHECK;
+/* Turns direct I/O on for the temporary when its file system supports it
+ * (statx STATX_DIOALIGN: memory and offset alignment at most 4096); returns
+ * whether it is on. Nothing changes when it is not supported. */
+bool sx_store_direct_on(sx_store_file *f);
+/* Back to buffered writes (for a tail that is not aligned, or when the
+ * file system refuses a direct write): 0, or -1 with errno. */
+int sx_store_direct_off(sx_store_file *f);
+
 /* Permission bits and mtime on the temporary (before its fsync). */
 int sx_store_meta(sx_store_file *f, mode_t mode, const struct timespec *mtime,
 		  sx_err *err) SX_MUST_CHECK;

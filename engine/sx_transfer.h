@@ -91,6 +91,7 @@ typedef struct sx_serve_cfg {
 	const char *out_dir;
 	bool once;	    /* serve one connection, exit with its result */
 	bool overwrite;	    /* replace existing files */
+	bool direct;	    /* direct I/O for large files where supported */
 	unsigned max_conns; /* concurrent connections, all loops together */
 	unsigned threads;   /* event loops; 0: one per core (at most 8); --once: 1 */
 	sx_io_kind io;

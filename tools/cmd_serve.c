@@ -24,6 +24,9 @@ static const char usage[] =
     "                          new senders go to the least busy (default: one\n"
     "                          per core, at most 8; --once uses one)\n"
     "  --overwrite             replace existing files\n"
+    "  --no-direct             write every file through the page cache (default:\n"
+    "                          files of 4 MiB or more use direct I/O where the\n"
+    "                          file system supports it)\n"
     "  --io KIND               auto (default), uring or poll\n"
     "  --max-record SIZE       largest record accepted (default 16M)\n"
     "  --handshake-timeout S   seconds (default 10)\n"
@@ -65,6 +68,7 @@ int sx_cmd_serve(int argc, char **argv)
 	    {"max-conns", required_argument, 0, 'm'},
 	    {"threads", required_argument, 0, 'T'},
 	    {"overwrite", no_argument, 0, 'w'},
+	    {"no-direct", no_argument, 0, 'D'},
 	    {"io", required_argument, 0, 'o'},
 	    {"max-record", required_argument, 0, 'R'},
 	    {"handshake-timeout", required_argument, 0, 'H'},
@@ -75,6 +79,7 @@ int sx_cmd_serve(int argc, char **argv)
 	    {0, 0, 0, 0},
 	};
 	sx_serve_cfg cfg = {.max_conns = 64,
+			    .direct = true,
 			    .max_record = SX_MAX_RECORD_DEFAULT,
 			    .handshake_timeout_ms = SX_TIMEOUT_HANDSHAKE_MS,
 			    .idle_timeout_ms = SX_TIMEOUT_IDLE_MS};
@@ -91,6 +96,7 @@ int sx_cmd_serve(int argc, char **argv)
 		case 'r': crl_file = optarg; break;
 		case '1': cfg.once = true; break;
 		case 'w': cfg.overwrite = true; break;
+		case 'D': cfg.direct = false; break;
 		case 'm':
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)
 				return sx_cli_usage_error("serve", "--max-conns: 1 to 4096");
