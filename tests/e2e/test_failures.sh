@@ -46,6 +46,30 @@ else
 	echo "skip - disk full: cannot mount a tmpfs (not root?)"
 fi
 
+# ---- disk full with direct I/O (a small ext4 image) ---------------------------
+mkdir -p "$WORK/small-ext4"
+truncate -s 16M "$WORK/ext4.img"
+if mkfs.ext4 -q "$WORK/ext4.img" 2>/dev/null &&
+	mount -o loop "$WORK/ext4.img" "$WORK/small-ext4" 2>/dev/null; then
+	MOUNTS+=("$WORK/small-ext4")
+	start_server fullx --id "$WORK/server" --out "$WORK/small-ext4"
+	FULLX=$SERVER_PID
+	rand_file "$WORK/twenty.bin" $((20 << 20))
+	expect_exit 5 send "127.0.0.1:$PORT" "$WORK/twenty.bin"
+	grep -q "No space left" "$WORK/last.err" || { cat "$WORK/last.err" >&2; fail "ext4: sender not told 'No space left'"; }
+	no_partials "$WORK/small-ext4"
+	[ ! -e "$WORK/small-ext4/cam-01/twenty.bin" ] || fail "ext4: partial file under its final name"
+	rand_file "$WORK/six.bin" $((6 << 20))
+	send "127.0.0.1:$PORT" "$WORK/six.bin" || fail "ext4: server unusable after a full disk"
+	cmp "$WORK/six.bin" "$WORK/small-ext4/cam-01/six.bin" || fail "ext4: file differs after a full disk"
+	stop_server "$FULLX"
+	grep -q 'path="six.bin" .*direct_bytes=[1-9]' "$WORK/fullx.log" ||
+		fail "ext4: the 6 MiB file was not written with direct I/O"
+	ok "disk full with direct I/O (ext4): exit 5, no partial file, then a direct write succeeds"
+else
+	echo "skip - disk full with direct I/O: cannot make and mount an ext4 image"
+fi
+
 # ---- permission ----------------------------------------------------------
 start_server srv --id "$WORK/server" --out "$WORK/out"
 SRV=$SERVER_PID
