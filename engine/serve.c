@@ -145,10 +145,12 @@ typedef struct shared {
 	const sx_serve_cfg *cfg;
 	sx_chan_ctx *ctx;
 	int lfd;
-	atomic_uint loops;  /* running */
-	atomic_uint slots;  /* connections + accepts posted: at most max_conns */
-	atomic_uint active; /* connections, all loops */
+	atomic_uint loops;   /* running */
+	atomic_uint slots;   /* connections + accepts posted: at most max_conns */
+	atomic_uint active;  /* connections, all loops */
+	atomic_uint accepts; /* accepts posted, all loops */
 	atomic_uint next_id;
+	atomic_bool stop;   /* cfg->stop seen by loop 0, which gets the signals */
 	atomic_bool failed; /* a loop hit an error of its own: all stop */
 } shared;
 
@@ -1252,8 +1254,12 @@ static void on_send(server *s, conn *c, int op, unsigned sub, int64_t res)
 
 /* A posted accept holds one of the max_conns slots, so the loops together
  * never take more connections than that. A loop with more connections than
- * its share does not accept: the least busy loops take new senders (the
- * kernel hands each connection to one of the accepts posted). */
+ * its share does not accept while another loop has an accept posted: the
+ * least busy loops take new senders (the kernel hands each connection to one
+ * of the accepts posted). When no loop has one, the loop that consumed the
+ * last accept or freed a slot posts one whatever its share: the others would
+ * only look again at their next wake-up (up to 250 ms), and senders would
+ * wait in the backlog with slots free. */
 static bool take_slot(shared *sh)
 {
 	unsigned n = atomic_load(&sh->slots);
@@ -1270,11 +1276,14 @@ static void post_accept(server *s)
 		return;
 	if (s->cfg->once && s->served + s->nconns > 0)
 		return;
-	if (s->nconns > atomic_load(&s->sh->active) / atomic_load(&s->sh->loops))
+	if (s->nconns > atomic_load(&s->sh->active) / atomic_load(&s->sh->loops) &&
+	    atomic_load(&s->sh->accepts) > 0)
 		return;
 	if (!take_slot(s->sh))
 		return;
+	atomic_fetch_add(&s->sh->accepts, 1);
 	if (sx_io_accept(s->io, s->lfd, tag_of(0xffffffffu, OP_ACCEPT, 0), &err) < 0) {
+		atomic_fetch_sub(&s->sh->accepts, 1);
 		atomic_fetch_sub(&s->sh->slots, 1);
 		sx_log("error", "accept", "reason=\"%s\"", err.msg);
 		return;
@@ -1285,6 +1294,7 @@ static void post_accept(server *s)
 static void on_accept(server *s, int64_t res)
 {
 	s->accept_posted = false;
+	atomic_fetch_sub(&s->sh->accepts, 1);
 	if (res < 0) {
 		atomic_fetch_sub(&s->sh->slots, 1);
 		if (res != -ECANCELED)
@@ -1405,7 +1415,11 @@ static int loop_run(server *s, sx_err *err)
 	const sx_serve_cfg *cfg = s->cfg;
 	post_accept(s);
 	for (;;) {
-		bool stop = (cfg->stop && *cfg->stop) || atomic_load(&s->sh->failed);
+		/* Only loop 0 reads the flag the signal handler sets (it runs on
+		 * that thread); the others learn of it through sh->stop. */
+		if (s->loop == 0 && cfg->stop && *cfg->stop)
+			atomic_store(&s->sh->stop, true);
+		bool stop = atomic_load(&s->sh->stop) || atomic_load(&s->sh->failed);
 		if (stop && !s->stopping) {
 			s->stopping = true;
 			if (s->loop == 0)
@@ -1454,6 +1468,13 @@ static void *loop_thread(void *arg)
 	s->rc = loop_run(s, &s->err);
 	if (s->rc < 0)
 		atomic_store(&s->sh->failed, true);
+	if (s->loop > 0) {
+		/* Closed here too: draining a ring (after a failure, with ops
+		 * still in flight) submits to it and waits on it, which only
+		 * its own thread may do. */
+		sx_io_close(s->io);
+		s->io = NULL;
+	}
 	return NULL;
 }
 
