@@ -117,7 +117,7 @@ typedef struct sender {
 	size_t nbatches, batches_cap;
 	uint32_t p_files; /* files ended, as produced, in the open batch */
 	uint64_t p_bytes, p_t0;
-	uint32_t stream_since_ckpt;
+	uint64_t stream_ckpt_off; /* stream bytes read when the last checkpoint was due */
 	uint64_t receipts;
 	/* per file id (1..file_id): its entry and whether it was answered */
 	struct fid {
@@ -402,7 +402,7 @@ static int produce(sender *s, sx_err *err)
 			e->mtime_sec = m.mtime_sec;
 			e->mtime_nsec = m.mtime_nsec;
 			s->cur_off = 0;
-			s->stream_since_ckpt = 0;
+			s->stream_ckpt_off = 0;
 			s->phase = 1;
 			continue;
 		}
@@ -410,16 +410,19 @@ static int produce(sender *s, sx_err *err)
 			if (e->src == NULL) {
 				if (s->stream_reading)
 					break;
-				if (s->sign && s->stream_since_ckpt >= s->ckpt_records) {
-					/* A signed checkpoint every K records of a
+				if (s->sign && s->cur_off - s->stream_ckpt_off >=
+						   (uint64_t)s->ckpt_records * s->chunk) {
+					/* A signed checkpoint every K chunks of a
 					 * stream: a cut-off stream stays verifiable
-					 * up to here. */
+					 * up to here. Counted in bytes, not records
+					 * (a pipe gives short reads), so each
+					 * checkpoint covers K more whole leaves. */
 					sl->type = SX_REC_CTRL;
 					sl->late = LATE_CHECKPOINT;
 					sl->entry = s->cur;
 					sl->state = SLOT_READY;
 					sl->order = s->next_order++;
-					s->stream_since_ckpt = 0;
+					s->stream_ckpt_off = s->cur_off;
 					continue;
 				}
 				sl->stream = true;
@@ -523,7 +526,6 @@ static int on_read(sender *s, unsigned idx, int64_t res, sx_err *err)
 		}
 		sl->plen = (size_t)res;
 		s->cur_off += (uint64_t)res;
-		s->stream_since_ckpt++;
 		sl->state = SLOT_READY;
 		return 0;
 	}

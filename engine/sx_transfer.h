@@ -54,7 +54,7 @@ typedef struct sx_send_cfg {
 	uint32_t batch_files;	     /* a batch closes after this many files, */
 	uint64_t batch_bytes;	     /* or this many bytes, */
 	int batch_ms;		     /* or this long after its first file */
-	uint32_t checkpoint_records; /* a stream checkpoint every K data records */
+	uint32_t checkpoint_records; /* a stream checkpoint every K chunks of data */
 	/* zstd per DATA record (docs/PROTOCOL.md, "Compressed DATA records");
 	 * zlevel 0 means the mode's default level */
 	sx_zmode zmode;

@@ -38,7 +38,7 @@ static const char usage[] =
     "  --batch-files N      a signed batch closes after N files (default 4096),\n"
     "  --batch-bytes SIZE   or SIZE bytes (default 1G),\n"
     "  --batch-seconds S    or S seconds after its first file (default 10)\n"
-    "  --checkpoint K       a signed checkpoint every K records of a stream (default 64)\n"
+    "  --checkpoint K       a signed checkpoint every K chunks of a stream (default 64)\n"
     "  --pass-file FILE     passphrase of the identity key (or SXFER_PASSPHRASE)\n";
 
 typedef struct bar {
@@ -195,7 +195,7 @@ int sx_cmd_send(int argc, char **argv)
 		case 'K':
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 1000000)
 				return sx_cli_usage_error("send",
-							  "--checkpoint: records, 1 to 1000000");
+							  "--checkpoint: chunks, 1 to 1000000");
 			cfg.checkpoint_records = (uint32_t)v;
 			break;
 		case 'z':

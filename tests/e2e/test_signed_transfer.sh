@@ -89,5 +89,17 @@ printf 'more' >>"$OUT/live.raw.partial"
 expect_exit 4 "$SXFER" verify --ca "$WORK/ca" "$OUT/live.raw.partial"
 ok "a cut-off stream verifies up to its last checkpoint and no further"
 
+# Through a pipe, records are shorter than a chunk (short reads): checkpoints
+# still come every K chunks, each covering new whole leaves.
+head -c $(((5 << 20) + 3)) /dev/urandom >"$WORK/pipe.src"
+cat "$WORK/pipe.src" | "$SXFER" send --id "$WORK/cam" --quiet --receipts "$RC" --checkpoint 2 \
+	--name piped.raw "127.0.0.1:$PORT" - || fail "a piped stream with --checkpoint 2 failed"
+cmp "$WORK/pipe.src" "$OUT/piped.raw" || fail "the piped stream differs"
+"$SXFER" verify --ca "$WORK/ca" --signer cam-01 "$OUT/piped.raw" >/dev/null ||
+	fail "the piped stream does not verify"
+n=$(grep -c 'event=checkpoint .*path="piped.raw"' "$WORK/srv.log" || true)
+[ "$n" -eq 2 ] || fail "piped stream: $n checkpoints, expected 2 (at 2 and 4 MiB)"
+ok "a piped stream (short reads) gets a checkpoint every 2 chunks and verifies"
+
 no_partials "$WORK/out"
 stop_server "$SRV"
