@@ -392,6 +392,11 @@ void sx_chan_free(sx_chan *c)
 	free(c);
 }
 
+bool sx_chan_is_server(const sx_chan *c)
+{
+	return c->ctx->server;
+}
+
 bool sx_chan_ready(const sx_chan *c)
 {
 	return c->state == ST_READY;

@@ -40,12 +40,14 @@ int sx_link_hs_input(sx_link *l, size_t n, sx_err *err)
 	memmove(l->hs_in, l->hs_in + used, l->hs_have - used);
 	l->hs_have -= used;
 	if (!l->ready && sx_chan_ready(l->chan)) {
-		/* Nothing may follow the handshake before the other side has
-		 * spoken: the client waits for CONFIRM before it sends, and the
-		 * server sends nothing before the client does. */
-		if (l->hs_have != 0)
+		/* The client waits for CONFIRM before it sends: on the server
+		 * nothing may follow the handshake yet. */
+		if (l->hs_have != 0 && sx_chan_is_server(l->chan))
 			return sx_fail(err, SX_E_INTEGRITY,
 				       "peer sent %zu bytes before key confirmation", l->hs_have);
+		/* On the client, what follows CONFIRM already belongs to the
+		 * record stream (a receiver's ERROR): it stays in hs_in until
+		 * sx_link_rx_feed hands it over. */
 		sx_chan_take(l->chan, &l->k);
 		l->ready = true;
 	}
@@ -75,6 +77,22 @@ void sx_link_hs_sent(sx_link *l)
 		sx_chan_free(l->chan);
 		l->chan = NULL;
 	}
+}
+
+size_t sx_link_rx_early(const sx_link *l)
+{
+	return l->ready ? l->hs_have : 0;
+}
+
+size_t sx_link_rx_feed(sx_link *l)
+{
+	size_t n = l->rx_need - l->rx_have;
+	if (n > l->hs_have)
+		n = l->hs_have;
+	memcpy(l->rx + l->rx_have, l->hs_in, n);
+	memmove(l->hs_in, l->hs_in + n, l->hs_have - n);
+	l->hs_have -= n;
+	return n;
 }
 
 bool sx_link_hs_done(const sx_link *l)

@@ -958,8 +958,39 @@ static int handshake_send(sender *s, sx_err *err)
 	return sx_io_send(s->io, s->sock, buf, len, tag_of(OP_HS_SEND, 0), err);
 }
 
+/* n more bytes of the record being assembled; *more is false once the
+ * session's end arrived (no further receive). */
+static int on_input(sender *s, size_t n, bool *more, sx_err *err)
+{
+	bool complete;
+	uint8_t type, flags, *pt;
+	size_t len;
+	*more = true;
+	SX_GUARD(sx_link_rx_input(&s->link, n, &complete, &type, &flags, &pt, &len, err));
+	if (complete) {
+		if (flags != 0)
+			return sx_fail(err, SX_E_INTEGRITY,
+				       "compressed record from the receiver (only DATA may be)");
+		if (type == SX_REC_CTRL)
+			SX_GUARD(on_ctrl(s, pt, len, err));
+		else if (type == SX_REC_EOS) {
+			if (!s->eos_sent)
+				return sx_fail(err, SX_E_INTEGRITY,
+					       "receiver ended the session early");
+			s->eos_received = true;
+			*more = false;
+		} else
+			return sx_fail(err, SX_E_INTEGRITY,
+				       "unexpected record type %u from receiver", type);
+	}
+	return 0;
+out:
+	return -1;
+}
+
 static int on_recv(sender *s, int64_t res, sx_err *err)
 {
+	bool more = true;
 	if (res < 0)
 		return sx_fail_errno(err, SX_E_NET, (int)-res, "receive from %s failed",
 				     s->cfg->host);
@@ -989,30 +1020,15 @@ static int on_recv(sender *s, int64_t res, sx_err *err)
 				 s->link.k.peer_name);
 			memcpy(s->stats->peer_fingerprint, s->link.k.peer_fingerprint, 65);
 			s->stats->suite = (sx_suite)s->link.k.hello.suite;
+			/* Records right behind CONFIRM (a receiver that fails at
+			 * once says why in an ERROR there). */
+			while (more && sx_link_rx_early(&s->link) > 0)
+				SX_GUARD(on_input(s, sx_link_rx_feed(&s->link), &more, err));
 		}
-		return post_recv(s, err);
+		return more ? post_recv(s, err) : 0;
 	}
-	bool complete;
-	uint8_t type, flags, *pt;
-	size_t len;
-	SX_GUARD(sx_link_rx_input(&s->link, (size_t)res, &complete, &type, &flags, &pt, &len, err));
-	if (complete) {
-		if (flags != 0)
-			return sx_fail(err, SX_E_INTEGRITY,
-				       "compressed record from the receiver (only DATA may be)");
-		if (type == SX_REC_CTRL)
-			SX_GUARD(on_ctrl(s, pt, len, err));
-		else if (type == SX_REC_EOS) {
-			if (!s->eos_sent)
-				return sx_fail(err, SX_E_INTEGRITY,
-					       "receiver ended the session early");
-			s->eos_received = true;
-			return 0;
-		} else
-			return sx_fail(err, SX_E_INTEGRITY,
-				       "unexpected record type %u from receiver", type);
-	}
-	return post_recv(s, err);
+	SX_GUARD(on_input(s, (size_t)res, &more, err));
+	return more ? post_recv(s, err) : 0;
 out:
 	return -1;
 }

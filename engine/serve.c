@@ -95,6 +95,7 @@ typedef struct conn {
 	sx_link link;
 	unsigned inflight; /* operations not yet completed */
 	bool closing, shut, ok;
+	bool lingering; /* closing: our side shut for writing, input dropped */
 	uint64_t deadline;
 	uint8_t *rx[RX_SLOTS];	   /* a record: its plaintext starts at a */
 	uint8_t *rx_mem[RX_SLOTS]; /* SX_STORE_DIO_ALIGN boundary (direct I/O) */
@@ -162,6 +163,7 @@ typedef struct server {
 	sx_chan_ctx *ctx;
 	int lfd;
 	bool accept_posted;
+	uint64_t accept_pause_ns; /* no accept before this (after EMFILE and the like) */
 	bool stopping;
 	conn *conns;
 	unsigned nconns;
@@ -171,6 +173,7 @@ typedef struct server {
 	unsigned depth;
 	pthread_t thread;
 	bool started;
+	uint8_t discard[16384]; /* input of lingering connections, dropped */
 	int rc;
 	sx_err err;
 } server;
@@ -195,7 +198,8 @@ static void post_recv(server *s, conn *c);
 
 static void flush_tx(server *s, conn *c)
 {
-	if (c->tx_sending || c->shut)
+	/* Sealed records go out after the handshake's last bytes (CONFIRM). */
+	if (c->tx_sending || c->hs_sending || c->shut)
 		return;
 	int b = c->tx_fill;
 	if (c->tx_len[b] == 0)
@@ -576,10 +580,25 @@ out:
 
 /* ---- connection lifecycle --------------------------------------------- */
 
-static void conn_shutdown(server *s, conn *c)
+static void linger_recv(server *s, conn *c);
+
+/* Ends a closing connection. Softly first (a lingering close): our FIN goes
+ * after the last records we sent (a sealed ERROR, a TLS alert) and what the
+ * peer still sends is read and dropped until it closes or the grace period
+ * ends, because closing a socket with unread input resets the connection,
+ * and a reset can destroy those last records in the peer's receive queue
+ * before it reads them. Hard (at the deadline, at shutdown): both
+ * directions shut and every operation cancelled. */
+static void conn_shutdown(server *s, conn *c, bool hard)
 {
 	if (c->shut)
 		return;
+	if (!hard && !c->lingering && !s->stopping && sx_now_ns() < c->deadline) {
+		c->lingering = true;
+		shutdown(c->fd, SHUT_WR);
+		linger_recv(s, c);
+		return;
+	}
 	c->shut = true;
 	shutdown(c->fd, SHUT_RDWR);
 	sx_err err = {0};
@@ -645,8 +664,8 @@ static void post_accept(server *s);
 
 static void maybe_free(server *s, conn *c)
 {
-	if (c->used && c->closing && !c->tx_sending && !c->hs_sending)
-		conn_shutdown(s, c);
+	if (c->used && c->closing && !c->tx_sending && !c->hs_sending && !c->lingering)
+		conn_shutdown(s, c, false);
 	if (c->used && c->closing && c->inflight == 0) {
 		/* Writes and flushes have all completed: temporaries can go. */
 		conn_free(s, c);
@@ -655,7 +674,8 @@ static void maybe_free(server *s, conn *c)
 	}
 }
 
-#define CLOSE_GRACE_MS 5000 /* a closing peer gets this long to read what we send */
+#define ACCEPT_PAUSE_MS 100  /* after an accept failed for want of resources */
+#define CLOSE_GRACE_MS	5000 /* a closing peer gets this long to read what we send */
 
 static void conn_fail(server *s, conn *c, const sx_err *why)
 {
@@ -672,8 +692,9 @@ static void conn_fail(server *s, conn *c, const sx_err *why)
 		c->err = *why;
 	sx_log("error", "conn_error", "conn=%u addr=%s peer=\"%s\" class=%d cause=\"%s\"", c->id,
 	       c->addr, c->link.ready ? c->link.k.peer_name : "", why->cls, why->msg);
-	if (c->link.ready && sx_link_hs_done(&c->link)) {
-		/* Tell the sender why, sealed, before the connection goes. */
+	if (c->link.ready && c->tx[0] != NULL && c->tx[1] != NULL) {
+		/* Tell the sender why, sealed, before the connection goes (after
+		 * CONFIRM when that is still on its way). */
 		sx_msg m = {.type = SX_MSG_ERROR,
 			    .err_class = (uint8_t)why->cls,
 			    .reason = (const uint8_t *)why->msg,
@@ -1093,12 +1114,32 @@ static int on_record(server *s, conn *c, uint8_t type, uint8_t flags, uint8_t *p
 	}
 }
 
+static void linger_recv(server *s, conn *c)
+{
+	sx_err err = {0};
+	if (c->recv_posted)
+		return; /* its completion continues the lingering */
+	if (submit_ok(c, sx_io_recv(s->io, c->fd, s->discard, sizeof(s->discard),
+				    tag_of(c->idx, OP_RECV, 0), &err)) < 0) {
+		conn_shutdown(s, c, true);
+		return;
+	}
+	c->recv_posted = true;
+}
+
 static void on_recv(server *s, conn *c, int64_t res)
 {
 	sx_err err = {0};
 	c->recv_posted = false;
-	if (c->closing)
+	if (c->closing) {
+		if (c->lingering && !c->shut) {
+			if (res > 0 && sx_now_ns() < c->deadline)
+				linger_recv(s, c);
+			else
+				conn_shutdown(s, c, true); /* the peer closed, or time is up */
+		}
 		return;
+	}
 	if (res <= 0) {
 		if (res == 0 && !c->link.ready)
 			sx_fail(&err, SX_E_NET, "closed during the handshake");
@@ -1241,8 +1282,11 @@ static void on_send(server *s, conn *c, int op, unsigned sub, int64_t res)
 		conn_fail(s, c, &err);
 		return;
 	}
-	if (c->closing)
+	if (c->closing) {
+		if (op == OP_HS_SEND)
+			flush_tx(s, c); /* an ERROR sealed after CONFIRM */
 		return;
+	}
 	if (op == OP_HS_SEND)
 		hs_send(s, c);
 	flush_tx(s, c);
@@ -1276,6 +1320,8 @@ static void post_accept(server *s)
 		return;
 	if (s->cfg->once && s->served + s->nconns > 0)
 		return;
+	if (s->accept_pause_ns != 0 && sx_now_ns() < s->accept_pause_ns)
+		return;
 	if (s->nconns > atomic_load(&s->sh->active) / atomic_load(&s->sh->loops) &&
 	    atomic_load(&s->sh->accepts) > 0)
 		return;
@@ -1299,6 +1345,10 @@ static void on_accept(server *s, int64_t res)
 		atomic_fetch_sub(&s->sh->slots, 1);
 		if (res != -ECANCELED)
 			sx_log("warn", "accept", "reason=\"%s\"", strerror((int)-res));
+		/* Out of descriptors or memory: trying again at once would
+		 * spin; the loop tries again after a pause. */
+		if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS)
+			s->accept_pause_ns = sx_now_ns() + ACCEPT_PAUSE_MS * 1000000u;
 		post_accept(s);
 		return;
 	}
@@ -1366,7 +1416,7 @@ static void check_deadlines(server *s)
 			/* A peer that does not read our last records must not hold
 			 * the slot: shutting the socket makes the send fail. */
 			if (now >= c->deadline)
-				conn_shutdown(s, c);
+				conn_shutdown(s, c, true);
 			continue;
 		}
 		/* The clock runs only while we wait for the peer (a receive or a

@@ -76,15 +76,26 @@ void sx_store_close(sx_store *st)
 
 /* Resolves (creating when asked) the folder `dir` (dlen bytes, may be 0 for
  * the root) beneath the root; returns a new fd. */
+static int dup_dir(int fd, const char *dir, size_t dlen, sx_err *err)
+{
+	int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (d < 0 && dlen == 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "cannot open the sender's folder");
+	if (d < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "cannot open folder '%.*s'", (int)dlen,
+				     dir);
+	return d;
+}
+
 static int resolve_dir(sx_store *st, const char *dir, size_t dlen, bool create, mode_t mode,
 		       sx_err *err)
 {
 	if (dlen == 0)
-		return fcntl(st->root_fd, F_DUPFD_CLOEXEC, 0);
+		return dup_dir(st->root_fd, dir, dlen, err);
 	if (st->cache_fd >= 0 && strlen(st->cache_path) == dlen &&
 	    memcmp(st->cache_path, dir, dlen) == 0)
-		return fcntl(st->cache_fd, F_DUPFD_CLOEXEC, 0);
-	int cur = fcntl(st->root_fd, F_DUPFD_CLOEXEC, 0);
+		return dup_dir(st->cache_fd, dir, dlen, err);
+	int cur = dup_dir(st->root_fd, dir, 0, err);
 	size_t start = 0;
 	while (cur >= 0 && start < dlen) {
 		size_t end = start;

@@ -81,6 +81,7 @@ void sx_chan_consume(sx_chan *c, size_t n);
 /* Ready: handshake done, keys derived, key confirmation done (client) or
  * queued (server; send the pending output before anything else). */
 bool sx_chan_ready(const sx_chan *c);
+bool sx_chan_is_server(const sx_chan *c);
 
 typedef struct sx_chan_result {
 	sx_rdir tx, rx;

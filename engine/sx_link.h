@@ -40,6 +40,12 @@ int sx_link_hs_input(sx_link *l, size_t n, sx_err *err) SX_MUST_CHECK;
  * sx_link_hs_sent after the send completes. */
 void sx_link_hs_output(sx_link *l, const uint8_t **buf, size_t *len);
 void sx_link_hs_sent(sx_link *l);
+/* Client: sealed records that arrived in the same read as the end of the
+ * handshake. After sx_link_rx_set, while sx_link_rx_early() > 0, pass
+ * sx_link_rx_feed() (bytes moved into the record buffer, never more than
+ * the record being assembled needs) to sx_link_rx_input. */
+size_t sx_link_rx_early(const sx_link *l);
+size_t sx_link_rx_feed(sx_link *l);
 /* True once the handshake output is all out and the channel is released. */
 bool sx_link_hs_done(const sx_link *l);
 

@@ -70,6 +70,19 @@ else
 	echo "skip - disk full with direct I/O: cannot make and mount an ext4 image"
 fi
 
+# ---- a receiver that cannot store at all ---------------------------------------
+# It fails each connection right after the handshake; its ERROR follows
+# CONFIRM (often in the same read) and must reach the sender.
+printf 'not a folder\n' >"$WORK/plainfile"
+start_server nostore --id "$WORK/server" --out "$WORK/plainfile/sub"
+printf 'x\n' >"$WORK/x.txt"
+for i in 1 2 3 4 5; do
+	expect_exit 5 send "127.0.0.1:$PORT" "$WORK/x.txt"
+	grep -q "Not a directory" "$WORK/last.err" || { cat "$WORK/last.err" >&2; fail "sender not told why the receiver cannot store"; }
+done
+stop_server "$SERVER_PID"
+ok "receiver cannot store: each sender exits 5 with the reason: $(tail -n1 "$WORK/last.err")"
+
 # ---- permission ----------------------------------------------------------
 start_server srv --id "$WORK/server" --out "$WORK/out"
 SRV=$SERVER_PID

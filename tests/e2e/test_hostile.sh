@@ -67,3 +67,42 @@ done
 cmp "$WORK/legit.bin" "$WORK/out-one/cam-01/legit.bin" || fail "--max-conns 1: later senders not served"
 ok "--max-conns 1: one sender after another is served"
 stop_server "$SERVER_PID"
+
+# Out of descriptors (ulimit -n 14): a burst of senders is refused with the
+# cause, the accept loop does not spin, and the server serves again after.
+mkdir -p "$WORK/burst"
+for i in $(seq 1 12); do rand_file "$WORK/burst/b$i" $((1 << 20)); done
+rm -f "$WORK/fd.port"
+(
+	ulimit -n 14
+	exec "$SXFER" serve --listen 127.0.0.1:0 --port-file "$WORK/fd.port" --id "$WORK/server" \
+		--out "$WORK/out-fd" --threads 1
+) 2>"$WORK/fd.log" &
+FD=$!
+PIDS+=("$FD")
+for i in $(seq 1 200); do [ -s "$WORK/fd.port" ] && break; sleep 0.05; done
+FDPORT=$(cat "$WORK/fd.port")
+pids=()
+for i in $(seq 1 12); do
+	"$SXFER" send --id "$WORK/cam" --quiet --timeout 30 "127.0.0.1:$FDPORT" "$WORK/burst/b$i" \
+		2>"$WORK/burst/b$i.err" &
+	pids+=($!)
+done
+for i in $(seq 1 12); do
+	if ! wait "${pids[$((i - 1))]}"; then
+		grep -q "Too many open files" "$WORK/burst/b$i.err" ||
+			{ cat "$WORK/burst/b$i.err" >&2; fail "sender $i failed without the receiver's cause"; }
+	else
+		cmp "$WORK/burst/b$i" "$WORK/out-fd/cam-01/b$i" || fail "burst file $i differs"
+	fi
+done
+! grep -q 'reason=""' "$WORK/fd.log" || fail "a refusal without a reason in the server log"
+n=$(grep -c 'event=accept' "$WORK/fd.log" || true)
+[ "$n" -lt 50 ] || fail "accept retried $n times out of descriptors (spinning)"
+printf 'after the burst\n' >"$WORK/after-burst.txt"
+"$SXFER" send --id "$WORK/cam" --quiet "127.0.0.1:$FDPORT" "$WORK/after-burst.txt" ||
+	fail "server unusable after running out of descriptors"
+cmp "$WORK/after-burst.txt" "$WORK/out-fd/cam-01/after-burst.txt" || fail "file after the burst differs"
+stop_server "$FD"
+no_partials "$WORK/out-fd"
+ok "out of descriptors: each refused sender told why, no spinning accept, served again after"
