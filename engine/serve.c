@@ -199,8 +199,11 @@ static int send_msg(server *s, conn *c, const sx_msg *m, sx_err *err)
 
 /* ---- files ------------------------------------------------------------- */
 
-static void file_release(rfile *f)
+/* Closes the file's fds (after taking the temporary out of the ring's file
+ * table) and frees the entry. */
+static void file_release(server *s, rfile *f)
 {
+	sx_io_file_remove(s->io, f->sf.fd);
 	sx_store_end(&f->sf);
 	if (f->h_open)
 		sx_filehash_free(&f->h);
@@ -339,7 +342,7 @@ static int refuse(server *s, conn *c, int fi, const sx_err *why, sx_err *err)
 	rfile *f = &c->files[fi];
 	SX_GUARD(send_file_err(s, c, f->id, why, err));
 	int batch = f->batch, pos = f->pos;
-	file_release(f);
+	file_release(s, f);
 	if (batch >= 0) {
 		rfile tmp = {.batch = batch, .pos = pos};
 		SX_GUARD(answer(s, c, &tmp, 2, err));
@@ -380,9 +383,11 @@ static int start_finish(server *s, conn *c, int fi, sx_err *err)
 	rfile *f = &c->files[fi];
 	sx_err ferr = {0};
 	if (f->failed) {
-		file_release(f);
+		file_release(s, f);
 		return maybe_finish_session(s, c, err);
 	}
+	/* Written: its slot in the ring's file table goes to the next file. */
+	sx_io_file_remove(s->io, f->sf.fd);
 	if (sx_store_meta(&f->sf, f->mode, &f->mtime, &ferr) < 0)
 		return refuse(s, c, fi, &ferr, err);
 	need_sync(s, c, fi, F_SYNC_FILE);
@@ -435,7 +440,7 @@ static int stored(server *s, conn *c, int fi, sx_err *err)
 	c->files_ok++;
 	SX_GUARD(send_msg(s, c, &m, err));
 	rfile copy = {.batch = f->batch, .pos = f->pos};
-	file_release(f);
+	file_release(s, f);
 	SX_GUARD(answer(s, c, &copy, 1, err));
 	return maybe_finish_session(s, c, err);
 out:
@@ -558,7 +563,7 @@ static void conn_free(server *s, conn *c)
 		    (f->state == F_OPEN || f->state == F_ENDING || f->state == F_SYNC_FILE ||
 		     f->state == F_AWAIT))
 			keep_partial(c, f);
-		file_release(f);
+		file_release(s, f);
 	}
 	free(c->files);
 	free(c->syncq);
@@ -584,13 +589,18 @@ static void conn_free(server *s, conn *c)
 		s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
 				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
 	sx_link_free(&c->link);
+	/* Nothing is in flight (maybe_free): registrations go before the
+	 * memory and the socket do. */
 	for (int i = 0; i < RX_SLOTS; i++) {
+		sx_io_buf_remove(s->io, c->rx[i]);
+		sx_io_buf_remove(s->io, c->dx[i]);
 		free(c->rx[i]);
 		free(c->dx[i]);
 	}
 	ZSTD_freeDCtx(c->dctx);
 	free(c->tx[0]);
 	free(c->tx[1]);
+	sx_io_file_remove(s->io, c->fd);
 	close(c->fd);
 	memset(c, 0, sizeof(*c));
 	s->nconns--;
@@ -773,6 +783,9 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 	}
 	if (sx_store_begin(&c->store, m->path, m->path_len, &f->sf, &ferr) < 0)
 		return send_file_err(s, c, f->id, &ferr, err);
+	/* Registered while it is written: removed by start_finish or, on every
+	 * other path, file_release, before sx_store_end closes it. */
+	(void)sx_io_file_add(s->io, f->sf.fd);
 	f->state = F_OPEN;
 	return 0;
 out:
@@ -818,7 +831,7 @@ static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
 			f->batch = -1;
 		}
 		if (f->writes == 0)
-			file_release(f);
+			file_release(s, f);
 		return maybe_finish_session(s, c, err);
 	}
 	f->state = F_ENDING;
@@ -954,6 +967,10 @@ static int dx_alloc(server *s, conn *c, sx_err *err)
 	for (int i = 0; i < RX_SLOTS; i++) {
 		c->dx[i] = malloc(s->cfg->max_record);
 		oom |= c->dx[i] == NULL;
+		/* Written from: registered when the kernel lets us (conn_free
+		 * removes it). */
+		if (c->dx[i] != NULL)
+			(void)sx_io_buf_add(s->io, c->dx[i], s->cfg->max_record);
 	}
 	if (oom)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
@@ -1064,8 +1081,13 @@ static void on_recv(server *s, conn *c, int64_t res)
 			c->tx[1] = malloc(TX_CAP);
 			c->syncq = malloc((FILES_MAX + 1) * sizeof(int));
 			bool oom = c->tx[0] == NULL || c->tx[1] == NULL || c->syncq == NULL;
-			for (int i = 0; i < RX_SLOTS; i++)
+			for (int i = 0; i < RX_SLOTS; i++) {
 				oom |= c->rx[i] == NULL;
+				/* Writes go out from here: WRITE_FIXED where the
+				 * kernel lets us register it (conn_free removes it). */
+				if (c->rx[i] != NULL)
+					(void)sx_io_buf_add(s->io, c->rx[i], cap);
+			}
 			if (oom) {
 				sx_fail(&err, SX_E_OTHER, "out of memory");
 				conn_fail(s, c, &err);
@@ -1128,7 +1150,7 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 		return;
 	}
 	if (f->writes == 0 && f->state == F_DISCARD && f->failed && c->cur_file != fi) {
-		file_release(f);
+		file_release(s, f);
 		if (maybe_finish_session(s, c, &err) < 0) {
 			conn_fail(s, c, &err);
 			return;
@@ -1205,6 +1227,7 @@ static void on_accept(server *s, int64_t res)
 	}
 	c->used = true;
 	c->fd = fd;
+	(void)sx_io_file_add(s->io, fd); /* removed in conn_free, before the close */
 	c->cur_file = -1;
 	c->rx_cur = -1;
 	c->t0 = sx_now_ns();
@@ -1303,6 +1326,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	SX_GUARD(sx_chan_ctx_new(&s.ctx, &cc, err));
 	SX_GUARD(sx_io_open(&s.io, cfg->io, cfg->max_conns * (RX_SLOTS + SYNC_MAX + 4) + 8, err));
 	SX_GUARD(sx_net_listen(cfg->listen, &s.lfd, &port, err));
+	(void)sx_io_file_add(s.io, s.lfd); /* until sx_io_close, before its close */
 	sx_log("info", "listen", "addr=%s port=%d io=%s out=\"%s\" max_conns=%u", cfg->listen, port,
 	       sx_io_name(s.io), cfg->out_dir, cfg->max_conns);
 	if (cfg->on_listen)
