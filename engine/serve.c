@@ -94,6 +94,9 @@ typedef struct conn {
 	 * record, at the fixed size max_record: never from a size the peer sent. */
 	ZSTD_DCtx *dctx;
 	uint8_t *dx[RX_SLOTS];
+	/* Bytes of rx[i] and dx[i] registered with the ring (reg_grow);
+	 * SIZE_MAX once the kernel refused. */
+	size_t rx_reg[RX_SLOTS], dx_reg[RX_SLOTS];
 	int rx_cur;
 	bool recv_posted;
 	rfile *files;
@@ -589,8 +592,8 @@ static void conn_free(server *s, conn *c)
 		s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
 				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
 	sx_link_free(&c->link);
-	/* Nothing is in flight (maybe_free): registrations go before the
-	 * memory and the socket do. */
+	/* Nothing is in flight (maybe_free): registrations (reg_grow) go
+	 * before the memory and the socket do. */
 	for (int i = 0; i < RX_SLOTS; i++) {
 		sx_io_buf_remove(s->io, c->rx[i]);
 		sx_io_buf_remove(s->io, c->dx[i]);
@@ -967,14 +970,35 @@ static int dx_alloc(server *s, conn *c, sx_err *err)
 	for (int i = 0; i < RX_SLOTS; i++) {
 		c->dx[i] = malloc(s->cfg->max_record);
 		oom |= c->dx[i] == NULL;
-		/* Written from: registered when the kernel lets us (conn_free
-		 * removes it). */
-		if (c->dx[i] != NULL)
-			(void)sx_io_buf_add(s->io, c->dx[i], s->cfg->max_record);
 	}
 	if (oom)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	return 0;
+}
+
+#define REG_STEP (64u << 10)
+
+/* Registers the first need bytes of buf (a receive or decompression buffer
+ * of cap bytes) with the ring, widening an earlier registration, so that
+ * writes from it go out as WRITE_FIXED. Lazily, and only as far as records
+ * reach: registration pins the pages, and a whole max_record (16 MiB by
+ * default) per buffer would pin memory that 1 MiB records never touch. It
+ * at least doubles each time, so a buffer is registered a few times at
+ * most. Nothing may be in flight on buf. When the kernel refuses
+ * (RLIMIT_MEMLOCK, a full table, the poll backend) the buffer stays plain
+ * for good. conn_free removes it. */
+static void reg_grow(server *s, uint8_t *buf, size_t *have, size_t need, size_t cap)
+{
+	if (need <= *have)
+		return;
+	size_t want = (need + REG_STEP - 1) / REG_STEP * REG_STEP;
+	if (want < 2 * *have)
+		want = 2 * *have;
+	if (want > cap)
+		want = cap;
+	if (*have > 0)
+		sx_io_buf_remove(s->io, buf);
+	*have = sx_io_buf_add(s->io, buf, want) ? want : SIZE_MAX;
 }
 
 static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, sx_err *err)
@@ -1017,6 +1041,12 @@ static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, s
 	c->rx_cur = -1;
 	f->writes++;
 	unsigned sub = ((unsigned)c->cur_file << 8) | (unsigned)slot;
+	size_t rx_cap = SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX;
+	uintptr_t at = (uintptr_t)pt - (uintptr_t)c->rx[slot];
+	if (pt == c->dx[slot])
+		reg_grow(s, pt, &c->dx_reg[slot], len, s->cfg->max_record);
+	else if (at < rx_cap && len <= rx_cap - at)
+		reg_grow(s, c->rx[slot], &c->rx_reg[slot], at + len, rx_cap);
 	return submit_ok(
 	    c, sx_io_write(s->io, f->sf.fd, pt, len, off, tag_of(c->idx, OP_WRITE, sub), err));
 out:
@@ -1081,13 +1111,8 @@ static void on_recv(server *s, conn *c, int64_t res)
 			c->tx[1] = malloc(TX_CAP);
 			c->syncq = malloc((FILES_MAX + 1) * sizeof(int));
 			bool oom = c->tx[0] == NULL || c->tx[1] == NULL || c->syncq == NULL;
-			for (int i = 0; i < RX_SLOTS; i++) {
+			for (int i = 0; i < RX_SLOTS; i++)
 				oom |= c->rx[i] == NULL;
-				/* Writes go out from here: WRITE_FIXED where the
-				 * kernel lets us register it (conn_free removes it). */
-				if (c->rx[i] != NULL)
-					(void)sx_io_buf_add(s->io, c->rx[i], cap);
-			}
 			if (oom) {
 				sx_fail(&err, SX_E_OTHER, "out of memory");
 				conn_fail(s, c, &err);
