@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # CPU seconds of both ends of one transfer at a time: `sxfer serve --once`
-# and `sxfer send` each under /usr/bin/time (user, system), the sender's
-# wall time, for a random file of SIZE_MIB MiB. Variants are interleaved:
-# run 1 of every variant, then run 2, ...
+# and `sxfer send` each under /usr/bin/time (user, system, peak memory), and
+# the sender's wall time. Variants are interleaved, alternating their order
+# run by run (A B, then B A, ...); each output is compared with its input;
+# medians per variant at the end.
 #
-# Usage: bench/cpu.sh [--runs N] [--size-mib N] [--out-dir DIR]
+# Usage: bench/cpu.sh [--runs N] [--size-mib N] [--input PATH] [--out-dir DIR]
 #                     VARIANT [VARIANT...]
-# A VARIANT is "SERVE OPTIONS | SEND OPTIONS" (either side may be empty),
-# for example:  bench/cpu.sh --out-dir /var/tmp '' '--no-direct |'
+# A VARIANT is "[@SXFER] SERVE OPTIONS | SEND OPTIONS": an optional sxfer
+# binary to use (to compare two builds), then options for either side (both
+# may be empty). Examples:
+#   bench/cpu.sh '|' '| --no-sign'
+#   bench/cpu.sh --out-dir /var/tmp '|' '--no-direct |'
+#   bench/cpu.sh --runs 10 --input /dev/shm/tree '@before/sxfer |' '@after/sxfer |'
+# --input: a file or a folder to send (default: a random file of SIZE_MIB
+#   MiB, 1024, made in the work folder).
 # --out-dir: where the receiver stores (default: the work folder, on
-#   /dev/shm when it exists); the input is always read from the work folder.
-# Environment: SXFER (build/sxfer).
+#   /dev/shm when it exists); a disk shows the page cache and direct I/O.
+# Environment: SXFER (build/sxfer), the binary of variants without @.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=3 size_mib=1024 out_dir=""
+runs=3 size_mib=1024 out_dir="" input=""
 while (($#)); do
 	case "$1" in
 	--runs) runs=$2; shift 2 ;;
 	--size-mib) size_mib=$2; shift 2 ;;
+	--input) input=$(realpath "$2"); shift 2 ;;
 	--out-dir) out_dir=$2; shift 2 ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) break ;;
@@ -35,7 +43,7 @@ SRV=""
 cleanup() {
 	[ -n "$SRV" ] && kill "$SRV" 2>/dev/null && wait "$SRV" 2>/dev/null
 	rm -rf "$W"
-	[ -n "$O" ] && rm -rf "$O"
+	[ -n "$out_dir" ] && [ -n "$O" ] && rm -rf "$O"
 	return 0
 }
 trap cleanup EXIT
@@ -49,30 +57,67 @@ export SXFER_PASSPHRASE=bench HOME=$W/home
 "$SX" ca issue --ca "$W/ca" --name localhost --role server --dns localhost --ip 127.0.0.1 \
 	--out "$W/srv" >/dev/null
 "$SX" ca issue --ca "$W/ca" --name bench --role client --out "$W/cli" >/dev/null
-head -c $((size_mib << 20)) /dev/urandom >"$W/in.bin"
+if [ -z "$input" ]; then
+	input=$W/in.bin
+	head -c $((size_mib << 20)) /dev/urandom >"$input"
+fi
+[ -e "$input" ] || { echo "cpu.sh: no input $input" >&2; exit 2; }
+name=$(basename "$input")
 
-echo "sxfer cpu: $(uname -r), $(nproc) cores; ${size_mib} MiB random file; receiver stores on" \
-	"$(stat -f -c %T "$O") ($(if [ -n "$out_dir" ]; then echo "$out_dir"; else echo work folder; fi))"
-printf '%-40s %4s %10s %10s %10s %10s %8s\n' variant run "recv usr" "recv sys" "send usr" \
-	"send sys" "wall s"
+one() { # one VARIANT RUN
+	local v=$1 r=$2 sx=$SX sargs cargs ru rs rm su ss wall sm
+	v="${v#"${v%%[![:space:]]*}"}"
+	if [[ $v == @* ]]; then
+		sx=${v%%[[:space:]|]*}
+		v=${v#"$sx"}
+		sx=${sx#@}
+	fi
+	read -r -a sargs <<<"${v%%|*}"
+	cargs=()
+	[[ $v == *"|"* ]] && read -r -a cargs <<<"${v#*|}"
+	rm -rf "${O:?}/bench" "$W/port"
+	/usr/bin/time -f '%U %S %M' -o "$W/recv.time" "$sx" serve --once --listen 127.0.0.1:0 \
+		--port-file "$W/port" --id "$W/srv" --out "$O" "${sargs[@]}" 2>"$W/serve.log" &
+	SRV=$!
+	for _ in $(seq 1 200); do [ -s "$W/port" ] && break; sleep 0.05; done
+	/usr/bin/time -f '%U %S %e %M' -o "$W/send.time" "$sx" send --id "$W/cli" \
+		--receipts "$W/receipts" --quiet "${cargs[@]}" "127.0.0.1:$(cat "$W/port")" "$input"
+	wait "$SRV"
+	SRV=""
+	diff -r -x '*.sxsig' "$input" "$O/bench/$name" >/dev/null ||
+		{ echo "cpu.sh: output differs from input" >&2; exit 1; }
+	read -r ru rs rm <"$W/recv.time"
+	read -r su ss wall sm <"$W/send.time"
+	printf '%-36s %4s %9s %9s %9s %9s %8s %9s %9s\n' "$1" "$r" "$ru" "$rs" "$su" "$ss" "$wall" \
+		"$((rm / 1024))" "$((sm / 1024))"
+	printf '%s\t%s %s %s %s %s\n' "$1" "$ru" "$rs" "$su" "$ss" "$wall" >>"$W/all"
+}
+
+echo "sxfer cpu: $(uname -r), $(nproc) cores; input $name ($(du -sh "$input" | cut -f1));" \
+	"receiver stores on $(stat -f -c %T "$O")"
+printf '%-36s %4s %9s %9s %9s %9s %8s %9s %9s\n' variant run "recv usr" "recv sys" "send usr" \
+	"send sys" "wall s" "recv MiB" "send MiB"
+variants=("$@")
 for r in $(seq 1 "$runs"); do
-	for v in "$@"; do
-		read -r -a sargs <<<"${v%%|*}"
-		read -r -a cargs <<<"${v#*|}"
-		[[ $v == *"|"* ]] || cargs=()
-		rm -rf "$O/bench" "$W/port"
-		/usr/bin/time -f '%U %S' -o "$W/recv.time" "$SX" serve --once --listen 127.0.0.1:0 \
-			--port-file "$W/port" --id "$W/srv" --out "$O" "${sargs[@]}" 2>"$W/serve.log" &
-		SRV=$!
-		for _ in $(seq 1 200); do [ -s "$W/port" ] && break; sleep 0.05; done
-		/usr/bin/time -f '%U %S %e' -o "$W/send.time" "$SX" send --id "$W/cli" \
-			--receipts "$W/receipts" --quiet "${cargs[@]}" "127.0.0.1:$(cat "$W/port")" "$W/in.bin"
-		wait "$SRV"
-		SRV=""
-		cmp -s "$W/in.bin" "$O/bench/in.bin" || { echo "cpu.sh: output differs" >&2; exit 1; }
-		read -r ru rs <"$W/recv.time"
-		read -r su ss wall <"$W/send.time"
-		printf '%-40s %4s %10s %10s %10s %10s %8s\n' "${v:-(defaults)}" "$r" "$ru" "$rs" "$su" "$ss" \
-			"$wall"
-	done
+	if ((r % 2)); then
+		for ((i = 0; i < ${#variants[@]}; i++)); do one "${variants[$i]}" "$r"; done
+	else
+		for ((i = ${#variants[@]} - 1; i >= 0; i--)); do one "${variants[$i]}" "$r"; done
+	fi
+done
+echo
+echo "medians per variant: recv user, sys, user+sys | send user, sys, user+sys | wall"
+for v in "${variants[@]}"; do
+	awk -F'\t' -v v="$v" '$1 == v {
+		split($2, a, " "); n++
+		ru[n] = a[1]; rs[n] = a[2]; rt[n] = a[1] + a[2]
+		su[n] = a[3]; ss[n] = a[4]; st[n] = a[3] + a[4]; w[n] = a[5]
+	}
+	function med(x,   i, j, t, b) {
+		for (i = 1; i <= n; i++) b[i] = x[i]
+		for (i = 2; i <= n; i++) { t = b[i]; for (j = i - 1; j > 0 && b[j] > t; j--) b[j + 1] = b[j]; b[j + 1] = t }
+		return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2
+	}
+	END { printf "  %-36s %5.2f %5.2f %5.2f | %5.2f %5.2f %5.2f | %5.2f (n=%d)\n", v,
+		med(ru), med(rs), med(rt), med(su), med(ss), med(st), med(w), n }' "$W/all"
 done

@@ -240,9 +240,30 @@ void sx_io_set_zerocopy(sx_io *io, size_t min)
 	io->zerocopy_min = min;
 }
 
-int sx_io_register_buffers(sx_io *io, const struct iovec *iov, unsigned n, sx_err *err)
+bool sx_io_file_add(sx_io *io, int fd)
 {
-	return io->be->register_buffers(io, iov, n, err);
+	if (io->be->file_add == NULL || fd < 0)
+		return false;
+	return io->be->file_add(io, fd);
+}
+
+void sx_io_file_remove(sx_io *io, int fd)
+{
+	if (io->be->file_remove != NULL && fd >= 0)
+		io->be->file_remove(io, fd);
+}
+
+bool sx_io_buf_add(sx_io *io, void *base, size_t len)
+{
+	if (io->be->buf_add == NULL || base == NULL || len == 0)
+		return false;
+	return io->be->buf_add(io, base, len);
+}
+
+void sx_io_buf_remove(sx_io *io, void *base)
+{
+	if (io->be->buf_remove != NULL && base != NULL)
+		io->be->buf_remove(io, base);
 }
 
 int sx_io_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_err *err)

@@ -59,7 +59,12 @@ typedef struct sx_io_backend {
 	int (*submit)(sx_io *io, unsigned idx, sx_err *err);
 	int (*cancel_fd)(sx_io *io, int fd, sx_err *err);
 	int (*wait)(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_err *err);
-	int (*register_buffers)(sx_io *io, const struct iovec *iov, unsigned n, sx_err *err);
+	/* Registration (sx_io_file_add and friends); NULL where the backend
+	 * has none, and the adds then report false. */
+	bool (*file_add)(sx_io *io, int fd);
+	void (*file_remove)(sx_io *io, int fd);
+	bool (*buf_add)(sx_io *io, void *base, size_t len);
+	void (*buf_remove)(sx_io *io, void *base);
 	void (*close)(sx_io *io);
 } sx_io_backend;
 

@@ -352,15 +352,6 @@ out:
 	return rc;
 }
 
-static int poll_register_buffers(sx_io *io, const struct iovec *iov, unsigned n, sx_err *err)
-{
-	(void)io;
-	(void)iov;
-	(void)n;
-	(void)err;
-	return 0; /* plain syscalls gain nothing from pre-registration */
-}
-
 static void priv_free(poll_priv *p)
 {
 	if (p == NULL)
@@ -413,6 +404,6 @@ const sx_io_backend sx_io_poll_backend = {
     .submit = poll_submit,
     .cancel_fd = poll_cancel_fd,
     .wait = poll_wait,
-    .register_buffers = poll_register_buffers,
+    /* Plain syscalls gain nothing from registration: no file_add, buf_add. */
     .close = poll_close,
 };

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -17,13 +18,38 @@
 #define SX_URING_DRAIN_MS      5000
 #define SX_URING_DRAIN_STEP_MS 100
 
+/* Slots in the sparse file and buffer tables: from depth, within bounds. */
+#define SX_URING_TABLE_MIN 16u
+#define SX_URING_TABLE_MAX 4096u
+
+/* A registered buffer region and its slot in the ring's buffer table. */
+typedef struct region {
+	uintptr_t lo;
+	size_t len;
+	unsigned slot;
+} region;
+
 typedef struct uring_priv {
 	struct io_uring ring;
 	bool ring_ok;
-	bool draining;	     /* close(): accepted fds nobody will see are closed */
-	struct iovec *fixed; /* registered regions, index = buf_index */
-	unsigned nfixed;
-	bool zc_ok; /* the kernel has IORING_OP_SEND_ZC */
+	bool draining; /* close(): accepted fds nobody will see are closed */
+	bool zc_ok;    /* the kernel has IORING_OP_SEND_ZC */
+	/* Fixed files: a sparse table of files_cap slots, registered at open
+	 * (files_ok false when the kernel refused it). */
+	bool files_ok;
+	unsigned files_cap;
+	unsigned *file_of; /* by fd: its slot + 1, 0 when not registered */
+	unsigned file_of_len;
+	unsigned *files_free; /* stack of free slots */
+	unsigned nfiles_free;
+	/* Fixed buffers: likewise; regions sorted by address for the per-op
+	 * lookup (a binary search). */
+	bool bufs_ok;
+	unsigned bufs_cap;
+	region *regions;
+	unsigned nregions;
+	unsigned *bufs_free;
+	unsigned nbufs_free;
 } uring_priv;
 
 /* user_data: bits 40..63 slot generation (low 24 bits), 32..39 op, 0..31
@@ -56,17 +82,40 @@ static struct io_uring_sqe *get_sqe(uring_priv *u, int *rc)
 	return sqe;
 }
 
-/* Index of the registered region holding [p, p + n), or -1. */
+/* Index of the first region starting above a. */
+static unsigned region_after(const uring_priv *u, uintptr_t a)
+{
+	unsigned lo = 0, hi = u->nregions;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (u->regions[mid].lo <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Slot of the registered region holding [p, p + n), or -1. */
 static int fixed_index(const uring_priv *u, const uint8_t *p, size_t n)
 {
-	if (p == NULL)
+	if (p == NULL || u->nregions == 0)
 		return -1;
-	for (unsigned i = 0; i < u->nfixed; i++) {
-		uintptr_t lo = (uintptr_t)u->fixed[i].iov_base;
-		uintptr_t a = (uintptr_t)p;
-		if (a >= lo && a - lo <= u->fixed[i].iov_len && n <= u->fixed[i].iov_len - (a - lo))
-			return (int)i;
-	}
+	uintptr_t a = (uintptr_t)p;
+	unsigned at = region_after(u, a);
+	if (at == 0)
+		return -1;
+	const region *r = &u->regions[at - 1];
+	if (a - r->lo <= r->len && n <= r->len - (a - r->lo))
+		return (int)r->slot;
+	return -1;
+}
+
+/* Slot of fd in the fixed file table, or -1. */
+static int file_index(const uring_priv *u, int fd)
+{
+	if (fd >= 0 && (unsigned)fd < u->file_of_len)
+		return (int)u->file_of[fd] - 1;
 	return -1;
 }
 
@@ -83,6 +132,7 @@ static int prep_slot(sx_io *io, unsigned idx)
 	uint8_t *p = s->buf != NULL ? s->buf + s->done : NULL;
 	uint64_t off = s->off;
 	int fx = fixed_index(priv_of(io), p, n);
+	int ff = file_index(priv_of(io), s->fd);
 	switch ((sx_io_op)s->op) {
 	case SX_OP_ACCEPT: io_uring_prep_accept(sqe, s->fd, NULL, NULL, SOCK_CLOEXEC); break;
 	case SX_OP_RECV: io_uring_prep_recv(sqe, s->fd, p, n, 0); break;
@@ -117,6 +167,11 @@ static int prep_slot(sx_io *io, unsigned idx)
 	case SX_OP_NONE:
 	case SX_OP_CANCEL:
 	case SX_OP_MAX: sx_io_bug("prep of an op that has no SQE", s->op);
+	}
+	if (ff >= 0) {
+		/* Every prep above put s->fd in sqe->fd: the slot replaces it. */
+		sqe->fd = ff;
+		sqe->flags |= IOSQE_FIXED_FILE;
 	}
 	io_uring_sqe_set_data64(sqe, ud_encode((sx_io_op)s->op, s->gen, idx));
 	return 0;
@@ -345,48 +400,173 @@ static int uring_cancel_fd(sx_io *io, int fd, sx_err *err)
 	return 0;
 }
 
-static void fixed_clear(uring_priv *u)
+/* Hands every queued SQE to the kernel, which resolves a fixed file or
+ * buffer slot when it takes the SQE. Returns false when some are still
+ * queued (the completion queue is overflowing): a slot an SQE names must
+ * then not change. */
+static bool sq_flushed(uring_priv *u)
 {
-	if (u->nfixed > 0)
-		(void)io_uring_unregister_buffers(&u->ring);
-	free(u->fixed);
-	u->fixed = NULL;
-	u->nfixed = 0;
+	if (io_uring_sq_ready(&u->ring) == 0)
+		return true;
+	(void)io_uring_submit(&u->ring);
+	return io_uring_sq_ready(&u->ring) == 0;
 }
 
-static int uring_register_buffers(sx_io *io, const struct iovec *iov, unsigned n, sx_err *err)
+/* A stack of n free slots, lowest on top. */
+static unsigned *slot_stack(unsigned n)
+{
+	unsigned *st = calloc(n, sizeof(*st));
+	if (st != NULL)
+		for (unsigned i = 0; i < n; i++)
+			st[i] = n - 1 - i;
+	return st;
+}
+
+static bool uring_file_add(sx_io *io, int fd)
 {
 	uring_priv *u = priv_of(io);
-	int rc = -1;
-	struct iovec *copy = NULL;
-	for (unsigned i = 0; i < io->depth; i++) {
-		uint8_t op = io->slots[i].op;
-		SX_ENSURE(io->slots[i].state != SX_SLOT_PENDING ||
-			      (op != SX_OP_READ && op != SX_OP_WRITE),
-			  err, SX_E_OTHER,
-			  "io_uring: cannot change registered buffers while a "
-			  "read or write is in flight");
+	if (file_index(u, fd) >= 0)
+		return true;
+	if (!u->files_ok || u->nfiles_free == 0)
+		return false;
+	if ((unsigned)fd >= u->file_of_len) {
+		unsigned n = u->file_of_len ? u->file_of_len : 64;
+		while (n <= (unsigned)fd)
+			n *= 2;
+		unsigned *m = realloc(u->file_of, n * sizeof(*m));
+		if (m == NULL)
+			return false;
+		for (unsigned i = u->file_of_len; i < n; i++)
+			m[i] = 0;
+		u->file_of = m;
+		u->file_of_len = n;
 	}
-	fixed_clear(u);
-	if (n == 0)
-		return 0;
-	copy = calloc(n, sizeof(*copy));
-	SX_ENSURE(copy != NULL, err, SX_E_OTHER, "io_uring: out of memory");
-	for (unsigned i = 0; i < n; i++)
-		copy[i] = iov[i];
-	int r = io_uring_register_buffers(&u->ring, copy, n);
-	if (r < 0) {
-		(void)sx_fail_errno(err, SX_E_OTHER, -r,
-				    "io_uring: cannot register %u buffers (RLIMIT_MEMLOCK?)", n);
-		goto out;
+	/* A slot freed while an SQE naming it was still queued is reused only
+	 * once that SQE has gone. */
+	if (!sq_flushed(u))
+		return false;
+	unsigned slot = u->files_free[u->nfiles_free - 1];
+	if (io_uring_register_files_update(&u->ring, slot, &fd, 1) != 1)
+		return false;
+	u->nfiles_free--;
+	u->file_of[fd] = slot + 1;
+	return true;
+}
+
+static void uring_file_remove(sx_io *io, int fd)
+{
+	uring_priv *u = priv_of(io);
+	int slot = file_index(u, fd);
+	if (slot < 0)
+		return;
+	/* Submitted ops hold the file themselves; queued ones take it now. */
+	(void)sq_flushed(u);
+	u->file_of[fd] = 0;
+	int none = -1;
+	int r = io_uring_register_files_update(&u->ring, (unsigned)slot, &none, 1);
+	if (r != 1) {
+		/* The slot keeps the file until close; it is not reused. */
+		sx_log("warn", "io_unregister", "what=file fd=%d error=%d", fd, -r);
+		return;
 	}
-	u->fixed = copy;
-	u->nfixed = n;
-	copy = NULL;
-	rc = 0;
-out:
-	free(copy);
-	return rc;
+	u->files_free[u->nfiles_free++] = (unsigned)slot;
+}
+
+static bool uring_buf_add(sx_io *io, void *base, size_t len)
+{
+	uring_priv *u = priv_of(io);
+	uintptr_t a = (uintptr_t)base;
+	if (!u->bufs_ok || u->nbufs_free == 0 || a + len < a)
+		return false;
+	unsigned at = region_after(u, a);
+	if (at > 0) {
+		const region *prev = &u->regions[at - 1];
+		if (prev->lo == a && prev->len == len)
+			return true; /* already registered */
+		if (a - prev->lo < prev->len)
+			return false; /* overlaps */
+	}
+	if (at < u->nregions && u->regions[at].lo < a + len)
+		return false;
+	if (!sq_flushed(u))
+		return false;
+	unsigned slot = u->bufs_free[u->nbufs_free - 1];
+	struct iovec iov = {.iov_base = base, .iov_len = len};
+	/* Pins the pages: ENOMEM past RLIMIT_MEMLOCK, and the caller goes on
+	 * with the plain buffer. */
+	if (io_uring_register_buffers_update_tag(&u->ring, slot, &iov, NULL, 1) != 1)
+		return false;
+	u->nbufs_free--;
+	for (unsigned i = u->nregions; i > at; i--)
+		u->regions[i] = u->regions[i - 1];
+	u->regions[at] = (region){.lo = a, .len = len, .slot = slot};
+	u->nregions++;
+	return true;
+}
+
+static void uring_buf_remove(sx_io *io, void *base)
+{
+	uring_priv *u = priv_of(io);
+	uintptr_t a = (uintptr_t)base;
+	unsigned at = region_after(u, a);
+	if (at == 0 || u->regions[at - 1].lo != a)
+		return;
+	at--;
+	unsigned slot = u->regions[at].slot;
+	u->nregions--;
+	for (unsigned i = at; i < u->nregions; i++)
+		u->regions[i] = u->regions[i + 1];
+	(void)sq_flushed(u);
+	struct iovec none = {.iov_base = NULL, .iov_len = 0};
+	int r = io_uring_register_buffers_update_tag(&u->ring, slot, &none, NULL, 1);
+	if (r != 1) {
+		/* The pages stay pinned until close; the slot is not reused. */
+		sx_log("warn", "io_unregister", "what=buffer error=%d", -r);
+		return;
+	}
+	u->bufs_free[u->nbufs_free++] = slot;
+}
+
+/* Registers the sparse tables. Either may be refused (a kernel before
+ * 5.19, RLIMIT_NOFILE): the ring then works with plain fds and buffers. */
+static void tables_init(sx_io *io, uring_priv *u)
+{
+	unsigned n = io->depth < SX_URING_TABLE_MIN   ? SX_URING_TABLE_MIN
+		     : io->depth > SX_URING_TABLE_MAX ? SX_URING_TABLE_MAX
+						      : io->depth;
+	/* The kernel refuses a file table larger than RLIMIT_NOFILE (and
+	 * liburing would then raise the limit itself). */
+	unsigned nf = n;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < nf)
+		nf = (unsigned)rl.rlim_cur;
+	u->files_free = nf > 0 ? slot_stack(nf) : NULL;
+	if (u->files_free != NULL && io_uring_register_files_sparse(&u->ring, nf) == 0) {
+		u->files_ok = true;
+		u->files_cap = u->nfiles_free = nf;
+	}
+	u->bufs_free = slot_stack(n);
+	u->regions = calloc(n, sizeof(*u->regions));
+	if (u->bufs_free != NULL && u->regions != NULL &&
+	    io_uring_register_buffers_sparse(&u->ring, n) == 0) {
+		u->bufs_ok = true;
+		u->bufs_cap = u->nbufs_free = n;
+	}
+}
+
+static void tables_free(uring_priv *u)
+{
+	/* Synchronous: every registered file is released (a socket's FIN goes
+	 * out) before the caller closes its own fd, not when the ring's
+	 * teardown gets round to it. */
+	if (u->files_ok)
+		(void)io_uring_unregister_files(&u->ring);
+	if (u->bufs_ok)
+		(void)io_uring_unregister_buffers(&u->ring);
+	free(u->file_of);
+	free(u->files_free);
+	free(u->bufs_free);
+	free(u->regions);
 }
 
 static const unsigned required_ops[] = {
@@ -426,14 +606,18 @@ static int uring_open(sx_io *io, sx_err *err)
 	for (size_t i = 0; i < SX_ARRAY_LEN(required_ops); i++)
 		SX_ENSURE(io_uring_opcode_supported(probe, (int)required_ops[i]), err, SX_E_OTHER,
 			  "io_uring: kernel lacks operation %u", required_ops[i]);
+	tables_init(io, u);
 	io->priv = u;
 	u = NULL;
 	rc = 0;
 out:
 	if (probe != NULL)
 		io_uring_free_probe(probe);
-	if (u != NULL && u->ring_ok)
-		io_uring_queue_exit(&u->ring);
+	if (u != NULL) {
+		tables_free(u);
+		if (u->ring_ok)
+			io_uring_queue_exit(&u->ring);
+	}
 	free(u);
 	return rc;
 }
@@ -464,7 +648,7 @@ static void uring_close(sx_io *io)
 	}
 	if (io->live > 0)
 		sx_log("warn", "io_drain", "backend=io_uring in_flight=%u", io->live);
-	fixed_clear(u);
+	tables_free(u);
 	io_uring_queue_exit(&u->ring);
 	free(u);
 	io->priv = NULL;
@@ -476,6 +660,9 @@ const sx_io_backend sx_io_uring_backend = {
     .submit = uring_submit,
     .cancel_fd = uring_cancel_fd,
     .wait = uring_wait,
-    .register_buffers = uring_register_buffers,
+    .file_add = uring_file_add,
+    .file_remove = uring_file_remove,
+    .buf_add = uring_buf_add,
+    .buf_remove = uring_buf_remove,
     .close = uring_close,
 };

@@ -12,7 +12,6 @@
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -388,6 +387,9 @@ static int produce(sender *s, sx_err *err)
 				if (s->cur_fd < 0 || fstat(s->cur_fd, &st) < 0)
 					return sx_fail_errno(err, SX_E_IO, errno, "%s", e->src);
 				s->cur_size = (uint64_t)st.st_size;
+				/* Removed before its close (close_idle_fds); the
+				 * rest go with sx_io_close. */
+				(void)sx_io_file_add(s->io, s->cur_fd);
 			}
 			m.type = SX_MSG_FILE_BEGIN;
 			m.file_id = ++s->file_id;
@@ -480,6 +482,7 @@ static int park_fd(sender *s, int fd, sx_err *err)
 			close_idle_fds(s);
 			return 0;
 		}
+	sx_io_file_remove(s->io, fd);
 	close(fd);
 	return sx_fail(err, SX_E_OTHER, "too many files with reads in flight (internal)");
 }
@@ -495,6 +498,7 @@ static void close_idle_fds(sender *s)
 			if (s->slots[j].state == SLOT_READING && s->slots[j].fd == fd)
 				busy = true;
 		if (!busy) {
+			sx_io_file_remove(s->io, fd);
 			close(fd);
 			s->fds_open[i] = -1;
 		}
@@ -1109,15 +1113,10 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	stats->io_backend = sx_io_name(s->io);
 	if (cfg->zerocopy)
 		sx_io_set_zerocopy(s->io, 64 * 1024);
-	{
-		/* Registered buffers spare the kernel a page walk per read; where
-		 * the memlock limit is too small the plain path is as correct.
-		 * Registration needs no read in flight: before the pool's. */
-		struct iovec iov = {.iov_base = s->region, .iov_len = s->slots[0].cap * NSLOTS};
-		sx_err rerr = {0};
-		if (sx_io_register_buffers(s->io, &iov, 1, &rerr) < 0)
-			sx_err_clear(&rerr); /* not worth a line on the user's terminal */
-	}
+	/* A registered region spares the kernel a page walk per read; where the
+	 * memlock limit is too small the plain path is as correct. Removed by
+	 * sx_io_close, before the region is freed. */
+	(void)sx_io_buf_add(s->io, s->region, s->slots[0].cap * NSLOTS);
 	unsigned threads = cfg->threads;
 	if (threads == 0) {
 		/* One per core this process may run on. */
@@ -1146,6 +1145,8 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	}
 	stats->threads = threads;
 	SX_GUARD(sx_net_connect(cfg->host, cfg->port, cfg->timeout_ms, &s->sock, err));
+	/* Registered until sx_io_close, which comes before the close. */
+	(void)sx_io_file_add(s->io, s->sock);
 	SX_GUARD(sx_link_init(&s->link, ctx, err));
 	SX_GUARD(handshake_send(s, err));
 	SX_GUARD(post_recv(s, err));

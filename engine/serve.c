@@ -111,6 +111,9 @@ typedef struct conn {
 	 * record, at the fixed size max_record: never from a size the peer sent. */
 	ZSTD_DCtx *dctx;
 	uint8_t *dx[RX_SLOTS];
+	/* Bytes of rx[i] and dx[i] registered with the ring (reg_grow);
+	 * SIZE_MAX once the kernel refused. */
+	size_t rx_reg[RX_SLOTS], dx_reg[RX_SLOTS];
 	int rx_cur;
 	bool recv_posted;
 	rfile *files;
@@ -243,8 +246,11 @@ static int send_msg(server *s, conn *c, const sx_msg *m, sx_err *err)
 
 /* ---- files ------------------------------------------------------------- */
 
-static void file_release(rfile *f)
+/* Closes the file's fds (after taking the temporary out of the ring's file
+ * table) and frees the entry. */
+static void file_release(server *s, rfile *f)
 {
+	sx_io_file_remove(s->io, f->sf.fd);
 	sx_store_end(&f->sf);
 	if (f->h_open)
 		sx_filehash_free(&f->h);
@@ -383,7 +389,7 @@ static int refuse(server *s, conn *c, int fi, const sx_err *why, sx_err *err)
 	rfile *f = &c->files[fi];
 	SX_GUARD(send_file_err(s, c, f->id, why, err));
 	int batch = f->batch, pos = f->pos;
-	file_release(f);
+	file_release(s, f);
 	if (batch >= 0) {
 		rfile tmp = {.batch = batch, .pos = pos};
 		SX_GUARD(answer(s, c, &tmp, 2, err));
@@ -424,9 +430,11 @@ static int start_finish(server *s, conn *c, int fi, sx_err *err)
 	rfile *f = &c->files[fi];
 	sx_err ferr = {0};
 	if (f->failed) {
-		file_release(f);
+		file_release(s, f);
 		return maybe_finish_session(s, c, err);
 	}
+	/* Written: its slot in the ring's file table goes to the next file. */
+	sx_io_file_remove(s->io, f->sf.fd);
 	if (sx_store_meta(&f->sf, f->mode, &f->mtime, &ferr) < 0)
 		return refuse(s, c, fi, &ferr, err);
 	need_sync(s, c, fi, F_SYNC_FILE);
@@ -481,7 +489,7 @@ static int stored(server *s, conn *c, int fi, sx_err *err)
 	c->files_ok++;
 	SX_GUARD(send_msg(s, c, &m, err));
 	rfile copy = {.batch = f->batch, .pos = f->pos};
-	file_release(f);
+	file_release(s, f);
 	SX_GUARD(answer(s, c, &copy, 1, err));
 	return maybe_finish_session(s, c, err);
 out:
@@ -619,7 +627,7 @@ static void conn_free(server *s, conn *c)
 		    (f->state == F_OPEN || f->state == F_ENDING || f->state == F_SYNC_FILE ||
 		     f->state == F_AWAIT))
 			keep_partial(c, f);
-		file_release(f);
+		file_release(s, f);
 	}
 	free(c->files);
 	free(c->syncq);
@@ -645,13 +653,18 @@ static void conn_free(server *s, conn *c)
 		s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
 				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
 	sx_link_free(&c->link);
+	/* Nothing is in flight (maybe_free): registrations (reg_grow) go
+	 * before the memory and the socket do. */
 	for (int i = 0; i < RX_SLOTS; i++) {
+		sx_io_buf_remove(s->io, c->rx[i]);
+		sx_io_buf_remove(s->io, c->dx[i]);
 		free(c->rx_mem[i]);
 		free(c->dx[i]);
 	}
 	ZSTD_freeDCtx(c->dctx);
 	free(c->tx[0]);
 	free(c->tx[1]);
+	sx_io_file_remove(s->io, c->fd);
 	close(c->fd);
 	memset(c, 0, sizeof(*c));
 	s->nconns--;
@@ -838,6 +851,9 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 	}
 	if (sx_store_begin(&c->store, m->path, m->path_len, &f->sf, &ferr) < 0)
 		return send_file_err(s, c, f->id, &ferr, err);
+	/* Registered while it is written: removed by start_finish or, on every
+	 * other path, file_release, before sx_store_end closes it. */
+	(void)sx_io_file_add(s->io, f->sf.fd);
 	f->state = F_OPEN;
 	/* Large files skip the page cache where the file system allows: no
 	 * copy of the plaintext on the receiver (docs/IO.md). */
@@ -887,7 +903,7 @@ static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
 			f->batch = -1;
 		}
 		if (f->writes == 0)
-			file_release(f);
+			file_release(s, f);
 		return maybe_finish_session(s, c, err);
 	}
 	f->state = F_ENDING;
@@ -1040,6 +1056,31 @@ static bool dio_aligned(const sx_store_file *sf, const uint8_t *p, size_t len, u
 	       off % sf->dio_align == 0;
 }
 
+#define REG_STEP (64u << 10)
+
+/* Registers the first need bytes of buf (a receive or decompression buffer
+ * of cap bytes) with the ring, widening an earlier registration, so that
+ * writes from it go out as WRITE_FIXED. Lazily, and only as far as records
+ * reach: registration pins the pages, and a whole max_record (16 MiB by
+ * default) per buffer would pin memory that 1 MiB records never touch. It
+ * at least doubles each time, so a buffer is registered a few times at
+ * most. Nothing may be in flight on buf. When the kernel refuses
+ * (RLIMIT_MEMLOCK, a full table, the poll backend) the buffer stays plain
+ * for good. conn_free removes it. */
+static void reg_grow(server *s, uint8_t *buf, size_t *have, size_t need, size_t cap)
+{
+	if (need <= *have)
+		return;
+	size_t want = (need + REG_STEP - 1) / REG_STEP * REG_STEP;
+	if (want < 2 * *have)
+		want = 2 * *have;
+	if (want > cap)
+		want = cap;
+	if (*have > 0)
+		sx_io_buf_remove(s->io, buf);
+	*have = sx_io_buf_add(s->io, buf, want) ? want : SIZE_MAX;
+}
+
 static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, sx_err *err)
 {
 	if (!c->session)
@@ -1086,6 +1127,12 @@ static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, s
 	c->wr[slot].off = off;
 	c->wr[slot].direct = f->sf.direct;
 	unsigned sub = ((unsigned)c->cur_file << 8) | (unsigned)slot;
+	size_t rx_cap = SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX;
+	uintptr_t at = (uintptr_t)pt - (uintptr_t)c->rx[slot];
+	if (pt == c->dx[slot])
+		reg_grow(s, pt, &c->dx_reg[slot], len, s->cfg->max_record);
+	else if (at < rx_cap && len <= rx_cap - at)
+		reg_grow(s, c->rx[slot], &c->rx_reg[slot], at + len, rx_cap);
 	return submit_ok(
 	    c, sx_io_write(s->io, f->sf.fd, pt, len, off, tag_of(c->idx, OP_WRITE, sub), err));
 out:
@@ -1257,7 +1304,7 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 		return;
 	}
 	if (f->writes == 0 && f->state == F_DISCARD && f->failed && c->cur_file != fi) {
-		file_release(f);
+		file_release(s, f);
 		if (maybe_finish_session(s, c, &err) < 0) {
 			conn_fail(s, c, &err);
 			return;
@@ -1374,6 +1421,7 @@ static void on_accept(server *s, int64_t res)
 	c->id = atomic_fetch_add(&s->sh->next_id, 1);
 	c->fd = fd;
 	atomic_fetch_add(&s->sh->active, 1);
+	(void)sx_io_file_add(s->io, fd); /* removed in conn_free, before the close */
 	c->cur_file = -1;
 	c->rx_cur = -1;
 	c->t0 = sx_now_ns();
@@ -1463,6 +1511,9 @@ static void dispatch(server *s, const sx_cqe *q)
 static int loop_run(server *s, sx_err *err)
 {
 	const sx_serve_cfg *cfg = s->cfg;
+	/* Each ring registers the listening socket itself (on its own
+	 * thread); sx_io_close unregisters it before the socket is closed. */
+	(void)sx_io_file_add(s->io, s->lfd);
 	post_accept(s);
 	for (;;) {
 		/* Only loop 0 reads the flag the signal handler sets (it runs on

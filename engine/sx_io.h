@@ -8,6 +8,7 @@
 #ifndef SX_IO_H
 #define SX_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,22 +55,41 @@ int sx_io_cancel_fd(sx_io *io, int fd, sx_err *err) SX_MUST_CHECK;
  * least one completion; returns the number written to out (0 on timeout). */
 int sx_io_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_err *err) SX_MUST_CHECK;
 
-struct iovec;
-
-/* Optional: registers buffer regions with the backend. Afterwards a read or
- * write whose buffer lies wholly inside one region uses the pre-mapped
- * buffer (io_uring READ_FIXED/WRITE_FIXED); other buffers work as before.
- * A second call replaces the set (n == 0 clears it); call it only while no
- * read or write is in flight. The regions must outlive the registration.
- * May fail (SX_E_OTHER) when RLIMIT_MEMLOCK is too small: the caller can go
- * on without. The poll backend accepts and ignores it. */
 /* io_uring only: sends of at least min bytes use zero-copy (SEND_ZC); the
  * buffer stays the kernel's until the notification, which the backend waits
  * for before it completes the send. 0 turns it off (the default); the poll
  * backend ignores it. */
 void sx_io_set_zerocopy(sx_io *io, size_t min);
 
-int sx_io_register_buffers(sx_io *io, const struct iovec *iov, unsigned n,
-			   sx_err *err) SX_MUST_CHECK;
+/* Optional registration of files and buffers (docs/IO.md, "Registered files
+ * and buffers"). Both are hints: when the backend cannot register (poll, a
+ * full table, an old kernel, RLIMIT_MEMLOCK) the add returns false and every
+ * op goes on with the plain fd or buffer. Nothing else changes for the
+ * caller: ops still take the plain fd and pointer, and the backend looks up
+ * the registration per op. */
+
+/* Registers fd (io_uring: a slot of the ring's fixed file table). Ops on fd
+ * then reference the slot (IOSQE_FIXED_FILE), sparing the kernel a file
+ * lookup per op. Returns true when registered; adding a registered fd again
+ * is a no-op. */
+bool sx_io_file_add(sx_io *io, int fd);
+/* Releases fd's slot; a no-op when fd is not registered. MUST be called
+ * before the caller closes fd: the ring holds its own reference, so a
+ * registered file stays open in the kernel (a socket never sends its FIN)
+ * until it is removed. Ops already submitted on fd keep working and
+ * sx_io_cancel_fd still reaches them; ops submitted afterwards use the plain
+ * fd. sx_io_close removes everything. */
+void sx_io_file_remove(sx_io *io, int fd);
+
+/* Registers the region [base, base + len) (io_uring: a slot of the ring's
+ * buffer table; its pages are pinned and count against RLIMIT_MEMLOCK). A
+ * read or write whose buffer lies wholly inside a registered region uses the
+ * pre-mapped buffer (READ_FIXED/WRITE_FIXED). May be called at any time;
+ * regions must not overlap. Returns true when registered. */
+bool sx_io_buf_add(sx_io *io, void *base, size_t len);
+/* Unregisters the region that starts at base (a no-op when there is none).
+ * Call it only while no op on the region is in flight, and before the
+ * memory is freed. sx_io_close removes everything. */
+void sx_io_buf_remove(sx_io *io, void *base);
 
 #endif

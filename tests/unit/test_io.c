@@ -411,6 +411,13 @@ static void test_send_epipe(void **state)
 	sx_io_close(io);
 }
 
+/* Registration is io_uring's; the poll backend reports false and the same
+ * ops work unchanged. */
+static bool registers(void **state)
+{
+	return *(sx_io_kind *)*state == SX_IO_URING;
+}
+
 static void test_fixed(void **state)
 {
 	sx_io *io = open_io(state, 4);
@@ -421,8 +428,10 @@ static void test_fixed(void **state)
 	for (size_t i = 0; i < half; i++)
 		pool[i] = (uint8_t)(i * 7);
 	memset(pool + half, 0, half);
-	struct iovec iov = {.iov_base = pool, .iov_len = 2 * half};
-	assert_int_equal(sx_io_register_buffers(io, &iov, 1, &err), 0);
+	assert_int_equal(sx_io_buf_add(io, pool, 2 * half), registers(state));
+	/* Again: no second slot; an overlapping region is refused. */
+	assert_int_equal(sx_io_buf_add(io, pool, 2 * half), registers(state));
+	assert_false(sx_io_buf_add(io, pool + 4096, half));
 	char *dir = sx_test_tmpdir();
 	char path[600];
 	snprintf(path, sizeof(path), "%s/f", dir);
@@ -441,17 +450,198 @@ static void test_fixed(void **state)
 	assert_int_equal(c.tag, 3);
 	assert_int_equal(c.res, half);
 	assert_memory_equal(pool, pool + half, half);
-	/* Cleared, then a plain read into the same memory still works. */
-	assert_int_equal(sx_io_register_buffers(io, NULL, 0, &err), 0);
+	/* Removed, then a plain read into the same memory still works. */
+	sx_io_buf_remove(io, pool);
+	sx_io_buf_remove(io, pool); /* twice: a no-op */
 	assert_int_equal(sx_io_read(io, fd, pool, 4, 4096 + half, 4, &err), 0);
 	c = wait_one(io);
 	assert_int_equal(c.res, 4);
 	assert_memory_equal(pool, "tail", 4);
+	/* A smaller region inside the old one can now be added. */
+	assert_int_equal(sx_io_buf_add(io, pool + 4096, half), registers(state));
+	assert_int_equal(sx_io_read(io, fd, pool + 4096, half, 4096, 5, &err), 0);
+	c = wait_one(io);
+	assert_int_equal(c.res, half);
+	assert_int_equal(pool[4096 + 1], 7);
 	close(fd);
 	sx_test_rmtree(dir);
 	free(dir);
-	sx_io_close(io);
+	sx_io_close(io); /* removes the region, then it is freed */
 	free(pool);
+}
+
+/* A registered socket, file and listening socket: every op completes as on
+ * a plain fd; removed then closed, the peer sees the close at once. */
+static void test_reg_files(void **state)
+{
+	sx_io *io = open_io(state, 8);
+	sx_err err = {0};
+	int sv[2];
+	pair(sv);
+	assert_int_equal(sx_io_file_add(io, sv[0]), registers(state));
+	assert_int_equal(sx_io_file_add(io, sv[0]), registers(state)); /* again: no-op */
+	assert_int_equal(sx_io_send(io, sv[0], "ping", 4, 1, &err), 0);
+	sx_cqe c = wait_one(io);
+	assert_int_equal(c.tag, 1);
+	assert_int_equal(c.res, 4);
+	char buf[8];
+	assert_int_equal(read(sv[1], buf, sizeof(buf)), 4);
+	assert_int_equal(write(sv[1], "pong", 4), 4);
+	assert_int_equal(sx_io_recv(io, sv[0], buf, sizeof(buf), 2, &err), 0);
+	c = wait_one(io);
+	assert_int_equal(c.tag, 2);
+	assert_int_equal(c.res, 4);
+	assert_memory_equal(buf, "pong", 4);
+
+	char *dir = sx_test_tmpdir();
+	char path[600];
+	snprintf(path, sizeof(path), "%s/f", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(sx_io_file_add(io, fd), registers(state));
+	assert_int_equal(sx_io_write(io, fd, "hello", 5, 10, 3, &err), 0);
+	c = wait_one(io);
+	assert_int_equal(c.res, 5);
+	assert_int_equal(sx_io_fsync(io, fd, 4, &err), 0);
+	c = wait_one(io);
+	assert_int_equal(c.res, 0);
+	char rb[32] = {0};
+	assert_int_equal(sx_io_read(io, fd, rb, sizeof(rb), 0, 5, &err), 0);
+	c = wait_one(io);
+	assert_int_equal(c.res, 15);
+	assert_memory_equal(rb + 10, "hello", 5);
+	sx_io_file_remove(io, fd);
+	sx_io_file_remove(io, fd); /* twice: a no-op */
+	close(fd);
+
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+	assert_int_equal(sx_io_file_add(io, lfd), registers(state));
+	assert_int_equal(sx_io_accept(io, lfd, 6, &err), 0);
+	int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(cfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	c = wait_one(io);
+	assert_int_equal(c.tag, 6);
+	assert_true(c.res >= 0);
+	close((int)c.res); /* a plain fd: accept does not register it */
+	close(cfd);
+
+	/* Remove, then close: the file is gone from the kernel too, so the
+	 * peer reads EOF at once. */
+	sx_io_file_remove(io, sv[0]);
+	close(sv[0]);
+	assert_int_equal(recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
+	close(sv[1]);
+
+	/* Registered and closed without a remove, the ring keeps the socket
+	 * open; sx_io_close lets it go before it returns. */
+	pair(sv);
+	assert_int_equal(sx_io_file_add(io, sv[0]), registers(state));
+	close(sv[0]);
+	if (registers(state)) {
+		assert_int_equal(recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT), -1);
+		assert_int_equal(errno, EAGAIN);
+		/* Ops go through the slot, not the (now closed) fd number. */
+		assert_int_equal(sx_io_send(io, sv[0], "x", 1, 7, &err), 0);
+		c = wait_one(io);
+		assert_int_equal(c.res, 1);
+		assert_int_equal(recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT), 1);
+	}
+	sx_io_close(io);
+	assert_int_equal(recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
+	close(sv[1]);
+	close(lfd);
+	sx_test_rmtree(dir);
+	free(dir);
+}
+
+/* Cancel by fd reaches ops on a registered fd, also after the fd was
+ * removed while they were in flight. */
+static void test_reg_cancel(void **state)
+{
+	sx_io *io = open_io(state, 4);
+	sx_err err = {0};
+	int sv[2];
+	pair(sv);
+	char buf[8];
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(sx_io_file_add(io, sv[0]), registers(state));
+		assert_int_equal(sx_io_recv(io, sv[0], buf, sizeof(buf), 10 + round, &err), 0);
+		sx_cqe c;
+		assert_int_equal(sx_io_wait(io, &c, 1, 20, &err), 0);
+		if (round == 1)
+			sx_io_file_remove(io, sv[0]);
+		assert_int_equal(sx_io_cancel_fd(io, sv[0], &err), 0);
+		c = wait_one(io);
+		assert_int_equal(c.tag, 10 + round);
+		assert_int_equal(c.res, -ECANCELED);
+		assert_int_equal(sx_io_wait(io, &c, 1, 20, &err), 0);
+	}
+	/* The fd is still good for plain ops after all this. */
+	assert_int_equal(write(sv[1], "z", 1), 1);
+	assert_int_equal(sx_io_recv(io, sv[0], buf, sizeof(buf), 20, &err), 0);
+	sx_cqe c = wait_one(io);
+	assert_int_equal(c.res, 1);
+	close(sv[0]);
+	close(sv[1]);
+	sx_io_close(io);
+}
+
+/* Depth 4 gets the smallest tables (16 slots): the 17th add falls back to
+ * the plain fd or buffer, which works as before; a remove makes room. */
+#define TABLE 16
+static void test_reg_full(void **state)
+{
+	sx_io *io = open_io(state, 4);
+	sx_err err = {0};
+	int p[TABLE + 1][2];
+	for (int i = 0; i <= TABLE; i++) {
+		assert_int_equal(pipe2(p[i], O_CLOEXEC), 0);
+		assert_int_equal(sx_io_file_add(io, p[i][1]), registers(state) && i < TABLE);
+	}
+	size_t page = 4096;
+	uint8_t *mem = malloc((TABLE + 1) * page);
+	assert_non_null(mem);
+	for (int i = 0; i <= TABLE; i++) {
+		memset(mem + (size_t)i * page, 'a' + i, page);
+		assert_int_equal(sx_io_buf_add(io, mem + (size_t)i * page, page),
+				 registers(state) && i < TABLE);
+	}
+	/* Every fd with every buffer: registered or not, the bytes arrive. */
+	for (int i = 0; i <= TABLE; i++) {
+		assert_int_equal(sx_io_write(io, p[i][1], mem + (size_t)(TABLE - i) * page, 100,
+					     SX_IO_OFF_CUR, (uint64_t)i, &err),
+				 0);
+		sx_cqe c = wait_one(io);
+		assert_int_equal(c.tag, i);
+		assert_int_equal(c.res, 100);
+		char b[100];
+		assert_int_equal(read(p[i][0], b, sizeof(b)), 100);
+		assert_int_equal(b[0], 'a' + TABLE - i);
+	}
+	sx_io_file_remove(io, p[3][1]);
+	assert_int_equal(sx_io_file_add(io, p[TABLE][1]), registers(state));
+	sx_io_buf_remove(io, mem + 3 * page);
+	assert_int_equal(sx_io_buf_add(io, mem + TABLE * page, page), registers(state));
+	assert_int_equal(
+	    sx_io_write(io, p[TABLE][1], mem + TABLE * page, 10, SX_IO_OFF_CUR, 99, &err), 0);
+	sx_cqe c = wait_one(io);
+	assert_int_equal(c.res, 10);
+	char b[10];
+	assert_int_equal(read(p[TABLE][0], b, sizeof(b)), 10);
+	assert_int_equal(b[9], 'a' + TABLE);
+	for (int i = 0; i <= TABLE; i++) {
+		sx_io_file_remove(io, p[i][1]);
+		close(p[i][0]);
+		close(p[i][1]);
+	}
+	sx_io_close(io);
+	free(mem);
 }
 
 /* Closing with ops in flight drains them: no leak, no hang, no late write. */
@@ -607,6 +797,9 @@ int main(void)
 	    BOTH(test_badfd),
 	    BOTH(test_send_epipe),
 	    BOTH(test_fixed),
+	    BOTH(test_reg_files),
+	    BOTH(test_reg_cancel),
+	    BOTH(test_reg_full),
 	    BOTH(test_close_pending),
 	    BOTH(test_cancel_send),
 	    cmocka_unit_test(test_auto),
