@@ -6,7 +6,7 @@
 # medians per variant at the end.
 #
 # Usage: bench/cpu.sh [--runs N] [--size-mib N] [--input PATH] [--out-dir DIR]
-#                     VARIANT [VARIANT...]
+#                     [--uncached] VARIANT [VARIANT...]
 # A VARIANT is "[@SXFER] SERVE OPTIONS | SEND OPTIONS": an optional sxfer
 # binary to use (to compare two builds), then options for either side (both
 # may be empty). Examples:
@@ -17,16 +17,20 @@
 #   MiB, 1024, made in the work folder).
 # --out-dir: where the receiver stores (default: the work folder, on
 #   /dev/shm when it exists); a disk shows the page cache and direct I/O.
+# --uncached: before every run, drop the input's pages from the page cache
+#   (dd iflag=nocache), as for media read from a disk the first time; the
+#   input should then be on a disk (--input), tmpfs cannot drop them.
 # Environment: SXFER (build/sxfer), the binary of variants without @.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=3 size_mib=1024 out_dir="" input=""
+runs=3 size_mib=1024 out_dir="" input="" uncached=0
 while (($#)); do
 	case "$1" in
 	--runs) runs=$2; shift 2 ;;
 	--size-mib) size_mib=$2; shift 2 ;;
 	--input) input=$(realpath "$2"); shift 2 ;;
 	--out-dir) out_dir=$2; shift 2 ;;
+	--uncached) uncached=1; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) break ;;
 	esac
@@ -76,6 +80,9 @@ one() { # one VARIANT RUN
 	cargs=()
 	[[ $v == *"|"* ]] && read -r -a cargs <<<"${v#*|}"
 	rm -rf "${O:?}/bench" "$W/port"
+	if ((uncached)); then
+		find "$input" -type f -exec dd if={} iflag=nocache count=0 status=none \;
+	fi
 	/usr/bin/time -f '%U %S %M' -o "$W/recv.time" "$sx" serve --once --listen 127.0.0.1:0 \
 		--port-file "$W/port" --id "$W/srv" --out "$O" "${sargs[@]}" 2>"$W/serve.log" &
 	SRV=$!

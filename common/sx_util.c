@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -241,4 +242,51 @@ uint64_t sx_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint32_t sx_direct_on(int fd)
+{
+#ifdef STATX_DIOALIGN
+	struct statx sx;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) < 0 ||
+	    !(sx.stx_mask & STATX_DIOALIGN) || sx.stx_dio_offset_align == 0 ||
+	    sx.stx_dio_offset_align > SX_DIO_ALIGN || sx.stx_dio_mem_align == 0 ||
+	    sx.stx_dio_mem_align > SX_DIO_ALIGN)
+		return 0;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0)
+		return 0;
+	return sx.stx_dio_offset_align > sx.stx_dio_mem_align ? sx.stx_dio_offset_align
+							      : sx.stx_dio_mem_align;
+#else
+	(void)fd;
+	return 0;
+#endif
+}
+
+int sx_direct_off(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0)
+		return -1;
+	return 0;
+}
+
+/* cachestat(2): one number on every architecture (the unified table). */
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+
+int64_t sx_cached_bytes(int fd, uint64_t len)
+{
+	struct {
+		uint64_t off, len;
+	} range = {0, len};
+	struct {
+		uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+	} cs = {0};
+	long page = sysconf(_SC_PAGESIZE);
+	if (len == 0 || syscall(__NR_cachestat, fd, &range, &cs, 0) < 0 || page <= 0)
+		return -1;
+	return (int64_t)(cs.nr_cache * (uint64_t)page);
 }

@@ -52,4 +52,19 @@ void sx_log(const char *level, const char *event, const char *fmt, ...) SX_PRINT
 /* Monotonic clock in nanoseconds. */
 uint64_t sx_now_ns(void);
 
+/* Direct I/O (O_DIRECT): the alignment every buffer, offset and length
+ * must keep, and that receive and send buffers are laid out for. */
+#define SX_DIO_ALIGN 4096u
+
+/* Turns O_DIRECT on for fd when its file system supports direct I/O with
+ * memory and offset alignments of at most SX_DIO_ALIGN (statx
+ * STATX_DIOALIGN; tmpfs, for one, does not); returns the alignment, or 0
+ * when fd stays as it was. */
+uint32_t sx_direct_on(int fd);
+/* Back to the page cache: 0, or -1 with errno. */
+int sx_direct_off(int fd);
+/* Bytes of fd's [0, len) in the page cache (cachestat, Linux 6.5), or -1
+ * when the kernel cannot tell. */
+int64_t sx_cached_bytes(int fd, uint64_t len);
+
 #endif

@@ -26,9 +26,10 @@
 #ifndef SX_SEND_SLOTS
 #define SX_SEND_SLOTS 8 /* records in flight on the sender (docs/PERFORMANCE.md) */
 #endif
-#define NSLOTS	 SX_SEND_SLOTS
-#define RX_CAP	 (64u * 1024)
-#define CTRL_MAX (SX_PATH_MAX + 64)
+#define NSLOTS	   SX_SEND_SLOTS
+#define RX_CAP	   (64u * 1024)
+#define CTRL_MAX   (SX_PATH_MAX + 64)
+#define DIRECT_MIN (4u << 20) /* files from this size may be read with direct I/O */
 
 enum { OP_HS_SEND = 1, OP_RECV, OP_READ, OP_SEND, OP_POOL };
 
@@ -72,6 +73,7 @@ typedef struct slot {
 	size_t want;	/* DATA: bytes to read */
 	uint64_t off;	/* DATA: file offset of the chunk */
 	int fd;		/* DATA: file being read */
+	bool direct;	/* DATA: read with direct I/O (aligned offsets and lengths) */
 	uint64_t order;
 	bool stream; /* DATA from standard input: EOF turns it into FILE_END */
 	int late;    /* what happens when the slot's turn to be sealed comes */
@@ -95,6 +97,7 @@ typedef struct sender {
 	size_t cur; /* entry being produced */
 	int phase;  /* 0 begin, 1 data, 2 end */
 	int cur_fd;
+	bool cur_direct; /* cur_fd is read with direct I/O */
 	uint64_t cur_size, cur_off;
 	uint32_t file_id;
 	bool stream_reading;
@@ -318,9 +321,28 @@ static int submit_read(sender *s, slot *sl, sx_err *err)
 {
 	unsigned idx = (unsigned)(sl - s->slots);
 	uint64_t off = sl->stream ? SX_IO_OFF_CUR : sl->off + sl->plen;
+	size_t len = sl->want - sl->plen;
+	/* Direct I/O reads whole blocks: the last one of a file is asked for
+	 * in full and comes back short (the slot has the room). */
+	if (sl->direct)
+		len = (len + SX_DIO_ALIGN - 1) / SX_DIO_ALIGN * SX_DIO_ALIGN;
 	sl->state = SLOT_READING;
-	return sx_io_read(s->io, sl->fd, sl->buf + SX_REC_HDR_LEN + sl->plen, sl->want - sl->plen,
-			  off, tag_of(OP_READ, idx), err);
+	return sx_io_read(s->io, sl->fd, sl->buf + SX_REC_HDR_LEN + sl->plen, len, off,
+			  tag_of(OP_READ, idx), err);
+}
+
+/* A large regular file that is mostly not in the page cache is read with
+ * direct I/O: the device writes into the slot, and no page of the page
+ * cache is filled, copied and evicted for it. A cached file is read from
+ * the cache (direct reads would go to the device). */
+static bool read_direct(sender *s, int fd, uint64_t size)
+{
+	if (s->cfg->no_direct || size < DIRECT_MIN || s->chunk % SX_DIO_ALIGN != 0)
+		return false;
+	int64_t cached = sx_cached_bytes(fd, size);
+	if (cached < 0 || (uint64_t)cached > size / 8)
+		return false;
+	return sx_direct_on(fd) != 0;
 }
 
 /* Fills free slots with the next records, in order. */
@@ -387,6 +409,8 @@ static int produce(sender *s, sx_err *err)
 				if (s->cur_fd < 0 || fstat(s->cur_fd, &st) < 0)
 					return sx_fail_errno(err, SX_E_IO, errno, "%s", e->src);
 				s->cur_size = (uint64_t)st.st_size;
+				s->cur_direct =
+				    S_ISREG(st.st_mode) && read_direct(s, s->cur_fd, s->cur_size);
 				/* Removed before its close (close_idle_fds); the
 				 * rest go with sx_io_close. */
 				(void)sx_io_file_add(s->io, s->cur_fd);
@@ -441,6 +465,7 @@ static int produce(sender *s, sx_err *err)
 			sl->fd = s->cur_fd;
 			sl->off = s->cur_off;
 			sl->plen = 0;
+			sl->direct = !sl->stream && s->cur_direct;
 			sl->order = s->next_order++;
 			SX_GUARD(submit_read(s, sl, err));
 			if (sl->stream)
@@ -536,6 +561,18 @@ static int on_read(sender *s, unsigned idx, int64_t res, sx_err *err)
 	if (res == 0)
 		return sx_fail(err, SX_E_IO, "a file shrank while it was being sent");
 	sl->plen += (size_t)res;
+	if (sl->direct) {
+		/* Whole blocks were asked for: more than wanted means the
+		 * file grew since it was announced (its announced size is
+		 * sent, as with buffered reads); a short read that is not
+		 * whole blocks means it shrank. */
+		if (sl->plen >= sl->want) {
+			s->stats->direct_bytes += sl->want;
+			sl->plen = sl->want;
+		} else if (sl->plen % SX_DIO_ALIGN != 0) {
+			return sx_fail(err, SX_E_IO, "a file shrank while it was being sent");
+		}
+	}
 	if (sl->plen < sl->want)
 		return submit_read(s, sl, err);
 	sl->state = SLOT_READY;
@@ -1076,10 +1113,15 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 		SX_GUARD(sx_mkdirs(s->receipts_dir, 0700, err));
 		memcpy(stats->receipts_dir, s->receipts_dir, sizeof(stats->receipts_dir));
 	}
-	/* All slots in one region, so the backend can register it once. */
-	size_t cap = SX_REC_HDR_LEN + (s->chunk > CTRL_MAX ? s->chunk : CTRL_MAX) + SX_REC_TAG_MAX;
-	cap = (cap + 4095) & ~(size_t)4095;
-	s->region = aligned_alloc(4096, cap * NSLOTS);
+	/* All slots in one region, so the backend can register it once. Each
+	 * slot's payload starts on an SX_DIO_ALIGN boundary (its header just
+	 * before), with a block to spare behind the chunk and its tag, so a
+	 * direct read of a whole last block fits. */
+	size_t stride = SX_DIO_ALIGN + (s->chunk > CTRL_MAX ? s->chunk : CTRL_MAX) +
+			SX_REC_TAG_MAX + SX_DIO_ALIGN;
+	stride = (stride + SX_DIO_ALIGN - 1) / SX_DIO_ALIGN * SX_DIO_ALIGN;
+	size_t cap = stride - (SX_DIO_ALIGN - SX_REC_HDR_LEN);
+	s->region = aligned_alloc(SX_DIO_ALIGN, stride * NSLOTS);
 	if (s->region == NULL) {
 		sx_fail(err, SX_E_OTHER, "out of memory");
 		goto out;
@@ -1096,7 +1138,7 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	}
 	for (unsigned i = 0; i < NSLOTS; i++) {
 		s->slots[i].cap = cap;
-		s->slots[i].buf = s->region + cap * i;
+		s->slots[i].buf = s->region + stride * i + SX_DIO_ALIGN - SX_REC_HDR_LEN;
 		s->slots[i].fd = -1;
 	}
 	sx_chan_cfg cc = {
@@ -1116,7 +1158,7 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	/* A registered region spares the kernel a page walk per read; where the
 	 * memlock limit is too small the plain path is as correct. Removed by
 	 * sx_io_close, before the region is freed. */
-	(void)sx_io_buf_add(s->io, s->region, s->slots[0].cap * NSLOTS);
+	(void)sx_io_buf_add(s->io, s->region, stride * NSLOTS);
 	unsigned threads = cfg->threads;
 	if (threads == 0) {
 		/* One per core this process may run on. */

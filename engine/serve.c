@@ -98,7 +98,7 @@ typedef struct conn {
 	bool lingering; /* closing: our side shut for writing, input dropped */
 	uint64_t deadline;
 	uint8_t *rx[RX_SLOTS];	   /* a record: its plaintext starts at a */
-	uint8_t *rx_mem[RX_SLOTS]; /* SX_STORE_DIO_ALIGN boundary (direct I/O) */
+	uint8_t *rx_mem[RX_SLOTS]; /* SX_DIO_ALIGN boundary (direct I/O) */
 	bool rx_busy[RX_SLOTS];
 	struct {
 		uint8_t *p;
@@ -1032,7 +1032,7 @@ out:
 
 static size_t dio_round(size_t n)
 {
-	return (n + SX_STORE_DIO_ALIGN - 1) / SX_STORE_DIO_ALIGN * SX_STORE_DIO_ALIGN;
+	return (n + SX_DIO_ALIGN - 1) / SX_DIO_ALIGN * SX_DIO_ALIGN;
 }
 
 static int dx_alloc(server *s, conn *c, sx_err *err)
@@ -1042,7 +1042,7 @@ static int dx_alloc(server *s, conn *c, sx_err *err)
 	c->dctx = ZSTD_createDCtx();
 	bool oom = c->dctx == NULL;
 	for (int i = 0; i < RX_SLOTS; i++) {
-		c->dx[i] = aligned_alloc(SX_STORE_DIO_ALIGN, dio_round(s->cfg->max_record));
+		c->dx[i] = aligned_alloc(SX_DIO_ALIGN, dio_round(s->cfg->max_record));
 		oom |= c->dx[i] == NULL;
 	}
 	if (oom)
@@ -1216,11 +1216,10 @@ static void on_recv(server *s, conn *c, int64_t res)
 			 * can be written with direct I/O from where they were
 			 * opened. */
 			for (int i = 0; i < RX_SLOTS; i++) {
-				c->rx_mem[i] = aligned_alloc(SX_STORE_DIO_ALIGN,
-							     dio_round(SX_STORE_DIO_ALIGN + cap));
+				c->rx_mem[i] =
+				    aligned_alloc(SX_DIO_ALIGN, dio_round(SX_DIO_ALIGN + cap));
 				if (c->rx_mem[i] != NULL)
-					c->rx[i] =
-					    c->rx_mem[i] + SX_STORE_DIO_ALIGN - SX_REC_HDR_LEN;
+					c->rx[i] = c->rx_mem[i] + SX_DIO_ALIGN - SX_REC_HDR_LEN;
 			}
 			c->tx[0] = malloc(TX_CAP);
 			c->tx[1] = malloc(TX_CAP);

@@ -197,34 +197,18 @@ fail:
 
 bool sx_store_direct_on(sx_store_file *f)
 {
-#ifdef STATX_DIOALIGN
-	struct statx sx;
 	if (f->fd < 0 || f->direct)
 		return f->direct;
-	if (statx(f->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) < 0 ||
-	    !(sx.stx_mask & STATX_DIOALIGN) || sx.stx_dio_offset_align == 0 ||
-	    sx.stx_dio_offset_align > SX_STORE_DIO_ALIGN || sx.stx_dio_mem_align == 0 ||
-	    sx.stx_dio_mem_align > SX_STORE_DIO_ALIGN)
-		return false; /* no direct I/O here (tmpfs, for one) */
-	int fl = fcntl(f->fd, F_GETFL);
-	if (fl < 0 || fcntl(f->fd, F_SETFL, fl | O_DIRECT) < 0)
-		return false;
-	f->direct = true;
-	f->dio_align = sx.stx_dio_offset_align > sx.stx_dio_mem_align ? sx.stx_dio_offset_align
-								      : sx.stx_dio_mem_align;
-	return true;
-#else
-	(void)f;
-	return false;
-#endif
+	f->dio_align = sx_direct_on(f->fd);
+	f->direct = f->dio_align != 0;
+	return f->direct;
 }
 
 int sx_store_direct_off(sx_store_file *f)
 {
 	if (!f->direct)
 		return 0;
-	int fl = fcntl(f->fd, F_GETFL);
-	if (fl < 0 || fcntl(f->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+	if (sx_direct_off(f->fd) < 0)
 		return -1;
 	f->direct = false;
 	return 0;

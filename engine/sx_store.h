@@ -14,9 +14,6 @@
 
 #include "common/sx_err.h"
 
-/* The largest alignment direct I/O may ask for that receive buffers meet. */
-#define SX_STORE_DIO_ALIGN 4096u
-
 typedef struct sx_store {
 	int root_fd; /* OUT/<peer> */
 	bool overwrite;

@@ -49,6 +49,7 @@ typedef struct sx_send_cfg {
 	/* signing (docs/SIGNATURES.md); zero values mean the defaults */
 	bool no_sign;
 	bool zerocopy;		     /* io_uring zero-copy sends for records of 64 KiB or more */
+	bool no_direct;		     /* never read files with direct I/O */
 	unsigned threads;	     /* sealing workers; 0: one per core (at most 8), 1: none */
 	const char *receipts_dir;    /* default SX_RECEIPTS_DEFAULT under $HOME */
 	uint32_t batch_files;	     /* a batch closes after this many files, */
@@ -75,6 +76,7 @@ typedef struct sx_send_stats {
 	sx_suite suite;
 	uint64_t batches, checkpoints, receipts;
 	unsigned threads;
+	uint64_t direct_bytes; /* file bytes read with direct I/O */
 	char receipts_dir[4096];
 } sx_send_stats;
 

@@ -32,6 +32,9 @@ static const char usage[] =
     "  --quiet              no progress bar\n"
     "  --json               print a JSON summary on standard output\n"
     "  --zerocopy           io_uring zero-copy sends (measured: no gain on loopback)\n"
+    "  --no-direct          read every file through the page cache (default: files of\n"
+    "                       4 MiB or more that are mostly not cached are read with\n"
+    "                       direct I/O where the file system supports it)\n"
     "  --no-sign            no batch signatures, .sxsig files or receipts (plain channel)\n"
     "  --receipts DIR       where the receiver's signed receipts are stored\n"
     "                       (default: $HOME/" SX_RECEIPTS_DEFAULT ")\n"
@@ -114,6 +117,7 @@ int sx_cmd_send(int argc, char **argv)
 	    {"pass-file", required_argument, 0, 'p'},
 	    {"threads", required_argument, 0, 'W'},
 	    {"zerocopy", no_argument, 0, 'Z'},
+	    {"no-direct", no_argument, 0, 'D'},
 	    {"no-sign", no_argument, 0, 'S'},
 	    {"receipts", required_argument, 0, 'R'},
 	    {"batch-files", required_argument, 0, 'F'},
@@ -170,6 +174,7 @@ int sx_cmd_send(int argc, char **argv)
 		case 'p': ps.file = optarg; break;
 		case 'S': cfg.no_sign = true; break;
 		case 'Z': cfg.zerocopy = true; break;
+		case 'D': cfg.no_direct = true; break;
 		case 'W':
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 8)
 				return sx_cli_usage_error("send", "--threads: 1 to 8");
@@ -267,9 +272,10 @@ done:
 		       (unsigned long long)st.receipts);
 		sx_cli_json_str(st.receipts_dir);
 		printf(",\"compress\":\"%s\",\"compressed_bytes\":%llu,\"data_records\":%llu,"
-		       "\"compressed_records\":%llu}\n",
+		       "\"compressed_records\":%llu,\"direct_bytes\":%llu}\n",
 		       zmode_name(cfg.zmode, cfg.zlevel), (unsigned long long)st.wire_bytes,
-		       (unsigned long long)st.records, (unsigned long long)st.records_compressed);
+		       (unsigned long long)st.records, (unsigned long long)st.records_compressed,
+		       (unsigned long long)st.direct_bytes);
 	} else if (rc == 0 && !quiet) {
 		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
 			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,

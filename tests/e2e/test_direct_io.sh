@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Direct I/O on the receiver: files of 4 MiB or more are written with
+# Direct I/O. The receiver: files of 4 MiB or more are written with
 # O_DIRECT where the file system supports it (an unaligned tail or chunk size
 # falls back to the page cache), smaller files and --no-direct never are, and
 # every file arrives byte for byte, signed, on both backends.
@@ -75,3 +75,41 @@ done
 run_case buffered uring --no-direct
 for f in tail.bin exact.bin log.txt stream.bin; do expect_direct buffered "$f" no; done
 ok "--no-direct: every file through the page cache"
+
+# The sender: a large file that is not in the page cache is read with direct
+# I/O (cachestat, Linux 6.5, says how much is cached); a cached one, and any
+# with --no-direct, through the page cache.
+start_server sender-side --id "$WORK/server" --out "$WORK/out-send"
+rand_file "$WORK/in/cold.bin" $(((12 << 20) + 77))
+sync "$WORK/in/cold.bin" # written back, so its pages can be dropped
+kv() { IFS=. read -r a b _ <<<"$(uname -r)"; echo $((a * 100 + b)); }
+send_json() { # FILE [options] -> direct_bytes
+	local f=$1
+	shift
+	rm -f "$WORK/out-send/cam-01/$(basename "$f")" "$WORK/out-send/cam-01/$(basename "$f").sxsig"
+	"$SXFER" send --id "$WORK/cam" --json "$@" "127.0.0.1:$PORT" "$f" >"$WORK/send.json"
+	cmp "$f" "$WORK/out-send/cam-01/$(basename "$f")" || fail "sender side: $(basename "$f") differs"
+	sed -n 's/.*"direct_bytes":\([0-9]*\).*/\1/p' "$WORK/send.json"
+}
+for io in uring poll; do
+	dd if="$WORK/in/cold.bin" iflag=nocache count=0 status=none
+	cold=$(send_json "$WORK/in/cold.bin" --io "$io")
+	cat "$WORK/in/cold.bin" >/dev/null
+	warm=$(send_json "$WORK/in/cold.bin" --io "$io")
+	dd if="$WORK/in/cold.bin" iflag=nocache count=0 status=none
+	off=$(send_json "$WORK/in/cold.bin" --io "$io" --no-direct)
+	dd if="$WORK/in/cold.bin" iflag=nocache count=0 status=none
+	odd=$(send_json "$WORK/in/cold.bin" --io "$io" --chunk 100000)
+	[ "$warm" -eq 0 ] || fail "sender ($io): a cached file was read with direct I/O"
+	[ "$off" -eq 0 ] || fail "sender ($io): --no-direct read with direct I/O"
+	[ "$odd" -eq 0 ] || fail "sender ($io): an odd chunk size read with direct I/O"
+	if ((direct_fs)) && [ "$(kv)" -ge 605 ]; then
+		[ "$cold" -eq $(((12 << 20) + 77)) ] ||
+			fail "sender ($io): a file not in the cache was not read with direct I/O ($cold bytes)"
+		ok "sender ($io): an uncached file read with direct I/O, whole, tail included"
+	else
+		ok "sender ($io): no direct reads here (file system or kernel); page cache used"
+	fi
+done
+stop_server "$SERVER_PID"
+ok "sender: cached files, --no-direct and odd chunk sizes read through the page cache"
