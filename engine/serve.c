@@ -195,6 +195,7 @@ static int submit_ok(conn *c, int rc)
 
 static void conn_fail(server *s, conn *c, const sx_err *why);
 static void hs_send(server *s, conn *c);
+static void hs_send_out(server *s, conn *c);
 static void post_recv(server *s, conn *c);
 
 /* ---- sending control records ------------------------------------------ */
@@ -697,8 +698,8 @@ static void conn_fail(server *s, conn *c, const sx_err *why)
 	c->deadline = sx_now_ns() + (uint64_t)CLOSE_GRACE_MS * 1000000u;
 	/* During the handshake the channel may hold the TLS alert that tells
 	 * the peer why: send it before closing. */
-	if (c->link.chan != NULL && !c->link.ready)
-		hs_send(s, c);
+	if (c->link.chan != NULL)
+		hs_send(s, c); /* an alert, or a CONFIRM not yet on its way */
 	c->closing = true;
 	c->ok = false;
 	if (c->err.cls == SX_OK)
@@ -770,12 +771,14 @@ static void post_recv(server *s, conn *c)
 	c->recv_posted = true;
 }
 
-static void hs_send(server *s, conn *c)
+/* Sends the channel's pending output (flights, CONFIRM, an alert), also
+ * while closing. */
+static void hs_send_out(server *s, conn *c)
 {
 	const uint8_t *buf;
 	size_t len;
 	sx_err err = {0};
-	if (c->hs_sending || c->closing)
+	if (c->hs_sending || c->shut || c->link.chan == NULL)
 		return;
 	sx_link_hs_output(&c->link, &buf, &len);
 	if (len == 0)
@@ -786,6 +789,12 @@ static void hs_send(server *s, conn *c)
 		return;
 	}
 	c->hs_sending = true;
+}
+
+static void hs_send(server *s, conn *c)
+{
+	if (!c->closing)
+		hs_send_out(s, c);
 }
 
 static int maybe_finish_session(server *s, conn *c, sx_err *err)
@@ -1263,22 +1272,29 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 	int slot = (int)(sub & 0xff);
 	rfile *f = &c->files[fi];
 	sx_err err = {0};
-	if (res == -EINVAL && c->wr[slot].direct && !c->closing && !f->failed &&
+	if (res == -EINVAL && c->wr[slot].direct && !f->failed &&
 	    sx_store_direct_off(&f->sf) == 0) {
 		/* The file system refused this direct write after all (an
 		 * alignment statx did not tell): the same bytes again, through
-		 * the page cache. */
+		 * the page cache. Also while closing: a cut stream may keep
+		 * its prefix (keep_partial), which these bytes can be part of. */
 		c->wr[slot].direct = false;
 		if (submit_ok(c, sx_io_write(s->io, f->sf.fd, c->wr[slot].p, c->wr[slot].len,
 					     c->wr[slot].off, tag_of(c->idx, OP_WRITE, sub),
-					     &err)) < 0)
+					     &err)) < 0) {
+			f->failed = true; /* the bytes are not in the temporary */
 			conn_fail(s, c, &err);
+		}
 		return;
 	}
 	c->rx_busy[slot] = false;
 	f->writes--;
 	if (res >= 0 && c->wr[slot].direct)
 		f->direct_bytes += c->wr[slot].len;
+	/* A write that failed while closing is not reported, but the file must
+	 * not be kept as a signed prefix (keep_partial) with a hole in it. */
+	if (res < 0 && c->closing)
+		f->failed = true;
 	if (res < 0 && !f->failed && !c->closing) {
 		sx_err ferr = {0};
 		sx_fail_errno(&ferr, SX_E_IO, (int)-res, "'%s': write failed on the receiver",
@@ -1329,8 +1345,11 @@ static void on_send(server *s, conn *c, int op, unsigned sub, int64_t res)
 		return;
 	}
 	if (c->closing) {
+		/* The rest of the handshake output (CONFIRM), then an ERROR
+		 * sealed after it or queued while another send was in flight. */
 		if (op == OP_HS_SEND)
-			flush_tx(s, c); /* an ERROR sealed after CONFIRM */
+			hs_send_out(s, c);
+		flush_tx(s, c);
 		return;
 	}
 	if (op == OP_HS_SEND)
