@@ -256,8 +256,10 @@ uint32_t sx_direct_on(int fd)
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0)
 		return 0;
-	return sx.stx_dio_offset_align > sx.stx_dio_mem_align ? sx.stx_dio_offset_align
-							      : sx.stx_dio_mem_align;
+	/* Whole pages, even where the file system would take less (ext4
+	 * takes 512): a direct write then never shares a page with a
+	 * buffered one (a file's tail) still in flight. */
+	return SX_DIO_ALIGN;
 #else
 	(void)fd;
 	return 0;

@@ -58,8 +58,8 @@ uint64_t sx_now_ns(void);
 
 /* Turns O_DIRECT on for fd when its file system supports direct I/O with
  * memory and offset alignments of at most SX_DIO_ALIGN (statx
- * STATX_DIOALIGN; tmpfs, for one, does not); returns the alignment, or 0
- * when fd stays as it was. */
+ * STATX_DIOALIGN; tmpfs, for one, does not); returns the alignment callers
+ * keep (SX_DIO_ALIGN), or 0 when fd stays as it was. */
 uint32_t sx_direct_on(int fd);
 /* Back to the page cache: 0, or -1 with errno. */
 int sx_direct_off(int fd);

@@ -51,7 +51,7 @@ int sx_link_hs_input(sx_link *l, size_t n, sx_err *err)
 		sx_chan_take(l->chan, &l->k);
 		l->ready = true;
 	}
-	if (l->hs_have == sizeof(l->hs_in))
+	if (!l->ready && l->hs_have == sizeof(l->hs_in))
 		return sx_fail(err, SX_E_NET, "handshake message too large");
 	return 0;
 }
