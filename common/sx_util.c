@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <linux/magic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -289,6 +291,11 @@ int64_t sx_cached_bytes(int fd, uint64_t len)
 	} cs = {0};
 	long page = sysconf(_SC_PAGESIZE);
 	if (len == 0 || syscall(__NR_cachestat, fd, &range, &cs, 0) < 0 || page <= 0)
+		return -1;
+	/* overlayfs keeps no page cache of its own (the pages are the real
+	 * file's): cachestat reports 0 there for a file wholly cached. */
+	struct statfs fs;
+	if (fstatfs(fd, &fs) < 0 || fs.f_type == OVERLAYFS_SUPER_MAGIC)
 		return -1;
 	return (int64_t)(cs.nr_cache * (uint64_t)page);
 }

@@ -64,7 +64,8 @@ uint32_t sx_direct_on(int fd);
 /* Back to the page cache: 0, or -1 with errno. */
 int sx_direct_off(int fd);
 /* Bytes of fd's [0, len) in the page cache (cachestat, Linux 6.5), or -1
- * when the kernel cannot tell. */
+ * when the kernel cannot tell (an older kernel, or overlayfs, whose files
+ * have their pages in the file underneath). */
 int64_t sx_cached_bytes(int fd, uint64_t len);
 
 #endif

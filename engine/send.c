@@ -1055,8 +1055,11 @@ static int on_recv(sender *s, int64_t res, sx_err *err)
 			if (peer < tag + SX_CHUNK_MIN)
 				return sx_fail(err, SX_E_NET,
 					       "receiver's maximum record is too small");
+			/* Clamped to whole blocks (at least SX_CHUNK_MIN, as
+			 * checked above): both ends keep direct I/O, which an
+			 * odd chunk size turns off. */
 			if (s->chunk > peer - tag)
-				s->chunk = (uint32_t)(peer - tag);
+				s->chunk = (uint32_t)((peer - tag) / SX_DIO_ALIGN * SX_DIO_ALIGN);
 			snprintf(s->stats->peer_name, sizeof(s->stats->peer_name), "%s",
 				 s->link.k.peer_name);
 			memcpy(s->stats->peer_fingerprint, s->link.k.peer_fingerprint, 65);

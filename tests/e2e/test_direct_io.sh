@@ -111,5 +111,18 @@ for io in uring poll; do
 		ok "sender ($io): no direct reads here (file system or kernel); page cache used"
 	fi
 done
+# Direct reads with the smallest chunk, with the worker pool and compression,
+# and with a chunk larger than the receiver's maximum record (16 MiB by
+# default): clamped after the handshake, the chunk stays whole blocks.
+if ((direct_fs)) && [ "$(kv)" -ge 605 ]; then
+	for opts in "--chunk 4K" "--threads 4 --compress on" "--chunk 64M" "--chunk 16M --io poll"; do
+		dd if="$WORK/in/cold.bin" iflag=nocache count=0 status=none
+		# shellcheck disable=SC2086 # word splitting of the options is wanted
+		got=$(send_json "$WORK/in/cold.bin" $opts)
+		[ "$got" -eq $(((12 << 20) + 77)) ] ||
+			fail "sender ($opts): an uncached file was not read with direct I/O ($got bytes)"
+	done
+	ok "sender: direct reads with 4K and clamped chunks, workers and compression"
+fi
 stop_server "$SERVER_PID"
 ok "sender: cached files, --no-direct and odd chunk sizes read through the page cache"
