@@ -97,7 +97,8 @@ typedef struct sender {
 	size_t cur; /* entry being produced */
 	int phase;  /* 0 begin, 1 data, 2 end */
 	int cur_fd;
-	bool cur_direct; /* cur_fd is read with direct I/O */
+	bool cur_direct;  /* cur_fd is read with direct I/O */
+	bool cur_refused; /* the receiver refused the file being read: end it now */
 	uint64_t cur_size, cur_off;
 	uint32_t file_id;
 	bool stream_reading;
@@ -415,6 +416,7 @@ static int produce(sender *s, sx_err *err)
 				 * rest go with sx_io_close. */
 				(void)sx_io_file_add(s->io, s->cur_fd);
 			}
+			s->cur_refused = false;
 			m.type = SX_MSG_FILE_BEGIN;
 			m.file_id = ++s->file_id;
 			m.size = s->cur_size;
@@ -453,6 +455,13 @@ static int produce(sender *s, sx_err *err)
 				}
 				sl->stream = true;
 				sl->want = s->chunk;
+			} else if (s->cur_refused && s->cur_off < s->cur_size) {
+				/* The receiver refused it (FILE_ERR): the rest
+				 * would be dropped there. It ends here with
+				 * what was sent (docs/PROTOCOL.md, FILE_END). */
+				s->cur_size = e->size = s->cur_off;
+				s->phase = 2;
+				continue;
 			} else if (s->cur_off < s->cur_size) {
 				uint64_t left = s->cur_size - s->cur_off;
 				sl->stream = false;
@@ -961,6 +970,10 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 	case SX_MSG_FILE_ERR:
 		if (mark_answer(s, m.file_id, 2, 0, err) < 0)
 			return -1;
+		/* Refused while it is still being read: stop reading it. */
+		if (s->phase == 1 && s->cur < s->ents.n && s->ents.v[s->cur].file_id == m.file_id &&
+		    s->ents.v[s->cur].src != NULL)
+			s->cur_refused = true;
 		s->stats->files_failed++;
 		s->prog.files_done++;
 		sx_log("error", "file_refused", "file_id=%u class=%u reason=\"%.*s\"", m.file_id,

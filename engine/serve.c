@@ -880,7 +880,12 @@ static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
 	int fi = c->cur_file;
 	rfile *f = &c->files[fi];
 	c->cur_file = -1;
-	if (f->received != m->size || (f->announced != SX_SIZE_UNKNOWN && f->announced != m->size))
+	/* A file this side refused (FILE_ERR sent) may end before its
+	 * announced size: the sender stops sending what would be dropped. */
+	bool cut_ok =
+	    f->state == F_DISCARD && f->announced != SX_SIZE_UNKNOWN && m->size < f->announced;
+	if (f->received != m->size ||
+	    (f->announced != SX_SIZE_UNKNOWN && f->announced != m->size && !cut_ok))
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "'%s': %llu bytes received, %llu announced, %llu at the end",
 			       f->path, (unsigned long long)f->received,

@@ -69,6 +69,32 @@ grep -q "exists" "$WORK/last.err" || fail "sender not told the file exists"
 cmp "$WORK/big.bin" "$OUT/big.bin" || fail "existing file damaged"
 ok "$IO: existing file kept, sender told why"
 
+# Sent again beside a new file, signed and not: the refused 256 MiB file is
+# ended early (the receiver would drop the rest), the new file is stored and
+# verified, the receipt covers it.
+printf 'new beside an old one\n' >"$WORK/beside.txt"
+for mode in signed --no-sign; do
+	extra=()
+	[ "$mode" = signed ] || extra=(--no-sign)
+	rm -f "$OUT/beside.txt" "$OUT/beside.txt.sxsig"
+	set +e
+	"$SXFER" send --id "$WORK/cam" --io "$IO" --json "${extra[@]}" "127.0.0.1:$PORT" \
+		"$WORK/big.bin" "$WORK/beside.txt" >"$WORK/again.json" 2>"$WORK/again.err"
+	rc=$?
+	set -e
+	[ "$rc" -eq 5 ] || { cat "$WORK/again.err" >&2; fail "$mode: re-sent file: exit $rc, not 5"; }
+	sent=$(sed -n 's/.*"bytes":\([0-9]*\).*/\1/p' "$WORK/again.json")
+	[ "$sent" -lt $((128 << 20)) ] || fail "$mode: a refused 256 MiB file was still sent ($sent bytes)"
+	cmp "$WORK/beside.txt" "$OUT/beside.txt" || fail "$mode: the new file beside it differs"
+	if [ "$mode" = signed ]; then
+		"$SXFER" verify --ca "$WORK/ca/ca.pem" --signer cam-01 "$OUT/beside.txt" >/dev/null ||
+			fail "signed: the new file does not verify"
+		grep -q '"receipts":1' "$WORK/again.json" || fail "signed: no verified receipt"
+	fi
+	cmp "$WORK/big.bin" "$OUT/big.bin" || fail "$mode: existing file damaged"
+	ok "$IO ($mode): a refused file ends early ($sent of 268435456 bytes sent), the rest of the session stored"
+done
+
 # Twenty senders at once to one server.
 mkdir -p "$WORK/many"
 for i in $(seq 1 20); do rand_file "$WORK/many/f$i" $((1 << 20 + (i % 3))); done

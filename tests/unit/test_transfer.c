@@ -585,6 +585,36 @@ static void test_more_data_than_announced(void **state)
 	violation_done(c, SX_E_INTEGRITY, "more data than announced", "over.bin");
 }
 
+/* A file the receiver refused may end before its announced size (the
+ * sender stops sending what would be dropped); the session goes on. */
+static void test_refused_file_ends_early(void **state)
+{
+	(void)state;
+	uint8_t buf[64] = {0};
+	cli *c = cli_open();
+	assert_int_equal(send_begin(c, 1, "../cut.bin", 10, 1000), 0);
+	expect_file_err(c, 1, SX_E_IO, "");
+	assert_int_equal(send_rec(c, SX_REC_DATA, buf, sizeof(buf)), 0);
+	assert_int_equal(send_end(c, 1, sizeof(buf)), 0);
+	assert_int_equal(send_file(c, 2, "after-cut.bin", "data", 4), 0);
+	expect_file_ok(c, 2);
+	end_session(c);
+	cli_close(c);
+	assert_true(exists_at(peer_dir, "after-cut.bin"));
+	assert_no_partials();
+
+	/* Still only for a refused file: a file being stored must end at
+	 * its announced size (test_file_end_size_mismatch), and even a
+	 * refused one must end where its data ended. */
+	c = cli_open();
+	assert_int_equal(send_begin(c, 1, "../cut2.bin", 11, 1000), 0);
+	expect_file_err(c, 1, SX_E_IO, "");
+	assert_int_equal(send_rec(c, SX_REC_DATA, buf, sizeof(buf)), 0);
+	assert_int_equal(send_end(c, 1, 10), 0);
+	violation_done(c, SX_E_INTEGRITY, "at the end", "cut2.bin");
+	assert_server_serves();
+}
+
 static void test_file_end_size_mismatch(void **state)
 {
 	(void)state;
@@ -1224,6 +1254,7 @@ int main(void)
 	    cmocka_unit_test(test_symlinks),
 	    cmocka_unit_test(test_data_outside_file),
 	    cmocka_unit_test(test_more_data_than_announced),
+	    cmocka_unit_test(test_refused_file_ends_early),
 	    cmocka_unit_test(test_file_end_size_mismatch),
 	    cmocka_unit_test(test_file_end_other_id),
 	    cmocka_unit_test(test_begin_inside_file),
