@@ -90,6 +90,16 @@ no_partials() {
 	fi
 }
 
+# flip_byte PATH OFFSET: inverts one byte in place, so the file always
+# changes (writing a fixed byte over random data leaves it as it was once in
+# 256 runs).
+flip_byte() {
+	python3 -c 'import sys
+p, o = sys.argv[1], int(sys.argv[2])
+with open(p, "r+b") as f:
+    f.seek(o); b = f.read(1); f.seek(o); f.write(bytes([b[0] ^ 0xff]))' "$1" "$2"
+}
+
 # rand_file PATH SIZE_BYTES
 rand_file() {
 	head -c "$2" /dev/urandom >"$1"

@@ -49,7 +49,7 @@ fresh() { # a pristine copy of the batch in t/
 
 # one byte of a file
 fresh
-printf 'X' | dd of=t/big.bin bs=1 seek=100000 conv=notrunc status=none
+flip_byte t/big.bin 100000
 check 4 "t/big.bin: FAILED (file content does not match its signed root)" \
 	"$sx" verify --ca ca t/big.bin
 # a truncated file

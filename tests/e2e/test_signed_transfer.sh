@@ -31,7 +31,7 @@ ok "the sender's receipt verifies and acknowledges exactly the files sent"
 
 # Tampering after the fact is caught by the offline check.
 cp "$OUT/media/day1/img1.jpg" "$WORK/img1.bak"
-printf 'X' | dd of="$OUT/media/day1/img1.jpg" bs=1 seek=1000 conv=notrunc status=none
+flip_byte "$OUT/media/day1/img1.jpg" 1000
 expect_exit 4 "$SXFER" verify --ca "$WORK/ca" "$OUT/media/day1/img1.jpg"
 cp "$WORK/img1.bak" "$OUT/media/day1/img1.jpg"
 expect_exit 3 "$SXFER" verify --ca "$WORK/ca" --signer someone-else "$OUT/media/clip.mp4"
