@@ -881,15 +881,15 @@ static int fid_add(sender *s, uint32_t id, size_t entry, sx_err *err)
 
 /* Each file the sender began gets exactly one answer; a FILE_OK must name
  * the size that was sent. Anything else is the receiver misbehaving. */
-static int mark_answer(sender *s, uint32_t file_id, uint8_t state, uint64_t size, sx_err *err)
+static int mark_answer(sender *s, uint32_t file_id, sx_answer state, uint64_t size, sx_err *err)
 {
-	if (file_id == 0 && state == 2)
+	if (file_id == 0 && state == SX_ANS_REFUSED)
 		return 0; /* a folder the receiver could not create */
 	if (file_id == 0 || file_id > s->file_id || s->fids[file_id].answered)
 		return sx_fail(err, SX_E_INTEGRITY, "receiver answered for unknown file %u",
 			       file_id);
 	struct fid *f = &s->fids[file_id];
-	if (state == 1 && size != s->ents.v[f->entry].size)
+	if (state == SX_ANS_STORED && size != s->ents.v[f->entry].size)
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "receiver stored %llu bytes of '%s', %llu were sent",
 			       (unsigned long long)size, s->ents.v[f->entry].rel,
@@ -897,7 +897,7 @@ static int mark_answer(sender *s, uint32_t file_id, uint8_t state, uint64_t size
 	f->answered = true;
 	s->answers++;
 	if (f->batch >= 0) {
-		s->batches[f->batch].state[f->pos] = state;
+		s->batches[f->batch].state[f->pos] = (uint8_t)state;
 		s->batches[f->batch].answered++;
 	}
 	return 0;
@@ -961,14 +961,14 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 		return -1;
 	switch (m.type) {
 	case SX_MSG_FILE_OK:
-		if (mark_answer(s, m.file_id, 1, m.size, err) < 0)
+		if (mark_answer(s, m.file_id, SX_ANS_STORED, m.size, err) < 0)
 			return -1;
 		s->stats->files_ok++;
 		s->prog.files_done++;
 		return 0;
 	case SX_MSG_RECEIPT: return on_receipt(s, &m, err);
 	case SX_MSG_FILE_ERR:
-		if (mark_answer(s, m.file_id, 2, 0, err) < 0)
+		if (mark_answer(s, m.file_id, SX_ANS_REFUSED, 0, err) < 0)
 			return -1;
 		/* Refused while it is still being read: stop reading it. */
 		if (s->phase == 1 && s->cur < s->ents.n && s->ents.v[s->cur].file_id == m.file_id &&

@@ -326,13 +326,16 @@ static sx_sbatch *open_batch(conn *c, sx_err *err)
 static int maybe_finish_session(server *s, conn *c, sx_err *err);
 
 /* The receipt of a batch: once every one of its files is answered, signed
- * with this server's key over what was stored (docs/SIGNATURES.md). */
+ * with this server's key over what was stored (docs/SIGNATURES.md). Safe to
+ * call again at any time: a receipted batch is freed and its slot is NULL,
+ * and answering one file can complete (and free) the batch while a caller
+ * still walks its files (on_batch). */
 static int maybe_receipt(server *s, conn *c, int bi, sx_err *err)
 {
 	sx_sbatch *b = c->batches[bi];
 	sx_receipt r = {0};
 	int rc = -1;
-	if (!b->sealed || b->receipted || b->answered < b->n)
+	if (b == NULL || !b->sealed || b->answered < b->n)
 		return 0;
 	int64_t now = (int64_t)time(NULL);
 	SX_GUARD(
@@ -346,7 +349,6 @@ static int maybe_receipt(server *s, conn *c, int bi, sx_err *err)
 	SX_GUARD(send_msg(s, c, &m, err));
 	sx_log("info", "receipt", "peer=\"%s\" batch=%llu files=%u stored=%u", c->link.k.peer_name,
 	       (unsigned long long)b->number, b->n, r.count);
-	b->receipted = true;
 	c->batches_done++;
 	/* Nothing refers to a receipted batch any more: all its files are
 	 * answered and released. */
@@ -359,13 +361,13 @@ out:
 	return rc;
 }
 
-/* Records the answer to a file in its batch (1 stored, 2 refused). */
-static int answer(server *s, conn *c, rfile *f, uint8_t state, sx_err *err)
+/* Records the answer to a file in its batch. */
+static int answer(server *s, conn *c, rfile *f, sx_answer state, sx_err *err)
 {
 	if (f->batch < 0)
 		return 0;
 	sx_sbatch *b = c->batches[f->batch];
-	b->state[f->pos] = state;
+	b->state[f->pos] = (uint8_t)state;
 	b->answered++;
 	return maybe_receipt(s, c, f->batch, err);
 }
@@ -393,7 +395,7 @@ static int refuse(server *s, conn *c, int fi, const sx_err *why, sx_err *err)
 	file_release(s, f);
 	if (batch >= 0) {
 		rfile tmp = {.batch = batch, .pos = pos};
-		SX_GUARD(answer(s, c, &tmp, 2, err));
+		SX_GUARD(answer(s, c, &tmp, SX_ANS_REFUSED, err));
 	}
 	return maybe_finish_session(s, c, err);
 out:
@@ -491,7 +493,7 @@ static int stored(server *s, conn *c, int fi, sx_err *err)
 	SX_GUARD(send_msg(s, c, &m, err));
 	rfile copy = {.batch = f->batch, .pos = f->pos};
 	file_release(s, f);
-	SX_GUARD(answer(s, c, &copy, 1, err));
+	SX_GUARD(answer(s, c, &copy, SX_ANS_STORED, err));
 	return maybe_finish_session(s, c, err);
 out:
 	return -1;
@@ -911,13 +913,11 @@ static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
 	if (f->state == F_DISCARD) {
 		/* Refused: out of the receipt. A failed file is released by
 		 * on_write once its last write has come back. */
-		if (f->batch >= 0) {
-			c->batches[f->batch]->state[f->pos] = 2;
-			c->batches[f->batch]->answered++;
-			f->batch = -1;
-		}
+		rfile copy = {.batch = f->batch, .pos = f->pos};
+		f->batch = -1;
 		if (f->writes == 0)
 			file_release(s, f);
+		SX_GUARD(answer(s, c, &copy, SX_ANS_REFUSED, err));
 		return maybe_finish_session(s, c, err);
 	}
 	f->state = F_ENDING;
@@ -1311,7 +1311,7 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 			conn_fail(s, c, &err);
 			return;
 		}
-		if (f->batch >= 0 && answer(s, c, f, 2, &err) < 0) {
+		if (f->batch >= 0 && answer(s, c, f, SX_ANS_REFUSED, &err) < 0) {
 			conn_fail(s, c, &err);
 			return;
 		}

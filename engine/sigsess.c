@@ -38,7 +38,7 @@ int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LE
 	d->mtime_nsec = mtime_nsec;
 	d->path = p;
 	sb->file_ids[sb->n] = file_id;
-	sb->state[sb->n] = 0;
+	sb->state[sb->n] = SX_ANS_PENDING;
 	sb->bytes += size;
 	sb->n++;
 	return 0;
@@ -100,8 +100,9 @@ int sx_sbatch_receipt(const sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], int64_
 	if (sx_cert_fp(sender, r->sender_fp, err) < 0)
 		return -1;
 	for (uint32_t i = 0; i < sb->n; i++)
-		if (sb->state[i] == 1 && sx_receipt_add(r, sb->descs[i].root, sb->descs[i].size,
-							sb->descs[i].path, err) < 0)
+		if (sb->state[i] == SX_ANS_STORED &&
+		    sx_receipt_add(r, sb->descs[i].root, sb->descs[i].size, sb->descs[i].path,
+				   err) < 0)
 			return -1;
 	return 0;
 }

@@ -13,12 +13,15 @@
 
 #define SX_BATCH_FILES_MAX 4096u /* files in one batch (the receiver holds them until BATCH) */
 
+/* The receiver's answer to one file of a batch. */
+typedef enum sx_answer { SX_ANS_PENDING = 0, SX_ANS_STORED, SX_ANS_REFUSED } sx_answer;
+
 typedef struct sx_sbatch {
 	uint64_t number;
 	uint32_t n, cap;
 	sx_desc *descs; /* paths owned */
 	uint32_t *file_ids;
-	uint8_t *state;	   /* per file: 0 pending, 1 stored, 2 refused */
+	uint8_t *state;	   /* per file: an sx_answer */
 	uint32_t answered; /* files stored or refused */
 	sx_batch b;	   /* once signed or verified: leaves, root, signature */
 	bool sealed;	   /* signed (sender) or verified (receiver) */

@@ -1136,15 +1136,15 @@ static void send_signed_file(cli *c, uint32_t id, const char *path, const void *
 	assert_int_equal(send_msg(c, &m), 0);
 }
 
-/* The batch statement over one file, signed with key. */
-static void send_batch(cli *c, EVP_PKEY *key, const char *path, const uint8_t root[SX_HASH_LEN],
-		       uint64_t size, uint32_t count_claimed)
+/* BATCH 1 over descs (their mtime set as send_begin sends it), signed
+ * with key, claiming count_claimed files. */
+static void send_batch_of(cli *c, EVP_PKEY *key, sx_desc *descs, uint32_t n, uint32_t count_claimed)
 {
-	sx_desc d = {.size = size, .mtime_sec = 1600000000, .path = path};
 	sx_batch b = {0};
 	sx_err err = {0};
-	memcpy(d.root, root, SX_HASH_LEN);
-	assert_int_equal(sx_batch_sign(&b, &d, 1, TEST_LEAF, test_tid, 1, 1790000000, key, &err),
+	for (uint32_t i = 0; i < n; i++)
+		descs[i].mtime_sec = 1600000000;
+	assert_int_equal(sx_batch_sign(&b, descs, n, TEST_LEAF, test_tid, 1, 1790000000, key, &err),
 			 0);
 	sx_msg m = {.type = SX_MSG_BATCH,
 		    .batch_no = 1,
@@ -1154,6 +1154,15 @@ static void send_batch(cli *c, EVP_PKEY *key, const char *path, const uint8_t ro
 		    .sig_len = b.sig_len};
 	assert_int_equal(send_msg(c, &m), 0);
 	sx_batch_free(&b);
+}
+
+/* The batch statement over one file, signed with key. */
+static void send_batch(cli *c, EVP_PKEY *key, const char *path, const uint8_t root[SX_HASH_LEN],
+		       uint64_t size, uint32_t count_claimed)
+{
+	sx_desc d = {.size = size, .path = path};
+	memcpy(d.root, root, SX_HASH_LEN);
+	send_batch_of(c, key, &d, 1, count_claimed);
 }
 
 static void test_signed_session_ok(void **state)
@@ -1216,6 +1225,49 @@ static void test_signed_bad_signature(void **state)
 	violation_done(c, SX_E_INTEGRITY, "covers 2 files", "bad-count.bin");
 }
 
+/* A batch whose files are all answered before its end, one refused at
+ * FILE_BEGIN (it exists) and one refused when its signature is written (its
+ * NAME.sxsig would pass 255 bytes): the last refusal completes the batch,
+ * whose receipt goes out while the BATCH is still being handled. The server
+ * once used the batch after it had freed it, and crashed. */
+static void test_signed_batch_all_refused(void **state)
+{
+	(void)state;
+	char exists[1200], longname[256];
+	snprintf(exists, sizeof(exists), "%s/refused-exists.bin", peer_dir);
+	FILE *fp = fopen(exists, "wb");
+	assert_non_null(fp);
+	fclose(fp);
+	memset(longname, 'n', 251);
+	longname[251] = '\0';
+	const char data[] = "batch content";
+	uint8_t root[SX_HASH_LEN];
+	root_of(data, sizeof(data), root);
+	for (int round = 0; round < 3; round++) {
+		cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+		send_signed_file(c, 1, "refused-exists.bin", data, sizeof(data), root);
+		expect_file_err(c, 1, SX_E_IO, "exists");
+		send_signed_file(c, 2, longname, data, sizeof(data), root);
+		sx_desc d[2] = {{.size = sizeof(data), .path = "refused-exists.bin"},
+				{.size = sizeof(data), .path = longname}};
+		memcpy(d[0].root, root, SX_HASH_LEN);
+		memcpy(d[1].root, root, SX_HASH_LEN);
+		/* The crash needed the second file flushed and waiting for its
+		 * BATCH (not still in its flush) when the BATCH came. */
+		usleep(150000);
+		send_batch_of(c, cli_id.key, d, 2, 2);
+		expect_file_err(c, 2, SX_E_IO, "name too long");
+		sx_msg m;
+		expect_msg(c, SX_MSG_RECEIPT, &m);
+		assert_int_equal(m.batch_no, 1);
+		end_session(c);
+		cli_close(c);
+	}
+	assert_no_partials();
+	assert_false(exists_at(peer_dir, longname));
+	assert_server_serves();
+}
+
 static void test_signed_unbatched_eos(void **state)
 {
 	(void)state;
@@ -1272,6 +1324,7 @@ int main(void)
 	    cmocka_unit_test(test_signed_session_ok),
 	    cmocka_unit_test(test_signed_wrong_root),
 	    cmocka_unit_test(test_signed_bad_signature),
+	    cmocka_unit_test(test_signed_batch_all_refused),
 	    cmocka_unit_test(test_signed_unbatched_eos),
 	    cmocka_unit_test(test_session_first),
 	};
