@@ -32,6 +32,7 @@
 #include <openssl/crypto.h>
 
 #include "common/sx_util.h"
+#include "engine/sx_admit.h"
 #include "engine/sx_link.h"
 #include "engine/sx_sigsess.h"
 #include "engine/sx_store.h"
@@ -92,6 +93,8 @@ typedef struct conn {
 	unsigned id;  /* number in the log, unique in the process */
 	int fd;
 	char addr[64];
+	uint8_t akey[SX_ADMIT_KEY_LEN]; /* its source address (admission) */
+	bool hs_slot;			/* counted as a handshake in progress */
 	sx_link link;
 	unsigned inflight; /* operations not yet completed */
 	bool closing, shut, ok;
@@ -156,6 +159,7 @@ typedef struct shared {
 	atomic_uint next_id;
 	atomic_bool stop;   /* cfg->stop seen by loop 0, which gets the signals */
 	atomic_bool failed; /* a loop hit an error of its own: all stop */
+	sx_admit admit;	    /* handshakes in progress, in all and per address */
 } shared;
 
 typedef struct server {
@@ -166,7 +170,9 @@ typedef struct server {
 	sx_chan_ctx *ctx;
 	int lfd;
 	bool accept_posted;
-	uint64_t accept_pause_ns; /* no accept before this (after EMFILE and the like) */
+	uint64_t accept_pause_ns;  /* no accept before this (after EMFILE and the like) */
+	uint64_t refused_log_ns;   /* last conn_refused line, */
+	uint64_t refused_unlogged; /* and refusals since then not logged */
 	bool stopping;
 	conn *conns;
 	unsigned nconns;
@@ -191,6 +197,16 @@ static int submit_ok(conn *c, int rc)
 	if (rc == 0)
 		c->inflight++;
 	return rc;
+}
+
+/* The connection's handshake is over (done, failed or timed out): its
+ * admission slot goes to the next one. */
+static void hs_leave(server *s, conn *c)
+{
+	if (c->hs_slot) {
+		sx_admit_leave(&s->sh->admit, c->akey);
+		c->hs_slot = false;
+	}
 }
 
 static void conn_fail(server *s, conn *c, const sx_err *why);
@@ -604,7 +620,9 @@ static void conn_shutdown(server *s, conn *c, bool hard)
 {
 	if (c->shut)
 		return;
-	if (!hard && !c->lingering && !s->stopping && sx_now_ns() < c->deadline) {
+	/* Only an authenticated peer is worth a lingering close: a stranger
+	 * gets its alert (already sent) and the socket is closed. */
+	if (!hard && !c->lingering && !s->stopping && c->link.ready && sx_now_ns() < c->deadline) {
 		c->lingering = true;
 		shutdown(c->fd, SHUT_WR);
 		linger_recv(s, c);
@@ -655,6 +673,7 @@ static void conn_free(server *s, conn *c)
 	if (s->cfg->once && s->once_result == SX_OK)
 		s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
 				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
+	hs_leave(s, c);
 	sx_link_free(&c->link);
 	/* Nothing is in flight (maybe_free): registrations (reg_grow) go
 	 * before the memory and the socket do. */
@@ -697,7 +716,12 @@ static void conn_fail(server *s, conn *c, const sx_err *why)
 {
 	if (c->closing)
 		return;
-	c->deadline = sx_now_ns() + (uint64_t)CLOSE_GRACE_MS * 1000000u;
+	/* A closing grace only for an authenticated peer; a connection that
+	 * never authenticated keeps its handshake deadline (from accept) to
+	 * take its alert. */
+	if (c->link.ready)
+		c->deadline = sx_now_ns() + (uint64_t)CLOSE_GRACE_MS * 1000000u;
+	hs_leave(s, c);
 	/* During the handshake the channel may hold the TLS alert that tells
 	 * the peer why: send it before closing. */
 	if (c->link.chan != NULL)
@@ -1212,13 +1236,18 @@ static void on_recv(server *s, conn *c, int64_t res)
 		conn_fail(s, c, &err);
 		return;
 	}
-	c->deadline = sx_now_ns() + (uint64_t)s->cfg->idle_timeout_ms * 1000000u;
+	/* The handshake's deadline is fixed at accept: a peer dripping bytes
+	 * does not move it. Once authenticated, input resets the idle clock. */
+	if (c->link.ready)
+		c->deadline = sx_now_ns() + (uint64_t)s->cfg->idle_timeout_ms * 1000000u;
 	if (!c->link.ready) {
 		if (sx_link_hs_input(&c->link, (size_t)res, &err) < 0) {
 			conn_fail(s, c, &err);
 			return;
 		}
 		if (c->link.ready) {
+			hs_leave(s, c);
+			c->deadline = sx_now_ns() + (uint64_t)s->cfg->idle_timeout_ms * 1000000u;
 			sx_log("info", "handshake",
 			       "conn=%u addr=%s peer=\"%s\" fingerprint=%s suite=%s", c->id,
 			       c->addr, c->link.k.peer_name, c->link.k.peer_fingerprint,
@@ -1407,6 +1436,49 @@ static void post_accept(server *s)
 	s->accept_posted = true;
 }
 
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+	char host[48] = "?";
+	int port = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	}
+	snprintf(out, cap, "%s:%d", host, port);
+}
+
+#define HS_STALE_MS 2000 /* an honest handshake takes milliseconds, a few round trips */
+
+/* Admits a new connection's handshake. When every handshake slot is taken,
+ * the oldest handshake of this loop that has run for HS_STALE_MS gives its
+ * slot up: peers that hold handshakes open without finishing them cannot
+ * keep a device out for longer than that. */
+static sx_admit_result admit(server *s, const uint8_t akey[SX_ADMIT_KEY_LEN])
+{
+	sx_admit_result r = sx_admit_enter(&s->sh->admit, akey);
+	if (r != SX_ADMIT_FULL)
+		return r;
+	uint64_t now = sx_now_ns();
+	conn *old = NULL;
+	for (unsigned i = 0; i < s->cfg->max_conns; i++) {
+		conn *c = &s->conns[i];
+		if (c->used && c->hs_slot && now - c->t0 >= (uint64_t)HS_STALE_MS * 1000000u &&
+		    (old == NULL || c->t0 < old->t0))
+			old = c;
+	}
+	if (old == NULL)
+		return r;
+	sx_err why = {0};
+	sx_fail(&why, SX_E_NET, "handshake slots full: the oldest unfinished handshake gives way");
+	conn_fail(s, old, &why);
+	return sx_admit_enter(&s->sh->admit, akey);
+}
+
 static void on_accept(server *s, int64_t res)
 {
 	s->accept_posted = false;
@@ -1428,6 +1500,33 @@ static void on_accept(server *s, int64_t res)
 		close(fd);
 		return;
 	}
+	struct sockaddr_storage ss = {0};
+	socklen_t sl = sizeof(ss);
+	char addr[64];
+	uint8_t akey[SX_ADMIT_KEY_LEN];
+	(void)getpeername(fd, (struct sockaddr *)&ss, &sl);
+	addr_text(&ss, addr, sizeof(addr));
+	sx_admit_key(&ss, akey);
+	sx_admit_result ar = admit(s, akey);
+	if (ar != SX_ADMIT_OK) {
+		/* Closed at once, before any TLS: no slot, no memory. A flood of
+		 * these is logged once a second, with how many were left out. */
+		uint64_t now = sx_now_ns();
+		if (now - s->refused_log_ns >= 1000000000u) {
+			sx_log("warn", "conn_refused", "addr=%s reason=\"%s\" unlogged=%llu", addr,
+			       ar == SX_ADMIT_ADDR_FULL ? "too many handshakes from this address"
+							: "too many handshakes in progress",
+			       (unsigned long long)s->refused_unlogged);
+			s->refused_log_ns = now;
+			s->refused_unlogged = 0;
+		} else {
+			s->refused_unlogged++;
+		}
+		atomic_fetch_sub(&s->sh->slots, 1);
+		close(fd);
+		post_accept(s);
+		return;
+	}
 	conn *c = NULL;
 	for (unsigned i = 0; i < s->cfg->max_conns; i++)
 		if (!s->conns[i].used) {
@@ -1436,6 +1535,7 @@ static void on_accept(server *s, int64_t res)
 			break;
 		}
 	if (c == NULL) { /* not reached: the slot was taken with the accept */
+		sx_admit_leave(&s->sh->admit, akey);
 		atomic_fetch_sub(&s->sh->slots, 1);
 		close(fd);
 		return;
@@ -1443,6 +1543,9 @@ static void on_accept(server *s, int64_t res)
 	c->used = true;
 	c->id = atomic_fetch_add(&s->sh->next_id, 1);
 	c->fd = fd;
+	memcpy(c->akey, akey, sizeof(akey));
+	c->hs_slot = true;
+	memcpy(c->addr, addr, sizeof(addr));
 	atomic_fetch_add(&s->sh->active, 1);
 	(void)sx_io_file_add(s->io, fd); /* removed in conn_free, before the close */
 	c->cur_file = -1;
@@ -1450,22 +1553,6 @@ static void on_accept(server *s, int64_t res)
 	c->t0 = sx_now_ns();
 	c->deadline = c->t0 + (uint64_t)s->cfg->handshake_timeout_ms * 1000000u;
 	s->nconns++;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[48] = "?";
-	int port = 0;
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-			port = ntohs(a->sin_port);
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-			port = ntohs(a->sin6_port);
-		}
-	}
-	snprintf(c->addr, sizeof(c->addr), "%s:%d", host, port);
 	sx_log("info", "conn_open", "conn=%u addr=%s loop=%u", c->id, c->addr, s->loop);
 	sx_err err = {0};
 	if (sx_link_init(&c->link, s->ctx, &err) < 0) {
@@ -1635,6 +1722,10 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	if (loops == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
+	/* A quarter of the connections (at least one from two on) is kept for
+	 * peers that have authenticated (docs/ARCHITECTURE.md, "Admission"). */
+	SX_GUARD(sx_admit_init(&sh.admit, cfg->max_conns - cfg->max_conns / 4,
+			       cfg->hs_per_addr ? cfg->hs_per_addr : SX_HS_PER_ADDR_DEFAULT, err));
 	atomic_store(&sh.loops, 1);
 	for (unsigned i = 0; i < nloops; i++) {
 		server *s = &loops[i];
@@ -1698,6 +1789,7 @@ out:
 	if (sh.lfd >= 0)
 		close(sh.lfd);
 	sx_chan_ctx_free(sh.ctx);
+	sx_admit_free(&sh.admit);
 	free(loops);
 	return rc;
 }

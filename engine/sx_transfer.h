@@ -84,18 +84,20 @@ typedef struct sx_send_stats {
  * with the class of the first file the receiver refused. */
 int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err) SX_MUST_CHECK;
 
-#define SX_SERVE_THREADS_MAX 8
+#define SX_SERVE_THREADS_MAX   8
+#define SX_HS_PER_ADDR_DEFAULT 8
 
 typedef struct sx_serve_cfg {
 	const char *listen; /* ADDR:PORT, [v6]:PORT */
 	const sx_identity *id;
 	X509_CRL *crl;
 	const char *out_dir;
-	bool once;	    /* serve one connection, exit with its result */
-	bool overwrite;	    /* replace existing files */
-	bool direct;	    /* direct I/O for large files where supported */
-	unsigned max_conns; /* concurrent connections, all loops together */
-	unsigned threads;   /* event loops; 0: one per core (at most 8); --once: 1 */
+	bool once;	      /* serve one connection, exit with its result */
+	bool overwrite;	      /* replace existing files */
+	bool direct;	      /* direct I/O for large files where supported */
+	unsigned max_conns;   /* concurrent connections, all loops together */
+	unsigned hs_per_addr; /* handshakes in progress per source address (0: default) */
+	unsigned threads;     /* event loops; 0: one per core (at most 8); --once: 1 */
 	sx_io_kind io;
 	uint32_t max_record;
 	int handshake_timeout_ms;

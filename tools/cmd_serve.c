@@ -19,7 +19,11 @@ static const char usage[] =
     "  --crl FILE              revocation list for client certificates\n"
     "                          (default: crl.pem of the identity folder, if any)\n"
     "  --once                  serve one connection, exit with its result\n"
-    "  --max-conns N           concurrent connections (default 64)\n"
+    "  --max-conns N           concurrent connections (default 64); at most\n"
+    "                          three quarters of them still in their handshake\n"
+    "  --max-handshakes-per-addr N\n"
+    "                          handshakes in progress from one address (an IPv4\n"
+    "                          address or an IPv6 /64; default 8)\n"
     "  --threads N             event loops, each on its own thread and ring;\n"
     "                          new senders go to the least busy (default: one\n"
     "                          per core, at most 8; --once uses one)\n"
@@ -29,7 +33,8 @@ static const char usage[] =
     "                          file system supports it)\n"
     "  --io KIND               auto (default), uring or poll\n"
     "  --max-record SIZE       largest record accepted (default 16M)\n"
-    "  --handshake-timeout S   seconds (default 10)\n"
+    "  --handshake-timeout S   seconds from accept to an authenticated peer\n"
+    "                          (default 10)\n"
     "  --idle-timeout S        seconds (default 60)\n"
     "  --port-file FILE        write the bound port to FILE once listening\n"
     "  --pass-file FILE        passphrase of the identity key (or SXFER_PASSPHRASE)\n"
@@ -66,6 +71,7 @@ int sx_cmd_serve(int argc, char **argv)
 	    {"crl", required_argument, 0, 'r'},
 	    {"once", no_argument, 0, '1'},
 	    {"max-conns", required_argument, 0, 'm'},
+	    {"max-handshakes-per-addr", required_argument, 0, 'A'},
 	    {"threads", required_argument, 0, 'T'},
 	    {"overwrite", no_argument, 0, 'w'},
 	    {"no-direct", no_argument, 0, 'D'},
@@ -101,6 +107,12 @@ int sx_cmd_serve(int argc, char **argv)
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)
 				return sx_cli_usage_error("serve", "--max-conns: 1 to 4096");
 			cfg.max_conns = (unsigned)v;
+			break;
+		case 'A':
+			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)
+				return sx_cli_usage_error("serve",
+							  "--max-handshakes-per-addr: 1 to 4096");
+			cfg.hs_per_addr = (unsigned)v;
 			break;
 		case 'T':
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > SX_SERVE_THREADS_MAX)

@@ -1,0 +1,100 @@
+#include "engine/sx_admit.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+
+void sx_admit_key(const struct sockaddr_storage *ss, uint8_t key[SX_ADMIT_KEY_LEN])
+{
+	memset(key, 0, SX_ADMIT_KEY_LEN);
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		key[0] = 4;
+		memcpy(key + 1, &a->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+			key[0] = 4;
+			memcpy(key + 1, a->sin6_addr.s6_addr + 12, 4);
+		} else {
+			key[0] = 6;
+			memcpy(key + 1, a->sin6_addr.s6_addr, 8);
+		}
+	}
+	/* Anything else (a Unix socket in a test) is one address, key 0. */
+}
+
+int sx_admit_init(sx_admit *a, unsigned hs_max, unsigned per_addr, sx_err *err)
+{
+	memset(a, 0, sizeof(*a));
+	a->hs_max = hs_max ? hs_max : 1;
+	a->per_addr = per_addr ? per_addr : 1;
+	a->cap = a->hs_max;
+	a->tab = calloc(a->cap, sizeof(*a->tab));
+	if (a->tab == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	pthread_mutex_init(&a->mu, NULL);
+	return 0;
+}
+
+void sx_admit_free(sx_admit *a)
+{
+	if (a->tab == NULL)
+		return;
+	pthread_mutex_destroy(&a->mu);
+	free(a->tab);
+	a->tab = NULL;
+}
+
+/* The entry of key, or a free one when key has none (there is always one:
+ * every used entry holds at least one of at most cap handshakes). */
+static struct sx_admit_ent *lookup(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN], bool add)
+{
+	struct sx_admit_ent *free_ent = NULL;
+	for (unsigned i = 0; i < a->cap; i++) {
+		struct sx_admit_ent *e = &a->tab[i];
+		if (e->n == 0) {
+			if (free_ent == NULL)
+				free_ent = e;
+		} else if (memcmp(e->key, key, SX_ADMIT_KEY_LEN) == 0) {
+			return e;
+		}
+	}
+	if (!add || free_ent == NULL)
+		return NULL;
+	memcpy(free_ent->key, key, SX_ADMIT_KEY_LEN);
+	return free_ent;
+}
+
+sx_admit_result sx_admit_enter(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
+{
+	sx_admit_result r = SX_ADMIT_OK;
+	pthread_mutex_lock(&a->mu);
+	if (a->handshakes >= a->hs_max) {
+		r = SX_ADMIT_FULL;
+	} else {
+		struct sx_admit_ent *e = lookup(a, key, true);
+		if (e == NULL) {
+			r = SX_ADMIT_FULL; /* not reached: see lookup */
+		} else if (e->n >= a->per_addr) {
+			r = SX_ADMIT_ADDR_FULL;
+		} else {
+			e->n++;
+			a->handshakes++;
+		}
+	}
+	pthread_mutex_unlock(&a->mu);
+	return r;
+}
+
+void sx_admit_leave(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
+{
+	pthread_mutex_lock(&a->mu);
+	struct sx_admit_ent *e = lookup(a, key, false);
+	if (e != NULL) {
+		e->n--;
+		a->handshakes--;
+	}
+	pthread_mutex_unlock(&a->mu);
+}

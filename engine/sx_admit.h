@@ -1,0 +1,48 @@
+/* engine/admit: who may start a handshake. A connection that has not yet
+ * authenticated costs the server a slot, memory and a TLS state, and anyone
+ * who can reach the port can open one; so handshakes in progress are capped
+ * in total (the rest of --max-conns is kept for authenticated peers) and per
+ * source address (one host cannot take every handshake slot). Shared by the
+ * server's event loops (a mutex: one lock per accept and per handshake end,
+ * never on the data path). */
+#ifndef SX_ADMIT_H
+#define SX_ADMIT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "common/sx_err.h"
+
+#define SX_ADMIT_KEY_LEN 16
+
+/* What one source address is: an IPv4 address, or the /64 prefix of an
+ * IPv6 address (a host usually owns a whole /64). IPv4-mapped IPv6 is the
+ * IPv4 address. */
+void sx_admit_key(const struct sockaddr_storage *ss, uint8_t key[SX_ADMIT_KEY_LEN]);
+
+typedef enum sx_admit_result {
+	SX_ADMIT_OK = 0,
+	SX_ADMIT_ADDR_FULL, /* this address has per_addr handshakes in progress */
+	SX_ADMIT_FULL,	    /* hs_max handshakes in progress in all */
+} sx_admit_result;
+
+typedef struct sx_admit {
+	pthread_mutex_t mu;
+	unsigned hs_max, per_addr;
+	unsigned handshakes; /* in progress, all addresses */
+	struct sx_admit_ent {
+		uint8_t key[SX_ADMIT_KEY_LEN];
+		unsigned n; /* 0: a free entry */
+	} * tab;
+	unsigned cap; /* entries in tab: hs_max (one per handshake at most) */
+} sx_admit;
+
+int sx_admit_init(sx_admit *a, unsigned hs_max, unsigned per_addr, sx_err *err) SX_MUST_CHECK;
+void sx_admit_free(sx_admit *a);
+/* Counts a handshake from key in, unless a limit is reached. */
+sx_admit_result sx_admit_enter(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN]);
+/* The handshake from key ended (authenticated, failed or timed out). */
+void sx_admit_leave(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN]);
+
+#endif
