@@ -166,3 +166,22 @@ const char *sx_text(char *buf, size_t cap, const char *s, size_t n)
 {
 	return wrap(buf, cap, s, n, SX_ESC_TEXT, "", "");
 }
+
+static bool token_byte(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       strchr("._:/@+-[]%", c) != NULL;
+}
+
+const char *sx_log_token(char *buf, size_t cap, const char *s, size_t n)
+{
+	size_t len = s == NULL ? 0 : n == SX_ESC_CSTR ? strlen(s) : n;
+	bool word = len > 0 && len < cap;
+	for (size_t i = 0; word && i < len; i++)
+		word = s[i] != '\0' && token_byte(s[i]);
+	if (!word)
+		return sx_log_quote(buf, cap, s, len);
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	return buf;
+}

@@ -58,17 +58,25 @@ size_t sx_esc(char *dst, size_t cap, const char *s, size_t n, unsigned how);
  * in ... before the closing quote. Returns buf. */
 const char *sx_log_quote(char *buf, size_t cap, const char *s, size_t n);
 
+/* The log form of a value expected to be one word (an address, a name
+ * from a fixed set): as it is when it is non-empty and every byte is a
+ * letter, a digit or one of ._:/@+-[]%, or else as sx_log_quote writes
+ * it. Returns buf. */
+const char *sx_log_token(char *buf, size_t cap, const char *s, size_t n);
+
 /* The terminal form (SX_ESC_TEXT) in buf, cut as sx_log_quote cuts.
  * Returns buf. */
 const char *sx_text(char *buf, size_t cap, const char *s, size_t n);
 
 /* Every string value of an sx_log line goes through SX_LOGQ (or SX_LOGQN
- * for a value with a length), written as key=%s: the value is quoted and
- * escaped into a buffer that lives until the end of the enclosing block
- * (tests/lint/log_values.py checks every call). */
+ * for a value with a length, SX_LOGT for a one-word value), written as
+ * key=%s: the value is quoted and escaped into a buffer that lives until
+ * the end of the enclosing block (tests/lint/log_values.py checks every
+ * call). */
 #define SX_LOGQ_CAP    1024
 #define SX_LOGQ(s)     sx_log_quote((char[SX_LOGQ_CAP]){0}, SX_LOGQ_CAP, (s), SX_ESC_CSTR)
 #define SX_LOGQN(s, n) sx_log_quote((char[SX_LOGQ_CAP]){0}, SX_LOGQ_CAP, (s), (n))
+#define SX_LOGT(s)     sx_log_token((char[SX_LOGQ_CAP]){0}, SX_LOGQ_CAP, (s), SX_ESC_CSTR)
 
 /* A file name or a peer's text in a line for a person (stderr, stdout). */
 #define SX_TEXT_CAP 2048

@@ -138,6 +138,13 @@ static void test_cut_between_escapes(void **state)
 	assert_string_equal(SX_LOGQ("q\" event=fake"), "\"q\\\" event=fake\"");
 	assert_string_equal(SX_LOGQN("x\n", 2), "\"x\\n\"");
 	assert_string_equal(SX_TEXT("a\x1b"), "a\\x1b");
+	/* one-word values stay bare; anything else is quoted */
+	assert_string_equal(SX_LOGT("127.0.0.1:4433"), "127.0.0.1:4433");
+	assert_string_equal(SX_LOGT("[::1]:443"), "[::1]:443");
+	assert_string_equal(SX_LOGT("ok x=1"), "\"ok x=1\"");
+	assert_string_equal(SX_LOGT("a\"b"), "\"a\\\"b\"");
+	assert_string_equal(SX_LOGT(""), "\"\"");
+	assert_string_equal(SX_LOGT(NULL), "\"\"");
 }
 
 /* Runs one sx_log call with stderr sent to a temporary file; returns what
