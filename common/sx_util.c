@@ -1,5 +1,7 @@
 #include "common/sx_util.h"
 
+#include "common/sx_esc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -220,7 +222,7 @@ int sx_parse_size(const char *s, uint64_t *out)
 
 void sx_log(const char *level, const char *event, const char *fmt, ...)
 {
-	char line[2048];
+	char line[SX_LOG_LINE_MAX], out[SX_LOG_LINE_MAX];
 	struct timespec ts;
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -236,7 +238,12 @@ void sx_log(const char *level, const char *event, const char *fmt, ...)
 		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 		va_end(ap);
 	}
-	fprintf(stderr, "%s\n", line);
+	/* Values arrive escaped (SX_LOGQ); this pass only makes sure that
+	 * nothing else, nor a line cut short, can end the line early or
+	 * reach a terminal raw: control bytes and bytes that are not UTF-8
+	 * are escaped, quotes and backslashes left as they are. */
+	(void)sx_esc(out, sizeof(out), line, SX_ESC_CSTR, 0);
+	fprintf(stderr, "%s\n", out);
 }
 
 uint64_t sx_now_ns(void)

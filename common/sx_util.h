@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "common/sx_err.h"
+#include "common/sx_esc.h"
 
 #define SX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -46,7 +47,11 @@ int sx_parse_size(const char *s, uint64_t *out) SX_MUST_CHECK;
 int sx_parse_u64(const char *s, uint64_t *out) SX_MUST_CHECK;
 
 /* One structured log line on stderr: "ts=... level=... event=<event> k=v ...".
- * fmt carries the key=value pairs. */
+ * fmt carries the key=value pairs; every string value is written as
+ * key=%s with SX_LOGQ(value) (common/sx_esc.h), which quotes and escapes
+ * it, so that no file name or peer text can add a field or a line. The
+ * line is cut at SX_LOG_LINE_MAX bytes. */
+#define SX_LOG_LINE_MAX 4096
 void sx_log(const char *level, const char *event, const char *fmt, ...) SX_PRINTF(3, 4);
 
 /* Monotonic clock in nanoseconds. */

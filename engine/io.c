@@ -32,7 +32,7 @@ int sx_io_kind_parse(const char *s, sx_io_kind *out)
 
 void sx_io_bug(const char *what, uint64_t v)
 {
-	sx_log("error", "io_bug", "what=\"%s\" value=%llu", what, (unsigned long long)v);
+	sx_log("error", "io_bug", "what=%s value=%llu", SX_LOGQ(what), (unsigned long long)v);
 	abort();
 }
 
@@ -122,7 +122,7 @@ int sx_io_open(sx_io **out, sx_io_kind kind, unsigned depth, sx_err *err)
 			(void)sx_fail(&probe, SX_E_OTHER, "%s=1", SX_IO_ENV_FORCE_FALLBACK);
 		else if (open_with(out, &sx_io_uring_backend, depth, &probe) == 0)
 			break;
-		sx_log("warn", "io_fallback", "backend=poll reason=\"%s\"", probe.msg);
+		sx_log("warn", "io_fallback", "backend=poll reason=%s", SX_LOGQ(probe.msg));
 		SX_GUARD(open_with(out, &sx_io_poll_backend, depth, err));
 		break;
 	}

@@ -220,8 +220,8 @@ static int walk(entries *e, const char *src, const char *rel, int depth, sx_err 
 		else if (S_ISREG(st.st_mode))
 			SX_GUARD(ents_add(e, s, r, false, err));
 		else
-			sx_log("warn", "skip",
-			       "path=\"%s\" reason=\"not a regular file or folder\"", s);
+			sx_log("warn", "skip", "path=%s reason=\"not a regular file or folder\"",
+			       SX_LOGQ(s));
 	}
 	rc = 0;
 out:
@@ -976,8 +976,8 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 			s->cur_refused = true;
 		s->stats->files_failed++;
 		s->prog.files_done++;
-		sx_log("error", "file_refused", "file_id=%u class=%u reason=\"%.*s\"", m.file_id,
-		       m.err_class, (int)m.reason_len, (const char *)m.reason);
+		sx_log("error", "file_refused", "file_id=%u class=%u reason=%s", m.file_id,
+		       m.err_class, SX_LOGQN((const char *)m.reason, m.reason_len));
 		sx_fail(&s->file_err, (sx_class)m.err_class, "receiver refused a file: %.*s",
 			(int)m.reason_len, (const char *)m.reason);
 		return 0;
@@ -1192,8 +1192,8 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 				goto out;
 			}
 			/* Not asked for: seal on this thread rather than fail. */
-			sx_log("warn", "threads", "reason=\"%s\" fallback=\"one thread\"",
-			       perr.msg);
+			sx_log("warn", "threads", "reason=%s fallback=\"one thread\"",
+			       SX_LOGQ(perr.msg));
 			threads = 1;
 		} else {
 			SX_GUARD(sx_io_read(s->io, sx_pool_fd(s->pool), &s->efd_buf,

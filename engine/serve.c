@@ -363,8 +363,8 @@ static int maybe_receipt(server *s, conn *c, int bi, sx_err *err)
 		    .sig = r.sig,
 		    .sig_len = r.sig_len};
 	SX_GUARD(send_msg(s, c, &m, err));
-	sx_log("info", "receipt", "peer=\"%s\" batch=%llu files=%u stored=%u", c->link.k.peer_name,
-	       (unsigned long long)b->number, b->n, r.count);
+	sx_log("info", "receipt", "peer=%s batch=%llu files=%u stored=%u",
+	       SX_LOGQ(c->link.k.peer_name), (unsigned long long)b->number, b->n, r.count);
 	c->batches_done++;
 	/* Nothing refers to a receipted batch any more: all its files are
 	 * answered and released. */
@@ -396,8 +396,8 @@ static int send_file_err(server *s, conn *c, uint32_t id, const sx_err *why, sx_
 		    .reason = (const uint8_t *)why->msg,
 		    .reason_len = strlen(why->msg)};
 	c->files_failed++;
-	sx_log("error", "file_refused", "peer=\"%s\" file_id=%u class=%d reason=\"%s\"",
-	       c->link.k.peer_name, id, why->cls, why->msg);
+	sx_log("error", "file_refused", "peer=%s file_id=%u class=%d reason=%s",
+	       SX_LOGQ(c->link.k.peer_name), id, why->cls, SX_LOGQ(why->msg));
 	return send_msg(s, c, &m, err);
 }
 
@@ -499,11 +499,11 @@ static int stored(server *s, conn *c, int fi, sx_err *err)
 	rfile *f = &c->files[fi];
 	double secs = (double)(sx_now_ns() - f->t0) / 1e9;
 	sx_log("info", "file_stored",
-	       "peer=\"%s\" path=\"%s\" size=%llu seconds=%.3f mib_per_s=%.1f signed=%s "
+	       "peer=%s path=%s size=%llu seconds=%.3f mib_per_s=%.1f signed=%s "
 	       "direct_bytes=%llu",
-	       c->link.k.peer_name, f->path, (unsigned long long)f->received, secs,
-	       secs > 0 ? (double)f->received / 1048576.0 / secs : 0.0, c->sign ? "yes" : "no",
-	       (unsigned long long)f->direct_bytes);
+	       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), (unsigned long long)f->received,
+	       secs, secs > 0 ? (double)f->received / 1048576.0 / secs : 0.0,
+	       SX_LOGT(c->sign ? "yes" : "no"), (unsigned long long)f->direct_bytes);
 	sx_msg m = {.type = SX_MSG_FILE_OK, .file_id = f->id, .size = f->received};
 	c->files_ok++;
 	SX_GUARD(send_msg(s, c, &m, err));
@@ -593,14 +593,16 @@ static void keep_partial(conn *c, rfile *f)
 	}
 	if (sx_store_commit(&c->store, &f->sf, &err) < 0 || fsync(f->sf.dir_fd) < 0)
 		goto out;
+	char kept[4200];
+	snprintf(kept, sizeof(kept), "%s.partial", f->path);
 	sx_log("warn", "stream_partial",
-	       "peer=\"%s\" path=\"%s.partial\" bytes=%llu reason=\"the stream was cut off; its "
+	       "peer=%s path=%s bytes=%llu reason=\"the stream was cut off; its "
 	       "signed prefix is kept\"",
-	       c->link.k.peer_name, f->path, (unsigned long long)k->bytes);
+	       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(kept), (unsigned long long)k->bytes);
 out:
 	if (err.cls != SX_OK)
-		sx_log("error", "stream_partial", "peer=\"%s\" path=\"%s\" reason=\"%s\"",
-		       c->link.k.peer_name, f->path, err.msg);
+		sx_log("error", "stream_partial", "peer=%s path=%s reason=%s",
+		       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), SX_LOGQ(err.msg));
 	free(text);
 	sx_sxsig_free(&sig);
 }
@@ -632,7 +634,7 @@ static void conn_shutdown(server *s, conn *c, bool hard)
 	shutdown(c->fd, SHUT_RDWR);
 	sx_err err = {0};
 	if (sx_io_cancel_fd(s->io, c->fd, &err) < 0)
-		sx_log("warn", "cancel", "conn=%u reason=\"%s\"", c->id, err.msg);
+		sx_log("warn", "cancel", "conn=%u reason=%s", c->id, SX_LOGQ(err.msg));
 }
 
 static void conn_free(server *s, conn *c)
@@ -665,11 +667,11 @@ static void conn_free(server *s, conn *c)
 	free(c->dirs);
 	double secs = (double)(sx_now_ns() - c->t0) / 1e9;
 	sx_log(c->ok ? "info" : "error", "conn_close",
-	       "conn=%u addr=%s peer=\"%s\" files=%llu failed=%llu bytes=%llu seconds=%.3f "
+	       "conn=%u addr=%s peer=%s files=%llu failed=%llu bytes=%llu seconds=%.3f "
 	       "result=%s",
-	       c->id, c->addr, c->link.ready ? c->link.k.peer_name : "",
+	       c->id, SX_LOGT(c->addr), SX_LOGQ(c->link.ready ? c->link.k.peer_name : ""),
 	       (unsigned long long)c->files_ok, (unsigned long long)c->files_failed,
-	       (unsigned long long)c->bytes, secs, c->ok ? "ok" : "failed");
+	       (unsigned long long)c->bytes, secs, SX_LOGT(c->ok ? "ok" : "failed"));
 	if (s->cfg->once && s->once_result == SX_OK)
 		s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
 				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
@@ -730,8 +732,9 @@ static void conn_fail(server *s, conn *c, const sx_err *why)
 	c->ok = false;
 	if (c->err.cls == SX_OK)
 		c->err = *why;
-	sx_log("error", "conn_error", "conn=%u addr=%s peer=\"%s\" class=%d cause=\"%s\"", c->id,
-	       c->addr, c->link.ready ? c->link.k.peer_name : "", why->cls, why->msg);
+	sx_log("error", "conn_error", "conn=%u addr=%s peer=%s class=%d cause=%s", c->id,
+	       SX_LOGT(c->addr), SX_LOGQ(c->link.ready ? c->link.k.peer_name : ""), why->cls,
+	       SX_LOGQ(why->msg));
 	if (c->link.ready && c->tx[0] != NULL && c->tx[1] != NULL) {
 		/* Tell the sender why, sealed, before the connection goes (after
 		 * CONFIRM when that is still on its way). */
@@ -742,8 +745,9 @@ static void conn_fail(server *s, conn *c, const sx_err *why)
 		sx_err e2 = {0};
 		c->closing = false; /* let flush_tx run once */
 		if (send_msg(s, c, &m, &e2) < 0)
-			sx_log("warn", "conn_error", "conn=%u reason=\"cannot send ERROR: %s\"",
-			       c->id, e2.msg);
+			sx_log("warn", "conn_error",
+			       "conn=%u reason=\"cannot send ERROR\" cause=%s", c->id,
+			       SX_LOGQ(e2.msg));
 		c->closing = true;
 	}
 	maybe_free(s, c);
@@ -832,8 +836,8 @@ static int maybe_finish_session(server *s, conn *c, sx_err *err)
 		sx_err e2 = {0};
 		if (sx_store_dir_mtime(&c->store, (const uint8_t *)c->dirs[i].path,
 				       strlen(c->dirs[i].path), &c->dirs[i].mtime, &e2) < 0)
-			sx_log("warn", "dir_mtime", "peer=\"%s\" reason=\"%s\"",
-			       c->link.k.peer_name, e2.msg);
+			sx_log("warn", "dir_mtime", "peer=%s reason=%s",
+			       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(e2.msg));
 	}
 	c->eos_queued = true;
 	return queue_record(s, c, NULL, SX_REC_EOS, err);
@@ -966,8 +970,8 @@ static int on_batch(server *s, conn *c, const sx_msg *m, sx_err *err)
 			       (unsigned long long)b->number, b->n);
 	EVP_PKEY *pub = X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0));
 	SX_GUARD(sx_sbatch_verify(b, c->tid, c->hash_chunk, m->time, m->sig, m->sig_len, pub, err));
-	sx_log("info", "batch", "peer=\"%s\" batch=%llu files=%u signature=verified",
-	       c->link.k.peer_name, (unsigned long long)b->number, b->n);
+	sx_log("info", "batch", "peer=%s batch=%llu files=%u signature=verified",
+	       SX_LOGQ(c->link.k.peer_name), (unsigned long long)b->number, b->n);
 	for (int i = 0; i < c->nfiles; i++)
 		if (c->files[i].state == F_AWAIT && c->files[i].batch == bi)
 			SX_GUARD(finalize_signed(s, c, i, err));
@@ -1008,9 +1012,9 @@ static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
 	memcpy(f->ck->root, root, SX_HASH_LEN);
 	memcpy(f->ck->sig, m->sig, m->sig_len);
 	f->ck->sig_len = m->sig_len;
-	sx_log("info", "checkpoint",
-	       "peer=\"%s\" path=\"%s\" leaves=%llu bytes=%llu signature=verified",
-	       c->link.k.peer_name, f->path, (unsigned long long)leaves, (unsigned long long)bytes);
+	sx_log("info", "checkpoint", "peer=%s path=%s leaves=%llu bytes=%llu signature=verified",
+	       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), (unsigned long long)leaves,
+	       (unsigned long long)bytes);
 	return 0;
 out:
 	return -1;
@@ -1249,9 +1253,10 @@ static void on_recv(server *s, conn *c, int64_t res)
 			hs_leave(s, c);
 			c->deadline = sx_now_ns() + (uint64_t)s->cfg->idle_timeout_ms * 1000000u;
 			sx_log("info", "handshake",
-			       "conn=%u addr=%s peer=\"%s\" fingerprint=%s suite=%s", c->id,
-			       c->addr, c->link.k.peer_name, c->link.k.peer_fingerprint,
-			       sx_suite_name((sx_suite)c->link.k.hello.suite));
+			       "conn=%u addr=%s peer=%s fingerprint=%s suite=%s", c->id,
+			       SX_LOGT(c->addr), SX_LOGQ(c->link.k.peer_name),
+			       SX_LOGT(c->link.k.peer_fingerprint),
+			       SX_LOGT(sx_suite_name((sx_suite)c->link.k.hello.suite)));
 			c->link.max_body = s->cfg->max_record;
 			size_t cap = SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX;
 			/* The plaintext begins SX_REC_HDR_LEN into a record:
@@ -1430,7 +1435,7 @@ static void post_accept(server *s)
 	if (sx_io_accept(s->io, s->lfd, tag_of(0xffffffffu, OP_ACCEPT, 0), &err) < 0) {
 		atomic_fetch_sub(&s->sh->accepts, 1);
 		atomic_fetch_sub(&s->sh->slots, 1);
-		sx_log("error", "accept", "reason=\"%s\"", err.msg);
+		sx_log("error", "accept", "reason=%s", SX_LOGQ(err.msg));
 		return;
 	}
 	s->accept_posted = true;
@@ -1486,7 +1491,7 @@ static void on_accept(server *s, int64_t res)
 	if (res < 0) {
 		atomic_fetch_sub(&s->sh->slots, 1);
 		if (res != -ECANCELED)
-			sx_log("warn", "accept", "reason=\"%s\"", strerror((int)-res));
+			sx_log("warn", "accept", "reason=%s", SX_LOGQ(strerror((int)-res)));
 		/* Out of descriptors or memory: trying again at once would
 		 * spin; the loop tries again after a pause. */
 		if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS)
@@ -1513,9 +1518,11 @@ static void on_accept(server *s, int64_t res)
 		 * these is logged once a second, with how many were left out. */
 		uint64_t now = sx_now_ns();
 		if (now - s->refused_log_ns >= 1000000000u) {
-			sx_log("warn", "conn_refused", "addr=%s reason=\"%s\" unlogged=%llu", addr,
-			       ar == SX_ADMIT_ADDR_FULL ? "too many handshakes from this address"
-							: "too many handshakes in progress",
+			sx_log("warn", "conn_refused", "addr=%s reason=%s unlogged=%llu",
+			       SX_LOGT(addr),
+			       SX_LOGQ(ar == SX_ADMIT_ADDR_FULL
+					   ? "too many handshakes from this address"
+					   : "too many handshakes in progress"),
 			       (unsigned long long)s->refused_unlogged);
 			s->refused_log_ns = now;
 			s->refused_unlogged = 0;
@@ -1553,7 +1560,7 @@ static void on_accept(server *s, int64_t res)
 	c->t0 = sx_now_ns();
 	c->deadline = c->t0 + (uint64_t)s->cfg->handshake_timeout_ms * 1000000u;
 	s->nconns++;
-	sx_log("info", "conn_open", "conn=%u addr=%s loop=%u", c->id, c->addr, s->loop);
+	sx_log("info", "conn_open", "conn=%u addr=%s loop=%u", c->id, SX_LOGT(c->addr), s->loop);
 	sx_err err = {0};
 	if (sx_link_init(&c->link, s->ctx, &err) < 0) {
 		conn_fail(s, c, &err);
@@ -1671,7 +1678,7 @@ static void *loop_thread(void *arg)
 		 * (IORING_SETUP_SINGLE_ISSUER). */
 		sx_err e = {0};
 		if (sx_io_open(&s->io, s->kind, s->depth, &e) < 0) {
-			sx_log("warn", "loops", "loop=%u reason=\"%s\"", s->loop, e.msg);
+			sx_log("warn", "loops", "loop=%u reason=%s", s->loop, SX_LOGQ(e.msg));
 			return NULL; /* the other loops serve */
 		}
 		atomic_fetch_add(&s->sh->loops, 1);
@@ -1749,8 +1756,9 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	SX_GUARD(sx_net_listen(cfg->listen, &sh.lfd, &port, err));
 	for (unsigned i = 0; i < nloops; i++)
 		loops[i].lfd = sh.lfd;
-	sx_log("info", "listen", "addr=%s port=%d io=%s out=\"%s\" max_conns=%u loops=%u",
-	       cfg->listen, port, sx_io_name(loops[0].io), cfg->out_dir, cfg->max_conns, nloops);
+	sx_log("info", "listen", "addr=%s port=%d io=%s out=%s max_conns=%u loops=%u",
+	       SX_LOGT(cfg->listen), port, SX_LOGT(sx_io_name(loops[0].io)), SX_LOGQ(cfg->out_dir),
+	       cfg->max_conns, nloops);
 	if (cfg->on_listen)
 		cfg->on_listen(cfg->listen_ctx, port);
 	/* Signals stay with this thread, which runs loop 0. */
@@ -1764,8 +1772,8 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 			/* Fewer loops serve as well: the started ones share the
 			 * work. */
 			sx_log("warn", "loops",
-			       "reason=\"cannot start a loop thread: %s\" loops=%u", strerror(e),
-			       i);
+			       "reason=\"cannot start a loop thread\" cause=%s loops=%u",
+			       SX_LOGQ(strerror(e)), i);
 			break;
 		}
 		loops[i].started = true;

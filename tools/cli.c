@@ -14,18 +14,20 @@
 int sx_cli_report(const sx_err *err)
 {
 	int code = err->cls == SX_OK ? SX_E_OTHER : (int)err->cls;
-	fprintf(stderr, "sxfer: %s\n", err->msg[0] ? err->msg : "failed");
+	/* The message may carry file names and text from the peer. */
+	fprintf(stderr, "sxfer: %s\n", err->msg[0] ? SX_TEXT(err->msg) : "failed");
 	return code;
 }
 
 int sx_cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "sxfer %s: ", cmd);
+	char msg[1024];
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nRun 'sxfer %s --help' for usage.\n", cmd);
+	/* The message may quote an argument as it was given. */
+	fprintf(stderr, "sxfer %s: %s\nRun 'sxfer %s --help' for usage.\n", cmd, SX_TEXT(msg), cmd);
 	return SX_E_USAGE;
 }
 
@@ -139,15 +141,15 @@ int sx_cli_days(const char *cmd, const char *s, unsigned *out)
 
 void sx_cli_json_str(const char *s)
 {
+	const uint8_t *p = (const uint8_t *)(s ? s : "");
+	size_t n = strlen((const char *)p);
 	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
+	while (n > 0) {
+		char unit[SX_ESC_UNIT_MAX];
+		size_t ulen = 0, took = sx_esc_unit(p, n, SX_ESC_JSON, unit, &ulen);
+		fwrite(unit, 1, ulen, stdout);
+		p += took;
+		n -= took;
 	}
 	putchar('"');
 }

@@ -29,7 +29,8 @@ int sx_cli_report(const sx_err *err);
 /* Prints "sxfer <cmd>: <message>" and the hint to use --help; returns 2. */
 int sx_cli_usage_error(const char *cmd, const char *fmt, ...) SX_PRINTF(2, 3);
 
-/* Writes s as a JSON string (quoted, escaped) on standard output. */
+/* Writes s as a JSON string on standard output: quoted and escaped
+ * (common/sx_esc.h, SX_ESC_JSON), valid UTF-8 JSON for any bytes. */
 void sx_cli_json_str(const char *s);
 
 /* Passphrase source for pki: SXFER_PASSPHRASE, then --pass-file, then a

@@ -624,7 +624,7 @@ static void print_table(const bench *b)
 	printf("\nloopback transfer: one file of %.1f MiB over 127.0.0.1, %s\n",
 	       (double)b->size / MIB,
 	       b->nruns > 0 && b->runs[0].st.io_backend ? b->runs[0].st.io_backend : "?");
-	printf("temporary folder in %s (%s%s)\n", b->base, b->fs,
+	printf("temporary folder in %s (%s%s)\n", SX_TEXT(b->base), b->fs,
 	       b->tmpfs ? ""
 			: "; not tmpfs: disk writes are in the figure, TMPDIR=/dev/shm "
 			  "leaves them out");
@@ -647,7 +647,9 @@ static void print_json(const bench *b)
 	for (size_t i = 0; i < b->nprims; i++) {
 		const bench_prim *p = &b->prims[i];
 		double secs = (double)p->ns / 1e9;
-		printf("%s{\"name\":\"%s\",\"suite\":", i ? "," : "", p->name);
+		printf("%s{\"name\":", i ? "," : "");
+		sx_cli_json_str(p->name);
+		printf(",\"suite\":");
 		if (p->suite)
 			sx_cli_json_str(p->suite);
 		else
@@ -663,15 +665,18 @@ static void print_json(const bench *b)
 	}
 	printf("{\"bytes\":%llu,\"tmp_base\":", (unsigned long long)b->size);
 	sx_cli_json_str(b->base);
-	printf(",\"fs\":\"%s\",\"tmpfs\":%s,\"io\":", b->fs, b->tmpfs ? "true" : "false");
+	printf(",\"fs\":");
+	sx_cli_json_str(b->fs);
+	printf(",\"tmpfs\":%s,\"io\":", b->tmpfs ? "true" : "false");
 	sx_cli_json_str(b->nruns > 0 && b->runs[0].st.io_backend ? b->runs[0].st.io_backend : "");
 	printf(",\"runs\":[");
 	for (size_t i = 0; i < b->nruns; i++) {
 		const bench_run *r = &b->runs[i];
-		printf("%s{\"suite\":\"%s\",\"signed\":%s,\"seconds\":%.4f,\"mib_per_s\":%.1f,"
+		printf("%s{\"suite\":", i ? "," : "");
+		sx_cli_json_str(sx_suite_name(r->suite));
+		printf(",\"signed\":%s,\"seconds\":%.4f,\"mib_per_s\":%.1f,"
 		       "\"batches\":%llu,\"receipts\":%llu}",
-		       i ? "," : "", sx_suite_name(r->suite), r->sign ? "true" : "false",
-		       r->st.seconds, mib_s(r->st.bytes, r->st.seconds),
+		       r->sign ? "true" : "false", r->st.seconds, mib_s(r->st.bytes, r->st.seconds),
 		       (unsigned long long)r->st.batches, (unsigned long long)r->st.receipts);
 	}
 	printf("]}}\n");

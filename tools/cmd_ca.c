@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/sx_esc.h"
 #include "pki/sx_ca.h"
 #include "tools/args.h"
 
@@ -314,7 +315,7 @@ static int ca_list(int argc, char **argv)
 							  : "valid";
 		sx_time_format(e->not_after, until, sizeof(until));
 		printf("%-32s  %-7s  %-20s  %-8s  %s\n", e->serial, sx_profile_name(e->profile),
-		       until, status, e->name);
+		       until, status, SX_TEXT(e->name));
 	}
 	sx_ca_db_free(&db);
 	return 0;

@@ -105,13 +105,13 @@ static int id_show(int argc, char **argv)
 	SX_GUARD(sx_certs_load(path, &certs, &err));
 	c = sk_X509_value(certs, 0);
 	sx_cert_subject(c, buf, sizeof(buf));
-	printf("certificate: %s\n", path);
-	printf("subject:     %s\n", buf);
+	printf("certificate: %s\n", SX_TEXT(path));
+	printf("subject:     %s\n", SX_TEXT(buf));
 	sx_cert_sans(c, buf, sizeof(buf));
-	printf("SANs:        %s\n", buf[0] ? buf : "(none)");
+	printf("SANs:        %s\n", buf[0] ? SX_TEXT(buf) : "(none)");
 	if (X509_NAME_oneline(X509_get_issuer_name(c), issuer, sizeof(issuer)) == NULL)
 		snprintf(issuer, sizeof(issuer), "?");
-	printf("issuer:      %s\n", issuer);
+	printf("issuer:      %s\n", SX_TEXT(issuer));
 	sx_cert_serial_hex(c, serial, sizeof(serial));
 	printf("serial:      %s\n", serial);
 	sx_asn1_time_format(X509_get0_notBefore(c), t1, sizeof(t1));

@@ -258,29 +258,34 @@ done:
 			putchar(',');
 		}
 		printf("\"files_ok\":%llu,\"files_failed\":%llu,\"bytes\":%llu,\"seconds\":%.3f,"
-		       "\"mib_per_s\":%.1f,\"suite\":\"%s\",\"io\":\"%s\",\"peer\":",
+		       "\"mib_per_s\":%.1f,\"suite\":",
 		       (unsigned long long)st.files_ok, (unsigned long long)st.files_failed,
 		       (unsigned long long)st.bytes, st.seconds,
-		       st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0,
-		       sx_suite_name(st.suite ? st.suite : cfg.suite),
-		       st.io_backend ? st.io_backend : "");
+		       st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0);
+		sx_cli_json_str(sx_suite_name(st.suite ? st.suite : cfg.suite));
+		printf(",\"io\":");
+		sx_cli_json_str(st.io_backend);
+		printf(",\"peer\":");
 		sx_cli_json_str(st.peer_name);
-		printf(",\"peer_fingerprint\":\"%s\",\"signed\":%s,\"batches\":%llu,"
+		printf(",\"peer_fingerprint\":");
+		sx_cli_json_str(st.peer_fingerprint);
+		printf(",\"signed\":%s,\"batches\":%llu,"
 		       "\"checkpoints\":%llu,\"receipts\":%llu,\"receipts_dir\":",
-		       st.peer_fingerprint, cfg.no_sign ? "false" : "true",
-		       (unsigned long long)st.batches, (unsigned long long)st.checkpoints,
-		       (unsigned long long)st.receipts);
+		       cfg.no_sign ? "false" : "true", (unsigned long long)st.batches,
+		       (unsigned long long)st.checkpoints, (unsigned long long)st.receipts);
 		sx_cli_json_str(st.receipts_dir);
-		printf(",\"compress\":\"%s\",\"compressed_bytes\":%llu,\"data_records\":%llu,"
+		printf(",\"compress\":");
+		sx_cli_json_str(zmode_name(cfg.zmode, cfg.zlevel));
+		printf(",\"compressed_bytes\":%llu,\"data_records\":%llu,"
 		       "\"compressed_records\":%llu,\"direct_bytes\":%llu}\n",
-		       zmode_name(cfg.zmode, cfg.zlevel), (unsigned long long)st.wire_bytes,
-		       (unsigned long long)st.records, (unsigned long long)st.records_compressed,
+		       (unsigned long long)st.wire_bytes, (unsigned long long)st.records,
+		       (unsigned long long)st.records_compressed,
 		       (unsigned long long)st.direct_bytes);
 	} else if (rc == 0 && !quiet) {
 		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
 			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
 			st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0,
-			st.peer_name);
+			SX_TEXT(st.peer_name));
 		if (st.records_compressed > 0)
 			fprintf(stderr,
 				"compressed %llu of %llu record(s): %llu bytes on the wire, "
@@ -292,7 +297,7 @@ done:
 			fprintf(stderr,
 				"signed in %llu batch(es); %llu receipt(s) verified, in %s\n",
 				(unsigned long long)st.batches, (unsigned long long)st.receipts,
-				st.receipts_dir);
+				SX_TEXT(st.receipts_dir));
 	}
 	if (rc)
 		sx_cli_report(&err);

@@ -59,7 +59,7 @@ static void write_port(void *ctx, int port)
 		return;
 	int n = snprintf(buf, sizeof(buf), "%d\n", port);
 	if (sx_file_write_atomic(file, buf, (size_t)n, 0644, &err) < 0)
-		sx_log("error", "port_file", "reason=\"%s\"", err.msg);
+		sx_log("error", "port_file", "reason=%s", SX_LOGQ(err.msg));
 }
 
 int sx_cmd_serve(int argc, char **argv)

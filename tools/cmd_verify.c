@@ -84,9 +84,9 @@ static int verify_files(const sx_args *a, const sx_policy *pol)
 	for (int i = 0; i < a->npos; i++) {
 		sx_err err = {0};
 		if (verify_one(a->pos[i], pol, a->signer, note, sizeof(note), &err) == 0) {
-			printf("%s: ok (%s)\n", a->pos[i], note);
+			printf("%s: ok (%s)\n", SX_TEXT(a->pos[i]), SX_TEXT(note));
 		} else {
-			printf("%s: FAILED (%s)\n", a->pos[i], err.msg);
+			printf("%s: FAILED (%s)\n", SX_TEXT(a->pos[i]), SX_TEXT(err.msg));
 			record(&code, &err);
 		}
 	}
@@ -106,13 +106,13 @@ static int verify_receipt(const sx_args *a, const sx_policy *pol)
 	    sx_receipt_decode((const char *)text, len, &r, &err) < 0 ||
 	    sx_receipt_verify(&r, pol, NULL, &err) < 0 ||
 	    sx_cert_name(sk_X509_value(r.chain, 0), name, sizeof(name), &err) < 0) {
-		printf("%s: FAILED (%s)\n", a->receipt, err.msg);
+		printf("%s: FAILED (%s)\n", SX_TEXT(a->receipt), SX_TEXT(err.msg));
 		record(&code, &err);
 		goto out;
 	}
 	sx_time_format((time_t)r.time, when, sizeof(when));
-	printf("%s: ok (receipt from %s, %u file(s), signed %s)\n", a->receipt, name, r.count,
-	       when);
+	printf("%s: ok (receipt from %s, %u file(s), signed %s)\n", SX_TEXT(a->receipt),
+	       SX_TEXT(name), r.count, when);
 	if (a->npos == 0)
 		goto out;
 	seen = calloc(r.count ? r.count : 1, sizeof(*seen));
@@ -152,9 +152,10 @@ static int verify_receipt(const sx_args *a, const sx_policy *pol)
 					"file content does not match the acknowledged root");
 		}
 		if (e.cls == SX_OK) {
-			printf("%s: ok (acknowledged as '%s')\n", f, r.files[hit].path);
+			printf("%s: ok (acknowledged as '%s')\n", SX_TEXT(f),
+			       SX_TEXT(r.files[hit].path));
 		} else {
-			printf("%s: FAILED (%s)\n", f, e.msg);
+			printf("%s: FAILED (%s)\n", SX_TEXT(f), SX_TEXT(e.msg));
 			record(&code, &e);
 		}
 	}
@@ -162,7 +163,7 @@ static int verify_receipt(const sx_args *a, const sx_policy *pol)
 		if (!seen[j]) {
 			sx_err e = {0};
 			sx_fail(&e, SX_E_INTEGRITY, "acknowledged by the receipt but not given");
-			printf("%s: FAILED (%s)\n", r.files[j].path, e.msg);
+			printf("%s: FAILED (%s)\n", SX_TEXT(r.files[j].path), SX_TEXT(e.msg));
 			record(&code, &e);
 		}
 out:
