@@ -47,14 +47,15 @@ void sx_admit_free(sx_admit *a)
 	a->tab = NULL;
 }
 
-/* The entry of key, or a free one when key has none (there is always one:
- * every used entry holds at least one of at most cap handshakes). */
+/* The entry of key, or a free one when key has none (there is always one
+ * below the total limit: every used entry holds at least one of at most cap
+ * connections). */
 static struct sx_admit_ent *lookup(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN], bool add)
 {
 	struct sx_admit_ent *free_ent = NULL;
 	for (unsigned i = 0; i < a->cap; i++) {
 		struct sx_admit_ent *e = &a->tab[i];
-		if (e->n == 0) {
+		if (e->n == 0 && e->w == 0) {
 			if (free_ent == NULL)
 				free_ent = e;
 		} else if (memcmp(e->key, key, SX_ADMIT_KEY_LEN) == 0) {
@@ -69,30 +70,59 @@ static struct sx_admit_ent *lookup(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_L
 
 sx_admit_result sx_admit_enter(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
 {
-	sx_admit_result r = SX_ADMIT_OK;
+	sx_admit_result r = SX_ADMIT_FULL;
 	pthread_mutex_lock(&a->mu);
-	if (a->handshakes >= a->hs_max) {
+	struct sx_admit_ent *e =
+	    a->handshakes + a->waiting < a->hs_max ? lookup(a, key, true) : NULL;
+	if (e == NULL) {
 		r = SX_ADMIT_FULL;
+	} else if (e->n < a->per_addr) {
+		e->n++;
+		a->handshakes++;
+		r = SX_ADMIT_OK;
+	} else if (e->w < a->per_addr) {
+		e->w++;
+		a->waiting++;
+		r = SX_ADMIT_WAIT;
 	} else {
-		struct sx_admit_ent *e = lookup(a, key, true);
-		if (e == NULL) {
-			r = SX_ADMIT_FULL; /* not reached: see lookup */
-		} else if (e->n >= a->per_addr) {
-			r = SX_ADMIT_ADDR_FULL;
-		} else {
-			e->n++;
-			a->handshakes++;
-		}
+		r = SX_ADMIT_ADDR_FULL;
 	}
 	pthread_mutex_unlock(&a->mu);
 	return r;
+}
+
+bool sx_admit_promote(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
+{
+	bool ok = false;
+	pthread_mutex_lock(&a->mu);
+	struct sx_admit_ent *e = lookup(a, key, false);
+	if (e != NULL && e->w > 0 && e->n < a->per_addr) {
+		e->w--;
+		a->waiting--;
+		e->n++;
+		a->handshakes++;
+		ok = true;
+	}
+	pthread_mutex_unlock(&a->mu);
+	return ok;
+}
+
+void sx_admit_unwait(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
+{
+	pthread_mutex_lock(&a->mu);
+	struct sx_admit_ent *e = lookup(a, key, false);
+	if (e != NULL && e->w > 0) {
+		e->w--;
+		a->waiting--;
+	}
+	pthread_mutex_unlock(&a->mu);
 }
 
 void sx_admit_leave(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
 {
 	pthread_mutex_lock(&a->mu);
 	struct sx_admit_ent *e = lookup(a, key, false);
-	if (e != NULL) {
+	if (e != NULL && e->n > 0) {
 		e->n--;
 		a->handshakes--;
 	}

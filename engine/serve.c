@@ -25,6 +25,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,7 +95,8 @@ typedef struct conn {
 	int fd;
 	char addr[64];
 	uint8_t akey[SX_ADMIT_KEY_LEN]; /* its source address (admission) */
-	bool hs_slot;			/* counted as a handshake in progress */
+	bool hs_slot;			/* counted as a handshake in progress, */
+	bool hs_wait;			/* or waiting, unread, to begin one */
 	sx_link link;
 	unsigned inflight; /* operations not yet completed */
 	bool closing, shut, ok;
@@ -160,6 +162,7 @@ typedef struct shared {
 	atomic_bool stop;   /* cfg->stop seen by loop 0, which gets the signals */
 	atomic_bool failed; /* a loop hit an error of its own: all stop */
 	sx_admit admit;	    /* handshakes in progress, in all and per address */
+	unsigned fd_budget; /* descriptors the files of one connection may hold */
 } shared;
 
 typedef struct server {
@@ -199,20 +202,51 @@ static int submit_ok(conn *c, int rc)
 	return rc;
 }
 
-/* The connection's handshake is over (done, failed or timed out): its
- * admission slot goes to the next one. */
-static void hs_leave(server *s, conn *c)
+static void post_recv(server *s, conn *c);
+static void conn_fail(server *s, conn *c, const sx_err *why);
+
+/* Waiting connections of this loop whose address has a handshake slot free
+ * again begin theirs (oldest first; a waiting connection on another loop
+ * is looked at by that loop, at the latest after its 250 ms wait). */
+static void hs_start_waiting(server *s)
 {
-	if (c->hs_slot) {
-		sx_admit_leave(&s->sh->admit, c->akey);
-		c->hs_slot = false;
+	for (;;) {
+		conn *next = NULL;
+		for (unsigned i = 0; i < s->cfg->max_conns; i++) {
+			conn *c = &s->conns[i];
+			if (c->used && c->hs_wait && !c->closing &&
+			    (next == NULL || c->t0 < next->t0))
+				next = c;
+		}
+		if (next == NULL || !sx_admit_promote(&s->sh->admit, next->akey))
+			return;
+		next->hs_wait = false;
+		next->hs_slot = true;
+		sx_err err = {0};
+		if (sx_link_init(&next->link, s->ctx, &err) < 0)
+			conn_fail(s, next, &err);
+		else
+			post_recv(s, next);
 	}
 }
 
-static void conn_fail(server *s, conn *c, const sx_err *why);
+/* The connection's handshake is over (done, failed or timed out), or it
+ * never began one: its admission slot goes to the next one. */
+static void hs_leave(server *s, conn *c)
+{
+	if (c->hs_wait) {
+		sx_admit_unwait(&s->sh->admit, c->akey);
+		c->hs_wait = false;
+	}
+	if (c->hs_slot) {
+		sx_admit_leave(&s->sh->admit, c->akey);
+		c->hs_slot = false;
+		hs_start_waiting(s);
+	}
+}
+
 static void hs_send(server *s, conn *c);
 static void hs_send_out(server *s, conn *c);
-static void post_recv(server *s, conn *c);
 
 /* ---- sending control records ------------------------------------------ */
 
@@ -471,7 +505,8 @@ static int finalize_signed(server *s, conn *c, int fi, sx_err *err)
 	char *text = NULL;
 	size_t len = 0;
 	int rc = -1;
-	if (sx_batch_sxsig(&b->b, b->descs, (uint32_t)f->pos, c->link.k.peer_chain, &sig, &ferr) <
+	if (sx_store_unpark(&f->sf, false, &ferr) < 0 ||
+	    sx_batch_sxsig(&b->b, b->descs, (uint32_t)f->pos, c->link.k.peer_chain, &sig, &ferr) <
 		0 ||
 	    sx_sxsig_encode(&sig, &text, &len, &ferr) < 0 ||
 	    sx_store_aux_write(&f->sf, ".sxsig", text, len, &ferr) < 0)
@@ -533,12 +568,20 @@ static void on_sync(server *s, conn *c, int fi, int64_t res)
 			      f->path);
 		rc = refuse(s, c, fi, &ferr, &err);
 	} else if (f->state == F_SYNC_FILE) {
+		/* Written and flushed: the temporary's descriptor is not needed
+		 * for the rename, and a file waiting for its batch signature
+		 * holds no descriptor at all. */
+		sx_store_close_data(&f->sf);
 		if (!c->sign)
 			rc = commit(s, c, fi, &err);
-		else {
+		else if (c->batches[f->batch]->sealed) {
 			f->state = F_AWAIT;
-			if (c->batches[f->batch]->sealed)
-				rc = finalize_signed(s, c, fi, &err);
+			rc = finalize_signed(s, c, fi, &err);
+		} else {
+			f->state = F_AWAIT;
+			if (sx_store_park(&f->sf, (const uint8_t *)f->path, strlen(f->path),
+					  &ferr) < 0)
+				rc = refuse(s, c, fi, &ferr, &err);
 		}
 	} else if (f->state == F_SYNC_SIG) {
 		rc = commit(s, c, fi, &err);
@@ -644,11 +687,14 @@ static void conn_free(server *s, conn *c)
 		if (f->state == F_FREE)
 			continue;
 		/* Only a stream still on its way (not yet renamed, no .sxsig
-		 * written) is cut down to its last checkpoint. */
-		if (f->ck != NULL && f->sf.fd >= 0 && !f->failed && c->store_open &&
-		    !f->sf.committed && f->sf.aux_fd < 0 &&
+		 * written) is cut down to its last checkpoint; one parked while
+		 * it waited for its batch signature is opened again for that. */
+		sx_err perr = {0};
+		if (f->ck != NULL && !f->failed && c->store_open && !f->sf.committed &&
+		    f->sf.aux_fd < 0 &&
 		    (f->state == F_OPEN || f->state == F_ENDING || f->state == F_SYNC_FILE ||
-		     f->state == F_AWAIT))
+		     f->state == F_AWAIT) &&
+		    sx_store_unpark(&f->sf, true, &perr) == 0 && f->sf.fd >= 0)
 			keep_partial(c, f);
 		file_release(s, f);
 	}
@@ -790,6 +836,11 @@ static void post_recv(server *s, conn *c)
 				       SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX);
 		}
 		if (free_file(c, false) < 0)
+			return;
+		/* Between files, a connection whose files hold its share of
+		 * descriptors waits for their flushes (each frees some) before
+		 * it may begin another: one sender cannot starve the rest. */
+		if (c->cur_file < 0 && c->store.file_fds >= s->sh->fd_budget)
 			return;
 		sx_link_rx_want(&c->link, &buf, &len);
 	}
@@ -1472,7 +1523,8 @@ static sx_admit_result admit(server *s, const uint8_t akey[SX_ADMIT_KEY_LEN])
 	conn *old = NULL;
 	for (unsigned i = 0; i < s->cfg->max_conns; i++) {
 		conn *c = &s->conns[i];
-		if (c->used && c->hs_slot && now - c->t0 >= (uint64_t)HS_STALE_MS * 1000000u &&
+		if (c->used && !c->closing && (c->hs_slot || c->hs_wait) &&
+		    now - c->t0 >= (uint64_t)HS_STALE_MS * 1000000u &&
 		    (old == NULL || c->t0 < old->t0))
 			old = c;
 	}
@@ -1513,7 +1565,7 @@ static void on_accept(server *s, int64_t res)
 	addr_text(&ss, addr, sizeof(addr));
 	sx_admit_key(&ss, akey);
 	sx_admit_result ar = admit(s, akey);
-	if (ar != SX_ADMIT_OK) {
+	if (ar != SX_ADMIT_OK && ar != SX_ADMIT_WAIT) {
 		/* Closed at once, before any TLS: no slot, no memory. A flood of
 		 * these is logged once a second, with how many were left out. */
 		uint64_t now = sx_now_ns();
@@ -1551,7 +1603,8 @@ static void on_accept(server *s, int64_t res)
 	c->id = atomic_fetch_add(&s->sh->next_id, 1);
 	c->fd = fd;
 	memcpy(c->akey, akey, sizeof(akey));
-	c->hs_slot = true;
+	c->hs_slot = ar == SX_ADMIT_OK;
+	c->hs_wait = ar == SX_ADMIT_WAIT;
 	memcpy(c->addr, addr, sizeof(addr));
 	atomic_fetch_add(&s->sh->active, 1);
 	(void)sx_io_file_add(s->io, fd); /* removed in conn_free, before the close */
@@ -1562,10 +1615,13 @@ static void on_accept(server *s, int64_t res)
 	s->nconns++;
 	sx_log("info", "conn_open", "conn=%u addr=%s loop=%u", c->id, SX_LOGT(c->addr), s->loop);
 	sx_err err = {0};
-	if (sx_link_init(&c->link, s->ctx, &err) < 0) {
-		conn_fail(s, c, &err);
-	} else {
-		post_recv(s, c);
+	/* A waiting connection is not read until its turn (hs_start_waiting):
+	 * its ClientHello stays in the socket. */
+	if (!c->hs_wait) {
+		if (sx_link_init(&c->link, s->ctx, &err) < 0)
+			conn_fail(s, c, &err);
+		else
+			post_recv(s, c);
 	}
 	post_accept(s);
 }
@@ -1665,6 +1721,9 @@ static int loop_run(server *s, sx_err *err)
 		for (int i = 0; i < n; i++)
 			dispatch(s, &cqe[i]);
 		check_deadlines(s);
+		/* Another loop's handshakes may have ended: a waiting
+		 * connection's address may have a slot again. */
+		hs_start_waiting(s);
 		/* Another loop's connections may have ended: a share is free. */
 		post_accept(s);
 	}
@@ -1694,6 +1753,35 @@ static void *loop_thread(void *arg)
 		s->io = NULL;
 	}
 	return NULL;
+}
+
+#define FD_RESERVE    64u /* for the listening socket, rings, logs, the CA files */
+#define FD_PER_CONN   4u  /* a socket, its store's folders */
+#define FD_BUDGET_MIN 8u  /* a file being received and a few being flushed */
+#define FD_BUDGET_MAX 64u /* enough for SYNC_MAX flushes in flight and more */
+
+/* Raises the soft limit on descriptors to the hard one (a server's files
+ * are its work) and shares what is left after the fixed costs between the
+ * connections. */
+static unsigned fd_budget(const sx_serve_cfg *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return FD_BUDGET_MIN;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = was;
+	}
+	uint64_t fixed = FD_RESERVE + (uint64_t)cfg->max_conns * FD_PER_CONN;
+	uint64_t share = rl.rlim_cur > fixed ? (rl.rlim_cur - fixed) / cfg->max_conns : 0;
+	unsigned b = share > FD_BUDGET_MAX ? FD_BUDGET_MAX : (unsigned)share;
+	if (b < FD_BUDGET_MIN)
+		b = FD_BUDGET_MIN;
+	sx_log("info", "limits", "nofile=%llu per_conn_file_fds=%u",
+	       (unsigned long long)rl.rlim_cur, b);
+	return b;
 }
 
 static unsigned loop_count(const sx_serve_cfg *cfg)
@@ -1729,6 +1817,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	if (loops == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
+	sh.fd_budget = fd_budget(cfg);
 	/* A quarter of the connections (at least one from two on) is kept for
 	 * peers that have authenticated (docs/ARCHITECTURE.md, "Admission"). */
 	SX_GUARD(sx_admit_init(&sh.admit, cfg->max_conns - cfg->max_conns / 4,

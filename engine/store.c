@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -154,10 +155,30 @@ int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struc
 	return 0;
 }
 
+/* Every descriptor a file holds is counted in its store: the receiver
+ * bounds what one connection may hold (engine/serve.c). */
+static void fd_close(sx_store_file *f, int *fd)
+{
+	if (*fd < 0)
+		return;
+	close(*fd);
+	*fd = -1;
+	if (f->st != NULL)
+		f->st->file_fds--;
+}
+
+static int fd_take(sx_store_file *f, int fd)
+{
+	if (fd >= 0 && f->st != NULL)
+		f->st->file_fds++;
+	return fd;
+}
+
 int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f, sx_err *err)
 {
 	memset(f, 0, sizeof(*f));
 	f->dir_fd = f->fd = f->aux_fd = -1;
+	f->st = st;
 	if (path_refused(rel, len, err) < 0)
 		return -1;
 	size_t slash = len;
@@ -168,7 +189,8 @@ int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *
 		return sx_fail(err, SX_E_IO, "refused path: name too long");
 	memcpy(f->name, rel + slash, nlen);
 	f->name[nlen] = '\0';
-	f->dir_fd = resolve_dir(st, (const char *)rel, slash ? slash - 1 : 0, true, 0755, err);
+	f->dir_fd =
+	    fd_take(f, resolve_dir(st, (const char *)rel, slash ? slash - 1 : 0, true, 0755, err));
 	if (f->dir_fd < 0)
 		return -1;
 	struct stat sb;
@@ -181,8 +203,8 @@ int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *
 	}
 	if (temp_name(f->tmp, sizeof(f->tmp), f->name, err) < 0)
 		goto fail;
-	f->fd =
-	    openat(f->dir_fd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	f->fd = fd_take(f, openat(f->dir_fd, f->tmp,
+				  O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
 	if (f->fd < 0) {
 		sx_fail_errno(err, SX_E_IO, errno, "'%.*s': cannot create temporary", (int)len,
 			      rel);
@@ -251,8 +273,8 @@ int sx_store_aux_write(sx_store_file *f, const char *suffix, const void *data, s
 		return sx_fail(err, SX_E_IO, "'%s%s': name too long", f->name, suffix);
 	if (temp_name(f->aux_tmp, sizeof(f->aux_tmp), f->aux_name, err) < 0)
 		return -1;
-	f->aux_fd = openat(f->dir_fd, f->aux_tmp,
-			   O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+	f->aux_fd = fd_take(f, openat(f->dir_fd, f->aux_tmp,
+				      O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
 	if (f->aux_fd < 0) {
 		f->aux_tmp[0] = '\0';
 		return sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot create", f->aux_name);
@@ -295,20 +317,63 @@ int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err)
 	return 0;
 }
 
+void sx_store_close_data(sx_store_file *f)
+{
+	fd_close(f, &f->fd);
+	f->direct = false;
+}
+
+int sx_store_park(sx_store_file *f, const uint8_t *rel, size_t len, sx_err *err)
+{
+	size_t slash = len;
+	while (slash > 0 && rel[slash - 1] != '/')
+		slash--;
+	size_t dlen = slash ? slash - 1 : 0;
+	if (f->parked_dir == NULL && (f->parked_dir = strndup((const char *)rel, dlen)) == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	fd_close(f, &f->fd);
+	fd_close(f, &f->aux_fd);
+	fd_close(f, &f->dir_fd);
+	f->direct = false;
+	return 0;
+}
+
+int sx_store_unpark(sx_store_file *f, bool data, sx_err *err)
+{
+	if (f->parked_dir == NULL)
+		return 0;
+	if (f->dir_fd < 0) {
+		/* Beneath the root, no symlinks, as when it was created: a
+		 * folder swapped meanwhile is refused, not followed. */
+		f->dir_fd = fd_take(
+		    f, resolve_dir(f->st, f->parked_dir, strlen(f->parked_dir), false, 0, err));
+		if (f->dir_fd < 0)
+			return -1;
+	}
+	if (data && f->fd < 0 && !f->committed) {
+		f->fd = fd_take(f, openat(f->dir_fd, f->tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+		if (f->fd < 0)
+			return sx_fail_errno(err, SX_E_IO, errno,
+					     "'%s': cannot reopen its temporary", f->name);
+	}
+	return 0;
+}
+
 void sx_store_end(sx_store_file *f)
 {
-	if (f->aux_fd >= 0)
-		close(f->aux_fd);
+	sx_err err = {0};
+	bool leftover = f->aux_tmp[0] != '\0' || (!f->committed && f->tmp[0] != '\0');
+	if (f->dir_fd < 0 && leftover && sx_store_unpark(f, false, &err) < 0)
+		sx_log("warn", "temporary", "name=%s reason=%s", SX_LOGQ(f->tmp), SX_LOGQ(err.msg));
+	fd_close(f, &f->aux_fd);
 	if (f->aux_tmp[0] != '\0' && f->dir_fd >= 0)
 		unlinkat(f->dir_fd, f->aux_tmp, 0);
-	f->aux_fd = -1;
 	f->aux_tmp[0] = '\0';
-	if (f->fd >= 0)
-		close(f->fd);
+	fd_close(f, &f->fd);
 	if (!f->committed && f->tmp[0] != '\0' && f->dir_fd >= 0)
 		unlinkat(f->dir_fd, f->tmp, 0);
-	if (f->dir_fd >= 0)
-		close(f->dir_fd);
-	f->fd = f->dir_fd = -1;
+	fd_close(f, &f->dir_fd);
 	f->tmp[0] = '\0';
+	free(f->parked_dir);
+	f->parked_dir = NULL;
 }

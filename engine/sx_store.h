@@ -19,11 +19,13 @@ typedef struct sx_store {
 	bool overwrite;
 	char cache_path[4097]; /* last folder resolved, and its fd */
 	int cache_fd;
+	unsigned file_fds; /* descriptors its files hold (fd, dir_fd, aux_fd) */
 } sx_store;
 
 typedef struct sx_store_file {
-	int dir_fd; /* the folder the file lands in (owned) */
-	int fd;	    /* the temporary, open for writing */
+	sx_store *st; /* the store it belongs to (descriptor count, folders) */
+	int dir_fd;   /* the folder the file lands in (owned) */
+	int fd;	      /* the temporary, open for writing */
 	/* Direct I/O (O_DIRECT) on fd: writes whose buffer, offset and length
 	 * are multiples of dio_align bypass the page cache. */
 	bool direct;
@@ -35,6 +37,9 @@ typedef struct sx_store_file {
 	int aux_fd;
 	char aux_name[300];
 	char aux_tmp[320];
+	/* Parked (sx_store_park): no descriptor held; the folder's path
+	 * beneath the root (malloc'd) reopens it. */
+	char *parked_dir;
 } sx_store_file;
 
 /* Opens (creating) OUT and OUT/<peer>; peer must be a single safe component. */
@@ -76,7 +81,18 @@ int sx_store_rename_final(sx_store_file *f, const char *suffix, sx_err *err) SX_
  * when there is one, goes first, so a file under its final name always has
  * its signature beside it. */
 int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err) SX_MUST_CHECK;
-/* Removes the temporary (if not committed) and closes everything. */
+/* Closes the temporary once it is written and flushed (the rename needs
+ * only the folder). */
+void sx_store_close_data(sx_store_file *f);
+/* Parks a flushed file that waits (for its batch signature): every
+ * descriptor is closed, so a batch of thousands of files holds none;
+ * rel/len is the path given to sx_store_begin. */
+int sx_store_park(sx_store_file *f, const uint8_t *rel, size_t len, sx_err *err) SX_MUST_CHECK;
+/* Reopens a parked file's folder (resolved beneath the root again, as at
+ * sx_store_begin) and, with data, its temporary for writing. */
+int sx_store_unpark(sx_store_file *f, bool data, sx_err *err) SX_MUST_CHECK;
+/* Removes the temporary (if not committed) and closes everything; a parked
+ * file's folder is reopened for that. */
 void sx_store_end(sx_store_file *f);
 
 #endif

@@ -48,6 +48,20 @@ n=$(grep -c 'event=conn_refused' "$WORK/a.log")
 ok "one address holds at most 4 handshakes; refusals logged once a second ($n lines)"
 stop_server "$SERVER_PID"
 
+# Ten honest devices behind one address connecting at once, two handshakes
+# per address: the others wait their turn, unread, and all are served.
+start_server c --id "$WORK/server" --out "$WORK/out-burst" --max-handshakes-per-addr 2
+pids=()
+for i in $(seq 1 10); do
+	cp "$WORK/f.bin" "$WORK/burst$i"
+	"$SXFER" send --id "$WORK/cam" --quiet --timeout 20 "127.0.0.1:$PORT" "$WORK/burst$i" &
+	pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a device of the burst was not served"; done
+for i in $(seq 1 10); do cmp "$WORK/f.bin" "$WORK/out-burst/cam-01/burst$i"; done
+ok "10 devices from one address at once, 2 handshakes at a time: all served"
+stop_server "$SERVER_PID"
+
 # Every handshake slot (12 of 16 connections) held by dripping peers from
 # many addresses, with a 20 s handshake deadline: a device arriving 2.5 s
 # later takes the slot of the oldest, and is served.

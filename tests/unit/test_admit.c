@@ -58,38 +58,51 @@ static void test_limits(void **state)
 	key4("198.51.100.7", x);
 	key4("198.51.100.8", y);
 	key6("2001:db8::5", z);
-	assert_int_equal(sx_admit_init(&ad, 5, 2, &err), 0);
-	/* Per address: the third from x is refused, y still gets in. */
+	assert_int_equal(sx_admit_init(&ad, 7, 2, &err), 0);
+	/* Per address: two in progress, two waiting, the fifth refused; y
+	 * still gets in. */
 	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_OK);
 	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_OK);
+	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_WAIT);
+	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_WAIT);
 	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_ADDR_FULL);
+	assert_false(sx_admit_promote(&ad, x)); /* none of x has ended */
 	assert_int_equal(sx_admit_enter(&ad, y), SX_ADMIT_OK);
 	assert_int_equal(sx_admit_enter(&ad, y), SX_ADMIT_OK);
+	/* In all: seven in progress or waiting. */
 	assert_int_equal(sx_admit_enter(&ad, z), SX_ADMIT_OK);
-	/* In all: five in progress. */
 	assert_int_equal(sx_admit_enter(&ad, z), SX_ADMIT_FULL);
 	assert_int_equal(ad.handshakes, 5);
-	/* One of x ends: x may start one again, and nobody else. */
+	assert_int_equal(ad.waiting, 2);
+	/* One of x ends: one waiting of x begins; y's slot is not x's. */
 	sx_admit_leave(&ad, x);
-	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_OK);
-	assert_int_equal(sx_admit_enter(&ad, z), SX_ADMIT_FULL);
-	/* All end: every entry is free again, for as many addresses. */
+	assert_false(sx_admit_promote(&ad, y));
+	assert_true(sx_admit_promote(&ad, x));
+	assert_false(sx_admit_promote(&ad, x));
+	assert_int_equal(ad.handshakes, 5);
+	assert_int_equal(ad.waiting, 1);
+	/* The other waiting one goes away; all end: every entry is free again,
+	 * for as many addresses. */
+	sx_admit_unwait(&ad, x);
 	sx_admit_leave(&ad, x);
 	sx_admit_leave(&ad, x);
 	sx_admit_leave(&ad, y);
 	sx_admit_leave(&ad, y);
 	sx_admit_leave(&ad, z);
 	assert_int_equal(ad.handshakes, 0);
-	for (int i = 0; i < 5; i++) {
+	assert_int_equal(ad.waiting, 0);
+	for (int i = 0; i < 7; i++) {
 		char ip[32];
 		snprintf(ip, sizeof(ip), "203.0.113.%d", i + 1);
 		key4(ip, x);
 		assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_OK);
 	}
-	assert_int_equal(ad.handshakes, 5);
-	/* Leaving for an address that has none changes nothing. */
+	assert_int_equal(ad.handshakes, 7);
+	/* Leaving or unwaiting for an address that has none changes nothing. */
 	sx_admit_leave(&ad, z);
-	assert_int_equal(ad.handshakes, 5);
+	sx_admit_unwait(&ad, z);
+	assert_int_equal(ad.handshakes, 7);
+	assert_int_equal(ad.waiting, 0);
 	sx_admit_free(&ad);
 }
 
