@@ -520,6 +520,25 @@ static int finalize_signed(server *s, conn *c, int fi, sx_err *err)
 	return rc;
 }
 
+/* Files whose batch signature has been verified get their .sxsig and are
+ * renamed into place, as many at a time as the connection's descriptors
+ * allow (two each until renamed); the rest stay parked until flushes
+ * complete (on_sync calls again). A batch of thousands of files never holds
+ * thousands of descriptors. */
+static int finalize_waiting(server *s, conn *c, sx_err *err)
+{
+	for (int i = 0; i < c->nfiles; i++) {
+		rfile *f = &c->files[i];
+		if (f->state != F_AWAIT || !c->batches[f->batch]->sealed)
+			continue;
+		if (c->store.file_fds + 2 > s->sh->fd_budget && c->syncs > 0)
+			return 0;
+		if (finalize_signed(s, c, i, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int commit(server *s, conn *c, int fi, sx_err *err)
 {
 	sx_err ferr = {0};
@@ -574,10 +593,9 @@ static void on_sync(server *s, conn *c, int fi, int64_t res)
 		sx_store_close_data(&f->sf);
 		if (!c->sign)
 			rc = commit(s, c, fi, &err);
-		else if (c->batches[f->batch]->sealed) {
-			f->state = F_AWAIT;
-			rc = finalize_signed(s, c, fi, &err);
-		} else {
+		else {
+			/* finalize_waiting below takes it up once its batch is
+			 * verified and descriptors allow. */
 			f->state = F_AWAIT;
 			if (sx_store_park(&f->sf, (const uint8_t *)f->path, strlen(f->path),
 					  &ferr) < 0)
@@ -588,6 +606,8 @@ static void on_sync(server *s, conn *c, int fi, int64_t res)
 	} else if (f->state == F_SYNC_DIR) {
 		rc = stored(s, c, fi, &err);
 	}
+	if (rc == 0 && c->sign)
+		rc = finalize_waiting(s, c, &err);
 	if (rc < 0) {
 		conn_fail(s, c, &err);
 		return;
@@ -1023,9 +1043,7 @@ static int on_batch(server *s, conn *c, const sx_msg *m, sx_err *err)
 	SX_GUARD(sx_sbatch_verify(b, c->tid, c->hash_chunk, m->time, m->sig, m->sig_len, pub, err));
 	sx_log("info", "batch", "peer=%s batch=%llu files=%u signature=verified",
 	       SX_LOGQ(c->link.k.peer_name), (unsigned long long)b->number, b->n);
-	for (int i = 0; i < c->nfiles; i++)
-		if (c->files[i].state == F_AWAIT && c->files[i].batch == bi)
-			SX_GUARD(finalize_signed(s, c, i, err));
+	SX_GUARD(finalize_waiting(s, c, err));
 	return maybe_receipt(s, c, bi, err);
 out:
 	return -1;
