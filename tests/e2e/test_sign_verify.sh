@@ -105,6 +105,19 @@ check 4 "missing field 'leaf-index'" "$sx" verify --ca ca t/a.txt
 fresh
 head -c 500 b/a.txt.sxsig >t/a.txt.sxsig
 check 4 "t/a.txt: FAILED (t/a.txt.sxsig:" "$sx" verify --ca ca t/a.txt
+# the text ends right after the chain, LF only (docs/SIGNATURES.md section 5)
+fresh
+printf 'extra\n' >>t/a.txt.sxsig
+check 4 "t/a.txt: FAILED (t/a.txt.sxsig: text after the signer's certificate chain)" \
+	"$sx" verify --ca ca t/a.txt
+fresh
+sed -i '/^-----BEGIN CERTIFICATE-----$/s/$/\r/' t/a.txt.sxsig
+check 4 "t/a.txt: FAILED (t/a.txt.sxsig: the signer's certificate chain: a CR" \
+	"$sx" verify --ca ca t/a.txt
+fresh
+sed -i 's/$/\r/' t/a.txt.sxsig
+check 4 "t/a.txt: FAILED (t/a.txt.sxsig: not a .sxsig: its first line holds a CR" \
+	"$sx" verify --ca ca t/a.txt
 # one bad file among good ones: one FAILED line, the others ok, exit 4
 fresh
 printf 'x' >>t/b.txt

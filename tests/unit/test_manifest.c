@@ -642,6 +642,58 @@ static char *replace(const char *text, const char *from, const char *to)
 	return out;
 }
 
+/* text followed by tail. */
+static char *concat(const char *text, const char *tail)
+{
+	size_t a = strlen(text), b = strlen(tail);
+	char *out = malloc(a + b + 1);
+	memcpy(out, text, a);
+	memcpy(out + a, tail, b + 1);
+	return out;
+}
+
+/* Every LF as CR LF. */
+static char *crlf(const char *text)
+{
+	char *out = malloc(2 * strlen(text) + 1), *o = out;
+	for (const char *p = text; *p; p++) {
+		if (*p == '\n')
+			*o++ = '\r';
+		*o++ = *p;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The base64 of the (first) certificate in lines of `width` instead of 64;
+ * frees text. */
+static char *rewrap(char *text, size_t width)
+{
+	char *b = strstr(text, "-----BEGIN CERTIFICATE-----\n"), *e, *out, *o;
+	assert_non_null(b);
+	b += strlen("-----BEGIN CERTIFICATE-----\n");
+	e = strstr(b, "-----END CERTIFICATE-----");
+	assert_non_null(e);
+	out = malloc(2 * strlen(text) + 1);
+	memcpy(out, text, (size_t)(b - text));
+	o = out + (b - text);
+	size_t col = 0;
+	for (const char *p = b; p < e; p++) {
+		if (*p == '\n')
+			continue;
+		*o++ = *p;
+		if (++col == width) {
+			*o++ = '\n';
+			col = 0;
+		}
+	}
+	if (col)
+		*o++ = '\n';
+	memcpy(o, e, strlen(e) + 1);
+	free(text);
+	return out;
+}
+
 static void expect_decode_fail(const char *text, const char *reason)
 {
 	sx_sxsig s;
@@ -771,6 +823,49 @@ static void test_sxsig_text(void **state)
 	t = replace(text, "-----BEGIN SXFER SIGNATURE-----", "-----BEGIN SXFER RECEIPT-----");
 	expect_decode_fail(t, "not a .sxsig");
 	free(t);
+	/* the text ends right after the chain; LF only, in the chain too; the
+	 * chain in the one PEM spelling the encoder writes */
+	t = concat(text, "extra\n");
+	expect_decode_fail(t, "text after the signer's certificate chain");
+	free(t);
+	t = concat(text, "\n");
+	expect_decode_fail(t, "text after the signer's certificate chain");
+	free(t);
+	t = concat(text, "# comment\n");
+	expect_decode_fail(t, "text after the signer's certificate chain");
+	free(t);
+	t = replace(text, "-----BEGIN CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\r\n");
+	expect_decode_fail(t, "CR");
+	free(t);
+	t = replace(text, "-----END CERTIFICATE-----\n", "-----END CERTIFICATE-----\r\n");
+	expect_decode_fail(t, "CR");
+	free(t);
+	t = crlf(text);
+	expect_decode_fail(t, "CR");
+	free(t);
+	t = replace(text, "-----END SXFER SIGNATURE-----\n",
+		    "-----END SXFER SIGNATURE-----\nsubject=CN=cam-01\n");
+	expect_decode_fail(t, "certificate chain is missing");
+	free(t);
+	t = concat(text, "");
+	t = rewrap(t, 76);
+	expect_decode_fail(t, "is not strict PEM");
+	free(t);
+	t = replace(text, "-----END CERTIFICATE-----\n", "-----END CERTIFICATE-----\n\n");
+	expect_decode_fail(t, "text after the signer's certificate chain");
+	free(t);
+	{
+		/* nine certificates: one too many */
+		const char *pem = strstr(text, "-----BEGIN CERTIFICATE-----");
+		t = strdup(text);
+		for (int i = 0; i < 8; i++) {
+			char *u = concat(t, pem);
+			free(t);
+			t = u;
+		}
+		expect_decode_fail(t, "more than 8 certificates");
+		free(t);
+	}
 	/* a different signature spelled correctly decodes, then fails */
 	t = replace(text, "signature: ", "signature: AAAA");
 	assert_int_equal(sx_sxsig_decode(t, strlen(t), &d, &err), 0);
@@ -974,6 +1069,31 @@ static void test_receipt(void **state)
 	t = replace(text, "files: 3", "files: 2");
 	assert_int_equal(sx_receipt_decode(t, strlen(t), &d, &err), -1);
 	assert_non_null(strstr(err.msg, "'file' repeated"));
+	free(t);
+	/* the text ends right after the receiver's chain, LF only */
+	static const char *const tails[] = {"extra\n", "\n", "-----END SXFER RECEIPT-----\n",
+					    "-----BEGIN CERTIFICATE-----\n"};
+	static const char *const why[] = {"text after the receiver's certificate chain",
+					  "text after the receiver's certificate chain",
+					  "text after the receiver's certificate chain",
+					  "the receiver's certificate 2: truncated"};
+	for (size_t i = 0; i < SX_ARRAY_LEN(tails); i++) {
+		sx_err_clear(&err);
+		t = concat(text, tails[i]);
+		assert_int_equal(sx_receipt_decode(t, strlen(t), &d, &err), -1);
+		if (strstr(err.msg, why[i]) == NULL)
+			fail_msg("tail %zu: expected '%s', got '%s'", i, why[i], err.msg);
+		free(t);
+	}
+	sx_err_clear(&err);
+	t = replace(text, "-----BEGIN CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\r\n");
+	assert_int_equal(sx_receipt_decode(t, strlen(t), &d, &err), -1);
+	assert_non_null(strstr(err.msg, "CR"));
+	free(t);
+	sx_err_clear(&err);
+	t = crlf(text);
+	assert_int_equal(sx_receipt_decode(t, strlen(t), &d, &err), -1);
+	assert_non_null(strstr(err.msg, "CR"));
 	free(t);
 	free(text);
 	sx_receipt_free(&r);
