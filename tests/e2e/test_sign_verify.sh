@@ -170,7 +170,9 @@ ok "1000 files verify"
 
 # receipts: usage and a missing or malformed receipt (signed receipts are
 # produced by the transfer; their checks are in tests/unit/test_manifest.c)
-check 2 "--signer applies to .sxsig files" "$sx" verify --receipt r --ca ca --signer x
+check 2 "--signer and --stream-prefix apply to .sxsig files" "$sx" verify --receipt r --ca ca --signer x
+check 2 "--signer and --stream-prefix apply to .sxsig files" \
+	"$sx" verify --receipt r --ca ca --stream-prefix
 check 5 "nothing.rcpt: FAILED" "$sx" verify --receipt nothing.rcpt --ca ca
 cp b/a.txt.sxsig bogus.rcpt
 check 4 "bogus.rcpt: FAILED (not a receipt" "$sx" verify --receipt bogus.rcpt --ca ca

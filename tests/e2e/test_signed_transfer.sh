@@ -84,7 +84,19 @@ for i in $(seq 1 100); do [ -e "$OUT/live.raw.partial.sxsig" ] && break; sleep 0
 cmp "$WORK/live.src" "$OUT/live.raw.partial" || fail "the kept prefix differs"
 "$SXFER" verify --ca "$WORK/ca" "$OUT/live.raw.partial" >"$WORK/partial.out" ||
 	{ cat "$WORK/partial.out" >&2; fail "the kept prefix does not verify"; }
-grep -q 'stream checkpoint' "$WORK/partial.out" || fail "not reported as a checkpoint"
+grep -q 'ok (stream prefix: the first 3145728 bytes of .live.raw.' "$WORK/partial.out" ||
+	{ cat "$WORK/partial.out" >&2; fail "not reported as a stream prefix"; }
+# The prefix under the stream's own name does not pass for the complete file.
+mkdir "$WORK/copy"
+cp "$OUT/live.raw.partial" "$WORK/copy/live.raw"
+cp "$OUT/live.raw.partial.sxsig" "$WORK/copy/live.raw.sxsig"
+expect_exit 4 "$SXFER" verify --ca "$WORK/ca" --signer cam-01 "$WORK/copy/live.raw"
+grep -q "FAILED (a stream checkpoint signs only a prefix of 'live.raw': it verifies 'live.raw.partial'" \
+	"$WORK/last.out" || { cat "$WORK/last.out" >&2; fail "a checkpoint passed for a whole file"; }
+expect_exit 0 "$SXFER" verify --ca "$WORK/ca" --signer cam-01 --stream-prefix "$WORK/copy/live.raw"
+grep -q 'live.raw: ok (stream prefix: the first 3145728 bytes' "$WORK/last.out" ||
+	{ cat "$WORK/last.out" >&2; fail "--stream-prefix: not reported as a stream prefix"; }
+ok "a checkpoint signature verifies only NAME.partial, or NAME with --stream-prefix"
 printf 'more' >>"$OUT/live.raw.partial"
 expect_exit 4 "$SXFER" verify --ca "$WORK/ca" "$OUT/live.raw.partial"
 ok "a cut-off stream verifies up to its last checkpoint and no further"
