@@ -144,20 +144,20 @@ static int verify_receipt(const sx_args *a, const sx_policy *pol)
 		record(&code, &err);
 		goto out;
 	}
-	/* The files given must be exactly the set acknowledged: each matches
-	 * one entry by relative path (or base name), with its size and root
-	 * recomputed from the content. */
+	/* The files given must be exactly the set acknowledged
+	 * (docs/SIGNATURES.md section 7): each matches the first entry not yet
+	 * matched that its path names, else the first such entry with its base
+	 * name; its size and root are recomputed from the content. */
 	for (int i = 0; i < a->npos; i++) {
 		const char *f = a->pos[i];
 		sx_err e = {0};
 		uint32_t j, hit = r.count;
-		for (j = 0; j < r.count; j++)
-			if (!seen[j] &&
-			    (sx_path_names(f, r.files[j].path) ||
-			     strcmp(sx_base_name(f), sx_base_name(r.files[j].path)) == 0)) {
+		for (j = 0; j < r.count && hit == r.count; j++)
+			if (!seen[j] && sx_path_names(f, r.files[j].path))
 				hit = j;
-				break;
-			}
+		for (j = 0; j < r.count && hit == r.count; j++)
+			if (!seen[j] && strcmp(sx_base_name(f), sx_base_name(r.files[j].path)) == 0)
+				hit = j;
 		uint8_t root[SX_HASH_LEN];
 		uint64_t size;
 		struct stat st;

@@ -39,6 +39,19 @@ sed -i 's/^file: \([0-9a-f]*\) [0-9]* media\/clip.mp4/file: \1 1 media\/clip.mp4
 expect_exit 4 "$SXFER" verify --receipt "$receipt" --ca "$WORK/ca"
 ok "a changed file, a wrong signer, an edited receipt: refused"
 
+# Two acknowledged files with the same base name: each file given matches the
+# entry its path names first, whatever the order on the command line.
+mkdir -p "$WORK/dup/d1" "$WORK/dup/d2"
+printf 'one\n' >"$WORK/dup/d1/same.txt"
+printf 'two\n' >"$WORK/dup/d2/same.txt"
+send "$WORK/dup"
+receipt=$(ls -t "$RC"/*.sxreceipt | head -n 1)
+(cd "$OUT" && "$SXFER" verify --receipt "$receipt" --ca "$WORK/ca" dup/d2/same.txt \
+	dup/d1/same.txt) >"$WORK/dup.out" || { cat "$WORK/dup.out" >&2; fail "same base names"; }
+grep -q "^dup/d2/same.txt: ok (acknowledged as 'dup/d2/same.txt')$" "$WORK/dup.out" ||
+	{ cat "$WORK/dup.out" >&2; fail "matched by base name before the exact path"; }
+ok "a receipt matches each file by its exact path first, then by base name"
+
 # 1,000 small files in one session: exactly one signature.
 mkdir -p "$WORK/small"
 for i in $(seq 1 1000); do printf 'file %d\n' "$i" >"$WORK/small/f$i.txt"; done
