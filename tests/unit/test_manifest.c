@@ -323,6 +323,7 @@ static void test_statement_vectors(void **state)
 	uint8_t stmt[SX_STMT_BATCH_LEN], sig[SX_SIG_MAX];
 	sx_stmt_batch(TID, 7, 1767225600, 3, 4096, root, stmt);
 	assert_int_equal(sx_test_unhex(BATCH_STMT, want, sizeof(want)), SX_STMT_BATCH_LEN);
+	assert_int_equal(SX_STMT_BATCH_LEN, 97); /* docs/SIGNATURES.md section 3 */
 	assert_memory_equal(stmt, want, SX_STMT_BATCH_LEN);
 	/* Ed25519 is deterministic (RFC 8032): the signature is a vector too */
 	EVP_PKEY *k = test_ed_key();
@@ -347,6 +348,7 @@ static void test_statement_vectors(void **state)
 					    sizeof(cp), &n, &err),
 			 0);
 	assert_int_equal((long)n, sx_test_unhex(CP_STMT, want, sizeof(want)));
+	assert_int_equal(n, 105 + strlen("live.ts")); /* docs/SIGNATURES.md section 3 */
 	assert_memory_equal(cp, want, n);
 	EVP_PKEY_free(k);
 	free(f);
@@ -736,6 +738,34 @@ static void test_sxsig_text(void **state)
 	free(again);
 	sx_sxsig_free(&d);
 
+	/* mtime is tv_sec, a dot, tv_nsec (docs/SIGNATURES.md section 5):
+	 * -1.5 s is tv_sec -2, tv_nsec 500000000 */
+	{
+		static const struct {
+			int64_t sec;
+			uint32_t nsec;
+			const char *text;
+		} mt[] = {{-2, 500000000, "\nmtime: -2.500000000\n"},
+			  {-1, 999999999, "\nmtime: -1.999999999\n"},
+			  {0, 1, "\nmtime: 0.000000001\n"}};
+		for (size_t i = 0; i < SX_ARRAY_LEN(mt); i++) {
+			sx_sxsig u = s[2];
+			char *ut;
+			size_t ul;
+			u.mtime_sec = mt[i].sec;
+			u.mtime_nsec = mt[i].nsec;
+			assert_int_equal(sx_sxsig_encode(&u, &ut, &ul, &err), 0);
+			assert_non_null(strstr(ut, mt[i].text));
+			assert_int_equal(sx_sxsig_decode(ut, ul, &d, &err), 0);
+			assert_int_equal(d.mtime_sec, mt[i].sec);
+			assert_int_equal(d.mtime_nsec, mt[i].nsec);
+			sx_sxsig_free(&d);
+			free(ut);
+		}
+		t = replace(text, "mtime: 1767225602.000002000", "mtime: -0.500000000");
+		expect_decode_fail(t, "field 'mtime'");
+		free(t);
+	}
 	/* every truncation is refused, without a crash */
 	for (size_t cut = 0; cut < len; cut++) {
 		sx_err e = {0};
@@ -998,6 +1028,16 @@ static void test_receipt(void **state)
 	assert_int_equal(sx_cert_fp(f->signer, sfp, &err), 0);
 	make_receipt(f, &r);
 	expect_receipt(&r, &pol, sfp, 0, NULL);
+	{
+		/* docs/SIGNATURES.md section 3: 153 bytes, and 42 + path per file */
+		uint8_t *st;
+		size_t sl, want = 153;
+		assert_int_equal(sx_receipt_statement(&r, &st, &sl, &err), 0);
+		for (uint32_t i = 0; i < r.count; i++)
+			want += 42 + strlen(r.files[i].path);
+		assert_int_equal(sl, want);
+		free(st);
+	}
 	assert_int_equal(sx_receipt_encode(&r, &text, &len, &err), 0);
 	assert_non_null(strstr(text, "chunk-size: 1024\nfiles: 3\nfile: 0101"));
 	assert_non_null(
