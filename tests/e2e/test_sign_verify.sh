@@ -152,6 +152,15 @@ check 0 "lost.txt: ok (signer cam-lost" "$sx" verify --ca ca --crl crl0.pem lost
 check 3 "lost.txt: FAILED (signer certificate: CN=cam-lost: certificate is revoked" \
 	"$sx" verify --ca ca --crl crl.pem lost.txt
 check 0 "b/a.txt: ok" "$sx" verify --ca ca --crl crl.pem b/a.txt
+# a CRL file holds one CRL: a newer one appended to an older one is not
+# silently ignored (it would let the revoked signer pass)
+cat crl0.pem crl.pem >crl-both.pem
+check 5 "crl-both.pem: text after the CRL (one CRL per file)" \
+	"$sx" verify --ca ca --crl crl-both.pem lost.txt
+{ cat crl.pem; printf 'trailing\n'; } >crl-text.pem
+check 5 "crl-text.pem: text after the CRL" "$sx" verify --ca ca --crl crl-text.pem lost.txt
+{ cat crl.pem; printf '\n'; } >crl-nl.pem
+check 3 "certificate is revoked" "$sx" verify --ca ca --crl crl-nl.pem lost.txt
 
 # 1,000 small files: one `sxfer sign`, one signature, one batch root
 mkdir many
