@@ -103,7 +103,7 @@ static void record(int *code, const sx_err *err)
 static int verify_files(const sx_args *a, const sx_policy *pol)
 {
 	int code = 0;
-	char note[400];
+	char note[SX_MPATH_MAX + 512]; /* the path, the signer CN and a time */
 	for (int i = 0; i < a->npos; i++) {
 		sx_err err = {0};
 		if (verify_one(a->pos[i], pol, a, note, sizeof(note), &err) == 0) {
