@@ -683,38 +683,116 @@ static void tb_chain(tbuf *t, STACK_OF(X509) * chain)
 	BIO_free(b);
 }
 
-/* Reading: one line at a time through the bounded cursor; every line ends
- * with LF, no CR, no NUL. */
+/* Reading: every line and every field goes through the bounded cursor of
+ * engine/wire, the one the wire messages are read with. Every line ends with
+ * LF; a CR or a NUL anywhere is refused (docs/SIGNATURES.md: the encoding is
+ * exact, so encode(decode(x)) == x). */
 #define LINE_MAX_LEN 16384
 
-typedef struct line {
-	const char *p;
-	size_t n;
-} line;
+/* Why next_line refused a line. */
+typedef enum line_err {
+	LINE_TRUNCATED = -1, /* no LF before the end of the text */
+	LINE_TOO_LONG = -2,
+	LINE_CR = -3,
+	LINE_NUL = -4,
+} line_err;
 
-static int next_line(sx_cur *c, line *l)
+static const char *line_err_text(int e)
 {
-	size_t left = sx_cur_left(c), i;
-	const uint8_t *start = c->p + c->pos, *p;
-	for (i = 0; i < left && i <= LINE_MAX_LEN; i++)
-		if (start[i] == '\n' || start[i] == '\r' || start[i] == '\0')
-			break;
-	if (i >= left || i > LINE_MAX_LEN || start[i] != '\n')
-		return -1;
-	if (sx_cur_bytes(c, i + 1, &p) < 0)
-		return -1;
-	l->p = (const char *)p;
-	l->n = i;
+	switch (e) {
+	case LINE_TOO_LONG: return "a line longer than 16384 bytes";
+	case LINE_CR: return "a CR (line ends are LF only)";
+	case LINE_NUL: return "a NUL byte";
+	default: return "the text is truncated";
+	}
+}
+
+/* The next line, without its LF, as a cursor of its own. */
+static int next_line(sx_cur *c, sx_cur *l)
+{
+	sx_cur t = *c;
+	size_t left = sx_cur_left(c), scan = left > LINE_MAX_LEN ? LINE_MAX_LEN + 1 : left;
+	const uint8_t *p, *nl;
+	uint8_t lf;
+	if (sx_cur_bytes(&t, scan, &p) < 0)
+		return LINE_TRUNCATED;
+	nl = memchr(p, '\n', scan);
+	size_t n = nl ? (size_t)(nl - p) : scan;
+	if (memchr(p, '\r', n) != NULL)
+		return LINE_CR;
+	if (memchr(p, '\0', n) != NULL)
+		return LINE_NUL;
+	if (nl == NULL)
+		return scan > LINE_MAX_LEN ? LINE_TOO_LONG : LINE_TRUNCATED;
+	if (sx_cur_bytes(c, n, &p) < 0 || sx_cur_u8(c, &lf) < 0)
+		return LINE_TRUNCATED;
+	*l = sx_cur_make(p, n);
 	return 0;
 }
 
-static bool line_is(const line *l, const char *s)
+/* What is left in a cursor, not consumed: its length, and the bytes at *p. */
+static size_t cur_view(const sx_cur *c, const uint8_t **p)
 {
-	return l->n == strlen(s) && memcmp(l->p, s, l->n) == 0;
+	sx_cur t = *c;
+	size_t n = sx_cur_left(c);
+	*p = NULL;
+	return sx_cur_bytes(&t, n, p) == 0 ? n : 0;
 }
 
-/* A parsed "key: value" line. The value is copied NUL-terminated into val
- * (cap bytes). */
+/* The whole of a cursor is exactly s. */
+static bool cur_is(const sx_cur *c, const char *s)
+{
+	const uint8_t *p;
+	size_t n = cur_view(c, &p);
+	return n == strlen(s) && memcmp(p, s, n) == 0;
+}
+
+/* At most 64 bytes of what is left, for an error message. */
+static int cur_show(const sx_cur *c, const char **s)
+{
+	const uint8_t *p;
+	size_t n = cur_view(c, &p);
+	*s = (const char *)p;
+	return (int)(n > 64 ? 64 : n);
+}
+
+/* The next byte without consuming it; -1 at the end. */
+static int cur_peek(const sx_cur *c)
+{
+	sx_cur t = *c;
+	uint8_t b;
+	return sx_cur_u8(&t, &b) < 0 ? -1 : b;
+}
+
+/* Consumes ch when it is the next byte. */
+static bool cur_skip(sx_cur *c, uint8_t ch)
+{
+	uint8_t b;
+	return cur_peek(c) == ch && sx_cur_u8(c, &b) == 0;
+}
+
+/* Consumes the bytes before the next `stop` (or the end) and gives them as a
+ * cursor of their own; `stop` stays. */
+static sx_cur cur_until(sx_cur *c, uint8_t stop)
+{
+	const uint8_t *p, *hit;
+	size_t left = cur_view(c, &p);
+	hit = left ? memchr(p, stop, left) : NULL;
+	size_t n = hit ? (size_t)(hit - p) : left;
+	if (sx_cur_bytes(c, n, &p) < 0)
+		return sx_cur_make(p, 0);
+	return sx_cur_make(p, n);
+}
+
+/* The rest of a cursor, consumed; *n bytes at *p. */
+static void cur_rest(sx_cur *c, const uint8_t **p, size_t *n)
+{
+	*n = sx_cur_left(c);
+	if (sx_cur_bytes(c, *n, p) < 0)
+		*n = 0;
+}
+
+/* A reader of "key: value" lines, keys in a fixed order. */
 typedef struct kv_reader {
 	sx_cur cur;
 	const char *const *keys; /* every key of the format, in order */
@@ -724,67 +802,71 @@ typedef struct kv_reader {
 	sx_err *err;
 } kv_reader;
 
-static int key_index(const kv_reader *r, const char *k, size_t n)
+static int key_index(const kv_reader *r, const sx_cur *k)
 {
 	for (size_t i = 0; i < r->nkeys; i++)
-		if (strlen(r->keys[i]) == n && memcmp(r->keys[i], k, n) == 0)
+		if (cur_is(k, r->keys[i]))
 			return (int)i;
 	return -1;
 }
 
-/* Reads the line for `key` (which must be the one expected here). */
-static int kv_take(kv_reader *r, const char *key, char *val, size_t cap)
+static int key_find(const kv_reader *r, const char *key)
 {
-	line l;
-	if (next_line(&r->cur, &l) < 0)
-		return sx_fail(r->err, SX_E_INTEGRITY,
-			       "missing field '%s' (text truncated or line too long)", key);
-	if (line_is(&l, r->end_marker))
+	sx_cur k = sx_cur_make((const uint8_t *)key, strlen(key));
+	return key_index(r, &k);
+}
+
+/* Reads the line for `key` (which must be the one expected here); *val is
+ * the value: at least one byte, not starting with a space. */
+static int kv_take(kv_reader *r, const char *key, sx_cur *val)
+{
+	sx_cur l, k;
+	int e = next_line(&r->cur, &l);
+	if (e == LINE_TRUNCATED)
+		return sx_fail(r->err, SX_E_INTEGRITY, "missing field '%s' (text truncated)", key);
+	if (e < 0)
+		return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': %s", key, line_err_text(e));
+	if (cur_is(&l, r->end_marker))
 		return sx_fail(r->err, SX_E_INTEGRITY, "missing field '%s'", key);
-	const char *colon = memchr(l.p, ':', l.n);
-	if (colon == NULL)
+	k = cur_until(&l, ':');
+	if (!cur_skip(&l, ':'))
 		return sx_fail(r->err, SX_E_INTEGRITY, "malformed line where field '%s' belongs",
 			       key);
-	size_t kn = (size_t)(colon - l.p);
-	if (kn != strlen(key) || memcmp(l.p, key, kn) != 0) {
-		int idx = key_index(r, l.p, kn);
+	if (!cur_is(&k, key)) {
+		int idx = key_index(r, &k);
+		const char *ks;
+		int kn = cur_show(&k, &ks);
 		if (idx < 0)
-			return sx_fail(r->err, SX_E_INTEGRITY, "unknown field '%.*s'",
-				       (int)(kn > 64 ? 64 : kn), l.p);
+			return sx_fail(r->err, SX_E_INTEGRITY, "unknown field '%.*s'", kn, ks);
 		if ((size_t)idx < r->next)
 			return sx_fail(r->err, SX_E_INTEGRITY, "field '%s' repeated", r->keys[idx]);
 		return sx_fail(r->err, SX_E_INTEGRITY, "missing field '%s' (found '%s')", key,
 			       r->keys[idx]);
 	}
-	r->next = (size_t)key_index(r, key, strlen(key)) + 1;
-	size_t vn = l.n - kn;
-	if (vn < 3 || colon[1] != ' ' || colon[2] == ' ')
+	r->next = (size_t)key_find(r, key) + 1;
+	if (!cur_skip(&l, ' ') || sx_cur_left(&l) == 0 || cur_peek(&l) == ' ')
 		return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': expected 'key: value'", key);
-	vn -= 2;
-	if (vn >= cap)
-		return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': value too long", key);
-	memcpy(val, colon + 2, vn);
-	val[vn] = '\0';
-	if (memchr(val, '\0', vn) != NULL)
-		return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': NUL byte", key);
+	*val = l;
 	return 0;
 }
 
-/* Canonical unsigned decimal: no sign, no leading zero, within max. */
-static int parse_dec(const char *s, uint64_t max, uint64_t *out)
+/* Canonical unsigned decimal (no sign, no leading zero, within max): the
+ * run of digits at the cursor, consumed. */
+static int cur_dec(sx_cur *c, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;
-	size_t n = strlen(s);
-	if (n == 0 || n > 20 || (n > 1 && s[0] == '0'))
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
+	size_t n = 0;
+	uint8_t d;
+	int first = cur_peek(c);
+	while (cur_peek(c) >= '0' && cur_peek(c) <= '9') {
+		if (sx_cur_u8(c, &d) < 0 || (n > 0 && first == '0'))
 			return -1;
-		if (v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+		if (v > (UINT64_MAX - (uint64_t)(d - '0')) / 10)
 			return -1;
-		v = v * 10 + (uint64_t)(s[i] - '0');
+		v = v * 10 + (uint64_t)(d - '0');
+		n++;
 	}
-	if (v > max)
+	if (n == 0 || v > max)
 		return -1;
 	*out = v;
 	return 0;
@@ -792,26 +874,28 @@ static int parse_dec(const char *s, uint64_t max, uint64_t *out)
 
 static int kv_dec(kv_reader *r, const char *key, uint64_t max, uint64_t *out)
 {
-	char v[32];
-	if (kv_take(r, key, v, sizeof(v)) < 0)
+	sx_cur v;
+	if (kv_take(r, key, &v) < 0)
 		return -1;
-	if (parse_dec(v, max, out) < 0)
+	if (cur_dec(&v, max, out) < 0 || sx_cur_end(&v) < 0)
 		return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': not a number in range", key);
 	return 0;
 }
 
-static int unhex(const char *s, size_t n, uint8_t *out, size_t outlen)
+/* 2*outlen lower-case hex digits (one spelling), consumed. */
+static int cur_hex(sx_cur *c, uint8_t *out, size_t outlen)
 {
-	if (n != 2 * outlen)
+	const uint8_t *s;
+	if (sx_cur_bytes(c, 2 * outlen, &s) < 0)
 		return -1;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < 2 * outlen; i++) {
 		int d;
 		if (s[i] >= '0' && s[i] <= '9')
 			d = s[i] - '0';
 		else if (s[i] >= 'a' && s[i] <= 'f')
 			d = s[i] - 'a' + 10;
 		else
-			return -1; /* lower case only: one spelling */
+			return -1;
 		if (i % 2 == 0)
 			out[i / 2] = (uint8_t)(d << 4);
 		else
@@ -822,10 +906,10 @@ static int unhex(const char *s, size_t n, uint8_t *out, size_t outlen)
 
 static int kv_hex(kv_reader *r, const char *key, uint8_t *out, size_t outlen)
 {
-	char v[2 * 64 + 1];
-	if (kv_take(r, key, v, sizeof(v)) < 0)
+	sx_cur v;
+	if (kv_take(r, key, &v) < 0)
 		return -1;
-	if (unhex(v, strlen(v), out, outlen) < 0)
+	if (cur_hex(&v, out, outlen) < 0 || sx_cur_end(&v) < 0)
 		return sx_fail(r->err, SX_E_INTEGRITY,
 			       "field '%s': expected %zu lower-case hex digits", key, 2 * outlen);
 	return 0;
@@ -834,9 +918,17 @@ static int kv_hex(kv_reader *r, const char *key, uint8_t *out, size_t outlen)
 static int kv_time(kv_reader *r, const char *key, int64_t *out)
 {
 	char v[40], back[40];
+	const uint8_t *p;
+	size_t n;
+	sx_cur c;
 	time_t t;
-	if (kv_take(r, key, v, sizeof(v)) < 0)
+	if (kv_take(r, key, &c) < 0)
 		return -1;
+	cur_rest(&c, &p, &n);
+	if (n >= sizeof(v))
+		return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': not a UTC time", key);
+	memcpy(v, p, n);
+	v[n] = '\0';
 	/* RFC 3339 section 5.6 in UTC, seconds only: re-formatting must give
 	 * the same text, so only the canonical spelling is accepted. */
 	if (sx_time_parse(v, &t) < 0 || t < 0)
@@ -851,16 +943,19 @@ static int kv_time(kv_reader *r, const char *key, int64_t *out)
 
 static int kv_fixed(kv_reader *r, const char *key, const char *want)
 {
-	char v[64];
-	if (kv_take(r, key, v, sizeof(v)) < 0)
+	sx_cur v;
+	if (kv_take(r, key, &v) < 0)
 		return -1;
-	if (strcmp(v, want) != 0)
-		return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': unsupported value '%s'", key,
-			       v);
+	if (!cur_is(&v, want)) {
+		const char *vs;
+		int vn = cur_show(&v, &vs);
+		return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': unsupported value '%.*s'", key,
+			       vn, vs);
+	}
 	return 0;
 }
 
-static int hexval(char x)
+static int hexval(int x)
 {
 	if (x >= '0' && x <= '9')
 		return x - '0';
@@ -869,19 +964,25 @@ static int hexval(char x)
 	return -1; /* lower case is not the canonical spelling */
 }
 
-static int pct_decode(const char *s, char *out, size_t cap, sx_err *err, const char *key)
+/* The rest of v, percent-decoded (RFC 3986 section 2.1) into out (cap
+ * bytes, NUL-terminated) and checked with sx_path_check. */
+static int pct_decode(sx_cur *v, char *out, size_t cap, sx_err *err, const char *key)
 {
 	size_t o = 0;
 	sx_err e = {0};
-	for (size_t i = 0; s[i]; i++) {
-		uint8_t c = (uint8_t)s[i];
+	uint8_t c;
+	const uint8_t *x;
+	while (sx_cur_u8(v, &c) == 0) {
 		if (c == '%') {
-			int hi = hexval(s[i + 1]), lo = hi < 0 ? -1 : hexval(s[i + 2]);
+			int hi = -1, lo = -1;
+			if (sx_cur_bytes(v, 2, &x) == 0) {
+				hi = hexval(x[0]);
+				lo = hexval(x[1]);
+			}
 			if (hi < 0 || lo < 0 || pct_plain((uint8_t)(hi << 4 | lo)))
 				return sx_fail(err, SX_E_INTEGRITY,
 					       "field '%s': bad or non-canonical %%-escape", key);
 			c = (uint8_t)(hi << 4 | lo);
-			i += 2;
 		} else if (!pct_plain(c)) {
 			return sx_fail(err, SX_E_INTEGRITY,
 				       "field '%s': character 0x%02x must be %%-escaped", key, c);
@@ -898,38 +999,46 @@ static int pct_decode(const char *s, char *out, size_t cap, sx_err *err, const c
 
 static int kv_path(kv_reader *r, const char *key, char *out, size_t cap)
 {
-	char v[3 * SX_MPATH_MAX + 1];
-	if (kv_take(r, key, v, sizeof(v)) < 0)
+	sx_cur v;
+	if (kv_take(r, key, &v) < 0)
 		return -1;
-	return pct_decode(v, out, cap, r->err, key);
+	return pct_decode(&v, out, cap, r->err, key);
 }
 
 static int kv_alg(kv_reader *r, const char *key, sx_sigalg *out)
 {
-	char v[64];
-	if (kv_take(r, key, v, sizeof(v)) < 0)
+	sx_cur v;
+	if (kv_take(r, key, &v) < 0)
 		return -1;
 	for (unsigned a = SX_SIGALG_ECDSA_SHA256; a < SX_ARRAY_LEN(alg_names); a++)
-		if (strcmp(v, alg_names[a]) == 0) {
+		if (cur_is(&v, alg_names[a])) {
 			*out = (sx_sigalg)a;
 			return 0;
 		}
-	return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': unknown algorithm '%s'", key, v);
+	const char *vs;
+	int vn = cur_show(&v, &vs);
+	return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': unknown algorithm '%.*s'", key, vn, vs);
 }
+
+#define B64_SIG_MAX (4 * ((SX_SIG_MAX + 2) / 3))
 
 /* Strict base64 (RFC 4648 section 4): the value must be exactly what
  * encoding the decoded bytes gives back. */
 static int kv_b64(kv_reader *r, const char *key, uint8_t *out, size_t cap, size_t *len)
 {
-	char v[4 * ((SX_SIG_MAX + 2) / 3) + 1];
-	unsigned char dec[sizeof(v)], back[sizeof(v)];
-	if (kv_take(r, key, v, sizeof(v)) < 0)
+	unsigned char dec[B64_SIG_MAX], back[B64_SIG_MAX + 1];
+	const uint8_t *v;
+	size_t n, pad;
+	sx_cur c;
+	if (kv_take(r, key, &c) < 0)
 		return -1;
-	size_t n = strlen(v), pad = 0;
+	cur_rest(&c, &v, &n);
+	if (n > B64_SIG_MAX)
+		return sx_fail(r->err, SX_E_INTEGRITY, "field '%s': too long", key);
 	if (n == 0 || n % 4 != 0)
 		goto bad;
 	pad = (v[n - 1] == '=') + (v[n - 2] == '=');
-	int m = EVP_DecodeBlock(dec, (const unsigned char *)v, (int)n);
+	int m = EVP_DecodeBlock(dec, v, (int)n);
 	if (m < 0 || (size_t)m < pad)
 		goto bad;
 	m -= (int)pad;
@@ -947,8 +1056,12 @@ bad:
 
 static int read_begin(sx_cur *c, const char *marker, const char *what, sx_err *err)
 {
-	line l;
-	if (next_line(c, &l) < 0 || !line_is(&l, marker))
+	sx_cur l;
+	int e = next_line(c, &l);
+	if (e < 0 && e != LINE_TRUNCATED)
+		return sx_fail(err, SX_E_INTEGRITY, "not %s: its first line holds %s", what,
+			       line_err_text(e));
+	if (e < 0 || !cur_is(&l, marker))
 		return sx_fail(err, SX_E_INTEGRITY, "not %s: the first line must be '%s'", what,
 			       marker);
 	return 0;
@@ -956,61 +1069,125 @@ static int read_begin(sx_cur *c, const char *marker, const char *what, sx_err *e
 
 static int read_end(kv_reader *r, const char *what)
 {
-	line l = {NULL, 0};
-	if (next_line(&r->cur, &l) < 0 || !line_is(&l, r->end_marker)) {
-		if (l.p != NULL && memchr(l.p, ':', l.n) != NULL) {
-			const char *colon = memchr(l.p, ':', l.n);
-			int idx = key_index(r, l.p, (size_t)(colon - l.p));
+	sx_cur l, k;
+	int e = next_line(&r->cur, &l);
+	if (e < 0 && e != LINE_TRUNCATED)
+		return sx_fail(r->err, SX_E_INTEGRITY, "%s: %s", what, line_err_text(e));
+	if (e == 0 && cur_is(&l, r->end_marker))
+		return 0;
+	if (e == 0) {
+		k = cur_until(&l, ':');
+		if (cur_skip(&l, ':')) {
+			int idx = key_index(r, &k);
+			const char *ks;
+			int kn = cur_show(&k, &ks);
 			if (idx >= 0)
 				return sx_fail(r->err, SX_E_INTEGRITY, "field '%s' repeated",
 					       r->keys[idx]);
-			return sx_fail(r->err, SX_E_INTEGRITY, "unknown field '%.*s'",
-				       (int)((size_t)(colon - l.p) > 64 ? 64 : colon - l.p), l.p);
+			return sx_fail(r->err, SX_E_INTEGRITY, "unknown field '%.*s'", kn, ks);
 		}
-		return sx_fail(r->err, SX_E_INTEGRITY, "%s: missing '%s'", what, r->end_marker);
 	}
-	return 0;
+	return sx_fail(r->err, SX_E_INTEGRITY, "%s: missing '%s'", what, r->end_marker);
 }
 
-/* The PEM certificates after the END line: at least one, at most
- * SX_CHAIN_MAX, nothing else. */
+/* A certificate of a chain, in the one spelling PEM_write_bio_X509 gives
+ * (RFC 7468 section 3, strict): the BEGIN line, the base64 of the DER in
+ * lines of exactly 64 characters (the last one 4 to 64), the END line; the
+ * base64 is canonical, the DER is consumed exactly and re-encodes to the
+ * same bytes. */
+#define PEM_CERT_BEGIN "-----BEGIN CERTIFICATE-----"
+#define PEM_CERT_END   "-----END CERTIFICATE-----"
+#define PEM_LINE       64
+#define CERT_DER_MAX   16384 /* one certificate of a chain */
+#define CERT_B64_MAX   (4 * ((CERT_DER_MAX + 2) / 3))
+
+static int read_cert(sx_cur *c, int i, X509 **out, const char *who, sx_err *err)
+{
+	int rc = -1, e, m, el;
+	size_t n = 0, pad;
+	uint8_t *b64 = malloc(CERT_B64_MAX + 1), *back = malloc(CERT_B64_MAX + 1);
+	uint8_t *der = malloc(CERT_B64_MAX), *enc = NULL;
+	const uint8_t *p;
+	sx_cur l;
+	X509 *x = NULL;
+	bool last = false;
+	SX_ENSURE(b64 != NULL && back != NULL && der != NULL, err, SX_E_OTHER, "out of memory");
+	for (;;) {
+		e = next_line(c, &l);
+		SX_ENSURE(e == 0, err, SX_E_INTEGRITY, "the %s's certificate %d: %s", who, i + 1,
+			  e == LINE_TRUNCATED ? "truncated" : line_err_text(e));
+		if (cur_is(&l, PEM_CERT_END))
+			break;
+		size_t ln = sx_cur_left(&l);
+		/* Only the last line of the base64 is shorter than 64. */
+		SX_ENSURE(!last && ln >= 1 && ln <= PEM_LINE && ln <= CERT_B64_MAX - n, err,
+			  SX_E_INTEGRITY, "the %s's certificate %d is not strict PEM", who, i + 1);
+		last = ln < PEM_LINE;
+		cur_rest(&l, &p, &ln);
+		memcpy(b64 + n, p, ln);
+		n += ln;
+	}
+	SX_ENSURE(n > 0 && n % 4 == 0, err, SX_E_INTEGRITY,
+		  "the %s's certificate %d is not strict PEM", who, i + 1);
+	pad = (b64[n - 1] == '=') + (b64[n - 2] == '=');
+	m = EVP_DecodeBlock(der, b64, (int)n);
+	SX_ENSURE(m >= 0 && (size_t)m >= pad, err, SX_E_INTEGRITY,
+		  "the %s's certificate %d is not canonical base64", who, i + 1);
+	m -= (int)pad;
+	SX_ENSURE(EVP_EncodeBlock(back, der, m) == (int)n && memcmp(back, b64, n) == 0, err,
+		  SX_E_INTEGRITY, "the %s's certificate %d is not canonical base64", who, i + 1);
+	p = der;
+	x = d2i_X509(NULL, &p, m);
+	SX_ENSURE(x != NULL && p == der + m, err, SX_E_INTEGRITY,
+		  "the %s's certificate %d is not one DER certificate", who, i + 1);
+	el = i2d_X509(x, &enc);
+	SX_ENSURE(el == m && memcmp(enc, der, (size_t)m) == 0, err, SX_E_INTEGRITY,
+		  "the %s's certificate %d is not in DER", who, i + 1);
+	*out = x;
+	x = NULL;
+	rc = 0;
+out:
+	if (rc < 0)
+		ERR_clear_error();
+	OPENSSL_free(enc);
+	X509_free(x);
+	free(b64);
+	free(back);
+	free(der);
+	return rc;
+}
+
+/* The chain after the END line: 1 to SX_CHAIN_MAX certificates, and the
+ * text ends right after the last one. */
 static int read_chain(sx_cur *c, STACK_OF(X509) * *out, const char *who, sx_err *err)
 {
-	static const char begin[] = "-----BEGIN CERTIFICATE-----";
-	int rc = -1;
-	BIO *b = NULL;
+	int rc = -1, e;
 	X509 *x = NULL;
 	STACK_OF(X509) *sk = sk_X509_new_null();
-	size_t left = sx_cur_left(c);
-	const uint8_t *p;
+	sx_cur l;
 	SX_ENSURE(sk != NULL, err, SX_E_OTHER, "out of memory");
-	SX_ENSURE(left >= sizeof(begin) - 1 && memcmp(c->p + c->pos, begin, sizeof(begin) - 1) == 0,
-		  err, SX_E_INTEGRITY, "the %s's certificate chain is missing", who);
-	SX_ENSURE(c->p[c->len - 1] == '\n', err, SX_E_INTEGRITY,
-		  "the %s's certificate chain is truncated (no final newline)", who);
-	SX_ENSURE(sx_cur_bytes(c, left, &p) == 0 && left <= INT32_MAX, err, SX_E_INTEGRITY,
-		  "chain too long");
-	b = BIO_new_mem_buf(p, (int)left);
-	SX_ENSURE(b != NULL, err, SX_E_OTHER, "out of memory");
-	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+	while (sx_cur_left(c) > 0) {
+		e = next_line(c, &l);
+		SX_ENSURE(e == 0 || e == LINE_TRUNCATED, err, SX_E_INTEGRITY,
+			  "the %s's certificate chain: %s", who, line_err_text(e));
+		bool begin = e == 0 && cur_is(&l, PEM_CERT_BEGIN);
+		SX_ENSURE(begin || sk_X509_num(sk) > 0, err, SX_E_INTEGRITY,
+			  "the %s's certificate chain is missing", who);
+		SX_ENSURE(begin, err, SX_E_INTEGRITY, "text after the %s's certificate chain", who);
 		SX_ENSURE(sk_X509_num(sk) < SX_CHAIN_MAX, err, SX_E_INTEGRITY,
 			  "the %s's certificate chain has more than %d certificates", who,
 			  SX_CHAIN_MAX);
+		SX_GUARD(read_cert(c, sk_X509_num(sk), &x, who, err));
 		SX_ENSURE(sk_X509_push(sk, x) > 0, err, SX_E_OTHER, "out of memory");
 		x = NULL;
 	}
-	unsigned long e = ERR_peek_last_error();
-	ERR_clear_error();
-	SX_ENSURE(ERR_GET_REASON(e) == PEM_R_NO_START_LINE && BIO_pending(b) == 0, err,
-		  SX_E_INTEGRITY, "the %s's certificate chain is not valid PEM", who);
-	SX_ENSURE(sk_X509_num(sk) >= 1, err, SX_E_INTEGRITY, "the %s's certificate chain is empty",
-		  who);
+	SX_ENSURE(sk_X509_num(sk) >= 1, err, SX_E_INTEGRITY,
+		  "the %s's certificate chain is missing", who);
 	*out = sk;
 	sk = NULL;
 	rc = 0;
 out:
 	X509_free(x);
-	BIO_free(b);
 	sk_X509_pop_free(sk, X509_free);
 	return rc;
 }
@@ -1137,31 +1314,24 @@ out:
 	return rc;
 }
 
+/* [-]SECONDS.NNNNNNNNN: tv_sec, a dot, tv_nsec in exactly 9 digits. */
 static int parse_mtime(kv_reader *r, sx_sxsig *s)
 {
-	char v[40];
-	const char *p = v;
-	bool neg = false;
-	uint64_t sec, nsec;
-	if (kv_take(r, "mtime", v, sizeof(v)) < 0)
+	sx_cur v;
+	const uint8_t *ns;
+	uint64_t sec, nsec = 0;
+	if (kv_take(r, "mtime", &v) < 0)
 		return -1;
-	if (*p == '-') {
-		neg = true;
-		p++;
-	}
-	const char *dot = strchr(p, '.');
-	char secs[24];
-	if (dot == NULL || (size_t)(dot - p) >= sizeof(secs) || strlen(dot + 1) != 9)
+	bool neg = cur_skip(&v, '-');
+	if (cur_dec(&v, neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, &sec) < 0 ||
+	    (neg && sec == 0) || !cur_skip(&v, '.') || sx_cur_bytes(&v, 9, &ns) < 0 ||
+	    sx_cur_end(&v) < 0)
 		goto bad;
-	memcpy(secs, p, (size_t)(dot - p));
-	secs[dot - p] = '\0';
-	for (const char *q = dot + 1; *q; q++)
-		if (*q < '0' || *q > '9')
+	for (int i = 0; i < 9; i++) {
+		if (ns[i] < '0' || ns[i] > '9')
 			goto bad;
-	nsec = strtoull(dot + 1, NULL, 10);
-	if (parse_dec(secs, neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, &sec) < 0 ||
-	    (neg && sec == 0) || nsec > 999999999u)
-		goto bad;
+		nsec = nsec * 10 + (uint64_t)(ns[i] - '0');
+	}
 	s->mtime_sec = neg ? (int64_t)(0 - sec) : (int64_t)sec;
 	s->mtime_nsec = (uint32_t)nsec;
 	return 0;
@@ -1170,29 +1340,45 @@ bad:
 		       "field 'mtime': expected [-]SECONDS.NNNNNNNNN (9 digits)");
 }
 
+/* "-", or nodes of 64 hex digits separated by commas. */
 static int parse_proof(kv_reader *r, sx_sxsig *s)
 {
-	char v[SX_PROOF_MAX * (2 * SX_HASH_LEN + 1) + 1];
-	if (kv_take(r, "proof", v, sizeof(v)) < 0)
+	sx_cur v;
+	if (kv_take(r, "proof", &v) < 0)
 		return -1;
 	s->proof_len = 0;
-	if (strcmp(v, "-") == 0)
+	if (cur_is(&v, "-"))
 		return 0;
-	const char *p = v;
 	for (;;) {
-		const char *comma = strchr(p, ',');
-		size_t n = comma ? (size_t)(comma - p) : strlen(p);
 		if (s->proof_len >= SX_PROOF_MAX)
 			return sx_fail(r->err, SX_E_INTEGRITY, "field 'proof': too many nodes");
-		if (unhex(p, n, s->proof[s->proof_len], SX_HASH_LEN) < 0)
+		if (cur_hex(&v, s->proof[s->proof_len], SX_HASH_LEN) < 0 ||
+		    (sx_cur_end(&v) < 0 && cur_peek(&v) != ','))
 			return sx_fail(r->err, SX_E_INTEGRITY,
 				       "field 'proof': node %zu is not 64 lower-case hex digits",
 				       s->proof_len + 1);
 		s->proof_len++;
-		if (comma == NULL)
+		if (sx_cur_end(&v) == 0)
 			return 0;
-		p = comma + 1;
+		if (!cur_skip(&v, ',') || sx_cur_end(&v) == 0)
+			return sx_fail(r->err, SX_E_INTEGRITY,
+				       "field 'proof': node %zu is not 64 lower-case hex digits",
+				       s->proof_len + 1);
 	}
+}
+
+static int parse_kind(kv_reader *r, sx_sxsig *s)
+{
+	sx_cur v;
+	if (kv_take(r, "kind", &v) < 0)
+		return -1;
+	if (cur_is(&v, "batch"))
+		s->kind = SX_KIND_BATCH;
+	else if (cur_is(&v, "checkpoint"))
+		s->kind = SX_KIND_CHECKPOINT;
+	else
+		return sx_fail(r->err, SX_E_INTEGRITY, "field 'kind': must be batch or checkpoint");
+	return 0;
 }
 
 int sx_sxsig_decode(const char *text, size_t len, sx_sxsig *s, sx_err *err)
@@ -1203,7 +1389,6 @@ int sx_sxsig_decode(const char *text, size_t len, sx_sxsig *s, sx_err *err)
 		       .end_marker = SXSIG_END,
 		       .err = err};
 	uint64_t v;
-	char kind[16];
 	int rc = -1;
 	memset(s, 0, sizeof(*s));
 	SX_ENSURE(len <= SX_SXSIG_TEXT_MAX, err, SX_E_INTEGRITY, "a .sxsig larger than %u bytes",
@@ -1217,13 +1402,7 @@ int sx_sxsig_decode(const char *text, size_t len, sx_sxsig *s, sx_err *err)
 	SX_GUARD(kv_hex(&r, "file-root", s->file_root, SX_HASH_LEN));
 	SX_GUARD(kv_path(&r, "path", s->path, sizeof(s->path)));
 	SX_GUARD(parse_mtime(&r, s));
-	SX_GUARD(kv_take(&r, "kind", kind, sizeof(kind)));
-	if (strcmp(kind, "batch") == 0)
-		s->kind = SX_KIND_BATCH;
-	else if (strcmp(kind, "checkpoint") == 0)
-		s->kind = SX_KIND_CHECKPOINT;
-	else
-		SX_ENSURE(false, err, SX_E_INTEGRITY, "field 'kind': must be batch or checkpoint");
+	SX_GUARD(parse_kind(&r, s));
 	SX_GUARD(kv_hex(&r, "transfer-id", s->tid, SX_TID_LEN));
 	SX_GUARD(kv_dec(&r, "batch", UINT64_MAX, &s->batch));
 	SX_GUARD(kv_dec(&r, "batch-files", UINT32_MAX, &v));
@@ -1596,24 +1775,19 @@ out:
 /* "ROOTHEX SIZE PATH" */
 static int parse_file_line(kv_reader *r, uint32_t i, sx_receipt *rc)
 {
-	char v[2 * SX_HASH_LEN + 1 + 21 + 1 + 3 * SX_MPATH_MAX + 1], path[SX_MPATH_MAX + 1];
-	char num[24];
+	char path[SX_MPATH_MAX + 1];
 	uint8_t root[SX_HASH_LEN];
 	uint64_t size;
-	r->next = key_index(r, "file", 4); /* the one key that repeats */
-	if (kv_take(r, "file", v, sizeof(v)) < 0)
+	sx_cur v;
+	r->next = (size_t)key_find(r, "file"); /* the one key that repeats */
+	if (kv_take(r, "file", &v) < 0)
 		return -1;
-	const char *sp1 = strchr(v, ' ');
-	const char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-	if (sp1 == NULL || sp2 == NULL || unhex(v, (size_t)(sp1 - v), root, SX_HASH_LEN) < 0 ||
-	    (size_t)(sp2 - sp1 - 1) >= sizeof(num))
+	if (cur_hex(&v, root, SX_HASH_LEN) < 0 || !cur_skip(&v, ' '))
 		return sx_fail(r->err, SX_E_INTEGRITY, "field 'file' %u: expected 'ROOT SIZE PATH'",
 			       i + 1);
-	memcpy(num, sp1 + 1, (size_t)(sp2 - sp1 - 1));
-	num[sp2 - sp1 - 1] = '\0';
-	if (parse_dec(num, UINT64_MAX, &size) < 0)
+	if (cur_dec(&v, UINT64_MAX, &size) < 0 || !cur_skip(&v, ' '))
 		return sx_fail(r->err, SX_E_INTEGRITY, "field 'file' %u: bad size", i + 1);
-	if (pct_decode(sp2 + 1, path, sizeof(path), r->err, "file") < 0)
+	if (pct_decode(&v, path, sizeof(path), r->err, "file") < 0)
 		return -1;
 	return sx_receipt_add(rc, root, size, path, r->err);
 }
@@ -1645,7 +1819,7 @@ int sx_receipt_decode(const char *text, size_t len, sx_receipt *r, sx_err *err)
 	SX_GUARD(kv_dec(&k, "files", SX_RECEIPT_FILES_MAX, &nfiles));
 	for (uint64_t i = 0; i < nfiles; i++)
 		SX_GUARD(parse_file_line(&k, (uint32_t)i, r));
-	k.next = (size_t)key_index(&k, "file", 4) + 1;
+	k.next = (size_t)key_find(&k, "file") + 1;
 	SX_GUARD(kv_alg(&k, "signature-algorithm", &r->alg));
 	SX_GUARD(kv_b64(&k, "signature", r->sig, SX_SIG_MAX, &r->sig_len));
 	SX_GUARD(read_end(&k, "a receipt"));

@@ -221,75 +221,101 @@ void sx_msg_encode(const sx_msg *m, sx_wbuf *w)
 	}
 }
 
+/* The fields of m->type, in the order of the table above. Every read moves
+ * the cursor, so each one is its own step, sequenced by || (C11 6.5.14): a
+ * bitwise | between two reads leaves their order to the compiler (C11
+ * 6.5p3). -1 when the body is too short, MSG_UNKNOWN for a type not in the
+ * table. */
+#define MSG_UNKNOWN (-2)
+
+static int msg_fields(sx_cur *c, sx_msg *m)
+{
+	uint64_t mt = 0, t = 0;
+	const uint8_t *p = NULL;
+	switch (m->type) {
+	case SX_MSG_CONFIRM: return sx_cur_u32(c, &m->max_record);
+	case SX_MSG_FILE_BEGIN:
+		if (sx_cur_u32(c, &m->file_id) < 0 || sx_cur_u64(c, &m->size) < 0)
+			return -1;
+		/* fall through */
+	case SX_MSG_DIR:
+		if (sx_cur_u32(c, &m->mode) < 0 || sx_cur_u64(c, &mt) < 0 ||
+		    sx_cur_u32(c, &m->mtime_nsec) < 0 ||
+		    sx_cur_block16(c, &m->path, &m->path_len) < 0)
+			return -1;
+		m->mtime_sec = (int64_t)mt;
+		return 0;
+	case SX_MSG_FILE_END:
+		if (sx_cur_u32(c, &m->file_id) < 0 || sx_cur_u64(c, &m->size) < 0 ||
+		    sx_cur_bytes(c, sizeof(m->root), &p) < 0)
+			return -1;
+		memcpy(m->root, p, sizeof(m->root));
+		return 0;
+	case SX_MSG_FILE_OK:
+		if (sx_cur_u32(c, &m->file_id) < 0 || sx_cur_u64(c, &m->size) < 0)
+			return -1;
+		return 0;
+	case SX_MSG_SESSION:
+		if (sx_cur_bytes(c, sizeof(m->transfer_id), &p) < 0)
+			return -1;
+		memcpy(m->transfer_id, p, sizeof(m->transfer_id));
+		if (sx_cur_u32(c, &m->flags) < 0 || sx_cur_u32(c, &m->hash_chunk) < 0)
+			return -1;
+		return 0;
+	case SX_MSG_BATCH:
+		if (sx_cur_u64(c, &m->batch_no) < 0 || sx_cur_u64(c, &t) < 0 ||
+		    sx_cur_u32(c, &m->nfiles) < 0 || sx_cur_block16(c, &m->sig, &m->sig_len) < 0)
+			return -1;
+		m->time = (int64_t)t;
+		return 0;
+	case SX_MSG_CHECKPOINT:
+		if (sx_cur_u32(c, &m->file_id) < 0 || sx_cur_u64(c, &m->leaves) < 0 ||
+		    sx_cur_u64(c, &m->size) < 0 || sx_cur_u64(c, &t) < 0 ||
+		    sx_cur_block16(c, &m->sig, &m->sig_len) < 0)
+			return -1;
+		m->time = (int64_t)t;
+		return 0;
+	case SX_MSG_RECEIPT:
+		if (sx_cur_u64(c, &m->batch_no) < 0 || sx_cur_u64(c, &t) < 0 ||
+		    sx_cur_block16(c, &m->sig, &m->sig_len) < 0)
+			return -1;
+		m->time = (int64_t)t;
+		return 0;
+	case SX_MSG_FILE_ERR:
+		if (sx_cur_u32(c, &m->file_id) < 0)
+			return -1;
+		/* fall through */
+	case SX_MSG_ERROR:
+		if (sx_cur_u8(c, &m->err_class) < 0 ||
+		    sx_cur_block16(c, &m->reason, &m->reason_len) < 0)
+			return -1;
+		return 0;
+	default: return MSG_UNKNOWN;
+	}
+}
+
 int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 {
 	sx_cur c = sx_cur_make(body, len);
-	uint64_t mt = 0, t = 0;
-	const uint8_t *p = NULL;
-	int bad = 0;
+	int rc = -1;
 	memset(m, 0, sizeof(*m));
-	if (sx_cur_u8(&c, &m->type) < 0)
-		return sx_fail(err, SX_E_INTEGRITY, "empty control message");
-	switch (m->type) {
-	case SX_MSG_CONFIRM: bad = sx_cur_u32(&c, &m->max_record); break;
-	case SX_MSG_FILE_BEGIN:
-		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->size);
-		/* fall through */
-	case SX_MSG_DIR:
-		bad |= sx_cur_u32(&c, &m->mode) | sx_cur_u64(&c, &mt) |
-		       sx_cur_u32(&c, &m->mtime_nsec) | sx_cur_block16(&c, &m->path, &m->path_len);
-		m->mtime_sec = (int64_t)mt;
-		break;
-	case SX_MSG_FILE_END:
-		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->size) |
-		      sx_cur_bytes(&c, sizeof(m->root), &p);
-		if (!bad)
-			memcpy(m->root, p, sizeof(m->root));
-		break;
-	case SX_MSG_FILE_OK: bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->size); break;
-	case SX_MSG_SESSION:
-		bad = sx_cur_bytes(&c, sizeof(m->transfer_id), &p);
-		if (!bad)
-			memcpy(m->transfer_id, p, sizeof(m->transfer_id));
-		bad |= sx_cur_u32(&c, &m->flags) | sx_cur_u32(&c, &m->hash_chunk);
-		break;
-	case SX_MSG_BATCH:
-		bad = sx_cur_u64(&c, &m->batch_no) | sx_cur_u64(&c, &t) |
-		      sx_cur_u32(&c, &m->nfiles) | sx_cur_block16(&c, &m->sig, &m->sig_len);
-		break;
-	case SX_MSG_CHECKPOINT:
-		bad = sx_cur_u32(&c, &m->file_id) | sx_cur_u64(&c, &m->leaves) |
-		      sx_cur_u64(&c, &m->size) | sx_cur_u64(&c, &t) |
-		      sx_cur_block16(&c, &m->sig, &m->sig_len);
-		break;
-	case SX_MSG_RECEIPT:
-		bad = sx_cur_u64(&c, &m->batch_no) | sx_cur_u64(&c, &t) |
-		      sx_cur_block16(&c, &m->sig, &m->sig_len);
-		break;
-	case SX_MSG_FILE_ERR:
-		bad = sx_cur_u32(&c, &m->file_id);
-		/* fall through */
-	case SX_MSG_ERROR:
-		bad |=
-		    sx_cur_u8(&c, &m->err_class) | sx_cur_block16(&c, &m->reason, &m->reason_len);
-		break;
-	default:
-		return sx_fail(err, SX_E_INTEGRITY, "unknown control message type 0x%02x", m->type);
-	}
-	m->time = (int64_t)t;
-	if (bad != 0 || sx_cur_end(&c) < 0)
-		return sx_fail(err, SX_E_INTEGRITY, "malformed control message type 0x%02x",
-			       m->type);
-	if (m->type == SX_MSG_FILE_BEGIN || m->type == SX_MSG_DIR)
-		if (m->mtime_nsec >= 1000000000u)
-			return sx_fail(err, SX_E_INTEGRITY,
-				       "malformed timestamp in control message");
-	if (m->sig_len > SX_SIG_MAX)
-		return sx_fail(err, SX_E_INTEGRITY, "signature longer than %d bytes", SX_SIG_MAX);
+	SX_ENSURE(sx_cur_u8(&c, &m->type) == 0, err, SX_E_INTEGRITY, "empty control message");
+	int f = msg_fields(&c, m);
+	SX_ENSURE(f != MSG_UNKNOWN, err, SX_E_INTEGRITY, "unknown control message type 0x%02x",
+		  m->type);
+	SX_ENSURE(f == 0 && sx_cur_end(&c) == 0, err, SX_E_INTEGRITY,
+		  "malformed control message type 0x%02x", m->type);
+	SX_ENSURE(!(m->type == SX_MSG_FILE_BEGIN || m->type == SX_MSG_DIR) ||
+		      m->mtime_nsec < 1000000000u,
+		  err, SX_E_INTEGRITY, "malformed timestamp in control message");
+	SX_ENSURE(m->sig_len <= SX_SIG_MAX, err, SX_E_INTEGRITY, "signature longer than %d bytes",
+		  SX_SIG_MAX);
 	if ((m->type == SX_MSG_FILE_ERR || m->type == SX_MSG_ERROR) &&
 	    (m->err_class == SX_OK || m->err_class > SX_E_NET))
 		m->err_class = SX_E_OTHER;
-	return 0;
+	rc = 0;
+out:
+	return rc;
 }
 
 int sx_path_check(const uint8_t *path, size_t len, sx_err *err)

@@ -50,6 +50,7 @@ int sx_crl_load(const char *path, X509_CRL **out, sx_err *err)
 	size_t len = 0;
 	BIO *bio = NULL;
 	X509_CRL *crl = NULL;
+	char *tail = NULL;
 	*out = NULL;
 	SX_GUARD(sx_file_read(path, SX_CRL_FILE_MAX, &data, &len, err));
 	bio = BIO_new_mem_buf(data, (int)len);
@@ -59,9 +60,18 @@ int sx_crl_load(const char *path, X509_CRL **out, sx_err *err)
 		sx_fail_ssl(err, SX_E_IO, "%s: not a PEM CRL", path);
 		goto out;
 	}
+	/* One CRL per file, and nothing after it but line ends: a second CRL
+	 * (say a newer one appended to an older one) would otherwise be
+	 * ignored without a word, and the revocations it adds with it. */
+	long rest = BIO_get_mem_data(bio, &tail);
+	for (long i = 0; i < rest; i++)
+		SX_ENSURE(tail[i] == '\n' || tail[i] == '\r' || tail[i] == ' ' || tail[i] == '\t',
+			  err, SX_E_IO, "%s: text after the CRL (one CRL per file)", path);
 	*out = crl;
+	crl = NULL;
 	rc = 0;
 out:
+	X509_CRL_free(crl);
 	BIO_free(bio);
 	free(data);
 	return rc;

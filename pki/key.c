@@ -225,6 +225,10 @@ int sx_key_load(const char *path, const sx_pass *pass, EVP_PKEY **out, sx_err *e
 		    strcmp(pem_name, "RSA PRIVATE KEY") == 0) &&
 		   strstr(pem_header, "ENCRYPTED") == NULL) {
 		key = d2i_AutoPrivateKey(NULL, &p, derlen);
+		if (key != NULL && p != der + derlen) { /* consumed exactly, as above */
+			EVP_PKEY_free(key);
+			key = NULL;
+		}
 	} else {
 		sx_fail(err, SX_E_IO, "%s: not a PEM private key (found '%s')", path, pem_name);
 		goto out;

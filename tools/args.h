@@ -34,6 +34,7 @@ enum {
 	OPT_CHUNK,
 	OPT_SIGNER,
 	OPT_RECEIPT,
+	OPT_STREAM_PREFIX,
 };
 
 #define SX_OPT(name, arg, code)                                                                    \
@@ -52,6 +53,7 @@ enum {
 typedef struct sx_args {
 	const char *ca, *name, *out, *csr, *serial, *cert, *reason, *role, *id, *crl, *at;
 	const char *chunk, *signer, *receipt; /* sxfer sign / verify */
+	bool stream_prefix;		      /* sxfer verify */
 	sx_key_type key_type;
 	unsigned days; /* 0: the default */
 	sx_cli_pass pass_src;

@@ -29,8 +29,37 @@ static int load_policy(const sx_args *a, sx_policy *pol, sx_err *err)
 	return 0;
 }
 
+/* Step 2 of docs/SIGNATURES.md section 6: the .sxsig names FILE. A batch
+ * signature names its file: FILE is `path` or ends in `/path`. A checkpoint
+ * signature covers only a prefix of the stream `path`, which the receiver
+ * keeps as `path.partial`: it names FILE only under that name, or under
+ * `path` itself with --stream-prefix, so that a prefix never passes for the
+ * complete file. */
+static int names_file(const sx_sxsig *s, const char *file, bool stream_prefix, sx_err *err)
+{
+	static const char partial[] = ".partial";
+	const size_t pl = sizeof(partial) - 1;
+	size_t fl = strlen(file);
+	char whole[4096];
+	if (s->kind == SX_KIND_CHECKPOINT && fl > pl && strcmp(file + fl - pl, partial) == 0 &&
+	    fl - pl < sizeof(whole)) {
+		memcpy(whole, file, fl - pl);
+		whole[fl - pl] = '\0';
+		if (sx_path_names(whole, s->path))
+			return 0;
+	}
+	if (!sx_path_names(file, s->path))
+		return sx_fail(err, SX_E_INTEGRITY, "the .sxsig is for '%s'", s->path);
+	if (s->kind == SX_KIND_CHECKPOINT && !stream_prefix)
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "a stream checkpoint signs only a prefix of '%s': it verifies "
+			       "'%s.partial', or this name with --stream-prefix",
+			       s->path, sx_base_name(s->path));
+	return 0;
+}
+
 /* One file against FILE.sxsig. */
-static int verify_one(const char *file, const sx_policy *pol, const char *signer, char *note,
+static int verify_one(const char *file, const sx_policy *pol, const sx_args *a, char *note,
 		      size_t cap, sx_err *err)
 {
 	char sigpath[4096], name[256], when[40];
@@ -47,22 +76,16 @@ static int verify_one(const char *file, const sx_policy *pol, const char *signer
 		sx_err_prefix(err, "%s: ", sigpath);
 		goto out;
 	}
-	/* The recorded relative path must name this file: FILE or .../FILE. A
-	 * stream cut off after a checkpoint is kept by the receiver as
-	 * NAME.partial, so a checkpoint also names NAME.partial. */
-	char whole[4096];
-	size_t fl = strlen(file);
-	bool partial = s.kind == SX_KIND_CHECKPOINT && fl > 8 &&
-		       strcmp(file + fl - 8, ".partial") == 0 && fl - 8 < sizeof(whole);
-	if (partial)
-		snprintf(whole, sizeof(whole), "%.*s", (int)(fl - 8), file);
-	SX_ENSURE(sx_path_names(file, s.path) || (partial && sx_path_names(whole, s.path)), err,
-		  SX_E_INTEGRITY, "the .sxsig is for '%s'", s.path);
+	SX_GUARD(names_file(&s, file, a->stream_prefix, err));
 	SX_GUARD(sx_hash_file(file, s.chunk, root, &size, &st, err));
-	SX_GUARD(sx_sxsig_verify_file(&s, root, size, NULL, pol, signer, name, err));
+	SX_GUARD(sx_sxsig_verify_file(&s, root, size, NULL, pol, a->signer, name, err));
 	sx_time_format((time_t)s.signed_time, when, sizeof(when));
-	snprintf(note, cap, "signer %s, signed %s%s", name, when,
-		 s.kind == SX_KIND_CHECKPOINT ? ", stream checkpoint" : "");
+	if (s.kind == SX_KIND_CHECKPOINT)
+		snprintf(note, cap,
+			 "stream prefix: the first %llu bytes of '%s', signer %s, signed %s",
+			 (unsigned long long)s.file_size, s.path, name, when);
+	else
+		snprintf(note, cap, "signer %s, signed %s", name, when);
 	rc = 0;
 out:
 	sx_sxsig_free(&s);
@@ -80,10 +103,10 @@ static void record(int *code, const sx_err *err)
 static int verify_files(const sx_args *a, const sx_policy *pol)
 {
 	int code = 0;
-	char note[400];
+	char note[SX_MPATH_MAX + 512]; /* the path, the signer CN and a time */
 	for (int i = 0; i < a->npos; i++) {
 		sx_err err = {0};
-		if (verify_one(a->pos[i], pol, a->signer, note, sizeof(note), &err) == 0) {
+		if (verify_one(a->pos[i], pol, a, note, sizeof(note), &err) == 0) {
 			printf("%s: ok (%s)\n", SX_TEXT(a->pos[i]), SX_TEXT(note));
 		} else {
 			printf("%s: FAILED (%s)\n", SX_TEXT(a->pos[i]), SX_TEXT(err.msg));
@@ -121,20 +144,20 @@ static int verify_receipt(const sx_args *a, const sx_policy *pol)
 		record(&code, &err);
 		goto out;
 	}
-	/* The files given must be exactly the set acknowledged: each matches
-	 * one entry by relative path (or base name), with its size and root
-	 * recomputed from the content. */
+	/* The files given must be exactly the set acknowledged
+	 * (docs/SIGNATURES.md section 7): each matches the first entry not yet
+	 * matched that its path names, else the first such entry with its base
+	 * name; its size and root are recomputed from the content. */
 	for (int i = 0; i < a->npos; i++) {
 		const char *f = a->pos[i];
 		sx_err e = {0};
 		uint32_t j, hit = r.count;
-		for (j = 0; j < r.count; j++)
-			if (!seen[j] &&
-			    (sx_path_names(f, r.files[j].path) ||
-			     strcmp(sx_base_name(f), sx_base_name(r.files[j].path)) == 0)) {
+		for (j = 0; j < r.count && hit == r.count; j++)
+			if (!seen[j] && sx_path_names(f, r.files[j].path))
 				hit = j;
-				break;
-			}
+		for (j = 0; j < r.count && hit == r.count; j++)
+			if (!seen[j] && strcmp(sx_base_name(f), sx_base_name(r.files[j].path)) == 0)
+				hit = j;
 		uint8_t root[SX_HASH_LEN];
 		uint64_t size;
 		struct stat st;
@@ -176,7 +199,7 @@ out:
 int sx_cmd_verify(int argc, char **argv)
 {
 	static const char usage[] =
-	    "usage: sxfer verify --ca CA [--crl CRL] [--signer NAME] FILE...\n"
+	    "usage: sxfer verify --ca CA [--crl CRL] [--signer NAME] [--stream-prefix] FILE...\n"
 	    "       sxfer verify --receipt RECEIPT --ca CA [--crl CRL] [FILE...]\n"
 	    "Checks each FILE against FILE.sxsig: content (Merkle root recomputed), size,\n"
 	    "inclusion proof, batch signature, signer certificate (validation policy, role\n"
@@ -186,14 +209,18 @@ int sx_cmd_verify(int argc, char **argv)
 	    "  --ca CA          PEM file of trust anchors, or a folder holding ca.pem\n"
 	    "  --crl CRL        check the signer's revocation against this CRL\n"
 	    "  --signer NAME    the signer's certificate name (CN) must be NAME\n"
+	    "  --stream-prefix  let a stream checkpoint's .sxsig verify FILE under the\n"
+	    "                   stream's own name (without it, only NAME.partial)\n"
 	    "Exit: 0 all verified, 4 content or signature mismatch, 3 certificate problem,\n"
 	    "5 missing or unreadable file or .sxsig, 2 usage; the first failure decides.\n";
-	static const struct option opts[] = {SX_OPT("ca", required_argument, OPT_CA),
-					     SX_OPT("crl", required_argument, OPT_CRL),
-					     SX_OPT("signer", required_argument, OPT_SIGNER),
-					     SX_OPT("receipt", required_argument, OPT_RECEIPT),
-					     SX_OPT_HELP,
-					     SX_OPT_END};
+	static const struct option opts[] = {
+	    SX_OPT("ca", required_argument, OPT_CA),
+	    SX_OPT("crl", required_argument, OPT_CRL),
+	    SX_OPT("signer", required_argument, OPT_SIGNER),
+	    SX_OPT("receipt", required_argument, OPT_RECEIPT),
+	    SX_OPT("stream-prefix", no_argument, OPT_STREAM_PREFIX),
+	    SX_OPT_HELP,
+	    SX_OPT_END};
 	sx_args a;
 	sx_err err = {0};
 	sx_policy pol = {0};
@@ -204,9 +231,9 @@ int sx_cmd_verify(int argc, char **argv)
 		return sx_args_need("verify", "--ca CA");
 	if (a.receipt == NULL && a.npos < 1)
 		return sx_cli_usage_error("verify", "give at least one file to verify");
-	if (a.receipt != NULL && a.signer != NULL)
-		return sx_cli_usage_error("verify",
-					  "--signer applies to .sxsig files, not --receipt");
+	if (a.receipt != NULL && (a.signer != NULL || a.stream_prefix))
+		return sx_cli_usage_error(
+		    "verify", "--signer and --stream-prefix apply to .sxsig files, not --receipt");
 	if (load_policy(&a, &pol, &err) < 0) {
 		rc = sx_cli_report(&err);
 		goto out;

@@ -105,6 +105,19 @@ check 4 "missing field 'leaf-index'" "$sx" verify --ca ca t/a.txt
 fresh
 head -c 500 b/a.txt.sxsig >t/a.txt.sxsig
 check 4 "t/a.txt: FAILED (t/a.txt.sxsig:" "$sx" verify --ca ca t/a.txt
+# the text ends right after the chain, LF only (docs/SIGNATURES.md section 5)
+fresh
+printf 'extra\n' >>t/a.txt.sxsig
+check 4 "t/a.txt: FAILED (t/a.txt.sxsig: text after the signer's certificate chain)" \
+	"$sx" verify --ca ca t/a.txt
+fresh
+sed -i '/^-----BEGIN CERTIFICATE-----$/s/$/\r/' t/a.txt.sxsig
+check 4 "t/a.txt: FAILED (t/a.txt.sxsig: the signer's certificate chain: a CR" \
+	"$sx" verify --ca ca t/a.txt
+fresh
+sed -i 's/$/\r/' t/a.txt.sxsig
+check 4 "t/a.txt: FAILED (t/a.txt.sxsig: not a .sxsig: its first line holds a CR" \
+	"$sx" verify --ca ca t/a.txt
 # one bad file among good ones: one FAILED line, the others ok, exit 4
 fresh
 printf 'x' >>t/b.txt
@@ -139,6 +152,15 @@ check 0 "lost.txt: ok (signer cam-lost" "$sx" verify --ca ca --crl crl0.pem lost
 check 3 "lost.txt: FAILED (signer certificate: CN=cam-lost: certificate is revoked" \
 	"$sx" verify --ca ca --crl crl.pem lost.txt
 check 0 "b/a.txt: ok" "$sx" verify --ca ca --crl crl.pem b/a.txt
+# a CRL file holds one CRL: a newer one appended to an older one is not
+# silently ignored (it would let the revoked signer pass)
+cat crl0.pem crl.pem >crl-both.pem
+check 5 "crl-both.pem: text after the CRL (one CRL per file)" \
+	"$sx" verify --ca ca --crl crl-both.pem lost.txt
+{ cat crl.pem; printf 'trailing\n'; } >crl-text.pem
+check 5 "crl-text.pem: text after the CRL" "$sx" verify --ca ca --crl crl-text.pem lost.txt
+{ cat crl.pem; printf '\n'; } >crl-nl.pem
+check 3 "certificate is revoked" "$sx" verify --ca ca --crl crl-nl.pem lost.txt
 
 # 1,000 small files: one `sxfer sign`, one signature, one batch root
 mkdir many
@@ -157,7 +179,9 @@ ok "1000 files verify"
 
 # receipts: usage and a missing or malformed receipt (signed receipts are
 # produced by the transfer; their checks are in tests/unit/test_manifest.c)
-check 2 "--signer applies to .sxsig files" "$sx" verify --receipt r --ca ca --signer x
+check 2 "--signer and --stream-prefix apply to .sxsig files" "$sx" verify --receipt r --ca ca --signer x
+check 2 "--signer and --stream-prefix apply to .sxsig files" \
+	"$sx" verify --receipt r --ca ca --stream-prefix
 check 5 "nothing.rcpt: FAILED" "$sx" verify --receipt nothing.rcpt --ca ca
 cp b/a.txt.sxsig bogus.rcpt
 check 4 "bogus.rcpt: FAILED (not a receipt" "$sx" verify --receipt bogus.rcpt --ca ca

@@ -39,6 +39,19 @@ sed -i 's/^file: \([0-9a-f]*\) [0-9]* media\/clip.mp4/file: \1 1 media\/clip.mp4
 expect_exit 4 "$SXFER" verify --receipt "$receipt" --ca "$WORK/ca"
 ok "a changed file, a wrong signer, an edited receipt: refused"
 
+# Two acknowledged files with the same base name: each file given matches the
+# entry its path names first, whatever the order on the command line.
+mkdir -p "$WORK/dup/d1" "$WORK/dup/d2"
+printf 'one\n' >"$WORK/dup/d1/same.txt"
+printf 'two\n' >"$WORK/dup/d2/same.txt"
+send "$WORK/dup"
+receipt=$(ls -t "$RC"/*.sxreceipt | head -n 1)
+(cd "$OUT" && "$SXFER" verify --receipt "$receipt" --ca "$WORK/ca" dup/d2/same.txt \
+	dup/d1/same.txt) >"$WORK/dup.out" || { cat "$WORK/dup.out" >&2; fail "same base names"; }
+grep -q "^dup/d2/same.txt: ok (acknowledged as 'dup/d2/same.txt')$" "$WORK/dup.out" ||
+	{ cat "$WORK/dup.out" >&2; fail "matched by base name before the exact path"; }
+ok "a receipt matches each file by its exact path first, then by base name"
+
 # 1,000 small files in one session: exactly one signature.
 mkdir -p "$WORK/small"
 for i in $(seq 1 1000); do printf 'file %d\n' "$i" >"$WORK/small/f$i.txt"; done
@@ -84,7 +97,19 @@ for i in $(seq 1 100); do [ -e "$OUT/live.raw.partial.sxsig" ] && break; sleep 0
 cmp "$WORK/live.src" "$OUT/live.raw.partial" || fail "the kept prefix differs"
 "$SXFER" verify --ca "$WORK/ca" "$OUT/live.raw.partial" >"$WORK/partial.out" ||
 	{ cat "$WORK/partial.out" >&2; fail "the kept prefix does not verify"; }
-grep -q 'stream checkpoint' "$WORK/partial.out" || fail "not reported as a checkpoint"
+grep -q 'ok (stream prefix: the first 3145728 bytes of .live.raw.' "$WORK/partial.out" ||
+	{ cat "$WORK/partial.out" >&2; fail "not reported as a stream prefix"; }
+# The prefix under the stream's own name does not pass for the complete file.
+mkdir "$WORK/copy"
+cp "$OUT/live.raw.partial" "$WORK/copy/live.raw"
+cp "$OUT/live.raw.partial.sxsig" "$WORK/copy/live.raw.sxsig"
+expect_exit 4 "$SXFER" verify --ca "$WORK/ca" --signer cam-01 "$WORK/copy/live.raw"
+grep -q "FAILED (a stream checkpoint signs only a prefix of 'live.raw': it verifies 'live.raw.partial'" \
+	"$WORK/last.out" || { cat "$WORK/last.out" >&2; fail "a checkpoint passed for a whole file"; }
+expect_exit 0 "$SXFER" verify --ca "$WORK/ca" --signer cam-01 --stream-prefix "$WORK/copy/live.raw"
+grep -q 'live.raw: ok (stream prefix: the first 3145728 bytes' "$WORK/last.out" ||
+	{ cat "$WORK/last.out" >&2; fail "--stream-prefix: not reported as a stream prefix"; }
+ok "a checkpoint signature verifies only NAME.partial, or NAME with --stream-prefix"
 printf 'more' >>"$OUT/live.raw.partial"
 expect_exit 4 "$SXFER" verify --ca "$WORK/ca" "$OUT/live.raw.partial"
 ok "a cut-off stream verifies up to its last checkpoint and no further"

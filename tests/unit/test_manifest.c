@@ -323,6 +323,7 @@ static void test_statement_vectors(void **state)
 	uint8_t stmt[SX_STMT_BATCH_LEN], sig[SX_SIG_MAX];
 	sx_stmt_batch(TID, 7, 1767225600, 3, 4096, root, stmt);
 	assert_int_equal(sx_test_unhex(BATCH_STMT, want, sizeof(want)), SX_STMT_BATCH_LEN);
+	assert_int_equal(SX_STMT_BATCH_LEN, 97); /* docs/SIGNATURES.md section 3 */
 	assert_memory_equal(stmt, want, SX_STMT_BATCH_LEN);
 	/* Ed25519 is deterministic (RFC 8032): the signature is a vector too */
 	EVP_PKEY *k = test_ed_key();
@@ -347,6 +348,7 @@ static void test_statement_vectors(void **state)
 					    sizeof(cp), &n, &err),
 			 0);
 	assert_int_equal((long)n, sx_test_unhex(CP_STMT, want, sizeof(want)));
+	assert_int_equal(n, 105 + strlen("live.ts")); /* docs/SIGNATURES.md section 3 */
 	assert_memory_equal(cp, want, n);
 	EVP_PKEY_free(k);
 	free(f);
@@ -642,6 +644,58 @@ static char *replace(const char *text, const char *from, const char *to)
 	return out;
 }
 
+/* text followed by tail. */
+static char *concat(const char *text, const char *tail)
+{
+	size_t a = strlen(text), b = strlen(tail);
+	char *out = malloc(a + b + 1);
+	memcpy(out, text, a);
+	memcpy(out + a, tail, b + 1);
+	return out;
+}
+
+/* Every LF as CR LF. */
+static char *crlf(const char *text)
+{
+	char *out = malloc(2 * strlen(text) + 1), *o = out;
+	for (const char *p = text; *p; p++) {
+		if (*p == '\n')
+			*o++ = '\r';
+		*o++ = *p;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The base64 of the (first) certificate in lines of `width` instead of 64;
+ * frees text. */
+static char *rewrap(char *text, size_t width)
+{
+	char *b = strstr(text, "-----BEGIN CERTIFICATE-----\n"), *e, *out, *o;
+	assert_non_null(b);
+	b += strlen("-----BEGIN CERTIFICATE-----\n");
+	e = strstr(b, "-----END CERTIFICATE-----");
+	assert_non_null(e);
+	out = malloc(2 * strlen(text) + 1);
+	memcpy(out, text, (size_t)(b - text));
+	o = out + (b - text);
+	size_t col = 0;
+	for (const char *p = b; p < e; p++) {
+		if (*p == '\n')
+			continue;
+		*o++ = *p;
+		if (++col == width) {
+			*o++ = '\n';
+			col = 0;
+		}
+	}
+	if (col)
+		*o++ = '\n';
+	memcpy(o, e, strlen(e) + 1);
+	free(text);
+	return out;
+}
+
 static void expect_decode_fail(const char *text, const char *reason)
 {
 	sx_sxsig s;
@@ -684,6 +738,34 @@ static void test_sxsig_text(void **state)
 	free(again);
 	sx_sxsig_free(&d);
 
+	/* mtime is tv_sec, a dot, tv_nsec (docs/SIGNATURES.md section 5):
+	 * -1.5 s is tv_sec -2, tv_nsec 500000000 */
+	{
+		static const struct {
+			int64_t sec;
+			uint32_t nsec;
+			const char *text;
+		} mt[] = {{-2, 500000000, "\nmtime: -2.500000000\n"},
+			  {-1, 999999999, "\nmtime: -1.999999999\n"},
+			  {0, 1, "\nmtime: 0.000000001\n"}};
+		for (size_t i = 0; i < SX_ARRAY_LEN(mt); i++) {
+			sx_sxsig u = s[2];
+			char *ut;
+			size_t ul;
+			u.mtime_sec = mt[i].sec;
+			u.mtime_nsec = mt[i].nsec;
+			assert_int_equal(sx_sxsig_encode(&u, &ut, &ul, &err), 0);
+			assert_non_null(strstr(ut, mt[i].text));
+			assert_int_equal(sx_sxsig_decode(ut, ul, &d, &err), 0);
+			assert_int_equal(d.mtime_sec, mt[i].sec);
+			assert_int_equal(d.mtime_nsec, mt[i].nsec);
+			sx_sxsig_free(&d);
+			free(ut);
+		}
+		t = replace(text, "mtime: 1767225602.000002000", "mtime: -0.500000000");
+		expect_decode_fail(t, "field 'mtime'");
+		free(t);
+	}
 	/* every truncation is refused, without a crash */
 	for (size_t cut = 0; cut < len; cut++) {
 		sx_err e = {0};
@@ -771,6 +853,49 @@ static void test_sxsig_text(void **state)
 	t = replace(text, "-----BEGIN SXFER SIGNATURE-----", "-----BEGIN SXFER RECEIPT-----");
 	expect_decode_fail(t, "not a .sxsig");
 	free(t);
+	/* the text ends right after the chain; LF only, in the chain too; the
+	 * chain in the one PEM spelling the encoder writes */
+	t = concat(text, "extra\n");
+	expect_decode_fail(t, "text after the signer's certificate chain");
+	free(t);
+	t = concat(text, "\n");
+	expect_decode_fail(t, "text after the signer's certificate chain");
+	free(t);
+	t = concat(text, "# comment\n");
+	expect_decode_fail(t, "text after the signer's certificate chain");
+	free(t);
+	t = replace(text, "-----BEGIN CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\r\n");
+	expect_decode_fail(t, "CR");
+	free(t);
+	t = replace(text, "-----END CERTIFICATE-----\n", "-----END CERTIFICATE-----\r\n");
+	expect_decode_fail(t, "CR");
+	free(t);
+	t = crlf(text);
+	expect_decode_fail(t, "CR");
+	free(t);
+	t = replace(text, "-----END SXFER SIGNATURE-----\n",
+		    "-----END SXFER SIGNATURE-----\nsubject=CN=cam-01\n");
+	expect_decode_fail(t, "certificate chain is missing");
+	free(t);
+	t = concat(text, "");
+	t = rewrap(t, 76);
+	expect_decode_fail(t, "is not strict PEM");
+	free(t);
+	t = replace(text, "-----END CERTIFICATE-----\n", "-----END CERTIFICATE-----\n\n");
+	expect_decode_fail(t, "text after the signer's certificate chain");
+	free(t);
+	{
+		/* nine certificates: one too many */
+		const char *pem = strstr(text, "-----BEGIN CERTIFICATE-----");
+		t = strdup(text);
+		for (int i = 0; i < 8; i++) {
+			char *u = concat(t, pem);
+			free(t);
+			t = u;
+		}
+		expect_decode_fail(t, "more than 8 certificates");
+		free(t);
+	}
 	/* a different signature spelled correctly decodes, then fails */
 	t = replace(text, "signature: ", "signature: AAAA");
 	assert_int_equal(sx_sxsig_decode(t, strlen(t), &d, &err), 0);
@@ -903,6 +1028,16 @@ static void test_receipt(void **state)
 	assert_int_equal(sx_cert_fp(f->signer, sfp, &err), 0);
 	make_receipt(f, &r);
 	expect_receipt(&r, &pol, sfp, 0, NULL);
+	{
+		/* docs/SIGNATURES.md section 3: 153 bytes, and 42 + path per file */
+		uint8_t *st;
+		size_t sl, want = 153;
+		assert_int_equal(sx_receipt_statement(&r, &st, &sl, &err), 0);
+		for (uint32_t i = 0; i < r.count; i++)
+			want += 42 + strlen(r.files[i].path);
+		assert_int_equal(sl, want);
+		free(st);
+	}
 	assert_int_equal(sx_receipt_encode(&r, &text, &len, &err), 0);
 	assert_non_null(strstr(text, "chunk-size: 1024\nfiles: 3\nfile: 0101"));
 	assert_non_null(
@@ -974,6 +1109,31 @@ static void test_receipt(void **state)
 	t = replace(text, "files: 3", "files: 2");
 	assert_int_equal(sx_receipt_decode(t, strlen(t), &d, &err), -1);
 	assert_non_null(strstr(err.msg, "'file' repeated"));
+	free(t);
+	/* the text ends right after the receiver's chain, LF only */
+	static const char *const tails[] = {"extra\n", "\n", "-----END SXFER RECEIPT-----\n",
+					    "-----BEGIN CERTIFICATE-----\n"};
+	static const char *const why[] = {"text after the receiver's certificate chain",
+					  "text after the receiver's certificate chain",
+					  "text after the receiver's certificate chain",
+					  "the receiver's certificate 2: truncated"};
+	for (size_t i = 0; i < SX_ARRAY_LEN(tails); i++) {
+		sx_err_clear(&err);
+		t = concat(text, tails[i]);
+		assert_int_equal(sx_receipt_decode(t, strlen(t), &d, &err), -1);
+		if (strstr(err.msg, why[i]) == NULL)
+			fail_msg("tail %zu: expected '%s', got '%s'", i, why[i], err.msg);
+		free(t);
+	}
+	sx_err_clear(&err);
+	t = replace(text, "-----BEGIN CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\r\n");
+	assert_int_equal(sx_receipt_decode(t, strlen(t), &d, &err), -1);
+	assert_non_null(strstr(err.msg, "CR"));
+	free(t);
+	sx_err_clear(&err);
+	t = crlf(text);
+	assert_int_equal(sx_receipt_decode(t, strlen(t), &d, &err), -1);
+	assert_non_null(strstr(err.msg, "CR"));
 	free(t);
 	free(text);
 	sx_receipt_free(&r);

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/pem.h>
+
 #include "common/sx_util.h"
 #include "pki/sx_ca.h"
 
@@ -76,6 +78,45 @@ static void test_key_roundtrip(void **state)
 	assert_int_equal(sx_key_load(path, NULL, &back, &err), 0);
 	assert_int_equal(EVP_PKEY_eq(key, back), 1);
 	EVP_PKEY_free(back);
+
+	/* a traditional EC key whose DER has bytes after the key: refused
+	 * (every key form is consumed exactly) */
+	{
+		EVP_PKEY *ec = NULL;
+		unsigned char *der = NULL, buf[512];
+		int n;
+		BIO *b = BIO_new(BIO_s_mem());
+		char *pem;
+		assert_int_equal(sx_key_generate(SX_KEY_P256, &ec, &err), 0);
+		n = i2d_PrivateKey(ec, &der);
+		assert_true(n > 0 && (size_t)n + 2 <= sizeof(buf));
+		memcpy(buf, der, (size_t)n);
+		for (int extra = 0; extra <= 2; extra += 2) {
+			buf[n] = 0x05; /* an ASN.1 NULL after the key */
+			buf[n + 1] = 0x00;
+			assert_int_equal(BIO_reset(b), 1);
+			assert_true(PEM_write_bio(b, "EC PRIVATE KEY", "", buf, (long)n + extra) >
+				    0);
+			long pl = BIO_get_mem_data(b, &pem);
+			assert_int_equal(sx_file_write_atomic(path, pem, (size_t)pl, 0600, &err),
+					 0);
+			sx_err_clear(&err);
+			int rc = sx_key_load(path, NULL, &back, &err);
+			if (extra == 0) {
+				assert_int_equal(rc, 0);
+				assert_int_equal(EVP_PKEY_eq(ec, back), 1);
+				EVP_PKEY_free(back);
+				back = NULL;
+			} else {
+				assert_int_equal(rc, -1);
+				assert_non_null(strstr(err.msg, "corrupt key data"));
+			}
+		}
+		OPENSSL_free(der);
+		BIO_free(b);
+		EVP_PKEY_free(ec);
+		sx_err_clear(&err);
+	}
 
 	/* an encrypted key with no passphrase source */
 	assert_int_equal(sx_key_save(path, key, &good, &err), 0);

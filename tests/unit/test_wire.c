@@ -165,6 +165,107 @@ static void test_unknown_and_bad_fields(void **state)
 	assert_int_equal(sx_msg_decode(buf, w.len, &m, &err), -1);
 }
 
+/* Known-answer bytes (docs/PROTOCOL.md field order): each field lands where
+ * the document puts it, every truncation and one extra byte are refused. */
+static void test_decode_field_order(void **state)
+{
+	(void)state;
+	static const uint8_t ckpt[] = {
+	    SX_MSG_CHECKPOINT,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x02, /* file_id */
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x40, /* leaves */
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x04,
+	    0x00,
+	    0x00,
+	    0x00, /* size */
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x6a,
+	    0xb1,
+	    0x2e,
+	    0x81, /* time */
+	    0x00,
+	    0x03,
+	    0xaa,
+	    0xbb,
+	    0xcc, /* sig<2> */
+	};
+	static const uint8_t begin[] = {
+	    SX_MSG_FILE_BEGIN,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x07, /* file_id */
+	    0x00,
+	    0x00,
+	    0x01,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00,
+	    0x00, /* size */
+	    0x00,
+	    0x00,
+	    0x01,
+	    0xa0, /* mode */
+	    0xff,
+	    0xff,
+	    0xff,
+	    0xff,
+	    0xff,
+	    0xff,
+	    0xff,
+	    0xfb, /* mtime_sec */
+	    0x3b,
+	    0x9a,
+	    0xc9,
+	    0xff, /* mtime_nsec */
+	    0x00,
+	    0x01,
+	    'a', /* path<2> */
+	};
+	uint8_t buf[64];
+	sx_msg m;
+	sx_err err = {0};
+	assert_int_equal(sx_msg_decode(ckpt, sizeof(ckpt), &m, &err), 0);
+	assert_int_equal(m.file_id, 2);
+	assert_int_equal(m.leaves, 64);
+	assert_int_equal(m.size, 64 << 20);
+	assert_int_equal(m.time, 0x6ab12e81);
+	assert_int_equal(m.sig_len, 3);
+	assert_int_equal(m.sig[0], 0xaa);
+	assert_int_equal(sx_msg_decode(begin, sizeof(begin), &m, &err), 0);
+	assert_int_equal(m.file_id, 7);
+	assert_int_equal(m.size, 1ull << 40);
+	assert_int_equal(m.mode, 0640);
+	assert_int_equal(m.mtime_sec, -5);
+	assert_int_equal(m.mtime_nsec, 999999999);
+	assert_int_equal(m.path_len, 1);
+	for (size_t cut = 0; cut < sizeof(ckpt); cut++)
+		assert_int_equal(sx_msg_decode(ckpt, cut, &m, &err), -1);
+	for (size_t cut = 0; cut < sizeof(begin); cut++)
+		assert_int_equal(sx_msg_decode(begin, cut, &m, &err), -1);
+	memcpy(buf, ckpt, sizeof(ckpt));
+	buf[sizeof(ckpt)] = 0;
+	assert_int_equal(sx_msg_decode(buf, sizeof(ckpt) + 1, &m, &err), -1);
+}
+
 static void test_hello(void **state)
 {
 	(void)state;
@@ -220,6 +321,7 @@ int main(void)
 	    cmocka_unit_test(test_writer_overflow),
 	    cmocka_unit_test(test_messages_roundtrip),
 	    cmocka_unit_test(test_unknown_and_bad_fields),
+	    cmocka_unit_test(test_decode_field_order),
 	    cmocka_unit_test(test_hello),
 	    cmocka_unit_test(test_paths),
 	};
