@@ -843,7 +843,7 @@ static int maybe_finish_session(server *s, conn *c, sx_err *err)
 	return queue_record(s, c, NULL, SX_REC_EOS, err);
 }
 
-static int on_session(conn *c, const sx_msg *m, sx_err *err)
+static int on_session(server *s, conn *c, const sx_msg *m, sx_err *err)
 {
 	if (c->session)
 		return sx_fail(err, SX_E_INTEGRITY, "a second SESSION message");
@@ -852,6 +852,13 @@ static int on_session(conn *c, const sx_msg *m, sx_err *err)
 	if (m->hash_chunk < HASH_CHUNK_MIN || m->hash_chunk > HASH_CHUNK_MAX)
 		return sx_fail(err, SX_E_INTEGRITY, "SESSION: leaf size %u out of range",
 			       m->hash_chunk);
+	/* A policy of this receiver, not a fault of the sender's data: the
+	 * sender is authenticated but does not vouch for its files with
+	 * signatures, so it is refused as an authentication failure. */
+	if (s->cfg->require_signed && (m->flags & SX_SESSION_SIGNED) == 0)
+		return sx_fail(err, SX_E_AUTH,
+			       "this server accepts signed sessions only (serve --require-signed); "
+			       "send without --no-sign");
 	c->session = true;
 	c->sign = (m->flags & SX_SESSION_SIGNED) != 0;
 	c->hash_chunk = m->hash_chunk;
@@ -1058,7 +1065,7 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 	if (!c->session && m.type != SX_MSG_SESSION)
 		return sx_fail(err, SX_E_INTEGRITY, "the session must begin with SESSION");
 	switch (m.type) {
-	case SX_MSG_SESSION: return on_session(c, &m, err);
+	case SX_MSG_SESSION: return on_session(s, c, &m, err);
 	case SX_MSG_DIR: return on_dir(s, c, &m, err);
 	case SX_MSG_FILE_BEGIN: return on_file_begin(s, c, &m, err);
 	case SX_MSG_FILE_END: return on_file_end(s, c, &m, err);

@@ -95,6 +95,7 @@ typedef struct sx_serve_cfg {
 	bool once;	      /* serve one connection, exit with its result */
 	bool overwrite;	      /* replace existing files */
 	bool direct;	      /* direct I/O for large files where supported */
+	bool require_signed;  /* refuse sessions whose sender does not sign */
 	unsigned max_conns;   /* concurrent connections, all loops together */
 	unsigned hs_per_addr; /* handshakes in progress per source address (0: default) */
 	unsigned threads;     /* event loops; 0: one per core (at most 8); --once: 1 */
