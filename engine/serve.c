@@ -975,6 +975,10 @@ static int on_batch(server *s, conn *c, const sx_msg *m, sx_err *err)
 			       "BATCH %llu covers %u files; this side counts batch %llu of %u",
 			       (unsigned long long)m->batch_no, m->nfiles,
 			       (unsigned long long)b->number, b->n);
+	if (sx_signed_time_check(m->time, (int64_t)time(NULL), err) < 0) {
+		sx_err_prefix(err, "BATCH %llu: ", (unsigned long long)b->number);
+		goto out;
+	}
 	EVP_PKEY *pub = X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0));
 	SX_GUARD(sx_sbatch_verify(b, c->tid, c->hash_chunk, m->time, m->sig, m->sig_len, pub, err));
 	sx_log("info", "batch", "peer=%s batch=%llu files=%u signature=verified",
@@ -1004,6 +1008,10 @@ static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "'%s': checkpoint over %llu leaves, %llu received", f->path,
 			       (unsigned long long)m->leaves, (unsigned long long)leaves);
+	if (sx_signed_time_check(m->time, (int64_t)time(NULL), err) < 0) {
+		sx_err_prefix(err, "'%s': stream checkpoint: ", f->path);
+		goto out;
+	}
 	SX_GUARD(sx_stmt_checkpoint(c->tid, f->path, c->hash_chunk, leaves, bytes, root, m->time,
 				    stmt, sizeof(stmt), &len, err));
 	EVP_PKEY *pub = X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0));

@@ -1,9 +1,11 @@
 #include "engine/sx_sigsess.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "common/sx_util.h"
+#include "pki/sx_pki.h"
 
 int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LEN], uint64_t size,
 		  int64_t mtime_sec, uint32_t mtime_nsec, const char *path, sx_err *err)
@@ -117,4 +119,23 @@ void sx_sbatch_free(sx_sbatch *sb)
 	if (sb->sealed || sb->b.leaves != NULL)
 		sx_batch_free(&sb->b);
 	memset(sb, 0, sizeof(*sb));
+}
+
+int sx_signed_time_check(int64_t signed_time, int64_t now, sx_err *err)
+{
+	/* Differences in uint64_t: exact for any pair of int64_t values. */
+	bool ahead = signed_time > now;
+	uint64_t diff =
+	    ahead ? (uint64_t)signed_time - (uint64_t)now : (uint64_t)now - (uint64_t)signed_time;
+	uint64_t max = ahead ? SX_SIGNED_TIME_AHEAD_MAX : SX_SIGNED_TIME_BEHIND_MAX;
+	if (diff <= max)
+		return 0;
+	char st[64], nt[64];
+	sx_time_format((time_t)signed_time, st, sizeof(st));
+	sx_time_format((time_t)now, nt, sizeof(nt));
+	return sx_fail(err, SX_E_INTEGRITY,
+		       "signed time %s is %llu s %s this receiver's clock (%s; at most %llu s): "
+		       "check the sender's clock",
+		       st, (unsigned long long)diff, ahead ? "ahead of" : "behind", nt,
+		       (unsigned long long)max);
 }

@@ -13,6 +13,14 @@
 
 #define SX_BATCH_FILES_MAX 4096u /* files in one batch (the receiver holds them until BATCH) */
 
+/* How far the signed time of a BATCH or CHECKPOINT may be from the
+ * receiver's clock (docs/SIGNATURES.md, section 8). The sender takes the
+ * time when it seals the statement, after the data it covers, so the
+ * length of a batch does not count; behind also allows for the time the
+ * statement waits in the sender's queue and the network on a slow link. */
+#define SX_SIGNED_TIME_AHEAD_MAX  600  /* seconds ahead of the receiver's clock */
+#define SX_SIGNED_TIME_BEHIND_MAX 3600 /* seconds behind it */
+
 /* The receiver's answer to one file of a batch. */
 typedef enum sx_answer { SX_ANS_PENDING = 0, SX_ANS_STORED, SX_ANS_REFUSED } sx_answer;
 
@@ -48,5 +56,10 @@ int sx_sbatch_receipt(const sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], int64_
 		      X509 *sender, sx_receipt *r, sx_err *err) SX_MUST_CHECK;
 
 void sx_sbatch_free(sx_sbatch *sb);
+
+/* Receiver: refuses (SX_E_INTEGRITY) a signed time more than
+ * SX_SIGNED_TIME_AHEAD_MAX seconds ahead of now or SX_SIGNED_TIME_BEHIND_MAX
+ * behind it; the reason names both clocks. */
+int sx_signed_time_check(int64_t signed_time, int64_t now, sx_err *err) SX_MUST_CHECK;
 
 #endif

@@ -24,6 +24,7 @@
 #include "common/sx_util.h"
 #include "engine/sx_link.h"
 #include "engine/sx_manifest.h"
+#include "engine/sx_sigsess.h"
 #include "engine/sx_transfer.h"
 #include "engine/sx_wire.h"
 #include "pki/sx_pki.h"
@@ -1137,23 +1138,29 @@ static void send_signed_file(cli *c, uint32_t id, const char *path, const void *
 }
 
 /* BATCH 1 over descs (their mtime set as send_begin sends it), signed
- * with key, claiming count_claimed files. */
-static void send_batch_of(cli *c, EVP_PKEY *key, sx_desc *descs, uint32_t n, uint32_t count_claimed)
+ * with key at time t, claiming count_claimed files. */
+static void send_batch_at(cli *c, EVP_PKEY *key, sx_desc *descs, uint32_t n, uint32_t count_claimed,
+			  int64_t t)
 {
 	sx_batch b = {0};
 	sx_err err = {0};
 	for (uint32_t i = 0; i < n; i++)
 		descs[i].mtime_sec = 1600000000;
-	assert_int_equal(sx_batch_sign(&b, descs, n, TEST_LEAF, test_tid, 1, 1790000000, key, &err),
-			 0);
+	assert_int_equal(sx_batch_sign(&b, descs, n, TEST_LEAF, test_tid, 1, t, key, &err), 0);
 	sx_msg m = {.type = SX_MSG_BATCH,
 		    .batch_no = 1,
-		    .time = 1790000000,
+		    .time = t,
 		    .nfiles = count_claimed,
 		    .sig = b.sig,
 		    .sig_len = b.sig_len};
 	assert_int_equal(send_msg(c, &m), 0);
 	sx_batch_free(&b);
+}
+
+/* The same, signed now. */
+static void send_batch_of(cli *c, EVP_PKEY *key, sx_desc *descs, uint32_t n, uint32_t count_claimed)
+{
+	send_batch_at(c, key, descs, n, count_claimed, (int64_t)time(NULL));
 }
 
 /* The batch statement over one file, signed with key. */
@@ -1280,6 +1287,118 @@ static void test_signed_unbatched_eos(void **state)
 	violation_done(c, SX_E_INTEGRITY, "no BATCH signature covers", "unbatched.bin");
 }
 
+/* The signed time of a BATCH is checked against the receiver's clock:
+ * a validly signed batch from a sender whose clock is far ahead or behind
+ * is refused, and none of its files is stored; within the allowed skew
+ * it is accepted. */
+static void test_signed_time_skew(void **state)
+{
+	(void)state;
+	const char data[] = "clock";
+	uint8_t root[SX_HASH_LEN];
+	root_of(data, sizeof(data), root);
+	static const struct {
+		int64_t off;
+		const char *why;
+	} bad[] = {
+	    {SX_SIGNED_TIME_AHEAD_MAX + 60, "ahead of this receiver's clock"},
+	    {(int64_t)30 * 24 * 3600, "ahead of this receiver's clock"},
+	    {-(SX_SIGNED_TIME_BEHIND_MAX + 60), "behind this receiver's clock"},
+	    {-(int64_t)1790000000, "behind this receiver's clock"},
+	};
+	for (size_t i = 0; i < SX_ARRAY_LEN(bad); i++) {
+		cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+		send_signed_file(c, 1, "skewed.bin", data, sizeof(data), root);
+		sx_desc d = {.size = sizeof(data), .path = "skewed.bin"};
+		memcpy(d.root, root, SX_HASH_LEN);
+		send_batch_at(c, cli_id.key, &d, 1, 1, (int64_t)time(NULL) + bad[i].off);
+		violation_done(c, SX_E_INTEGRITY, bad[i].why, "skewed.bin");
+		assert_false(exists_at(peer_dir, "skewed.bin.sxsig"));
+	}
+	/* Within the skew, both ways: stored. */
+	static const int64_t fine[] = {SX_SIGNED_TIME_AHEAD_MAX - 60,
+				       -(SX_SIGNED_TIME_BEHIND_MAX - 60)};
+	for (size_t i = 0; i < SX_ARRAY_LEN(fine); i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "skew-ok-%zu.bin", i);
+		cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+		send_signed_file(c, 1, name, data, sizeof(data), root);
+		sx_desc d = {.size = sizeof(data), .path = name};
+		memcpy(d.root, root, SX_HASH_LEN);
+		send_batch_at(c, cli_id.key, &d, 1, 1, (int64_t)time(NULL) + fine[i]);
+		expect_file_ok(c, 1);
+		sx_msg m;
+		expect_msg(c, SX_MSG_RECEIPT, &m);
+		end_session(c);
+		cli_close(c);
+		assert_file(name, data, sizeof(data));
+	}
+}
+
+/* A stream CHECKPOINT signed with a time far from the receiver's clock
+ * ends the connection; no signed prefix is kept from it. */
+static void test_checkpoint_time_skew(void **state)
+{
+	(void)state;
+	static uint8_t data[TEST_LEAF];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 13);
+	uint8_t root[SX_HASH_LEN];
+	root_of(data, sizeof(data), root);
+	static const int64_t offs[] = {(int64_t)SX_SIGNED_TIME_AHEAD_MAX + 60,
+				       -((int64_t)SX_SIGNED_TIME_BEHIND_MAX + 60)};
+	static const char *const why[] = {"ahead of this receiver's clock",
+					  "behind this receiver's clock"};
+	for (size_t i = 0; i < SX_ARRAY_LEN(offs); i++) {
+		cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+		assert_int_equal(send_begin(c, 1, "skewed.ts", 9, SX_SIZE_UNKNOWN), 0);
+		/* Two records: one leaf is more than a record's body. */
+		assert_int_equal(send_rec(c, SX_REC_DATA, data, sizeof(data) / 2), 0);
+		assert_int_equal(
+		    send_rec(c, SX_REC_DATA, data + sizeof(data) / 2, sizeof(data) / 2), 0);
+		int64_t t = (int64_t)time(NULL) + offs[i];
+		uint8_t stmt[SX_STMT_CHECKPOINT_MAX], sig[SX_SIG_MAX];
+		size_t len = 0, sig_len = 0;
+		sx_err err = {0};
+		assert_int_equal(sx_stmt_checkpoint(test_tid, "skewed.ts", TEST_LEAF, 1,
+						    sizeof(data), root, t, stmt, sizeof(stmt), &len,
+						    &err),
+				 0);
+		assert_int_equal(sx_sign(cli_id.key, stmt, len, sig, &sig_len, &err), 0);
+		sx_msg m = {.type = SX_MSG_CHECKPOINT,
+			    .file_id = 1,
+			    .leaves = 1,
+			    .size = sizeof(data),
+			    .time = t,
+			    .sig = sig,
+			    .sig_len = sig_len};
+		assert_int_equal(send_msg(c, &m), 0);
+		violation_done(c, SX_E_INTEGRITY, why[i], "skewed.ts");
+		assert_false(exists_at(peer_dir, "skewed.ts.partial"));
+	}
+}
+
+/* The clock check alone, at its edges and at the ends of int64_t. */
+static void test_signed_time_check(void **state)
+{
+	(void)state;
+	sx_err err = {0};
+	const int64_t now = 1767225600;
+	assert_int_equal(sx_signed_time_check(now, now, &err), 0);
+	assert_int_equal(sx_signed_time_check(now + SX_SIGNED_TIME_AHEAD_MAX, now, &err), 0);
+	assert_int_equal(sx_signed_time_check(now - SX_SIGNED_TIME_BEHIND_MAX, now, &err), 0);
+	assert_int_equal(sx_signed_time_check(now + SX_SIGNED_TIME_AHEAD_MAX + 1, now, &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+	assert_non_null(strstr(err.msg, "2026-01-01T00:10:01Z is 601 s ahead of"));
+	assert_non_null(strstr(err.msg, "(2026-01-01T00:00:00Z; at most 600 s)"));
+	err = (sx_err){0};
+	assert_int_equal(sx_signed_time_check(now - SX_SIGNED_TIME_BEHIND_MAX - 1, now, &err), -1);
+	assert_non_null(strstr(err.msg, "3601 s behind"));
+	assert_int_equal(sx_signed_time_check(INT64_MAX, now, &err), -1);
+	assert_int_equal(sx_signed_time_check(INT64_MIN, now, &err), -1);
+	assert_int_equal(sx_signed_time_check(-1, now, &err), -1);
+}
+
 static void test_session_first(void **state)
 {
 	(void)state;
@@ -1326,6 +1445,9 @@ int main(void)
 	    cmocka_unit_test(test_signed_bad_signature),
 	    cmocka_unit_test(test_signed_batch_all_refused),
 	    cmocka_unit_test(test_signed_unbatched_eos),
+	    cmocka_unit_test(test_signed_time_skew),
+	    cmocka_unit_test(test_checkpoint_time_skew),
+	    cmocka_unit_test(test_signed_time_check),
 	    cmocka_unit_test(test_session_first),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
