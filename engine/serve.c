@@ -137,7 +137,8 @@ typedef struct conn {
 	uint32_t hash_chunk;
 	sx_sbatch **batches; /* [nbatches-1] may be open; NULL once receipted */
 	int nbatches, batches_cap;
-	int batches_done; /* receipts sent */
+	size_t path_bytes; /* paths held by the batches: SX_SESSION_PATH_BYTES_MAX */
+	int batches_done;  /* receipts sent */
 	bool eos_received, eos_queued;
 	uint64_t files_ok, files_failed, bytes, t0;
 	dirmeta *dirs;
@@ -368,6 +369,7 @@ static int maybe_receipt(server *s, conn *c, int bi, sx_err *err)
 	c->batches_done++;
 	/* Nothing refers to a receipted batch any more: all its files are
 	 * answered and released. */
+	c->path_bytes -= b->path_bytes;
 	sx_sbatch_free(b);
 	free(b);
 	c->batches[bi] = NULL;
@@ -385,6 +387,10 @@ static int answer(server *s, conn *c, rfile *f, sx_answer state, sx_err *err)
 	sx_sbatch *b = c->batches[f->batch];
 	b->state[f->pos] = (uint8_t)state;
 	b->answered++;
+	/* A refused file is out of the receipt and has its .sxsig written by
+	 * no one: the batch keeps only its leaf. */
+	if (state == SX_ANS_REFUSED)
+		c->path_bytes -= sx_sbatch_drop_path(b, (uint32_t)f->pos);
 	return maybe_receipt(s, c, f->batch, err);
 }
 
@@ -895,6 +901,24 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 		sx_fail(&ferr, SX_E_IO, "refused path: contains a NUL byte");
 		return send_file_err(s, c, f->id, &ferr, err);
 	}
+	if (c->sign) {
+		/* Signed, a path that cannot be in a descriptor can never be
+		 * covered by a batch signature (the sender cannot sign it): a
+		 * protocol violation, found before its data, not at BATCH. */
+		if (sx_path_check(m->path, m->path_len, &ferr) < 0)
+			return sx_fail(err, SX_E_INTEGRITY, "FILE_BEGIN %u in a signed session: %s",
+				       m->file_id, ferr.msg);
+		/* The batches keep the path of every file not refused until
+		 * their receipt: bounded per connection. */
+		if (m->path_len > SX_SESSION_PATH_BYTES_MAX - c->path_bytes) {
+			sx_fail(&ferr, SX_E_IO,
+				"the receiver holds %zu bytes of paths of files awaiting their "
+				"batch signature (at most %u): send smaller batches "
+				"(--batch-files)",
+				c->path_bytes, SX_SESSION_PATH_BYTES_MAX);
+			return send_file_err(s, c, f->id, &ferr, err);
+		}
+	}
 	if (sx_store_begin(&c->store, m->path, m->path_len, &f->sf, &ferr) < 0)
 		return send_file_err(s, c, f->id, &ferr, err);
 	/* Registered while it is written: removed by start_finish or, on every
@@ -942,6 +966,7 @@ static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
 			goto out;
 		SX_GUARD(sx_sbatch_add(b, f->id, root, f->received, f->mtime.tv_sec,
 				       (uint32_t)f->mtime.tv_nsec, f->path, err));
+		c->path_bytes += strlen(f->path);
 		f->batch = c->nbatches - 1;
 		f->pos = (int)b->n - 1;
 	}

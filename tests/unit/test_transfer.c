@@ -435,7 +435,7 @@ static void assert_no_partials(void)
 
 static bool exists_at(const char *dir, const char *rel)
 {
-	char p[2048];
+	char p[SX_PATH_MAX + 2048];
 	struct stat st;
 	snprintf(p, sizeof(p), "%s/%s", dir, rel);
 	return lstat(p, &st) == 0;
@@ -1378,6 +1378,172 @@ static void test_checkpoint_time_skew(void **state)
 	}
 }
 
+/* Signed, a path that no descriptor can hold (sx_path_check) can never be
+ * covered by a batch signature: the connection ends at its FILE_BEGIN, and
+ * a long path is not kept for a batch that cannot verify. */
+static void test_signed_bad_path(void **state)
+{
+	(void)state;
+	static char longp[8000];
+	memset(longp, 'a', sizeof(longp));
+	for (size_t i = 200; i < sizeof(longp); i += 200)
+		longp[i] = '/';
+	static const struct {
+		const char *p;
+		size_t n;
+		const char *why;
+	} bad[] = {
+	    {"../signed-esc", 13, "'..'"},
+	    {"tab\there", 8, "control"},
+	    {longp, sizeof(longp), "longer than"},
+	};
+	for (size_t i = 0; i < SX_ARRAY_LEN(bad); i++) {
+		cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+		assert_int_equal(send_begin(c, 1, bad[i].p, bad[i].n, 0), 0);
+		expect_error(c, SX_E_INTEGRITY, "in a signed session");
+		cli_close(c);
+	}
+	assert_false(exists_at(work, "signed-esc"));
+	assert_no_partials();
+	assert_server_serves();
+}
+
+/* LONG_LEVELS components of 254 bytes under top, then a name of last
+ * bytes (at least 6) for file i: a path of about 3.8 KiB that passes every
+ * check. */
+#define LONG_LEVELS 14
+static size_t long_path(char *out, size_t cap, const char *top, unsigned i, size_t last)
+{
+	size_t n = (size_t)snprintf(out, cap, "%s/", top);
+	for (int l = 0; l < LONG_LEVELS; l++) {
+		memset(out + n, 'd', 254);
+		n += 254;
+		out[n++] = '/';
+	}
+	n += (size_t)snprintf(out + n, cap - n, "f%05u", i);
+	for (size_t k = 6; k < last; k++)
+		out[n++] = 'n';
+	out[n] = '\0';
+	assert_true(n < cap && n <= SX_PATH_MAX);
+	return n;
+}
+
+/* A refused file keeps only its descriptor's leaf in the batch: more than
+ * SX_SESSION_PATH_BYTES_MAX of long refused paths (their folder is a file)
+ * in one batch, then a good file in the same batch, which the cap would
+ * refuse if the refused paths were still held; the batch verifies. */
+static void test_signed_refused_paths_not_kept(void **state)
+{
+	(void)state;
+	char blocker[1200];
+	snprintf(blocker, sizeof(blocker), "%s/blocker", peer_dir);
+	FILE *fp = fopen(blocker, "wb");
+	assert_non_null(fp);
+	fclose(fp);
+	uint8_t empty[SX_HASH_LEN];
+	root_of("", 0, empty);
+	static char path[SX_PATH_MAX + 1];
+	size_t plen = long_path(path, sizeof(path), "blocker", 0, 6);
+	uint32_t n = (uint32_t)(SX_SESSION_PATH_BYTES_MAX / plen) + 64;
+	sx_desc *d = calloc(n + 1, sizeof(*d));
+	char **paths = calloc(n + 1, sizeof(*paths));
+	assert_non_null(d);
+	assert_non_null(paths);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	for (uint32_t i = 0; i < n; i++) {
+		long_path(path, sizeof(path), "blocker", i, 6);
+		paths[i] = strdup(path);
+		send_signed_file(c, i + 1, paths[i], NULL, 0, empty);
+		expect_file_err(c, i + 1, SX_E_IO, "");
+	}
+	const char data[] = "after many refused long paths";
+	uint8_t root[SX_HASH_LEN];
+	root_of(data, sizeof(data), root);
+	paths[n] = strdup("after-refused.bin");
+	send_signed_file(c, n + 1, paths[n], data, sizeof(data), root);
+	for (uint32_t i = 0; i <= n; i++) {
+		d[i].path = paths[i];
+		d[i].size = i < n ? 0 : sizeof(data);
+		memcpy(d[i].root, i < n ? empty : root, SX_HASH_LEN);
+	}
+	send_batch_of(c, cli_id.key, d, n + 1, n + 1);
+	expect_file_ok(c, n + 1);
+	sx_msg m;
+	expect_msg(c, SX_MSG_RECEIPT, &m);
+	end_session(c);
+	cli_close(c);
+	assert_file("after-refused.bin", data, sizeof(data));
+	for (uint32_t i = 0; i <= n; i++)
+		free(paths[i]);
+	free(paths);
+	free(d);
+	unlink(blocker);
+	assert_no_partials();
+}
+
+/* The paths held for files awaiting their batch signature are capped per
+ * connection: the file that would pass SX_SESSION_PATH_BYTES_MAX is
+ * refused with a reason naming the cap, and none before it is. The
+ * connection then drops: every temporary is removed. */
+static void test_signed_path_bytes_cap(void **state)
+{
+	(void)state;
+	uint8_t empty[SX_HASH_LEN];
+	root_of("", 0, empty);
+	static char path[SX_PATH_MAX + 1];
+	size_t plen = long_path(path, sizeof(path), "cap", 0, 6);
+	uint32_t fit = (uint32_t)(SX_SESSION_PATH_BYTES_MAX / plen);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	for (uint32_t i = 0; i <= fit; i++) {
+		long_path(path, sizeof(path), "cap", i, 6);
+		send_signed_file(c, i + 1, path, NULL, 0, empty);
+	}
+	/* The first answer: file fit + 1, the one past the cap. */
+	expect_file_err(c, fit + 1, SX_E_IO, "at most 4194304");
+	cli_close(c);
+	assert_no_partials();
+	assert_server_serves();
+}
+
+/* The batch state alone: a refused file's path is freed, its leaf kept, and
+ * the batch still verifies over the leaves; a path that no descriptor can
+ * hold is refused when added. */
+static void test_sbatch_drop_path(void **state)
+{
+	(void)state;
+	sx_sbatch sb = {.number = 1};
+	sx_err err = {0};
+	uint8_t root[SX_HASH_LEN] = {1};
+	static char path[SX_PATH_MAX + 1];
+	sx_desc d[8];
+	char *keep[8];
+	for (uint32_t i = 0; i < 8; i++) {
+		size_t n = long_path(path, sizeof(path), "x", i, 6);
+		assert_int_equal(sx_sbatch_add(&sb, i, root, i, 1600000000, 0, path, &err), 0);
+		assert_int_equal(sb.path_bytes, (i + 1) * n);
+		keep[i] = strdup(path);
+		d[i] = (sx_desc){.size = i, .mtime_sec = 1600000000, .path = keep[i]};
+		memcpy(d[i].root, root, SX_HASH_LEN);
+	}
+	for (uint32_t i = 0; i < 8; i++)
+		assert_int_equal(sx_sbatch_drop_path(&sb, i), strlen(keep[i]));
+	assert_int_equal(sb.path_bytes, 0);
+	assert_int_equal(sx_sbatch_drop_path(&sb, 3), 0);
+	sx_batch b = {0};
+	int64_t now = 1767225600;
+	assert_int_equal(sx_batch_sign(&b, d, 8, TEST_LEAF, test_tid, 1, now, cli_id.key, &err), 0);
+	EVP_PKEY *pub = X509_get0_pubkey(sk_X509_value(cli_id.chain, 0));
+	assert_int_equal(
+	    sx_sbatch_verify(&sb, test_tid, TEST_LEAF, now, b.sig, b.sig_len, pub, &err), 0);
+	sx_batch_free(&b);
+	assert_int_equal(sx_sbatch_add(&sb, 9, root, 0, 0, 0, "../up", &err), -1);
+	assert_int_equal(sx_sbatch_add(&sb, 9, root, 0, 0, 0, "", &err), -1);
+	assert_int_equal(sb.n, 8);
+	sx_sbatch_free(&sb);
+	for (uint32_t i = 0; i < 8; i++)
+		free(keep[i]);
+}
+
 /* The clock check alone, at its edges and at the ends of int64_t. */
 static void test_signed_time_check(void **state)
 {
@@ -1448,6 +1614,10 @@ int main(void)
 	    cmocka_unit_test(test_signed_time_skew),
 	    cmocka_unit_test(test_checkpoint_time_skew),
 	    cmocka_unit_test(test_signed_time_check),
+	    cmocka_unit_test(test_signed_bad_path),
+	    cmocka_unit_test(test_signed_refused_paths_not_kept),
+	    cmocka_unit_test(test_signed_path_bytes_cap),
+	    cmocka_unit_test(test_sbatch_drop_path),
 	    cmocka_unit_test(test_session_first),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
