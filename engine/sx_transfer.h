@@ -77,6 +77,7 @@ typedef struct sx_send_stats {
 	uint64_t batches, checkpoints, receipts;
 	unsigned threads;
 	uint64_t direct_bytes; /* file bytes read with direct I/O */
+	uint64_t files_grew;   /* files with more bytes at their end than announced */
 	char receipts_dir[4096];
 } sx_send_stats;
 
