@@ -346,6 +346,28 @@ static bool read_direct(sender *s, int fd, uint64_t size)
 	return sx_direct_on(fd) != 0;
 }
 
+/* A file is sent at the size it had when it was begun (FILE_BEGIN, and the
+ * signed descriptor, carry it). One that has more bytes by the time its
+ * last read is asked for grew while it was being sent, or its size said
+ * less than it holds (files under /proc); the rest is not sent, and the
+ * sender says so, once per file. With direct I/O the size tells (a read
+ * of one byte is not aligned); otherwise one byte is read past the end. */
+static void check_grown(sender *s, const entry *e)
+{
+	struct stat st;
+	uint8_t probe;
+	bool grew = fstat(s->cur_fd, &st) == 0 && (uint64_t)st.st_size > s->cur_size;
+	if (!grew && !s->cur_direct)
+		grew = pread(s->cur_fd, &probe, 1, (off_t)s->cur_size) == 1;
+	if (!grew)
+		return;
+	s->stats->files_grew++;
+	sx_log("warn", "file_grew",
+	       "path=%s sent=%llu reason=\"the file has more bytes than when it was begun: "
+	       "only the bytes it had then were sent\"",
+	       SX_LOGQ(e->src), (unsigned long long)s->cur_size);
+}
+
 /* Fills free slots with the next records, in order. */
 static int produce(sender *s, sx_err *err)
 {
@@ -484,6 +506,8 @@ static int produce(sender *s, sx_err *err)
 			continue;
 		}
 		/* phase 2: end of a regular file (a stream ends in on_read) */
+		if (!s->cur_refused)
+			check_grown(s, e);
 		sl->type = SX_REC_CTRL;
 		sl->late = LATE_END;
 		sl->entry = s->cur;

@@ -139,7 +139,8 @@ typedef struct conn {
 	uint32_t hash_chunk;
 	sx_sbatch **batches; /* [nbatches-1] may be open; NULL once receipted */
 	int nbatches, batches_cap;
-	int batches_done; /* receipts sent */
+	size_t path_bytes; /* paths held by the batches: SX_SESSION_PATH_BYTES_MAX */
+	int batches_done;  /* receipts sent */
 	bool eos_received, eos_queued;
 	uint64_t files_ok, files_failed, bytes, t0;
 	dirmeta *dirs;
@@ -402,6 +403,7 @@ static int maybe_receipt(server *s, conn *c, int bi, sx_err *err)
 	c->batches_done++;
 	/* Nothing refers to a receipted batch any more: all its files are
 	 * answered and released. */
+	c->path_bytes -= b->path_bytes;
 	sx_sbatch_free(b);
 	free(b);
 	c->batches[bi] = NULL;
@@ -419,6 +421,10 @@ static int answer(server *s, conn *c, rfile *f, sx_answer state, sx_err *err)
 	sx_sbatch *b = c->batches[f->batch];
 	b->state[f->pos] = (uint8_t)state;
 	b->answered++;
+	/* A refused file is out of the receipt and has its .sxsig written by
+	 * no one: the batch keeps only its leaf. */
+	if (state == SX_ANS_REFUSED)
+		c->path_bytes -= sx_sbatch_drop_path(b, (uint32_t)f->pos);
 	return maybe_receipt(s, c, f->batch, err);
 }
 
@@ -914,7 +920,7 @@ static int maybe_finish_session(server *s, conn *c, sx_err *err)
 	return queue_record(s, c, NULL, SX_REC_EOS, err);
 }
 
-static int on_session(conn *c, const sx_msg *m, sx_err *err)
+static int on_session(server *s, conn *c, const sx_msg *m, sx_err *err)
 {
 	if (c->session)
 		return sx_fail(err, SX_E_INTEGRITY, "a second SESSION message");
@@ -923,6 +929,13 @@ static int on_session(conn *c, const sx_msg *m, sx_err *err)
 	if (m->hash_chunk < HASH_CHUNK_MIN || m->hash_chunk > HASH_CHUNK_MAX)
 		return sx_fail(err, SX_E_INTEGRITY, "SESSION: leaf size %u out of range",
 			       m->hash_chunk);
+	/* A policy of this receiver, not a fault of the sender's data: the
+	 * sender is authenticated but does not vouch for its files with
+	 * signatures, so it is refused as an authentication failure. */
+	if (s->cfg->require_signed && (m->flags & SX_SESSION_SIGNED) == 0)
+		return sx_fail(err, SX_E_AUTH,
+			       "this server accepts signed sessions only (serve --require-signed); "
+			       "send without --no-sign");
 	c->session = true;
 	c->sign = (m->flags & SX_SESSION_SIGNED) != 0;
 	c->hash_chunk = m->hash_chunk;
@@ -958,6 +971,24 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 	if (memchr(m->path, 0, m->path_len) != NULL) {
 		sx_fail(&ferr, SX_E_IO, "refused path: contains a NUL byte");
 		return send_file_err(s, c, f->id, &ferr, err);
+	}
+	if (c->sign) {
+		/* Signed, a path that cannot be in a descriptor can never be
+		 * covered by a batch signature (the sender cannot sign it): a
+		 * protocol violation, found before its data, not at BATCH. */
+		if (sx_path_check(m->path, m->path_len, &ferr) < 0)
+			return sx_fail(err, SX_E_INTEGRITY, "FILE_BEGIN %u in a signed session: %s",
+				       m->file_id, ferr.msg);
+		/* The batches keep the path of every file not refused until
+		 * their receipt: bounded per connection. */
+		if (m->path_len > SX_SESSION_PATH_BYTES_MAX - c->path_bytes) {
+			sx_fail(&ferr, SX_E_IO,
+				"the receiver holds %zu bytes of paths of files awaiting their "
+				"batch signature (at most %u): send smaller batches "
+				"(--batch-files)",
+				c->path_bytes, SX_SESSION_PATH_BYTES_MAX);
+			return send_file_err(s, c, f->id, &ferr, err);
+		}
 	}
 	if (sx_store_begin(&c->store, m->path, m->path_len, &f->sf, &ferr) < 0)
 		return send_file_err(s, c, f->id, &ferr, err);
@@ -1006,6 +1037,7 @@ static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
 			goto out;
 		SX_GUARD(sx_sbatch_add(b, f->id, root, f->received, f->mtime.tv_sec,
 				       (uint32_t)f->mtime.tv_nsec, f->path, err));
+		c->path_bytes += strlen(f->path);
 		f->batch = c->nbatches - 1;
 		f->pos = (int)b->n - 1;
 	}
@@ -1039,6 +1071,10 @@ static int on_batch(server *s, conn *c, const sx_msg *m, sx_err *err)
 			       "BATCH %llu covers %u files; this side counts batch %llu of %u",
 			       (unsigned long long)m->batch_no, m->nfiles,
 			       (unsigned long long)b->number, b->n);
+	if (sx_signed_time_check(m->time, (int64_t)time(NULL), err) < 0) {
+		sx_err_prefix(err, "BATCH %llu: ", (unsigned long long)b->number);
+		goto out;
+	}
 	EVP_PKEY *pub = X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0));
 	SX_GUARD(sx_sbatch_verify(b, c->tid, c->hash_chunk, m->time, m->sig, m->sig_len, pub, err));
 	sx_log("info", "batch", "peer=%s batch=%llu files=%u signature=verified",
@@ -1066,6 +1102,10 @@ static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "'%s': checkpoint over %llu leaves, %llu received", f->path,
 			       (unsigned long long)m->leaves, (unsigned long long)leaves);
+	if (sx_signed_time_check(m->time, (int64_t)time(NULL), err) < 0) {
+		sx_err_prefix(err, "'%s': stream checkpoint: ", f->path);
+		goto out;
+	}
 	SX_GUARD(sx_stmt_checkpoint(c->tid, f->path, c->hash_chunk, leaves, bytes, root, m->time,
 				    stmt, sizeof(stmt), &len, err));
 	EVP_PKEY *pub = X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0));
@@ -1127,7 +1167,7 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 	if (!c->session && m.type != SX_MSG_SESSION)
 		return sx_fail(err, SX_E_INTEGRITY, "the session must begin with SESSION");
 	switch (m.type) {
-	case SX_MSG_SESSION: return on_session(c, &m, err);
+	case SX_MSG_SESSION: return on_session(s, c, &m, err);
 	case SX_MSG_DIR: return on_dir(s, c, &m, err);
 	case SX_MSG_FILE_BEGIN: return on_file_begin(s, c, &m, err);
 	case SX_MSG_FILE_END: return on_file_end(s, c, &m, err);

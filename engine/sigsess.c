@@ -1,9 +1,11 @@
 #include "engine/sx_sigsess.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "common/sx_util.h"
+#include "pki/sx_pki.h"
 
 int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LEN], uint64_t size,
 		  int64_t mtime_sec, uint32_t mtime_nsec, const char *path, sx_err *err)
@@ -22,26 +24,50 @@ int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LE
 		uint8_t *st = realloc(sb->state, ncap);
 		if (st != NULL)
 			sb->state = st;
-		if (d == NULL || ids == NULL || st == NULL)
+		uint8_t(*lv)[SX_HASH_LEN] = realloc(sb->leaves, ncap * sizeof(*lv));
+		if (lv != NULL)
+			sb->leaves = lv;
+		if (d == NULL || ids == NULL || st == NULL || lv == NULL)
 			return sx_fail(err, SX_E_OTHER, "out of memory");
 		sb->cap = ncap;
 	}
-	char *p = strdup(path);
-	if (p == NULL)
-		return sx_fail(err, SX_E_OTHER, "out of memory");
-	if (sb->n == 0)
-		sb->t0_ns = sx_now_ns();
 	sx_desc *d = &sb->descs[sb->n];
 	memcpy(d->root, root, SX_HASH_LEN);
 	d->size = size;
 	d->mtime_sec = mtime_sec;
 	d->mtime_nsec = mtime_nsec;
+	d->path = path;
+	/* The leaf now, while the path is checked: verification needs only
+	 * the leaves, so a refused file's path can be dropped. */
+	if (sx_desc_leaf(d, sb->leaves[sb->n], err) < 0) {
+		d->path = NULL;
+		return -1;
+	}
+	char *p = strdup(path);
+	if (p == NULL) {
+		d->path = NULL;
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	}
+	if (sb->n == 0)
+		sb->t0_ns = sx_now_ns();
 	d->path = p;
+	sb->path_bytes += strlen(p);
 	sb->file_ids[sb->n] = file_id;
 	sb->state[sb->n] = SX_ANS_PENDING;
 	sb->bytes += size;
 	sb->n++;
 	return 0;
+}
+
+size_t sx_sbatch_drop_path(sx_sbatch *sb, uint32_t pos)
+{
+	if (pos >= sb->n || sb->descs[pos].path == NULL)
+		return 0;
+	size_t n = strlen(sb->descs[pos].path);
+	free((char *)sb->descs[pos].path);
+	sb->descs[pos].path = NULL;
+	sb->path_bytes -= n;
+	return n;
 }
 
 int sx_sbatch_sign(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chunk, int64_t time,
@@ -61,13 +87,13 @@ int sx_sbatch_verify(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chun
 	if (sig_len > sizeof(b->sig))
 		return sx_fail(err, SX_E_INTEGRITY, "batch %llu: signature too long",
 			       (unsigned long long)sb->number);
+	if (sb->n == 0 || sb->leaves == NULL)
+		return sx_fail(err, SX_E_INTEGRITY, "batch %llu covers no file",
+			       (unsigned long long)sb->number);
+	/* The leaves computed as the files were added pass to the batch. */
 	memset(b, 0, sizeof(*b));
-	b->leaves = malloc((sb->n ? sb->n : 1) * sizeof(*b->leaves));
-	if (b->leaves == NULL)
-		return sx_fail(err, SX_E_OTHER, "out of memory");
-	for (uint32_t i = 0; i < sb->n; i++)
-		if (sx_desc_leaf(&sb->descs[i], b->leaves[i], err) < 0)
-			return -1;
+	b->leaves = sb->leaves;
+	sb->leaves = NULL;
 	if (sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])b->leaves, sb->n, b->root) < 0)
 		return sx_fail(err, SX_E_OTHER, "batch root");
 	memcpy(b->tid, tid, SX_TID_LEN);
@@ -112,9 +138,29 @@ void sx_sbatch_free(sx_sbatch *sb)
 	for (uint32_t i = 0; i < sb->n; i++)
 		free((char *)sb->descs[i].path);
 	free(sb->descs);
+	free(sb->leaves);
 	free(sb->file_ids);
 	free(sb->state);
 	if (sb->sealed || sb->b.leaves != NULL)
 		sx_batch_free(&sb->b);
 	memset(sb, 0, sizeof(*sb));
+}
+
+int sx_signed_time_check(int64_t signed_time, int64_t now, sx_err *err)
+{
+	/* Differences in uint64_t: exact for any pair of int64_t values. */
+	bool ahead = signed_time > now;
+	uint64_t diff =
+	    ahead ? (uint64_t)signed_time - (uint64_t)now : (uint64_t)now - (uint64_t)signed_time;
+	uint64_t max = ahead ? SX_SIGNED_TIME_AHEAD_MAX : SX_SIGNED_TIME_BEHIND_MAX;
+	if (diff <= max)
+		return 0;
+	char st[64], nt[64];
+	sx_time_format((time_t)signed_time, st, sizeof(st));
+	sx_time_format((time_t)now, nt, sizeof(nt));
+	return sx_fail(err, SX_E_INTEGRITY,
+		       "signed time %s is %llu s %s this receiver's clock (%s; at most %llu s): "
+		       "check the sender's clock",
+		       st, (unsigned long long)diff, ahead ? "ahead of" : "behind", nt,
+		       (unsigned long long)max);
 }

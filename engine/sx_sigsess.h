@@ -12,6 +12,19 @@
 #include "engine/sx_manifest.h"
 
 #define SX_BATCH_FILES_MAX 4096u /* files in one batch (the receiver holds them until BATCH) */
+/* Bytes of paths a receiver keeps per connection for the files of its
+ * batches that are not answered yet or stored (a refused file keeps only
+ * its descriptor's leaf hash): 4096 files of 1 KiB paths. A file that would
+ * pass it is refused (docs/SIGNATURES.md, section 8). */
+#define SX_SESSION_PATH_BYTES_MAX (4u << 20)
+
+/* How far the signed time of a BATCH or CHECKPOINT may be from the
+ * receiver's clock (docs/SIGNATURES.md, section 8). The sender takes the
+ * time when it seals the statement, after the data it covers, so the
+ * length of a batch does not count; behind also allows for the time the
+ * statement waits in the sender's queue and the network on a slow link. */
+#define SX_SIGNED_TIME_AHEAD_MAX  600  /* seconds ahead of the receiver's clock */
+#define SX_SIGNED_TIME_BEHIND_MAX 3600 /* seconds behind it */
 
 /* The receiver's answer to one file of a batch. */
 typedef enum sx_answer { SX_ANS_PENDING = 0, SX_ANS_STORED, SX_ANS_REFUSED } sx_answer;
@@ -19,7 +32,9 @@ typedef enum sx_answer { SX_ANS_PENDING = 0, SX_ANS_STORED, SX_ANS_REFUSED } sx_
 typedef struct sx_sbatch {
 	uint64_t number;
 	uint32_t n, cap;
-	sx_desc *descs; /* paths owned */
+	sx_desc *descs;			/* paths owned; NULL once dropped (sx_sbatch_drop_path) */
+	uint8_t (*leaves)[SX_HASH_LEN]; /* leaf(descriptor) of each file */
+	size_t path_bytes;		/* bytes of the paths held */
 	uint32_t *file_ids;
 	uint8_t *state;	   /* per file: an sx_answer */
 	uint32_t answered; /* files stored or refused */
@@ -30,9 +45,14 @@ typedef struct sx_sbatch {
 	uint64_t t0_ns; /* first file added */
 } sx_sbatch;
 
+/* Adds a file and computes its descriptor's leaf: a path that cannot be in
+ * a descriptor (sx_path_check) is refused (SX_E_INTEGRITY). */
 int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LEN], uint64_t size,
 		  int64_t mtime_sec, uint32_t mtime_nsec, const char *path,
 		  sx_err *err) SX_MUST_CHECK;
+/* Receiver: file pos was refused; only its leaf is needed from now on (the
+ * batch root), so its path is freed. Returns the bytes freed. */
+size_t sx_sbatch_drop_path(sx_sbatch *sb, uint32_t pos);
 
 /* Sender: signs the batch statement with key. */
 int sx_sbatch_sign(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chunk, int64_t time,
@@ -48,5 +68,10 @@ int sx_sbatch_receipt(const sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], int64_
 		      X509 *sender, sx_receipt *r, sx_err *err) SX_MUST_CHECK;
 
 void sx_sbatch_free(sx_sbatch *sb);
+
+/* Receiver: refuses (SX_E_INTEGRITY) a signed time more than
+ * SX_SIGNED_TIME_AHEAD_MAX seconds ahead of now or SX_SIGNED_TIME_BEHIND_MAX
+ * behind it; the reason names both clocks. */
+int sx_signed_time_check(int64_t signed_time, int64_t now, sx_err *err) SX_MUST_CHECK;
 
 #endif

@@ -77,6 +77,7 @@ typedef struct sx_send_stats {
 	uint64_t batches, checkpoints, receipts;
 	unsigned threads;
 	uint64_t direct_bytes; /* file bytes read with direct I/O */
+	uint64_t files_grew;   /* files with more bytes at their end than announced */
 	char receipts_dir[4096];
 } sx_send_stats;
 
@@ -95,6 +96,7 @@ typedef struct sx_serve_cfg {
 	bool once;	      /* serve one connection, exit with its result */
 	bool overwrite;	      /* replace existing files */
 	bool direct;	      /* direct I/O for large files where supported */
+	bool require_signed;  /* refuse sessions whose sender does not sign */
 	unsigned max_conns;   /* concurrent connections, all loops together */
 	unsigned hs_per_addr; /* handshakes in progress per source address (0: default) */
 	unsigned threads;     /* event loops; 0: one per core (at most 8); --once: 1 */

@@ -277,10 +277,10 @@ done:
 		printf(",\"compress\":");
 		sx_cli_json_str(zmode_name(cfg.zmode, cfg.zlevel));
 		printf(",\"compressed_bytes\":%llu,\"data_records\":%llu,"
-		       "\"compressed_records\":%llu,\"direct_bytes\":%llu}\n",
+		       "\"compressed_records\":%llu,\"direct_bytes\":%llu,\"files_grew\":%llu}\n",
 		       (unsigned long long)st.wire_bytes, (unsigned long long)st.records,
 		       (unsigned long long)st.records_compressed,
-		       (unsigned long long)st.direct_bytes);
+		       (unsigned long long)st.direct_bytes, (unsigned long long)st.files_grew);
 	} else if (rc == 0 && !quiet) {
 		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
 			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
@@ -299,6 +299,11 @@ done:
 				(unsigned long long)st.batches, (unsigned long long)st.receipts,
 				SX_TEXT(st.receipts_dir));
 	}
+	if (!json && st.files_grew > 0)
+		fprintf(stderr,
+			"sxfer: warning: %llu file(s) grew while they were being sent: each was "
+			"sent at the size it had when it was begun\n",
+			(unsigned long long)st.files_grew);
 	if (rc)
 		sx_cli_report(&err);
 	sx_identity_free(&id);

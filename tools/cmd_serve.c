@@ -31,6 +31,8 @@ static const char usage[] =
     "  --no-direct             write every file through the page cache (default:\n"
     "                          files of 4 MiB or more use direct I/O where the\n"
     "                          file system supports it)\n"
+    "  --require-signed        refuse senders that do not sign their files\n"
+    "                          (send --no-sign): they exit 3\n"
     "  --io KIND               auto (default), uring or poll\n"
     "  --max-record SIZE       largest record accepted (default 16M)\n"
     "  --handshake-timeout S   seconds from accept to an authenticated peer\n"
@@ -75,6 +77,7 @@ int sx_cmd_serve(int argc, char **argv)
 	    {"threads", required_argument, 0, 'T'},
 	    {"overwrite", no_argument, 0, 'w'},
 	    {"no-direct", no_argument, 0, 'D'},
+	    {"require-signed", no_argument, 0, 'S'},
 	    {"io", required_argument, 0, 'o'},
 	    {"max-record", required_argument, 0, 'R'},
 	    {"handshake-timeout", required_argument, 0, 'H'},
@@ -103,6 +106,7 @@ int sx_cmd_serve(int argc, char **argv)
 		case '1': cfg.once = true; break;
 		case 'w': cfg.overwrite = true; break;
 		case 'D': cfg.direct = false; break;
+		case 'S': cfg.require_signed = true; break;
 		case 'm':
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)
 				return sx_cli_usage_error("serve", "--max-conns: 1 to 4096");

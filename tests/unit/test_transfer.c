@@ -24,6 +24,7 @@
 #include "common/sx_util.h"
 #include "engine/sx_link.h"
 #include "engine/sx_manifest.h"
+#include "engine/sx_sigsess.h"
 #include "engine/sx_transfer.h"
 #include "engine/sx_wire.h"
 #include "pki/sx_pki.h"
@@ -434,7 +435,7 @@ static void assert_no_partials(void)
 
 static bool exists_at(const char *dir, const char *rel)
 {
-	char p[2048];
+	char p[SX_PATH_MAX + 2048];
 	struct stat st;
 	snprintf(p, sizeof(p), "%s/%s", dir, rel);
 	return lstat(p, &st) == 0;
@@ -1137,23 +1138,29 @@ static void send_signed_file(cli *c, uint32_t id, const char *path, const void *
 }
 
 /* BATCH 1 over descs (their mtime set as send_begin sends it), signed
- * with key, claiming count_claimed files. */
-static void send_batch_of(cli *c, EVP_PKEY *key, sx_desc *descs, uint32_t n, uint32_t count_claimed)
+ * with key at time t, claiming count_claimed files. */
+static void send_batch_at(cli *c, EVP_PKEY *key, sx_desc *descs, uint32_t n, uint32_t count_claimed,
+			  int64_t t)
 {
 	sx_batch b = {0};
 	sx_err err = {0};
 	for (uint32_t i = 0; i < n; i++)
 		descs[i].mtime_sec = 1600000000;
-	assert_int_equal(sx_batch_sign(&b, descs, n, TEST_LEAF, test_tid, 1, 1790000000, key, &err),
-			 0);
+	assert_int_equal(sx_batch_sign(&b, descs, n, TEST_LEAF, test_tid, 1, t, key, &err), 0);
 	sx_msg m = {.type = SX_MSG_BATCH,
 		    .batch_no = 1,
-		    .time = 1790000000,
+		    .time = t,
 		    .nfiles = count_claimed,
 		    .sig = b.sig,
 		    .sig_len = b.sig_len};
 	assert_int_equal(send_msg(c, &m), 0);
 	sx_batch_free(&b);
+}
+
+/* The same, signed now. */
+static void send_batch_of(cli *c, EVP_PKEY *key, sx_desc *descs, uint32_t n, uint32_t count_claimed)
+{
+	send_batch_at(c, key, descs, n, count_claimed, (int64_t)time(NULL));
 }
 
 /* The batch statement over one file, signed with key. */
@@ -1280,6 +1287,284 @@ static void test_signed_unbatched_eos(void **state)
 	violation_done(c, SX_E_INTEGRITY, "no BATCH signature covers", "unbatched.bin");
 }
 
+/* The signed time of a BATCH is checked against the receiver's clock:
+ * a validly signed batch from a sender whose clock is far ahead or behind
+ * is refused, and none of its files is stored; within the allowed skew
+ * it is accepted. */
+static void test_signed_time_skew(void **state)
+{
+	(void)state;
+	const char data[] = "clock";
+	uint8_t root[SX_HASH_LEN];
+	root_of(data, sizeof(data), root);
+	static const struct {
+		int64_t off;
+		const char *why;
+	} bad[] = {
+	    {SX_SIGNED_TIME_AHEAD_MAX + 60, "ahead of this receiver's clock"},
+	    {(int64_t)30 * 24 * 3600, "ahead of this receiver's clock"},
+	    {-(SX_SIGNED_TIME_BEHIND_MAX + 60), "behind this receiver's clock"},
+	    {-(int64_t)1790000000, "behind this receiver's clock"},
+	};
+	for (size_t i = 0; i < SX_ARRAY_LEN(bad); i++) {
+		cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+		send_signed_file(c, 1, "skewed.bin", data, sizeof(data), root);
+		sx_desc d = {.size = sizeof(data), .path = "skewed.bin"};
+		memcpy(d.root, root, SX_HASH_LEN);
+		send_batch_at(c, cli_id.key, &d, 1, 1, (int64_t)time(NULL) + bad[i].off);
+		violation_done(c, SX_E_INTEGRITY, bad[i].why, "skewed.bin");
+		assert_false(exists_at(peer_dir, "skewed.bin.sxsig"));
+	}
+	/* Within the skew, both ways: stored. */
+	static const int64_t fine[] = {SX_SIGNED_TIME_AHEAD_MAX - 60,
+				       -(SX_SIGNED_TIME_BEHIND_MAX - 60)};
+	for (size_t i = 0; i < SX_ARRAY_LEN(fine); i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "skew-ok-%zu.bin", i);
+		cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+		send_signed_file(c, 1, name, data, sizeof(data), root);
+		sx_desc d = {.size = sizeof(data), .path = name};
+		memcpy(d.root, root, SX_HASH_LEN);
+		send_batch_at(c, cli_id.key, &d, 1, 1, (int64_t)time(NULL) + fine[i]);
+		expect_file_ok(c, 1);
+		sx_msg m;
+		expect_msg(c, SX_MSG_RECEIPT, &m);
+		end_session(c);
+		cli_close(c);
+		assert_file(name, data, sizeof(data));
+	}
+}
+
+/* A stream CHECKPOINT signed with a time far from the receiver's clock
+ * ends the connection; no signed prefix is kept from it. */
+static void test_checkpoint_time_skew(void **state)
+{
+	(void)state;
+	static uint8_t data[TEST_LEAF];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 13);
+	uint8_t root[SX_HASH_LEN];
+	root_of(data, sizeof(data), root);
+	static const int64_t offs[] = {(int64_t)SX_SIGNED_TIME_AHEAD_MAX + 60,
+				       -((int64_t)SX_SIGNED_TIME_BEHIND_MAX + 60)};
+	static const char *const why[] = {"ahead of this receiver's clock",
+					  "behind this receiver's clock"};
+	for (size_t i = 0; i < SX_ARRAY_LEN(offs); i++) {
+		cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+		assert_int_equal(send_begin(c, 1, "skewed.ts", 9, SX_SIZE_UNKNOWN), 0);
+		/* Two records: one leaf is more than a record's body. */
+		assert_int_equal(send_rec(c, SX_REC_DATA, data, sizeof(data) / 2), 0);
+		assert_int_equal(
+		    send_rec(c, SX_REC_DATA, data + sizeof(data) / 2, sizeof(data) / 2), 0);
+		int64_t t = (int64_t)time(NULL) + offs[i];
+		uint8_t stmt[SX_STMT_CHECKPOINT_MAX], sig[SX_SIG_MAX];
+		size_t len = 0, sig_len = 0;
+		sx_err err = {0};
+		assert_int_equal(sx_stmt_checkpoint(test_tid, "skewed.ts", TEST_LEAF, 1,
+						    sizeof(data), root, t, stmt, sizeof(stmt), &len,
+						    &err),
+				 0);
+		assert_int_equal(sx_sign(cli_id.key, stmt, len, sig, &sig_len, &err), 0);
+		sx_msg m = {.type = SX_MSG_CHECKPOINT,
+			    .file_id = 1,
+			    .leaves = 1,
+			    .size = sizeof(data),
+			    .time = t,
+			    .sig = sig,
+			    .sig_len = sig_len};
+		assert_int_equal(send_msg(c, &m), 0);
+		violation_done(c, SX_E_INTEGRITY, why[i], "skewed.ts");
+		assert_false(exists_at(peer_dir, "skewed.ts.partial"));
+	}
+}
+
+/* Signed, a path that no descriptor can hold (sx_path_check) can never be
+ * covered by a batch signature: the connection ends at its FILE_BEGIN, and
+ * a long path is not kept for a batch that cannot verify. */
+static void test_signed_bad_path(void **state)
+{
+	(void)state;
+	static char longp[8000];
+	memset(longp, 'a', sizeof(longp));
+	for (size_t i = 200; i < sizeof(longp); i += 200)
+		longp[i] = '/';
+	static const struct {
+		const char *p;
+		size_t n;
+		const char *why;
+	} bad[] = {
+	    {"../signed-esc", 13, "'..'"},
+	    {"tab\there", 8, "control"},
+	    {longp, sizeof(longp), "longer than"},
+	};
+	for (size_t i = 0; i < SX_ARRAY_LEN(bad); i++) {
+		cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+		assert_int_equal(send_begin(c, 1, bad[i].p, bad[i].n, 0), 0);
+		expect_error(c, SX_E_INTEGRITY, "in a signed session");
+		cli_close(c);
+	}
+	assert_false(exists_at(work, "signed-esc"));
+	assert_no_partials();
+	assert_server_serves();
+}
+
+/* LONG_LEVELS components of 254 bytes under top, then a name of last
+ * bytes (at least 6) for file i: a path of about 3.8 KiB that passes every
+ * check. */
+#define LONG_LEVELS 14
+static size_t long_path(char *out, size_t cap, const char *top, unsigned i, size_t last)
+{
+	size_t n = (size_t)snprintf(out, cap, "%s/", top);
+	for (int l = 0; l < LONG_LEVELS; l++) {
+		memset(out + n, 'd', 254);
+		n += 254;
+		out[n++] = '/';
+	}
+	n += (size_t)snprintf(out + n, cap - n, "f%05u", i);
+	for (size_t k = 6; k < last; k++)
+		out[n++] = 'n';
+	out[n] = '\0';
+	assert_true(n < cap && n <= SX_PATH_MAX);
+	return n;
+}
+
+/* A refused file keeps only its descriptor's leaf in the batch: more than
+ * SX_SESSION_PATH_BYTES_MAX of long refused paths (their folder is a file)
+ * in one batch, then a good file in the same batch, which the cap would
+ * refuse if the refused paths were still held; the batch verifies. */
+static void test_signed_refused_paths_not_kept(void **state)
+{
+	(void)state;
+	char blocker[1200];
+	snprintf(blocker, sizeof(blocker), "%s/blocker", peer_dir);
+	FILE *fp = fopen(blocker, "wb");
+	assert_non_null(fp);
+	fclose(fp);
+	uint8_t empty[SX_HASH_LEN];
+	root_of("", 0, empty);
+	static char path[SX_PATH_MAX + 1];
+	size_t plen = long_path(path, sizeof(path), "blocker", 0, 6);
+	uint32_t n = (uint32_t)(SX_SESSION_PATH_BYTES_MAX / plen) + 64;
+	sx_desc *d = calloc(n + 1, sizeof(*d));
+	char **paths = calloc(n + 1, sizeof(*paths));
+	assert_non_null(d);
+	assert_non_null(paths);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	for (uint32_t i = 0; i < n; i++) {
+		long_path(path, sizeof(path), "blocker", i, 6);
+		paths[i] = strdup(path);
+		send_signed_file(c, i + 1, paths[i], NULL, 0, empty);
+		expect_file_err(c, i + 1, SX_E_IO, "");
+	}
+	const char data[] = "after many refused long paths";
+	uint8_t root[SX_HASH_LEN];
+	root_of(data, sizeof(data), root);
+	paths[n] = strdup("after-refused.bin");
+	send_signed_file(c, n + 1, paths[n], data, sizeof(data), root);
+	for (uint32_t i = 0; i <= n; i++) {
+		d[i].path = paths[i];
+		d[i].size = i < n ? 0 : sizeof(data);
+		memcpy(d[i].root, i < n ? empty : root, SX_HASH_LEN);
+	}
+	send_batch_of(c, cli_id.key, d, n + 1, n + 1);
+	expect_file_ok(c, n + 1);
+	sx_msg m;
+	expect_msg(c, SX_MSG_RECEIPT, &m);
+	end_session(c);
+	cli_close(c);
+	assert_file("after-refused.bin", data, sizeof(data));
+	for (uint32_t i = 0; i <= n; i++)
+		free(paths[i]);
+	free(paths);
+	free(d);
+	unlink(blocker);
+	assert_no_partials();
+}
+
+/* The paths held for files awaiting their batch signature are capped per
+ * connection: the file that would pass SX_SESSION_PATH_BYTES_MAX is
+ * refused with a reason naming the cap, and none before it is. The
+ * connection then drops: every temporary is removed. */
+static void test_signed_path_bytes_cap(void **state)
+{
+	(void)state;
+	uint8_t empty[SX_HASH_LEN];
+	root_of("", 0, empty);
+	static char path[SX_PATH_MAX + 1];
+	size_t plen = long_path(path, sizeof(path), "cap", 0, 6);
+	uint32_t fit = (uint32_t)(SX_SESSION_PATH_BYTES_MAX / plen);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	for (uint32_t i = 0; i <= fit; i++) {
+		long_path(path, sizeof(path), "cap", i, 6);
+		send_signed_file(c, i + 1, path, NULL, 0, empty);
+	}
+	/* The first answer: file fit + 1, the one past the cap. */
+	expect_file_err(c, fit + 1, SX_E_IO, "at most 4194304");
+	cli_close(c);
+	assert_no_partials();
+	assert_server_serves();
+}
+
+/* The batch state alone: a refused file's path is freed, its leaf kept, and
+ * the batch still verifies over the leaves; a path that no descriptor can
+ * hold is refused when added. */
+static void test_sbatch_drop_path(void **state)
+{
+	(void)state;
+	sx_sbatch sb = {.number = 1};
+	sx_err err = {0};
+	uint8_t root[SX_HASH_LEN] = {1};
+	static char path[SX_PATH_MAX + 1];
+	sx_desc d[8];
+	char *keep[8];
+	for (uint32_t i = 0; i < 8; i++) {
+		size_t n = long_path(path, sizeof(path), "x", i, 6);
+		assert_int_equal(sx_sbatch_add(&sb, i, root, i, 1600000000, 0, path, &err), 0);
+		assert_int_equal(sb.path_bytes, (i + 1) * n);
+		keep[i] = strdup(path);
+		d[i] = (sx_desc){.size = i, .mtime_sec = 1600000000, .path = keep[i]};
+		memcpy(d[i].root, root, SX_HASH_LEN);
+	}
+	for (uint32_t i = 0; i < 8; i++)
+		assert_int_equal(sx_sbatch_drop_path(&sb, i), strlen(keep[i]));
+	assert_int_equal(sb.path_bytes, 0);
+	assert_int_equal(sx_sbatch_drop_path(&sb, 3), 0);
+	sx_batch b = {0};
+	int64_t now = 1767225600;
+	assert_int_equal(sx_batch_sign(&b, d, 8, TEST_LEAF, test_tid, 1, now, cli_id.key, &err), 0);
+	EVP_PKEY *pub = X509_get0_pubkey(sk_X509_value(cli_id.chain, 0));
+	assert_int_equal(
+	    sx_sbatch_verify(&sb, test_tid, TEST_LEAF, now, b.sig, b.sig_len, pub, &err), 0);
+	sx_batch_free(&b);
+	assert_int_equal(sx_sbatch_add(&sb, 9, root, 0, 0, 0, "../up", &err), -1);
+	assert_int_equal(sx_sbatch_add(&sb, 9, root, 0, 0, 0, "", &err), -1);
+	assert_int_equal(sb.n, 8);
+	sx_sbatch_free(&sb);
+	for (uint32_t i = 0; i < 8; i++)
+		free(keep[i]);
+}
+
+/* The clock check alone, at its edges and at the ends of int64_t. */
+static void test_signed_time_check(void **state)
+{
+	(void)state;
+	sx_err err = {0};
+	const int64_t now = 1767225600;
+	assert_int_equal(sx_signed_time_check(now, now, &err), 0);
+	assert_int_equal(sx_signed_time_check(now + SX_SIGNED_TIME_AHEAD_MAX, now, &err), 0);
+	assert_int_equal(sx_signed_time_check(now - SX_SIGNED_TIME_BEHIND_MAX, now, &err), 0);
+	assert_int_equal(sx_signed_time_check(now + SX_SIGNED_TIME_AHEAD_MAX + 1, now, &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+	assert_non_null(strstr(err.msg, "2026-01-01T00:10:01Z is 601 s ahead of"));
+	assert_non_null(strstr(err.msg, "(2026-01-01T00:00:00Z; at most 600 s)"));
+	err = (sx_err){0};
+	assert_int_equal(sx_signed_time_check(now - SX_SIGNED_TIME_BEHIND_MAX - 1, now, &err), -1);
+	assert_non_null(strstr(err.msg, "3601 s behind"));
+	assert_int_equal(sx_signed_time_check(INT64_MAX, now, &err), -1);
+	assert_int_equal(sx_signed_time_check(INT64_MIN, now, &err), -1);
+	assert_int_equal(sx_signed_time_check(-1, now, &err), -1);
+}
+
 static void test_session_first(void **state)
 {
 	(void)state;
@@ -1326,6 +1611,13 @@ int main(void)
 	    cmocka_unit_test(test_signed_bad_signature),
 	    cmocka_unit_test(test_signed_batch_all_refused),
 	    cmocka_unit_test(test_signed_unbatched_eos),
+	    cmocka_unit_test(test_signed_time_skew),
+	    cmocka_unit_test(test_checkpoint_time_skew),
+	    cmocka_unit_test(test_signed_time_check),
+	    cmocka_unit_test(test_signed_bad_path),
+	    cmocka_unit_test(test_signed_refused_paths_not_kept),
+	    cmocka_unit_test(test_signed_path_bytes_cap),
+	    cmocka_unit_test(test_sbatch_drop_path),
 	    cmocka_unit_test(test_session_first),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
