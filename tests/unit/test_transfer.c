@@ -1268,6 +1268,59 @@ static void test_signed_batch_all_refused(void **state)
 	assert_server_serves();
 }
 
+/* A signed batch with files whose paths break the path rules between good
+ * ones: each is refused at FILE_BEGIN and has no descriptor, so it is in no
+ * batch; the BATCH over the good files verifies and they are stored. The
+ * server once put the refused file into its batch and failed the session
+ * (ERROR, class 4) when it came to encode its descriptor. */
+static void test_signed_bad_path_left_out_of_batch(void **state)
+{
+	(void)state;
+	const char data[] = "good content", bad_data[] = "refused content";
+	uint8_t root[SX_HASH_LEN], bad_root[SX_HASH_LEN];
+	root_of(data, sizeof(data), root);
+	root_of(bad_data, sizeof(bad_data), bad_root);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "batch-good-a.bin", data, sizeof(data), root);
+	send_signed_file(c, 2, "batch-bad\nname", bad_data, sizeof(bad_data), bad_root);
+	expect_file_err(c, 2, SX_E_IO, "control character");
+	/* A NUL inside the name: refused, and out of the batch as well. */
+	assert_int_equal(send_begin(c, 3, "batch-nul\0x", 11, sizeof(bad_data)), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, bad_data, sizeof(bad_data)), 0);
+	sx_msg e = {.type = SX_MSG_FILE_END, .file_id = 3, .size = sizeof(bad_data)};
+	memcpy(e.root, bad_root, SX_HASH_LEN);
+	assert_int_equal(send_msg(c, &e), 0);
+	expect_file_err(c, 3, SX_E_IO, "NUL");
+	send_signed_file(c, 4, "batch-good-b.bin", data, sizeof(data), root);
+	sx_desc d[2] = {{.size = sizeof(data), .path = "batch-good-a.bin"},
+			{.size = sizeof(data), .path = "batch-good-b.bin"}};
+	memcpy(d[0].root, root, SX_HASH_LEN);
+	memcpy(d[1].root, root, SX_HASH_LEN);
+	send_batch_of(c, cli_id.key, d, 2, 2);
+	bool ok[5] = {false};
+	for (int i = 0; i < 2; i++) {
+		sx_msg m;
+		expect_msg(c, SX_MSG_FILE_OK, &m);
+		assert_true(m.file_id == 1 || m.file_id == 4);
+		assert_false(ok[m.file_id]);
+		ok[m.file_id] = true;
+	}
+	sx_msg m;
+	expect_msg(c, SX_MSG_RECEIPT, &m);
+	assert_int_equal(m.batch_no, 1);
+	end_session(c);
+	cli_close(c);
+	assert_file("batch-good-a.bin", data, sizeof(data));
+	assert_file("batch-good-b.bin", data, sizeof(data));
+	assert_true(exists_at(peer_dir, "batch-good-a.bin.sxsig"));
+	assert_true(exists_at(peer_dir, "batch-good-b.bin.sxsig"));
+	assert_false(exists_at(peer_dir, "batch-bad\nname"));
+	assert_false(exists_at(peer_dir, "batch-bad\nname.sxsig"));
+	assert_false(exists_at(peer_dir, "batch-nul"));
+	assert_no_partials();
+	assert_server_serves();
+}
+
 static void test_signed_unbatched_eos(void **state)
 {
 	(void)state;
@@ -1325,6 +1378,7 @@ int main(void)
 	    cmocka_unit_test(test_signed_wrong_root),
 	    cmocka_unit_test(test_signed_bad_signature),
 	    cmocka_unit_test(test_signed_batch_all_refused),
+	    cmocka_unit_test(test_signed_bad_path_left_out_of_batch),
 	    cmocka_unit_test(test_signed_unbatched_eos),
 	    cmocka_unit_test(test_session_first),
 	};
