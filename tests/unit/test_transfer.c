@@ -1321,6 +1321,59 @@ static void test_signed_bad_path_left_out_of_batch(void **state)
 	assert_server_serves();
 }
 
+/* X and X.sxsig sent in one signed batch (a sender that does not skip
+ * X.sxsig): the first to claim the name X.sxsig is stored, the other file
+ * is refused, and a refused file leaves no signature behind. The server
+ * once left a stray X.sxsig.sxsig beside nothing when the data file
+ * X.sxsig lost the race. */
+static void test_signed_file_and_its_sxsig(void **state)
+{
+	(void)state;
+	const char x[] = "x data", sig[] = "an earlier signature";
+	uint8_t rx[SX_HASH_LEN], rsig[SX_HASH_LEN];
+	root_of(x, sizeof(x), rx);
+	root_of(sig, sizeof(sig), rsig);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "pair.bin", x, sizeof(x), rx);
+	send_signed_file(c, 2, "pair.bin.sxsig", sig, sizeof(sig), rsig);
+	sx_desc d[2] = {{.size = sizeof(x), .path = "pair.bin"},
+			{.size = sizeof(sig), .path = "pair.bin.sxsig"}};
+	memcpy(d[0].root, rx, SX_HASH_LEN);
+	memcpy(d[1].root, rsig, SX_HASH_LEN);
+	send_batch_of(c, cli_id.key, d, 2, 2);
+	uint32_t stored = 0, refused = 0;
+	for (int i = 0; i < 2; i++) {
+		/* In the order the two reach their rename. */
+		uint8_t type, *pt;
+		size_t len;
+		sx_msg a;
+		sx_err err = {0};
+		assert_int_equal(recv_rec(c, &type, &pt, &len), 0);
+		assert_int_equal(type, SX_REC_CTRL);
+		assert_int_equal(sx_msg_decode(pt, len, &a, &err), 0);
+		assert_true(a.type == SX_MSG_FILE_OK || a.type == SX_MSG_FILE_ERR);
+		if (a.type == SX_MSG_FILE_OK)
+			stored = a.file_id;
+		else
+			refused = a.file_id;
+	}
+	sx_msg m;
+	expect_msg(c, SX_MSG_RECEIPT, &m);
+	end_session(c);
+	cli_close(c);
+	assert_true((stored == 1 && refused == 2) || (stored == 2 && refused == 1));
+	if (stored == 1) {
+		assert_file("pair.bin", x, sizeof(x));
+		assert_true(exists_at(peer_dir, "pair.bin.sxsig"));
+		assert_false(exists_at(peer_dir, "pair.bin.sxsig.sxsig"));
+	} else {
+		assert_file("pair.bin.sxsig", sig, sizeof(sig));
+		assert_true(exists_at(peer_dir, "pair.bin.sxsig.sxsig"));
+		assert_false(exists_at(peer_dir, "pair.bin"));
+	}
+	assert_no_partials();
+}
+
 static void test_signed_unbatched_eos(void **state)
 {
 	(void)state;
@@ -1379,6 +1432,7 @@ int main(void)
 	    cmocka_unit_test(test_signed_bad_signature),
 	    cmocka_unit_test(test_signed_batch_all_refused),
 	    cmocka_unit_test(test_signed_bad_path_left_out_of_batch),
+	    cmocka_unit_test(test_signed_file_and_its_sxsig),
 	    cmocka_unit_test(test_signed_unbatched_eos),
 	    cmocka_unit_test(test_session_first),
 	};
