@@ -22,6 +22,7 @@
 #include "engine/sx_pool.h"
 #include "engine/sx_sigsess.h"
 #include "engine/sx_transfer.h"
+#include "engine/sx_wire.h"
 
 #ifndef SX_SEND_SLOTS
 #define SX_SEND_SLOTS 8 /* records in flight on the sender (docs/PERFORMANCE.md) */
@@ -47,6 +48,8 @@ typedef struct entry {
 typedef struct entries {
 	entry *v;
 	size_t n, cap;
+	unsigned pflags;  /* sx_path_check_file flags of the session's files */
+	uint64_t skipped; /* files and folders not sent (each with a warning) */
 } entries;
 
 /* READY: read, not yet sealed; SEALING: with the worker pool; DONE: sealed
@@ -189,6 +192,14 @@ static void ents_free(entries *e)
 	free(e->v);
 }
 
+/* Something in a sent tree that is not sent: a warning, and counted (the
+ * session then ends with exit code 5 once everything else is sent). */
+static void skip(entries *e, const char *src, const char *why)
+{
+	sx_log("warn", "skip", "path=%s reason=%s", SX_LOGQ(src), SX_LOGQ(why));
+	e->skipped++;
+}
+
 static int walk(entries *e, const char *src, const char *rel, int depth, sx_err *err)
 {
 	struct dirent **names = NULL;
@@ -205,23 +216,32 @@ static int walk(entries *e, const char *src, const char *rel, int depth, sx_err 
 			continue;
 		char s[SX_PATH_MAX + 256], r[SX_PATH_MAX + 256];
 		if (snprintf(s, sizeof(s), "%s/%s", src, nm) >= (int)sizeof(s) ||
-		    snprintf(r, sizeof(r), "%s/%s", rel, nm) >= (int)sizeof(r) ||
-		    strlen(r) > SX_PATH_MAX) {
-			sx_fail(err, SX_E_IO, "%s/%s: path too long", src, nm);
-			goto out;
+		    snprintf(r, sizeof(r), "%s/%s", rel, nm) >= (int)sizeof(r)) {
+			skip(e, s, "refused path: longer than 4096 bytes");
+			continue;
 		}
 		struct stat st;
 		if (lstat(s, &st) < 0) {
 			sx_fail_errno(err, SX_E_IO, errno, "%s", s);
 			goto out;
 		}
+		if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
+			skip(e, s, "not a regular file or folder");
+			continue;
+		}
+		/* What the receiver would refuse is not sent: the same check
+		 * it makes (a folder, with everything in it, by its path). */
+		sx_err why = {0};
+		if (S_ISDIR(st.st_mode)
+			? sx_path_check((const uint8_t *)r, strlen(r), &why) < 0
+			: sx_path_check_file((const uint8_t *)r, strlen(r), e->pflags, &why) < 0) {
+			skip(e, s, why.msg);
+			continue;
+		}
 		if (S_ISDIR(st.st_mode))
 			SX_GUARD(walk(e, s, r, depth + 1, err));
-		else if (S_ISREG(st.st_mode))
-			SX_GUARD(ents_add(e, s, r, false, err));
 		else
-			sx_log("warn", "skip", "path=%s reason=\"not a regular file or folder\"",
-			       SX_LOGQ(s));
+			SX_GUARD(ents_add(e, s, r, false, err));
 	}
 	rc = 0;
 out:
@@ -243,14 +263,78 @@ static const char *base_name(const char *p, char *buf, size_t cap)
 	return buf;
 }
 
+typedef struct named {
+	const char *rel;
+	size_t entry;
+	bool skip;
+} named;
+
+static int cmp_named(const void *a, const void *b)
+{
+	return strcmp(((const named *)a)->rel, ((const named *)b)->rel);
+}
+
+/* Signed, the receiver keeps the signature of a file X as X.sxsig beside
+ * it, so a sent X.sxsig (signed earlier with `sxfer sign`, say) cannot be
+ * stored beside a sent X: it is skipped (docs/SIGNATURES.md, section 8).
+ * In name order a file comes before its X.sxsig, so whether X itself is
+ * sent is known when X.sxsig is looked at (X.sxsig.sxsig is data again
+ * once X.sxsig is skipped). */
+static int skip_sig_companions(entries *e, sx_err *err)
+{
+	const size_t sfx = sizeof(SX_SUFFIX_SIG) - 1;
+	named *files = malloc((e->n ? e->n : 1) * sizeof(*files));
+	size_t nf = 0, kept = 0;
+	if (files == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	for (size_t i = 0; i < e->n; i++)
+		if (!e->v[i].is_dir)
+			files[nf++] = (named){.rel = e->v[i].rel, .entry = i};
+	qsort(files, nf, sizeof(*files), cmp_named);
+	for (size_t i = 0; i < nf; i++) {
+		size_t n = strlen(files[i].rel);
+		char owner[SX_PATH_MAX + 1];
+		named key = {.rel = owner};
+		if (n <= sfx || n - sfx > SX_PATH_MAX ||
+		    strcmp(files[i].rel + n - sfx, SX_SUFFIX_SIG))
+			continue;
+		memcpy(owner, files[i].rel, n - sfx);
+		owner[n - sfx] = '\0';
+		const named *o = bsearch(&key, files, nf, sizeof(*files), cmp_named);
+		files[i].skip = o != NULL && !o->skip;
+	}
+	for (size_t i = 0; i < nf; i++) {
+		if (!files[i].skip)
+			continue;
+		entry *x = &e->v[files[i].entry];
+		skip(e, x->src ? x->src : x->rel,
+		     "the receiver keeps the signature of the file beside it under this name "
+		     "(--no-sign sends it as it is)");
+		free(x->src);
+		free(x->rel);
+		x->rel = NULL;
+	}
+	free(files);
+	for (size_t i = 0; i < e->n; i++)
+		if (e->v[i].rel != NULL)
+			e->v[kept++] = e->v[i];
+	e->n = kept;
+	return 0;
+}
+
 static int build_entries(sender *s, sx_err *err)
 {
 	const sx_send_cfg *cfg = s->cfg;
+	sx_err why = {0};
+	s->ents.pflags = s->sign ? SX_PATH_SIGNED : 0;
 	for (int i = 0; i < cfg->npaths; i++) {
 		const char *p = cfg->paths[i];
 		char base[512];
 		if (strcmp(p, "-") == 0) {
 			const char *name = cfg->stream_name ? cfg->stream_name : "stdin";
+			if (sx_path_check_file((const uint8_t *)name, strlen(name),
+					       s->ents.pflags | SX_PATH_STREAM, &why) < 0)
+				return sx_fail(err, SX_E_USAGE, "--name: %s", why.msg);
 			SX_GUARD(ents_add(&s->ents, NULL, name, false, err));
 			continue;
 		}
@@ -262,13 +346,22 @@ static int build_entries(sender *s, sx_err *err)
 		    strcmp(base, "/") == 0)
 			return sx_fail(err, SX_E_USAGE,
 				       "%s: name the folder itself, not '.', '..' or '/'", p);
+		if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+			return sx_fail(err, SX_E_USAGE, "%s: not a regular file or folder", p);
+		/* Named on the command line: refused as a wrong argument, before
+		 * anything is sent (inside a folder, a name is skipped). */
+		if (S_ISDIR(st.st_mode)
+			? sx_path_check((const uint8_t *)base, strlen(base), &why) < 0
+			: sx_path_check_file((const uint8_t *)base, strlen(base), s->ents.pflags,
+					     &why) < 0)
+			return sx_fail(err, SX_E_USAGE, "%s: cannot be sent: %s", p, why.msg);
 		if (S_ISDIR(st.st_mode))
 			SX_GUARD(walk(&s->ents, p, base, 0, err));
-		else if (S_ISREG(st.st_mode))
-			SX_GUARD(ents_add(&s->ents, p, base, false, err));
 		else
-			return sx_fail(err, SX_E_USAGE, "%s: not a regular file or folder", p);
+			SX_GUARD(ents_add(&s->ents, p, base, false, err));
 	}
+	if (s->sign)
+		SX_GUARD(skip_sig_companions(&s->ents, err));
 	for (size_t i = 0; i < s->ents.n; i++) {
 		entry *e = &s->ents.v[i];
 		if (e->is_dir)
@@ -1299,8 +1392,15 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 		SX_ENSURE(s->batches[i].receipted, err, SX_E_INTEGRITY,
 			  "%s sent no valid receipt for batch %llu", s->link.k.peer_name,
 			  (unsigned long long)s->batches[i].number);
+	/* Everything that could be sent was; what was skipped makes the
+	 * session fail as a local problem, so a script notices. */
+	SX_ENSURE(s->ents.skipped == 0, err, SX_E_IO,
+		  "%llu file(s) sent; %llu file(s) or folder(s) skipped, not sent (see the "
+		  "warnings)",
+		  (unsigned long long)stats->files_ok, (unsigned long long)s->ents.skipped);
 	rc = 0;
 out:
+	stats->files_skipped = s->ents.skipped;
 	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
 	if (rc < 0 && s->link.chan != NULL && !s->link.ready && s->sock >= 0 &&
 	    s->link.hs_out_len == 0) {

@@ -80,6 +80,7 @@ typedef struct rfile {
 	sx_filehash h;
 	bool h_open;
 	int batch, pos; /* where its descriptor is, -1 when in none */
+	bool unbatched; /* its path breaks sx_path_check: no descriptor, in no batch */
 	ckpt *ck;	/* last verified checkpoint of a stream */
 } rfile;
 
@@ -968,17 +969,15 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 		f->h_open = true;
 	}
 	sx_err ferr = {0};
-	if (memchr(m->path, 0, m->path_len) != NULL) {
-		sx_fail(&ferr, SX_E_IO, "refused path: contains a NUL byte");
+	/* A path that breaks the path rules has no descriptor: the file is
+	 * refused and left out of its batch, as the sender leaves it out
+	 * (docs/PROTOCOL.md, BATCH); nothing of it is kept but its hash. */
+	if (sx_path_check(m->path, m->path_len, &ferr) < 0) {
+		f->unbatched = true;
+		ferr.cls = SX_E_IO; /* refused by the receiver (FILE_ERR class 5) */
 		return send_file_err(s, c, f->id, &ferr, err);
 	}
 	if (c->sign) {
-		/* Signed, a path that cannot be in a descriptor can never be
-		 * covered by a batch signature (the sender cannot sign it): a
-		 * protocol violation, found before its data, not at BATCH. */
-		if (sx_path_check(m->path, m->path_len, &ferr) < 0)
-			return sx_fail(err, SX_E_INTEGRITY, "FILE_BEGIN %u in a signed session: %s",
-				       m->file_id, ferr.msg);
 		/* The batches keep the path of every file not refused until
 		 * their receipt: bounded per connection. */
 		if (m->path_len > SX_SESSION_PATH_BYTES_MAX - c->path_bytes) {
@@ -1032,14 +1031,16 @@ static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
 			return sx_fail(err, SX_E_INTEGRITY,
 				       "'%s': the sender's Merkle root does not match what arrived",
 				       f->path);
-		sx_sbatch *b = open_batch(c, err);
-		if (b == NULL)
-			goto out;
-		SX_GUARD(sx_sbatch_add(b, f->id, root, f->received, f->mtime.tv_sec,
-				       (uint32_t)f->mtime.tv_nsec, f->path, err));
-		c->path_bytes += strlen(f->path);
-		f->batch = c->nbatches - 1;
-		f->pos = (int)b->n - 1;
+		if (!f->unbatched) {
+			sx_sbatch *b = open_batch(c, err);
+			if (b == NULL)
+				goto out;
+			SX_GUARD(sx_sbatch_add(b, f->id, root, f->received, f->mtime.tv_sec,
+					       (uint32_t)f->mtime.tv_nsec, f->path, err));
+			c->path_bytes += strlen(f->path);
+			f->batch = c->nbatches - 1;
+			f->pos = (int)b->n - 1;
+		}
 	}
 	if (f->state == F_DISCARD) {
 		/* Refused: out of the receipt. A failed file is released by

@@ -296,6 +296,7 @@ int sx_store_aux_write(sx_store_file *f, const char *suffix, const void *data, s
 int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err)
 {
 	unsigned flags = st->overwrite ? 0 : RENAME_NOREPLACE;
+	bool aux_placed = false;
 	if (f->aux_tmp[0] != '\0') {
 		if (renameat2(f->dir_fd, f->aux_tmp, f->dir_fd, f->aux_name, flags) < 0) {
 			if (errno == EEXIST)
@@ -306,12 +307,20 @@ int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err)
 					     f->aux_name);
 		}
 		f->aux_tmp[0] = '\0';
+		aux_placed = true;
 	}
 	if (renameat2(f->dir_fd, f->tmp, f->dir_fd, f->name, flags) < 0) {
-		if (errno == EEXIST)
+		int e = errno;
+		/* The file is refused: the companion placed for it goes too,
+		 * or a refused file would leave its signature behind (the
+		 * name it just took was free, or replaced by this file's own
+		 * companion under --overwrite). */
+		if (aux_placed)
+			(void)unlinkat(f->dir_fd, f->aux_name, 0);
+		if (e == EEXIST)
 			return sx_fail(err, SX_E_IO, "'%s' exists on the receiver (no --overwrite)",
 				       f->name);
-		return sx_fail_errno(err, SX_E_IO, errno, "'%s': rename failed", f->name);
+		return sx_fail_errno(err, SX_E_IO, e, "'%s': rename failed", f->name);
 	}
 	f->committed = true;
 	return 0;

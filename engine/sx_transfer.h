@@ -66,8 +66,9 @@ typedef struct sx_send_cfg {
 
 typedef struct sx_send_stats {
 	uint64_t files_ok, files_failed;
-	uint64_t bytes;	     /* file bytes (uncompressed) */
-	uint64_t wire_bytes; /* DATA record plaintext bytes on the wire (compressed) */
+	uint64_t files_skipped; /* files and folders of the tree not sent (warned) */
+	uint64_t bytes;		/* file bytes (uncompressed) */
+	uint64_t wire_bytes;	/* DATA record plaintext bytes on the wire (compressed) */
 	uint64_t records, records_compressed; /* DATA records, of which compressed */
 	double seconds;
 	char peer_name[256];

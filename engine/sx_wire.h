@@ -132,4 +132,20 @@ int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err) SX_MU
  * component, no NUL, no control characters. */
 int sx_path_check(const uint8_t *path, size_t len, sx_err *err) SX_MUST_CHECK;
 
+/* The receiver keeps companions beside a received file NAME: NAME.sxsig
+ * (signed sessions) and, for a signed stream cut off after a checkpoint,
+ * NAME.partial with NAME.partial.sxsig. Every one is a name of at most
+ * SX_NAME_MAX bytes. */
+#define SX_NAME_MAX	  255
+#define SX_SUFFIX_SIG	  ".sxsig"
+#define SX_SUFFIX_PARTIAL ".partial"
+#define SX_PATH_SIGNED	  0x1u /* the session is signed: NAME.sxsig must fit */
+#define SX_PATH_STREAM	  0x2u /* with SX_PATH_SIGNED: NAME.partial.sxsig must fit */
+
+/* The path of a file in a session as the receiver accepts it: the rules of
+ * sx_path_check, and a last component short enough for the companions the
+ * flags call for (docs/PROTOCOL.md, "Control messages"). The one check the
+ * sender makes before it sends a name and the receiver makes at FILE_BEGIN. */
+int sx_path_check_file(const uint8_t *path, size_t len, unsigned flags, sx_err *err) SX_MUST_CHECK;
+
 #endif

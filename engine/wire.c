@@ -341,13 +341,38 @@ int sx_path_check(const uint8_t *path, size_t len, sx_err *err)
 			return sx_fail(err, SX_E_USAGE,
 				       "refused path '%.*s': empty, '.' or '..' component",
 				       (int)len, (const char *)path);
-		if (n > 255)
+		if (n > SX_NAME_MAX)
 			return sx_fail(err, SX_E_USAGE,
-				       "refused path: a component is longer than 255 bytes");
+				       "refused path: a component is longer than %d bytes",
+				       SX_NAME_MAX);
 		if (++depth > SX_PATH_DEPTH_MAX)
 			return sx_fail(err, SX_E_USAGE, "refused path: more than %d levels",
 				       SX_PATH_DEPTH_MAX);
 		start = i + 1;
 	}
+	return 0;
+}
+
+int sx_path_check_file(const uint8_t *path, size_t len, unsigned flags, sx_err *err)
+{
+	if (sx_path_check(path, len, err) < 0)
+		return -1;
+	if (!(flags & SX_PATH_SIGNED))
+		return 0;
+	size_t name = len;
+	while (name > 0 && path[name - 1] != '/')
+		name--;
+	name = len - name;
+	const char *what = SX_SUFFIX_SIG;
+	size_t extra = sizeof(SX_SUFFIX_SIG) - 1;
+	if (flags & SX_PATH_STREAM) {
+		what = SX_SUFFIX_PARTIAL SX_SUFFIX_SIG;
+		extra += sizeof(SX_SUFFIX_PARTIAL) - 1;
+	}
+	if (name + extra > SX_NAME_MAX)
+		return sx_fail(err, SX_E_USAGE,
+			       "refused path: a name of %zu bytes leaves no room for its "
+			       "signature NAME%s (signed, a name is at most %zu bytes)",
+			       name, what, SX_NAME_MAX - extra);
 	return 0;
 }

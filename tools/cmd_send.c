@@ -14,6 +14,9 @@ static const char usage[] =
     "\n"
     "Sends files and folders (a folder arrives with its tree, as scp -r) to\n"
     "`sxfer serve`. PATH '-' sends standard input as a stream named by --name.\n"
+    "In a folder, what cannot be sent (a symbolic link or other special file, a\n"
+    "name the receiver refuses, and, signed, X.sxsig beside X) is skipped with a\n"
+    "warning; the rest is sent and the exit code is then 5.\n"
     "\n"
     "  --id DIR             identity folder (key.pem, cert.pem, ca.pem)\n"
     "  --server-name NAME   name the server's certificate must carry (default: HOST)\n"
@@ -257,10 +260,11 @@ done:
 			sx_cli_json_str(err.msg);
 			putchar(',');
 		}
-		printf("\"files_ok\":%llu,\"files_failed\":%llu,\"bytes\":%llu,\"seconds\":%.3f,"
-		       "\"mib_per_s\":%.1f,\"suite\":",
+		printf("\"files_ok\":%llu,\"files_failed\":%llu,\"files_skipped\":%llu,"
+		       "\"bytes\":%llu,\"seconds\":%.3f,\"mib_per_s\":%.1f,\"suite\":",
 		       (unsigned long long)st.files_ok, (unsigned long long)st.files_failed,
-		       (unsigned long long)st.bytes, st.seconds,
+		       (unsigned long long)st.files_skipped, (unsigned long long)st.bytes,
+		       st.seconds,
 		       st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0);
 		sx_cli_json_str(sx_suite_name(st.suite ? st.suite : cfg.suite));
 		printf(",\"io\":");

@@ -104,7 +104,7 @@ ok "hostile names stored; one event= per server log line, names given back exact
 # ---- names the sender skips are logged escaped -----------------------------
 mkfifo "$WORK/dir/$NEWLINE" "$WORK/dir/$ESCAPE"
 printf 'plain\n' >"$WORK/dir/plain.txt"
-expect_exit 0 send "127.0.0.1:$PORT" "$WORK/dir"
+expect_exit 5 send "127.0.0.1:$PORT" "$WORK/dir"
 n=$(grep -c 'event=skip' "$WORK/last.err" || true)
 [ "$n" -eq 2 ] || { cat -v "$WORK/last.err" >&2; fail "expected 2 skip lines, got $n"; }
 check_log "$WORK/last.err" "$NEWLINE" "$ESCAPE" || { cat -v "$WORK/last.err" >&2; fail "sender log"; }
@@ -112,7 +112,7 @@ grep -qF 'dir/n\nts=x level=error event=fake"' "$WORK/last.err" || fail "newline
 grep -qF 'dir/esc\x1b[2J\x7f"' "$WORK/last.err" || fail "ESC not escaped"
 ok "skipped FIFOs with a newline and ESC in their names: one log line each"
 
-expect_exit 4 send --json "127.0.0.1:$PORT" "$WORK/src/$NEWLINE"
+expect_exit 2 send --json "127.0.0.1:$PORT" "$WORK/src/$NEWLINE"
 json_check "$WORK/last.out" 'd["result"] == "error"' || fail "--json: $(cat "$WORK/last.out")"
 [ "$(wc -l <"$WORK/last.err")" -eq 1 ] || { cat -v "$WORK/last.err" >&2; fail "report split over lines"; }
 ok "a newline in a name the protocol refuses: --json still valid"

@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,46 @@ static void test_store_overwrite(void **state)
 	sx_store_close(&st);
 }
 
+/* A file whose final name is taken while it waits (another file of the
+ * session got there first) is refused at commit: its companion, renamed
+ * into place just before, must not stay behind as a stray NAME.sxsig. */
+static void test_store_refused_commit_leaves_no_companion(void **state)
+{
+	(void)state;
+	sx_store st;
+	sx_store_file f;
+	sx_err err = {0};
+	char out[600], taken[800];
+	snprintf(out, sizeof(out), "%s/out5", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam", false, &err), 0);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"X.sxsig", 7, &f, &err), 0);
+	assert_int_equal(write(f.fd, "data", 4), 4);
+	assert_int_equal(sx_store_aux_write(&f, ".sxsig", "sig\n", 4, &err), 0);
+	snprintf(taken, sizeof(taken), "%s/cam/X.sxsig", out);
+	int fd = open(taken, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(sx_store_commit(&st, &f, &err), -1);
+	assert_int_equal(err.cls, SX_E_IO);
+	assert_non_null(strstr(err.msg, "exists"));
+	sx_store_end(&f);
+	assert_false(exists("out5/cam/X.sxsig.sxsig"));
+	struct stat sb;
+	assert_int_equal(stat(taken, &sb), 0);
+	assert_int_equal(sb.st_size, 0);
+	/* Nothing else: no temporary of either. */
+	char folder[700];
+	snprintf(folder, sizeof(folder), "%s/cam", out);
+	DIR *d = opendir(folder);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(d);
+	assert_int_equal(n, 1);
+	sx_store_close(&st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -144,6 +185,7 @@ int main(void)
 	    cmocka_unit_test(test_store_abort_removes_temporary),
 	    cmocka_unit_test(test_store_refuses_escape),
 	    cmocka_unit_test(test_store_overwrite),
+	    cmocka_unit_test(test_store_refused_commit_leaves_no_companion),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

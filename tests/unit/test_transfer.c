@@ -1275,6 +1275,112 @@ static void test_signed_batch_all_refused(void **state)
 	assert_server_serves();
 }
 
+/* A signed batch with files whose paths break the path rules between good
+ * ones: each is refused at FILE_BEGIN and has no descriptor, so it is in no
+ * batch; the BATCH over the good files verifies and they are stored. The
+ * server once put the refused file into its batch and failed the session
+ * (ERROR, class 4) when it came to encode its descriptor. */
+static void test_signed_bad_path_left_out_of_batch(void **state)
+{
+	(void)state;
+	const char data[] = "good content", bad_data[] = "refused content";
+	uint8_t root[SX_HASH_LEN], bad_root[SX_HASH_LEN];
+	root_of(data, sizeof(data), root);
+	root_of(bad_data, sizeof(bad_data), bad_root);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "batch-good-a.bin", data, sizeof(data), root);
+	send_signed_file(c, 2, "batch-bad\nname", bad_data, sizeof(bad_data), bad_root);
+	expect_file_err(c, 2, SX_E_IO, "control character");
+	/* A NUL inside the name: refused, and out of the batch as well. */
+	assert_int_equal(send_begin(c, 3, "batch-nul\0x", 11, sizeof(bad_data)), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, bad_data, sizeof(bad_data)), 0);
+	sx_msg e = {.type = SX_MSG_FILE_END, .file_id = 3, .size = sizeof(bad_data)};
+	memcpy(e.root, bad_root, SX_HASH_LEN);
+	assert_int_equal(send_msg(c, &e), 0);
+	expect_file_err(c, 3, SX_E_IO, "NUL");
+	send_signed_file(c, 4, "batch-good-b.bin", data, sizeof(data), root);
+	sx_desc d[2] = {{.size = sizeof(data), .path = "batch-good-a.bin"},
+			{.size = sizeof(data), .path = "batch-good-b.bin"}};
+	memcpy(d[0].root, root, SX_HASH_LEN);
+	memcpy(d[1].root, root, SX_HASH_LEN);
+	send_batch_of(c, cli_id.key, d, 2, 2);
+	bool ok[5] = {false};
+	for (int i = 0; i < 2; i++) {
+		sx_msg m;
+		expect_msg(c, SX_MSG_FILE_OK, &m);
+		assert_true(m.file_id == 1 || m.file_id == 4);
+		assert_false(ok[m.file_id]);
+		ok[m.file_id] = true;
+	}
+	sx_msg m;
+	expect_msg(c, SX_MSG_RECEIPT, &m);
+	assert_int_equal(m.batch_no, 1);
+	end_session(c);
+	cli_close(c);
+	assert_file("batch-good-a.bin", data, sizeof(data));
+	assert_file("batch-good-b.bin", data, sizeof(data));
+	assert_true(exists_at(peer_dir, "batch-good-a.bin.sxsig"));
+	assert_true(exists_at(peer_dir, "batch-good-b.bin.sxsig"));
+	assert_false(exists_at(peer_dir, "batch-bad\nname"));
+	assert_false(exists_at(peer_dir, "batch-bad\nname.sxsig"));
+	assert_false(exists_at(peer_dir, "batch-nul"));
+	assert_no_partials();
+	assert_server_serves();
+}
+
+/* X and X.sxsig sent in one signed batch (a sender that does not skip
+ * X.sxsig): the first to claim the name X.sxsig is stored, the other file
+ * is refused, and a refused file leaves no signature behind. The server
+ * once left a stray X.sxsig.sxsig beside nothing when the data file
+ * X.sxsig lost the race. */
+static void test_signed_file_and_its_sxsig(void **state)
+{
+	(void)state;
+	const char x[] = "x data", sig[] = "an earlier signature";
+	uint8_t rx[SX_HASH_LEN], rsig[SX_HASH_LEN];
+	root_of(x, sizeof(x), rx);
+	root_of(sig, sizeof(sig), rsig);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "pair.bin", x, sizeof(x), rx);
+	send_signed_file(c, 2, "pair.bin.sxsig", sig, sizeof(sig), rsig);
+	sx_desc d[2] = {{.size = sizeof(x), .path = "pair.bin"},
+			{.size = sizeof(sig), .path = "pair.bin.sxsig"}};
+	memcpy(d[0].root, rx, SX_HASH_LEN);
+	memcpy(d[1].root, rsig, SX_HASH_LEN);
+	send_batch_of(c, cli_id.key, d, 2, 2);
+	uint32_t stored = 0, refused = 0;
+	for (int i = 0; i < 2; i++) {
+		/* In the order the two reach their rename. */
+		uint8_t type, *pt;
+		size_t len;
+		sx_msg a;
+		sx_err err = {0};
+		assert_int_equal(recv_rec(c, &type, &pt, &len), 0);
+		assert_int_equal(type, SX_REC_CTRL);
+		assert_int_equal(sx_msg_decode(pt, len, &a, &err), 0);
+		assert_true(a.type == SX_MSG_FILE_OK || a.type == SX_MSG_FILE_ERR);
+		if (a.type == SX_MSG_FILE_OK)
+			stored = a.file_id;
+		else
+			refused = a.file_id;
+	}
+	sx_msg m;
+	expect_msg(c, SX_MSG_RECEIPT, &m);
+	end_session(c);
+	cli_close(c);
+	assert_true((stored == 1 && refused == 2) || (stored == 2 && refused == 1));
+	if (stored == 1) {
+		assert_file("pair.bin", x, sizeof(x));
+		assert_true(exists_at(peer_dir, "pair.bin.sxsig"));
+		assert_false(exists_at(peer_dir, "pair.bin.sxsig.sxsig"));
+	} else {
+		assert_file("pair.bin.sxsig", sig, sizeof(sig));
+		assert_true(exists_at(peer_dir, "pair.bin.sxsig.sxsig"));
+		assert_false(exists_at(peer_dir, "pair.bin"));
+	}
+	assert_no_partials();
+}
+
 static void test_signed_unbatched_eos(void **state)
 {
 	(void)state;
@@ -1397,10 +1503,18 @@ static void test_signed_bad_path(void **state)
 	    {"tab\there", 8, "control"},
 	    {longp, sizeof(longp), "longer than"},
 	};
+	/* Each refused with its reason and left out of the batch (there is
+	 * none here): the session ends cleanly, nothing of the path is kept. */
+	uint8_t root[SX_HASH_LEN];
+	root_of("", 0, root);
 	for (size_t i = 0; i < SX_ARRAY_LEN(bad); i++) {
 		cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
 		assert_int_equal(send_begin(c, 1, bad[i].p, bad[i].n, 0), 0);
-		expect_error(c, SX_E_INTEGRITY, "in a signed session");
+		expect_file_err(c, 1, SX_E_IO, bad[i].why);
+		sx_msg e = {.type = SX_MSG_FILE_END, .file_id = 1, .size = 0};
+		memcpy(e.root, root, SX_HASH_LEN);
+		assert_int_equal(send_msg(c, &e), 0);
+		end_session(c);
 		cli_close(c);
 	}
 	assert_false(exists_at(work, "signed-esc"));
@@ -1610,6 +1724,8 @@ int main(void)
 	    cmocka_unit_test(test_signed_wrong_root),
 	    cmocka_unit_test(test_signed_bad_signature),
 	    cmocka_unit_test(test_signed_batch_all_refused),
+	    cmocka_unit_test(test_signed_bad_path_left_out_of_batch),
+	    cmocka_unit_test(test_signed_file_and_its_sxsig),
 	    cmocka_unit_test(test_signed_unbatched_eos),
 	    cmocka_unit_test(test_signed_time_skew),
 	    cmocka_unit_test(test_checkpoint_time_skew),

@@ -314,6 +314,48 @@ static void test_paths(void **state)
 	assert_int_equal(path_ok(longc), -1);
 }
 
+static int file_ok(size_t name_len, const char *dir, unsigned flags)
+{
+	char p[600];
+	sx_err err = {0};
+	size_t d = strlen(dir);
+	memcpy(p, dir, d);
+	memset(p + d, 'n', name_len);
+	return sx_path_check_file((const uint8_t *)p, d + name_len, flags, &err);
+}
+
+/* The name limits a signed session adds: NAME.sxsig, and for a stream
+ * NAME.partial.sxsig, are names of at most 255 bytes too. */
+static void test_file_paths(void **state)
+{
+	(void)state;
+	const unsigned sig = SX_PATH_SIGNED, stream = SX_PATH_SIGNED | SX_PATH_STREAM;
+	for (int i = 0; i < 2; i++) {
+		const char *dir = i ? "a/b/" : "";
+		assert_int_equal(file_ok(255, dir, 0), 0);
+		assert_int_equal(file_ok(256, dir, 0), -1);
+		assert_int_equal(file_ok(255, dir, SX_PATH_STREAM), 0); /* unsigned */
+		assert_int_equal(file_ok(249, dir, sig), 0);
+		assert_int_equal(file_ok(250, dir, sig), -1);
+		assert_int_equal(file_ok(241, dir, stream), 0);
+		assert_int_equal(file_ok(242, dir, stream), -1);
+	}
+	/* Only the last component carries the companions. */
+	char p[600];
+	memset(p, 'd', 255);
+	memcpy(p + 255, "/x", 2);
+	sx_err err = {0};
+	assert_int_equal(sx_path_check_file((const uint8_t *)p, 257, sig, &err), 0);
+	assert_int_equal(sx_path_check_file((const uint8_t *)"bad\nname", 8, SX_PATH_SIGNED, &err),
+			 -1);
+	assert_non_null(strstr(err.msg, "control character"));
+	sx_err_clear(&err);
+	memset(p, 'n', 250);
+	assert_int_equal(sx_path_check_file((const uint8_t *)p, 250, sig, &err), -1);
+	assert_non_null(strstr(err.msg, "NAME.sxsig"));
+	assert_non_null(strstr(err.msg, "at most 249 bytes"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +366,7 @@ int main(void)
 	    cmocka_unit_test(test_decode_field_order),
 	    cmocka_unit_test(test_hello),
 	    cmocka_unit_test(test_paths),
+	    cmocka_unit_test(test_file_paths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
