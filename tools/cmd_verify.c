@@ -11,24 +11,6 @@
 #include "tools/args.h"
 #include "tools/hashfile.h"
 
-static int load_policy(const sx_args *a, sx_policy *pol, sx_err *err)
-{
-	char capath[4096];
-	struct stat st;
-	int n;
-	if (stat(a->ca, &st) == 0 && S_ISDIR(st.st_mode))
-		n = snprintf(capath, sizeof(capath), "%s/ca.pem", a->ca);
-	else
-		n = snprintf(capath, sizeof(capath), "%s", a->ca);
-	if (n < 0 || (size_t)n >= sizeof(capath))
-		return sx_fail(err, SX_E_IO, "%s: path too long", a->ca);
-	if (sx_certs_load(capath, &pol->anchors, err) < 0)
-		return -1;
-	if (a->crl != NULL && sx_crl_load(a->crl, &pol->crl, err) < 0)
-		return -1;
-	return 0;
-}
-
 /* One file against FILE.sxsig. */
 static int verify_one(const char *file, const sx_policy *pol, const char *signer, char *note,
 		      size_t cap, sx_err *err)
@@ -183,6 +165,7 @@ int sx_cmd_verify(int argc, char **argv)
 	    "With --receipt: checks the receipt's signature (receiver certificate, role\n"
 	    "server) and that the FILEs are exactly the files it acknowledges.\n"
 	    "  --ca CA          PEM file of trust anchors, or a folder holding ca.pem\n"
+	    "                   (an identity folder: its crl.pem is used too)\n"
 	    "  --crl CRL        check the signer's revocation against this CRL\n"
 	    "  --signer NAME    the signer's certificate name (CN) must be NAME\n"
 	    "Exit: 0 all verified, 4 content or signature mismatch, 3 certificate problem,\n"
@@ -206,7 +189,7 @@ int sx_cmd_verify(int argc, char **argv)
 	if (a.receipt != NULL && a.signer != NULL)
 		return sx_cli_usage_error("verify",
 					  "--signer applies to .sxsig files, not --receipt");
-	if (load_policy(&a, &pol, &err) < 0) {
+	if (sx_args_trust(&a, &pol, &err) < 0) {
 		rc = sx_cli_report(&err);
 		goto out;
 	}
