@@ -35,7 +35,10 @@ static void removed(walk *w, int dfd, const char *name, const char *why)
 {
 	struct stat sb;
 	long long bytes = fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 ? sb.st_size : 0;
-	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT) {
+	if (unlinkat(dfd, name, 0) < 0) {
+		/* gone already: a name read before its pair was dealt with */
+		if (errno == ENOENT)
+			return;
 		sx_log("error", "recover", "path=\"%s%s\" reason=\"cannot remove: %s\"", w->rel,
 		       name, strerror(errno));
 		w->st->failed++;
