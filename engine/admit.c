@@ -30,6 +30,10 @@ int sx_admit_init(sx_admit *a, unsigned hs_max, unsigned per_addr, sx_err *err)
 	memset(a, 0, sizeof(*a));
 	a->hs_max = hs_max ? hs_max : 1;
 	a->per_addr = per_addr ? per_addr : 1;
+	/* Waiting: as many as in progress, or up to half of all the slots of
+	 * connections not yet authenticated, so that a fleet behind one
+	 * address is served in turn while other addresses keep the rest. */
+	a->wait_max = a->per_addr > a->hs_max / 2 ? a->per_addr : a->hs_max / 2;
 	a->cap = a->hs_max;
 	a->tab = calloc(a->cap, sizeof(*a->tab));
 	if (a->tab == NULL)
@@ -80,7 +84,7 @@ sx_admit_result sx_admit_enter(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
 		e->n++;
 		a->handshakes++;
 		r = SX_ADMIT_OK;
-	} else if (e->w < a->per_addr) {
+	} else if (e->w < a->wait_max) {
 		e->w++;
 		a->waiting++;
 		r = SX_ADMIT_WAIT;

@@ -248,9 +248,9 @@ int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err)
 	ctx->rotate_bytes = cfg->rotate_bytes != 0 ? cfg->rotate_bytes : SX_ROTATE_MAX;
 	ctx->max_record = cfg->max_record;
 	ctx->policy.anchors = cfg->id->anchors;
-	/* The server always checks revocation of clients (its own CRL unless one
-	 * is given); a client checks the server against a CRL it is given. */
-	ctx->policy.crl = cfg->crl != NULL ? cfg->crl : (cfg->server ? cfg->id->crl : NULL);
+	/* Both ends check the peer's revocation: against the CRL given, else
+	 * the one of their identity folder (which `ca issue` writes there). */
+	ctx->policy.crl = cfg->crl != NULL ? cfg->crl : cfg->id->crl;
 	if (!cfg->server) {
 		snprintf(ctx->server_name, sizeof(ctx->server_name), "%s", cfg->server_name);
 		ctx->name_is_ip = is_ip_literal(ctx->server_name);

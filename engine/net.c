@@ -10,7 +10,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/sx_util.h"
 #include "engine/sx_transfer.h"
+
+int sx_net_port_check(const char *port, bool allow_any)
+{
+	uint64_t v;
+	/* getaddrinfo takes any number and keeps its low 16 bits: 70000 would
+	 * be port 4464. */
+	if (sx_parse_u64(port, &v) < 0 || v > 65535 || (v == 0 && !allow_any))
+		return -1;
+	return 0;
+}
 
 int sx_net_split(const char *s, char *host, size_t hcap, char *port, size_t pcap)
 {
@@ -51,6 +62,8 @@ int sx_net_listen(const char *addr_port, int *fd_out, int *port_out, sx_err *err
 	int fd = -1, rc = -1;
 	if (sx_net_split(addr_port, host, sizeof(host), port, sizeof(port)) < 0)
 		return sx_fail(err, SX_E_USAGE, "'%s': expected ADDR:PORT", addr_port);
+	if (sx_net_port_check(port, true) < 0)
+		return sx_fail(err, SX_E_USAGE, "'%s': the port must be 0 to 65535", addr_port);
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	int gai = getaddrinfo(host, port, &hints, &res);
@@ -86,6 +99,8 @@ int sx_net_connect(const char *host, const char *port, int timeout_ms, int *fd_o
 {
 	struct addrinfo hints = {0}, *res = NULL;
 	int fd = -1, last = 0;
+	if (sx_net_port_check(port, false) < 0)
+		return sx_fail(err, SX_E_USAGE, "%s:%s: the port must be 1 to 65535", host, port);
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
 	int gai = getaddrinfo(host, port, &hints, &res);

@@ -1048,7 +1048,9 @@ static int on_receipt(sender *s, const sx_msg *m, sx_err *err)
 	SX_ENSURE(m->sig_len <= sizeof(r.sig), err, SX_E_INTEGRITY, "receipt signature too long");
 	memcpy(r.sig, m->sig, m->sig_len);
 	r.sig_len = m->sig_len;
-	sx_policy pol = {.anchors = s->cfg->id->anchors, .crl = s->cfg->crl};
+	/* The receiver's revocation, as for its certificate in the handshake. */
+	sx_policy pol = {.anchors = s->cfg->id->anchors,
+			 .crl = s->cfg->crl != NULL ? s->cfg->crl : s->cfg->id->crl};
 	if (sx_receipt_verify(&r, &pol, r.sender_fp, err) < 0) {
 		sx_err_prefix(err, "receipt for batch %llu: ", (unsigned long long)m->batch_no);
 		goto out;

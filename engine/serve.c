@@ -623,15 +623,14 @@ static void on_sync(server *s, conn *c, int fi, int64_t res)
 	post_recv(s, c);
 }
 
-/* A stream cut off after a verified checkpoint keeps its signed prefix as
- * NAME.partial with NAME.partial.sxsig (docs/SIGNATURES.md). */
-static void keep_partial(conn *c, rfile *f)
+/* The .sxsig of a stream's signed prefix up to its last verified checkpoint
+ * (docs/SIGNATURES.md): kept as NAME.partial.sxsig when the stream is cut
+ * off, and beside the temporary while it runs (for a start after a crash). */
+static int partial_sxsig(conn *c, rfile *f, char **text, size_t *len, sx_err *err)
 {
 	sx_sxsig sig = {0};
-	sx_err err = {0};
-	char *text = NULL;
-	size_t len = 0;
 	ckpt *k = f->ck;
+	int rc = -1;
 	sig.kind = SX_KIND_CHECKPOINT;
 	sig.chunk = c->hash_chunk;
 	sig.file_size = k->bytes;
@@ -645,15 +644,29 @@ static void keep_partial(conn *c, rfile *f)
 	memcpy(sig.sig, k->sig, k->sig_len);
 	sig.sig_len = k->sig_len;
 	sig.chain = sk_X509_dup(c->link.k.peer_chain);
-	if (sig.chain == NULL)
-		return;
+	SX_ENSURE(sig.chain != NULL, err, SX_E_OTHER, "out of memory");
 	for (int i = 0; i < sk_X509_num(sig.chain); i++)
 		X509_up_ref(sk_X509_value(sig.chain, i));
+	SX_GUARD(sx_sxsig_encode(&sig, text, len, err));
+	rc = 0;
+out:
+	sx_sxsig_free(&sig);
+	return rc;
+}
+
+/* A stream cut off after a verified checkpoint keeps its signed prefix as
+ * NAME.partial with NAME.partial.sxsig (docs/SIGNATURES.md). */
+static void keep_partial(conn *c, rfile *f)
+{
+	sx_err err = {0};
+	char *text = NULL;
+	size_t len = 0;
+	ckpt *k = f->ck;
 	if (ftruncate(f->sf.fd, (off_t)k->bytes) < 0 || fsync(f->sf.fd) < 0) {
 		sx_fail_errno(&err, SX_E_IO, errno, "'%s': cannot keep the signed prefix", f->path);
 		goto out;
 	}
-	if (sx_sxsig_encode(&sig, &text, &len, &err) < 0 ||
+	if (partial_sxsig(c, f, &text, &len, &err) < 0 ||
 	    sx_store_rename_final(&f->sf, ".partial", &err) < 0 ||
 	    sx_store_aux_write(&f->sf, ".sxsig", text, len, &err) < 0)
 		goto out;
@@ -674,7 +687,6 @@ out:
 		sx_log("error", "stream_partial", "peer=%s path=%s reason=%s",
 		       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), SX_LOGQ(err.msg));
 	free(text);
-	sx_sxsig_free(&sig);
 }
 
 /* ---- connection lifecycle --------------------------------------------- */
@@ -1086,6 +1098,20 @@ out:
 	return -1;
 }
 
+/* Beside the temporary, for a start after a crash (sx_store_recover). The
+ * stream itself goes on without it. */
+static void persist_checkpoint(conn *c, rfile *f)
+{
+	sx_err err = {0};
+	char *text = NULL;
+	size_t len = 0;
+	if (partial_sxsig(c, f, &text, &len, &err) < 0 ||
+	    sx_store_ckpt_write(&f->sf, text, len, &err) < 0)
+		sx_log("warn", "checkpoint", "peer=%s path=%s reason=%s",
+		       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), SX_LOGQ(err.msg));
+	free(text);
+}
+
 static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
 {
 	uint8_t stmt[SX_STMT_CHECKPOINT_MAX], root[SX_HASH_LEN];
@@ -1125,6 +1151,7 @@ static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
 	sx_log("info", "checkpoint", "peer=%s path=%s leaves=%llu bytes=%llu signature=verified",
 	       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), (unsigned long long)leaves,
 	       (unsigned long long)bytes);
+	persist_checkpoint(c, f);
 	return 0;
 out:
 	return -1;
@@ -1869,12 +1896,13 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	unsigned nloops = loop_count(cfg);
 	shared sh = {.cfg = cfg, .lfd = -1};
 	server *loops = calloc(nloops, sizeof(server));
-	int rc = -1, port = 0;
+	int rc = -1, port = 0, out_lock = -1;
 	sx_chan_cfg cc = {
 	    .server = true, .id = cfg->id, .crl = cfg->crl, .max_record = cfg->max_record};
 	sigset_t block, old;
 	if (loops == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
+	SX_GUARD(sx_serve_prepare(cfg, &out_lock, err));
 	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
 	sh.fd_budget = fd_budget(cfg);
 	/* A quarter of the connections (at least one from two on) is kept for
@@ -1944,6 +1972,8 @@ out:
 		loop_free(&loops[i]);
 	if (sh.lfd >= 0)
 		close(sh.lfd);
+	if (out_lock >= 0)
+		close(out_lock);
 	sx_chan_ctx_free(sh.ctx);
 	sx_admit_free(&sh.admit);
 	free(loops);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,65 @@ static int path_refused(const uint8_t *rel, size_t len, sx_err *err)
 
 static int temp_name(char *out, size_t cap, const char *name, sx_err *err);
 
+static int write_all_fd(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static mode_t proc_umask;
+static pthread_once_t umask_once = PTHREAD_ONCE_INIT;
+
+static void read_umask(void)
+{
+	/* umask() can only be read by setting it: done once, and first from
+	 * the server's start-up, before any other thread creates a file. */
+	proc_umask = umask(077);
+	umask(proc_umask);
+}
+
+mode_t sx_store_umask(void)
+{
+	pthread_once(&umask_once, read_umask);
+	return proc_umask;
+}
+
+bool sx_store_temp_name(const char *name, size_t *base_len)
+{
+	static const char *const suffixes[] = {SX_STORE_PART, SX_STORE_CKPT, SX_STORE_CKPT_NEW};
+	size_t n = strlen(name);
+	if (n < 2 || name[0] != '.')
+		return false;
+	for (size_t i = 0; i < SX_ARRAY_LEN(suffixes); i++) {
+		size_t sl = strlen(suffixes[i]);
+		/* "." NAME "." 12 hex digits SUFFIX, NAME not empty */
+		if (n < 1 + 1 + 1 + SX_STORE_RND_HEX + sl ||
+		    strcmp(name + n - sl, suffixes[i]) != 0)
+			continue;
+		const char *hex = name + n - sl - SX_STORE_RND_HEX;
+		if (hex[-1] != '.')
+			continue;
+		bool ok = true;
+		for (size_t k = 0; k < SX_STORE_RND_HEX && ok; k++)
+			ok = (hex[k] >= '0' && hex[k] <= '9') || (hex[k] >= 'a' && hex[k] <= 'f');
+		if (!ok)
+			continue;
+		if (base_len != NULL)
+			*base_len = (size_t)(hex - 1 - (name + 1));
+		return true;
+	}
+	return false;
+}
+
 static int open_beneath(int dirfd, const char *name, int flags)
 {
 	struct open_how how = {
@@ -48,12 +108,12 @@ int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool over
 		return sx_fail(err, SX_E_AUTH, "peer name '%s' cannot be used as a folder name",
 			       peer);
 	}
-	if (sx_mkdirs(out_dir, 0755, err) < 0)
+	if (sx_mkdirs(out_dir, SX_STORE_DIR_MODE, err) < 0)
 		return -1;
 	int out = open(out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (out < 0)
 		return sx_fail_errno(err, SX_E_IO, errno, "%s", out_dir);
-	if (mkdirat(out, peer, 0755) < 0 && errno != EEXIST) {
+	if (mkdirat(out, peer, SX_STORE_DIR_MODE) < 0 && errno != EEXIST) {
 		int e = errno;
 		close(out);
 		return sx_fail_errno(err, SX_E_IO, e, "%s/%s: cannot create folder", out_dir, peer);
@@ -189,6 +249,12 @@ int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *
 		return sx_fail(err, SX_E_IO, "refused path: name too long");
 	memcpy(f->name, rel + slash, nlen);
 	f->name[nlen] = '\0';
+	/* Such a name would be taken for a temporary left by a crash and
+	 * removed at the next start (sx_store_recover). */
+	if (sx_store_temp_name(f->name, NULL))
+		return sx_fail(err, SX_E_IO,
+			       "refused path '%.*s': the name of a receiver's temporary", (int)len,
+			       rel);
 	f->dir_fd =
 	    fd_take(f, resolve_dir(st, (const char *)rel, slash ? slash - 1 : 0, true, 0755, err));
 	if (f->dir_fd < 0)
@@ -239,7 +305,9 @@ int sx_store_direct_off(sx_store_file *f)
 int sx_store_meta(sx_store_file *f, mode_t mode, const struct timespec *mtime, sx_err *err)
 {
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, *mtime};
-	if (fchmod(f->fd, mode & 0777) < 0 || futimens(f->fd, ts) < 0)
+	/* The sender's bits, less what the server's umask takes away (a 0666
+	 * file is not stored world-writable). */
+	if (fchmod(f->fd, mode & 0777 & ~sx_store_umask()) < 0 || futimens(f->fd, ts) < 0)
 		return sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot set mode/mtime", f->name);
 	return 0;
 }
@@ -250,8 +318,8 @@ static int temp_name(char *out, size_t cap, const char *name, sx_err *err)
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		return sx_fail(err, SX_E_OTHER, "getrandom failed");
 	/* A short prefix keeps the temporary within NAME_MAX. */
-	snprintf(out, cap, ".%.200s.%02x%02x%02x%02x%02x%02x.sxpart", name, rnd[0], rnd[1], rnd[2],
-		 rnd[3], rnd[4], rnd[5]);
+	snprintf(out, cap, ".%.*s.%02x%02x%02x%02x%02x%02x" SX_STORE_PART, SX_STORE_TEMP_BASE_MAX,
+		 name, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 	return 0;
 }
 
@@ -279,18 +347,53 @@ int sx_store_aux_write(sx_store_file *f, const char *suffix, const void *data, s
 		f->aux_tmp[0] = '\0';
 		return sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot create", f->aux_name);
 	}
-	const uint8_t *p = data;
-	while (len > 0) {
-		ssize_t n = write(f->aux_fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return sx_fail_errno(err, SX_E_IO, errno, "'%s': write failed",
-					     f->aux_name);
-		p += n;
-		len -= (size_t)n;
-	}
+	if (write_all_fd(f->aux_fd, data, len) < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "'%s': write failed", f->aux_name);
 	return 0;
+}
+
+int sx_store_ckpt_write(sx_store_file *f, const void *data, size_t len, sx_err *err)
+{
+	char name[sizeof(f->ckpt)], fresh[sizeof(f->ckpt) + 8] = "";
+	int fd = -1, rc = -1;
+	size_t tl = strlen(f->tmp), pl = strlen(SX_STORE_PART);
+	SX_ENSURE(f->fd >= 0 && tl > pl && tl - pl + strlen(SX_STORE_CKPT_NEW) < sizeof(name), err,
+		  SX_E_OTHER, "'%s': no temporary to checkpoint", f->name);
+	snprintf(name, sizeof(name), "%.*s" SX_STORE_CKPT, (int)(tl - pl), f->tmp);
+	snprintf(fresh, sizeof(fresh), "%.*s" SX_STORE_CKPT_NEW, (int)(tl - pl), f->tmp);
+	fd = openat(f->dir_fd, fresh, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		fresh[0] = '\0';
+		sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot create the checkpoint", f->name);
+		goto out;
+	}
+	if (write_all_fd(fd, data, len) < 0 || fsync(fd) < 0) {
+		sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot write the checkpoint", f->name);
+		goto out;
+	}
+	/* Atomic: after a crash the checkpoint file holds the previous
+	 * checkpoint or this one, never a mix. */
+	if (renameat(f->dir_fd, fresh, f->dir_fd, name) < 0) {
+		sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot rename the checkpoint", f->name);
+		goto out;
+	}
+	fresh[0] = '\0';
+	if (f->ckpt[0] == '\0') {
+		memcpy(f->ckpt, name, sizeof(name));
+		/* its name, once */
+		if (fsync(f->dir_fd) < 0) {
+			sx_fail_errno(err, SX_E_IO, errno, "'%s': flush of its folder failed",
+				      f->name);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (fresh[0] != '\0')
+		unlinkat(f->dir_fd, fresh, 0);
+	return rc;
 }
 
 int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err)
@@ -371,7 +474,8 @@ int sx_store_unpark(sx_store_file *f, bool data, sx_err *err)
 void sx_store_end(sx_store_file *f)
 {
 	sx_err err = {0};
-	bool leftover = f->aux_tmp[0] != '\0' || (!f->committed && f->tmp[0] != '\0');
+	bool leftover =
+	    f->aux_tmp[0] != '\0' || f->ckpt[0] != '\0' || (!f->committed && f->tmp[0] != '\0');
 	if (f->dir_fd < 0 && leftover && sx_store_unpark(f, false, &err) < 0)
 		sx_log("warn", "temporary", "name=%s reason=%s", SX_LOGQ(f->tmp), SX_LOGQ(err.msg));
 	fd_close(f, &f->aux_fd);
@@ -381,6 +485,11 @@ void sx_store_end(sx_store_file *f)
 	fd_close(f, &f->fd);
 	if (!f->committed && f->tmp[0] != '\0' && f->dir_fd >= 0)
 		unlinkat(f->dir_fd, f->tmp, 0);
+	/* Stored, kept as NAME.partial or removed: the stream's checkpoint is
+	 * no longer needed for a recovery. */
+	if (f->ckpt[0] != '\0' && f->dir_fd >= 0)
+		unlinkat(f->dir_fd, f->ckpt, 0);
+	f->ckpt[0] = '\0';
 	fd_close(f, &f->dir_fd);
 	f->tmp[0] = '\0';
 	free(f->parked_dir);

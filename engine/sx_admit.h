@@ -3,9 +3,9 @@
  * who can reach the port can open one; so connections that have not
  * authenticated are capped in total (the rest of --max-conns is kept for
  * authenticated peers) and per source address: at most per_addr handshakes
- * in progress, and at most per_addr more waiting, unread, for one of those
- * to end (a fleet behind one NAT address connecting at once is served in
- * turn; a host opening more is refused). Shared by the server's event loops
+ * in progress, and at most max(per_addr, hs_max / 2) more waiting, unread,
+ * for one of those to end (a fleet behind one NAT address connecting at
+ * once is served in turn; a host opening more is refused). Shared by the server's event loops
  * (a mutex: a lock per accept and per handshake end, never on the data
  * path). */
 #ifndef SX_ADMIT_H
@@ -28,7 +28,7 @@ void sx_admit_key(const struct sockaddr_storage *ss, uint8_t key[SX_ADMIT_KEY_LE
 typedef enum sx_admit_result {
 	SX_ADMIT_OK = 0,
 	SX_ADMIT_WAIT,	    /* counted as waiting: sx_admit_promote later */
-	SX_ADMIT_ADDR_FULL, /* this address has per_addr in progress and waiting */
+	SX_ADMIT_ADDR_FULL, /* this address has as many in progress and waiting as it may */
 	SX_ADMIT_FULL,	    /* hs_max connections in progress or waiting in all */
 } sx_admit_result;
 
@@ -40,6 +40,7 @@ struct sx_admit_ent {
 typedef struct sx_admit {
 	pthread_mutex_t mu;
 	unsigned hs_max, per_addr;
+	unsigned wait_max;   /* waiting per address */
 	unsigned handshakes; /* in progress, all addresses */
 	unsigned waiting;    /* waiting, all addresses */
 	struct sx_admit_ent *tab;

@@ -42,7 +42,7 @@ typedef struct sx_chan_ctx sx_chan_ctx;
 typedef struct sx_chan_cfg {
 	bool server;
 	const sx_identity *id; /* our key, chain and trust anchors (borrowed) */
-	X509_CRL *crl;	       /* revocation list for the peer, may be NULL (borrowed) */
+	X509_CRL *crl;	       /* revocation list for the peer (borrowed); NULL: id->crl */
 	/* client only */
 	const char *server_name; /* checked against the server's SAN */
 	sx_suite suite;		 /* 0: SX_SUITE_AES256GCM */

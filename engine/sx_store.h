@@ -14,6 +14,35 @@
 
 #include "common/sx_err.h"
 
+/* Received folders: OUT and OUT/<peer> are created with this mode (less the
+ * umask); folders of a tree with the sender's bits less the umask. */
+#define SX_STORE_DIR_MODE 0750
+
+/* Temporaries are ".NAME.<12 hex digits><suffix>" beside NAME: the file
+ * being received, a stream's last verified checkpoint (its .sxsig text), and
+ * the checkpoint being replaced. */
+#define SX_STORE_PART	       ".sxpart"
+#define SX_STORE_CKPT	       ".sxckpt"
+#define SX_STORE_CKPT_NEW      ".sxckpt-new"
+#define SX_STORE_RND_HEX       12
+#define SX_STORE_TEMP_BASE_MAX 200 /* bytes of NAME kept: within NAME_MAX */
+
+typedef struct sx_store_recovery {
+	uint64_t dirs;	  /* folders scanned */
+	uint64_t kept;	  /* streams kept as NAME.partial */
+	uint64_t removed; /* temporaries removed */
+	uint64_t removed_bytes;
+	uint64_t failed; /* could not be removed */
+} sx_store_recovery;
+
+/* At start, before listening: walks the folder out_fd (OUT) and turns each
+ * stream temporary with a checkpoint whose prefix still hashes to the
+ * signed root into NAME.partial + NAME.partial.sxsig (cut to the
+ * checkpoint); every other temporary is removed. One log line per file.
+ * Never follows a symlink; goes as deep as a received path can. Fails only
+ * when OUT cannot be read. */
+int sx_store_recover(int out_fd, sx_store_recovery *st, sx_err *err) SX_MUST_CHECK;
+
 typedef struct sx_store {
 	int root_fd; /* OUT/<peer> */
 	bool overwrite;
@@ -40,7 +69,17 @@ typedef struct sx_store_file {
 	/* Parked (sx_store_park): no descriptor held; the folder's path
 	 * beneath the root (malloc'd) reopens it. */
 	char *parked_dir;
+	/* a stream's last verified checkpoint (sx_store_ckpt_write), removed
+	 * with the temporary */
+	char ckpt[300];
 } sx_store_file;
+
+/* The process umask, read once (the first call must come before other
+ * threads create files: the server's start-up). */
+mode_t sx_store_umask(void);
+
+/* Is name one of the temporaries above? base_len gets the length of NAME. */
+bool sx_store_temp_name(const char *name, size_t *base_len);
 
 /* Opens (creating) OUT and OUT/<peer>; peer must be a single safe component. */
 int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool overwrite,
@@ -55,7 +94,8 @@ int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struc
 		       sx_err *err) SX_MUST_CHECK;
 
 /* Creates the temporary for rel. Refuses an existing final name unless the
- * store overwrites (SX_E_IO, "exists"). */
+ * store overwrites (SX_E_IO, "exists"), and a name of the form of a
+ * temporary. */
 int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f,
 		   sx_err *err) SX_MUST_CHECK;
 /* Turns direct I/O on for the temporary when its file system supports it
@@ -66,7 +106,8 @@ bool sx_store_direct_on(sx_store_file *f);
  * file system refuses a direct write): 0, or -1 with errno. */
 int sx_store_direct_off(sx_store_file *f);
 
-/* Permission bits and mtime on the temporary (before its fsync). */
+/* Permission bits (less the umask) and mtime on the temporary (before its
+ * fsync). */
 int sx_store_meta(sx_store_file *f, mode_t mode, const struct timespec *mtime,
 		  sx_err *err) SX_MUST_CHECK;
 /* Writes a companion NAME<suffix> (for example the .sxsig) into its own
@@ -77,6 +118,10 @@ int sx_store_aux_write(sx_store_file *f, const char *suffix, const void *data, s
 /* Changes the final name to NAME<suffix> (a cut-off stream is kept as
  * NAME.partial). */
 int sx_store_rename_final(sx_store_file *f, const char *suffix, sx_err *err) SX_MUST_CHECK;
+/* Replaces the stream's checkpoint file beside the temporary atomically and
+ * durably with data (the .sxsig text NAME.partial would get): what a start
+ * after a crash recovers (sx_store_recover). */
+int sx_store_ckpt_write(sx_store_file *f, const void *data, size_t len, sx_err *err) SX_MUST_CHECK;
 /* Renames the (already fsynced) temporary to its final name; the companion,
  * when there is one, goes first, so a file under its final name always has
  * its signature beside it. */

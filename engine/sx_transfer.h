@@ -36,7 +36,8 @@ typedef struct sx_send_cfg {
 	const char *host;
 	const char *port;
 	const sx_identity *id;
-	X509_CRL *crl;		 /* optional CRL for the server's certificate */
+	X509_CRL *crl;		 /* CRL for the server's certificate and receipts;
+				    NULL: the identity's (id->crl) */
 	const char *server_name; /* defaults to host */
 	sx_suite suite;
 	uint32_t chunk;
@@ -92,7 +93,7 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err) SX_MU
 typedef struct sx_serve_cfg {
 	const char *listen; /* ADDR:PORT, [v6]:PORT */
 	const sx_identity *id;
-	X509_CRL *crl;
+	X509_CRL *crl; /* CRL for the senders' certificates; NULL: id->crl */
 	const char *out_dir;
 	bool once;	      /* serve one connection, exit with its result */
 	bool overwrite;	      /* replace existing files */
@@ -113,10 +114,23 @@ typedef struct sx_serve_cfg {
 
 int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err) SX_MUST_CHECK;
 
+/* What sx_serve_run does before it listens (engine/serve_start.c), so that
+ * a server that cannot work says why at once, not at the first connection:
+ *   the identity may serve: its certificate passes the policy with the
+ *   server role (and its CRL when that CRL is from its issuer); the CRL
+ *   (cfg->crl, or the identity's) is current                  SX_E_AUTH
+ *   OUT exists or is created (0750), can be written, and no other server
+ *   uses it (an exclusive lock held in *lock_fd until it is closed) SX_E_IO
+ *   what a killed server left in OUT is recovered (sx_store_recover). */
+int sx_serve_prepare(const sx_serve_cfg *cfg, int *lock_fd, sx_err *err) SX_MUST_CHECK;
+
 /* Sockets (engine/net.c). */
 int sx_net_listen(const char *addr_port, int *fd, int *port, sx_err *err) SX_MUST_CHECK;
 int sx_net_connect(const char *host, const char *port, int timeout_ms, int *fd,
 		   sx_err *err) SX_MUST_CHECK;
+/* A decimal port 1-65535 (0 too when allow_any: listen on any free port):
+ * 0, or -1. */
+int sx_net_port_check(const char *port, bool allow_any) SX_MUST_CHECK;
 /* Splits HOST:PORT / [V6]:PORT into buffers. */
 int sx_net_split(const char *s, char *host, size_t hcap, char *port, size_t pcap) SX_MUST_CHECK;
 

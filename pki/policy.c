@@ -119,21 +119,28 @@ static int check_name(X509 *leaf, const char *name, const char *subj, sx_err *er
 	return 0;
 }
 
-static int check_crl(X509_CRL *crl, X509 *leaf, X509 *issuer, time_t now, const char *subj,
-		     sx_err *err)
+/* "CN=name" of the CRL's issuer, as sx_cert_subject names a certificate. */
+static void crl_issuer(X509_CRL *crl, char *buf, size_t cap)
 {
-	char isubj[320], when[32], serial[80];
+	X509_NAME *n = X509_CRL_get_issuer(crl);
+	int i = X509_NAME_get_index_by_NID(n, NID_commonName, -1);
+	ASN1_STRING *d = i >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i)) : NULL;
+	unsigned char *utf8 = NULL;
+	int len = d != NULL ? ASN1_STRING_to_UTF8(&utf8, d) : -1;
+	if (len > 0)
+		snprintf(buf, cap, "CN=%.*s", len, (const char *)utf8);
+	else if (X509_NAME_oneline(n, buf, (int)cap) == NULL)
+		snprintf(buf, cap, "(unnamed issuer)");
+	OPENSSL_free(utf8);
+}
+
+int sx_crl_check_time(X509_CRL *crl, time_t now, sx_err *err)
+{
+	char isubj[320], when[32];
 	const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
-	X509_REVOKED *rev = NULL;
-	EVP_PKEY *ipub = X509_get0_pubkey(issuer);
-	sx_cert_subject(issuer, isubj, sizeof(isubj));
-	if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0)
-		return sx_fail(err, SX_E_AUTH, "CRL is not issued by %s, the issuer of %s", isubj,
-			       subj);
-	if (ipub == NULL || X509_CRL_verify(crl, ipub) != 1) {
-		ERR_clear_error();
-		return sx_fail(err, SX_E_AUTH, "CRL signature does not verify against %s", isubj);
-	}
+	crl_issuer(crl, isubj, sizeof(isubj));
+	if (now == 0)
+		now = time(NULL);
 	if (X509_cmp_time(X509_CRL_get0_lastUpdate(crl), &now) > 0) {
 		sx_asn1_time_format(X509_CRL_get0_lastUpdate(crl), when, sizeof(when));
 		return sx_fail(err, SX_E_AUTH, "CRL issued by %s is not yet valid (thisUpdate %s)",
@@ -146,6 +153,25 @@ static int check_crl(X509_CRL *crl, X509 *leaf, X509 *issuer, time_t now, const 
 		return sx_fail(err, SX_E_AUTH, "CRL issued by %s is stale (nextUpdate %s)", isubj,
 			       when);
 	}
+	return 0;
+}
+
+static int check_crl(X509_CRL *crl, X509 *leaf, X509 *issuer, time_t now, const char *subj,
+		     sx_err *err)
+{
+	char isubj[320], when[32], serial[80];
+	X509_REVOKED *rev = NULL;
+	EVP_PKEY *ipub = X509_get0_pubkey(issuer);
+	sx_cert_subject(issuer, isubj, sizeof(isubj));
+	if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0)
+		return sx_fail(err, SX_E_AUTH, "CRL is not issued by %s, the issuer of %s", isubj,
+			       subj);
+	if (ipub == NULL || X509_CRL_verify(crl, ipub) != 1) {
+		ERR_clear_error();
+		return sx_fail(err, SX_E_AUTH, "CRL signature does not verify against %s", isubj);
+	}
+	if (sx_crl_check_time(crl, now, err) < 0)
+		return -1;
 	if (X509_CRL_get0_by_cert(crl, &rev, leaf) == 1 && rev != NULL) {
 		int crit = 0, reason = 0;
 		ASN1_ENUMERATED *e = X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, &crit, NULL);

@@ -62,6 +62,11 @@ int sx_key_check_strength(EVP_PKEY *key, sx_err *err) SX_MUST_CHECK;
 /* Loads every certificate of a PEM file (leaf first). */
 int sx_certs_load(const char *path, STACK_OF(X509) * *out, sx_err *err) SX_MUST_CHECK;
 int sx_crl_load(const char *path, X509_CRL **out, sx_err *err) SX_MUST_CHECK;
+/* Is the CRL current at now (0: the current time): thisUpdate not in the
+ * future, a nextUpdate not past? SX_E_AUTH "CRL issued by ... is stale
+ * (nextUpdate ...)" otherwise. Its signature is checked where it is used
+ * (sx_policy_check). */
+int sx_crl_check_time(X509_CRL *crl, time_t now, sx_err *err) SX_MUST_CHECK;
 
 /* SHA-256 over the DER certificate, as 64 lowercase hex characters + NUL. */
 void sx_cert_fingerprint(X509 *cert, char out[65]);

@@ -2,6 +2,8 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int sx_args_need(const char *cmd, const char *what)
 {
@@ -73,4 +75,25 @@ int sx_args_parse(const char *cmd, const char *usage, const struct option *opts,
 	a->npos = argc - optind;
 	a->pos = argv + optind;
 	return -1;
+}
+
+int sx_args_trust(const sx_args *a, sx_policy *pol, sx_err *err)
+{
+	char path[4096];
+	struct stat st;
+	bool dir = stat(a->ca, &st) == 0 && S_ISDIR(st.st_mode);
+	if (snprintf(path, sizeof(path), dir ? "%s/ca.pem" : "%s", a->ca) >= (int)sizeof(path))
+		return sx_fail(err, SX_E_IO, "%s: path too long", a->ca);
+	if (sx_certs_load(path, &pol->anchors, err) < 0)
+		return -1;
+	if (a->crl != NULL)
+		return sx_crl_load(a->crl, &pol->crl, err);
+	/* An identity (or CA) folder: its CRL, as the channel uses it. */
+	if (dir) {
+		if (snprintf(path, sizeof(path), "%s/crl.pem", a->ca) >= (int)sizeof(path))
+			return sx_fail(err, SX_E_IO, "%s: path too long", a->ca);
+		if (access(path, F_OK) == 0)
+			return sx_crl_load(path, &pol->crl, err);
+	}
+	return 0;
 }

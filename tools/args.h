@@ -71,6 +71,11 @@ typedef struct sx_args {
 int sx_args_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
 		  char **argv, sx_args *a);
 
+/* The trust of `--ca CA [--crl CRL]`: anchors from CA (a PEM file, or a
+ * folder holding ca.pem); the CRL from --crl, else the folder's crl.pem when
+ * CA is a folder that has one. */
+int sx_args_trust(const sx_args *a, sx_policy *pol, sx_err *err) SX_MUST_CHECK;
+
 /* "a required option is missing" usage error (returns 2). */
 int sx_args_need(const char *cmd, const char *what);
 

@@ -138,6 +138,7 @@ static int id_verify(int argc, char **argv)
 	    "Runs the validation policy on CERT (a PEM file, leaf then intermediates, or an\n"
 	    "identity folder) and prints 'ok' or the reason (exit code 3).\n"
 	    "  --ca CA          PEM file of trust anchors, or a folder holding ca.pem\n"
+	    "                   (and crl.pem, used unless --crl is given)\n"
 	    "  --crl CRL        check revocation against this CRL\n"
 	    "  --role R         require extendedKeyUsage serverAuth or clientAuth\n"
 	    "  --name NAME      DNS name or IP address that must match a subjectAltName\n"
@@ -155,7 +156,7 @@ static int id_verify(int argc, char **argv)
 	sx_role role = SX_ROLE_ANY;
 	STACK_OF(X509) *certs = NULL;
 	X509 *leaf = NULL;
-	char capath[4096], certpath[4096], subj[320];
+	char certpath[4096], subj[320];
 	int rc = sx_args_parse("id verify", usage, opts, argc, argv, &a);
 	if (rc >= 0)
 		return rc;
@@ -175,17 +176,11 @@ static int id_verify(int argc, char **argv)
 	if (a.at != NULL && sx_time_parse(a.at, &pol.now) < 0)
 		return sx_cli_usage_error("id verify", "--at: cannot parse time '%s'", a.at);
 	rc = -1;
-	if (is_dir(a.ca))
-		SX_GUARD(in_dir(capath, sizeof(capath), a.ca, "ca.pem", &err));
-	else
-		snprintf(capath, sizeof(capath), "%s", a.ca);
 	if (is_dir(a.pos[0]))
 		SX_GUARD(in_dir(certpath, sizeof(certpath), a.pos[0], "cert.pem", &err));
 	else
 		snprintf(certpath, sizeof(certpath), "%s", a.pos[0]);
-	SX_GUARD(sx_certs_load(capath, &pol.anchors, &err));
-	if (a.crl != NULL)
-		SX_GUARD(sx_crl_load(a.crl, &pol.crl, &err));
+	SX_GUARD(sx_args_trust(&a, &pol, &err));
 	SX_GUARD(sx_certs_load(certpath, &certs, &err));
 	leaf = sk_X509_shift(certs);
 	if (sx_policy_check(&pol, leaf, certs, role, a.name, &err) < 0) {

@@ -18,9 +18,10 @@ static const char usage[] =
     "name the receiver refuses, and, signed, X.sxsig beside X) is skipped with a\n"
     "warning; the rest is sent and the exit code is then 5.\n"
     "\n"
-    "  --id DIR             identity folder (key.pem, cert.pem, ca.pem)\n"
+    "  --id DIR             identity folder (key.pem, cert.pem, ca.pem, crl.pem)\n"
     "  --server-name NAME   name the server's certificate must carry (default: HOST)\n"
-    "  --crl FILE           revocation list checked against the server's certificate\n"
+    "  --crl FILE           revocation list for the server's certificate and its\n"
+    "                       receipts (default: crl.pem of the identity folder, if any)\n"
     "  --suite S            aes256gcm (default), aes256ctr-hmac, chacha20poly1305\n"
     "  --chunk SIZE         record payload size (default 1M; e.g. 256K, 4M)\n"
     "  --compress MODE      zstd per record: auto (default: level 1; a file whose\n"
@@ -222,6 +223,9 @@ int sx_cmd_send(int argc, char **argv)
 	char host[256], port[32];
 	if (sx_net_split(argv[optind], host, sizeof(host), port, sizeof(port)) < 0)
 		return sx_cli_usage_error("send", "'%s': expected HOST:PORT", argv[optind]);
+	if (sx_net_port_check(port, false) < 0)
+		return sx_cli_usage_error("send", "'%s': the port must be 1 to 65535",
+					  argv[optind]);
 	int nstdin = 0;
 	for (int i = optind + 1; i < argc; i++)
 		nstdin += strcmp(argv[i], "-") == 0;

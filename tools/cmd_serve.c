@@ -13,7 +13,7 @@ static const char usage[] =
     "\n"
     "Stores what each sender sends under DIR/<sender's identity name>/.\n"
     "\n"
-    "  --listen ADDR:PORT      address to listen on (port 0: any free port)\n"
+    "  --listen ADDR:PORT      address to listen on (port 1-65535, or 0: any free port)\n"
     "  --id DIR                identity folder (key.pem, cert.pem, ca.pem, crl.pem)\n"
     "  --out DIR               where received files are stored\n"
     "  --crl FILE              revocation list for client certificates\n"
@@ -41,8 +41,18 @@ static const char usage[] =
     "  --port-file FILE        write the bound port to FILE once listening\n"
     "  --pass-file FILE        passphrase of the identity key (or SXFER_PASSPHRASE)\n"
     "\n"
+    "Before listening it checks that the identity may serve (a valid certificate\n"
+    "with serverAuth, a current CRL) and that DIR can be written, and recovers\n"
+    "what a previous run that was killed left in DIR: a stream's temporary with\n"
+    "a verified checkpoint becomes NAME.partial with NAME.partial.sxsig, any\n"
+    "other temporary is removed (one log line each).\n"
+    "\n"
+    "Received files keep the sender's permission bits masked with the server's\n"
+    "umask (usually 022); DIR and the per-sender folders are created 0750.\n"
+    "\n"
     "SIGINT or SIGTERM: stop accepting, abort transfers in flight (their\n"
-    "temporaries are removed) and exit 0. One log line per event on stderr.\n";
+    "temporaries are removed) and exit 0. SIGHUP is ignored. One log line per\n"
+    "event on stderr.\n";
 
 static volatile sig_atomic_t stop_flag;
 
@@ -150,6 +160,12 @@ int sx_cmd_serve(int argc, char **argv)
 		return sx_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
 	if (cfg.listen == NULL || id_dir == NULL || cfg.out_dir == NULL)
 		return sx_cli_usage_error("serve", "--listen, --id and --out are required");
+	char host[256], port[32];
+	if (sx_net_split(cfg.listen, host, sizeof(host), port, sizeof(port)) < 0)
+		return sx_cli_usage_error("serve", "--listen '%s': expected ADDR:PORT", cfg.listen);
+	if (sx_net_port_check(port, true) < 0)
+		return sx_cli_usage_error("serve", "--listen '%s': the port must be 0 to 65535",
+					  cfg.listen);
 
 	sx_err err = {0};
 	sx_identity id = {0};
@@ -169,6 +185,9 @@ int sx_cmd_serve(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* SIGHUP has no meaning yet: ignored rather than ending the server
+	 * silently (its default action). */
+	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 	if (sx_serve_run(&cfg, &err) < 0 && err.cls == SX_OK)
 		sx_fail(&err, SX_E_OTHER, "serve failed");

@@ -11,24 +11,6 @@
 #include "tools/args.h"
 #include "tools/hashfile.h"
 
-static int load_policy(const sx_args *a, sx_policy *pol, sx_err *err)
-{
-	char capath[4096];
-	struct stat st;
-	int n;
-	if (stat(a->ca, &st) == 0 && S_ISDIR(st.st_mode))
-		n = snprintf(capath, sizeof(capath), "%s/ca.pem", a->ca);
-	else
-		n = snprintf(capath, sizeof(capath), "%s", a->ca);
-	if (n < 0 || (size_t)n >= sizeof(capath))
-		return sx_fail(err, SX_E_IO, "%s: path too long", a->ca);
-	if (sx_certs_load(capath, &pol->anchors, err) < 0)
-		return -1;
-	if (a->crl != NULL && sx_crl_load(a->crl, &pol->crl, err) < 0)
-		return -1;
-	return 0;
-}
-
 /* Step 2 of docs/SIGNATURES.md section 6: the .sxsig names FILE. A batch
  * signature names its file: FILE is `path` or ends in `/path`. A checkpoint
  * signature covers only a prefix of the stream `path`, which the receiver
@@ -207,6 +189,7 @@ int sx_cmd_verify(int argc, char **argv)
 	    "With --receipt: checks the receipt's signature (receiver certificate, role\n"
 	    "server) and that the FILEs are exactly the files it acknowledges.\n"
 	    "  --ca CA          PEM file of trust anchors, or a folder holding ca.pem\n"
+	    "                   (an identity folder: its crl.pem is used too)\n"
 	    "  --crl CRL        check the signer's revocation against this CRL\n"
 	    "  --signer NAME    the signer's certificate name (CN) must be NAME\n"
 	    "  --stream-prefix  let a stream checkpoint's .sxsig verify FILE under the\n"
@@ -234,7 +217,7 @@ int sx_cmd_verify(int argc, char **argv)
 	if (a.receipt != NULL && (a.signer != NULL || a.stream_prefix))
 		return sx_cli_usage_error(
 		    "verify", "--signer and --stream-prefix apply to .sxsig files, not --receipt");
-	if (load_policy(&a, &pol, &err) < 0) {
+	if (sx_args_trust(&a, &pol, &err) < 0) {
 		rc = sx_cli_report(&err);
 		goto out;
 	}

@@ -72,9 +72,11 @@ fi
 
 # ---- a receiver that cannot store at all ---------------------------------------
 # It fails each connection right after the handshake; its ERROR follows
-# CONFIRM (often in the same read) and must reach the sender.
-printf 'not a folder\n' >"$WORK/plainfile"
-start_server nostore --id "$WORK/server" --out "$WORK/plainfile/sub"
+# CONFIRM (often in the same read) and must reach the sender. (An output
+# folder that cannot be made is refused at start: test_startup. Here the
+# sender's folder is a plain file, made after the start.)
+start_server nostore --id "$WORK/server" --out "$WORK/out-nostore"
+printf 'not a folder\n' >"$WORK/out-nostore/cam-01"
 printf 'x\n' >"$WORK/x.txt"
 for i in 1 2 3 4 5; do
 	expect_exit 5 send "127.0.0.1:$PORT" "$WORK/x.txt"

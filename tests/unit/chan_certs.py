@@ -126,6 +126,15 @@ def main(root):
     )
 
     write_id(root, "server", make_leaf(ca, "server", srv_eku, sans), ca, crl)
+    stale = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca[1].subject)
+        .last_update(NOW - 8 * DAY)
+        .next_update(NOW - DAY)
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .sign(ca[0], hashes.SHA256())
+    )
+    write_id(root, "server_stale_crl", make_leaf(ca, "server", srv_eku, sans), ca, stale)
     write_id(root, "client", make_leaf(ca, "alice", cli_eku), ca)
     write_id(root, "client_revoked", revoked, ca)
     write_id(root, "client_wrong_eku", make_leaf(ca, "bob", srv_eku), ca)

@@ -58,7 +58,8 @@ static void test_limits(void **state)
 	key4("198.51.100.7", x);
 	key4("198.51.100.8", y);
 	key6("2001:db8::5", z);
-	assert_int_equal(sx_admit_init(&ad, 7, 2, &err), 0);
+	/* hs_max 5: at most two waiting per address (max(2, 5 / 2)). */
+	assert_int_equal(sx_admit_init(&ad, 5, 2, &err), 0);
 	/* Per address: two in progress, two waiting, the fifth refused; y
 	 * still gets in. */
 	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_OK);
@@ -68,18 +69,17 @@ static void test_limits(void **state)
 	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_ADDR_FULL);
 	assert_false(sx_admit_promote(&ad, x)); /* none of x has ended */
 	assert_int_equal(sx_admit_enter(&ad, y), SX_ADMIT_OK);
-	assert_int_equal(sx_admit_enter(&ad, y), SX_ADMIT_OK);
-	/* In all: seven in progress or waiting. */
-	assert_int_equal(sx_admit_enter(&ad, z), SX_ADMIT_OK);
+	/* In all: five in progress or waiting. */
+	assert_int_equal(sx_admit_enter(&ad, y), SX_ADMIT_FULL);
 	assert_int_equal(sx_admit_enter(&ad, z), SX_ADMIT_FULL);
-	assert_int_equal(ad.handshakes, 5);
+	assert_int_equal(ad.handshakes, 3);
 	assert_int_equal(ad.waiting, 2);
 	/* One of x ends: one waiting of x begins; y's slot is not x's. */
 	sx_admit_leave(&ad, x);
 	assert_false(sx_admit_promote(&ad, y));
 	assert_true(sx_admit_promote(&ad, x));
 	assert_false(sx_admit_promote(&ad, x));
-	assert_int_equal(ad.handshakes, 5);
+	assert_int_equal(ad.handshakes, 3);
 	assert_int_equal(ad.waiting, 1);
 	/* The other waiting one goes away; all end: every entry is free again,
 	 * for as many addresses. */
@@ -87,10 +87,19 @@ static void test_limits(void **state)
 	sx_admit_leave(&ad, x);
 	sx_admit_leave(&ad, x);
 	sx_admit_leave(&ad, y);
-	sx_admit_leave(&ad, y);
-	sx_admit_leave(&ad, z);
 	assert_int_equal(ad.handshakes, 0);
 	assert_int_equal(ad.waiting, 0);
+	/* With many slots, one address may wait for half of them. */
+	sx_admit_free(&ad);
+	assert_int_equal(sx_admit_init(&ad, 48, 8, &err), 0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_OK);
+	for (int i = 0; i < 24; i++)
+		assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_WAIT);
+	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_ADDR_FULL);
+	assert_int_equal(sx_admit_enter(&ad, y), SX_ADMIT_OK);
+	sx_admit_free(&ad);
+	assert_int_equal(sx_admit_init(&ad, 7, 2, &err), 0);
 	for (int i = 0; i < 7; i++) {
 		char ip[32];
 		snprintf(ip, sizeof(ip), "203.0.113.%d", i + 1);

@@ -1,7 +1,7 @@
 #include "testutil.h"
 
-#include <dirent.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +138,89 @@ static void test_store_overwrite(void **state)
 	sx_store_close(&st);
 }
 
+static void test_store_temp_names(void **state)
+{
+	(void)state;
+	size_t base = 0;
+	assert_true(sx_store_temp_name(".a.bin.0123456789ab.sxpart", &base));
+	assert_int_equal(base, 5);
+	assert_true(sx_store_temp_name(".x.00000000000a.sxckpt", NULL));
+	assert_true(sx_store_temp_name(".x.00000000000a.sxckpt-new", NULL));
+	assert_false(sx_store_temp_name("a.0123456789ab.sxpart", NULL));
+	assert_false(sx_store_temp_name(".a.0123456789AB.sxpart", NULL));
+	assert_false(sx_store_temp_name(".a.0123456789a.sxpart", NULL));
+	assert_false(sx_store_temp_name("..0123456789ab.sxpart", NULL));
+	assert_false(sx_store_temp_name("plain.sxpart", NULL));
+	/* Refused as a received name: the start-up scan would remove it. */
+	sx_store st;
+	sx_store_file f;
+	sx_err err = {0};
+	char out[600];
+	snprintf(out, sizeof(out), "%s/out-tn", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam", false, &err), 0);
+	const char *rel = "d/.a.bin.0123456789ab.sxpart";
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)rel, strlen(rel), &f, &err), -1);
+	assert_int_equal(err.cls, SX_E_IO);
+	assert_non_null(strstr(err.msg, "temporary"));
+	sx_store_close(&st);
+}
+
+/* The checkpoint file lives and goes with its temporary; at the next start
+ * a temporary whose prefix no longer matches its checkpoint is removed with
+ * it, and so is every other temporary. */
+static void test_store_ckpt_and_recover(void **state)
+{
+	(void)state;
+	sx_store st;
+	sx_store_file f;
+	sx_err err = {0};
+	char out[600], ck[900], tmp[900];
+	snprintf(out, sizeof(out), "%s/out-ck", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam", false, &err), 0);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"s.ts", 4, &f, &err), 0);
+	assert_int_equal(sx_store_ckpt_write(&f, "one", 3, &err), 0);
+	assert_int_equal(sx_store_ckpt_write(&f, "two", 3, &err), 0);
+	snprintf(ck, sizeof(ck), "out-ck/cam/%s", f.ckpt);
+	snprintf(tmp, sizeof(tmp), "out-ck/cam/%s", f.tmp);
+	assert_true(exists(ck));
+	/* A crash here: temporary and checkpoint (not a valid .sxsig) stay. */
+	char keep_tmp[300], keep_ck[300];
+	snprintf(keep_tmp, sizeof(keep_tmp), "%s", f.tmp);
+	snprintf(keep_ck, sizeof(keep_ck), "%s", f.ckpt);
+	f.tmp[0] = '\0'; /* not removed by sx_store_end, as after kill -9 */
+	f.ckpt[0] = '\0';
+	sx_store_end(&f);
+	assert_true(exists(tmp) && exists(ck));
+	/* Another file's temporary left over, and a normal end that removes its
+	 * checkpoint with it. */
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"t.bin", 5, &f, &err), 0);
+	char other[900];
+	snprintf(other, sizeof(other), "out-ck/cam/%s", f.tmp);
+	f.tmp[0] = '\0';
+	sx_store_end(&f);
+	assert_true(exists(other));
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"u.ts", 4, &f, &err), 0);
+	assert_int_equal(sx_store_ckpt_write(&f, "x", 1, &err), 0);
+	snprintf(ck, sizeof(ck), "out-ck/cam/%s", f.ckpt);
+	sx_store_end(&f);
+	assert_false(exists(ck));
+	sx_store_close(&st);
+
+	int ofd = open(out, O_RDONLY | O_DIRECTORY);
+	assert_true(ofd >= 0);
+	sx_store_recovery rec;
+	assert_int_equal(sx_store_recover(ofd, &rec, &err), 0);
+	close(ofd);
+	assert_int_equal(rec.kept, 0);
+	assert_int_equal(rec.removed, 3);
+	snprintf(tmp, sizeof(tmp), "out-ck/cam/%s", keep_tmp);
+	snprintf(ck, sizeof(ck), "out-ck/cam/%s", keep_ck);
+	assert_false(exists(tmp));
+	assert_false(exists(ck));
+	assert_false(exists(other));
+	assert_false(exists("out-ck/cam/s.ts.partial"));
+}
+
 /* A file whose final name is taken while it waits (another file of the
  * session got there first) is refused at commit: its companion, renamed
  * into place just before, must not stay behind as a stray NAME.sxsig. */
@@ -186,6 +269,8 @@ int main(void)
 	    cmocka_unit_test(test_store_refuses_escape),
 	    cmocka_unit_test(test_store_overwrite),
 	    cmocka_unit_test(test_store_refused_commit_leaves_no_companion),
+	    cmocka_unit_test(test_store_temp_names),
+	    cmocka_unit_test(test_store_ckpt_and_recover),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -80,6 +80,9 @@ static int group_setup(void **state)
 {
 	(void)state;
 	signal(SIGPIPE, SIG_IGN);
+	/* The usual umask, whatever the caller's: the stored modes depend on
+	 * it (test_mode_and_time). */
+	umask(022);
 	work = sx_test_tmpdir();
 	if (work == NULL)
 		return -1;
@@ -1074,8 +1077,27 @@ static void test_same_name_in_flight(void **state)
 static void test_mode_and_time(void **state)
 {
 	(void)state;
-	/* Set-uid, set-gid and sticky bits from the sender are dropped. */
+	/* Set-uid, set-gid and sticky bits from the sender are dropped, and
+	 * the server's umask (022) masks the rest: a 0666 file or a 0777
+	 * folder is not stored group- or world-writable. */
 	cli *c = cli_open();
+	sx_msg d = {.type = SX_MSG_DIR,
+		    .mode = 0777,
+		    .path = (const uint8_t *)"open/sub",
+		    .path_len = 8,
+		    .mtime_sec = 1500000000};
+	assert_int_equal(send_msg(c, &d), 0);
+	sx_msg rw = {.type = SX_MSG_FILE_BEGIN,
+		     .file_id = 2,
+		     .size = 2,
+		     .mode = 0666,
+		     .mtime_sec = 1234567890,
+		     .path = (const uint8_t *)"open/sub/rw.bin",
+		     .path_len = 15};
+	assert_int_equal(send_msg(c, &rw), 0);
+	assert_int_equal(send_rec(c, SX_REC_DATA, "hi", 2), 0);
+	assert_int_equal(send_end(c, 2, 2), 0);
+	expect_file_ok(c, 2);
 	sx_msg m = {.type = SX_MSG_FILE_BEGIN,
 		    .file_id = 1,
 		    .size = 2,
@@ -1094,8 +1116,22 @@ static void test_mode_and_time(void **state)
 	struct stat st;
 	snprintf(p, sizeof(p), "%s/suid.bin", peer_dir);
 	assert_int_equal(stat(p, &st), 0);
-	assert_int_equal(st.st_mode & 07777, 0777);
+	assert_int_equal(st.st_mode & 07777, 0755);
 	assert_int_equal(st.st_mtime, 1234567890);
+	snprintf(p, sizeof(p), "%s/open/sub/rw.bin", peer_dir);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	snprintf(p, sizeof(p), "%s/open", peer_dir);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0755);
+	snprintf(p, sizeof(p), "%s/open/sub", peer_dir);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0755);
+	/* The output folder and the sender's folder: 0750. */
+	assert_int_equal(stat(out_dir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0750);
+	assert_int_equal(stat(peer_dir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0750);
 
 	/* A timestamp with nanoseconds out of range is malformed. */
 	c = cli_open();

@@ -1,0 +1,282 @@
+/* engine/recover: what a server that was killed left in OUT, cleaned up at
+ * the next start, before it listens. Temporaries are ".NAME.<hex>.sxpart"
+ * beside NAME (sx_store.h); a stream's temporary whose checkpoint file
+ * ".NAME.<hex>.sxckpt" is beside it keeps its signed prefix as
+ * NAME.partial with NAME.partial.sxsig, exactly as a stream cut off while
+ * the server runs (docs/SIGNATURES.md). Everything else is removed. The walk
+ * never follows a symlink and goes no deeper than a received path can. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/sx_util.h"
+#include "engine/sx_manifest.h"
+#include "engine/sx_store.h"
+#include "engine/sx_wire.h"
+
+/* OUT/<peer>/ and then the levels a received path may have. */
+#define RECOVER_DEPTH_MAX (SX_PATH_DEPTH_MAX + 1)
+#define RECOVER_READ	  (1u << 20)
+
+typedef struct walk {
+	sx_store_recovery *st;
+	char rel[SX_PATH_MAX + 512]; /* the folder being scanned, relative to OUT */
+	uint8_t *buf;		     /* RECOVER_READ bytes */
+} walk;
+
+/* The path of name in the folder being scanned, for a log line. */
+static const char *path_of(const walk *w, const char *name, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "%s%s", w->rel, name);
+	return buf;
+}
+#define PATH_OF(w, name)                                                                           \
+	path_of((w), (name), (char[sizeof((w)->rel) + 256]){0}, sizeof((w)->rel) + 256)
+
+static void removed(walk *w, int dfd, const char *name, const char *why)
+{
+	struct stat sb;
+	long long bytes = fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 ? sb.st_size : 0;
+	if (unlinkat(dfd, name, 0) < 0) {
+		/* gone already: a name read before its pair was dealt with */
+		if (errno == ENOENT)
+			return;
+		sx_log("error", "recover", "path=%s reason=\"cannot remove\" cause=%s",
+		       SX_LOGQ(PATH_OF(w, name)), SX_LOGQ(strerror(errno)));
+		w->st->failed++;
+		return;
+	}
+	sx_log("warn", "recover", "path=%s bytes=%lld action=removed reason=%s",
+	       SX_LOGQ(PATH_OF(w, name)), bytes, SX_LOGQ(why));
+	w->st->removed++;
+	w->st->removed_bytes += (uint64_t)(bytes > 0 ? bytes : 0);
+}
+
+/* Does the first size bytes of fd hash to root (the Merkle root with
+ * chunk-sized leaves, as the checkpoint signed it)? */
+static int prefix_matches(walk *w, int fd, uint64_t size, uint32_t chunk,
+			  const uint8_t root[SX_HASH_LEN], sx_err *err)
+{
+	sx_filehash h;
+	uint8_t got[SX_HASH_LEN];
+	uint64_t leaves, bytes, off = 0;
+	int rc = -1;
+	SX_GUARD(sx_filehash_init(&h, chunk, err));
+	while (off < size) {
+		size_t want = size - off < RECOVER_READ ? (size_t)(size - off) : RECOVER_READ;
+		ssize_t n = pread(fd, w->buf, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			sx_fail_errno(err, SX_E_IO, n < 0 ? errno : EIO, "read failed");
+			goto done;
+		}
+		if (sx_filehash_update(&h, w->buf, (size_t)n, err) < 0)
+			goto done;
+		off += (uint64_t)n;
+	}
+	if (sx_filehash_final(&h, got, &leaves, &bytes, err) < 0)
+		goto done;
+	if (CRYPTO_memcmp(got, root, SX_HASH_LEN) != 0) {
+		sx_fail(err, SX_E_INTEGRITY,
+			"its first %llu bytes do not match the signed checkpoint",
+			(unsigned long long)size);
+		goto done;
+	}
+	rc = 0;
+done:
+	sx_filehash_free(&h);
+out:
+	return rc;
+}
+
+/* A stream's temporary `part` with its checkpoint `ck` beside it: cut down
+ * to the checkpoint and kept as NAME.partial + NAME.partial.sxsig, the
+ * signature first (a file under its final name has its signature beside
+ * it). Both are removed when that cannot be done. */
+static void recover_stream(walk *w, int dfd, const char *part, const char *ck, size_t base_len)
+{
+	sx_err err = {0};
+	sx_sxsig s = {0};
+	uint8_t *text = NULL;
+	char name[300], sig[320];
+	int fd = -1, cfd = -1;
+	struct stat sb;
+	ssize_t n;
+	cfd = openat(dfd, ck, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (cfd < 0 || fstat(cfd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 ||
+	    sb.st_size > SX_SXSIG_TEXT_MAX) {
+		sx_fail(&err, SX_E_IO, "its checkpoint cannot be read");
+		goto out;
+	}
+	text = malloc((size_t)sb.st_size);
+	SX_ENSURE(text != NULL, &err, SX_E_OTHER, "out of memory");
+	n = pread(cfd, text, (size_t)sb.st_size, 0);
+	SX_ENSURE(n == sb.st_size, &err, SX_E_IO, "its checkpoint cannot be read");
+	SX_GUARD(sx_sxsig_decode((const char *)text, (size_t)n, &s, &err));
+	SX_ENSURE(s.kind == SX_KIND_CHECKPOINT, &err, SX_E_INTEGRITY,
+		  "its checkpoint is not a stream checkpoint");
+	/* The final name comes from the signed path; the temporary's name
+	 * holds its first 200 bytes. */
+	const char *slash = strrchr(s.path, '/');
+	const char *final = slash != NULL ? slash + 1 : s.path;
+	size_t fl = strlen(final);
+	SX_ENSURE((base_len == fl || (base_len == SX_STORE_TEMP_BASE_MAX && fl > base_len)) &&
+		      strncmp(final, part + 1, base_len) == 0 &&
+		      snprintf(name, sizeof(name), "%s.partial", final) < (int)sizeof(name) &&
+		      snprintf(sig, sizeof(sig), "%s.sxsig", name) < (int)sizeof(sig) &&
+		      strlen(sig) <= 255,
+		  &err, SX_E_INTEGRITY, "its checkpoint names another file ('%s')", s.path);
+	fd = openat(dfd, part, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || fstat(fd, &sb) < 0) {
+		sx_fail_errno(&err, SX_E_IO, errno, "cannot open it");
+		goto out;
+	}
+	SX_ENSURE((uint64_t)sb.st_size >= s.file_size, &err, SX_E_INTEGRITY,
+		  "%lld bytes, shorter than its checkpoint (%llu)", (long long)sb.st_size,
+		  (unsigned long long)s.file_size);
+	SX_GUARD(prefix_matches(w, fd, s.file_size, s.chunk, s.file_root, &err));
+	if (ftruncate(fd, (off_t)s.file_size) < 0 || fsync(fd) < 0 || fsync(cfd) < 0) {
+		sx_fail_errno(&err, SX_E_IO, errno, "cannot cut it to its checkpoint");
+		goto out;
+	}
+	if (renameat2(dfd, ck, dfd, sig, RENAME_NOREPLACE) < 0) {
+		sx_fail_errno(&err, SX_E_IO, errno, "'%s' cannot be created", sig);
+		goto out;
+	}
+	if (renameat2(dfd, part, dfd, name, RENAME_NOREPLACE) < 0) {
+		sx_fail_errno(&err, SX_E_IO, errno, "'%s' cannot be created", name);
+		unlinkat(dfd, sig, 0);
+		goto out;
+	}
+	if (fsync(dfd) < 0) {
+		sx_fail_errno(&err, SX_E_IO, errno, "flush of its folder failed");
+		goto out;
+	}
+	sx_log("warn", "recover",
+	       "path=%s bytes=%llu action=kept reason=\"a stream cut off by a crash; its "
+	       "signed prefix is kept\"",
+	       SX_LOGQ(PATH_OF(w, name)), (unsigned long long)s.file_size);
+	w->st->kept++;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (cfd >= 0)
+		close(cfd);
+	if (err.cls != SX_OK) {
+		char why[sizeof(err.msg) + 64];
+		snprintf(why, sizeof(why), "a stream's temporary not kept: %s", err.msg);
+		removed(w, dfd, part, why);
+		removed(w, dfd, ck, "the checkpoint of a temporary not kept");
+	}
+	sx_sxsig_free(&s);
+	free(text);
+}
+
+static void scan(walk *w, int dfd, unsigned depth);
+
+static void visit(walk *w, int dfd, const char *name, unsigned char type, unsigned depth)
+{
+	size_t base = 0;
+	if (type == DT_UNKNOWN) {
+		struct stat sb;
+		if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+			return;
+		type = S_ISDIR(sb.st_mode) ? DT_DIR : S_ISREG(sb.st_mode) ? DT_REG : DT_UNKNOWN;
+	}
+	if (type == DT_DIR) {
+		size_t rl = strlen(w->rel), nl = strlen(name);
+		if (depth + 1 > RECOVER_DEPTH_MAX) {
+			sx_log("warn", "recover",
+			       "path=%s reason=\"deeper than a received path can be; not "
+			       "scanned\"",
+			       SX_LOGQ(PATH_OF(w, name)));
+			return;
+		}
+		if (rl + nl + 2 > sizeof(w->rel))
+			return;
+		int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0) {
+			sx_log("warn", "recover", "path=%s reason=\"cannot open\" cause=%s",
+			       SX_LOGQ(PATH_OF(w, name)), SX_LOGQ(strerror(errno)));
+			return;
+		}
+		memcpy(w->rel + rl, name, nl);
+		memcpy(w->rel + rl + nl, "/", 2);
+		scan(w, sub, depth + 1); /* closes sub */
+		w->rel[rl] = '\0';
+		return;
+	}
+	if (type != DT_REG || !sx_store_temp_name(name, &base))
+		return;
+	size_t nl = strlen(name), pl = strlen(SX_STORE_PART), cl = strlen(SX_STORE_CKPT);
+	char other[300];
+	struct stat sb;
+	if (nl > pl && strcmp(name + nl - pl, SX_STORE_PART) == 0 && nl - pl + cl < sizeof(other)) {
+		/* a temporary: a stream's when its checkpoint is beside it */
+		snprintf(other, sizeof(other), "%.*s" SX_STORE_CKPT, (int)(nl - pl), name);
+		if (fstatat(dfd, other, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+			recover_stream(w, dfd, name, other, base);
+		else
+			removed(w, dfd, name, "a temporary left by a server that did not finish");
+		return;
+	}
+	if (nl > cl && strcmp(name + nl - cl, SX_STORE_CKPT) == 0 && nl - cl + pl < sizeof(other)) {
+		/* dealt with together with its temporary, when there is one */
+		snprintf(other, sizeof(other), "%.*s" SX_STORE_PART, (int)(nl - cl), name);
+		if (fstatat(dfd, other, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+			return;
+		removed(w, dfd, name, "a checkpoint without its temporary");
+		return;
+	}
+	removed(w, dfd, name, "a checkpoint being written when the server stopped");
+}
+
+static void scan(walk *w, int dfd, unsigned depth)
+{
+	DIR *d = fdopendir(dfd);
+	struct dirent *e;
+	if (d == NULL) {
+		close(dfd);
+		return;
+	}
+	w->st->dirs++;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		visit(w, dirfd(d), e->d_name, e->d_type, depth);
+	}
+	closedir(d);
+}
+
+int sx_store_recover(int out_fd, sx_store_recovery *st, sx_err *err)
+{
+	walk *w = calloc(1, sizeof(*w));
+	int rc = -1, fd = -1;
+	memset(st, 0, sizeof(*st));
+	SX_ENSURE(w != NULL, err, SX_E_OTHER, "out of memory");
+	w->st = st;
+	w->buf = malloc(RECOVER_READ);
+	SX_ENSURE(w->buf != NULL, err, SX_E_OTHER, "out of memory");
+	fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		sx_fail_errno(err, SX_E_IO, errno, "cannot scan the output folder");
+		goto out;
+	}
+	/* rewinddir: the walk starts at the first entry whatever read before */
+	lseek(fd, 0, SEEK_SET);
+	scan(w, fd, 0); /* closes fd */
+	rc = 0;
+out:
+	if (w != NULL)
+		free(w->buf);
+	free(w);
+	return rc;
+}
