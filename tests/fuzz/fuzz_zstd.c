@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static uint8_t out[FZ_CAP];
 	if (size < 1)
 		return 0;
-	if (dctx == NULL && ((dctx = ZSTD_createDCtx()) == NULL || (cctx = ZSTD_createCCtx()) == NULL))
+	if (dctx == NULL &&
+	    ((dctx = ZSTD_createDCtx()) == NULL || (cctx = ZSTD_createCCtx()) == NULL))
 		abort();
 	/* 0: no limit; else a limit near the announced sizes of small frames. */
 	uint64_t limit = data[0] == 0 ? UINT64_MAX : (uint64_t)data[0] * 512u;
@@ -49,8 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sx_err err = {0};
 	if (sx_zrec_decompress(dctx, pt, len, limit, out, sizeof(out), &got, &err) == 0) {
 		FZ_CHECK(len >= SX_ZHDR_LEN);
-		uint32_t orig = (uint32_t)pt[0] << 24 | (uint32_t)pt[1] << 16 |
-				(uint32_t)pt[2] << 8 | pt[3];
+		uint32_t orig =
+		    (uint32_t)pt[0] << 24 | (uint32_t)pt[1] << 16 | (uint32_t)pt[2] << 8 | pt[3];
 		FZ_CHECK(got == orig && got >= 1 && got <= sizeof(out) && got <= limit);
 		compress_back(out, got, SX_ZLEVEL_AUTO);
 	} else {

@@ -158,10 +158,18 @@ static void wire_and_hello(void)
 		seed("fuzz_hello", name, out, sizeof(out));
 	}
 	static const char *const paths[] = {
-	    "clip.mp4",	    "media/2026/01/cam-01/clip-0001.mp4", "a/b/c/d/e/f/g/h",
-	    "..hidden",	    "dir/.config",			  "name with spaces.txt",
-	    "unicode-é.bin", "a/../b",				  "/etc/passwd",
-	    "a//b",	    "./a",				  "tab\tname",
+	    "clip.mp4",
+	    "media/2026/01/cam-01/clip-0001.mp4",
+	    "a/b/c/d/e/f/g/h",
+	    "..hidden",
+	    "dir/.config",
+	    "name with spaces.txt",
+	    "unicode-é.bin",
+	    "a/../b",
+	    "/etc/passwd",
+	    "a//b",
+	    "./a",
+	    "tab\tname",
 	};
 	for (size_t i = 0; i < SX_ARRAY_LEN(paths); i++) {
 		snprintf(name, sizeof(name), "path-%02zu", i);
@@ -202,8 +210,8 @@ static void transfer_stream(sx_suite suite, bytes *out)
 		data[i] = (uint8_t)(i * 7 + (i >> 5));
 	seal(&tx, out, SX_REC_DATA, 0, data, sizeof(data));
 	memset(data, 'x', sizeof(data));
-	if (cctx == NULL || sx_zrec_compress(cctx, SX_ZLEVEL_ON, data, sizeof(data), z, &zlen,
-					     &err) != 1)
+	if (cctx == NULL ||
+	    sx_zrec_compress(cctx, SX_ZLEVEL_ON, data, sizeof(data), z, &zlen, &err) != 1)
 		abort();
 	seal(&tx, out, SX_REC_DATA, SX_REC_FLAG_COMPRESSED, z, zlen);
 	seal(&tx, out, SX_REC_DATA, 0, data, 1500); /* crosses FZ_ROTATE */
