@@ -65,8 +65,7 @@ for t in "${TARGETS[@]}"; do
 	rc=0
 	start=$(date +%s.%N)
 	# New inputs go to the first folder; the seeds are read only.
-	"$BIN/$t" -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=2048 \
-		-max_len=65536 -print_final_stats=1 \
+	"$BIN/$t" -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
 		-artifact_prefix="$BUILD/fuzz-artifacts/$t-" \
 		"$corpus" "$SEEDS/$t" >"$log" 2>&1 </dev/null || rc=$?
 	end=$(date +%s.%N)
