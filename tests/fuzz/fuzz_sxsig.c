@@ -1,8 +1,9 @@
 /* The `.sxsig` text format (docs/SIGNATURES.md ".sxsig"), read by `sxfer
- * verify` from files anyone may hand it. Property: decode, encode, decode
- * gives the same signature (every field and the certificate chain), and the
- * two encodings are byte for byte the same. What decodes is also verified
- * as `sxfer verify` would (statement, proof, chain, signature). */
+ * verify` from files anyone may hand it. Properties: what decodes is
+ * canonical up to the certificate chain (encoding it gives the same text
+ * before the chain); decode, encode, decode gives the same signature (every
+ * field and the chain), and the two encodings are byte for byte the same. What decodes is also
+ * verified as `sxfer verify` would (statement, proof, chain, signature). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	verify(&s1);
 	FZ_CHECK(sx_sxsig_encode(&s1, &t1, &l1, &err) == 0);
+	fz_canonical_head(data, size, t1, l1);
 	FZ_CHECK(sx_sxsig_decode(t1, l1, &s2, &err) == 0);
 	same_sxsig(&s1, &s2);
 	FZ_CHECK(sx_sxsig_encode(&s2, &t2, &l2, &err) == 0);

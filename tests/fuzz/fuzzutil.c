@@ -20,6 +20,16 @@ void fz_fail(const char *file, int line, const char *what)
 	abort();
 }
 
+void fz_canonical_head(const uint8_t *in, size_t n, const char *enc, size_t elen)
+{
+	static const char begin[] = "-----BEGIN CERTIFICATE-----";
+	const uint8_t *a = memmem(in, n, begin, sizeof(begin) - 1);
+	const char *b = memmem(enc, elen, begin, sizeof(begin) - 1);
+	FZ_CHECK(a != NULL && b != NULL);
+	size_t head = (size_t)(b - enc);
+	FZ_CHECK((size_t)(a - in) == head && memcmp(in, enc, head) == 0);
+}
+
 sx_suite fz_suite(uint8_t b)
 {
 	static const sx_suite suites[] = {SX_SUITE_AES256GCM, SX_SUITE_AES256CTR_HMAC,

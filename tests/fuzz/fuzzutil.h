@@ -25,6 +25,12 @@ extern const uint8_t fz_secret[SX_SECRET_LEN];
 
 __attribute__((noreturn)) void fz_fail(const char *file, int line, const char *what);
 
+/* .sxsig files and receipts are canonical up to the signer's certificate
+ * chain: the text before it is exactly what the encoder writes. (The PEM
+ * chain is read by OpenSSL, which accepts variants of the same certificates:
+ * other line lengths, ignored characters in the base64.) */
+void fz_canonical_head(const uint8_t *in, size_t n, const char *enc, size_t elen);
+
 /* The suite selected by one input byte (every suite is reachable). */
 sx_suite fz_suite(uint8_t b);
 
