@@ -27,8 +27,8 @@ __attribute__((noreturn)) void fz_fail(const char *file, int line, const char *w
 
 /* .sxsig files and receipts are canonical up to the signer's certificate
  * chain: the text before it is exactly what the encoder writes. (The PEM
- * chain is read by OpenSSL, which accepts variants of the same certificates:
- * other line lengths, ignored characters in the base64.) */
+ * chain is read by OpenSSL, which accepts variants of the same certificates,
+ * such as bytes it skips inside the base64.) */
 void fz_canonical_head(const uint8_t *in, size_t n, const char *enc, size_t elen);
 
 /* The suite selected by one input byte (every suite is reachable). */
