@@ -24,7 +24,7 @@ while (($#)); do
 	--build) BUILD=$(realpath -m "${2:?--build needs a folder}"); shift 2 ;;
 	--no-build) DO_BUILD=0; shift ;;
 	--corpus-only) CORPUS_ONLY=1; shift ;;
-	-h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	*) TARGETS+=("$1"); shift ;;
 	esac
