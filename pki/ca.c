@@ -90,13 +90,15 @@ static int db_push(sx_ca_db *db, const sx_ca_entry *e, sx_err *err)
 	return 0;
 }
 
-/* Copies the next tab-separated field of [*p, end) into buf. */
+/* Copies the next tab-separated field of [*p, end) into buf. A NUL inside
+ * a field is refused: the copy would end there, and the entry would be
+ * written back as something else (an empty name the next read refuses). */
 static int next_field(const char **p, const char *end, char *buf, size_t cap, bool last)
 {
 	const char *tab = last ? NULL : memchr(*p, '\t', (size_t)(end - *p));
 	const char *stop = tab ? tab : end;
 	size_t n = (size_t)(stop - *p);
-	if ((!last && tab == NULL) || n == 0 || n >= cap)
+	if ((!last && tab == NULL) || n == 0 || n >= cap || memchr(*p, '\0', n) != NULL)
 		return -1;
 	memcpy(buf, *p, n);
 	buf[n] = '\0';

@@ -168,6 +168,16 @@ static void test_index_text(void **state)
 		assert_int_equal(err.cls, SX_E_INTEGRITY);
 		assert_int_equal(db.n, 0);
 	}
+	/* A NUL in a field (found by fuzz_cadb): the name would be stored as
+	 * "" and written back as a line the next read refuses. */
+	static const char nul_name[] = "V\tABC\t1900000000\t0\t0\tserver\t\0cam\n";
+	static const char nul_role[] = "V\tABC\t1900000000\t0\t0\tserver\0\tcam\n";
+	sx_err_clear(&err);
+	assert_int_equal(sx_ca_db_parse(nul_name, sizeof(nul_name) - 1, &db, &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+	sx_err_clear(&err);
+	assert_int_equal(sx_ca_db_parse(nul_role, sizeof(nul_role) - 1, &db, &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
 	/* an over-long line */
 	char longline[2048];
 	memset(longline, 'A', sizeof(longline));

@@ -1,0 +1,34 @@
+/* Certificate signing requests (`sxfer ca sign --csr FILE`): the PEM
+ * request, its self-signature, and what the CA reads from it before it
+ * issues (the common name, the key and its strength). The input is the file. */
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "pki/sx_ca.h"
+#include "tests/fuzz/fuzzutil.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	X509_REQ *req = NULL;
+	char name[SX_NAME_MAX + 1], desc[128];
+	sx_err err = {0};
+	if (sx_csr_load(fz_memfile(data, size), &req, &err) < 0) {
+		FZ_CHECK(req == NULL && err.cls != SX_OK);
+		ERR_clear_error();
+		return 0;
+	}
+	EVP_PKEY *key = X509_REQ_get0_pubkey(req);
+	FZ_CHECK(key != NULL);
+	if (sx_csr_name(req, name, sizeof(name), &err) == 0) {
+		FZ_CHECK(strlen(name) < sizeof(name));
+		(void)sx_name_check(name, &err);
+	}
+	(void)sx_key_describe(key, desc, sizeof(desc));
+	(void)sx_key_check_strength(key, &err);
+	X509_REQ_free(req);
+	ERR_clear_error();
+	return 0;
+}
