@@ -297,6 +297,15 @@ static int send_msg(server *s, conn *c, const sx_msg *m, sx_err *err)
 	return queue_record(s, c, m, SX_REC_CTRL, err);
 }
 
+/* Replies waiting to go out past half their buffer: the connection takes
+ * no new work (no record received, no file finalized) until a send
+ * completes (on_send resumes both), so a burst of answers (a batch of
+ * thousands of refused files) never overflows it. */
+static bool tx_busy(const conn *c)
+{
+	return c->tx_len[c->tx_fill] > TX_CAP / 2;
+}
+
 /* ---- files ------------------------------------------------------------- */
 
 /* Closes the file's fds (after taking the temporary out of the ring's file
@@ -538,6 +547,8 @@ static int finalize_waiting(server *s, conn *c, sx_err *err)
 		rfile *f = &c->files[i];
 		if (f->state != F_AWAIT || !c->batches[f->batch]->sealed)
 			continue;
+		if (tx_busy(c))
+			return 0;
 		if (c->store.file_fds + 2 > s->sh->fd_budget && c->syncs > 0)
 			return 0;
 		if (finalize_signed(s, c, i, err) < 0)
@@ -880,6 +891,8 @@ static void post_recv(server *s, conn *c)
 		 * descriptors waits for their flushes (each frees some) before
 		 * it may begin another: one sender cannot starve the rest. */
 		if (c->cur_file < 0 && c->store.file_fds >= s->sh->fd_budget)
+			return;
+		if (tx_busy(c))
 			return;
 		sx_link_rx_want(&c->link, &buf, &len);
 	}
@@ -1531,8 +1544,16 @@ static void on_send(server *s, conn *c, int op, unsigned sub, int64_t res)
 	if (op == OP_HS_SEND)
 		hs_send(s, c);
 	flush_tx(s, c);
-	if (c->eos_queued && !c->tx_sending && c->tx_len[c->tx_fill] == 0)
+	if (c->eos_queued && !c->tx_sending && c->tx_len[c->tx_fill] == 0) {
 		conn_done(s, c);
+		return;
+	}
+	/* Room for replies again: work held back by tx_busy resumes. */
+	if (c->link.ready && c->sign && finalize_waiting(s, c, &err) < 0) {
+		conn_fail(s, c, &err);
+		return;
+	}
+	post_recv(s, c);
 }
 
 /* ---- accepting and the loop -------------------------------------------- */

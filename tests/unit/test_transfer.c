@@ -1417,6 +1417,45 @@ static void test_signed_file_and_its_sxsig(void **state)
 	assert_no_partials();
 }
 
+/* A batch of 1,200 files that are all refused when their .sxsig is
+ * written (names with no room for it): 1,200 FILE_ERR at once are more than
+ * the server's reply buffer holds, and it once dropped the connection ("the
+ * peer is not reading its replies") although the sender read every reply. */
+#define MASS_N 1200
+static void test_signed_batch_mass_refusal(void **state)
+{
+	(void)state;
+	static char names[MASS_N][252];
+	static sx_desc d[MASS_N];
+	const char data[] = "x";
+	uint8_t root[SX_HASH_LEN];
+	root_of(data, sizeof(data), root);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	for (int i = 0; i < MASS_N; i++) {
+		memset(names[i], 'm', 251);
+		names[i][251] = '\0';
+		char num[8];
+		int n = snprintf(num, sizeof(num), "%05d", i);
+		memcpy(names[i], num, (size_t)n);
+		send_signed_file(c, (uint32_t)i + 1, names[i], data, sizeof(data), root);
+		d[i] = (sx_desc){.size = sizeof(data), .path = names[i]};
+		memcpy(d[i].root, root, SX_HASH_LEN);
+	}
+	usleep(200000); /* the files flushed and parked before BATCH */
+	send_batch_of(c, cli_id.key, d, MASS_N, MASS_N);
+	for (int i = 0; i < MASS_N; i++) {
+		sx_msg m;
+		expect_msg(c, SX_MSG_FILE_ERR, &m);
+		assert_true(has(&m, "name too long"));
+	}
+	sx_msg m;
+	expect_msg(c, SX_MSG_RECEIPT, &m);
+	end_session(c);
+	cli_close(c);
+	assert_no_partials();
+	assert_server_serves();
+}
+
 static void test_signed_unbatched_eos(void **state)
 {
 	(void)state;
@@ -1762,6 +1801,7 @@ int main(void)
 	    cmocka_unit_test(test_signed_batch_all_refused),
 	    cmocka_unit_test(test_signed_bad_path_left_out_of_batch),
 	    cmocka_unit_test(test_signed_file_and_its_sxsig),
+	    cmocka_unit_test(test_signed_batch_mass_refusal),
 	    cmocka_unit_test(test_signed_unbatched_eos),
 	    cmocka_unit_test(test_signed_time_skew),
 	    cmocka_unit_test(test_checkpoint_time_skew),
