@@ -34,7 +34,9 @@ typedef struct walk {
 /* The path of name in the folder being scanned, for a log line. */
 static const char *path_of(const walk *w, const char *name, char *buf, size_t cap)
 {
-	snprintf(buf, cap, "%s%s", w->rel, name);
+	int n = snprintf(buf, cap, "%s%s", w->rel, name);
+	if (n < 0 || (size_t)n >= cap)
+		buf[cap - 1] = '\0'; /* cut: a log line, not a path to use */
 	return buf;
 }
 #define PATH_OF(w, name)                                                                           \
