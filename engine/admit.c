@@ -111,6 +111,15 @@ bool sx_admit_promote(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
 	return ok;
 }
 
+unsigned sx_admit_count(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
+{
+	pthread_mutex_lock(&a->mu);
+	struct sx_admit_ent *e = lookup(a, key, false);
+	unsigned n = e != NULL ? e->n + e->w : 0;
+	pthread_mutex_unlock(&a->mu);
+	return n;
+}
+
 void sx_admit_unwait(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
 {
 	pthread_mutex_lock(&a->mu);

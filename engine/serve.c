@@ -1617,29 +1617,43 @@ static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap)
 
 #define HS_STALE_MS 2000 /* an honest handshake takes milliseconds, a few round trips */
 
-/* Admits a new connection's handshake. When every handshake slot is taken,
- * the oldest handshake of this loop that has run for HS_STALE_MS gives its
- * slot up: peers that hold handshakes open without finishing them cannot
- * keep a device out for longer than that. */
+/* Admits a new connection's handshake. When every slot for connections not
+ * yet authenticated is taken, one of this loop's gives way: first one of
+ * the address holding the most slots, when that is at least two more than
+ * the newcomer's address holds (a few hosts cannot keep every other address
+ * out), else the oldest that has run for HS_STALE_MS (peers that hold
+ * handshakes open without finishing them cannot keep a device out for
+ * longer than that). */
 static sx_admit_result admit(server *s, const uint8_t akey[SX_ADMIT_KEY_LEN])
 {
 	sx_admit_result r = sx_admit_enter(&s->sh->admit, akey);
 	if (r != SX_ADMIT_FULL)
 		return r;
 	uint64_t now = sx_now_ns();
-	conn *old = NULL;
+	unsigned mine = sx_admit_count(&s->sh->admit, akey), most = 0;
+	conn *heavy = NULL, *old = NULL;
 	for (unsigned i = 0; i < s->cfg->max_conns; i++) {
 		conn *c = &s->conns[i];
-		if (c->used && !c->closing && (c->hs_slot || c->hs_wait) &&
-		    now - c->t0 >= (uint64_t)HS_STALE_MS * 1000000u &&
+		if (!c->used || c->closing || !(c->hs_slot || c->hs_wait))
+			continue;
+		unsigned k = sx_admit_count(&s->sh->admit, c->akey);
+		if (k > most || (k == most && heavy != NULL && c->t0 < heavy->t0)) {
+			most = k;
+			heavy = c;
+		}
+		if (now - c->t0 >= (uint64_t)HS_STALE_MS * 1000000u &&
 		    (old == NULL || c->t0 < old->t0))
 			old = c;
 	}
-	if (old == NULL)
+	bool by_address = heavy != NULL && most >= mine + 2;
+	conn *victim = by_address ? heavy : old;
+	if (victim == NULL)
 		return r;
 	sx_err why = {0};
-	sx_fail(&why, SX_E_NET, "handshake slots full: the oldest unfinished handshake gives way");
-	conn_fail(s, old, &why);
+	sx_fail(&why, SX_E_NET, "%s",
+		by_address ? "handshake slots full: the address holding the most gives one up"
+			   : "handshake slots full: the oldest unfinished handshake gives way");
+	conn_fail(s, victim, &why);
 	return sx_admit_enter(&s->sh->admit, akey);
 }
 

@@ -55,6 +55,8 @@ sx_admit_result sx_admit_enter(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
 /* A waiting connection from key may start its handshake now: true when it
  * was moved from waiting to in progress. */
 bool sx_admit_promote(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN]);
+/* Connections from key in progress or waiting. */
+unsigned sx_admit_count(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN]);
 /* A waiting connection from key went away. */
 void sx_admit_unwait(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN]);
 /* The handshake from key ended (authenticated, failed or timed out). */

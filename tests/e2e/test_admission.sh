@@ -62,6 +62,22 @@ for i in $(seq 1 10); do cmp "$WORK/f.bin" "$WORK/out-burst/cam-01/burst$i"; don
 ok "10 devices from one address at once, 2 handshakes at a time: all served"
 stop_server "$SERVER_PID"
 
+# Every handshake slot (12 of 16) held by two addresses, 6 each: a device
+# from a third address takes one of theirs at once (no wait for a stale one).
+start_server d --id "$WORK/server" --out "$WORK/out" --handshake-timeout 20 --max-conns 16
+swarm drip=12 --sources 2 --interval 1 --limit 6 >"$WORK/two.json" &
+SW=$!
+PIDS+=("$SW")
+for i in $(seq 1 50); do
+	[ "$(grep -c 'event=conn_open' "$WORK/d.log")" -ge 12 ] && break
+	sleep 0.1
+done
+legit two-addr
+grep -q "the address holding the most gives one up" "$WORK/d.log" ||
+	fail "no handshake of the two busy addresses gave way"
+wait "$SW"
+stop_server "$SERVER_PID"
+
 # Every handshake slot (12 of 16 connections) held by dripping peers from
 # many addresses, with a 20 s handshake deadline: a device arriving 2.5 s
 # later takes the slot of the oldest, and is served.
@@ -75,7 +91,7 @@ for i in $(seq 1 50); do
 done
 sleep 2.5
 legit many-addr
-grep -q 'oldest unfinished handshake gives way' "$WORK/b.log" || fail "no handshake gave way"
+grep -q "oldest unfinished handshake gives way" "$WORK/b.log" || { grep -v conn_open "$WORK/b.log" | tail -20 >&2; fail "no handshake gave way"; }
 wait "$SW"
 stop_server "$SERVER_PID"
 no_partials "$WORK/out"

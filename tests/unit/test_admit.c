@@ -74,6 +74,9 @@ static void test_limits(void **state)
 	assert_int_equal(sx_admit_enter(&ad, z), SX_ADMIT_FULL);
 	assert_int_equal(ad.handshakes, 3);
 	assert_int_equal(ad.waiting, 2);
+	assert_int_equal(sx_admit_count(&ad, x), 4);
+	assert_int_equal(sx_admit_count(&ad, y), 1);
+	assert_int_equal(sx_admit_count(&ad, z), 0);
 	/* One of x ends: one waiting of x begins; y's slot is not x's. */
 	sx_admit_leave(&ad, x);
 	assert_false(sx_admit_promote(&ad, y));
