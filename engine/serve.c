@@ -16,6 +16,7 @@
  * Flushes are asynchronous and at most SYNC_MAX per connection are in flight,
  * so 2,000 small files do not pay 2,000 flushes in a row. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -789,7 +790,11 @@ static void conn_free(server *s, conn *c)
 	memset(c, 0, sizeof(*c));
 	s->nconns--;
 	s->served++;
-	atomic_fetch_sub(&s->sh->active, 1);
+	/* The last connection of the server gone: memory a burst of
+	 * connections (or an attack) used goes back to the system instead of
+	 * staying in the allocator's free lists. */
+	if (atomic_fetch_sub(&s->sh->active, 1) == 1)
+		malloc_trim(0);
 	atomic_fetch_sub(&s->sh->slots, 1);
 }
 
