@@ -76,11 +76,15 @@ sx_admit_result sx_admit_enter(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
 {
 	sx_admit_result r = SX_ADMIT_FULL;
 	pthread_mutex_lock(&a->mu);
-	struct sx_admit_ent *e =
-	    a->handshakes + a->waiting < a->hs_max ? lookup(a, key, true) : NULL;
-	if (e == NULL) {
+	/* The address's own limits first: an address at them is refused
+	 * whatever the total (and makes no other connection give way). */
+	struct sx_admit_ent *e = lookup(a, key, false);
+	if (e != NULL && e->n >= a->per_addr && e->w >= a->wait_max)
+		r = SX_ADMIT_ADDR_FULL;
+	else if (a->handshakes + a->waiting >= a->hs_max ||
+		 (e == NULL && (e = lookup(a, key, true)) == NULL))
 		r = SX_ADMIT_FULL;
-	} else if (e->n < a->per_addr) {
+	else if (e->n < a->per_addr) {
 		e->n++;
 		a->handshakes++;
 		r = SX_ADMIT_OK;

@@ -99,6 +99,7 @@ typedef struct conn {
 	uint8_t akey[SX_ADMIT_KEY_LEN]; /* its source address (admission) */
 	bool hs_slot;			/* counted as a handshake in progress, */
 	bool hs_wait;			/* or waiting, unread, to begin one */
+	bool hs_passed;			/* hs_start_waiting: its address had no slot */
 	sx_link link;
 	unsigned inflight; /* operations not yet completed */
 	bool closing, shut, ok;
@@ -213,16 +214,24 @@ static void conn_fail(server *s, conn *c, const sx_err *why);
  * is looked at by that loop, at the latest after its 250 ms wait). */
 static void hs_start_waiting(server *s)
 {
+	/* Oldest first; one whose address has no slot free is passed over, not
+	 * waited for: the next may come from an address that has one. */
+	for (unsigned i = 0; i < s->cfg->max_conns; i++)
+		s->conns[i].hs_passed = false;
 	for (;;) {
 		conn *next = NULL;
 		for (unsigned i = 0; i < s->cfg->max_conns; i++) {
 			conn *c = &s->conns[i];
-			if (c->used && c->hs_wait && !c->closing &&
+			if (c->used && c->hs_wait && !c->closing && !c->hs_passed &&
 			    (next == NULL || c->t0 < next->t0))
 				next = c;
 		}
-		if (next == NULL || !sx_admit_promote(&s->sh->admit, next->akey))
+		if (next == NULL)
 			return;
+		if (!sx_admit_promote(&s->sh->admit, next->akey)) {
+			next->hs_passed = true;
+			continue;
+		}
 		next->hs_wait = false;
 		next->hs_slot = true;
 		sx_err err = {0};

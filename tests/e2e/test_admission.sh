@@ -62,6 +62,39 @@ for i in $(seq 1 10); do cmp "$WORK/f.bin" "$WORK/out-burst/cam-01/burst$i"; don
 ok "10 devices from one address at once, 2 handshakes at a time: all served"
 stop_server "$SERVER_PID"
 
+# One handshake per address, one loop: 127.0.0.2 holds its handshake and has
+# an older connection waiting; a device from 127.0.0.1 waits behind
+# 127.0.0.1's own handshake. When that ends, the device begins at once: the
+# older waiting connection of the busy address does not hold it back.
+start_server e --id "$WORK/server" --out "$WORK/out" --handshake-timeout 10 \
+	--max-conns 16 --max-handshakes-per-addr 1 --threads 1
+python3 - "$PORT" <<'PY' &
+import socket, sys, time
+port = int(sys.argv[1])
+def conn(src):
+    s = socket.socket()
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+a1 = conn("127.0.0.2")  # in progress, silent
+time.sleep(0.2)
+a2 = conn("127.0.0.2")  # waiting, the oldest waiting
+time.sleep(0.2)
+b1 = conn("127.0.0.1")  # in progress, closed at about 1.5 s
+time.sleep(1.1)
+b1.close()
+time.sleep(6)
+PY
+HOL=$!
+PIDS+=("$HOL")
+for i in $(seq 1 50); do
+	[ "$(grep -c 'event=conn_open' "$WORK/e.log")" -ge 3 ] && break
+	sleep 0.1
+done
+legit hol
+wait "$HOL"
+stop_server "$SERVER_PID"
+
 # Every handshake slot (12 of 16) held by two addresses, 6 each: a device
 # from a third address takes one of theirs at once (no wait for a stale one).
 start_server d --id "$WORK/server" --out "$WORK/out" --handshake-timeout 20 --max-conns 16

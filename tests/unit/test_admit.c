@@ -72,6 +72,9 @@ static void test_limits(void **state)
 	/* In all: five in progress or waiting. */
 	assert_int_equal(sx_admit_enter(&ad, y), SX_ADMIT_FULL);
 	assert_int_equal(sx_admit_enter(&ad, z), SX_ADMIT_FULL);
+	/* x at its own limits is told so, not that all are full (it would make
+	 * another connection give way for nothing). */
+	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_ADDR_FULL);
 	assert_int_equal(ad.handshakes, 3);
 	assert_int_equal(ad.waiting, 2);
 	assert_int_equal(sx_admit_count(&ad, x), 4);
