@@ -53,7 +53,7 @@
 #define HASH_CHUNK_MIN 512u
 #define HASH_CHUNK_MAX (64u << 20)
 
-enum { OP_ACCEPT = 1, OP_HS_SEND, OP_RECV, OP_WRITE, OP_SYNC, OP_SEND };
+enum { OP_ACCEPT = 1, OP_HS_SEND, OP_RECV, OP_WRITE, OP_SYNC, OP_SEND, OP_CKSYNC };
 
 enum { F_FREE = 0, F_OPEN, F_DISCARD, F_ENDING, F_SYNC_FILE, F_AWAIT, F_SYNC_SIG, F_SYNC_DIR };
 
@@ -83,6 +83,10 @@ typedef struct rfile {
 	int batch, pos; /* where its descriptor is, -1 when in none */
 	bool unbatched; /* its path breaks sx_path_check: no descriptor, in no batch */
 	ckpt *ck;	/* last verified checkpoint of a stream */
+	/* Its copy beside the temporary (for a start after a crash) is written
+	 * only once the bytes it covers are durable: ck_pending waits for the
+	 * writes below its size, ck_flight for the flush of the temporary. */
+	ckpt *ck_pending, *ck_flight;
 } rfile;
 
 typedef struct dirmeta {
@@ -113,6 +117,8 @@ typedef struct conn {
 		size_t len;
 		uint64_t off;
 		bool direct;
+		bool busy; /* a write in flight, of file fi */
+		int fi;
 	} wr[RX_SLOTS]; /* the write in flight from each buffer */
 	/* Compressed DATA: rx[i]'s record is decompressed into dx[i] (written
 	 * from there, so it stays busy with rx[i]). Made at the first compressed
@@ -208,6 +214,7 @@ static int submit_ok(conn *c, int rc)
 
 static void post_recv(server *s, conn *c);
 static void conn_fail(server *s, conn *c, const sx_err *why);
+static void file_io_done(server *s, conn *c, int fi);
 
 /* Waiting connections of this loop whose address has a handshake slot free
  * again begin theirs (oldest first; a waiting connection on another loop
@@ -328,6 +335,8 @@ static void file_release(server *s, rfile *f)
 		sx_filehash_free(&f->h);
 	free(f->path);
 	free(f->ck);
+	free(f->ck_pending);
+	free(f->ck_flight);
 	memset(f, 0, sizeof(*f));
 	f->state = F_FREE;
 	f->sf.fd = f->sf.dir_fd = f->sf.aux_fd = -1;
@@ -647,10 +656,10 @@ static void on_sync(server *s, conn *c, int fi, int64_t res)
 /* The .sxsig of a stream's signed prefix up to its last verified checkpoint
  * (docs/SIGNATURES.md): kept as NAME.partial.sxsig when the stream is cut
  * off, and beside the temporary while it runs (for a start after a crash). */
-static int partial_sxsig(conn *c, rfile *f, char **text, size_t *len, sx_err *err)
+static int partial_sxsig(conn *c, const rfile *f, const ckpt *k, char **text, size_t *len,
+			 sx_err *err)
 {
 	sx_sxsig sig = {0};
-	ckpt *k = f->ck;
 	int rc = -1;
 	sig.kind = SX_KIND_CHECKPOINT;
 	sig.chunk = c->hash_chunk;
@@ -687,7 +696,7 @@ static void keep_partial(conn *c, rfile *f)
 		sx_fail_errno(&err, SX_E_IO, errno, "'%s': cannot keep the signed prefix", f->path);
 		goto out;
 	}
-	if (partial_sxsig(c, f, &text, &len, &err) < 0 ||
+	if (partial_sxsig(c, f, f->ck, &text, &len, &err) < 0 ||
 	    sx_store_rename_final(&f->sf, ".partial", &err) < 0 ||
 	    sx_store_aux_write(&f->sf, ".sxsig", text, len, &err) < 0)
 		goto out;
@@ -1125,21 +1134,47 @@ out:
 	return -1;
 }
 
+/* A verified checkpoint waiting to be made durable is, once no write below
+ * its size is in flight: the temporary is flushed (asynchronously, counted
+ * as one of the file's writes, so the file is not finished or released
+ * meanwhile), then on_cksync writes the checkpoint beside it. A crash or a
+ * power cut thus never finds a checkpoint whose bytes are not on disk. */
+static void ck_try(server *s, conn *c, int fi)
+{
+	rfile *f = &c->files[fi];
+	sx_err err = {0};
+	if (f->ck_pending == NULL || f->ck_flight != NULL || f->sf.fd < 0 || f->failed ||
+	    c->closing)
+		return;
+	for (int i = 0; i < RX_SLOTS; i++)
+		if (c->wr[i].busy && c->wr[i].fi == fi && c->wr[i].off < f->ck_pending->bytes)
+			return;
+	if (submit_ok(c, sx_io_fsync(s->io, f->sf.fd, tag_of(c->idx, OP_CKSYNC, (unsigned)fi),
+				     &err)) < 0) {
+		sx_log("warn", "checkpoint", "peer=%s path=%s reason=%s",
+		       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), SX_LOGQ(err.msg));
+		return;
+	}
+	f->ck_flight = f->ck_pending;
+	f->ck_pending = NULL;
+	f->writes++;
+}
+
 /* Beside the temporary, for a start after a crash (sx_store_recover). The
  * stream itself goes on without it. */
-static void persist_checkpoint(conn *c, rfile *f)
+static void persist_checkpoint(conn *c, rfile *f, const ckpt *k)
 {
 	sx_err err = {0};
 	char *text = NULL;
 	size_t len = 0;
-	if (partial_sxsig(c, f, &text, &len, &err) < 0 ||
+	if (partial_sxsig(c, f, k, &text, &len, &err) < 0 ||
 	    sx_store_ckpt_write(&f->sf, text, len, &err) < 0)
 		sx_log("warn", "checkpoint", "peer=%s path=%s reason=%s",
 		       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), SX_LOGQ(err.msg));
 	free(text);
 }
 
-static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
+static int on_checkpoint(server *s, conn *c, const sx_msg *m, sx_err *err)
 {
 	uint8_t stmt[SX_STMT_CHECKPOINT_MAX], root[SX_HASH_LEN];
 	size_t len = 0;
@@ -1178,7 +1213,12 @@ static int on_checkpoint(conn *c, const sx_msg *m, sx_err *err)
 	sx_log("info", "checkpoint", "peer=%s path=%s leaves=%llu bytes=%llu signature=verified",
 	       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), (unsigned long long)leaves,
 	       (unsigned long long)bytes);
-	persist_checkpoint(c, f);
+	/* Made durable beside the temporary once what it covers is on disk
+	 * (ck_try); only the newest waiting one matters. */
+	if (f->ck_pending == NULL && (f->ck_pending = malloc(sizeof(*f->ck_pending))) == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	*f->ck_pending = *f->ck;
+	ck_try(s, c, c->cur_file);
 	return 0;
 out:
 	return -1;
@@ -1227,7 +1267,7 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 	case SX_MSG_FILE_BEGIN: return on_file_begin(s, c, &m, err);
 	case SX_MSG_FILE_END: return on_file_end(s, c, &m, err);
 	case SX_MSG_BATCH: return on_batch(s, c, &m, err);
-	case SX_MSG_CHECKPOINT: return on_checkpoint(c, &m, err);
+	case SX_MSG_CHECKPOINT: return on_checkpoint(s, c, &m, err);
 	default:
 		return sx_fail(err, SX_E_INTEGRITY, "unexpected control message 0x%02x from sender",
 			       m.type);
@@ -1332,6 +1372,8 @@ static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, s
 	c->wr[slot].len = len;
 	c->wr[slot].off = off;
 	c->wr[slot].direct = f->sf.direct;
+	c->wr[slot].busy = true;
+	c->wr[slot].fi = c->cur_file;
 	unsigned sub = ((unsigned)c->cur_file << 8) | (unsigned)slot;
 	size_t rx_cap = SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX;
 	uintptr_t at = (uintptr_t)pt - (uintptr_t)c->rx[slot];
@@ -1491,6 +1533,7 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 		return;
 	}
 	c->rx_busy[slot] = false;
+	c->wr[slot].busy = false;
 	f->writes--;
 	if (res >= 0 && c->wr[slot].direct)
 		f->direct_bytes += c->wr[slot].len;
@@ -1515,8 +1558,17 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 		}
 		f->batch = -1;
 	}
+	file_io_done(s, c, fi);
+}
+
+/* A write or a checkpoint's flush of file fi has completed. */
+static void file_io_done(server *s, conn *c, int fi)
+{
+	rfile *f = &c->files[fi];
+	sx_err err = {0};
 	if (c->closing)
 		return;
+	ck_try(s, c, fi);
 	if (f->writes == 0 && f->state == F_ENDING && start_finish(s, c, fi, &err) < 0) {
 		conn_fail(s, c, &err);
 		return;
@@ -1529,6 +1581,23 @@ static void on_write(server *s, conn *c, unsigned sub, int64_t res)
 		}
 	}
 	post_recv(s, c);
+}
+
+static void on_cksync(server *s, conn *c, int fi, int64_t res)
+{
+	rfile *f = &c->files[fi];
+	ckpt *k = f->ck_flight;
+	f->ck_flight = NULL;
+	f->writes--;
+	if (res < 0)
+		sx_log("warn", "checkpoint", "peer=%s path=%s reason=%s cause=%s",
+		       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path),
+		       SX_LOGQ("cannot flush the stream for its checkpoint"),
+		       SX_LOGQ(strerror((int)-res)));
+	else if (!c->closing && !f->failed && k != NULL)
+		persist_checkpoint(c, f, k);
+	free(k);
+	file_io_done(s, c, fi);
 }
 
 static void on_send(server *s, conn *c, int op, unsigned sub, int64_t res)
@@ -1810,6 +1879,7 @@ static void dispatch(server *s, const sx_cqe *q)
 	case OP_SEND: on_send(s, c, op, sub, q->res); break;
 	case OP_WRITE: on_write(s, c, sub, q->res); break;
 	case OP_SYNC: on_sync(s, c, (int)sub, q->res); break;
+	case OP_CKSYNC: on_cksync(s, c, (int)sub, q->res); break;
 	default: sx_log("error", "bug", "unknown completion op %d", op);
 	}
 	if (c->used)
