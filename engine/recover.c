@@ -182,6 +182,44 @@ out:
 	free(text);
 }
 
+/* A file's .sxsig is renamed into place just before the file itself
+ * (sx_store_commit): a server killed between the two renames leaves X.sxsig
+ * with no X, only the temporary of X. That signature, when it is a batch
+ * signature naming X, goes with the temporary. Names of more than 200 bytes
+ * are cut in the temporary's name and are not matched. */
+static void orphan_sxsig(walk *w, int dfd, const char *part, size_t base_len)
+{
+	char x[256], sig[264];
+	struct stat sb;
+	sx_sxsig s = {0};
+	sx_err err = {0};
+	uint8_t *text = NULL;
+	int fd = -1;
+	if (base_len == 0 || base_len >= 200)
+		return;
+	memcpy(x, part + 1, base_len);
+	x[base_len] = '\0';
+	snprintf(sig, sizeof(sig), "%s.sxsig", x);
+	if (fstatat(dfd, x, &sb, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+		return;
+	fd = openat(dfd, sig, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size <= 0 ||
+	    sb.st_size > SX_SXSIG_TEXT_MAX)
+		goto out;
+	text = malloc((size_t)sb.st_size);
+	if (text == NULL || pread(fd, text, (size_t)sb.st_size, 0) != sb.st_size ||
+	    sx_sxsig_decode((const char *)text, (size_t)sb.st_size, &s, &err) < 0)
+		goto out;
+	const char *slash = strrchr(s.path, '/');
+	if (s.kind == SX_KIND_BATCH && strcmp(slash ? slash + 1 : s.path, x) == 0)
+		removed(w, dfd, sig, "the signature of a file that was never renamed into place");
+out:
+	if (fd >= 0)
+		close(fd);
+	sx_sxsig_free(&s);
+	free(text);
+}
+
 static void scan(walk *w, int dfd, unsigned depth);
 
 static void visit(walk *w, int dfd, const char *name, unsigned char type, unsigned depth)
@@ -226,8 +264,10 @@ static void visit(walk *w, int dfd, const char *name, unsigned char type, unsign
 		snprintf(other, sizeof(other), "%.*s" SX_STORE_CKPT, (int)(nl - pl), name);
 		if (fstatat(dfd, other, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
 			recover_stream(w, dfd, name, other, base);
-		else
+		else {
+			orphan_sxsig(w, dfd, name, base);
 			removed(w, dfd, name, "a temporary left by a server that did not finish");
+		}
 		return;
 	}
 	if (nl > cl && strcmp(name + nl - cl, SX_STORE_CKPT) == 0 && nl - cl + pl < sizeof(other)) {

@@ -41,6 +41,17 @@ head -c 5000 /dev/urandom >"$WORK/out/cam-01/sub/deeper/.x.bin.0123456789ab.sxpa
 echo junk >"$WORK/out/cam-01/sub/.y.bin.00000000000a.sxckpt"
 echo junk >"$WORK/out/cam-01/sub/.z.bin.00000000000b.sxckpt-new"
 echo keep >"$WORK/out/cam-01/sub/plain.sxpart" # not a temporary's name: kept
+# Killed between the two renames of a commit: orph.bin.sxsig is in place,
+# orph.bin is still its temporary. The signature goes with the temporary;
+# the .sxsig of a file that is there (kept.bin) stays.
+mkdir -p "$WORK/signed"
+echo orphan >"$WORK/signed/orph.bin"
+echo kept >"$WORK/signed/kept.bin"
+"$SXFER" sign --id "$WORK/cam" "$WORK/signed/orph.bin" "$WORK/signed/kept.bin" >/dev/null
+cp "$WORK/signed/orph.bin.sxsig" "$WORK/signed/kept.bin" "$WORK/signed/kept.bin.sxsig" \
+	"$WORK/out/cam-01/sub/"
+cp "$WORK/signed/orph.bin" "$WORK/out/cam-01/sub/.orph.bin.0123456789ab.sxpart"
+cp "$WORK/signed/kept.bin" "$WORK/out/cam-01/sub/.kept.bin.0123456789ac.sxpart"
 before=$(find "$WORK/out" -name '*.sxpart' | wc -l)
 [ "$before" -ge 3 ] || fail "only $before temporaries at the crash"
 
@@ -55,6 +66,8 @@ start_server srv2 --id "$WORK/server" --out "$WORK/out"
 left=$(find "$WORK/out" -name '.*.sxpart' -o -name '.*.sxckpt' -o -name '.*.sxckpt-new')
 [ -z "$left" ] || fail "left after the restart: $left"
 [ -e "$WORK/out/cam-01/sub/plain.sxpart" ] || fail "a stored file was removed"
+[ ! -e "$WORK/out/cam-01/sub/orph.bin.sxsig" ] || fail "a signature without its file was left"
+[ -e "$WORK/out/cam-01/sub/kept.bin.sxsig" ] || fail "the signature of a stored file was removed"
 removed=$(grep -c 'event=recover.*action=removed' "$WORK/srv2.log" || true)
 [ "$removed" -ge $((before - 1)) ] || fail "removed $removed of $before, not each logged"
 ok "no temporary left; $removed removed, each logged"
