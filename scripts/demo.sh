@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh build
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSXFER_TESTS=OFF >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSXFER_TESTS=OFF -DSXFER_WERROR=ON >/dev/null
 cmake --build build -j"$(nproc)" --target sxfer
 sx=$PWD/build/sxfer
 work=$(mktemp -d)
