@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null; then
 	echo "skip - registration under RLIMIT_MEMLOCK: needs root and setpriv"
-	exit 0
+	exit 77
 fi
 # 2,900 KiB: the ring itself, and two of the receiver's four 1 MiB
 # buffers. The server's subshell execs, so that its PID is sxfer's own.
