@@ -26,9 +26,7 @@ make_pki
 ) &
 SERVER_PID=$!
 PIDS+=("$SERVER_PID")
-for _ in $(seq 1 200); do [ -s "$WORK/srv.port" ] && break; sleep 0.05; done
-[ -s "$WORK/srv.port" ] || { cat "$WORK/srv.log" >&2; fail "server did not start"; }
-PORT=$(cat "$WORK/srv.port")
+await_port srv "$SERVER_PID"
 rand_file "$WORK/big.bin" $((20 << 20))
 mkdir -p "$WORK/tree"
 for i in $(seq 1 50); do rand_file "$WORK/tree/f$i" $((i * 9000)); done
