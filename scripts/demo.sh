@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh build
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSXFER_TESTS=OFF >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSXFER_TESTS=OFF -DSXFER_WERROR=ON >/dev/null
 cmake --build build -j"$(nproc)" --target sxfer
 sx=$PWD/build/sxfer
 work=$(mktemp -d)
@@ -31,7 +31,13 @@ for i in 1 2 3; do head -c 300000 /dev/urandom >"$work/media/2026-11-22/img-$i.j
 "$sx" serve --listen 127.0.0.1:0 --port-file "$work/port" --id "$work/server" --out "$work/received" \
 	2>"$work/serve.log" &
 server_pid=$!
-for _ in $(seq 1 100); do [ -s "$work/port" ] && break; sleep 0.05; done
+# Up to 10 s for the server to listen (it writes its port once it does).
+for _ in $(seq 1 200); do
+	[ -s "$work/port" ] && break
+	kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.log" >&2; echo "demo: the server exited" >&2; exit 1; }
+	sleep 0.05
+done
+[ -s "$work/port" ] || { cat "$work/serve.log" >&2; echo "demo: the server did not start" >&2; exit 1; }
 port=$(cat "$work/port")
 set -x
 "$sx" send --id "$work/camera" --receipts "$work/receipts" "127.0.0.1:$port" \

@@ -1,8 +1,11 @@
 /* sxfer: one binary, git-style subcommands generated from one table. */
+#include <liburing.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "tools/cli.h"
+#include "tools/sx_version.h"
 
 static int cmd_help(int argc, char **argv);
 
@@ -23,6 +26,7 @@ static void overview(FILE *f)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nRun 'sxfer <command> --help' for the options of one command.\n"
+		   "'sxfer --version': the version, and the OpenSSL and liburing in use.\n"
 		   "Exit codes: 0 ok, 1 other failure, 2 usage, 3 authentication or certificate,\n"
 		   "            4 integrity, 5 local I/O, 6 network or timeout.\n");
 }
@@ -50,6 +54,19 @@ static int cmd_help(int argc, char **argv)
 	return 0;
 }
 
+/* The version, then the libraries that do the cryptography and the I/O: a bug
+ * report needs all three. OpenSSL reports the library loaded at run time. */
+static int print_version(void)
+{
+	printf("sxfer %s\n%s\n", SX_VERSION, OpenSSL_version(OPENSSL_VERSION));
+#ifdef IO_URING_VERSION_MAJOR
+	printf("liburing %d.%d\n", io_uring_major_version(), io_uring_minor_version());
+#else
+	printf("liburing %s\n", SX_URING_BUILD_VERSION);
+#endif
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -58,10 +75,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
 		return cmd_help(1, argv + 1);
-	if (strcmp(argv[1], "--version") == 0) {
-		printf("sxfer 0.1\n");
-		return 0;
-	}
+	if (strcmp(argv[1], "--version") == 0)
+		return print_version();
 	const sx_cmd *c = find(argv[1]);
 	if (c == NULL) {
 		fprintf(stderr, "sxfer: unknown command '%s'\n\n", argv[1]);

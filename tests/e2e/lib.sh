@@ -62,16 +62,47 @@ start_server() {
 		2>"$WORK/$name.log" &
 	SERVER_PID=$!
 	PIDS+=("$SERVER_PID")
-	local i
-	for i in $(seq 1 200); do
-		if [ -s "$WORK/$name.port" ]; then
-			PORT=$(cat "$WORK/$name.port")
-			return 0
-		fi
-		kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; fail "server $name exited"; }
-		sleep 0.05
+	await_port "$name" "$SERVER_PID"
+}
+
+# now_ms: milliseconds of the wall clock.
+now_ms() {
+	local t=${EPOCHREALTIME//[.,]/}
+	echo $((t / 1000))
+}
+
+# wait_until SECONDS WHAT CMD...: runs CMD until it succeeds; fails the test
+# with "timed out after SECONDS s waiting for WHAT" at the deadline. For a
+# condition with pipes or several steps, pass a small function.
+wait_until() {
+	local secs=$1 what=$2 deadline
+	shift 2
+	deadline=$(($(now_ms) + secs * 1000))
+	until "$@"; do
+		[ "$(now_ms)" -lt "$deadline" ] || fail "timed out after $secs s waiting for $what"
+		sleep 0.02 # the polling interval
 	done
-	fail "server $name did not start"
+}
+
+# await_port NAME PID: waits until the server PID, started with --port-file
+# $WORK/NAME.port and its log in $WORK/NAME.log, listens; sets PORT. Fails at
+# once, with the log, if the server exits first.
+await_port() {
+	local name=$1 pid=$2
+	port_written() {
+		[ -s "$WORK/$name.port" ] && return 0
+		kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.log" >&2; fail "server $name exited"; }
+		return 1
+	}
+	wait_until 20 "server $name to listen" port_written
+	PORT=$(cat "$WORK/$name.port")
+}
+
+# log_count FILE PATTERN: how many lines of FILE match PATTERN (0 if none).
+log_count() {
+	local n
+	n=$(grep -c -- "$2" "$1" 2>/dev/null) || true
+	echo "${n:-0}"
 }
 
 # stop_server PID: SIGTERM, then waits; the server must exit 0.
@@ -84,10 +115,16 @@ stop_server() {
 
 # no_partials DIR: no temporary is left anywhere under DIR.
 no_partials() {
-	if find "$1" -name '*.sxpart' | grep -q .; then
+	if ! partials_gone "$1"; then
 		find "$1" -name '*.sxpart' >&2
 		fail "temporaries left under $1"
 	fi
+}
+
+# partials_gone DIR: true when no temporary is under DIR (a condition for
+# wait_until).
+partials_gone() {
+	! find "$1" -name '*.sxpart' | grep -q .
 }
 
 # flip_byte PATH OFFSET: inverts one byte in place, so the file always

@@ -38,7 +38,9 @@ ok "dripping and silent handshakes cut at the handshake deadline: $r"
 swarm drip=30 --sources 1 --interval 0.5 --hold 5 >"$WORK/one.json" &
 SW=$!
 PIDS+=("$SW")
-sleep 1
+# The first refusal means the 4 are held.
+refused_one() { grep -q 'too many handshakes from this address' "$WORK/a.log"; }
+wait_until 10 "the 5th handshake from one address to be refused" refused_one
 legit one-addr
 wait "$SW"
 grep -q 'event=conn_refused.*too many handshakes from this address' "$WORK/a.log" ||
@@ -101,10 +103,9 @@ start_server d --id "$WORK/server" --out "$WORK/out" --handshake-timeout 20 --ma
 swarm drip=12 --sources 2 --interval 1 --limit 6 >"$WORK/two.json" &
 SW=$!
 PIDS+=("$SW")
-for i in $(seq 1 50); do
-	[ "$(grep -c 'event=conn_open' "$WORK/d.log")" -ge 12 ] && break
-	sleep 0.1
-done
+# opened LOG N: at least N connections opened in LOG
+opened() { [ "$(log_count "$1" 'event=conn_open')" -ge "$2" ]; }
+wait_until 10 "the 12 dripping handshakes to open" opened "$WORK/d.log" 12
 legit two-addr
 grep -q "the address holding the most gives one up" "$WORK/d.log" ||
 	fail "no handshake of the two busy addresses gave way"
@@ -118,10 +119,9 @@ start_server b --id "$WORK/server" --out "$WORK/out" --handshake-timeout 20 --ma
 swarm drip=12 --sources 12 --interval 1 --limit 8 >"$WORK/many.json" &
 SW=$!
 PIDS+=("$SW")
-for i in $(seq 1 50); do
-	[ "$(grep -c 'event=conn_open' "$WORK/b.log")" -ge 12 ] && break
-	sleep 0.1
-done
+wait_until 10 "the 12 dripping handshakes to open" opened "$WORK/b.log" 12
+# Part of the test, not a wait: the held handshakes age past the server's
+# 2 s "stale" mark, so the oldest gives way to the device.
 sleep 2.5
 legit many-addr
 grep -q "oldest unfinished handshake gives way" "$WORK/b.log" || { grep -v conn_open "$WORK/b.log" | tail -20 >&2; fail "no handshake gave way"; }

@@ -80,10 +80,8 @@ ok "usage errors exit 2"
 # Ctrl-C once the temporary folder exists: exit 1, the folder removed
 "$sx" bench --size 64M --seconds 0.01 >"$WORK/int.out" 2>"$WORK/int.err" &
 pid=$!
-for _ in $(seq 300); do
-	compgen -G "$TMPDIR/sxfer-bench-*/out" >/dev/null && break
-	sleep 0.02
-done
+bench_tmp_made() { compgen -G "$TMPDIR/sxfer-bench-*/out" >/dev/null; }
+wait_until 20 "the bench's temporary folder" bench_tmp_made
 kill -INT "$pid"
 got=0
 wait "$pid" || got=$?

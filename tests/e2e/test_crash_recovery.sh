@@ -19,22 +19,19 @@ STREAM=$!
 PIDS+=("$STREAM")
 exec 3>"$WORK/fifo"
 head -c $((3 * 1024 * 1024)) /dev/urandom >&3
-for i in $(seq 1 200); do
-	n=$(grep -c 'event=checkpoint' "$WORK/srv.log" || true)
-	[ "$n" -ge 8 ] && find "$WORK/out" -name '.live.ts.*.sxckpt' | grep -q . && break
-	sleep 0.05
-done
-find "$WORK/out" -name '.live.ts.*.sxckpt' | grep -q . || fail "no checkpoint kept beside the stream"
+stream_checkpointed() {
+	[ "$(log_count "$WORK/srv.log" 'event=checkpoint')" -ge 8 ] &&
+		find "$WORK/out" -name '.live.ts.*.sxckpt' | grep -q .
+}
+wait_until 20 "8 checkpoints of the stream, kept beside it" stream_checkpointed
 
 # Many files in flight, each held as a temporary until its batch is signed.
 "$SXFER" send --id "$WORK/cam" --quiet --batch-files 4096 --batch-seconds 600 \
 	"127.0.0.1:$PORT" "$WORK/many" 2>"$WORK/many.err" &
 MANY=$!
 PIDS+=("$MANY")
-for i in $(seq 1 200); do
-	[ "$(find "$WORK/out" -name '*.sxpart' | wc -l)" -ge 20 ] && break
-	sleep 0.02
-done
+many_in_flight() { [ "$(find "$WORK/out" -name '*.sxpart' | wc -l)" -ge 20 ]; }
+wait_until 20 "20 files in flight" many_in_flight
 # Leftovers of every kind a crash can leave, also in a subfolder.
 mkdir -p "$WORK/out/cam-01/sub/deeper"
 head -c 5000 /dev/urandom >"$WORK/out/cam-01/sub/deeper/.x.bin.0123456789ab.sxpart"

@@ -153,7 +153,7 @@ while True:
     c, _ = s.accept(); conns.append(c)
 ' "$WORK/mute.port" &
 PIDS+=($!)
-for i in $(seq 1 100); do [ -s "$WORK/mute.port" ] && break; sleep 0.05; done
+wait_until 10 "the silent server's port" test -s "$WORK/mute.port"
 t0=$(date +%s)
 expect_exit 6 send --timeout 2 "127.0.0.1:$(cat "$WORK/mute.port")" "$WORK/denied.txt"
 t1=$(date +%s)
@@ -193,16 +193,13 @@ truncate -s 300M "$WORK/huge.bin"
 send --chunk 16K "127.0.0.1:$PORT" "$WORK/huge.bin" 2>"$WORK/term-send.err" &
 SENDER=$!
 PIDS+=("$SENDER")
-for i in $(seq 1 200); do
-	find "$WORK/out-term" -name '*.sxpart' 2>/dev/null | grep -q . && break
-	sleep 0.05
-done
-find "$WORK/out-term" -name '*.sxpart' | grep -q . || fail "transfer did not start"
-sleep 0.3
+# SIGTERM once the first 4 MiB of the 300 MiB are stored: mid-transfer.
+term_midway() { find "$WORK/out-term" -name '*.sxpart' -size +4M 2>/dev/null | grep -q .; }
+wait_until 20 "the transfer to store its first 4 MiB" term_midway
 kill -TERM "$TERM_SRV"
 rc=0
-for i in $(seq 1 100); do kill -0 "$TERM_SRV" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$TERM_SRV" 2>/dev/null && fail "server still running 5 s after SIGTERM"
+term_srv_gone() { ! kill -0 "$TERM_SRV" 2>/dev/null; }
+wait_until 5 "the server to exit after SIGTERM" term_srv_gone
 wait "$TERM_SRV" || rc=$?
 [ "$rc" -eq 0 ] || fail "server exited $rc after SIGTERM"
 src=0

@@ -13,7 +13,7 @@ fd_sampler() {
 	while kill -0 "$pid" 2>/dev/null; do
 		n=$(ls /proc/"$pid"/fd 2>/dev/null | wc -l)
 		[ "$n" -gt "$max" ] && { max=$n; echo "$max" >"$out"; }
-		sleep 0.02
+		sleep 0.02 # the sampling interval
 	done
 }
 
@@ -28,7 +28,7 @@ if [ "$hard" != unlimited ] && [ "$hard" -gt 200 ]; then
 	) 2>"$WORK/soft.log" &
 	SOFT=$!
 	PIDS+=("$SOFT")
-	for i in $(seq 1 100); do [ -s "$WORK/soft.port" ] && break; sleep 0.05; done
+	await_port soft "$SOFT"
 	grep -q "event=limits nofile=$hard " "$WORK/soft.log" ||
 		{ cat "$WORK/soft.log" >&2; fail "soft limit not raised to $hard"; }
 	stop_server "$SOFT"
@@ -48,8 +48,7 @@ rm -f "$WORK/lim.port"
 ) 2>"$WORK/lim.log" &
 SRV=$!
 PIDS+=("$SRV")
-for i in $(seq 1 100); do [ -s "$WORK/lim.port" ] && break; sleep 0.05; done
-PORT=$(cat "$WORK/lim.port")
+await_port lim "$SRV"
 echo 0 >"$WORK/peak"
 fd_sampler "$SRV" "$WORK/peak" &
 SAMPLER=$!

@@ -12,7 +12,7 @@ start_mitm() { # mode n
 	rm -f "$WORK/m.port"
 	python3 "$E2E_DIR/mitm.py" "$1" "$2" "$PORT" "$WORK/m.port" &
 	PIDS+=($!)
-	for i in $(seq 1 100); do [ -s "$WORK/m.port" ] && break; sleep 0.05; done
+	wait_until 10 "mitm.py $1 to listen" test -s "$WORK/m.port"
 	MPORT=$(cat "$WORK/m.port")
 }
 
@@ -40,11 +40,8 @@ cmp "$WORK/legit.bin" "$WORK/out/cam-01/legit.bin" || fail "legitimate file diff
 ok "legitimate transfer completed beside hostile peers"
 wait "$RND" || true
 
-for i in $(seq 1 100); do
-	grep -q 'idle timeout' "$WORK/srv.log" && break
-	sleep 0.1
-done
-grep -q 'idle timeout' "$WORK/srv.log" || fail "stalled client not timed out"
+idle_timed_out() { grep -q 'idle timeout' "$WORK/srv.log"; }
+wait_until 10 "the stalled client's idle timeout (2 s)" idle_timed_out
 ok "client stopped mid-record: dropped after the idle timeout"
 grep -q 'not speaking TLS\|TLS\|handshake' "$WORK/srv.log" || fail "random client not logged"
 ok "random bytes refused"
@@ -80,8 +77,8 @@ rm -f "$WORK/fd.port"
 ) 2>"$WORK/fd.log" &
 FD=$!
 PIDS+=("$FD")
-for i in $(seq 1 200); do [ -s "$WORK/fd.port" ] && break; sleep 0.05; done
-FDPORT=$(cat "$WORK/fd.port")
+await_port fd "$FD"
+FDPORT=$PORT
 pids=()
 for i in $(seq 1 12); do
 	"$SXFER" send --id "$WORK/cam" --quiet --timeout 30 "127.0.0.1:$FDPORT" "$WORK/burst/b$i" \

@@ -21,6 +21,7 @@ check_consistent() {
 for i in $(seq 1 10); do
 	"$sx" ca issue --ca ca --name "k$i" --role client --out "k$i" >/dev/null 2>&1 &
 	pid=$!
+	# Part of the test: the kill lands at a random moment of the issue.
 	sleep "0.$(printf '%03d' $((RANDOM % 200)))"
 	kill -9 "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true

@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null; then
 	echo "skip - registration under RLIMIT_MEMLOCK: needs root and setpriv"
-	exit 0
+	exit 77
 fi
 # 2,900 KiB: the ring itself, and two of the receiver's four 1 MiB
 # buffers. The server's subshell execs, so that its PID is sxfer's own.
@@ -26,9 +26,7 @@ make_pki
 ) &
 SERVER_PID=$!
 PIDS+=("$SERVER_PID")
-for _ in $(seq 1 200); do [ -s "$WORK/srv.port" ] && break; sleep 0.05; done
-[ -s "$WORK/srv.port" ] || { cat "$WORK/srv.log" >&2; fail "server did not start"; }
-PORT=$(cat "$WORK/srv.port")
+await_port srv "$SERVER_PID"
 rand_file "$WORK/big.bin" $((20 << 20))
 mkdir -p "$WORK/tree"
 for i in $(seq 1 50); do rand_file "$WORK/tree/f$i" $((i * 9000)); done

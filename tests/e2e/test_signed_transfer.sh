@@ -84,15 +84,12 @@ STREAM=$!
 PIDS+=("$STREAM")
 exec 7>"$WORK/live.fifo"
 cat "$WORK/live.src" >&7
-for i in $(seq 1 200); do
-	grep -q 'event=checkpoint .*path="live.raw" leaves=48 bytes=3145728' "$WORK/srv.log" && break
-	sleep 0.05
-done
-grep -q 'leaves=48 bytes=3145728' "$WORK/srv.log" || fail "stream checkpoints not seen"
+stream_checkpointed() { grep -q 'event=checkpoint .*path="live.raw" leaves=48 bytes=3145728' "$WORK/srv.log"; }
+wait_until 20 "the stream's checkpoint at 3 MiB" stream_checkpointed
 kill -KILL "$STREAM"
 wait "$STREAM" 2>/dev/null || true
 exec 7>&-
-for i in $(seq 1 100); do [ -e "$OUT/live.raw.partial.sxsig" ] && break; sleep 0.05; done
+wait_until 10 "the cut-off stream's live.raw.partial.sxsig" test -e "$OUT/live.raw.partial.sxsig"
 [ ! -e "$OUT/live.raw" ] || fail "a cut-off stream stands under its final name"
 cmp "$WORK/live.src" "$OUT/live.raw.partial" || fail "the kept prefix differs"
 "$SXFER" verify --ca "$WORK/ca" "$OUT/live.raw.partial" >"$WORK/partial.out" ||

@@ -15,16 +15,11 @@ start_server srv --id "$WORK/server" --out "$WORK/out" --handshake-timeout 3 \
 SRV=$SERVER_PID
 fds() { ls /proc/"$SRV"/fd | wc -l; }
 rss() { awk '/^VmRSS/ {print $2}' /proc/"$SRV"/status; }
-# settle: polls until no connection is open (the log's opens = closes)
-settle() {
-	local i
-	for i in $(seq 1 200); do
-		[ "$(grep -c 'event=conn_open' "$WORK/srv.log")" -eq \
-			"$(grep -c 'event=conn_close' "$WORK/srv.log")" ] && return 0
-		sleep 0.1
-	done
-	fail "connections still open 20 s after the swarm"
+# settle: waits until no connection is open (the log's opens = closes)
+all_closed() {
+	[ "$(log_count "$WORK/srv.log" 'event=conn_open')" -eq "$(log_count "$WORK/srv.log" 'event=conn_close')" ]
 }
+settle() { wait_until 20 "every connection of the swarm to close" all_closed; }
 n=0
 device() { # one device transfer, which must complete
 	n=$((n + 1))

@@ -32,7 +32,7 @@ done
 [[ "$SECONDS_EACH" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: bad seconds: $SECONDS_EACH" >&2; exit 2; }
 
 if ((DO_BUILD)); then
-	cmake -S "$SRC" -B "$BUILD" -DCMAKE_C_COMPILER=clang -DSXFER_FUZZ=ON -DSXFER_TESTS=OFF \
+	cmake -S "$SRC" -B "$BUILD" -DCMAKE_C_COMPILER=clang -DSXFER_FUZZ=ON -DSXFER_TESTS=OFF -DSXFER_WERROR=ON \
 		-DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build "$BUILD" -j2
 fi
