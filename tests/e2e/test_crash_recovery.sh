@@ -49,10 +49,13 @@ cp "$WORK/signed/orph.bin.sxsig" "$WORK/signed/kept.bin" "$WORK/signed/kept.bin.
 	"$WORK/out/cam-01/sub/"
 cp "$WORK/signed/orph.bin" "$WORK/out/cam-01/sub/.orph.bin.0123456789ab.sxpart"
 cp "$WORK/signed/kept.bin" "$WORK/out/cam-01/sub/.kept.bin.0123456789ac.sxpart"
-before=$(find "$WORK/out" -name '*.sxpart' | wc -l)
-[ "$before" -ge 3 ] || fail "only $before temporaries at the crash"
 
 kill -9 "$SRV"
+# Counted once the server is gone: until then files were still being
+# renamed into place.
+wait "$SRV" 2>/dev/null || true
+before=$(find "$WORK/out" -name '*.sxpart' | wc -l)
+[ "$before" -ge 3 ] || fail "only $before temporaries at the crash"
 wait "$SRV" 2>/dev/null || true
 exec 3>&-
 wait "$STREAM" 2>/dev/null || true
