@@ -23,8 +23,8 @@
 #include <openssl/rand.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_manifest.h"
-#include "engine/sx_transfer.h"
+#include "engine/sign/sx_manifest.h"
+#include "engine/transfer/sx_transfer.h"
 #include "pki/sx_ca.h"
 #include "tools/cli.h"
 

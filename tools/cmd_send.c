@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_transfer.h"
+#include "engine/transfer/sx_transfer.h"
 #include "tools/cli.h"
 
 static const char usage[] =

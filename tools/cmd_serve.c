@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_transfer.h"
+#include "engine/transfer/sx_transfer.h"
 #include "tools/cli.h"
 
 static const char usage[] =

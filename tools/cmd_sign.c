@@ -9,8 +9,8 @@
 #include <openssl/rand.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_manifest.h"
-#include "engine/sx_transfer.h"
+#include "engine/sign/sx_manifest.h"
+#include "engine/transfer/sx_transfer.h"
 #include "tools/args.h"
 #include "tools/hashfile.h"
 

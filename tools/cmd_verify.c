@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_manifest.h"
+#include "engine/sign/sx_manifest.h"
 #include "tools/args.h"
 #include "tools/hashfile.h"
 

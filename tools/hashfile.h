@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "engine/sx_manifest.h"
+#include "engine/sign/sx_manifest.h"
 
 /* Root over path's content with chunk; *st is the fstat of the open file.
  * A missing, unreadable or non-regular file is SX_E_IO naming path. */

@@ -1,7 +1,7 @@
 // Merkle tree costs (RFC 9162 §2.1.1): leaf hashing, and the root over the
 // leaf hashes of 1 GiB of file data.
 //
-// TODO: the lead is adding engine/sx_manifest.h with sx_merkle_leaf() and
+// TODO: the lead is adding engine/sign/sx_manifest.h with sx_merkle_leaf() and
 // sx_merkle_root(); once it is in this tree, call those instead of the EVP
 // versions below so the benchmark measures the engine's own code.
 #include <benchmark/benchmark.h>

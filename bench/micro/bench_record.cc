@@ -1,5 +1,5 @@
 // Seal and open of one record per suite and record size, through the real
-// record layer (engine/record.c). Bytes per second are plaintext bytes.
+// record layer (engine/record/record.c). Bytes per second are plaintext bytes.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -9,7 +9,7 @@
 #include <vector>
 
 extern "C" {
-#include "engine/sx_record.h"
+#include "engine/record/sx_record.h"
 }
 
 namespace {

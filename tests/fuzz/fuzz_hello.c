@@ -3,7 +3,7 @@
  * back to exactly the same 16 bytes (the format has no slack). */
 #include <string.h>
 
-#include "engine/sx_wire.h"
+#include "engine/wire/sx_wire.h"
 #include "tests/fuzz/fuzzutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/sx_compress.h"
-#include "engine/sx_link.h"
-#include "engine/sx_wire.h"
+#include "engine/transfer/sx_compress.h"
+#include "engine/channel/sx_link.h"
+#include "engine/wire/sx_wire.h"
 #include "tests/fuzz/fuzzutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,10 +1,10 @@
 /* Relative paths as the receiver accepts them (FILE_BEGIN, DIR). Property:
  * an accepted path, read by a simple model of the rules in
- * engine/sx_wire.h, is non-empty, relative, free of NUL and control
+ * engine/wire/sx_wire.h, is non-empty, relative, free of NUL and control
  * characters, of empty, '.' and '..' components, and within the limits. */
 #include <string.h>
 
-#include "engine/sx_wire.h"
+#include "engine/wire/sx_wire.h"
 #include "tests/fuzz/fuzzutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/sx_record.h"
+#include "engine/record/sx_record.h"
 #include "tests/fuzz/fuzzutil.h"
 
 #define FZ_BODY_MAX (1u << 20)

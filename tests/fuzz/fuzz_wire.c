@@ -3,7 +3,7 @@
  * message, and the second encoding is the first byte for byte. */
 #include <string.h>
 
-#include "engine/sx_wire.h"
+#include "engine/wire/sx_wire.h"
 #include "tests/fuzz/fuzzutil.h"
 
 #define FZ_MSG_MAX (1u + 64u + 2u + 65535u)

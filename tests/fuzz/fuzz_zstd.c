@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/sx_compress.h"
+#include "engine/transfer/sx_compress.h"
 #include "tests/fuzz/fuzzutil.h"
 
 #define FZ_CAP (128u * 1024u)

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/sx_record.h"
+#include "engine/record/sx_record.h"
 #include "pki/sx_pki.h"
 
 /* Records in the corpus are sealed with this secret and this ratchet

@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_compress.h"
-#include "engine/sx_link.h"
-#include "engine/sx_manifest.h"
-#include "engine/sx_wire.h"
+#include "engine/transfer/sx_compress.h"
+#include "engine/channel/sx_link.h"
+#include "engine/sign/sx_manifest.h"
+#include "engine/wire/sx_wire.h"
 #include "tests/fuzz/fuzzutil.h"
 
 static const char *root;

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/sx_admit.h"
+#include "engine/transfer/sx_admit.h"
 
 static void key4(const char *ip, uint8_t key[SX_ADMIT_KEY_LEN])
 {

@@ -14,7 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_channel.h"
+#include "engine/channel/sx_channel.h"
 
 #define INBOX_MAX (256 * 1024)
 
@@ -467,7 +467,7 @@ static void test_alpn(void **state)
 }
 
 /* docs/PROTOCOL.md ("Handshake") "Keys: one exporter call", checked independently of
- * engine/channel.c: a plain OpenSSL client sends the HELLO itself, derives
+ * engine/channel/channel.c: a plain OpenSSL client sends the HELLO itself, derives
  * the keys from the documented label and context bytes, and opens the
  * server's CONFIRM with them. */
 static void test_exporter_as_documented(void **state)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/sx_compress.h"
+#include "engine/transfer/sx_compress.h"
 
 #define N 100000
 

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_io.h"
+#include "engine/io/sx_io.h"
 
 #define BIG_LEN (8u << 20)
 #define MANY	32

@@ -13,7 +13,7 @@
 #include <openssl/pem.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_manifest.h"
+#include "engine/sign/sx_manifest.h"
 #include "pki/sx_ca.h"
 
 #define DAY 86400

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/sx_store.h"
+#include "engine/transfer/sx_store.h"
 
 static char *dir;
 

@@ -22,11 +22,11 @@
 #include <unistd.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_link.h"
-#include "engine/sx_manifest.h"
-#include "engine/sx_sigsess.h"
-#include "engine/sx_transfer.h"
-#include "engine/sx_wire.h"
+#include "engine/channel/sx_link.h"
+#include "engine/sign/sx_manifest.h"
+#include "engine/sign/sx_sigsess.h"
+#include "engine/transfer/sx_transfer.h"
+#include "engine/wire/sx_wire.h"
 #include "pki/sx_pki.h"
 
 #include <zstd.h>

@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "engine/sx_wire.h"
+#include "engine/wire/sx_wire.h"
 
 static void test_cursor_bounds(void **state)
 {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent reference for the sxfer record layer (docs/PROTOCOL.md
 "Record layer", "Key schedule"). Written against the document with the
-`cryptography` package's primitives, not against engine/record.c, so the
+`cryptography` package's primitives, not against engine/record/record.c, so the
 known-answer vectors in tests/unit/test_record.c check the C code from the
 outside. Run: python3 tests/vectors/gen_record_vectors.py
 Prints C constants; paste them into tests/unit/test_record.c and

@@ -1,4 +1,4 @@
-#include "engine/sx_store.h"
+#include "engine/transfer/sx_store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_wire.h"
+#include "engine/wire/sx_wire.h"
 
 /* A path the receiver refuses is a refusal on the receiver: class 5, as
  * PROTOCOL.md lists for FILE_ERR (sx_path_check itself says "usage", which
@@ -216,7 +216,7 @@ int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struc
 }
 
 /* Every descriptor a file holds is counted in its store: the receiver
- * bounds what one connection may hold (engine/serve.c). */
+ * bounds what one connection may hold (engine/transfer/serve.c). */
 static void fd_close(sx_store_file *f, int *fd)
 {
 	if (*fd < 0)

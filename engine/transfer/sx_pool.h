@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "common/sx_err.h"
-#include "engine/sx_record.h"
+#include "engine/record/sx_record.h"
 
 typedef struct sx_pjob {
 	/* in */

@@ -1,4 +1,4 @@
-#include "engine/sx_admit.h"
+#include "engine/transfer/sx_admit.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* engine/manifest: Merkle trees, descriptors, statements, signatures, the
  * .sxsig and receipt text formats (docs/SIGNATURES.md). Encoders and
  * decoders of each format sit next to each other. Pure: no files, no clock. */
-#include "engine/sx_manifest.h"
+#include "engine/sign/sx_manifest.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,7 +14,7 @@
 #include <openssl/rsa.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_wire.h"
+#include "engine/wire/sx_wire.h"
 
 #define PFX_LEAF 0x00 /* RFC 9162 section 2.1.1 */
 #define PFX_NODE 0x01

@@ -1,4 +1,4 @@
-#include "engine/sx_pool.h"
+#include "engine/transfer/sx_pool.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -9,7 +9,7 @@
 
 #include <openssl/crypto.h>
 
-#include "engine/sx_manifest.h"
+#include "engine/sign/sx_manifest.h"
 
 #define SX_POOL_THREADS_MAX 16
 

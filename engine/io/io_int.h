@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/sx_io.h"
+#include "engine/io/sx_io.h"
 
 /* One syscall never moves more than this; sends and writes loop over the
  * remainder, reads and recvs are simply short. Keeps every result in an int. */

@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/sx_manifest.h"
+#include "engine/sign/sx_manifest.h"
 
 #define SX_BATCH_FILES_MAX 4096u /* files in one batch (the receiver holds them until BATCH) */
 /* Bytes of paths a receiver keeps per connection for the files of its

@@ -8,9 +8,10 @@
 #include <stdint.h>
 
 #include "common/sx_err.h"
-#include "engine/sx_compress.h"
-#include "engine/sx_io.h"
-#include "engine/sx_record.h"
+#include "engine/channel/sx_net.h"
+#include "engine/transfer/sx_compress.h"
+#include "engine/io/sx_io.h"
+#include "engine/record/sx_record.h"
 #include "pki/sx_pki.h"
 
 #define SX_CHUNK_DEFAULT	      (1u << 20) /* sender's record payload (docs/PERFORMANCE.md) */
@@ -114,7 +115,7 @@ typedef struct sx_serve_cfg {
 
 int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err) SX_MUST_CHECK;
 
-/* What sx_serve_run does before it listens (engine/serve_start.c), so that
+/* What sx_serve_run does before it listens (engine/transfer/serve_start.c), so that
  * a server that cannot work says why at once, not at the first connection:
  *   the identity may serve: its certificate passes the policy with the
  *   server role (and its CRL when that CRL is from its issuer); the CRL
@@ -123,15 +124,5 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err) SX_MUST_CHECK;
  *   uses it (an exclusive lock held in *lock_fd until it is closed) SX_E_IO
  *   what a killed server left in OUT is recovered (sx_store_recover). */
 int sx_serve_prepare(const sx_serve_cfg *cfg, int *lock_fd, sx_err *err) SX_MUST_CHECK;
-
-/* Sockets (engine/net.c). */
-int sx_net_listen(const char *addr_port, int *fd, int *port, sx_err *err) SX_MUST_CHECK;
-int sx_net_connect(const char *host, const char *port, int timeout_ms, int *fd,
-		   sx_err *err) SX_MUST_CHECK;
-/* A decimal port 1-65535 (0 too when allow_any: listen on any free port):
- * 0, or -1. */
-int sx_net_port_check(const char *port, bool allow_any) SX_MUST_CHECK;
-/* Splits HOST:PORT / [V6]:PORT into buffers. */
-int sx_net_split(const char *s, char *host, size_t hcap, char *port, size_t pcap) SX_MUST_CHECK;
 
 #endif

@@ -1,4 +1,4 @@
-#include "engine/sx_link.h"
+#include "engine/channel/sx_link.h"
 
 #include <string.h>
 

@@ -8,7 +8,7 @@
  * pipe write moves at most PIPE_BUF bytes per readiness event so that a
  * blocking pipe never blocks the loop. Completions are reported in the order
  * they happened. */
-#include "engine/io_int.h"
+#include "engine/io/io_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -34,11 +34,11 @@
 #include <openssl/crypto.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_admit.h"
-#include "engine/sx_link.h"
-#include "engine/sx_sigsess.h"
-#include "engine/sx_store.h"
-#include "engine/sx_transfer.h"
+#include "engine/transfer/sx_admit.h"
+#include "engine/channel/sx_link.h"
+#include "engine/sign/sx_sigsess.h"
+#include "engine/transfer/sx_store.h"
+#include "engine/transfer/sx_transfer.h"
 
 #ifndef SX_RECV_SLOTS
 #define SX_RECV_SLOTS 4 /* records being received or written per connection */

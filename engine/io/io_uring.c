@@ -2,7 +2,7 @@
  * user_data encodes {generation, op, slot} so that every completion is
  * matched to exactly one slot, and anything else is a bug. Short sends and
  * writes are resubmitted from the same slot until the buffer is out. */
-#include "engine/io_int.h"
+#include "engine/io/io_int.h"
 
 #include <errno.h>
 #include <liburing.h>

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_store.h"
-#include "engine/sx_transfer.h"
+#include "engine/transfer/sx_store.h"
+#include "engine/transfer/sx_transfer.h"
 
 /* The server's own certificate through the one policy, with the role its
  * peers will require of it. */

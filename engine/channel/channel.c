@@ -1,7 +1,7 @@
 /* engine/channel: TLS 1.3 over memory BIOs, the HELLO inside TLS, the
  * exporter that keys the record layer, and key confirmation.
  * docs/PROTOCOL.md ("Handshake") describes every step and byte. */
-#include "engine/sx_channel.h"
+#include "engine/channel/sx_channel.h"
 
 #include "common/sx_util.h"
 

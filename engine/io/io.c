@@ -1,6 +1,6 @@
 /* engine/io: dispatch to a backend and the parts both backends share (the
  * op slot table, argument checks, the fallback rule). See docs/IO.md. */
-#include "engine/io_int.h"
+#include "engine/io/io_int.h"
 
 #include <errno.h>
 #include <stdio.h>

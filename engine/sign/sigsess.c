@@ -1,4 +1,4 @@
-#include "engine/sx_sigsess.h"
+#include "engine/sign/sx_sigsess.h"
 
 #include <stdlib.h>
 #include <time.h>

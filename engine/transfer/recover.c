@@ -17,9 +17,9 @@
 #include <openssl/crypto.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_manifest.h"
-#include "engine/sx_store.h"
-#include "engine/sx_wire.h"
+#include "engine/sign/sx_manifest.h"
+#include "engine/transfer/sx_store.h"
+#include "engine/wire/sx_wire.h"
 
 /* OUT/<peer>/ and then the levels a received path may have. */
 #define RECOVER_DEPTH_MAX (SX_PATH_DEPTH_MAX + 1)

@@ -18,11 +18,11 @@
 #include <openssl/rand.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_link.h"
-#include "engine/sx_pool.h"
-#include "engine/sx_sigsess.h"
-#include "engine/sx_transfer.h"
-#include "engine/sx_wire.h"
+#include "engine/channel/sx_link.h"
+#include "engine/transfer/sx_pool.h"
+#include "engine/sign/sx_sigsess.h"
+#include "engine/transfer/sx_transfer.h"
+#include "engine/wire/sx_wire.h"
 
 #ifndef SX_SEND_SLOTS
 #define SX_SEND_SLOTS 8 /* records in flight on the sender (docs/PERFORMANCE.md) */

@@ -1,10 +1,10 @@
 /* Bounded cursor, writer, HELLO and control messages: encoder and decoder of
  * each message side by side (docs/PROTOCOL.md, "Control messages"). */
-#include "engine/sx_wire.h"
+#include "engine/wire/sx_wire.h"
 
 #include <string.h>
 
-#include "engine/sx_record.h"
+#include "engine/record/sx_record.h"
 
 int sx_cur_bytes(sx_cur *c, size_t n, const uint8_t **out)
 {

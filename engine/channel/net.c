@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_transfer.h"
+#include "engine/channel/sx_net.h"
 
 int sx_net_port_check(const char *port, bool allow_any)
 {

@@ -29,8 +29,8 @@
 #include <stdint.h>
 
 #include "common/sx_err.h"
-#include "engine/sx_record.h"
-#include "engine/sx_wire.h"
+#include "engine/record/sx_record.h"
+#include "engine/wire/sx_wire.h"
 #include "pki/sx_pki.h"
 
 typedef struct sx_chan sx_chan;

@@ -1,6 +1,6 @@
 /* engine/record: the sealed record layer. Pure: buffers in, buffers out.
  * docs/PROTOCOL.md "Record layer" and "Key schedule" describe every byte. */
-#include "engine/sx_record.h"
+#include "engine/record/sx_record.h"
 
 #include <limits.h>
 #include <string.h>

@@ -6,8 +6,8 @@
 #include <zstd_errors.h>
 
 #include "common/sx_util.h"
-#include "engine/sx_compress.h"
-#include "engine/sx_wire.h"
+#include "engine/transfer/sx_compress.h"
+#include "engine/wire/sx_wire.h"
 
 int sx_zmode_parse(const char *s, sx_zmode *mode, int *level)
 {

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/sx_channel.h"
-#include "engine/sx_record.h"
+#include "engine/channel/sx_channel.h"
+#include "engine/record/sx_record.h"
 
 #define SX_HS_BUF (64u * 1024)
 
