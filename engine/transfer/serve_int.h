@@ -1,0 +1,267 @@
+/* engine/transfer: the receiver's private state, shared by serve.c (loops,
+ * accepting), serve_conn.c (replies, closing), serve_recv.c (input,
+ * messages) and serve_file.c (a file after its data).
+ *
+ * The receiver: many senders on a few event loops (one thread and one sx_io
+ * ring each, sharing the listening socket), each connection a small state
+ * machine fed by completions on the loop that accepted it. A connection that
+ * misbehaves is failed alone: its temporaries are removed and the others go
+ * on.
+ *
+ * A file moves through these states (docs/PROTOCOL.md, "A session"):
+ *   OPEN      data arrives, is hashed and written to the temporary
+ *   DISCARD   refused (FILE_ERR sent): its data is still hashed for the
+ *             batch signature, but dropped
+ *   ENDING    FILE_END came; the last writes drain
+ *   SYNC_FILE the temporary is flushed
+ *   AWAIT     (signed sessions) durable, waiting for its batch signature
+ *   SYNC_SIG  its .sxsig is written beside it and flushed
+ *   SYNC_DIR  renamed into place; its folder is flushed; then FILE_OK
+ * Flushes are asynchronous and at most SYNC_MAX per connection are in flight,
+ * so 2,000 small files do not pay 2,000 flushes in a row. */
+#ifndef SX_SERVE_INT_H
+#define SX_SERVE_INT_H
+
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/sx_util.h"
+#include "engine/transfer/sx_admit.h"
+#include "engine/channel/sx_link.h"
+#include "engine/sign/sx_sigsess.h"
+#include "engine/transfer/sx_store.h"
+#include "engine/transfer/sx_transfer.h"
+
+#ifndef SX_RECV_SLOTS
+#define SX_RECV_SLOTS 4 /* records being received or written per connection */
+#endif
+#define RX_SLOTS       SX_RECV_SLOTS
+#define FILES_MAX      ((int)SX_BATCH_FILES_MAX + 64) /* files held per connection (a batch's worth) */
+#define SYNC_MAX       16			      /* flushes in flight per connection */
+#define TX_CAP	       (256u * 1024)		      /* replies waiting to be sent */
+#define MAX_DIRS       10000	  /* folders whose mtime is restored at the end, */
+#define MAX_DIR_BYTES  (1u << 20) /* and the bytes of their paths */
+#define DIRECT_MIN     (4u << 20) /* files from this size are written with direct I/O */
+#define HASH_CHUNK_MIN 512u
+#define HASH_CHUNK_MAX (64u << 20)
+
+enum { OP_ACCEPT = 1, OP_HS_SEND, OP_RECV, OP_WRITE, OP_SYNC, OP_SEND, OP_CKSYNC };
+
+enum { F_FREE = 0, F_OPEN, F_DISCARD, F_ENDING, F_SYNC_FILE, F_AWAIT, F_SYNC_SIG, F_SYNC_DIR };
+
+typedef struct ckpt {
+	uint64_t leaves, bytes;
+	int64_t time;
+	uint8_t root[SX_HASH_LEN];
+	uint8_t sig[SX_SIG_MAX];
+	size_t sig_len;
+} ckpt;
+
+typedef struct rfile {
+	int state;
+	uint32_t id;
+	sx_store_file sf;
+	uint64_t announced; /* SX_SIZE_UNKNOWN for a stream */
+	uint64_t received;
+	int writes;	       /* writes in flight */
+	uint64_t direct_bytes; /* written with direct I/O */
+	bool failed;	       /* refused after it began: released once writes drain */
+	uint32_t mode;
+	struct timespec mtime;
+	uint64_t t0;
+	char *path;
+	sx_filehash h;
+	bool h_open;
+	int batch, pos; /* where its descriptor is, -1 when in none */
+	bool unbatched; /* its path breaks sx_path_check: no descriptor, in no batch */
+	ckpt *ck;	/* last verified checkpoint of a stream */
+	/* Its copy beside the temporary (for a start after a crash) is written
+	 * only once the bytes it covers are durable: ck_pending waits for the
+	 * writes below its size, ck_flight for the flush of the temporary. */
+	ckpt *ck_pending, *ck_flight;
+} rfile;
+
+typedef struct dirmeta {
+	char *path;
+	struct timespec mtime;
+} dirmeta;
+
+typedef struct conn {
+	bool used;
+	unsigned idx; /* slot on its loop (completion tags) */
+	unsigned id;  /* number in the log, unique in the process */
+	int fd;
+	char addr[64];
+	uint8_t akey[SX_ADMIT_KEY_LEN]; /* its source address (admission) */
+	bool hs_slot;			/* counted as a handshake in progress, */
+	bool hs_wait;			/* or waiting, unread, to begin one */
+	bool hs_passed;			/* hs_start_waiting: its address had no slot */
+	sx_link link;
+	unsigned inflight; /* operations not yet completed */
+	bool closing, shut, ok;
+	bool lingering; /* closing: our side shut for writing, input dropped */
+	uint64_t deadline;
+	uint8_t *rx[RX_SLOTS];	   /* a record: its plaintext starts at a */
+	uint8_t *rx_mem[RX_SLOTS]; /* SX_DIO_ALIGN boundary (direct I/O) */
+	bool rx_busy[RX_SLOTS];
+	struct {
+		uint8_t *p;
+		size_t len;
+		uint64_t off;
+		bool direct;
+		bool busy; /* a write in flight, of file fi */
+		int fi;
+	} wr[RX_SLOTS]; /* the write in flight from each buffer */
+	/* Compressed DATA: rx[i]'s record is decompressed into dx[i] (written
+	 * from there, so it stays busy with rx[i]). Made at the first compressed
+	 * record, at the fixed size max_record: never from a size the peer sent. */
+	ZSTD_DCtx *dctx;
+	uint8_t *dx[RX_SLOTS];
+	/* Bytes of rx[i] and dx[i] registered with the ring (reg_grow);
+	 * SIZE_MAX once the kernel refused. */
+	size_t rx_reg[RX_SLOTS], dx_reg[RX_SLOTS];
+	int rx_cur;
+	bool recv_posted;
+	rfile *files;
+	int nfiles;   /* entries allocated in files */
+	int cur_file; /* receiving data, -1 when none */
+	int *syncq;   /* files waiting for a flush slot (ring of FILES_MAX + 1) */
+	int sq_head, sq_tail, syncs;
+	uint8_t *tx[2];
+	size_t tx_len[2];
+	int tx_fill; /* buffer being filled; the other may be in flight */
+	bool tx_sending;
+	bool hs_sending;
+	sx_store store;
+	bool store_open;
+	bool session; /* SESSION received */
+	bool sign;
+	uint8_t tid[SX_TID_LEN];
+	uint32_t hash_chunk;
+	sx_sbatch **batches; /* [nbatches-1] may be open; NULL once receipted */
+	int nbatches, batches_cap;
+	size_t path_bytes; /* paths held by the batches: SX_SESSION_PATH_BYTES_MAX */
+	int batches_done;  /* receipts sent */
+	bool eos_received, eos_queued;
+	uint64_t files_ok, files_failed, bytes, t0;
+	dirmeta *dirs;
+	size_t ndirs, dirs_cap, dirs_bytes;
+	sx_err err;
+} conn;
+
+/* What the loops share: the listening socket, the TLS context (OpenSSL's
+ * SSL_CTX, X509_STORE and keys are safe to use from several threads) and
+ * the connection budget. */
+typedef struct shared {
+	const sx_serve_cfg *cfg;
+	sx_chan_ctx *ctx;
+	int lfd;
+	atomic_uint loops;   /* running */
+	atomic_uint slots;   /* connections + accepts posted: at most max_conns */
+	atomic_uint active;  /* connections, all loops */
+	atomic_uint accepts; /* accepts posted, all loops */
+	atomic_uint next_id;
+	atomic_bool stop;   /* cfg->stop seen by loop 0, which gets the signals */
+	atomic_bool failed; /* a loop hit an error of its own: all stop */
+	sx_admit admit;	    /* handshakes in progress, in all and per address */
+	unsigned fd_budget; /* descriptors the files of one connection may hold */
+} shared;
+
+typedef struct server {
+	const sx_serve_cfg *cfg;
+	shared *sh;
+	unsigned loop;
+	sx_io *io;
+	sx_chan_ctx *ctx;
+	int lfd;
+	bool accept_posted;
+	uint64_t accept_pause_ns;  /* no accept before this (after EMFILE and the like) */
+	uint64_t refused_log_ns;   /* last conn_refused line, */
+	uint64_t refused_unlogged; /* and refusals since then not logged */
+	bool stopping;
+	conn *conns;
+	unsigned nconns;
+	unsigned served;
+	sx_class once_result;
+	sx_io_kind kind;
+	unsigned depth;
+	pthread_t thread;
+	bool started;
+	uint8_t discard[16384]; /* input of lingering connections, dropped */
+	int rc;
+	sx_err err;
+} server;
+
+static inline uint64_t tag_of(unsigned conn_idx, int op, unsigned sub)
+{
+	return ((uint64_t)conn_idx << 32) | ((uint64_t)op << 24) | sub;
+}
+
+static inline int submit_ok(conn *c, int rc)
+{
+	if (rc == 0)
+		c->inflight++;
+	return rc;
+}
+
+#define ACCEPT_PAUSE_MS 100  /* after an accept failed for want of resources */
+#define CLOSE_GRACE_MS	5000 /* a closing peer gets this long to read what we send */
+#define REG_STEP	(64u << 10)
+#define HS_STALE_MS	2000 /* an honest handshake takes milliseconds, a few round trips */
+#define FD_RESERVE	64u  /* for the listening socket, rings, logs, the CA files */
+#define FD_PER_CONN	4u   /* a socket, its store's folders */
+#define FD_BUDGET_MIN	8u   /* a file being received and a few being flushed */
+#define FD_BUDGET_MAX	64u  /* enough for SYNC_MAX flushes in flight and more */
+
+/* serve.c: loops, accepting, admission */
+void srv_hs_leave(server *s, conn *c);
+void srv_post_accept(server *s);
+
+/* serve_conn.c: replies and the end of a connection */
+int srv_queue_record(server *s, conn *c, const sx_msg *m, uint8_t type, sx_err *err);
+int srv_send_msg(server *s, conn *c, const sx_msg *m, sx_err *err);
+bool srv_tx_busy(const conn *c);
+void srv_conn_shutdown(server *s, conn *c, bool hard);
+void srv_maybe_free(server *s, conn *c);
+void srv_conn_fail(server *s, conn *c, const sx_err *why);
+void srv_hs_send(server *s, conn *c);
+void srv_linger_recv(server *s, conn *c);
+void srv_on_send(server *s, conn *c, int op, unsigned sub, int64_t res);
+
+/* serve_recv.c: input and messages */
+void srv_post_recv(server *s, conn *c);
+int srv_maybe_finish_session(server *s, conn *c, sx_err *err);
+void srv_on_recv(server *s, conn *c, int64_t res);
+
+/* serve_file.c: a file after its data */
+void srv_file_release(server *s, rfile *f);
+bool srv_files_idle(const conn *c);
+int srv_free_file(conn *c, bool grow);
+sx_sbatch *srv_open_batch(conn *c, sx_err *err);
+int srv_maybe_receipt(server *s, conn *c, int bi, sx_err *err);
+int srv_answer(server *s, conn *c, rfile *f, sx_answer state, sx_err *err);
+int srv_send_file_err(server *s, conn *c, uint32_t id, const sx_err *why, sx_err *err);
+int srv_start_finish(server *s, conn *c, int fi, sx_err *err);
+int srv_finalize_waiting(server *s, conn *c, sx_err *err);
+void srv_on_sync(server *s, conn *c, int fi, int64_t res);
+void srv_keep_partial(conn *c, rfile *f);
+void srv_ck_try(server *s, conn *c, int fi);
+void srv_on_write(server *s, conn *c, unsigned sub, int64_t res);
+void srv_on_cksync(server *s, conn *c, int fi, int64_t res);
+
+#endif
