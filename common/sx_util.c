@@ -306,3 +306,30 @@ int64_t sx_cached_bytes(int fd, uint64_t len)
 		return -1;
 	return (int64_t)(cs.nr_cache * (uint64_t)page);
 }
+
+int sx_grow(void *arr, size_t *cap, size_t need, size_t elem, size_t max, const char *what,
+	    sx_err *err)
+{
+	void *p, *np;
+	size_t ncap, bytes;
+	if (need <= *cap)
+		return 0;
+	if (need > max)
+		return sx_fail(err, SX_E_OTHER, "more than %zu %s", max, what);
+	ncap = *cap ? *cap : 16;
+	while (ncap < need)
+		ncap = ncap > max / 2 ? max : ncap * 2;
+	if (ncap > max)
+		ncap = max;
+	if (!sx_mul_ok(ncap, elem, &bytes))
+		return sx_fail(err, SX_E_OTHER, "more than %zu %s", max, what);
+	/* Through memcpy: arr is any T ** (no aliasing through void **). */
+	memcpy(&p, arr, sizeof(p));
+	np = realloc(p, bytes);
+	if (np == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory (%zu %s)", ncap, what);
+	memset((char *)np + *cap * elem, 0, (ncap - *cap) * elem);
+	memcpy(arr, &np, sizeof(np));
+	*cap = ncap;
+	return 0;
+}

@@ -23,6 +23,14 @@ static inline bool sx_mul_ok(size_t a, size_t b, size_t *out)
 	return !__builtin_mul_overflow(a, b, out);
 }
 
+/* A growable array with a cap: makes room in *arr (a pointer to the array
+ * pointer; its room is *cap elements of elem bytes) for at least need
+ * elements, doubling from 16 and never beyond max; the new room is zeroed.
+ * Past max, or out of memory: SX_E_OTHER naming what. Every array that
+ * grows with input uses this, so none grows without a named bound. */
+int sx_grow(void *arr, size_t *cap, size_t need, size_t elem, size_t max, const char *what,
+	    sx_err *err) SX_MUST_CHECK;
+
 /* Writes data to path durably and atomically: a temporary in the same
  * folder, fsync, rename over path, fsync of the folder. Killing the process
  * at any point leaves either the old or the new content under path. */

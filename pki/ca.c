@@ -76,16 +76,9 @@ void sx_ca_db_free(sx_ca_db *db)
 
 static int db_push(sx_ca_db *db, const sx_ca_entry *e, sx_err *err)
 {
-	if (db->n == db->cap) {
-		size_t ncap = db->cap ? db->cap * 2 : 16, bytes;
-		if (!sx_mul_ok(ncap, sizeof(*e), &bytes))
-			return sx_fail(err, SX_E_OTHER, "CA index too large");
-		sx_ca_entry *ne = realloc(db->e, bytes);
-		if (ne == NULL)
-			return sx_fail(err, SX_E_OTHER, "out of memory");
-		db->e = ne;
-		db->cap = ncap;
-	}
+	if (sx_grow(&db->e, &db->cap, db->n + 1, sizeof(*db->e), SX_CA_ENTRIES_MAX,
+		    "certificates in the CA index", err) < 0)
+		return -1;
 	db->e[db->n++] = *e;
 	return 0;
 }

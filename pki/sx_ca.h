@@ -25,6 +25,8 @@
 
 /* ---- certificate profiles ---------------------------------------------- */
 
+#define SX_CA_ENTRIES_MAX (1u << 22) /* certificates in one CA index */
+
 typedef enum sx_profile {
 	SX_PROFILE_CA = 0,
 	SX_PROFILE_SERVER,

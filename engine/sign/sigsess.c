@@ -14,22 +14,17 @@ int sx_sbatch_add(sx_sbatch *sb, uint32_t file_id, const uint8_t root[SX_HASH_LE
 		return sx_fail(err, SX_E_INTEGRITY, "a batch holds at most %u files",
 			       SX_BATCH_FILES_MAX);
 	if (sb->n == sb->cap) {
-		uint32_t ncap = sb->cap ? sb->cap * 2 : 64;
-		sx_desc *d = realloc(sb->descs, ncap * sizeof(*d));
-		if (d != NULL)
-			sb->descs = d;
-		uint32_t *ids = realloc(sb->file_ids, ncap * sizeof(*ids));
-		if (ids != NULL)
-			sb->file_ids = ids;
-		uint8_t *st = realloc(sb->state, ncap);
-		if (st != NULL)
-			sb->state = st;
-		uint8_t(*lv)[SX_HASH_LEN] = realloc(sb->leaves, ncap * sizeof(*lv));
-		if (lv != NULL)
-			sb->leaves = lv;
-		if (d == NULL || ids == NULL || st == NULL || lv == NULL)
-			return sx_fail(err, SX_E_OTHER, "out of memory");
-		sb->cap = ncap;
+		/* Four arrays of one length: each grows from the same room to the
+		 * same room; the room is raised once all four have it. */
+		size_t c1 = sb->cap, c2 = sb->cap, c3 = sb->cap, c4 = sb->cap, need = sb->n + 1;
+		const size_t max = SX_BATCH_FILES_MAX;
+		if (sx_grow(&sb->descs, &c1, need, sizeof(*sb->descs), max, "files", err) < 0 ||
+		    sx_grow(&sb->file_ids, &c2, need, sizeof(*sb->file_ids), max, "files", err) <
+			0 ||
+		    sx_grow(&sb->state, &c3, need, sizeof(*sb->state), max, "files", err) < 0 ||
+		    sx_grow(&sb->leaves, &c4, need, sizeof(*sb->leaves), max, "files", err) < 0)
+			return -1;
+		sb->cap = (uint32_t)c1;
 	}
 	sx_desc *d = &sb->descs[sb->n];
 	memcpy(d->root, root, SX_HASH_LEN);

@@ -42,20 +42,16 @@ int srv_free_file(conn *c, bool grow)
 		return -1;
 	if (!grow)
 		return c->nfiles;
-	int n = c->nfiles ? c->nfiles * 2 : 16;
-	if (n > FILES_MAX)
-		n = FILES_MAX;
-	rfile *nf = realloc(c->files, (size_t)n * sizeof(*nf));
-	if (nf == NULL)
+	size_t n = (size_t)c->nfiles;
+	sx_err err = {0};
+	if (sx_grow(&c->files, &n, n + 1, sizeof(rfile), FILES_MAX, "files in flight", &err) < 0)
 		return -1;
-	c->files = nf;
-	for (int i = c->nfiles; i < n; i++) {
-		memset(&nf[i], 0, sizeof(nf[i]));
-		nf[i].sf.fd = nf[i].sf.dir_fd = nf[i].sf.aux_fd = -1;
-		nf[i].batch = -1;
+	for (size_t i = (size_t)c->nfiles; i < n; i++) {
+		c->files[i].sf.fd = c->files[i].sf.dir_fd = c->files[i].sf.aux_fd = -1;
+		c->files[i].batch = -1;
 	}
 	int first = c->nfiles;
-	c->nfiles = n;
+	c->nfiles = (int)n;
 	return first;
 }
 
@@ -64,16 +60,9 @@ sx_sbatch *srv_open_batch(conn *c, sx_err *err)
 	if (c->nbatches > 0 && c->batches[c->nbatches - 1] != NULL &&
 	    !c->batches[c->nbatches - 1]->sealed)
 		return c->batches[c->nbatches - 1];
-	if (c->nbatches == c->batches_cap) {
-		int ncap = c->batches_cap ? c->batches_cap * 2 : 8;
-		sx_sbatch **nb = realloc(c->batches, (size_t)ncap * sizeof(*nb));
-		if (nb == NULL) {
-			sx_fail(err, SX_E_OTHER, "out of memory");
-			return NULL;
-		}
-		c->batches = nb;
-		c->batches_cap = ncap;
-	}
+	if (sx_grow(&c->batches, &c->batches_cap, (size_t)c->nbatches + 1, sizeof(*c->batches),
+		    SX_SESSION_BATCHES_MAX, "batches in one session", err) < 0)
+		return NULL;
 	sx_sbatch *b = calloc(1, sizeof(*b));
 	if (b == NULL) {
 		sx_fail(err, SX_E_OTHER, "out of memory");

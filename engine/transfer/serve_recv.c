@@ -293,14 +293,9 @@ static int on_dir(server *s, conn *c, const sx_msg *m, sx_err *err)
 	if (c->ndirs > 0 && strlen(c->dirs[c->ndirs - 1].path) == m->path_len &&
 	    memcmp(c->dirs[c->ndirs - 1].path, m->path, m->path_len) == 0)
 		return 0;
-	if (c->ndirs == c->dirs_cap) {
-		size_t ncap = c->dirs_cap ? c->dirs_cap * 2 : 16;
-		dirmeta *nd = realloc(c->dirs, ncap * sizeof(*nd));
-		if (nd == NULL)
-			return sx_fail(err, SX_E_OTHER, "out of memory");
-		c->dirs = nd;
-		c->dirs_cap = ncap;
-	}
+	if (sx_grow(&c->dirs, &c->dirs_cap, c->ndirs + 1, sizeof(*c->dirs), MAX_DIRS, "folders",
+		    err) < 0)
+		return -1;
 	c->dirs[c->ndirs].path = strndup((const char *)m->path, m->path_len);
 	c->dirs[c->ndirs].mtime.tv_sec = m->mtime_sec;
 	c->dirs[c->ndirs].mtime.tv_nsec = m->mtime_nsec;

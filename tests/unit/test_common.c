@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include <stdint.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,12 +63,49 @@ static void test_err_keeps_first(void **state)
 	assert_string_equal(err.msg, "ctx: first 1");
 }
 
+static void test_grow(void **state)
+{
+	(void)state;
+	uint32_t *v = NULL;
+	size_t cap = 0;
+	sx_err err = {0};
+	/* Doubling from 16, new room zeroed, the old content kept. */
+	assert_int_equal(sx_grow(&v, &cap, 1, sizeof(*v), 100, "things", &err), 0);
+	assert_int_equal(cap, 16);
+	for (size_t i = 0; i < cap; i++)
+		assert_int_equal(v[i], 0);
+	v[3] = 7;
+	assert_int_equal(sx_grow(&v, &cap, 17, sizeof(*v), 100, "things", &err), 0);
+	assert_int_equal(cap, 32);
+	assert_int_equal(v[3], 7);
+	assert_int_equal(v[31], 0);
+	/* Enough room: nothing changes. */
+	uint32_t *was = v;
+	assert_int_equal(sx_grow(&v, &cap, 20, sizeof(*v), 100, "things", &err), 0);
+	assert_ptr_equal(v, was);
+	/* Up to the cap exactly, and not one beyond. */
+	assert_int_equal(sx_grow(&v, &cap, 65, sizeof(*v), 100, "things", &err), 0);
+	assert_int_equal(cap, 100);
+	assert_int_equal(sx_grow(&v, &cap, 101, sizeof(*v), 100, "things", &err), -1);
+	assert_int_equal(err.cls, SX_E_OTHER);
+	assert_non_null(strstr(err.msg, "more than 100 things"));
+	assert_int_equal(cap, 100);
+	/* A size that overflows is refused, not wrapped. */
+	char *big = NULL;
+	size_t bcap = 0;
+	sx_err e2 = {0};
+	assert_int_equal(sx_grow(&big, &bcap, 2, SIZE_MAX / 2, SIZE_MAX, "huge", &e2), -1);
+	assert_null(big);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_size),
 	    cmocka_unit_test(test_atomic_write),
 	    cmocka_unit_test(test_err_keeps_first),
+	    cmocka_unit_test(test_grow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
