@@ -68,6 +68,7 @@ typedef struct sender {
 	sx_link link;
 	slot slots[NSLOTS];
 	uint8_t *region; /* the slots' buffers, one allocation */
+	size_t region_len;
 	uint64_t next_order, send_order;
 	bool sending;
 	sx_entries ents;
@@ -144,8 +145,8 @@ int sx_send_on_send(sender *s, unsigned idx, int64_t res, sx_err *err) SX_MUST_C
 /* Closes the files whose reads have all completed. */
 void sx_send_close_idle(sender *s);
 
-/* send_session.c: file id id (FILE_BEGIN) is entry number entry, not yet
- * answered. */
+/* send_session.c: records that the file begun as id is entry number
+ * entry and is not answered yet. */
 int sx_send_fid_add(sender *s, uint32_t id, size_t entry, sx_err *err) SX_MUST_CHECK;
 
 #endif

@@ -244,15 +244,10 @@ out:
 	return -1;
 }
 
-int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
+/* The settings, the entries and the buffers of a session: everything that
+ * is allocated once, before the connection. */
+static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 {
-	sender *s = calloc(1, sizeof(*s));
-	sx_chan_ctx *ctx = NULL;
-	int rc = -1;
-	uint64_t t0 = sx_now_ns();
-	if (s == NULL)
-		return sx_fail(err, SX_E_OTHER, "out of memory");
-	memset(stats, 0, sizeof(*stats));
 	s->cfg = cfg;
 	s->stats = stats;
 	s->sock = -1;
@@ -291,7 +286,8 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 			SX_REC_TAG_MAX + SX_DIO_ALIGN;
 	stride = (stride + SX_DIO_ALIGN - 1) / SX_DIO_ALIGN * SX_DIO_ALIGN;
 	size_t cap = stride - (SX_DIO_ALIGN - SX_REC_HDR_LEN);
-	s->region = aligned_alloc(SX_DIO_ALIGN, stride * NSLOTS);
+	s->region_len = stride * NSLOTS;
+	s->region = aligned_alloc(SX_DIO_ALIGN, s->region_len);
 	if (s->region == NULL) {
 		sx_fail(err, SX_E_OTHER, "out of memory");
 		goto out;
@@ -311,24 +307,24 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 		s->slots[i].buf = s->region + stride * i + SX_DIO_ALIGN - SX_REC_HDR_LEN;
 		s->slots[i].fd = -1;
 	}
-	sx_chan_cfg cc = {
-	    .server = false,
-	    .id = cfg->id,
-	    .crl = cfg->crl,
-	    .server_name = cfg->server_name ? cfg->server_name : cfg->host,
-	    .suite = cfg->suite,
-	    .rotate_bytes = cfg->rotate_bytes,
-	    .max_record = RX_CAP + SX_REC_TAG_MAX,
-	};
-	SX_GUARD(sx_chan_ctx_new(&ctx, &cc, err));
+	return 0;
+out:
+	return -1;
+}
+
+/* The event loop's helpers: the I/O backend, and the worker pool when
+ * more than one thread seals. */
+static int sender_start_io(sender *s, sx_err *err)
+{
+	const sx_send_cfg *cfg = s->cfg;
 	SX_GUARD(sx_io_open(&s->io, cfg->io, 64, err));
-	stats->io_backend = sx_io_name(s->io);
+	s->stats->io_backend = sx_io_name(s->io);
 	if (cfg->zerocopy)
 		sx_io_set_zerocopy(s->io, 64 * 1024);
 	/* A registered region spares the kernel a page walk per read; where the
 	 * memlock limit is too small the plain path is as correct. Removed by
 	 * sx_io_close, before the region is freed. */
-	(void)sx_io_buf_add(s->io, s->region, stride * NSLOTS);
+	(void)sx_io_buf_add(s->io, s->region, s->region_len);
 	unsigned threads = cfg->threads;
 	if (threads == 0) {
 		/* One per core this process may run on. */
@@ -355,13 +351,55 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 					    err));
 		}
 	}
-	stats->threads = threads;
-	SX_GUARD(sx_net_connect(cfg->host, cfg->port, cfg->timeout_ms, &s->sock, err));
-	/* Registered until sx_io_close, which comes before the close. */
-	(void)sx_io_file_add(s->io, s->sock);
-	SX_GUARD(sx_link_init(&s->link, ctx, err));
-	SX_GUARD(handshake_send(s, err));
-	SX_GUARD(post_recv(s, err));
+	s->stats->threads = threads;
+	return 0;
+out:
+	return -1;
+}
+
+/* One completion of the event loop. */
+static int on_completion(sender *s, const sx_cqe *c, sx_err *err)
+{
+	const sx_send_cfg *cfg = s->cfg;
+	int op = (int)(c->tag >> 24);
+	unsigned idx = (unsigned)(c->tag & 0xffffff);
+	switch (op) {
+	case OP_HS_SEND:
+		if (c->res < 0)
+			return sx_fail_errno(err, SX_E_NET, (int)-c->res, "send to %s failed",
+					     cfg->host);
+		sx_link_hs_sent(&s->link);
+		return handshake_send(s, err);
+	case OP_RECV:
+		if (on_recv(s, c->res, err) < 0) {
+			if (s->draining && !s->peer_error)
+				*err = s->send_err;
+			return -1;
+		}
+		return 0;
+	case OP_READ:
+		SX_GUARD(sx_send_on_read(s, idx, c->res, err));
+		sx_send_close_idle(s);
+		return 0;
+	case OP_POOL: return sx_send_on_pool(s, c->res, err);
+	case OP_SEND:
+		SX_GUARD(sx_send_on_send(s, idx, c->res, err));
+		if (cfg->on_progress)
+			cfg->on_progress(cfg->progress_ctx, &s->prog);
+		return 0;
+	default:
+		return sx_fail(err, SX_E_OTHER, "unknown completion %llx",
+			       (unsigned long long)c->tag);
+	}
+out:
+	return -1;
+}
+
+/* Until EOS went both ways: fill, prepare and send slots, then take what
+ * completed. */
+static int sender_loop(sender *s, sx_err *err)
+{
+	const sx_send_cfg *cfg = s->cfg;
 	while (!(s->eos_sent && s->eos_received)) {
 		sx_cqe cqe[16];
 		if (s->link.ready && !s->draining) {
@@ -376,52 +414,22 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 			*err = s->send_err;
 			goto out;
 		}
-		if (n == 0) {
-			sx_fail(err, SX_E_NET, "%s: no progress for %d ms (timeout)", cfg->host,
-				cfg->timeout_ms);
-			goto out;
-		}
-		for (int i = 0; i < n; i++) {
-			int op = (int)(cqe[i].tag >> 24);
-			unsigned idx = (unsigned)(cqe[i].tag & 0xffffff);
-			switch (op) {
-			case OP_HS_SEND:
-				if (cqe[i].res < 0) {
-					sx_fail_errno(err, SX_E_NET, (int)-cqe[i].res,
-						      "send to %s failed", cfg->host);
-					goto out;
-				}
-				sx_link_hs_sent(&s->link);
-				SX_GUARD(handshake_send(s, err));
-				break;
-			case OP_RECV:
-				if (on_recv(s, cqe[i].res, err) < 0) {
-					if (s->draining && !s->peer_error)
-						*err = s->send_err;
-					goto out;
-				}
-				break;
-			case OP_READ:
-				SX_GUARD(sx_send_on_read(s, idx, cqe[i].res, err));
-				sx_send_close_idle(s);
-				break;
-			case OP_POOL: SX_GUARD(sx_send_on_pool(s, cqe[i].res, err)); break;
-			case OP_SEND:
-				SX_GUARD(sx_send_on_send(s, idx, cqe[i].res, err));
-				if (cfg->on_progress)
-					cfg->on_progress(cfg->progress_ctx, &s->prog);
-				break;
-			default:
-				sx_fail(err, SX_E_OTHER, "unknown completion %llx",
-					(unsigned long long)cqe[i].tag);
-				goto out;
-			}
-		}
+		if (n == 0)
+			return sx_fail(err, SX_E_NET, "%s: no progress for %d ms (timeout)",
+				       cfg->host, cfg->timeout_ms);
+		for (int i = 0; i < n; i++)
+			SX_GUARD(on_completion(s, &cqe[i], err));
 	}
-	if (s->file_err.cls != SX_OK) {
-		sx_fail(err, s->file_err.cls, "%s", s->file_err.msg);
-		goto out;
-	}
+	return 0;
+out:
+	return -1;
+}
+
+/* After EOS: every file answered, every batch receipted, nothing skipped. */
+static int sender_check_done(sender *s, sx_err *err)
+{
+	if (s->file_err.cls != SX_OK)
+		return sx_fail(err, s->file_err.cls, "%s", s->file_err.msg);
 	SX_ENSURE(s->answers == s->file_id, err, SX_E_INTEGRITY,
 		  "%s answered %llu of %u files before ending the session", s->link.k.peer_name,
 		  (unsigned long long)s->answers, s->file_id);
@@ -434,12 +442,17 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 	SX_ENSURE(s->ents.skipped == 0, err, SX_E_IO,
 		  "%llu file(s) sent; %llu file(s) or folder(s) skipped, not sent (see the "
 		  "warnings)",
-		  (unsigned long long)stats->files_ok, (unsigned long long)s->ents.skipped);
-	rc = 0;
+		  (unsigned long long)s->stats->files_ok, (unsigned long long)s->ents.skipped);
+	return 0;
 out:
-	stats->files_skipped = s->ents.skipped;
-	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
-	if (rc < 0 && s->link.chan != NULL && !s->link.ready && s->sock >= 0 &&
+	return -1;
+}
+
+/* Closes and frees everything of the session; failed: it ended in an
+ * error. */
+static void sender_free(sender *s, sx_chan_ctx *ctx, bool failed)
+{
+	if (failed && s->link.chan != NULL && !s->link.ready && s->sock >= 0 &&
 	    s->link.hs_out_len == 0) {
 		/* Best effort: the TLS alert that tells the server why. */
 		const uint8_t *buf;
@@ -482,5 +495,41 @@ out:
 	sx_entries_free(&s->ents);
 	OPENSSL_cleanse(s->rxbuf, sizeof(s->rxbuf));
 	free(s);
+}
+
+int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
+{
+	sender *s = calloc(1, sizeof(*s));
+	sx_chan_ctx *ctx = NULL;
+	int rc = -1;
+	uint64_t t0 = sx_now_ns();
+	if (s == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	memset(stats, 0, sizeof(*stats));
+	SX_GUARD(sender_init(s, cfg, stats, err));
+	sx_chan_cfg cc = {
+	    .server = false,
+	    .id = cfg->id,
+	    .crl = cfg->crl,
+	    .server_name = cfg->server_name ? cfg->server_name : cfg->host,
+	    .suite = cfg->suite,
+	    .rotate_bytes = cfg->rotate_bytes,
+	    .max_record = RX_CAP + SX_REC_TAG_MAX,
+	};
+	SX_GUARD(sx_chan_ctx_new(&ctx, &cc, err));
+	SX_GUARD(sender_start_io(s, err));
+	SX_GUARD(sx_net_connect(cfg->host, cfg->port, cfg->timeout_ms, &s->sock, err));
+	/* Registered until sx_io_close, which comes before the close. */
+	(void)sx_io_file_add(s->io, s->sock);
+	SX_GUARD(sx_link_init(&s->link, ctx, err));
+	SX_GUARD(handshake_send(s, err));
+	SX_GUARD(post_recv(s, err));
+	SX_GUARD(sender_loop(s, err));
+	SX_GUARD(sender_check_done(s, err));
+	rc = 0;
+out:
+	stats->files_skipped = s->ents.skipped;
+	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
+	sender_free(s, ctx, rc < 0);
 	return rc;
 }
