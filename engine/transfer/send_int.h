@@ -1,0 +1,152 @@
+/* engine/transfer internals of the sender, shared by send.c (the pipeline
+ * of slots: read, seal, send) and send_session.c (the connection, the
+ * receiver's answers and receipts, sx_send_run). Not part of the public
+ * interface. */
+#ifndef SX_SEND_INT_H
+#define SX_SEND_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/sx_util.h"
+#include "engine/channel/sx_link.h"
+#include "engine/sign/sx_sigsess.h"
+#include "engine/transfer/sx_pool.h"
+#include "engine/transfer/sx_source.h"
+#include "engine/transfer/sx_transfer.h"
+#include "engine/wire/sx_wire.h"
+
+#ifndef SX_SEND_SLOTS
+#define SX_SEND_SLOTS 8 /* records in flight on the sender (docs/PERFORMANCE.md) */
+#endif
+#define NSLOTS	 SX_SEND_SLOTS
+#define RX_CAP	 (64u * 1024)
+#define CTRL_MAX (SX_PATH_MAX + 64)
+
+enum { OP_HS_SEND = 1, OP_RECV, OP_READ, OP_SEND, OP_POOL };
+
+/* READY: read, not yet sealed; SEALING: with the worker pool; DONE: sealed
+ * by a worker, its leaf not yet folded into the file's tree; SEALED: ready to
+ * send in order. */
+enum {
+	SLOT_FREE = 0,
+	SLOT_READING,
+	SLOT_READY,
+	SLOT_SEALING,
+	SLOT_DONE,
+	SLOT_SEALED,
+	SLOT_SENDING
+};
+
+typedef struct slot {
+	uint8_t *buf;
+	size_t cap;
+	int state;
+	uint8_t type;
+	size_t plen;	/* plaintext bytes ready (DATA: bytes read so far) */
+	size_t raw;	/* DATA: file bytes the record carries (plen before compression) */
+	size_t rec_len; /* sealed record length */
+	size_t want;	/* DATA: bytes to read */
+	uint64_t off;	/* DATA: file offset of the chunk */
+	int fd;		/* DATA: file being read */
+	bool direct;	/* DATA: read with direct I/O (aligned offsets and lengths) */
+	uint64_t order;
+	bool stream; /* DATA from standard input: EOF turns it into FILE_END */
+	int late;    /* what happens when the slot's turn to be sealed comes */
+	size_t entry;
+} slot;
+
+/* Control records whose content is known only when every record before
+ * them has been sealed (and hashed): they are encoded at sealing time. */
+enum { LATE_NONE = 0, LATE_BEGIN, LATE_END, LATE_BATCH, LATE_CHECKPOINT };
+
+typedef struct sender {
+	const sx_send_cfg *cfg;
+	sx_io *io;
+	int sock;
+	sx_link link;
+	slot slots[NSLOTS];
+	uint8_t *region; /* the slots' buffers, one allocation */
+	size_t region_len;
+	uint64_t next_order, send_order;
+	bool sending;
+	sx_entries ents;
+	size_t cur;	  /* entry being produced */
+	int phase;	  /* 0 begin, 1 data, 2 end */
+	sx_source file;	  /* the file being read */
+	bool cur_refused; /* the receiver refused the file being read: end it now */
+	uint64_t cur_off;
+	uint32_t file_id;
+	bool stream_reading;
+	bool produced_eos;
+	bool eos_sent, eos_received;
+	uint8_t rxbuf[SX_REC_HDR_LEN + RX_CAP + SX_REC_TAG_MAX];
+	uint32_t chunk;
+	sx_progress prog;
+	sx_send_stats *stats;
+	sx_err file_err; /* first file the receiver refused */
+	sx_err send_err; /* a failed send, reported unless the receiver said why */
+	/* signing (docs/SIGNATURES.md) */
+	bool sign;
+	bool session_queued;
+	uint8_t tid[SX_TID_LEN];
+	sx_filehash fh; /* the file being sealed */
+	bool fh_open;
+	sx_sbatch *batches; /* [nbatches-1] is open; the others await receipts */
+	size_t nbatches, batches_cap;
+	uint32_t p_files; /* files ended, as produced, in the open batch */
+	uint64_t p_bytes, p_t0;
+	uint64_t stream_ckpt_off; /* stream bytes read when the last checkpoint was due */
+	uint64_t receipts;
+	/* per file id (1..file_id): its entry and whether it was answered */
+	struct fid {
+		size_t entry;
+		int batch; /* index in batches, -1 when unsigned */
+		uint32_t pos;
+		bool answered;
+	} * fids;
+	size_t fids_cap;
+	uint32_t batch_files, ckpt_records; /* effective settings */
+	uint64_t batch_bytes, batch_ns;
+	bool draining;
+	/* the worker pool (NULL: everything is sealed on this thread) */
+	sx_pool *pool;
+	sx_pjob jobs[NSLOTS];
+	uint64_t prep_order; /* next record to prepare (hash, compress, seal) */
+	uint64_t fin_order;  /* next record whose worker result is folded in */
+	uint64_t efd_buf;
+	char receipts_dir[4096];
+	uint64_t answers; /* files answered (FILE_OK or FILE_ERR) */
+	bool peer_error;  /* the receiver sent ERROR */
+	int fds_open[NSLOTS + 2];
+	/* compression: one context and one scratch buffer of a chunk, used
+	 * while a record is sealed (in order, on this thread) */
+	ZSTD_CCtx *cctx;
+	uint8_t *zbuf;
+	size_t zcap;
+	int zlevel;
+	sx_zauto za; /* --compress auto: the file being sealed */
+} sender;
+
+static inline uint64_t tag_of(int op, unsigned slot)
+{
+	return ((uint64_t)op << 24) | slot;
+}
+
+/* send.c: the pipeline. Each fills, prepares, sends or completes slots in
+ * sequence order. */
+int sx_send_produce(sender *s, sx_err *err) SX_MUST_CHECK;
+int sx_send_prepare(sender *s, sx_err *err) SX_MUST_CHECK;
+int sx_send_next(sender *s, sx_err *err) SX_MUST_CHECK;
+int sx_send_on_read(sender *s, unsigned idx, int64_t res, sx_err *err) SX_MUST_CHECK;
+int sx_send_on_pool(sender *s, int64_t res, sx_err *err) SX_MUST_CHECK;
+int sx_send_on_send(sender *s, unsigned idx, int64_t res, sx_err *err) SX_MUST_CHECK;
+/* Closes the files whose reads have all completed. */
+void sx_send_close_idle(sender *s);
+
+/* send_session.c: records that the file begun as id is entry number
+ * entry and is not answered yet. */
+int sx_send_fid_add(sender *s, uint32_t id, size_t entry, sx_err *err) SX_MUST_CHECK;
+
+#endif

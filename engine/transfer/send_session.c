@@ -1,0 +1,535 @@
+/* The sender's session: sx_send_run walks its arguments into an ordered
+ * list of entries (source.c), connects, and streams FILE_BEGIN, DATA...,
+ * FILE_END per file and EOS through the pipeline (send.c) while the
+ * receiver's answers, receipts and errors come in here. */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "engine/transfer/send_int.h"
+
+int sx_send_fid_add(sender *s, uint32_t id, size_t entry, sx_err *err)
+{
+	if (id >= s->fids_cap) {
+		size_t ncap = s->fids_cap ? s->fids_cap * 2 : 256;
+		while (ncap <= id)
+			ncap *= 2;
+		struct fid *n = realloc(s->fids, ncap * sizeof(*n));
+		if (n == NULL)
+			return sx_fail(err, SX_E_OTHER, "out of memory");
+		s->fids = n;
+		s->fids_cap = ncap;
+	}
+	s->fids[id] = (struct fid){.entry = entry, .batch = -1};
+	return 0;
+}
+
+/* Each file the sender began gets exactly one answer; a FILE_OK must name
+ * the size that was sent. Anything else is the receiver misbehaving. */
+static int mark_answer(sender *s, uint32_t file_id, sx_answer state, uint64_t size, sx_err *err)
+{
+	if (file_id == 0 && state == SX_ANS_REFUSED)
+		return 0; /* a folder the receiver could not create */
+	if (file_id == 0 || file_id > s->file_id || s->fids[file_id].answered)
+		return sx_fail(err, SX_E_INTEGRITY, "receiver answered for unknown file %u",
+			       file_id);
+	struct fid *f = &s->fids[file_id];
+	if (state == SX_ANS_STORED && size != s->ents.v[f->entry].size)
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "receiver stored %llu bytes of '%s', %llu were sent",
+			       (unsigned long long)size, s->ents.v[f->entry].rel,
+			       (unsigned long long)s->ents.v[f->entry].size);
+	f->answered = true;
+	s->answers++;
+	if (f->batch >= 0) {
+		s->batches[f->batch].state[f->pos] = (uint8_t)state;
+		s->batches[f->batch].answered++;
+	}
+	return 0;
+}
+
+/* A receipt is rebuilt here from what this side knows (the batch, the files
+ * the receiver stored, both certificates) and must verify under the
+ * receiver's signature; then it is written to the receipts folder. */
+static int on_receipt(sender *s, const sx_msg *m, sx_err *err)
+{
+	sx_receipt r = {0};
+	sx_sbatch *b = NULL;
+	char *text = NULL;
+	size_t text_len = 0;
+	int rc = -1;
+	for (size_t i = 0; i < s->nbatches; i++)
+		if (s->batches[i].number == m->batch_no && s->batches[i].sealed)
+			b = &s->batches[i];
+	if (b == NULL || b->receipted)
+		return sx_fail(err, SX_E_INTEGRITY, "receipt for unknown batch %llu",
+			       (unsigned long long)m->batch_no);
+	STACK_OF(X509) *peer = s->link.k.peer_chain;
+	SX_GUARD(
+	    sx_sbatch_receipt(b, s->tid, m->time, sk_X509_value(s->cfg->id->chain, 0), &r, err));
+	SX_GUARD(sx_cert_fp(sk_X509_value(peer, 0), r.receiver_fp, err));
+	r.chain = sk_X509_dup(peer);
+	SX_ENSURE(r.chain != NULL, err, SX_E_OTHER, "out of memory");
+	for (int i = 0; i < sk_X509_num(r.chain); i++)
+		X509_up_ref(sk_X509_value(r.chain, i));
+	r.alg = sx_sigalg_for_key(X509_get0_pubkey(sk_X509_value(peer, 0)));
+	SX_ENSURE(m->sig_len <= sizeof(r.sig), err, SX_E_INTEGRITY, "receipt signature too long");
+	memcpy(r.sig, m->sig, m->sig_len);
+	r.sig_len = m->sig_len;
+	/* The receiver's revocation, as for its certificate in the handshake. */
+	sx_policy pol = {.anchors = s->cfg->id->anchors,
+			 .crl = s->cfg->crl != NULL ? s->cfg->crl : s->cfg->id->crl};
+	if (sx_receipt_verify(&r, &pol, r.sender_fp, err) < 0) {
+		sx_err_prefix(err, "receipt for batch %llu: ", (unsigned long long)m->batch_no);
+		goto out;
+	}
+	SX_GUARD(sx_receipt_encode(&r, &text, &text_len, err));
+	char path[4096], hex[2 * SX_TID_LEN + 1];
+	for (int i = 0; i < SX_TID_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", s->tid[i]);
+	SX_ENSURE(snprintf(path, sizeof(path), "%s/%s-%04llu.sxreceipt", s->receipts_dir, hex,
+			   (unsigned long long)m->batch_no) < (int)sizeof(path),
+		  err, SX_E_IO, "receipts folder path too long");
+	SX_GUARD(sx_file_write_atomic(path, text, text_len, 0644, err));
+	b->receipted = true;
+	s->receipts++;
+	s->stats->receipts++;
+	rc = 0;
+out:
+	free(text);
+	sx_receipt_free(&r);
+	return rc;
+}
+
+static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
+{
+	sx_msg m;
+	if (sx_msg_decode(pt, len, &m, err) < 0)
+		return -1;
+	switch (m.type) {
+	case SX_MSG_FILE_OK:
+		if (mark_answer(s, m.file_id, SX_ANS_STORED, m.size, err) < 0)
+			return -1;
+		s->stats->files_ok++;
+		s->prog.files_done++;
+		return 0;
+	case SX_MSG_RECEIPT: return on_receipt(s, &m, err);
+	case SX_MSG_FILE_ERR:
+		if (mark_answer(s, m.file_id, SX_ANS_REFUSED, 0, err) < 0)
+			return -1;
+		/* Refused while it is still being read: stop reading it. */
+		if (s->phase == 1 && s->cur < s->ents.n && s->ents.v[s->cur].file_id == m.file_id &&
+		    s->ents.v[s->cur].src != NULL)
+			s->cur_refused = true;
+		s->stats->files_failed++;
+		s->prog.files_done++;
+		sx_log("error", "file_refused", "file_id=%u class=%u reason=%s", m.file_id,
+		       m.err_class, SX_LOGQN((const char *)m.reason, m.reason_len));
+		sx_fail(&s->file_err, (sx_class)m.err_class, "receiver refused a file: %.*s",
+			(int)m.reason_len, (const char *)m.reason);
+		return 0;
+	case SX_MSG_ERROR:
+		s->peer_error = true;
+		return sx_fail(err, (sx_class)m.err_class, "receiver %s: %.*s", s->link.k.peer_name,
+			       (int)m.reason_len, (const char *)m.reason);
+	default:
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "unexpected control message 0x%02x from receiver", m.type);
+	}
+}
+
+static int post_recv(sender *s, sx_err *err)
+{
+	uint8_t *buf;
+	size_t len;
+	if (!s->link.ready)
+		sx_link_hs_recv_buf(&s->link, &buf, &len);
+	else
+		sx_link_rx_want(&s->link, &buf, &len);
+	return sx_io_recv(s->io, s->sock, buf, len, tag_of(OP_RECV, 0), err);
+}
+
+static int handshake_send(sender *s, sx_err *err)
+{
+	const uint8_t *buf;
+	size_t len;
+	sx_link_hs_output(&s->link, &buf, &len);
+	if (len == 0)
+		return 0;
+	return sx_io_send(s->io, s->sock, buf, len, tag_of(OP_HS_SEND, 0), err);
+}
+
+/* n more bytes of the record being assembled; *more is false once the
+ * session's end arrived (no further receive). */
+static int on_input(sender *s, size_t n, bool *more, sx_err *err)
+{
+	bool complete;
+	uint8_t type, flags, *pt;
+	size_t len;
+	*more = true;
+	SX_GUARD(sx_link_rx_input(&s->link, n, &complete, &type, &flags, &pt, &len, err));
+	if (complete) {
+		if (flags != 0)
+			return sx_fail(err, SX_E_INTEGRITY,
+				       "compressed record from the receiver (only DATA may be)");
+		if (type == SX_REC_CTRL)
+			SX_GUARD(on_ctrl(s, pt, len, err));
+		else if (type == SX_REC_EOS) {
+			if (!s->eos_sent)
+				return sx_fail(err, SX_E_INTEGRITY,
+					       "receiver ended the session early");
+			s->eos_received = true;
+			*more = false;
+		} else
+			return sx_fail(err, SX_E_INTEGRITY,
+				       "unexpected record type %u from receiver", type);
+	}
+	return 0;
+out:
+	return -1;
+}
+
+static int on_recv(sender *s, int64_t res, sx_err *err)
+{
+	bool more = true;
+	if (res < 0)
+		return sx_fail_errno(err, SX_E_NET, (int)-res, "receive from %s failed",
+				     s->cfg->host);
+	if (res == 0) {
+		if (!s->link.ready)
+			return sx_fail(err, SX_E_NET,
+				       "%s closed the connection during the handshake",
+				       s->cfg->host);
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "%s closed the connection without end-of-stream (truncated)",
+			       s->cfg->host);
+	}
+	if (!s->link.ready) {
+		SX_GUARD(sx_link_hs_input(&s->link, (size_t)res, err));
+		SX_GUARD(handshake_send(s, err));
+		if (s->link.ready) {
+			sx_link_rx_set(&s->link, s->rxbuf, sizeof(s->rxbuf));
+			s->link.max_body = RX_CAP + SX_REC_TAG_MAX;
+			uint32_t peer = s->link.k.peer_max_record;
+			size_t tag = sx_suite_tag_len(s->link.k.tx.suite);
+			if (peer < tag + SX_CHUNK_MIN)
+				return sx_fail(err, SX_E_NET,
+					       "receiver's maximum record is too small");
+			/* Clamped to whole blocks (at least SX_CHUNK_MIN, as
+			 * checked above): both ends keep direct I/O, which an
+			 * odd chunk size turns off. */
+			if (s->chunk > peer - tag)
+				s->chunk = (uint32_t)((peer - tag) / SX_DIO_ALIGN * SX_DIO_ALIGN);
+			snprintf(s->stats->peer_name, sizeof(s->stats->peer_name), "%s",
+				 s->link.k.peer_name);
+			memcpy(s->stats->peer_fingerprint, s->link.k.peer_fingerprint, 65);
+			s->stats->suite = (sx_suite)s->link.k.hello.suite;
+			/* Records right behind CONFIRM (a receiver that fails at
+			 * once says why in an ERROR there). */
+			while (more && sx_link_rx_early(&s->link) > 0)
+				SX_GUARD(on_input(s, sx_link_rx_feed(&s->link), &more, err));
+		}
+		return more ? post_recv(s, err) : 0;
+	}
+	SX_GUARD(on_input(s, (size_t)res, &more, err));
+	return more ? post_recv(s, err) : 0;
+out:
+	return -1;
+}
+
+/* The settings, the entries and the buffers of a session: everything that
+ * is allocated once, before the connection. */
+static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
+{
+	s->cfg = cfg;
+	s->stats = stats;
+	s->sock = -1;
+	s->file.fd = -1;
+	s->prog.total_known = true;
+	for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
+		s->fds_open[i] = -1;
+	s->chunk = cfg->chunk ? cfg->chunk : SX_CHUNK_DEFAULT;
+	s->sign = !cfg->no_sign;
+	s->batch_files = cfg->batch_files ? cfg->batch_files : SX_BATCH_FILES_DEFAULT;
+	if (s->batch_files > SX_BATCH_FILES_MAX)
+		s->batch_files = SX_BATCH_FILES_MAX;
+	s->batch_bytes = cfg->batch_bytes ? cfg->batch_bytes : SX_BATCH_BYTES_DEFAULT;
+	s->batch_ns =
+	    (uint64_t)(cfg->batch_ms > 0 ? cfg->batch_ms : SX_BATCH_MS_DEFAULT) * 1000000u;
+	s->ckpt_records =
+	    cfg->checkpoint_records ? cfg->checkpoint_records : SX_CHECKPOINT_RECORDS_DEFAULT;
+	SX_GUARD(sx_entries_build(&s->ents, cfg, s->sign, &s->prog, err));
+	if (s->sign) {
+		SX_ENSURE(RAND_bytes(s->tid, sizeof(s->tid)) == 1, err, SX_E_OTHER,
+			  "no random bytes for the transfer id");
+		const char *home = getenv("HOME");
+		if (cfg->receipts_dir != NULL)
+			snprintf(s->receipts_dir, sizeof(s->receipts_dir), "%s", cfg->receipts_dir);
+		else
+			snprintf(s->receipts_dir, sizeof(s->receipts_dir), "%s/%s",
+				 home ? home : ".", SX_RECEIPTS_DEFAULT);
+		SX_GUARD(sx_mkdirs(s->receipts_dir, 0700, err));
+		memcpy(stats->receipts_dir, s->receipts_dir, sizeof(stats->receipts_dir));
+	}
+	/* All slots in one region, so the backend can register it once. Each
+	 * slot's payload starts on an SX_DIO_ALIGN boundary (its header just
+	 * before), with a block to spare behind the chunk and its tag, so a
+	 * direct read of a whole last block fits. */
+	size_t stride = SX_DIO_ALIGN + (s->chunk > CTRL_MAX ? s->chunk : CTRL_MAX) +
+			SX_REC_TAG_MAX + SX_DIO_ALIGN;
+	stride = (stride + SX_DIO_ALIGN - 1) / SX_DIO_ALIGN * SX_DIO_ALIGN;
+	size_t cap = stride - (SX_DIO_ALIGN - SX_REC_HDR_LEN);
+	s->region_len = stride * NSLOTS;
+	s->region = aligned_alloc(SX_DIO_ALIGN, s->region_len);
+	if (s->region == NULL) {
+		sx_fail(err, SX_E_OTHER, "out of memory");
+		goto out;
+	}
+	if (cfg->zmode != SX_ZMODE_OFF) {
+		/* Allocated once: nothing on the data path allocates. */
+		s->zlevel = cfg->zlevel
+				? cfg->zlevel
+				: (cfg->zmode == SX_ZMODE_AUTO ? SX_ZLEVEL_AUTO : SX_ZLEVEL_ON);
+		s->cctx = ZSTD_createCCtx();
+		s->zcap = s->chunk;
+		s->zbuf = malloc(s->zcap);
+		SX_ENSURE(s->cctx != NULL && s->zbuf != NULL, err, SX_E_OTHER, "out of memory");
+	}
+	for (unsigned i = 0; i < NSLOTS; i++) {
+		s->slots[i].cap = cap;
+		s->slots[i].buf = s->region + stride * i + SX_DIO_ALIGN - SX_REC_HDR_LEN;
+		s->slots[i].fd = -1;
+	}
+	return 0;
+out:
+	return -1;
+}
+
+/* The event loop's helpers: the I/O backend, and the worker pool when
+ * more than one thread seals. */
+static int sender_start_io(sender *s, sx_err *err)
+{
+	const sx_send_cfg *cfg = s->cfg;
+	SX_GUARD(sx_io_open(&s->io, cfg->io, 64, err));
+	s->stats->io_backend = sx_io_name(s->io);
+	if (cfg->zerocopy)
+		sx_io_set_zerocopy(s->io, 64 * 1024);
+	/* A registered region spares the kernel a page walk per read; where the
+	 * memlock limit is too small the plain path is as correct. Removed by
+	 * sx_io_close, before the region is freed. */
+	(void)sx_io_buf_add(s->io, s->region, s->region_len);
+	unsigned threads = cfg->threads;
+	if (threads == 0) {
+		/* One per core this process may run on. */
+		cpu_set_t set;
+		threads =
+		    sched_getaffinity(0, sizeof(set), &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+	}
+	if (threads > 8)
+		threads = 8;
+	if (threads > 1) {
+		sx_err perr = {0};
+		if (sx_pool_new(&s->pool, threads - 1, &perr) < 0) {
+			if (cfg->threads != 0) {
+				*err = perr;
+				goto out;
+			}
+			/* Not asked for: seal on this thread rather than fail. */
+			sx_log("warn", "threads", "reason=%s fallback=\"one thread\"",
+			       SX_LOGQ(perr.msg));
+			threads = 1;
+		} else {
+			SX_GUARD(sx_io_read(s->io, sx_pool_fd(s->pool), &s->efd_buf,
+					    sizeof(s->efd_buf), SX_IO_OFF_CUR, tag_of(OP_POOL, 0),
+					    err));
+		}
+	}
+	s->stats->threads = threads;
+	return 0;
+out:
+	return -1;
+}
+
+/* One completion of the event loop. */
+static int on_completion(sender *s, const sx_cqe *c, sx_err *err)
+{
+	const sx_send_cfg *cfg = s->cfg;
+	int op = (int)(c->tag >> 24);
+	unsigned idx = (unsigned)(c->tag & 0xffffff);
+	switch (op) {
+	case OP_HS_SEND:
+		if (c->res < 0)
+			return sx_fail_errno(err, SX_E_NET, (int)-c->res, "send to %s failed",
+					     cfg->host);
+		sx_link_hs_sent(&s->link);
+		return handshake_send(s, err);
+	case OP_RECV:
+		if (on_recv(s, c->res, err) < 0) {
+			if (s->draining && !s->peer_error)
+				*err = s->send_err;
+			return -1;
+		}
+		return 0;
+	case OP_READ:
+		SX_GUARD(sx_send_on_read(s, idx, c->res, err));
+		sx_send_close_idle(s);
+		return 0;
+	case OP_POOL: return sx_send_on_pool(s, c->res, err);
+	case OP_SEND:
+		SX_GUARD(sx_send_on_send(s, idx, c->res, err));
+		if (cfg->on_progress)
+			cfg->on_progress(cfg->progress_ctx, &s->prog);
+		return 0;
+	default:
+		return sx_fail(err, SX_E_OTHER, "unknown completion %llx",
+			       (unsigned long long)c->tag);
+	}
+out:
+	return -1;
+}
+
+/* Until EOS went both ways: fill, prepare and send slots, then take what
+ * completed. */
+static int sender_loop(sender *s, sx_err *err)
+{
+	const sx_send_cfg *cfg = s->cfg;
+	while (!(s->eos_sent && s->eos_received)) {
+		sx_cqe cqe[16];
+		if (s->link.ready && !s->draining) {
+			SX_GUARD(sx_send_produce(s, err));
+			SX_GUARD(sx_send_prepare(s, err));
+			SX_GUARD(sx_send_next(s, err));
+		}
+		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe),
+				   s->draining ? 1000 : cfg->timeout_ms, err);
+		SX_GUARD(n);
+		if (n == 0 && s->draining) {
+			*err = s->send_err;
+			goto out;
+		}
+		if (n == 0)
+			return sx_fail(err, SX_E_NET, "%s: no progress for %d ms (timeout)",
+				       cfg->host, cfg->timeout_ms);
+		for (int i = 0; i < n; i++)
+			SX_GUARD(on_completion(s, &cqe[i], err));
+	}
+	return 0;
+out:
+	return -1;
+}
+
+/* After EOS: every file answered, every batch receipted, nothing skipped. */
+static int sender_check_done(sender *s, sx_err *err)
+{
+	if (s->file_err.cls != SX_OK)
+		return sx_fail(err, s->file_err.cls, "%s", s->file_err.msg);
+	SX_ENSURE(s->answers == s->file_id, err, SX_E_INTEGRITY,
+		  "%s answered %llu of %u files before ending the session", s->link.k.peer_name,
+		  (unsigned long long)s->answers, s->file_id);
+	for (size_t i = 0; i < s->nbatches; i++)
+		SX_ENSURE(s->batches[i].receipted, err, SX_E_INTEGRITY,
+			  "%s sent no valid receipt for batch %llu", s->link.k.peer_name,
+			  (unsigned long long)s->batches[i].number);
+	/* Everything that could be sent was; what was skipped makes the
+	 * session fail as a local problem, so a script notices. */
+	SX_ENSURE(s->ents.skipped == 0, err, SX_E_IO,
+		  "%llu file(s) sent; %llu file(s) or folder(s) skipped, not sent (see the "
+		  "warnings)",
+		  (unsigned long long)s->stats->files_ok, (unsigned long long)s->ents.skipped);
+	return 0;
+out:
+	return -1;
+}
+
+/* Closes and frees everything of the session; failed: it ended in an
+ * error. */
+static void sender_free(sender *s, sx_chan_ctx *ctx, bool failed)
+{
+	if (failed && s->link.chan != NULL && !s->link.ready && s->sock >= 0 &&
+	    s->link.hs_out_len == 0) {
+		/* Best effort: the TLS alert that tells the server why. */
+		const uint8_t *buf;
+		size_t len;
+		sx_chan_output(s->link.chan, &buf, &len);
+		if (len > 0 && send(s->sock, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			sx_log("debug", "alert", "reason=\"cannot send the TLS alert\"");
+	}
+	if (s->io != NULL) {
+		if (s->sock >= 0)
+			if (sx_io_cancel_fd(s->io, s->sock, NULL) < 0)
+				sx_log("warn", "cancel", "reason=\"cannot cancel socket I/O\"");
+		sx_io_close(s->io);
+	}
+	/* The workers may still be sealing into the slots: stop them before
+	 * the slots are freed. A job that never reached a worker still holds
+	 * its epoch secret. */
+	sx_pool_free(s->pool);
+	OPENSSL_cleanse(s->jobs, sizeof(s->jobs));
+	if (s->sock >= 0)
+		close(s->sock);
+	if (s->file.fd > STDIN_FILENO)
+		close(s->file.fd);
+	for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
+		if (s->fds_open[i] >= 0)
+			close(s->fds_open[i]);
+	sx_link_free(&s->link);
+	sx_chan_ctx_free(ctx);
+	free(s->region);
+	ZSTD_freeCCtx(s->cctx);
+	if (s->zbuf != NULL)
+		OPENSSL_cleanse(s->zbuf, s->zcap);
+	free(s->zbuf);
+	if (s->fh_open)
+		sx_filehash_free(&s->fh);
+	for (size_t i = 0; i < s->nbatches; i++)
+		sx_sbatch_free(&s->batches[i]);
+	free(s->batches);
+	free(s->fids);
+	sx_entries_free(&s->ents);
+	OPENSSL_cleanse(s->rxbuf, sizeof(s->rxbuf));
+	free(s);
+}
+
+int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
+{
+	sender *s = calloc(1, sizeof(*s));
+	sx_chan_ctx *ctx = NULL;
+	int rc = -1;
+	uint64_t t0 = sx_now_ns();
+	if (s == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	memset(stats, 0, sizeof(*stats));
+	SX_GUARD(sender_init(s, cfg, stats, err));
+	sx_chan_cfg cc = {
+	    .server = false,
+	    .id = cfg->id,
+	    .crl = cfg->crl,
+	    .server_name = cfg->server_name ? cfg->server_name : cfg->host,
+	    .suite = cfg->suite,
+	    .rotate_bytes = cfg->rotate_bytes,
+	    .max_record = RX_CAP + SX_REC_TAG_MAX,
+	};
+	SX_GUARD(sx_chan_ctx_new(&ctx, &cc, err));
+	SX_GUARD(sender_start_io(s, err));
+	SX_GUARD(sx_net_connect(cfg->host, cfg->port, cfg->timeout_ms, &s->sock, err));
+	/* Registered until sx_io_close, which comes before the close. */
+	(void)sx_io_file_add(s->io, s->sock);
+	SX_GUARD(sx_link_init(&s->link, ctx, err));
+	SX_GUARD(handshake_send(s, err));
+	SX_GUARD(post_recv(s, err));
+	SX_GUARD(sender_loop(s, err));
+	SX_GUARD(sender_check_done(s, err));
+	rc = 0;
+out:
+	stats->files_skipped = s->ents.skipped;
+	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
+	sender_free(s, ctx, rc < 0);
+	return rc;
+}

@@ -1,0 +1,309 @@
+/* The source of the sender's files (sx_source.h): the walk of its
+ * arguments, with the receiver's name checks and the skips, standard input,
+ * and the choice of direct I/O for a file that is not in the page cache. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/sx_util.h"
+#include "engine/transfer/sx_source.h"
+
+#define DIRECT_MIN (4u << 20) /* files from this size may be read with direct I/O */
+
+static int ents_add(sx_entries *e, const char *src, const char *rel, bool is_dir, sx_err *err)
+{
+	if (e->n == e->cap) {
+		size_t ncap = e->cap ? e->cap * 2 : 64;
+		sx_entry *nv = realloc(e->v, ncap * sizeof(*nv));
+		if (nv == NULL)
+			return sx_fail(err, SX_E_OTHER, "out of memory");
+		e->v = nv;
+		e->cap = ncap;
+	}
+	sx_entry *x = &e->v[e->n];
+	x->src = src ? strdup(src) : NULL;
+	x->rel = strdup(rel);
+	x->is_dir = is_dir;
+	if ((src && !x->src) || !x->rel)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	e->n++;
+	return 0;
+}
+
+void sx_entries_free(sx_entries *e)
+{
+	for (size_t i = 0; i < e->n; i++) {
+		free(e->v[i].src);
+		free(e->v[i].rel);
+	}
+	free(e->v);
+}
+
+/* Something in a sent tree that is not sent: a warning, and counted (the
+ * session then ends with exit code 5 once everything else is sent). */
+static void skip(sx_entries *e, const char *src, const char *why)
+{
+	sx_log("warn", "skip", "path=%s reason=%s", SX_LOGQ(src), SX_LOGQ(why));
+	e->skipped++;
+}
+
+static int walk(sx_entries *e, const char *src, const char *rel, int depth, sx_err *err)
+{
+	struct dirent **names = NULL;
+	int rc = -1, n = 0;
+	if (depth > 64)
+		return sx_fail(err, SX_E_IO, "%s: folders nested too deeply", src);
+	SX_GUARD(ents_add(e, src, rel, true, err));
+	n = scandir(src, &names, NULL, alphasort);
+	if (n < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "%s: cannot read folder", src);
+	for (int i = 0; i < n; i++) {
+		const char *nm = names[i]->d_name;
+		if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0)
+			continue;
+		char s[SX_PATH_MAX + 256], r[SX_PATH_MAX + 256];
+		if (snprintf(s, sizeof(s), "%s/%s", src, nm) >= (int)sizeof(s) ||
+		    snprintf(r, sizeof(r), "%s/%s", rel, nm) >= (int)sizeof(r)) {
+			skip(e, s, "refused path: longer than 4096 bytes");
+			continue;
+		}
+		struct stat st;
+		if (lstat(s, &st) < 0) {
+			sx_fail_errno(err, SX_E_IO, errno, "%s", s);
+			goto out;
+		}
+		if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
+			skip(e, s, "not a regular file or folder");
+			continue;
+		}
+		/* What the receiver would refuse is not sent: the same check
+		 * it makes (a folder, with everything in it, by its path). */
+		sx_err why = {0};
+		if (S_ISDIR(st.st_mode)
+			? sx_path_check((const uint8_t *)r, strlen(r), &why) < 0
+			: sx_path_check_file((const uint8_t *)r, strlen(r), e->pflags, &why) < 0) {
+			skip(e, s, why.msg);
+			continue;
+		}
+		if (S_ISDIR(st.st_mode))
+			SX_GUARD(walk(e, s, r, depth + 1, err));
+		else
+			SX_GUARD(ents_add(e, s, r, false, err));
+	}
+	rc = 0;
+out:
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static const char *base_name(const char *p, char *buf, size_t cap)
+{
+	size_t n = strlen(p);
+	while (n > 1 && p[n - 1] == '/')
+		n--;
+	size_t s = n;
+	while (s > 0 && p[s - 1] != '/')
+		s--;
+	snprintf(buf, cap, "%.*s", (int)(n - s), p + s);
+	return buf;
+}
+
+typedef struct named {
+	const char *rel;
+	size_t entry;
+	bool skip;
+} named;
+
+static int cmp_named(const void *a, const void *b)
+{
+	return strcmp(((const named *)a)->rel, ((const named *)b)->rel);
+}
+
+/* Signed, the receiver keeps the signature of a file X as X.sxsig beside
+ * it, so a sent X.sxsig (signed earlier with `sxfer sign`, say) cannot be
+ * stored beside a sent X: it is skipped (docs/SIGNATURES.md, section 8).
+ * In name order a file comes before its X.sxsig, so whether X itself is
+ * sent is known when X.sxsig is looked at (X.sxsig.sxsig is data again
+ * once X.sxsig is skipped). */
+static int skip_sig_companions(sx_entries *e, sx_err *err)
+{
+	const size_t sfx = sizeof(SX_SUFFIX_SIG) - 1;
+	named *files = malloc((e->n ? e->n : 1) * sizeof(*files));
+	size_t nf = 0, kept = 0;
+	if (files == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	for (size_t i = 0; i < e->n; i++)
+		if (!e->v[i].is_dir)
+			files[nf++] = (named){.rel = e->v[i].rel, .entry = i};
+	qsort(files, nf, sizeof(*files), cmp_named);
+	for (size_t i = 0; i < nf; i++) {
+		size_t n = strlen(files[i].rel);
+		char owner[SX_PATH_MAX + 1];
+		named key = {.rel = owner};
+		if (n <= sfx || n - sfx > SX_PATH_MAX ||
+		    strcmp(files[i].rel + n - sfx, SX_SUFFIX_SIG))
+			continue;
+		memcpy(owner, files[i].rel, n - sfx);
+		owner[n - sfx] = '\0';
+		const named *o = bsearch(&key, files, nf, sizeof(*files), cmp_named);
+		files[i].skip = o != NULL && !o->skip;
+	}
+	for (size_t i = 0; i < nf; i++) {
+		if (!files[i].skip)
+			continue;
+		sx_entry *x = &e->v[files[i].entry];
+		skip(e, x->src ? x->src : x->rel,
+		     "the receiver keeps the signature of the file beside it under this name "
+		     "(--no-sign sends it as it is)");
+		free(x->src);
+		free(x->rel);
+		x->rel = NULL;
+	}
+	free(files);
+	for (size_t i = 0; i < e->n; i++)
+		if (e->v[i].rel != NULL)
+			e->v[kept++] = e->v[i];
+	e->n = kept;
+	return 0;
+}
+
+int sx_entries_build(sx_entries *e, const sx_send_cfg *cfg, bool sign, sx_progress *prog,
+		     sx_err *err)
+{
+	sx_err why = {0};
+	e->pflags = sign ? SX_PATH_SIGNED : 0;
+	for (int i = 0; i < cfg->npaths; i++) {
+		const char *p = cfg->paths[i];
+		char base[512];
+		if (strcmp(p, "-") == 0) {
+			const char *name = cfg->stream_name ? cfg->stream_name : "stdin";
+			if (sx_path_check_file((const uint8_t *)name, strlen(name),
+					       e->pflags | SX_PATH_STREAM, &why) < 0)
+				return sx_fail(err, SX_E_USAGE, "--name: %s", why.msg);
+			SX_GUARD(ents_add(e, NULL, name, false, err));
+			continue;
+		}
+		struct stat st;
+		if (stat(p, &st) < 0)
+			return sx_fail_errno(err, SX_E_IO, errno, "%s", p);
+		base_name(p, base, sizeof(base));
+		if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0 || base[0] == '\0' ||
+		    strcmp(base, "/") == 0)
+			return sx_fail(err, SX_E_USAGE,
+				       "%s: name the folder itself, not '.', '..' or '/'", p);
+		if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+			return sx_fail(err, SX_E_USAGE, "%s: not a regular file or folder", p);
+		/* Named on the command line: refused as a wrong argument, before
+		 * anything is sent (inside a folder, a name is skipped). */
+		if (S_ISDIR(st.st_mode)
+			? sx_path_check((const uint8_t *)base, strlen(base), &why) < 0
+			: sx_path_check_file((const uint8_t *)base, strlen(base), e->pflags, &why) <
+			      0)
+			return sx_fail(err, SX_E_USAGE, "%s: cannot be sent: %s", p, why.msg);
+		if (S_ISDIR(st.st_mode))
+			SX_GUARD(walk(e, p, base, 0, err));
+		else
+			SX_GUARD(ents_add(e, p, base, false, err));
+	}
+	if (sign)
+		SX_GUARD(skip_sig_companions(e, err));
+	for (size_t i = 0; i < e->n; i++) {
+		const sx_entry *x = &e->v[i];
+		if (x->is_dir)
+			continue;
+		prog->files_total++;
+		if (x->src == NULL)
+			prog->total_known = false;
+		struct stat st;
+		if (x->src && stat(x->src, &st) == 0)
+			prog->bytes_total += (uint64_t)st.st_size;
+	}
+	return 0;
+out:
+	return -1;
+}
+
+static void stat_to_msg(const struct stat *st, sx_msg *m)
+{
+	m->mode = st->st_mode & 07777;
+	m->mtime_sec = st->st_mtim.tv_sec;
+	m->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+}
+
+/* A large regular file that is mostly not in the page cache is read with
+ * direct I/O: the device writes into the slot, and no page of the page
+ * cache is filled, copied and evicted for it. A cached file is read from
+ * the cache (direct reads would go to the device). */
+static bool read_direct(const sx_send_cfg *cfg, uint32_t chunk, int fd, uint64_t size)
+{
+	if (cfg->no_direct || size < DIRECT_MIN || chunk % SX_DIO_ALIGN != 0)
+		return false;
+	int64_t cached = sx_cached_bytes(fd, size);
+	if (cached < 0 || (uint64_t)cached > size / 8)
+		return false;
+	return sx_direct_on(fd) != 0;
+}
+
+int sx_source_stat_dir(const sx_entry *e, sx_msg *m, sx_err *err)
+{
+	struct stat st;
+	if (stat(e->src, &st) < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "%s", e->src);
+	stat_to_msg(&st, m);
+	return 0;
+}
+
+int sx_source_open(sx_source *f, const sx_entry *e, const sx_send_cfg *cfg, uint32_t chunk,
+		   sx_msg *m, sx_err *err)
+{
+	struct stat st;
+	if (e->src == NULL) {
+		f->fd = STDIN_FILENO;
+		memset(&st, 0, sizeof(st));
+		st.st_mode = 0644;
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		st.st_mtim = now;
+		f->size = SX_SIZE_UNKNOWN;
+		f->direct = false;
+	} else {
+		f->fd = open(e->src, O_RDONLY | O_CLOEXEC);
+		if (f->fd < 0 || fstat(f->fd, &st) < 0)
+			return sx_fail_errno(err, SX_E_IO, errno, "%s", e->src);
+		f->size = (uint64_t)st.st_size;
+		f->direct = S_ISREG(st.st_mode) && read_direct(cfg, chunk, f->fd, f->size);
+	}
+	m->size = f->size;
+	stat_to_msg(&st, m);
+	return 0;
+}
+
+/* A file is sent at the size it had when it was begun (FILE_BEGIN, and the
+ * signed descriptor, carry it). One that has more bytes by the time its
+ * last read is asked for grew while it was being sent, or its size said
+ * less than it holds (files under /proc); the rest is not sent, and the
+ * sender says so, once per file. With direct I/O the size tells (a read
+ * of one byte is not aligned); otherwise one byte is read past the end. */
+void sx_source_check_grown(const sx_source *f, const sx_entry *e, sx_send_stats *stats)
+{
+	struct stat st;
+	uint8_t probe;
+	bool grew = fstat(f->fd, &st) == 0 && (uint64_t)st.st_size > f->size;
+	if (!grew && !f->direct)
+		grew = pread(f->fd, &probe, 1, (off_t)f->size) == 1;
+	if (!grew)
+		return;
+	stats->files_grew++;
+	sx_log("warn", "file_grew",
+	       "path=%s sent=%llu reason=\"the file has more bytes than when it was begun: "
+	       "only the bytes it had then were sent\"",
+	       SX_LOGQ(e->src), (unsigned long long)f->size);
+}
