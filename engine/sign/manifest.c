@@ -557,14 +557,6 @@ out:
 	return rc;
 }
 
-int sx_cert_fp(X509 *cert, uint8_t out[SX_HASH_LEN], sx_err *err)
-{
-	unsigned int n = 0;
-	if (X509_digest(cert, EVP_sha256(), out, &n) != 1 || n != SX_HASH_LEN)
-		return sx_fail_ssl(err, SX_E_OTHER, "certificate fingerprint");
-	return 0;
-}
-
 /* ---- text helpers -------------------------------------------------------- */
 
 /* A growable text buffer with a named cap. */

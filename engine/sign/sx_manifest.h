@@ -236,13 +236,15 @@ typedef struct sx_receipt_file {
 	char *path; /* owned */
 } sx_receipt_file;
 
+_Static_assert(SX_CERT_FP_LEN == SX_HASH_LEN, "a fingerprint is one SHA-256 hash");
+
 typedef struct sx_receipt {
 	uint8_t tid[SX_TID_LEN];
 	uint64_t batch;
 	uint8_t batch_root[SX_HASH_LEN];
 	int64_t time;
-	uint8_t sender_fp[SX_HASH_LEN];	  /* SHA-256 of the sender's DER certificate */
-	uint8_t receiver_fp[SX_HASH_LEN]; /* SHA-256 of the receiver's DER certificate */
+	uint8_t sender_fp[SX_HASH_LEN];	  /* sx_cert_fp of the sender's certificate */
+	uint8_t receiver_fp[SX_HASH_LEN]; /* sx_cert_fp of the receiver's certificate */
 	uint32_t chunk;			  /* chunk size the file roots were computed with */
 	uint32_t count;
 	sx_receipt_file *files; /* owned, count entries */
@@ -268,8 +270,5 @@ int sx_receipt_decode(const char *text, size_t len, sx_receipt *r, sx_err *err) 
 int sx_receipt_verify(const sx_receipt *r, const sx_policy *pol, const uint8_t *expect_sender_fp,
 		      sx_err *err) SX_MUST_CHECK;
 void sx_receipt_free(sx_receipt *r);
-
-/* SHA-256 of a certificate's DER encoding (the fingerprint, as bytes). */
-int sx_cert_fp(X509 *cert, uint8_t out[SX_HASH_LEN], sx_err *err) SX_MUST_CHECK;
 
 #endif
