@@ -1,7 +1,12 @@
-/* engine/manifest: per-file Merkle trees (RFC 9162 section 2.1), file
+/* engine/sign: per-file Merkle trees (RFC 9162 section 2.1), file
  * descriptors, batch and checkpoint signatures, the `.sxsig` text format and
  * signed receipts (docs/SIGNATURES.md). Pure: byte buffers in, results out;
- * no files, no sockets, no clock (every time is an argument). */
+ * no files, no sockets, no clock (every time is an argument).
+ *
+ * The public interface of the folder; one file per section below: merkle.c,
+ * filehash.c, statement.c, sig.c, sxsig.c, batch.c, receipt.c; text.c and
+ * chain.c hold what .sxsig and receipts share (the armored text, the
+ * signer's chain), sign_int.h what the files share inside the folder. */
 #ifndef SX_MANIFEST_H
 #define SX_MANIFEST_H
 
