@@ -168,6 +168,16 @@ int sx_mkdirs(const char *dir, mode_t mode, sx_err *err)
 	return 0;
 }
 
+void sx_hex(const uint8_t *b, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 int sx_parse_u64(const char *s, uint64_t *out)
 {
 	char *end = NULL;

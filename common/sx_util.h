@@ -51,6 +51,9 @@ int sx_fsync_dir(const char *dir, sx_err *err) SX_MUST_CHECK;
 /* Parses a size such as 4096, 64K, 1M, 2G (binary multiples). */
 int sx_parse_size(const char *s, uint64_t *out) SX_MUST_CHECK;
 
+/* n bytes as 2n lower-case hex digits and a NUL into out (2n + 1 bytes). */
+void sx_hex(const uint8_t *b, size_t n, char *out);
+
 /* Parses an unsigned decimal integer with full checking. */
 int sx_parse_u64(const char *s, uint64_t *out) SX_MUST_CHECK;
 

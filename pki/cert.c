@@ -60,15 +60,12 @@ out:
 	return rc;
 }
 
-void sx_cert_fingerprint(X509 *cert, char out[65])
+int sx_cert_fp(X509 *cert, uint8_t out[SX_CERT_FP_LEN], sx_err *err)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
-	out[0] = '\0';
-	if (X509_digest(cert, EVP_sha256(), md, &n) != 1 || n != 32)
-		return;
-	for (unsigned i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	if (X509_digest(cert, EVP_sha256(), out, &n) != 1 || n != SX_CERT_FP_LEN)
+		return sx_fail_ssl(err, SX_E_OTHER, "certificate fingerprint");
+	return 0;
 }
 
 static int name_cn(X509_NAME *subj, char *buf, size_t cap, const char *what, sx_err *err)

@@ -68,8 +68,11 @@ int sx_crl_load(const char *path, X509_CRL **out, sx_err *err) SX_MUST_CHECK;
  * (sx_policy_check). */
 int sx_crl_check_time(X509_CRL *crl, time_t now, sx_err *err) SX_MUST_CHECK;
 
-/* SHA-256 over the DER certificate, as 64 lowercase hex characters + NUL. */
-void sx_cert_fingerprint(X509 *cert, char out[65]);
+/* The fingerprint: SHA-256 over the DER certificate, as bytes (sx_hex
+ * gives the 64 lower-case hex digits that logs and the CLI show). */
+#define SX_CERT_FP_LEN	   32
+#define SX_CERT_FP_HEX_LEN (2 * SX_CERT_FP_LEN + 1) /* hex digits and a NUL */
+int sx_cert_fp(X509 *cert, uint8_t out[SX_CERT_FP_LEN], sx_err *err) SX_MUST_CHECK;
 
 /* The common name of the subject (the "identity name"), into buf. */
 int sx_cert_name(X509 *cert, char *buf, size_t cap, sx_err *err) SX_MUST_CHECK;

@@ -88,7 +88,9 @@ static int id_show(int argc, char **argv)
 	sx_args a;
 	sx_err err = {0};
 	STACK_OF(X509) *certs = NULL;
-	char path[4096], buf[1024], issuer[320], serial[80], t1[32], t2[32], fp[65], kd[96];
+	char path[4096], buf[1024], issuer[320], serial[80], t1[32], t2[32], kd[96];
+	char fp[SX_CERT_FP_HEX_LEN];
+	uint8_t fpb[SX_CERT_FP_LEN];
 	X509 *c;
 	int rc = sx_args_parse("id show", usage, opts, argc, argv, &a);
 	if (rc >= 0)
@@ -119,7 +121,8 @@ static int id_show(int argc, char **argv)
 	printf("valid:       %s to %s\n", t1, t2);
 	sx_key_describe(X509_get0_pubkey(c), kd, sizeof(kd));
 	printf("key type:    %s\n", kd);
-	sx_cert_fingerprint(c, fp);
+	SX_GUARD(sx_cert_fp(c, fpb, &err));
+	sx_hex(fpb, sizeof(fpb), fp);
 	printf("SHA-256:     %s\n", fp);
 	printf("role:        %s\n", sx_cert_role(c));
 	if (sk_X509_num(certs) > 1)

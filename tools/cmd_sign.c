@@ -1,6 +1,6 @@
 /* sxfer sign: FILE.sxsig for local files under one batch signature
  * (docs/SIGNATURES.md). Reads the files and writes the .sxsig files; the
- * tree, the statement and the format are engine/manifest. */
+ * tree, the statement and the format are engine/sign. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* sxfer verify: files against their .sxsig, or a signed receipt (with the
  * files it acknowledges). Reads files and prints one line per file; every
- * check is engine/manifest (sx_sxsig_verify_file, sx_receipt_verify). */
+ * check is engine/sign (sx_sxsig_verify_file, sx_receipt_verify). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* File edge of engine/manifest for the offline tools: reads a local file
+/* File edge of engine/sign for the offline tools: reads a local file
  * with plain read() into sx_filehash (one pass, bounded buffer). */
 #ifndef SX_HASHFILE_H
 #define SX_HASHFILE_H

@@ -74,7 +74,7 @@ struct sx_chan {
 	sx_hello hello;
 	uint32_t peer_max_record;
 	char peer_name[256];
-	char peer_fp[65];
+	char peer_fp[SX_CERT_FP_HEX_LEN];
 	STACK_OF(X509) * peer_chain; /* leaf first, as verified */
 };
 
@@ -524,7 +524,9 @@ static int note_peer(sx_chan *c, sx_err *err)
 		sx_err_prefix(err, "%s certificate: ", who);
 		goto out;
 	}
-	sx_cert_fingerprint(peer, c->peer_fp);
+	uint8_t fp[SX_CERT_FP_LEN];
+	SX_GUARD(sx_cert_fp(peer, fp, err));
+	sx_hex(fp, sizeof(fp), c->peer_fp);
 	/* Keep the peer's chain (leaf first) for signatures and receipts. On
 	 * the client OpenSSL's list starts with the leaf, on the server not. */
 	STACK_OF(X509) *sent = SSL_get_peer_cert_chain(c->ssl);

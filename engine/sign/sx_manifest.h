@@ -1,7 +1,12 @@
-/* engine/manifest: per-file Merkle trees (RFC 9162 section 2.1), file
+/* engine/sign: per-file Merkle trees (RFC 9162 section 2.1), file
  * descriptors, batch and checkpoint signatures, the `.sxsig` text format and
  * signed receipts (docs/SIGNATURES.md). Pure: byte buffers in, results out;
- * no files, no sockets, no clock (every time is an argument). */
+ * no files, no sockets, no clock (every time is an argument).
+ *
+ * The public interface of the folder; one file per section below: merkle.c,
+ * filehash.c, statement.c, sig.c, sxsig.c, batch.c, receipt.c; text.c and
+ * chain.c hold what .sxsig and receipts share (the armored text, the
+ * signer's chain), sign_int.h what the files share inside the folder. */
 #ifndef SX_MANIFEST_H
 #define SX_MANIFEST_H
 
@@ -236,13 +241,15 @@ typedef struct sx_receipt_file {
 	char *path; /* owned */
 } sx_receipt_file;
 
+_Static_assert(SX_CERT_FP_LEN == SX_HASH_LEN, "a fingerprint is one SHA-256 hash");
+
 typedef struct sx_receipt {
 	uint8_t tid[SX_TID_LEN];
 	uint64_t batch;
 	uint8_t batch_root[SX_HASH_LEN];
 	int64_t time;
-	uint8_t sender_fp[SX_HASH_LEN];	  /* SHA-256 of the sender's DER certificate */
-	uint8_t receiver_fp[SX_HASH_LEN]; /* SHA-256 of the receiver's DER certificate */
+	uint8_t sender_fp[SX_HASH_LEN];	  /* sx_cert_fp of the sender's certificate */
+	uint8_t receiver_fp[SX_HASH_LEN]; /* sx_cert_fp of the receiver's certificate */
 	uint32_t chunk;			  /* chunk size the file roots were computed with */
 	uint32_t count;
 	sx_receipt_file *files; /* owned, count entries */
@@ -268,8 +275,5 @@ int sx_receipt_decode(const char *text, size_t len, sx_receipt *r, sx_err *err) 
 int sx_receipt_verify(const sx_receipt *r, const sx_policy *pol, const uint8_t *expect_sender_fp,
 		      sx_err *err) SX_MUST_CHECK;
 void sx_receipt_free(sx_receipt *r);
-
-/* SHA-256 of a certificate's DER encoding (the fingerprint, as bytes). */
-int sx_cert_fp(X509 *cert, uint8_t out[SX_HASH_LEN], sx_err *err) SX_MUST_CHECK;
 
 #endif

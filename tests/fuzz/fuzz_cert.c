@@ -7,6 +7,7 @@
 
 #include <openssl/err.h>
 
+#include "common/sx_util.h"
 #include "pki/sx_ca.h"
 #include "tests/fuzz/fuzzutil.h"
 
@@ -25,7 +26,9 @@ static void inspect(X509 *x, STACK_OF(X509) * chain)
 	sx_cert_sans(x, buf, sizeof(buf));
 	FZ_CHECK(sx_cert_role(x) != NULL);
 	sx_cert_serial_hex(x, buf, sizeof(buf));
-	sx_cert_fingerprint(x, fp);
+	uint8_t fpb[SX_CERT_FP_LEN];
+	FZ_CHECK(sx_cert_fp(x, fpb, &err) == 0);
+	sx_hex(fpb, sizeof(fpb), fp);
 	FZ_CHECK(strlen(fp) == 64);
 	sx_asn1_time_format(X509_get0_notAfter(x), buf, sizeof(buf));
 	EVP_PKEY *key = X509_get0_pubkey(x);

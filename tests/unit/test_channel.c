@@ -255,10 +255,14 @@ static void test_success(void **state)
 		assert_int_equal(rs.hello.suite, suites[i]);
 		assert_int_equal(rs.hello.rotate_bytes, 1ull << 30);
 		assert_int_equal(rs.hello.version, SX_PROTO_VERSION);
-		char fp[65];
-		sx_cert_fingerprint(sk_X509_value(sv->id.chain, 0), fp);
+		uint8_t fpb[SX_CERT_FP_LEN];
+		char fp[SX_CERT_FP_HEX_LEN];
+		sx_err err = {0};
+		assert_int_equal(sx_cert_fp(sk_X509_value(sv->id.chain, 0), fpb, &err), 0);
+		sx_hex(fpb, sizeof(fpb), fp);
 		assert_string_equal(rc.peer_fingerprint, fp);
-		sx_cert_fingerprint(sk_X509_value(cl->id.chain, 0), fp);
+		assert_int_equal(sx_cert_fp(sk_X509_value(cl->id.chain, 0), fpb, &err), 0);
+		sx_hex(fpb, sizeof(fpb), fp);
 		assert_string_equal(rs.peer_fingerprint, fp);
 		/* The CONFIRM used seq 0 of server tx / client rx. */
 		assert_int_equal(rs.tx.seq, 1);

@@ -28,6 +28,17 @@ static void test_parse_size(void **state)
 	assert_int_equal(sx_parse_size("17179869184G", &v), -1);
 }
 
+static void test_hex(void **state)
+{
+	(void)state;
+	const uint8_t b[] = {0x00, 0x0f, 0xa5, 0xff};
+	char out[2 * sizeof(b) + 1];
+	sx_hex(b, sizeof(b), out);
+	assert_string_equal(out, "000fa5ff");
+	sx_hex(b, 0, out);
+	assert_string_equal(out, "");
+}
+
 static void test_atomic_write(void **state)
 {
 	(void)state;
@@ -103,6 +114,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_hex),
 	    cmocka_unit_test(test_atomic_write),
 	    cmocka_unit_test(test_err_keeps_first),
 	    cmocka_unit_test(test_grow),

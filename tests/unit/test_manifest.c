@@ -1,4 +1,4 @@
-/* engine/manifest: RFC 9162 Merkle known answers (tests/vectors/
+/* engine/sign: RFC 9162 Merkle known answers (tests/vectors/
  * gen_merkle_vectors.py), the incremental hasher against the recursive
  * definition, descriptors and statements byte for byte, the .sxsig and receipt
  * formats (round trip, every field tampered, every truncation, strictness),

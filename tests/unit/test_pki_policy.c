@@ -8,6 +8,7 @@
 
 #include <openssl/x509v3.h>
 
+#include "common/sx_util.h"
 #include "pki/sx_ca.h"
 
 #define DAY 86400
@@ -205,8 +206,11 @@ static void test_cert_profile(void **state)
 	assert_non_null(X509_get0_subject_key_id(leaf));
 	assert_non_null(X509_get0_authority_key_id(leaf));
 	assert_int_equal(X509_check_issued(f->ca, leaf), X509_V_OK);
-	char fp[65];
-	sx_cert_fingerprint(leaf, fp);
+	uint8_t fpb[SX_CERT_FP_LEN];
+	char fp[SX_CERT_FP_HEX_LEN];
+	sx_err err = {0};
+	assert_int_equal(sx_cert_fp(leaf, fpb, &err), 0);
+	sx_hex(fpb, sizeof(fpb), fp);
 	assert_int_equal(strlen(fp), 64);
 	X509_free(leaf);
 }

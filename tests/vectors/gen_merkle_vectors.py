@@ -3,7 +3,7 @@
 Merkle tree (MTH, PATH), per-file roots, descriptors, the batch and
 checkpoint statements, and an Ed25519 signature with a fixed test key.
 Written from the documents with hashlib (and the `cryptography` package for
-Ed25519 only), not from engine/sign/manifest.c, so tests/unit/test_manifest.c
+Ed25519 only), not from engine/sign/, so tests/unit/test_manifest.c
 checks the C code from the outside.
 Run: python3 tests/vectors/gen_merkle_vectors.py   (prints C constants)"""
 

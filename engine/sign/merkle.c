@@ -1,0 +1,248 @@
+/* engine/sign/merkle: RFC 9162 section 2.1 Merkle trees over SHA-256: the
+ * tree head, inclusion proofs (built directly or from a memoised tree for
+ * many proofs) and their verification. Pure. */
+#include "engine/sign/sign_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+int sx_hash_parts(EVP_MD_CTX *ctx, const EVP_MD *md, uint8_t prefix, const void *a, size_t alen,
+		  const void *b, size_t blen, uint8_t out[SX_HASH_LEN])
+{
+	unsigned int n = 0;
+	if (EVP_DigestInit_ex(ctx, md, NULL) != 1 || EVP_DigestUpdate(ctx, &prefix, 1) != 1 ||
+	    (alen && EVP_DigestUpdate(ctx, a, alen) != 1) ||
+	    (blen && EVP_DigestUpdate(ctx, b, blen) != 1) ||
+	    EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != SX_HASH_LEN)
+		return -1;
+	return 0;
+}
+
+int sx_hash_empty(uint8_t out[SX_HASH_LEN])
+{
+	unsigned int n = 0;
+	/* MTH({}) = SHA-256() (RFC 9162 section 2.1.1) */
+	if (EVP_Digest("", 0, out, &n, EVP_sha256(), NULL) != 1 || n != SX_HASH_LEN)
+		return -1;
+	return 0;
+}
+
+int sx_merkle_leaf(const void *data, size_t len, uint8_t out[SX_HASH_LEN])
+{
+	int rc = -1;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx != NULL)
+		rc = sx_hash_parts(ctx, EVP_sha256(), PFX_LEAF, data, len, NULL, 0, out);
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+int sx_merkle_node(const uint8_t l[SX_HASH_LEN], const uint8_t r[SX_HASH_LEN],
+		   uint8_t out[SX_HASH_LEN])
+{
+	int rc = -1;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx != NULL)
+		rc =
+		    sx_hash_parts(ctx, EVP_sha256(), PFX_NODE, l, SX_HASH_LEN, r, SX_HASH_LEN, out);
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+/* The largest power of two smaller than n (n >= 2): RFC 9162 section 2.1.1. */
+static uint64_t split_point(uint64_t n)
+{
+	uint64_t k = 1;
+	while ((k << 1) < n)
+		k <<= 1;
+	return k;
+}
+
+static int mth(EVP_MD_CTX *ctx, const uint8_t (*d)[SX_HASH_LEN], uint64_t n,
+	       uint8_t out[SX_HASH_LEN])
+{
+	uint8_t l[SX_HASH_LEN], r[SX_HASH_LEN];
+	if (n == 1) {
+		memcpy(out, d[0], SX_HASH_LEN);
+		return 0;
+	}
+	uint64_t k = split_point(n);
+	if (mth(ctx, d, k, l) < 0 || mth(ctx, d + k, n - k, r) < 0)
+		return -1;
+	return sx_hash_parts(ctx, EVP_sha256(), PFX_NODE, l, SX_HASH_LEN, r, SX_HASH_LEN, out);
+}
+
+int sx_merkle_root(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint8_t out[SX_HASH_LEN])
+{
+	if (n == 0)
+		return sx_hash_empty(out);
+	int rc = -1;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx != NULL)
+		rc = mth(ctx, leaves, n, out);
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+/* PATH(m, D[n]) of RFC 9162 section 2.1.3.1, deepest node first. */
+static int path(EVP_MD_CTX *ctx, const uint8_t (*d)[SX_HASH_LEN], uint64_t n, uint64_t m,
+		uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen)
+{
+	if (n == 1)
+		return 0;
+	uint64_t k = split_point(n);
+	if (m < k) {
+		if (path(ctx, d, k, m, proof, max, plen) < 0)
+			return -1;
+		if (*plen >= max)
+			return -1;
+		return mth(ctx, d + k, n - k, proof[(*plen)++]);
+	}
+	if (path(ctx, d + k, n - k, m - k, proof, max, plen) < 0)
+		return -1;
+	if (*plen >= max)
+		return -1;
+	return mth(ctx, d, k, proof[(*plen)++]);
+}
+
+int sx_merkle_proof(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint64_t index,
+		    uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen)
+{
+	*plen = 0;
+	if (index >= n)
+		return -1;
+	int rc = -1;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx != NULL)
+		rc = path(ctx, leaves, n, index, proof, max, plen);
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+/* ---- memoised tree for many proofs --------------------------------------- */
+
+struct sx_mtree {
+	uint64_t n;
+	unsigned levels;
+	uint8_t (*lv[64])[SX_HASH_LEN]; /* lv[j][i]: the perfect subtree of 2^j leaves at i*2^j */
+	EVP_MD_CTX *ctx;
+};
+
+void sx_mtree_free(sx_mtree *t)
+{
+	if (t == NULL)
+		return;
+	for (unsigned j = 1; j < t->levels; j++)
+		free(t->lv[j]);
+	EVP_MD_CTX_free(t->ctx);
+	free(t);
+}
+
+int sx_mtree_build(sx_mtree **out, const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n)
+{
+	sx_mtree *t = calloc(1, sizeof(*t));
+	*out = NULL;
+	if (t == NULL || n == 0 || (t->ctx = EVP_MD_CTX_new()) == NULL)
+		goto fail;
+	t->n = n;
+	t->lv[0] = (uint8_t(*)[SX_HASH_LEN])leaves; /* borrowed */
+	t->levels = 1;
+	for (uint64_t w = n / 2; w > 0; w /= 2) {
+		unsigned j = t->levels;
+		t->lv[j] = malloc(w * SX_HASH_LEN);
+		if (t->lv[j] == NULL)
+			goto fail;
+		t->levels++;
+		for (uint64_t i = 0; i < w; i++)
+			if (sx_hash_parts(t->ctx, EVP_sha256(), PFX_NODE, t->lv[j - 1][2 * i],
+					  SX_HASH_LEN, t->lv[j - 1][2 * i + 1], SX_HASH_LEN,
+					  t->lv[j][i]) < 0)
+				goto fail;
+	}
+	*out = t;
+	return 0;
+fail:
+	sx_mtree_free(t);
+	return -1;
+}
+
+/* MTH(D[start:start+size]): every left subtree of RFC 9162's split is a
+ * perfect, aligned block (memoised); only right spines are hashed again. */
+static int mtree_hash(const sx_mtree *t, uint64_t start, uint64_t size, uint8_t out[SX_HASH_LEN])
+{
+	if ((size & (size - 1)) == 0 && start % size == 0) {
+		unsigned j = (unsigned)__builtin_ctzll(size);
+		memcpy(out, t->lv[j][start >> j], SX_HASH_LEN);
+		return 0;
+	}
+	uint8_t l[SX_HASH_LEN], r[SX_HASH_LEN];
+	uint64_t k = split_point(size);
+	if (mtree_hash(t, start, k, l) < 0 || mtree_hash(t, start + k, size - k, r) < 0)
+		return -1;
+	return sx_hash_parts(t->ctx, EVP_sha256(), PFX_NODE, l, SX_HASH_LEN, r, SX_HASH_LEN, out);
+}
+
+static int mtree_path(const sx_mtree *t, uint64_t start, uint64_t n, uint64_t m,
+		      uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen)
+{
+	if (n == 1)
+		return 0;
+	uint64_t k = split_point(n);
+	int below = m < k ? mtree_path(t, start, k, m, proof, max, plen)
+			  : mtree_path(t, start + k, n - k, m - k, proof, max, plen);
+	if (below < 0 || *plen >= max)
+		return -1;
+	return m < k ? mtree_hash(t, start + k, n - k, proof[(*plen)++])
+		     : mtree_hash(t, start, k, proof[(*plen)++]);
+}
+
+int sx_mtree_proof(const sx_mtree *t, uint64_t index, uint8_t (*proof)[SX_HASH_LEN], size_t max,
+		   size_t *plen)
+{
+	*plen = 0;
+	if (index >= t->n)
+		return -1;
+	return mtree_path(t, 0, t->n, index, proof, max, plen);
+}
+
+int sx_merkle_verify_proof(const uint8_t leaf_hash[SX_HASH_LEN], uint64_t index, uint64_t n,
+			   const uint8_t (*proof)[SX_HASH_LEN], size_t plen,
+			   const uint8_t root[SX_HASH_LEN])
+{
+	uint8_t r[SX_HASH_LEN];
+	int rc = -1;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	/* RFC 9162 section 2.1.3.2, steps 1 to 6 */
+	if (ctx == NULL || index >= n)
+		goto out;
+	uint64_t fn = index, sn = n - 1;
+	memcpy(r, leaf_hash, SX_HASH_LEN);
+	for (size_t i = 0; i < plen; i++) {
+		if (sn == 0)
+			goto out;
+		if ((fn & 1) || fn == sn) {
+			if (sx_hash_parts(ctx, EVP_sha256(), PFX_NODE, proof[i], SX_HASH_LEN, r,
+					  SX_HASH_LEN, r) < 0)
+				goto out;
+			if (!(fn & 1)) {
+				while (!(fn & 1) && fn != 0) {
+					fn >>= 1;
+					sn >>= 1;
+				}
+			}
+		} else {
+			if (sx_hash_parts(ctx, EVP_sha256(), PFX_NODE, r, SX_HASH_LEN, proof[i],
+					  SX_HASH_LEN, r) < 0)
+				goto out;
+		}
+		fn >>= 1;
+		sn >>= 1;
+	}
+	if (sn == 0 && CRYPTO_memcmp(r, root, SX_HASH_LEN) == 0)
+		rc = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
