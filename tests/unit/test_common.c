@@ -113,10 +113,8 @@ static void test_grow(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_size),
-	    cmocka_unit_test(test_hex),
-	    cmocka_unit_test(test_atomic_write),
-	    cmocka_unit_test(test_err_keeps_first),
+	    cmocka_unit_test(test_parse_size),	 cmocka_unit_test(test_hex),
+	    cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_err_keeps_first),
 	    cmocka_unit_test(test_grow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
