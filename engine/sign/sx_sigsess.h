@@ -11,7 +11,8 @@
 
 #include "engine/sign/sx_manifest.h"
 
-#define SX_BATCH_FILES_MAX 4096u /* files in one batch (the receiver holds them until BATCH) */
+#define SX_BATCH_FILES_MAX     4096u /* files in one batch (the receiver holds them until BATCH) */
+#define SX_SESSION_BATCHES_MAX (1u << 20) /* batches in one session, both roles */
 /* Bytes of paths a receiver keeps per connection for the files of its
  * batches that are not answered yet or stored (a refused file keeps only
  * its descriptor's leaf hash): 4096 files of 1 KiB paths. A file that would

@@ -302,16 +302,9 @@ static sx_sbatch *open_batch(sender *s, sx_err *err)
 {
 	if (s->nbatches > 0 && !s->batches[s->nbatches - 1].sealed)
 		return &s->batches[s->nbatches - 1];
-	if (s->nbatches == s->batches_cap) {
-		size_t ncap = s->batches_cap ? s->batches_cap * 2 : 8;
-		sx_sbatch *nb = realloc(s->batches, ncap * sizeof(*nb));
-		if (nb == NULL) {
-			sx_fail(err, SX_E_OTHER, "out of memory");
-			return NULL;
-		}
-		s->batches = nb;
-		s->batches_cap = ncap;
-	}
+	if (sx_grow(&s->batches, &s->batches_cap, s->nbatches + 1, sizeof(*s->batches),
+		    SX_SESSION_BATCHES_MAX, "batches in one session", err) < 0)
+		return NULL;
 	sx_sbatch *b = &s->batches[s->nbatches++];
 	memset(b, 0, sizeof(*b));
 	b->number = s->nbatches;

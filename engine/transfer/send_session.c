@@ -17,16 +17,9 @@
 
 int sx_send_fid_add(sender *s, uint32_t id, size_t entry, sx_err *err)
 {
-	if (id >= s->fids_cap) {
-		size_t ncap = s->fids_cap ? s->fids_cap * 2 : 256;
-		while (ncap <= id)
-			ncap *= 2;
-		struct fid *n = realloc(s->fids, ncap * sizeof(*n));
-		if (n == NULL)
-			return sx_fail(err, SX_E_OTHER, "out of memory");
-		s->fids = n;
-		s->fids_cap = ncap;
-	}
+	if (sx_grow(&s->fids, &s->fids_cap, (size_t)id + 1, sizeof(*s->fids), SX_SEND_FILES_MAX,
+		    "files in one session", err) < 0)
+		return -1;
 	s->fids[id] = (struct fid){.entry = entry, .batch = -1};
 	return 0;
 }

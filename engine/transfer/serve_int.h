@@ -50,16 +50,15 @@
 #ifndef SX_RECV_SLOTS
 #define SX_RECV_SLOTS 4 /* records being received or written per connection */
 #endif
-#define RX_SLOTS	       SX_RECV_SLOTS
-#define FILES_MAX	       ((int)SX_BATCH_FILES_MAX + 64) /* files held per connection (a batch's worth) */
-#define SYNC_MAX	       16			      /* flushes in flight per connection */
-#define TX_CAP		       (256u * 1024)		      /* replies waiting to be sent */
-#define SX_SESSION_BATCHES_MAX (1u << 20) /* batches in one session (a pointer each) */
-#define MAX_DIRS	       10000	  /* folders whose mtime is restored at the end, */
-#define MAX_DIR_BYTES	       (1u << 20) /* and the bytes of their paths */
-#define DIRECT_MIN	       (4u << 20) /* files from this size are written with direct I/O */
-#define HASH_CHUNK_MIN	       512u
-#define HASH_CHUNK_MAX	       (64u << 20)
+#define RX_SLOTS       SX_RECV_SLOTS
+#define FILES_MAX      ((int)SX_BATCH_FILES_MAX + 64) /* files held per connection (a batch's worth) */
+#define SYNC_MAX       16			      /* flushes in flight per connection */
+#define TX_CAP	       (256u * 1024)		      /* replies waiting to be sent */
+#define MAX_DIRS       10000	  /* folders whose mtime is restored at the end, */
+#define MAX_DIR_BYTES  (1u << 20) /* and the bytes of their paths */
+#define DIRECT_MIN     (4u << 20) /* files from this size are written with direct I/O */
+#define HASH_CHUNK_MIN 512u
+#define HASH_CHUNK_MAX (64u << 20)
 
 enum { OP_ACCEPT = 1, OP_HS_SEND, OP_RECV, OP_WRITE, OP_SYNC, OP_SEND, OP_CKSYNC };
 

@@ -18,14 +18,9 @@
 
 static int ents_add(sx_entries *e, const char *src, const char *rel, bool is_dir, sx_err *err)
 {
-	if (e->n == e->cap) {
-		size_t ncap = e->cap ? e->cap * 2 : 64;
-		sx_entry *nv = realloc(e->v, ncap * sizeof(*nv));
-		if (nv == NULL)
-			return sx_fail(err, SX_E_OTHER, "out of memory");
-		e->v = nv;
-		e->cap = ncap;
-	}
+	if (sx_grow(&e->v, &e->cap, e->n + 1, sizeof(*e->v), SX_SEND_FILES_MAX,
+		    "files and folders to send", err) < 0)
+		return -1;
 	sx_entry *x = &e->v[e->n];
 	x->src = src ? strdup(src) : NULL;
 	x->rel = strdup(rel);

@@ -16,6 +16,8 @@
 #include "engine/transfer/sx_transfer.h"
 #include "engine/wire/sx_wire.h"
 
+#define SX_SEND_FILES_MAX (1u << 26) /* files and folders one send walks */
+
 typedef struct sx_entry {
 	char *src; /* path to open; NULL for standard input */
 	char *rel; /* relative path on the receiver */
