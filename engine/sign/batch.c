@@ -1,6 +1,6 @@
 /* engine/sign/batch: signing a batch of file descriptors, and a stream
- * checkpoint, and the .sxsig each file of them gets (docs/SIGNATURES.md
- * sections 3 and 5). Pure. */
+ * checkpoint, and the .sxsig that each of their files receives
+ * (docs/SIGNATURES.md sections 3 and 5). Pure. */
 #include "engine/sign/sign_int.h"
 
 #include <stdlib.h>
