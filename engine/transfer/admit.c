@@ -25,7 +25,7 @@ void sx_admit_key(const struct sockaddr_storage *ss, uint8_t key[SX_ADMIT_KEY_LE
 	/* Anything else (a Unix socket in a test) is one address, key 0. */
 }
 
-int sx_admit_init(sx_admit *a, unsigned hs_max, unsigned per_addr, sx_err *err)
+int sx_admit_init(sx_admit *a, unsigned hs_max, unsigned fresh_max, unsigned per_addr, sx_err *err)
 {
 	memset(a, 0, sizeof(*a));
 	a->hs_max = hs_max ? hs_max : 1;
@@ -34,7 +34,8 @@ int sx_admit_init(sx_admit *a, unsigned hs_max, unsigned per_addr, sx_err *err)
 	 * connections not yet authenticated, so that a fleet behind one
 	 * address is served in turn while other addresses keep the rest. */
 	a->wait_max = a->per_addr > a->hs_max / 2 ? a->per_addr : a->hs_max / 2;
-	a->cap = a->hs_max;
+	a->fresh_max = fresh_max > a->hs_max ? fresh_max : a->hs_max;
+	a->cap = a->fresh_max;
 	a->tab = calloc(a->cap, sizeof(*a->tab));
 	if (a->tab == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
@@ -81,7 +82,10 @@ sx_admit_result sx_admit_enter(sx_admit *a, const uint8_t key[SX_ADMIT_KEY_LEN])
 	struct sx_admit_ent *e = lookup(a, key, false);
 	if (e != NULL && e->n >= a->per_addr && e->w >= a->wait_max)
 		r = SX_ADMIT_ADDR_FULL;
-	else if (a->handshakes + a->waiting >= a->hs_max ||
+	/* An address with no connection in progress or waiting may go beyond
+	 * hs_max, up to fresh_max: a device arriving while the others hold
+	 * every slot gets in even where no slot can be taken back for it. */
+	else if (a->handshakes + a->waiting >= (e == NULL ? a->fresh_max : a->hs_max) ||
 		 (e == NULL && (e = lookup(a, key, true)) == NULL))
 		r = SX_ADMIT_FULL;
 	else if (e->n < a->per_addr) {

@@ -428,8 +428,11 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
 	sh.fd_budget = fd_budget(cfg);
 	/* A quarter of the connections (at least one from two on) is kept for
-	 * peers that have authenticated (docs/ARCHITECTURE.md, "Admission"). */
-	SX_GUARD(sx_admit_init(&sh.admit, cfg->max_conns - cfg->max_conns / 4,
+	 * peers that have authenticated; half of it may go to handshakes from
+	 * addresses that hold none (docs/ARCHITECTURE.md, "Admission and
+	 * limits"). */
+	unsigned hs_max = cfg->max_conns - cfg->max_conns / 4;
+	SX_GUARD(sx_admit_init(&sh.admit, hs_max, hs_max + (cfg->max_conns - hs_max) / 2,
 			       cfg->hs_per_addr ? cfg->hs_per_addr : SX_HS_PER_ADDR_DEFAULT, err));
 	atomic_store(&sh.loops, 1);
 	for (unsigned i = 0; i < nloops; i++) {

@@ -40,14 +40,16 @@ struct sx_admit_ent {
 typedef struct sx_admit {
 	pthread_mutex_t mu;
 	unsigned hs_max, per_addr;
+	unsigned fresh_max;  /* the total for an address that holds none */
 	unsigned wait_max;   /* waiting per address */
 	unsigned handshakes; /* in progress, all addresses */
 	unsigned waiting;    /* waiting, all addresses */
 	struct sx_admit_ent *tab;
-	unsigned cap; /* entries in tab: hs_max (one per connection at most) */
+	unsigned cap; /* entries in tab: fresh_max (one per connection at most) */
 } sx_admit;
 
-int sx_admit_init(sx_admit *a, unsigned hs_max, unsigned per_addr, sx_err *err) SX_MUST_CHECK;
+int sx_admit_init(sx_admit *a, unsigned hs_max, unsigned fresh_max, unsigned per_addr,
+		  sx_err *err) SX_MUST_CHECK;
 void sx_admit_free(sx_admit *a);
 /* Counts a new connection from key in: as a handshake in progress, or as
  * waiting for one, unless a limit is reached. */

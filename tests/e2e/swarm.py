@@ -2,7 +2,8 @@
 """Hostile connections against a server on loopback, for the end-to-end tests.
 
 Each connection comes from one of --sources addresses 127.0.0.2, 127.0.0.3,
-... (all of 127/8 is loopback on Linux) and does one of:
+... (from 127.0.0.FIRST with --first; all of 127/8 is loopback on Linux) and
+does one of:
 
   garbage    random bytes, then close
   drip       a real TLS ClientHello, one byte every --interval seconds, until
@@ -115,7 +116,7 @@ class Swarm:
         a = self.args
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        s.bind(("127.0.0.%d" % (2 + n % a.sources), 0))
+        s.bind(("127.0.0.%d" % (a.first + n % a.sources), 0))
         t0 = time.monotonic()
         closed = True
         try:
@@ -168,6 +169,7 @@ def main():
     p.add_argument("port", type=int)
     p.add_argument("mix")
     p.add_argument("--sources", type=int, default=8)
+    p.add_argument("--first", type=int, default=2, help="the first source is 127.0.0.FIRST")
     p.add_argument("--concurrency", type=int, default=200)
     p.add_argument("--interval", type=float, default=0.5)
     p.add_argument("--limit", type=float, default=30.0, help="give up waiting after this long")

@@ -97,7 +97,8 @@ legit hol
 wait "$HOL"
 stop_server "$SERVER_PID"
 
-# Every handshake slot (12 of 16) held by two addresses, 6 each: a device
+# Every handshake slot (12 of 16, and 2 more for addresses holding none)
+# held, 12 by two addresses, 6 each: a device
 # from a third address takes one of theirs at once (no wait for a stale one).
 start_server d --id "$WORK/server" --out "$WORK/out" --handshake-timeout 20 --max-conns 16
 swarm drip=12 --sources 2 --interval 1 --limit 6 >"$WORK/two.json" &
@@ -106,25 +107,37 @@ PIDS+=("$SW")
 # opened LOG N: at least N connections opened in LOG
 opened() { [ "$(log_count "$1" 'event=conn_open')" -ge "$2" ]; }
 wait_until 10 "the 12 dripping handshakes to open" opened "$WORK/d.log" 12
+# The two slots that addresses holding none may add beyond the twelve (half
+# of the four kept for authenticated peers), taken by two more addresses.
+swarm drip=2 --sources 2 --first 40 --interval 1 --limit 6 >"$WORK/two-more.json" &
+SW2=$!
+PIDS+=("$SW2")
+wait_until 10 "the 14 dripping handshakes to open" opened "$WORK/d.log" 14
 legit two-addr
 grep -q "the address holding the most gives one up" "$WORK/d.log" ||
 	fail "no handshake of the two busy addresses gave way"
 wait "$SW"
+wait "$SW2"
 stop_server "$SERVER_PID"
 
-# Every handshake slot (12 of 16 connections) held by dripping peers from
-# many addresses, with a 20 s handshake deadline: a device arriving 2.5 s
+# Every handshake slot (12 of 16 connections, and 2 more for addresses
+# holding none) held by dripping peers from many addresses, with a 20 s handshake deadline: a device arriving 2.5 s
 # later takes the slot of the oldest, and is served.
 start_server b --id "$WORK/server" --out "$WORK/out" --handshake-timeout 20 --max-conns 16
 swarm drip=12 --sources 12 --interval 1 --limit 8 >"$WORK/many.json" &
 SW=$!
 PIDS+=("$SW")
 wait_until 10 "the 12 dripping handshakes to open" opened "$WORK/b.log" 12
+swarm drip=2 --sources 2 --first 40 --interval 1 --limit 8 >"$WORK/many-more.json" &
+SW2=$!
+PIDS+=("$SW2")
+wait_until 10 "the 14 dripping handshakes to open" opened "$WORK/b.log" 14
 # Part of the test, not a wait: the held handshakes age past the server's
 # 2 s "stale" mark, so the oldest gives way to the device.
 sleep 2.5
 legit many-addr
 grep -q "oldest unfinished handshake gives way" "$WORK/b.log" || { grep -v conn_open "$WORK/b.log" | tail -20 >&2; fail "no handshake gave way"; }
 wait "$SW"
+wait "$SW2"
 stop_server "$SERVER_PID"
 no_partials "$WORK/out"

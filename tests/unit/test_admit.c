@@ -59,7 +59,7 @@ static void test_limits(void **state)
 	key4("198.51.100.8", y);
 	key6("2001:db8::5", z);
 	/* hs_max 5: at most two waiting per address (max(2, 5 / 2)). */
-	assert_int_equal(sx_admit_init(&ad, 5, 2, &err), 0);
+	assert_int_equal(sx_admit_init(&ad, 5, 5, 2, &err), 0);
 	/* Per address: two in progress, two waiting, the fifth refused; y
 	 * still gets in. */
 	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_OK);
@@ -97,7 +97,7 @@ static void test_limits(void **state)
 	assert_int_equal(ad.waiting, 0);
 	/* With many slots, one address may wait for half of them. */
 	sx_admit_free(&ad);
-	assert_int_equal(sx_admit_init(&ad, 48, 8, &err), 0);
+	assert_int_equal(sx_admit_init(&ad, 48, 48, 8, &err), 0);
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_OK);
 	for (int i = 0; i < 24; i++)
@@ -105,7 +105,7 @@ static void test_limits(void **state)
 	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_ADDR_FULL);
 	assert_int_equal(sx_admit_enter(&ad, y), SX_ADMIT_OK);
 	sx_admit_free(&ad);
-	assert_int_equal(sx_admit_init(&ad, 7, 2, &err), 0);
+	assert_int_equal(sx_admit_init(&ad, 7, 7, 2, &err), 0);
 	for (int i = 0; i < 7; i++) {
 		char ip[32];
 		snprintf(ip, sizeof(ip), "203.0.113.%d", i + 1);
@@ -121,11 +121,33 @@ static void test_limits(void **state)
 	sx_admit_free(&ad);
 }
 
+/* Beyond hs_max, only an address that holds nothing gets in, up to
+ * fresh_max. */
+static void test_fresh_addresses(void **state)
+{
+	(void)state;
+	sx_admit ad;
+	sx_err err = {0};
+	uint8_t x[SX_ADMIT_KEY_LEN], y[SX_ADMIT_KEY_LEN], z[SX_ADMIT_KEY_LEN];
+	key4("198.51.100.1", x);
+	key4("198.51.100.2", y);
+	key4("198.51.100.3", z);
+	assert_int_equal(sx_admit_init(&ad, 3, 4, 8, &err), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_OK);
+	assert_int_equal(sx_admit_enter(&ad, x), SX_ADMIT_FULL); /* x holds some */
+	assert_int_equal(sx_admit_enter(&ad, y), SX_ADMIT_OK);	 /* y holds none */
+	assert_int_equal(sx_admit_enter(&ad, y), SX_ADMIT_FULL);
+	assert_int_equal(sx_admit_enter(&ad, z), SX_ADMIT_FULL); /* fresh_max reached */
+	sx_admit_free(&ad);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_keys),
 	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_fresh_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
