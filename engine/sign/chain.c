@@ -128,19 +128,6 @@ out:
 	return rc;
 }
 
-STACK_OF(X509) * sx_chain_copy(STACK_OF(X509) * chain)
-{
-	STACK_OF(X509) *sk = sk_X509_new_null();
-	for (int i = 0; sk != NULL && i < sk_X509_num(chain); i++) {
-		X509 *x = sk_X509_value(chain, i);
-		if (X509_up_ref(x) != 1 || sk_X509_push(sk, x) <= 0) {
-			sk_X509_pop_free(sk, X509_free);
-			return NULL;
-		}
-	}
-	return sk;
-}
-
 /* Runs the one validation policy on chain[0] with the rest as
  * intermediates. */
 int sx_chain_policy(const sx_policy *pol, STACK_OF(X509) * chain, sx_role role, const char *who,

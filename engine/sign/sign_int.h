@@ -126,9 +126,6 @@ void sx_tb_chain(sx_tbuf *t, STACK_OF(X509) * chain);
 /* 1 to SX_CHAIN_MAX certificates in strict PEM, up to the end of the text;
  * who ("signer", "receiver") names the chain in the messages. */
 int sx_chain_read(sx_cur *c, STACK_OF(X509) * *out, const char *who, sx_err *err) SX_MUST_CHECK;
-/* A new stack holding a reference to each certificate; NULL when out of
- * memory. */
-STACK_OF(X509) * sx_chain_copy(STACK_OF(X509) * chain);
 /* The one validation policy on chain[0] with the rest as intermediates. */
 int sx_chain_policy(const sx_policy *pol, STACK_OF(X509) * chain, sx_role role, const char *who,
 		    sx_err *err) SX_MUST_CHECK;

@@ -341,10 +341,8 @@ static int partial_sxsig(conn *c, const rfile *f, const ckpt *k, char **text, si
 	sig.alg = sx_sigalg_for_key(X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0)));
 	memcpy(sig.sig, k->sig, k->sig_len);
 	sig.sig_len = k->sig_len;
-	sig.chain = sk_X509_dup(c->link.k.peer_chain);
+	sig.chain = sx_chain_copy(c->link.k.peer_chain);
 	SX_ENSURE(sig.chain != NULL, err, SX_E_OTHER, "out of memory");
-	for (int i = 0; i < sk_X509_num(sig.chain); i++)
-		X509_up_ref(sk_X509_value(sig.chain, i));
 	SX_GUARD(sx_sxsig_encode(&sig, text, len, err));
 	rc = 0;
 out:
