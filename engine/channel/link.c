@@ -95,11 +95,6 @@ size_t sx_link_rx_feed(sx_link *l)
 	return n;
 }
 
-bool sx_link_hs_done(const sx_link *l)
-{
-	return l->ready && l->chan == NULL;
-}
-
 void sx_link_rx_set(sx_link *l, uint8_t *buf, size_t cap)
 {
 	l->rx = buf;

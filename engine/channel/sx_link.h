@@ -46,8 +46,6 @@ void sx_link_hs_sent(sx_link *l);
  * the record being assembled needs) to sx_link_rx_input. */
 size_t sx_link_rx_early(const sx_link *l);
 size_t sx_link_rx_feed(sx_link *l);
-/* True once the handshake output is all out and the channel is released. */
-bool sx_link_hs_done(const sx_link *l);
 
 /* Records: give the assembler a buffer (SX_REC_HDR_LEN + max_body + tag). */
 void sx_link_rx_set(sx_link *l, uint8_t *buf, size_t cap);
