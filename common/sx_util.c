@@ -12,6 +12,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <linux/magic.h>
+#include <linux/openat2.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -230,9 +231,27 @@ int sx_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+static int log_rank(const char *level)
+{
+	static const char *const names[] = {"debug", "info", "warn", "error"};
+	for (int i = 0; i < 4; i++)
+		if (strcmp(level, names[i]) == 0)
+			return i;
+	return 3;
+}
+
+static int log_min; /* written once, before any thread starts */
+
+void sx_log_set_min(const char *level)
+{
+	log_min = log_rank(level);
+}
+
 void sx_log(const char *level, const char *event, const char *fmt, ...)
 {
 	char line[SX_LOG_LINE_MAX], out[SX_LOG_LINE_MAX];
+	if (log_min > 0 && log_rank(level) < log_min)
+		return;
 	struct timespec ts;
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -342,4 +361,13 @@ int sx_grow(void *arr, size_t *cap, size_t need, size_t elem, size_t max, const 
 	memcpy(arr, &np, sizeof(np));
 	*cap = ncap;
 	return 0;
+}
+
+int sx_open_beneath(int dirfd, const char *path, int flags)
+{
+	struct open_how how = {
+	    .flags = (uint64_t)(flags | O_CLOEXEC),
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 }

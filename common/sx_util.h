@@ -64,6 +64,9 @@ int sx_parse_u64(const char *s, uint64_t *out) SX_MUST_CHECK;
  * line is cut at SX_LOG_LINE_MAX bytes. */
 #define SX_LOG_LINE_MAX 4096
 void sx_log(const char *level, const char *event, const char *fmt, ...) SX_PRINTF(3, 4);
+/* Lines below level ("debug", "info", "warn", "error") are not written
+ * (default: all). Called once, before any thread starts. */
+void sx_log_set_min(const char *level);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t sx_now_ns(void);
@@ -83,5 +86,10 @@ int sx_direct_off(int fd);
  * when the kernel cannot tell (an older kernel, or overlayfs, whose files
  * have their pages in the file underneath). */
 int64_t sx_cached_bytes(int fd, uint64_t len);
+
+/* openat2(dirfd, path) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+ * RESOLVE_NO_MAGICLINKS and O_CLOEXEC: no '..', absolute path or symlink
+ * (any component, the last included) leads out of dirfd. -1 with errno. */
+int sx_open_beneath(int dirfd, const char *path, int flags);
 
 #endif

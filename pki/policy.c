@@ -86,8 +86,12 @@ static int chain_failure(X509_STORE_CTX *ctx, X509 *leaf, sx_err *err)
 static int check_eku(X509 *leaf, sx_role role, const char *subj, sx_err *err)
 {
 	uint32_t flags = X509_get_extension_flags(leaf);
-	uint32_t need = role == SX_ROLE_SERVER ? XKU_SSL_SERVER : XKU_SSL_CLIENT;
-	const char *what = role == SX_ROLE_SERVER ? "serverAuth" : "clientAuth";
+	uint32_t need = role == SX_ROLE_SERVER	 ? XKU_SSL_SERVER
+			: role == SX_ROLE_SIGNER ? XKU_SSL_SERVER | XKU_SSL_CLIENT
+						 : XKU_SSL_CLIENT;
+	const char *what = role == SX_ROLE_SERVER   ? "serverAuth"
+			   : role == SX_ROLE_SIGNER ? "clientAuth or serverAuth"
+						    : "clientAuth";
 	if (role == SX_ROLE_ANY)
 		return 0;
 	/* A missing EKU means "any use" to OpenSSL; this policy wants it said. */

@@ -110,6 +110,8 @@ typedef enum sx_role {
 	SX_ROLE_ANY = 0,
 	SX_ROLE_SERVER, /* the peer must carry serverAuth */
 	SX_ROLE_CLIENT, /* the peer must carry clientAuth */
+	SX_ROLE_SIGNER, /* an identity of either role: a signature or receipt made by a
+			   sender or receiver, which can be a client or a server (sxfer get) */
 } sx_role;
 
 typedef struct sx_policy {

@@ -38,6 +38,14 @@ static const char usage[] =
     "  --handshake-timeout S   seconds from accept to an authenticated peer\n"
     "                          (default 10)\n"
     "  --idle-timeout S        seconds (default 60)\n"
+    "  --export DIR            read-only files for `sxfer get` and `sxfer ls`: an\n"
+    "                          identity NAME may read DIR/NAME/ and DIR/shared/\n"
+    "                          (and, without --export too, what it uploaded, as\n"
+    "                          uploads/); symlinks and paths leading out are refused\n"
+    "  --compress MODE         zstd per record of what the server sends (get):\n"
+    "                          auto (default), on, off or a level 1-19\n"
+    "  --receipts DIR          keep the signed receipts of `get` clients in DIR\n"
+    "                          (default: each verified receipt is only logged)\n"
     "  --port-file FILE        write the bound port to FILE once listening\n"
     "  --pass-file FILE        passphrase of the identity key (or SXFER_PASSPHRASE)\n"
     "\n"
@@ -93,6 +101,9 @@ int sx_cmd_serve(int argc, char **argv)
 	    {"handshake-timeout", required_argument, 0, 'H'},
 	    {"idle-timeout", required_argument, 0, 'I'},
 	    {"port-file", required_argument, 0, 'P'},
+	    {"export", required_argument, 0, 'E'},
+	    {"compress", required_argument, 0, 'z'},
+	    {"receipts", required_argument, 0, 'C'},
 	    {"pass-file", required_argument, 0, 'p'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -101,7 +112,9 @@ int sx_cmd_serve(int argc, char **argv)
 			    .direct = true,
 			    .max_record = SX_MAX_RECORD_DEFAULT,
 			    .handshake_timeout_ms = SX_TIMEOUT_HANDSHAKE_MS,
-			    .idle_timeout_ms = SX_TIMEOUT_IDLE_MS};
+			    .idle_timeout_ms = SX_TIMEOUT_IDLE_MS,
+			    .zmode = SX_ZMODE_AUTO,
+			    .zlevel = SX_ZLEVEL_AUTO};
 	const char *id_dir = NULL, *crl_file = NULL, *port_file = NULL;
 	sx_cli_pass ps = {0};
 	uint64_t v;
@@ -151,6 +164,13 @@ int sx_cmd_serve(int argc, char **argv)
 			    (int)v * 1000;
 			break;
 		case 'P': port_file = optarg; break;
+		case 'E': cfg.export_dir = optarg; break;
+		case 'C': cfg.receipts_dir = optarg; break;
+		case 'z':
+			if (sx_zmode_parse(optarg, &cfg.zmode, &cfg.zlevel) < 0)
+				return sx_cli_usage_error(
+				    "serve", "--compress: auto, on, off or a level 1-19");
+			break;
 		case 'p': ps.file = optarg; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: return sx_cli_usage_error("serve", "unknown option");

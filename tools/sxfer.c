@@ -14,6 +14,8 @@ static const sx_cmd commands[] = {
     {"id", sx_cmd_id, "create, show and verify identities (key, CSR, certificate)"},
     {"serve", sx_cmd_serve, "receive files from authenticated senders"},
     {"send", sx_cmd_send, "send files, folders or a stream to a server"},
+    {"get", sx_cmd_get, "fetch files and folders from a server's export (signed by it)"},
+    {"ls", sx_cmd_ls, "list what this identity may get from a server"},
     {"sign", sx_cmd_sign, "sign local files offline: FILE.sxsig under one batch signature"},
     {"verify", sx_cmd_verify, "verify files against their .sxsig, or a signed receipt"},
     {"bench", sx_cmd_bench, "measure this machine: crypto primitives and a loopback transfer"},

@@ -25,6 +25,15 @@ void sx_link_free(sx_link *l)
 	OPENSSL_cleanse(l->hs_in, sizeof(l->hs_in));
 }
 
+void sx_link_move(sx_link *to, sx_link *from)
+{
+	memset(to, 0, sizeof(*to));
+	to->k = from->k;
+	to->ready = from->ready;
+	OPENSSL_cleanse(&from->k, sizeof(from->k));
+	from->ready = false;
+}
+
 void sx_link_hs_recv_buf(sx_link *l, uint8_t **buf, size_t *len)
 {
 	*buf = l->hs_in + l->hs_have;

@@ -140,3 +140,44 @@ int sx_net_connect(const char *host, const char *port, int timeout_ms, int *fd_o
 	*fd_out = fd;
 	return 0;
 }
+
+int sx_net_send_all(int fd, const void *buf, size_t len, int timeout_ms, sx_err *err)
+{
+	const uint8_t *p = buf;
+	uint64_t end = sx_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return sx_fail_errno(err, SX_E_NET, errno, "send failed");
+		uint64_t now = sx_now_ns();
+		if (now >= end)
+			return sx_fail(err, SX_E_NET, "send: no progress for %d ms (timeout)",
+				       timeout_ms);
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		(void)poll(&pfd, 1, (int)((end - now) / 1000000u) + 1);
+	}
+	return 0;
+}
+
+long sx_net_recv_some(int fd, void *buf, size_t len, int timeout_ms, sx_err *err)
+{
+	uint64_t end = sx_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	for (;;) {
+		ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+		if (n >= 0)
+			return (long)n;
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return sx_fail_errno(err, SX_E_NET, errno, "receive failed");
+		uint64_t now = sx_now_ns();
+		if (now >= end)
+			return sx_fail(err, SX_E_NET, "receive: nothing for %d ms (timeout)",
+				       timeout_ms);
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		(void)poll(&pfd, 1, (int)((end - now) / 1000000u) + 1);
+	}
+}

@@ -31,6 +31,11 @@ typedef struct sx_link {
 
 int sx_link_init(sx_link *l, sx_chan_ctx *ctx, sx_err *err) SX_MUST_CHECK;
 void sx_link_free(sx_link *l);
+/* Moves a ready link's keys and peer into to (a connection handed from
+ * the server's receive loop to the thread that sends, sxfer get); from is
+ * left not ready, holding nothing. The record buffer is not moved: give to
+ * its own with sx_link_rx_set. */
+void sx_link_move(sx_link *to, sx_link *from);
 
 /* Handshake: where to recv next, and what to do with n received bytes.
  * After sx_link_hs_input returns, check l->ready. */

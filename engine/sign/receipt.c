@@ -222,7 +222,7 @@ int sx_receipt_verify(const sx_receipt *r, const sx_policy *pol, const uint8_t *
 	uint8_t fp[SX_HASH_LEN], *stmt = NULL;
 	size_t len;
 	int rc = -1;
-	SX_GUARD(sx_chain_policy(pol, r->chain, SX_ROLE_SERVER, "receiver", err));
+	SX_GUARD(sx_chain_policy(pol, r->chain, SX_ROLE_SIGNER, "receiver", err));
 	SX_GUARD(sx_cert_fp(sk_X509_value(r->chain, 0), fp, err));
 	SX_ENSURE(CRYPTO_memcmp(fp, r->receiver_fp, SX_HASH_LEN) == 0, err, SX_E_INTEGRITY,
 		  "the receipt names another receiver than the certificate that signed it");

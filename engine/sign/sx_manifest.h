@@ -192,7 +192,7 @@ int sx_sxsig_statement(const sx_sxsig *s, uint8_t *out, size_t cap, size_t *len,
  *   size == s->file_size                             INTEGRITY "size differs: ..."
  *   file_root == s->file_root                        INTEGRITY "file content does not ..."
  *   inclusion proof to s->batch_root                 INTEGRITY "inclusion proof ..."
- *   signer chain through sx_policy_check (client)    AUTH "signer certificate: ..."
+ *   signer chain through sx_policy_check (signer)    AUTH "signer certificate: ..."
  *   signature over the statement                     INTEGRITY "batch signature ..."
  *   signer CN == signer (when non-NULL)              AUTH "signed by 'x', expected 'y'"
  * On success the signer's CN goes to signer_name (may be NULL). */

@@ -262,7 +262,7 @@ int sx_sxsig_verify_file(const sx_sxsig *s, const uint8_t file_root[SX_HASH_LEN]
 			return sx_fail(err, SX_E_INTEGRITY,
 				       "inclusion proof does not lead to the batch root");
 	}
-	if (sx_chain_policy(pol, s->chain, SX_ROLE_CLIENT, "signer", err) < 0)
+	if (sx_chain_policy(pol, s->chain, SX_ROLE_SIGNER, "signer", err) < 0)
 		return -1;
 	leaf_cert = sk_X509_value(s->chain, 0);
 	if (sx_sxsig_statement(s, stmt, sizeof(stmt), &slen, err) < 0)

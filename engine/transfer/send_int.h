@@ -14,6 +14,7 @@
 #include "engine/sign/sx_sigsess.h"
 #include "engine/transfer/sx_pool.h"
 #include "engine/transfer/sx_source.h"
+#include "engine/transfer/send_serve.h"
 #include "engine/transfer/sx_transfer.h"
 #include "engine/wire/sx_wire.h"
 

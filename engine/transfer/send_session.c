@@ -81,14 +81,25 @@ static int on_receipt(sender *s, const sx_msg *m, sx_err *err)
 		sx_err_prefix(err, "receipt for batch %llu: ", (unsigned long long)m->batch_no);
 		goto out;
 	}
-	SX_GUARD(sx_receipt_encode(&r, &text, &text_len, err));
 	char path[4096], hex[2 * SX_TID_LEN + 1];
 	for (int i = 0; i < SX_TID_LEN; i++)
 		snprintf(hex + 2 * i, 3, "%02x", s->tid[i]);
-	SX_ENSURE(snprintf(path, sizeof(path), "%s/%s-%04llu.sxreceipt", s->receipts_dir, hex,
-			   (unsigned long long)m->batch_no) < (int)sizeof(path),
-		  err, SX_E_IO, "receipts folder path too long");
-	SX_GUARD(sx_file_write_atomic(path, text, text_len, 0644, err));
+	if (s->cfg->serving) {
+		char root[2 * SX_HASH_LEN + 1];
+		for (int i = 0; i < SX_HASH_LEN; i++)
+			snprintf(root + 2 * i, 3, "%02x", b->b.root[i]);
+		sx_log("info", "receipt",
+		       "peer=%s transfer=%s batch=%llu files=%u root=%s verified=yes",
+		       SX_LOGQ(s->link.k.peer_name), SX_LOGT(hex), (unsigned long long)m->batch_no,
+		       b->b.count, SX_LOGT(root));
+	}
+	if (s->receipts_dir[0] != '\0') {
+		SX_GUARD(sx_receipt_encode(&r, &text, &text_len, err));
+		SX_ENSURE(snprintf(path, sizeof(path), "%s/%s-%04llu.sxreceipt", s->receipts_dir,
+				   hex, (unsigned long long)m->batch_no) < (int)sizeof(path),
+			  err, SX_E_IO, "receipts folder path too long");
+		SX_GUARD(sx_file_write_atomic(path, text, text_len, 0644, err));
+	}
 	b->receipted = true;
 	s->receipts++;
 	s->stats->receipts++;
@@ -187,6 +198,25 @@ out:
 	return -1;
 }
 
+/* The keys are taken: records from here on. */
+static int link_ready(sender *s, sx_err *err)
+{
+	sx_link_rx_set(&s->link, s->rxbuf, sizeof(s->rxbuf));
+	s->link.max_body = RX_CAP + SX_REC_TAG_MAX;
+	uint32_t peer = s->link.k.peer_max_record;
+	size_t tag = sx_suite_tag_len(s->link.k.tx.suite);
+	if (peer < tag + SX_CHUNK_MIN)
+		return sx_fail(err, SX_E_NET, "receiver's maximum record is too small");
+	/* Clamped to whole blocks (at least SX_CHUNK_MIN, as checked above):
+	 * both ends keep direct I/O, which an odd chunk size turns off. */
+	if (s->chunk > peer - tag)
+		s->chunk = (uint32_t)((peer - tag) / SX_DIO_ALIGN * SX_DIO_ALIGN);
+	snprintf(s->stats->peer_name, sizeof(s->stats->peer_name), "%s", s->link.k.peer_name);
+	memcpy(s->stats->peer_fingerprint, s->link.k.peer_fingerprint, 65);
+	s->stats->suite = (sx_suite)s->link.k.hello.suite;
+	return 0;
+}
+
 static int on_recv(sender *s, int64_t res, sx_err *err)
 {
 	bool more = true;
@@ -206,22 +236,7 @@ static int on_recv(sender *s, int64_t res, sx_err *err)
 		SX_GUARD(sx_link_hs_input(&s->link, (size_t)res, err));
 		SX_GUARD(handshake_send(s, err));
 		if (s->link.ready) {
-			sx_link_rx_set(&s->link, s->rxbuf, sizeof(s->rxbuf));
-			s->link.max_body = RX_CAP + SX_REC_TAG_MAX;
-			uint32_t peer = s->link.k.peer_max_record;
-			size_t tag = sx_suite_tag_len(s->link.k.tx.suite);
-			if (peer < tag + SX_CHUNK_MIN)
-				return sx_fail(err, SX_E_NET,
-					       "receiver's maximum record is too small");
-			/* Clamped to whole blocks (at least SX_CHUNK_MIN, as
-			 * checked above): both ends keep direct I/O, which an
-			 * odd chunk size turns off. */
-			if (s->chunk > peer - tag)
-				s->chunk = (uint32_t)((peer - tag) / SX_DIO_ALIGN * SX_DIO_ALIGN);
-			snprintf(s->stats->peer_name, sizeof(s->stats->peer_name), "%s",
-				 s->link.k.peer_name);
-			memcpy(s->stats->peer_fingerprint, s->link.k.peer_fingerprint, 65);
-			s->stats->suite = (sx_suite)s->link.k.hello.suite;
+			SX_GUARD(link_ready(s, err));
 			/* Records right behind CONFIRM (a receiver that fails at
 			 * once says why in an ERROR there). */
 			while (more && sx_link_rx_early(&s->link) > 0)
@@ -263,10 +278,13 @@ static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, 
 		const char *home = getenv("HOME");
 		if (cfg->receipts_dir != NULL)
 			snprintf(s->receipts_dir, sizeof(s->receipts_dir), "%s", cfg->receipts_dir);
-		else
+		else if (!cfg->serving)
 			snprintf(s->receipts_dir, sizeof(s->receipts_dir), "%s/%s",
 				 home ? home : ".", SX_RECEIPTS_DEFAULT);
-		SX_GUARD(sx_mkdirs(s->receipts_dir, 0700, err));
+		/* A server keeps receipts files only where it is told to (each
+		 * verified receipt is logged). */
+		if (s->receipts_dir[0] != '\0')
+			SX_GUARD(sx_mkdirs(s->receipts_dir, 0700, err));
 		memcpy(stats->receipts_dir, s->receipts_dir, sizeof(stats->receipts_dir));
 	}
 	/* All slots in one region, so the backend can register it once. Each
@@ -391,6 +409,7 @@ out:
 static int sender_loop(sender *s, sx_err *err)
 {
 	const sx_send_cfg *cfg = s->cfg;
+	uint64_t last = sx_now_ns();
 	while (!(s->eos_sent && s->eos_received)) {
 		sx_cqe cqe[16];
 		if (s->link.ready && !s->draining) {
@@ -398,14 +417,23 @@ static int sender_loop(sender *s, sx_err *err)
 			SX_GUARD(sx_send_prepare(s, err));
 			SX_GUARD(sx_send_next(s, err));
 		}
-		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe),
-				   s->draining ? 1000 : cfg->timeout_ms, err);
+		int wait_ms = s->draining ? 1000 : cfg->timeout_ms;
+		/* A server's sending thread looks at its stop flag this often. */
+		if (cfg->abort != NULL && wait_ms > 250)
+			wait_ms = 250;
+		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe), wait_ms, err);
 		SX_GUARD(n);
-		if (n == 0 && s->draining) {
+		if (cfg->abort != NULL && atomic_load(cfg->abort))
+			return sx_fail(err, SX_E_NET, "server shutting down");
+		uint64_t now = sx_now_ns();
+		if (n > 0)
+			last = now;
+		uint64_t idle_ms = (now - last) / 1000000u;
+		if (n == 0 && s->draining && idle_ms >= 1000) {
 			*err = s->send_err;
 			goto out;
 		}
-		if (n == 0)
+		if (n == 0 && !s->draining && idle_ms >= (uint64_t)cfg->timeout_ms)
 			return sx_fail(err, SX_E_NET, "%s: no progress for %d ms (timeout)",
 				       cfg->host, cfg->timeout_ms);
 		for (int i = 0; i < n; i++)
@@ -486,6 +514,54 @@ static void sender_free(sender *s, sx_chan_ctx *ctx, bool failed)
 	sx_entries_free(&s->ents);
 	OPENSSL_cleanse(s->rxbuf, sizeof(s->rxbuf));
 	free(s);
+}
+
+void sx_send_error_now(sx_link *l, int sock, const sx_err *why)
+{
+	uint8_t rec[SX_REC_HDR_LEN + 16 + SX_REASON_MAX + SX_REC_TAG_MAX];
+	size_t len = 0;
+	sx_msg m = {.type = SX_MSG_ERROR,
+		    .err_class = (uint8_t)why->cls,
+		    .reason = (const uint8_t *)why->msg,
+		    .reason_len = strlen(why->msg)};
+	sx_err e2 = {0};
+	if (sx_link_seal_msg(l, &m, rec, sizeof(rec), &len, &e2) < 0 ||
+	    sx_net_send_all(sock, rec, len, 5000, &e2) < 0)
+		sx_log("debug", "error_send", "reason=%s", SX_LOGQ(e2.msg));
+}
+
+int sx_send_serve(const sx_send_cfg *cfg, int sock, sx_link *from, sx_send_stats *stats,
+		  sx_err *err)
+{
+	sender *s = calloc(1, sizeof(*s));
+	int rc = -1;
+	uint64_t t0 = sx_now_ns();
+	if (s == NULL) {
+		close(sock);
+		sx_link_free(from);
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	}
+	memset(stats, 0, sizeof(*stats));
+	sx_link_move(&s->link, from);
+	int init = sender_init(s, cfg, stats, err);
+	s->sock = sock; /* after sender_init, which starts with none */
+	if (init < 0) {
+		sx_send_error_now(&s->link, s->sock, err);
+		goto out;
+	}
+	SX_GUARD(sender_start_io(s, err));
+	/* Registered until sx_io_close, which comes before the close. */
+	(void)sx_io_file_add(s->io, s->sock);
+	SX_GUARD(link_ready(s, err));
+	SX_GUARD(post_recv(s, err));
+	SX_GUARD(sender_loop(s, err));
+	SX_GUARD(sender_check_done(s, err));
+	rc = 0;
+out:
+	stats->files_skipped = s->ents.skipped;
+	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
+	sender_free(s, NULL, rc < 0);
+	return rc;
 }
 
 int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)

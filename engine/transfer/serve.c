@@ -148,6 +148,32 @@ static sx_admit_result admit(server *s, const uint8_t akey[SX_ADMIT_KEY_LEN])
 	return sx_admit_enter(&s->sh->admit, akey);
 }
 
+/* A connection on fd takes a free entry of this loop's table: NULL when
+ * there is none. */
+conn *srv_conn_add(server *s, int fd, const char *addr)
+{
+	conn *c = NULL;
+	for (unsigned i = 0; i < s->cfg->max_conns; i++)
+		if (!s->conns[i].used) {
+			c = &s->conns[i];
+			c->idx = i;
+			break;
+		}
+	if (c == NULL)
+		return NULL;
+	c->used = true;
+	c->id = atomic_fetch_add(&s->sh->next_id, 1);
+	c->fd = fd;
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	atomic_fetch_add(&s->sh->active, 1);
+	(void)sx_io_file_add(s->io, fd); /* removed in conn_free, before the close */
+	c->cur_file = -1;
+	c->rx_cur = -1;
+	c->t0 = sx_now_ns();
+	s->nconns++;
+	return c;
+}
+
 static void on_accept(server *s, int64_t res)
 {
 	s->accept_posted = false;
@@ -198,33 +224,17 @@ static void on_accept(server *s, int64_t res)
 		srv_post_accept(s);
 		return;
 	}
-	conn *c = NULL;
-	for (unsigned i = 0; i < s->cfg->max_conns; i++)
-		if (!s->conns[i].used) {
-			c = &s->conns[i];
-			c->idx = i;
-			break;
-		}
+	conn *c = srv_conn_add(s, fd, addr);
 	if (c == NULL) { /* not reached: the slot was taken with the accept */
 		sx_admit_leave(&s->sh->admit, akey);
 		atomic_fetch_sub(&s->sh->slots, 1);
 		close(fd);
 		return;
 	}
-	c->used = true;
-	c->id = atomic_fetch_add(&s->sh->next_id, 1);
-	c->fd = fd;
 	memcpy(c->akey, akey, sizeof(akey));
 	c->hs_slot = ar == SX_ADMIT_OK;
 	c->hs_wait = ar == SX_ADMIT_WAIT;
-	memcpy(c->addr, addr, sizeof(addr));
-	atomic_fetch_add(&s->sh->active, 1);
-	(void)sx_io_file_add(s->io, fd); /* removed in conn_free, before the close */
-	c->cur_file = -1;
-	c->rx_cur = -1;
-	c->t0 = sx_now_ns();
 	c->deadline = c->t0 + (uint64_t)s->cfg->handshake_timeout_ms * 1000000u;
-	s->nconns++;
 	sx_log("info", "conn_open", "conn=%u addr=%s loop=%u", c->id, SX_LOGT(c->addr), s->loop);
 	sx_err err = {0};
 	/* A waiting connection is not read until its turn (hs_start_waiting):
@@ -294,12 +304,13 @@ static void dispatch(server *s, const sx_cqe *q)
 		srv_maybe_free(s, c);
 }
 
-static int loop_run(server *s, sx_err *err)
+int srv_loop_run(server *s, sx_err *err)
 {
 	const sx_serve_cfg *cfg = s->cfg;
 	/* Each ring registers the listening socket itself (on its own
 	 * thread); sx_io_close unregisters it before the socket is closed. */
-	(void)sx_io_file_add(s->io, s->lfd);
+	if (s->lfd >= 0)
+		(void)sx_io_file_add(s->io, s->lfd);
 	srv_post_accept(s);
 	for (;;) {
 		/* Only loop 0 reads the flag the signal handler sets (it runs on
@@ -355,7 +366,7 @@ static void *loop_thread(void *arg)
 		}
 		atomic_fetch_add(&s->sh->loops, 1);
 	}
-	s->rc = loop_run(s, &s->err);
+	s->rc = srv_loop_run(s, &s->err);
 	if (s->rc < 0)
 		atomic_store(&s->sh->failed, true);
 	if (s->loop > 0) {
@@ -492,7 +503,19 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	rc = 0;
 	if (cfg->once && loops[0].once_result != SX_OK)
 		rc = sx_fail(err, loops[0].once_result, "the session failed (see the log)");
+	else if (cfg->once && atomic_load(&sh.out_result) != SX_OK)
+		rc = sx_fail(err, (sx_class)atomic_load(&sh.out_result),
+			     "the session failed (see the log)");
 out:
+	/* Threads answering get or ls use the context and the shared state:
+	 * they end (told by sh.stop, or done) before either goes. */
+	if (atomic_load(&sh.outgoing) > 0) {
+		atomic_store(&sh.stop, true);
+		while (atomic_load(&sh.outgoing) > 0) {
+			struct timespec ts = {0, 10000000};
+			nanosleep(&ts, NULL);
+		}
+	}
 	for (unsigned i = 0; i < nloops; i++)
 		loop_free(&loops[i]);
 	if (sh.lfd >= 0)

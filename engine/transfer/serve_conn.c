@@ -115,15 +115,34 @@ static void conn_free(server *s, conn *c)
 		free(c->dirs[i].path);
 	free(c->dirs);
 	double secs = (double)(sx_now_ns() - c->t0) / 1e9;
-	sx_log(c->ok ? "info" : "error", "conn_close",
-	       "conn=%u addr=%s peer=%s files=%llu failed=%llu bytes=%llu seconds=%.3f "
-	       "result=%s",
-	       c->id, SX_LOGT(c->addr), SX_LOGQ(c->link.ready ? c->link.k.peer_name : ""),
-	       (unsigned long long)c->files_ok, (unsigned long long)c->files_failed,
-	       (unsigned long long)c->bytes, secs, SX_LOGT(c->ok ? "ok" : "failed"));
-	if (s->cfg->once && s->once_result == SX_OK)
+	free(c->req);
+	/* The client of get reports its own end (tools/cmd_get.c). */
+	if (!c->handed && s->cfg->client == NULL)
+		sx_log(c->ok ? "info" : "error", "conn_close",
+		       "conn=%u addr=%s peer=%s files=%llu failed=%llu bytes=%llu seconds=%.3f "
+		       "result=%s",
+		       c->id, SX_LOGT(c->addr), SX_LOGQ(c->link.ready ? c->link.k.peer_name : ""),
+		       (unsigned long long)c->files_ok, (unsigned long long)c->files_failed,
+		       (unsigned long long)c->bytes, secs, SX_LOGT(c->ok ? "ok" : "failed"));
+	if (s->cfg->once && s->once_result == SX_OK) {
 		s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
 				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
+		s->once_err = c->err;
+		sx_get_stats *st = &s->once_stats;
+		st->files_ok = c->files_ok;
+		st->files_failed = c->files_failed;
+		st->bytes = c->bytes;
+		st->batches = (uint64_t)c->batches_done;
+		st->entries = c->entries;
+		st->seconds = secs;
+		st->sign = c->sign;
+		if (c->link.ready) {
+			snprintf(st->peer_name, sizeof(st->peer_name), "%s", c->link.k.peer_name);
+			memcpy(st->peer_fingerprint, c->link.k.peer_fingerprint,
+			       sizeof(st->peer_fingerprint));
+			st->suite = (sx_suite)c->link.k.hello.suite;
+		}
+	}
 	srv_hs_leave(s, c);
 	sx_link_free(&c->link);
 	/* Nothing is in flight (srv_maybe_free): registrations (reg_grow) go
@@ -137,8 +156,10 @@ static void conn_free(server *s, conn *c)
 	ZSTD_freeDCtx(c->dctx);
 	free(c->tx[0]);
 	free(c->tx[1]);
-	sx_io_file_remove(s->io, c->fd);
-	close(c->fd);
+	if (c->fd >= 0) {
+		sx_io_file_remove(s->io, c->fd);
+		close(c->fd);
+	}
 	memset(c, 0, sizeof(*c));
 	s->nconns--;
 	s->served++;
@@ -152,7 +173,18 @@ static void conn_free(server *s, conn *c)
 
 void srv_maybe_free(server *s, conn *c)
 {
-	if (c->used && c->closing && !c->tx_sending && !c->hs_sending && !c->lingering)
+	/* A get or ls: handed to its thread once nothing of it is in flight. */
+	if (c->used && c->req != NULL && !c->closing && c->inflight == 0) {
+		sx_err err = {0};
+		if (srv_out_start(s, c, &err) < 0) {
+			srv_conn_fail(s, c, &err);
+			return;
+		}
+		c->closing = true;
+		c->ok = true;
+	}
+	if (c->used && c->closing && !c->tx_sending && !c->hs_sending && !c->lingering &&
+	    !c->handed)
 		srv_conn_shutdown(s, c, false);
 	if (c->used && c->closing && c->inflight == 0) {
 		/* Writes and flushes have all completed: temporaries can go. */
@@ -180,9 +212,10 @@ void srv_conn_fail(server *s, conn *c, const sx_err *why)
 	c->ok = false;
 	if (c->err.cls == SX_OK)
 		c->err = *why;
-	sx_log("error", "conn_error", "conn=%u addr=%s peer=%s class=%d cause=%s", c->id,
-	       SX_LOGT(c->addr), SX_LOGQ(c->link.ready ? c->link.k.peer_name : ""), why->cls,
-	       SX_LOGQ(why->msg));
+	if (s->cfg->client == NULL)
+		sx_log("error", "conn_error", "conn=%u addr=%s peer=%s class=%d cause=%s", c->id,
+		       SX_LOGT(c->addr), SX_LOGQ(c->link.ready ? c->link.k.peer_name : ""),
+		       why->cls, SX_LOGQ(why->msg));
 	if (c->link.ready && c->tx[0] != NULL && c->tx[1] != NULL) {
 		/* Tell the sender why, sealed, before the connection goes (after
 		 * CONFIRM when that is still on its way). */

@@ -163,6 +163,14 @@ typedef struct conn {
 	dirmeta *dirs;
 	size_t ndirs, dirs_cap, dirs_bytes;
 	sx_err err;
+	/* sxfer get / ls (serve_out.c): the request, until the connection is
+	 * handed to the thread that answers it */
+	uint8_t *req;
+	size_t req_len;
+	uint8_t req_type;
+	uint32_t req_flags, req_chunk;
+	bool handed;	  /* its socket and keys went to that thread */
+	uint64_t entries; /* the client's side of ls: entries received */
 } conn;
 
 /* What the loops share: the listening socket, the TLS context (OpenSSL's
@@ -177,10 +185,12 @@ typedef struct shared {
 	atomic_uint active;  /* connections, all loops */
 	atomic_uint accepts; /* accepts posted, all loops */
 	atomic_uint next_id;
-	atomic_bool stop;   /* cfg->stop seen by loop 0, which gets the signals */
-	atomic_bool failed; /* a loop hit an error of its own: all stop */
-	sx_admit admit;	    /* handshakes in progress, in all and per address */
-	unsigned fd_budget; /* descriptors the files of one connection may hold */
+	atomic_bool stop;      /* cfg->stop seen by loop 0, which gets the signals */
+	atomic_bool failed;    /* a loop hit an error of its own: all stop */
+	sx_admit admit;	       /* handshakes in progress, in all and per address */
+	atomic_uint outgoing;  /* threads answering get or ls (serve_out.c) */
+	atomic_int out_result; /* the last such thread that failed: its class */
+	unsigned fd_budget;    /* descriptors the files of one connection may hold */
 } shared;
 
 typedef struct server {
@@ -206,6 +216,9 @@ typedef struct server {
 	uint8_t discard[16384]; /* input of lingering connections, dropped */
 	int rc;
 	sx_err err;
+	/* --once and the client (get.c): how its one connection ended */
+	sx_err once_err;
+	sx_get_stats once_stats;
 } server;
 
 static inline uint64_t tag_of(unsigned conn_idx, int op, unsigned sub)
@@ -248,6 +261,14 @@ void srv_on_send(server *s, conn *c, int op, unsigned sub, int64_t res);
 void srv_post_recv(server *s, conn *c);
 int srv_maybe_finish_session(server *s, conn *c, sx_err *err);
 void srv_on_recv(server *s, conn *c, int64_t res);
+
+/* serve_out.c: the server's side of get and ls */
+int srv_out_request(conn *c, const sx_msg *m, sx_err *err);
+int srv_out_start(server *s, conn *c, sx_err *err);
+
+/* serve.c, for the client's side (get.c) */
+conn *srv_conn_add(server *s, int fd, const char *addr);
+int srv_loop_run(server *s, sx_err *err);
 
 /* serve_file.c: a file after its data */
 void srv_file_release(server *s, rfile *f);

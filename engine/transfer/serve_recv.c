@@ -16,7 +16,7 @@ void srv_post_recv(server *s, conn *c)
 	sx_err err = {0};
 	uint8_t *buf;
 	size_t len;
-	if (c->recv_posted || c->closing || c->eos_received)
+	if (c->recv_posted || c->closing || c->eos_received || c->req != NULL)
 		return;
 	if (!c->link.ready) {
 		sx_link_hs_recv_buf(&c->link, &buf, &len);
@@ -81,6 +81,12 @@ static int on_session(server *s, conn *c, const sx_msg *m, sx_err *err)
 		return sx_fail(err, SX_E_AUTH,
 			       "this server accepts signed sessions only (serve --require-signed); "
 			       "send without --no-sign");
+	/* The client of get asked for signatures: a server that does not
+	 * sign is not what it asked for. */
+	if (s->cfg->client != NULL && !s->cfg->client->no_sign &&
+	    (m->flags & SX_SESSION_SIGNED) == 0)
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "the server sends unsigned although signatures were asked for");
 	c->session = true;
 	c->sign = (m->flags & SX_SESSION_SIGNED) != 0;
 	c->hash_chunk = m->hash_chunk;
@@ -306,16 +312,81 @@ static int on_dir(server *s, conn *c, const sx_msg *m, sx_err *err)
 	return 0;
 }
 
+/* The client's side (get): every name the server sends lies under one of
+ * the names asked for; with standard output, exactly the one file. */
+static int client_check(server *s, const sx_msg *m, bool is_dir, sx_err *err)
+{
+	const sx_get_cfg *cl = s->cfg->client;
+	if (cl == NULL)
+		return 0;
+	const uint8_t *slash = memchr(m->path, '/', m->path_len);
+	size_t first = slash ? (size_t)(slash - m->path) : m->path_len;
+	for (int i = 0; i < cl->npaths; i++) {
+		const char *p = cl->paths[i];
+		size_t n = strlen(p);
+		while (n > 0 && p[n - 1] == '/')
+			n--;
+		size_t b = n;
+		while (b > 0 && p[b - 1] != '/')
+			b--;
+		if (n - b != first || memcmp(p + b, m->path, first) != 0)
+			continue;
+		if (cl->single && (is_dir || first != m->path_len))
+			break;
+		return 0;
+	}
+	return sx_fail(err, SX_E_INTEGRITY, "the server sent '%.*s', which was not asked for",
+		       (int)m->path_len, (const char *)m->path);
+}
+
+static int on_list_entry(server *s, conn *c, const sx_msg *m, sx_err *err)
+{
+	char path[SX_PATH_MAX + 1];
+	SX_GUARD(sx_path_check(m->path, m->path_len, err));
+	memcpy(path, m->path, m->path_len);
+	path[m->path_len] = '\0';
+	sx_list_entry e = {.path = path,
+			   .is_dir = (m->flags & SX_LIST_DIR) != 0,
+			   .has_sxsig = (m->flags & SX_LIST_SXSIG) != 0,
+			   .size = m->size,
+			   .mtime_sec = m->mtime_sec,
+			   .mtime_nsec = m->mtime_nsec,
+			   .mode = m->mode};
+	c->entries++;
+	if (s->cfg->client->on_entry != NULL)
+		s->cfg->client->on_entry(s->cfg->client->entry_ctx, &e);
+	return 0;
+out:
+	sx_err_prefix(err, "listing: ");
+	return -1;
+}
+
 static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *err)
 {
 	sx_msg m;
+	const sx_get_cfg *cl = s->cfg->client;
 	SX_GUARD(sx_msg_decode(pt, len, &m, err));
+	/* Either side may end the session with ERROR, saying why. */
+	if (m.type == SX_MSG_ERROR)
+		return sx_fail(err, (sx_class)m.err_class, "%s: %.*s", c->link.k.peer_name,
+			       (int)m.reason_len, (const char *)m.reason);
+	/* A client that asks instead of sending (get, ls: serve_out.c). */
+	if (cl == NULL && !c->session && (m.type == SX_MSG_GET || m.type == SX_MSG_LIST))
+		return srv_out_request(c, &m, err);
+	if (cl != NULL && cl->list) {
+		if (m.type != SX_MSG_LIST_ENTRY)
+			return sx_fail(err, SX_E_INTEGRITY,
+				       "unexpected control message 0x%02x in a listing", m.type);
+		return on_list_entry(s, c, &m, err);
+	}
 	if (!c->session && m.type != SX_MSG_SESSION)
 		return sx_fail(err, SX_E_INTEGRITY, "the session must begin with SESSION");
 	switch (m.type) {
 	case SX_MSG_SESSION: return on_session(s, c, &m, err);
-	case SX_MSG_DIR: return on_dir(s, c, &m, err);
-	case SX_MSG_FILE_BEGIN: return on_file_begin(s, c, &m, err);
+	case SX_MSG_DIR: SX_GUARD(client_check(s, &m, true, err)); return on_dir(s, c, &m, err);
+	case SX_MSG_FILE_BEGIN:
+		SX_GUARD(client_check(s, &m, false, err));
+		return on_file_begin(s, c, &m, err);
 	case SX_MSG_FILE_END: return on_file_end(s, c, &m, err);
 	case SX_MSG_BATCH: return on_batch(s, c, &m, err);
 	case SX_MSG_CHECKPOINT: return on_checkpoint(s, c, &m, err);
@@ -408,6 +479,11 @@ static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, s
 	uint64_t off = f->received;
 	f->received += len;
 	c->bytes += len;
+	const sx_get_cfg *cl = s->cfg->client;
+	if (cl != NULL && cl->on_progress != NULL) {
+		sx_progress p = {.bytes_sent = c->bytes, .files_done = c->files_ok};
+		cl->on_progress(cl->progress_ctx, &p);
+	}
 	if (f->state == F_DISCARD || f->failed || len == 0)
 		return 0; /* the buffer is free again at once */
 	/* The buffer stays busy until the write completes. */
@@ -456,6 +532,43 @@ static int on_record(server *s, conn *c, uint8_t type, uint8_t flags, uint8_t *p
 		return srv_maybe_finish_session(s, c, err);
 	default: return sx_fail(err, SX_E_INTEGRITY, "unexpected record type %u", type);
 	}
+}
+
+/* The client's side: once the channel is ready, the one request (GET or
+ * LIST) that makes the server the sender. */
+static int client_request(server *s, conn *c, sx_err *err)
+{
+	const sx_get_cfg *cl = s->cfg->client;
+	size_t len = 0;
+	int rc = -1;
+	/* The server speaks only once asked: nothing may come before. */
+	SX_ENSURE(sx_link_rx_early(&c->link) == 0, err, SX_E_INTEGRITY,
+		  "the server sent records before the request");
+	uint8_t *blob = malloc(SX_GET_PATHS_MAX);
+	SX_ENSURE(blob != NULL, err, SX_E_OTHER, "out of memory");
+	for (int i = 0; i < cl->npaths; i++) {
+		size_t n = strlen(cl->paths[i]);
+		if (n + 1 > SX_GET_PATHS_MAX - len) {
+			free(blob);
+			return sx_fail(err, SX_E_USAGE, "more than %u bytes of remote paths",
+				       SX_GET_PATHS_MAX);
+		}
+		memcpy(blob + len, cl->paths[i], n);
+		len += n;
+		if (i + 1 < cl->npaths)
+			blob[len++] = 0;
+	}
+	sx_msg m = {.type = cl->list ? SX_MSG_LIST : SX_MSG_GET,
+		    .flags = (cl->no_sign ? 0 : SX_GET_SIGNED) | (cl->single ? SX_GET_SINGLE : 0),
+		    .chunk = cl->chunk,
+		    .path = blob,
+		    .path_len = len};
+	if (cl->list)
+		m.flags = 0;
+	rc = srv_send_msg(s, c, &m, err);
+	free(blob);
+out:
+	return rc;
 }
 
 void srv_on_recv(server *s, conn *c, int64_t res)
@@ -522,14 +635,22 @@ void srv_on_recv(server *s, conn *c, int64_t res)
 				srv_conn_fail(s, c, &err);
 				return;
 			}
-			if (sx_store_open(&c->store, s->cfg->out_dir, c->link.k.peer_name,
-					  s->cfg->overwrite, &err) < 0) {
+			if (s->cfg->client != NULL && s->cfg->client->list) {
+				c->rx_cur = -1; /* a listing stores nothing */
+			} else if (sx_store_open(&c->store, s->cfg->out_dir,
+						 s->cfg->client ? NULL : c->link.k.peer_name,
+						 s->cfg->overwrite, &err) < 0) {
 				srv_hs_send(s, c); /* CONFIRM first, so ERROR can follow */
 				srv_conn_fail(s, c, &err);
 				return;
+			} else {
+				c->store_open = true;
+				c->rx_cur = -1;
 			}
-			c->store_open = true;
-			c->rx_cur = -1;
+			if (s->cfg->client != NULL && client_request(s, c, &err) < 0) {
+				srv_conn_fail(s, c, &err);
+				return;
+			}
 		}
 		srv_hs_send(s, c);
 		srv_post_recv(s, c);

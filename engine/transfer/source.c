@@ -16,12 +16,14 @@
 
 #define DIRECT_MIN (4u << 20) /* files from this size may be read with direct I/O */
 
-static int ents_add(sx_entries *e, const char *src, const char *rel, bool is_dir, sx_err *err)
+static int ents_add(sx_entries *e, int dirfd, const char *src, const char *rel, bool is_dir,
+		    sx_err *err)
 {
 	if (sx_grow(&e->v, &e->cap, e->n + 1, sizeof(*e->v), SX_SEND_FILES_MAX,
 		    "files and folders to send", err) < 0)
 		return -1;
 	sx_entry *x = &e->v[e->n];
+	x->dirfd = dirfd;
 	x->src = src ? strdup(src) : NULL;
 	x->rel = strdup(rel);
 	x->is_dir = is_dir;
@@ -40,6 +42,29 @@ void sx_entries_free(sx_entries *e)
 	free(e->v);
 }
 
+/* A path of the sender's arguments: as given (dirfd AT_FDCWD), or beneath
+ * dirfd with no symlink anywhere (a server's export, sxfer get). */
+static int src_open(int dirfd, const char *src, int flags)
+{
+	if (dirfd == AT_FDCWD)
+		return open(src, flags | O_CLOEXEC);
+	return sx_open_beneath(dirfd, src, flags);
+}
+
+static int src_stat(int dirfd, const char *src, struct stat *st)
+{
+	if (dirfd == AT_FDCWD)
+		return stat(src, st);
+	int fd = sx_open_beneath(dirfd, src, O_PATH);
+	if (fd < 0)
+		return -1;
+	int rc = fstat(fd, st);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return rc;
+}
+
 /* Something in a sent tree that is not sent: a warning, and counted (the
  * session then ends with exit code 5 once everything else is sent). */
 static void skip(sx_entries *e, const char *src, const char *why)
@@ -48,53 +73,105 @@ static void skip(sx_entries *e, const char *src, const char *why)
 	e->skipped++;
 }
 
-static int walk(sx_entries *e, const char *src, const char *rel, int depth, sx_err *err)
+typedef struct dent {
+	char *name;
+	mode_t mode;
+} dent;
+
+static int cmp_dent(const void *a, const void *b)
 {
-	struct dirent **names = NULL;
-	int rc = -1, n = 0;
-	if (depth > 64)
-		return sx_fail(err, SX_E_IO, "%s: folders nested too deeply", src);
-	SX_GUARD(ents_add(e, src, rel, true, err));
-	n = scandir(src, &names, NULL, alphasort);
-	if (n < 0)
+	return strcmp(((const dent *)a)->name, ((const dent *)b)->name);
+}
+
+/* The names in folder src (beneath dirfd) in byte order, each with the
+ * type of what it is (not following a symlink). */
+static int read_folder(int base, const char *src, dent **out, size_t *n, sx_err *err)
+{
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	int fd = src_open(base, src, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
 		return sx_fail_errno(err, SX_E_IO, errno, "%s: cannot read folder", src);
-	for (int i = 0; i < n; i++) {
-		const char *nm = names[i]->d_name;
-		if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0)
-			continue;
-		char s[SX_PATH_MAX + 256], r[SX_PATH_MAX + 256];
-		if (snprintf(s, sizeof(s), "%s/%s", src, nm) >= (int)sizeof(s) ||
-		    snprintf(r, sizeof(r), "%s/%s", rel, nm) >= (int)sizeof(r)) {
-			skip(e, s, "refused path: longer than 4096 bytes");
-			continue;
+	DIR *d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return sx_fail_errno(err, SX_E_IO, errno, "%s: cannot read folder", src);
+	}
+	int rc = -1;
+	for (;;) {
+		errno = 0;
+		struct dirent *de = readdir(d);
+		if (de == NULL) {
+			if (errno != 0) {
+				sx_fail_errno(err, SX_E_IO, errno, "%s: cannot read folder", src);
+				goto out;
+			}
+			break;
 		}
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
 		struct stat st;
-		if (lstat(s, &st) < 0) {
-			sx_fail_errno(err, SX_E_IO, errno, "%s", s);
+		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			sx_fail_errno(err, SX_E_IO, errno, "%s/%s", src, de->d_name);
 			goto out;
 		}
-		if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
+		SX_GUARD(sx_grow(out, &cap, *n + 1, sizeof(**out), SX_SEND_FILES_MAX,
+				 "names in one folder", err));
+		(*out)[*n].name = strdup(de->d_name);
+		(*out)[*n].mode = st.st_mode;
+		SX_ENSURE((*out)[*n].name != NULL, err, SX_E_OTHER, "out of memory");
+		(*n)++;
+	}
+	qsort(*out, *n, sizeof(**out), cmp_dent);
+	rc = 0;
+out:
+	closedir(d);
+	return rc;
+}
+
+static int walk(sx_entries *e, int dirfd, const char *src, const char *rel, int depth, sx_err *err)
+{
+	dent *names = NULL;
+	size_t n = 0;
+	int rc = -1;
+	if (depth > 64)
+		return sx_fail(err, SX_E_IO, "%s: folders nested too deeply", src);
+	SX_GUARD(ents_add(e, dirfd, src, rel, true, err));
+	SX_GUARD(read_folder(dirfd, src, &names, &n, err));
+	for (size_t i = 0; i < n; i++) {
+		const char *nm = names[i].name;
+		mode_t mode = names[i].mode;
+		char s[SX_PATH_MAX + 256], r[SX_PATH_MAX + 256];
+		if ((strcmp(src, ".") == 0
+			 ? snprintf(s, sizeof(s), "%s", nm)
+			 : snprintf(s, sizeof(s), "%s/%s", src, nm)) >= (int)sizeof(s) ||
+		    snprintf(r, sizeof(r), "%s/%s", rel, nm) >= (int)sizeof(r)) {
+			skip(e, r, "refused path: longer than 4096 bytes");
+			continue;
+		}
+		if (!S_ISDIR(mode) && !S_ISREG(mode)) {
 			skip(e, s, "not a regular file or folder");
 			continue;
 		}
 		/* What the receiver would refuse is not sent: the same check
 		 * it makes (a folder, with everything in it, by its path). */
 		sx_err why = {0};
-		if (S_ISDIR(st.st_mode)
+		if (S_ISDIR(mode)
 			? sx_path_check((const uint8_t *)r, strlen(r), &why) < 0
 			: sx_path_check_file((const uint8_t *)r, strlen(r), e->pflags, &why) < 0) {
 			skip(e, s, why.msg);
 			continue;
 		}
-		if (S_ISDIR(st.st_mode))
-			SX_GUARD(walk(e, s, r, depth + 1, err));
+		if (S_ISDIR(mode))
+			SX_GUARD(walk(e, dirfd, s, r, depth + 1, err));
 		else
-			SX_GUARD(ents_add(e, s, r, false, err));
+			SX_GUARD(ents_add(e, dirfd, s, r, false, err));
 	}
 	rc = 0;
 out:
-	for (int i = 0; i < n; i++)
-		free(names[i]);
+	for (size_t i = 0; i < n; i++)
+		free(names[i].name);
 	free(names);
 	return rc;
 }
@@ -183,13 +260,18 @@ int sx_entries_build(sx_entries *e, const sx_send_cfg *cfg, bool sign, sx_progre
 			if (sx_path_check_file((const uint8_t *)name, strlen(name),
 					       e->pflags | SX_PATH_STREAM, &why) < 0)
 				return sx_fail(err, SX_E_USAGE, "--name: %s", why.msg);
-			SX_GUARD(ents_add(e, NULL, name, false, err));
+			SX_GUARD(ents_add(e, AT_FDCWD, NULL, name, false, err));
 			continue;
 		}
+		int dirfd = cfg->path_dirs != NULL ? cfg->path_dirs[i] : AT_FDCWD;
 		struct stat st;
-		if (stat(p, &st) < 0)
-			return sx_fail_errno(err, SX_E_IO, errno, "%s", p);
-		base_name(p, base, sizeof(base));
+		if (src_stat(dirfd, p, &st) < 0)
+			return sx_fail_errno(err, SX_E_IO, errno, "%s",
+					     cfg->path_names != NULL ? cfg->path_names[i] : p);
+		if (cfg->path_names != NULL)
+			snprintf(base, sizeof(base), "%s", cfg->path_names[i]);
+		else
+			base_name(p, base, sizeof(base));
 		if (strcmp(base, ".") == 0 || strcmp(base, "..") == 0 || base[0] == '\0' ||
 		    strcmp(base, "/") == 0)
 			return sx_fail(err, SX_E_USAGE,
@@ -204,9 +286,9 @@ int sx_entries_build(sx_entries *e, const sx_send_cfg *cfg, bool sign, sx_progre
 			      0)
 			return sx_fail(err, SX_E_USAGE, "%s: cannot be sent: %s", p, why.msg);
 		if (S_ISDIR(st.st_mode))
-			SX_GUARD(walk(e, p, base, 0, err));
+			SX_GUARD(walk(e, dirfd, p, base, 0, err));
 		else
-			SX_GUARD(ents_add(e, p, base, false, err));
+			SX_GUARD(ents_add(e, dirfd, p, base, false, err));
 	}
 	if (sign)
 		SX_GUARD(skip_sig_companions(e, err));
@@ -218,7 +300,7 @@ int sx_entries_build(sx_entries *e, const sx_send_cfg *cfg, bool sign, sx_progre
 		if (x->src == NULL)
 			prog->total_known = false;
 		struct stat st;
-		if (x->src && stat(x->src, &st) == 0)
+		if (x->src && src_stat(x->dirfd, x->src, &st) == 0)
 			prog->bytes_total += (uint64_t)st.st_size;
 	}
 	return 0;
@@ -250,7 +332,7 @@ static bool read_direct(const sx_send_cfg *cfg, uint32_t chunk, int fd, uint64_t
 int sx_source_stat_dir(const sx_entry *e, sx_msg *m, sx_err *err)
 {
 	struct stat st;
-	if (stat(e->src, &st) < 0)
+	if (src_stat(e->dirfd, e->src, &st) < 0)
 		return sx_fail_errno(err, SX_E_IO, errno, "%s", e->src);
 	stat_to_msg(&st, m);
 	return 0;
@@ -270,9 +352,14 @@ int sx_source_open(sx_source *f, const sx_entry *e, const sx_send_cfg *cfg, uint
 		f->size = SX_SIZE_UNKNOWN;
 		f->direct = false;
 	} else {
-		f->fd = open(e->src, O_RDONLY | O_CLOEXEC);
+		/* Beneath an export, something swapped for a FIFO must not
+		 * block the open. */
+		f->fd =
+		    src_open(e->dirfd, e->src, O_RDONLY | (e->dirfd == AT_FDCWD ? 0 : O_NONBLOCK));
 		if (f->fd < 0 || fstat(f->fd, &st) < 0)
 			return sx_fail_errno(err, SX_E_IO, errno, "%s", e->src);
+		if (!S_ISREG(st.st_mode))
+			return sx_fail(err, SX_E_IO, "%s: no longer a regular file", e->src);
 		f->size = (uint64_t)st.st_size;
 		f->direct = S_ISREG(st.st_mode) && read_direct(cfg, chunk, f->fd, f->size);
 	}

@@ -87,21 +87,21 @@ bool sx_store_temp_name(const char *name, size_t *base_len)
 	return false;
 }
 
-static int open_beneath(int dirfd, const char *name, int flags)
-{
-	struct open_how how = {
-	    .flags = (uint64_t)(flags | O_CLOEXEC),
-	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-	};
-	return (int)syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
-}
-
 int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool overwrite, sx_err *err)
 {
 	memset(st, 0, sizeof(*st));
 	st->root_fd = -1;
 	st->cache_fd = -1;
 	st->overwrite = overwrite;
+	if (peer == NULL) {
+		/* The client of `sxfer get`: files land in OUT itself. */
+		if (sx_mkdirs(out_dir, SX_STORE_DIR_MODE, err) < 0)
+			return -1;
+		st->root_fd = open(out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (st->root_fd < 0)
+			return sx_fail_errno(err, SX_E_IO, errno, "%s", out_dir);
+		return 0;
+	}
 	size_t n = strlen(peer);
 	if (strchr(peer, '/') != NULL || sx_path_check((const uint8_t *)peer, n, err) < 0) {
 		sx_err_clear(err);
@@ -118,7 +118,7 @@ int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool over
 		close(out);
 		return sx_fail_errno(err, SX_E_IO, e, "%s/%s: cannot create folder", out_dir, peer);
 	}
-	st->root_fd = open_beneath(out, peer, O_RDONLY | O_DIRECTORY);
+	st->root_fd = sx_open_beneath(out, peer, O_RDONLY | O_DIRECTORY);
 	int e = errno;
 	close(out);
 	if (st->root_fd < 0)
@@ -170,7 +170,7 @@ static int resolve_dir(sx_store *st, const char *dir, size_t dlen, bool create, 
 			return sx_fail_errno(err, SX_E_IO, e, "cannot create folder '%.*s'",
 					     (int)end, dir);
 		}
-		int next = open_beneath(cur, comp, O_RDONLY | O_DIRECTORY);
+		int next = sx_open_beneath(cur, comp, O_RDONLY | O_DIRECTORY);
 		int e = errno;
 		close(cur);
 		if (next < 0)

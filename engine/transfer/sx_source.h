@@ -19,6 +19,7 @@
 #define SX_SEND_FILES_MAX (1u << 26) /* files and folders one send walks */
 
 typedef struct sx_entry {
+	int dirfd; /* AT_FDCWD: src as given; else src beneath it (no symlink) */
 	char *src; /* path to open; NULL for standard input */
 	char *rel; /* relative path on the receiver */
 	bool is_dir;

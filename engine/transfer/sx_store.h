@@ -81,7 +81,8 @@ mode_t sx_store_umask(void);
 /* Is name one of the temporaries above? base_len gets the length of NAME. */
 bool sx_store_temp_name(const char *name, size_t *base_len);
 
-/* Opens (creating) OUT and OUT/<peer>; peer must be a single safe component. */
+/* Opens (creating) OUT and OUT/<peer>; peer must be a single safe component.
+ * Without a peer (NULL), files land in OUT itself (sxfer get). */
 int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool overwrite,
 		  sx_err *err) SX_MUST_CHECK;
 void sx_store_close(sx_store *st);

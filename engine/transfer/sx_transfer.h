@@ -4,6 +4,7 @@
 #define SX_TRANSFER_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -46,6 +47,11 @@ typedef struct sx_send_cfg {
 	sx_io_kind io;
 	char **paths; /* "-" is standard input */
 	int npaths;
+	/* A server's export (sxfer get): paths[i] is opened beneath
+	 * path_dirs[i], with no symlink on the way, and sent under the name
+	 * path_names[i]. NULL: paths as given, named by their last component. */
+	const int *path_dirs;
+	const char *const *path_names;
 	const char *stream_name; /* name of the standard-input stream */
 	int timeout_ms;
 	/* signing (docs/SIGNATURES.md); zero values mean the defaults */
@@ -64,6 +70,10 @@ typedef struct sx_send_cfg {
 	int zlevel;
 	void (*on_progress)(void *ctx, const sx_progress *p);
 	void *progress_ctx;
+	/* the server's side of sxfer get: each verified receipt is logged, and
+	 * kept as a file only with receipts_dir; abort ends the session */
+	bool serving;
+	const atomic_bool *abort;
 } sx_send_cfg;
 
 typedef struct sx_send_stats {
@@ -108,12 +118,73 @@ typedef struct sx_serve_cfg {
 	int handshake_timeout_ms;
 	int idle_timeout_ms;
 	volatile sig_atomic_t *stop; /* set by SIGINT/SIGTERM */
+	/* sxfer get and ls (docs/PROTOCOL.md, "Pull"): a read-only export root
+	 * (NULL: only what the identity uploaded is listed and sent), the
+	 * compression of what the server sends, and where it keeps the signed
+	 * receipts of its clients (NULL: logged only) */
+	const char *export_dir;
+	sx_zmode zmode;
+	int zlevel;
+	const char *receipts_dir;
+	/* set by sx_get_run and sx_ls_run: this is the client's side */
+	const struct sx_get_cfg *client;
 	/* called once listening, with the bound port (for port 0) */
 	void (*on_listen)(void *ctx, int port);
 	void *listen_ctx;
 } sx_serve_cfg;
 
 int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err) SX_MUST_CHECK;
+
+/* One entry of a listing (sxfer ls). */
+typedef struct sx_list_entry {
+	const char *path; /* from the export's top, e.g. "shared/fw.bin" */
+	bool is_dir;
+	bool has_sxsig; /* NAME.sxsig beside the file */
+	uint64_t size;
+	int64_t mtime_sec;
+	uint32_t mtime_nsec;
+	uint32_t mode;
+} sx_list_entry;
+
+/* sxfer get and ls: the client asks, the server sends (the send pipeline
+ * on the server, the receive state machine here: docs/ARCHITECTURE.md). */
+typedef struct sx_get_cfg {
+	const char *host;
+	const char *port;
+	const sx_identity *id;
+	X509_CRL *crl;		 /* NULL: the identity's */
+	const char *server_name; /* defaults to host */
+	sx_suite suite;
+	uint64_t rotate_bytes;
+	sx_io_kind io;
+	char **paths; /* remote paths (get), or at most one (ls) */
+	int npaths;
+	bool list;	     /* ls */
+	const char *out_dir; /* get: where files land */
+	bool single;	     /* get into standard output: one file only */
+	bool no_sign;	     /* ask for an unsigned session */
+	bool overwrite;
+	bool direct;
+	uint32_t chunk; /* preferred record payload (0: the server's) */
+	uint32_t max_record;
+	int timeout_ms;
+	void (*on_entry)(void *ctx, const sx_list_entry *e);
+	void *entry_ctx;
+	void (*on_progress)(void *ctx, const sx_progress *p);
+	void *progress_ctx;
+} sx_get_cfg;
+
+typedef struct sx_get_stats {
+	uint64_t files_ok, files_failed, bytes, batches, entries;
+	double seconds;
+	char peer_name[256];
+	char peer_fingerprint[65];
+	const char *io_backend;
+	sx_suite suite;
+	bool sign;
+} sx_get_stats;
+
+int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err) SX_MUST_CHECK;
 
 /* What sx_serve_run does before it listens (engine/transfer/serve_start.c), so that
  * a server that cannot work says why at once, not at the first connection:

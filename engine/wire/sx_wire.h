@@ -88,7 +88,18 @@ enum {
 	SX_MSG_FILE_ERR = 0x21,	  /* receiver: this file was refused or failed */
 	SX_MSG_ERROR = 0x22,	  /* either side: fatal, the connection ends */
 	SX_MSG_RECEIPT = 0x23,	  /* receiver: signature over a stored batch */
+	SX_MSG_GET = 0x30,	  /* client, first: send me these paths (the server sends) */
+	SX_MSG_LIST = 0x31,	  /* client, first: what may I get under this path */
+	SX_MSG_LIST_ENTRY = 0x32, /* server: one file or folder of a listing */
 };
+
+/* GET flags */
+#define SX_GET_SIGNED 0x1u /* the server signs its batches (sxfer get without --no-sign) */
+#define SX_GET_SINGLE 0x2u /* one file only (sxfer get ... -): a folder is refused */
+/* LIST_ENTRY flags */
+#define SX_LIST_DIR	 0x1u	      /* a folder (size 0) */
+#define SX_LIST_SXSIG	 0x2u	      /* NAME.sxsig is beside the file */
+#define SX_GET_PATHS_MAX (32u * 1024) /* bytes of a GET's path list */
 
 #define SX_PATH_MAX	  4096
 #define SX_PATH_DEPTH_MAX 128 /* folder levels in a relative path */
@@ -106,12 +117,12 @@ typedef struct sx_msg {
 	uint32_t mtime_nsec; /* FILE_BEGIN, DIR */
 	uint32_t max_record; /* CONFIRM */
 	uint8_t err_class;   /* FILE_ERR, ERROR: an sx_class */
-	const uint8_t *path; /* FILE_BEGIN, DIR: relative path, not NUL terminated */
+	const uint8_t *path; /* FILE_BEGIN, DIR, GET, LIST, LIST_ENTRY: not NUL terminated */
 	size_t path_len;
 	const uint8_t *reason; /* FILE_ERR, ERROR: text, not NUL terminated */
 	size_t reason_len;
 	uint8_t transfer_id[16]; /* SESSION */
-	uint32_t flags;		 /* SESSION: SX_SESSION_SIGNED */
+	uint32_t flags;		 /* SESSION, GET, LIST, LIST_ENTRY */
 	uint32_t hash_chunk;	 /* SESSION: bytes per Merkle leaf */
 	uint8_t root[32];	 /* FILE_END: the file's Merkle root (zero when unsigned) */
 	uint64_t batch_no;	 /* BATCH, RECEIPT */
@@ -120,7 +131,13 @@ typedef struct sx_msg {
 	uint64_t leaves;	 /* CHECKPOINT */
 	const uint8_t *sig;	 /* BATCH, CHECKPOINT, RECEIPT */
 	size_t sig_len;
+	uint32_t chunk; /* GET: the client's preferred chunk (0: the server's) */
 } sx_msg;
+
+/* GET carries its paths in path/path_len, separated by one NUL each (a NUL
+ * is in no valid path). Walks them: *at is 0 before the first; returns 1
+ * with the next path in p/len, 0 after the last. */
+int sx_msg_next_path(const sx_msg *m, size_t *at, const uint8_t **p, size_t *len);
 
 /* Encodes into w; check w->overflow after. */
 void sx_msg_encode(const sx_msg *m, sx_wbuf *w);

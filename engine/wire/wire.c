@@ -161,6 +161,9 @@ int sx_hello_decode(const uint8_t *in, size_t len, sx_hello *h, sx_err *err)
  *   FILE_ERR   file_id u32 | class u8 | reason<2>
  *   ERROR      class u8 | reason<2>
  *   RECEIPT    batch_no u64 | time u64 | sig<2>
+ *   GET        flags u32 | chunk u32 | paths<2> (NUL-separated)
+ *   LIST       flags u32 | path<2> (empty: the top)
+ *   LIST_ENTRY flags u32 | size u64 | mode u32 | mtime_sec u64 | mtime_nsec u32 | path<2>
  * where x<2> is a 16-bit length followed by that many bytes. */
 void sx_msg_encode(const sx_msg *m, sx_wbuf *w)
 {
@@ -208,6 +211,23 @@ void sx_msg_encode(const sx_msg *m, sx_wbuf *w)
 		sx_put_u64(w, m->batch_no);
 		sx_put_u64(w, (uint64_t)m->time);
 		sx_put_block16(w, m->sig, m->sig_len);
+		break;
+	case SX_MSG_GET:
+		sx_put_u32(w, m->flags);
+		sx_put_u32(w, m->chunk);
+		sx_put_block16(w, m->path, m->path_len);
+		break;
+	case SX_MSG_LIST:
+		sx_put_u32(w, m->flags);
+		sx_put_block16(w, m->path, m->path_len);
+		break;
+	case SX_MSG_LIST_ENTRY:
+		sx_put_u32(w, m->flags);
+		sx_put_u64(w, m->size);
+		sx_put_u32(w, m->mode);
+		sx_put_u64(w, (uint64_t)m->mtime_sec);
+		sx_put_u32(w, m->mtime_nsec);
+		sx_put_block16(w, m->path, m->path_len);
 		break;
 	case SX_MSG_FILE_ERR:
 		sx_put_u32(w, m->file_id);
@@ -281,6 +301,23 @@ static int msg_fields(sx_cur *c, sx_msg *m)
 			return -1;
 		m->time = (int64_t)t;
 		return 0;
+	case SX_MSG_GET:
+		return sx_cur_u32(c, &m->flags) < 0 || sx_cur_u32(c, &m->chunk) < 0 ||
+			       sx_cur_block16(c, &m->path, &m->path_len) < 0
+			   ? -1
+			   : 0;
+	case SX_MSG_LIST:
+		return sx_cur_u32(c, &m->flags) < 0 || sx_cur_block16(c, &m->path, &m->path_len) < 0
+			   ? -1
+			   : 0;
+	case SX_MSG_LIST_ENTRY:
+		if (sx_cur_u32(c, &m->flags) < 0 || sx_cur_u64(c, &m->size) < 0 ||
+		    sx_cur_u32(c, &m->mode) < 0 || sx_cur_u64(c, &mt) < 0 ||
+		    sx_cur_u32(c, &m->mtime_nsec) < 0 ||
+		    sx_cur_block16(c, &m->path, &m->path_len) < 0)
+			return -1;
+		m->mtime_sec = (int64_t)mt;
+		return 0;
 	case SX_MSG_FILE_ERR:
 		if (sx_cur_u32(c, &m->file_id) < 0)
 			return -1;
@@ -305,17 +342,32 @@ int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 		  m->type);
 	SX_ENSURE(f == 0 && sx_cur_end(&c) == 0, err, SX_E_INTEGRITY,
 		  "malformed control message type 0x%02x", m->type);
-	SX_ENSURE(!(m->type == SX_MSG_FILE_BEGIN || m->type == SX_MSG_DIR) ||
+	SX_ENSURE(!(m->type == SX_MSG_FILE_BEGIN || m->type == SX_MSG_DIR ||
+		    m->type == SX_MSG_LIST_ENTRY) ||
 		      m->mtime_nsec < 1000000000u,
 		  err, SX_E_INTEGRITY, "malformed timestamp in control message");
 	SX_ENSURE(m->sig_len <= SX_SIG_MAX, err, SX_E_INTEGRITY, "signature longer than %d bytes",
 		  SX_SIG_MAX);
+	SX_ENSURE(m->type != SX_MSG_GET || m->path_len <= SX_GET_PATHS_MAX, err, SX_E_INTEGRITY,
+		  "GET: more than %u bytes of paths", SX_GET_PATHS_MAX);
 	if ((m->type == SX_MSG_FILE_ERR || m->type == SX_MSG_ERROR) &&
 	    (m->err_class == SX_OK || m->err_class > SX_E_NET))
 		m->err_class = SX_E_OTHER;
 	rc = 0;
 out:
 	return rc;
+}
+
+int sx_msg_next_path(const sx_msg *m, size_t *at, const uint8_t **p, size_t *len)
+{
+	if (*at >= m->path_len)
+		return 0;
+	const uint8_t *s = m->path + *at;
+	const uint8_t *e = memchr(s, 0, m->path_len - *at);
+	*p = s;
+	*len = e != NULL ? (size_t)(e - s) : m->path_len - *at;
+	*at += *len + 1;
+	return 1;
 }
 
 int sx_path_check(const uint8_t *path, size_t len, sx_err *err)

@@ -601,9 +601,9 @@ static void test_sxsig_verify_and_tamper(void **state)
 		sx_sxsig_free(&o[i]);
 	expect_verify(&s[2], r2, z2, p2, &pol, "cam-02", SX_E_AUTH,
 		      "signed by 'cam-01', expected 'cam-02'");
+	/* a server signs too (what it sends with sxfer get) */
 	sign5(f, &b, f->recv_key, f->receiver, o);
-	expect_verify(&o[2], r2, z2, p2, &pol, NULL, SX_E_AUTH,
-		      "lacks extendedKeyUsage clientAuth");
+	expect_verify(&o[2], r2, z2, p2, &pol, NULL, 0, NULL);
 	for (int i = 0; i < 5; i++)
 		sx_sxsig_free(&o[i]);
 	/* a chain swapped for another key's certificate */
@@ -1092,9 +1092,8 @@ static void test_receipt(void **state)
 	STACK_OF(X509) *chain = one(f->signer);
 	assert_int_equal(sx_receipt_add(&o, sfp, 1, "x", &err), 0);
 	assert_int_equal(sx_receipt_sign(&o, f->signer_key, chain, &err), 0);
-	expect_receipt(&o, &pol, NULL, SX_E_AUTH,
-		       "receiver certificate: CN=cam-01: certificate lacks extendedKeyUsage "
-		       "serverAuth");
+	/* a client receives too (sxfer get) and signs its receipts */
+	expect_receipt(&o, &pol, NULL, 0, NULL);
 	sx_receipt_free(&o);
 	sk_X509_pop_free(chain, X509_free);
 	sx_policy other = {.anchors = one(f->other_ca)};

@@ -1,0 +1,87 @@
+/* The client's side of sxfer get and ls: it connects, asks (GET or LIST,
+ * serve_recv.c client_request), and then receives exactly as a server
+ * receives from a sender: the same connection state machine (serve_*.c),
+ * on one event loop with one connection, storing into the local folder
+ * with the same rules (temporary, fsync, rename, no overwrite, umask) and
+ * verifying each batch signature, now the server's, before any file takes
+ * its final name. */
+#include "engine/transfer/serve_int.h"
+
+int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err)
+{
+	sx_serve_cfg sc = {
+	    .id = cfg->id,
+	    .crl = cfg->crl,
+	    .out_dir = cfg->out_dir,
+	    .once = true,
+	    .overwrite = cfg->overwrite,
+	    .direct = cfg->direct,
+	    .max_conns = 1,
+	    .threads = 1,
+	    .io = cfg->io,
+	    .max_record = cfg->max_record ? cfg->max_record : SX_MAX_RECORD_DEFAULT,
+	    .handshake_timeout_ms = cfg->timeout_ms,
+	    .idle_timeout_ms = cfg->timeout_ms,
+	    .client = cfg,
+	};
+	shared sh = {.cfg = &sc, .lfd = -1};
+	server s = {.cfg = &sc, .sh = &sh, .lfd = -1, .kind = cfg->io};
+	sx_chan_cfg cc = {
+	    .server = false,
+	    .id = cfg->id,
+	    .crl = cfg->crl,
+	    .server_name = cfg->server_name ? cfg->server_name : cfg->host,
+	    .suite = cfg->suite,
+	    .rotate_bytes = cfg->rotate_bytes,
+	    .max_record = sc.max_record,
+	};
+	int rc = -1, fd = -1;
+	uint64_t t0 = sx_now_ns();
+	memset(stats, 0, sizeof(*stats));
+	s.conns = calloc(1, sizeof(conn));
+	if (s.conns == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	(void)sx_store_umask(); /* read before anything is created */
+	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
+	s.ctx = sh.ctx;
+	sh.fd_budget = FD_BUDGET_MAX;
+	atomic_store(&sh.loops, 1);
+	SX_GUARD(sx_io_open(&s.io, cfg->io, RX_SLOTS + SYNC_MAX + 8, err));
+	stats->io_backend = sx_io_name(s.io);
+	SX_GUARD(sx_net_connect(cfg->host, cfg->port, cfg->timeout_ms, &fd, err));
+	char addr[64];
+	snprintf(addr, sizeof(addr), "%s:%s", cfg->host, cfg->port);
+	conn *c = srv_conn_add(&s, fd, addr);
+	SX_ENSURE(c != NULL, err, SX_E_OTHER, "no connection entry");
+	fd = -1; /* the connection's now */
+	atomic_fetch_add(&sh.slots, 1);
+	c->deadline = c->t0 + (uint64_t)sc.handshake_timeout_ms * 1000000u;
+	sx_err cerr = {0};
+	if (sx_link_init(&c->link, s.ctx, &cerr) < 0) {
+		srv_conn_fail(&s, c, &cerr);
+	} else {
+		srv_hs_send(&s, c); /* the ClientHello */
+		srv_post_recv(&s, c);
+	}
+	SX_GUARD(srv_loop_run(&s, err));
+	*stats = s.once_stats;
+	stats->io_backend = sx_io_name(s.io);
+	if (s.once_result != SX_OK) {
+		if (s.once_err.cls != SX_OK)
+			*err = s.once_err;
+		else
+			sx_fail(err, s.once_result, "%llu file(s) refused (see the messages above)",
+				(unsigned long long)stats->files_failed);
+		goto out;
+	}
+	rc = 0;
+out:
+	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
+	if (fd >= 0)
+		close(fd);
+	if (s.io != NULL)
+		sx_io_close(s.io);
+	free(s.conns);
+	sx_chan_ctx_free(sh.ctx);
+	return rc;
+}
