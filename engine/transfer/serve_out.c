@@ -301,10 +301,10 @@ static int list_folder(lbuf *b, const target *t, sx_err *err)
 		if (!S_ISREG(v[i].st.st_mode) || l <= sfx ||
 		    strcmp(v[i].name + l - sfx, SX_SUFFIX_SIG))
 			continue;
-		v[i].name[l - sfx] = '\0';
-		lent key = {.name = v[i].name};
+		char owner[SX_NAME_MAX + 1];
+		snprintf(owner, sizeof(owner), "%.*s", (int)(l - sfx), v[i].name);
+		lent key = {.name = owner};
 		lent *o = bsearch(&key, v, n, sizeof(*v), cmp_lent);
-		v[i].name[l - sfx] = SX_SUFFIX_SIG[0];
 		if (o != NULL && S_ISREG(o->st.st_mode)) {
 			o->sxsig = true;
 			v[i].hidden = true;
