@@ -294,7 +294,8 @@ static int list_folder(lbuf *b, const target *t, sx_err *err)
 		SX_ENSURE(v[n].name != NULL, err, SX_E_OTHER, "out of memory");
 		n++;
 	}
-	qsort(v, n, sizeof(*v), cmp_lent);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_lent);
 	const size_t sfx = sizeof(SX_SUFFIX_SIG) - 1;
 	for (size_t i = 0; i < n; i++) {
 		size_t l = strlen(v[i].name);

@@ -123,7 +123,8 @@ static int read_folder(int base, const char *src, dent **out, size_t *n, sx_err 
 		SX_ENSURE((*out)[*n].name != NULL, err, SX_E_OTHER, "out of memory");
 		(*n)++;
 	}
-	qsort(*out, *n, sizeof(**out), cmp_dent);
+	if (*n > 1)
+		qsort(*out, *n, sizeof(**out), cmp_dent);
 	rc = 0;
 out:
 	closedir(d);
