@@ -121,6 +121,10 @@ static void test_chain_eku_name(void **state)
 	X509 *server = make_cert(SX_PROFILE_SERVER, "server.test", f->leaf_key, f->ca, f->ca_key,
 				 f->now - DAY, f->now + DAY);
 	expect_fail(&pol, server, SX_ROLE_CLIENT, NULL, "lacks extendedKeyUsage clientAuth");
+	/* a signer (of a batch or a receipt) may be either */
+	sx_err serr = {0};
+	assert_int_equal(sx_policy_check(&pol, server, NULL, SX_ROLE_SIGNER, NULL, &serr), 0);
+	assert_int_equal(sx_policy_check(&pol, client, NULL, SX_ROLE_SIGNER, NULL, &serr), 0);
 	expect_fail(&pol, server, SX_ROLE_SERVER, "evil.test",
 		    "name 'evil.test' does not match the certificate's subjectAltName");
 	expect_fail(&pol, server, SX_ROLE_SERVER, "192.0.2.8", "name '192.0.2.8' does not match");
