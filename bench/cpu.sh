@@ -7,10 +7,13 @@
 #
 # Usage: bench/cpu.sh [--runs N] [--size-mib N] [--input PATH] [--out-dir DIR]
 #                     [--uncached] VARIANT [VARIANT...]
-# A VARIANT is "[@SXFER] SERVE OPTIONS | SEND OPTIONS": an optional sxfer
-# binary to use (to compare two builds), then options for either side (both
-# may be empty). Examples:
+# A VARIANT is "[@SXFER] [get] SERVE OPTIONS | CLIENT OPTIONS": an optional
+# sxfer binary to use (to compare two builds), then "get" for the other
+# direction (the server sends the input from its --export with `sxfer get`;
+# the receiver columns are then the client's, the sender columns the
+# server's), then options for either side (both may be empty). Examples:
 #   bench/cpu.sh '|' '| --no-sign'
+#   bench/cpu.sh --runs 7 --warm 3072 '|' 'get |'
 #   bench/cpu.sh --out-dir /var/tmp '|' '--no-direct |'
 #   bench/cpu.sh --runs 10 --input /dev/shm/tree '@before/sxfer |' '@after/sxfer |'
 # --input: a file or a folder to send (default: a random file of SIZE_MIB
@@ -55,10 +58,12 @@ cleanup() {
 	return 0
 }
 trap cleanup EXIT
+[ -n "${CPU_KEEP:-}" ] && trap - EXIT
 if [ -n "$out_dir" ]; then
 	O=$(mktemp -d "$out_dir/sxfer-cpu-out-XXXXXX")
 else
 	O=$W/out
+	mkdir -p "$O"
 fi
 export SXFER_PASSPHRASE=bench HOME=$W/home
 "$SX" ca init --ca "$W/ca" --name "bench CA" >/dev/null
@@ -71,6 +76,10 @@ if [ -z "$input" ]; then
 fi
 [ -e "$input" ] || { echo "cpu.sh: no input $input" >&2; exit 2; }
 name=$(basename "$input")
+# get variants: the input under the export's shared/ (hard links where the
+# file system allows, else a copy; a symlink would be refused).
+mkdir -p "$W/exp/shared"
+cp -al "$input" "$W/exp/shared/" 2>/dev/null || cp -a "$input" "$W/exp/shared/"
 
 one() { # one VARIANT RUN
 	local v=$1 r=$2 sx=$SX sargs cargs ru rs rm su ss wall sm
@@ -79,6 +88,12 @@ one() { # one VARIANT RUN
 		sx=${v%%[[:space:]|]*}
 		v=${v#"$sx"}
 		sx=${sx#@}
+	fi
+	local get=0
+	v="${v#"${v%%[![:space:]]*}"}"
+	if [[ $v == get || $v == "get "* || $v == "get|"* ]]; then
+		get=1
+		v=${v#get}
 	fi
 	read -r -a sargs <<<"${v%%|*}"
 	cargs=()
@@ -91,14 +106,33 @@ one() { # one VARIANT RUN
 	if ((uncached)); then
 		find "$input" -type f -exec dd if={} iflag=nocache count=0 status=none \;
 	fi
-	/usr/bin/time -f '%U %S %M' -o "$W/recv.time" "$sx" serve --once --listen 127.0.0.1:0 \
-		--port-file "$W/port" --id "$W/srv" --out "$O" "${sargs[@]}" 2>"$W/serve.log" &
-	SRV=$!
-	for _ in $(seq 1 200); do [ -s "$W/port" ] && break; sleep 0.05; done
-	/usr/bin/time -f '%U %S %e %M' -o "$W/send.time" "$sx" send --id "$W/cli" \
-		--receipts "$W/receipts" --quiet "${cargs[@]}" "127.0.0.1:$(cat "$W/port")" "$input"
-	wait "$SRV"
-	SRV=""
+	if ((get)); then
+		# The server sends: its time goes to the sender's columns.
+		/usr/bin/time -f '%U %S %e %M' -o "$W/send.time" "$sx" serve --once \
+			--listen 127.0.0.1:0 --port-file "$W/port" --id "$W/srv" --out "$W/gout" \
+			--export "$W/exp" "${sargs[@]}" 2>"$W/serve.log" &
+		SRV=$!
+		for _ in $(seq 1 200); do [ -s "$W/port" ] && break; sleep 0.05; done
+		/usr/bin/time -f '%U %S %e %M' -o "$W/recv.time" "$sx" get --id "$W/cli" \
+			--quiet "${cargs[@]}" "127.0.0.1:$(cat "$W/port")" "shared/$name" "$O/bench"
+		wait "$SRV"
+		SRV=""
+		# the client's wall time, in the column of the sender's
+		local cu cs cw cm xu xs xw xm
+		read -r cu cs cw cm <"$W/recv.time"
+		read -r xu xs xw xm <"$W/send.time"
+		echo "$cu $cs $cm" >"$W/recv.time"
+		echo "$xu $xs $cw $xm" >"$W/send.time"
+	else
+		/usr/bin/time -f '%U %S %M' -o "$W/recv.time" "$sx" serve --once --listen 127.0.0.1:0 \
+			--port-file "$W/port" --id "$W/srv" --out "$O" "${sargs[@]}" 2>"$W/serve.log" &
+		SRV=$!
+		for _ in $(seq 1 200); do [ -s "$W/port" ] && break; sleep 0.05; done
+		/usr/bin/time -f '%U %S %e %M' -o "$W/send.time" "$sx" send --id "$W/cli" \
+			--receipts "$W/receipts" --quiet "${cargs[@]}" "127.0.0.1:$(cat "$W/port")" "$input"
+		wait "$SRV"
+		SRV=""
+	fi
 	diff -r -x '*.sxsig' "$input" "$O/bench/$name" >/dev/null ||
 		{ echo "cpu.sh: output differs from input" >&2; exit 1; }
 	read -r ru rs rm <"$W/recv.time"

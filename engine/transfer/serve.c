@@ -495,6 +495,12 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	for (unsigned i = 1; i < nloops; i++)
 		if (loops[i].started)
 			pthread_join(loops[i].thread, NULL);
+	/* --once whose connection was a get: its thread finishes the session
+	 * (unless a signal stops the server). */
+	while (atomic_load(&sh.outgoing) > 0 && !(cfg->stop && *cfg->stop)) {
+		struct timespec ts = {0, 10000000};
+		nanosleep(&ts, NULL);
+	}
 	for (unsigned i = 0; i < nloops; i++)
 		if (loops[i].rc < 0 && (i == 0 || loops[i].started)) {
 			*err = loops[i].err;
