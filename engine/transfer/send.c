@@ -114,7 +114,7 @@ static int produce_begin(sender *s, slot *sl, sx_entry *e, sx_err *err)
 	e->mtime_nsec = m.mtime_nsec;
 	s->cur_off = 0;
 	s->stream_ckpt_off = 0;
-	s->phase = 1;
+	s->phase = PH_DATA;
 	return 0;
 out:
 	return -1;
@@ -148,14 +148,14 @@ static int produce_data(sender *s, slot *sl, sx_entry *e, sx_err *err)
 		 * dropped there. It ends here with what was sent
 		 * (docs/PROTOCOL.md, FILE_END). */
 		s->file.size = e->size = s->cur_off;
-		s->phase = 2;
+		s->phase = PH_END;
 		return 0;
 	} else if (s->cur_off < s->file.size) {
 		uint64_t left = s->file.size - s->cur_off;
 		sl->stream = false;
 		sl->want = left < s->chunk ? (size_t)left : s->chunk;
 	} else {
-		s->phase = 2;
+		s->phase = PH_END;
 		return 0;
 	}
 	sl->type = SX_REC_DATA;
@@ -193,7 +193,7 @@ static int produce_end(sender *s, slot *sl, sx_entry *e, sx_err *err)
 	SX_GUARD(park_fd(s, s->file.fd, err));
 	s->file.fd = -1;
 	s->cur++;
-	s->phase = 0;
+	s->phase = PH_BEGIN;
 	return 0;
 out:
 	return -1;
@@ -237,9 +237,9 @@ int sx_send_produce(sender *s, sx_err *err)
 			break;
 		}
 		sx_entry *e = &s->ents.v[s->cur];
-		if (s->phase == 0)
+		if (s->phase == PH_BEGIN)
 			r = produce_begin(s, sl, e, err);
-		else if (s->phase == 1)
+		else if (s->phase == PH_DATA)
 			r = produce_data(s, sl, e, err);
 		else
 			r = produce_end(s, sl, e, err);
@@ -269,7 +269,7 @@ int sx_send_on_read(sender *s, unsigned idx, int64_t res, sx_err *err)
 				s->p_t0 = sx_now_ns();
 			s->p_bytes += s->cur_off;
 			s->cur++;
-			s->phase = 0;
+			s->phase = PH_BEGIN;
 			return 0;
 		}
 		sl->plen = (size_t)res;

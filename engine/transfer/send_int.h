@@ -30,7 +30,7 @@ enum { OP_HS_SEND = 1, OP_RECV, OP_READ, OP_SEND, OP_POOL };
 /* READY: read, not yet sealed; SEALING: with the worker pool; DONE: sealed
  * by a worker, its leaf not yet folded into the file's tree; SEALED: ready to
  * send in order. */
-enum {
+typedef enum slot_state {
 	SLOT_FREE = 0,
 	SLOT_READING,
 	SLOT_READY,
@@ -38,12 +38,12 @@ enum {
 	SLOT_DONE,
 	SLOT_SEALED,
 	SLOT_SENDING
-};
+} slot_state;
 
 typedef struct slot {
 	uint8_t *buf;
 	size_t cap;
-	int state;
+	slot_state state;
 	uint8_t type;
 	size_t plen;	/* plaintext bytes ready (DATA: bytes read so far) */
 	size_t raw;	/* DATA: file bytes the record carries (plen before compression) */
@@ -73,9 +73,9 @@ typedef struct sender {
 	uint64_t next_order, send_order;
 	bool sending;
 	sx_entries ents;
-	size_t cur;	  /* entry being produced */
-	int phase;	  /* 0 begin, 1 data, 2 end */
-	sx_source file;	  /* the file being read */
+	size_t cur;				      /* entry being produced */
+	enum { PH_BEGIN = 0, PH_DATA, PH_END } phase; /* of the entry being produced */
+	sx_source file;				      /* the file being read */
 	bool cur_refused; /* the receiver refused the file being read: end it now */
 	uint64_t cur_off;
 	uint32_t file_id;

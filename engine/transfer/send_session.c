@@ -127,8 +127,8 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 		if (mark_answer(s, m.file_id, SX_ANS_REFUSED, 0, err) < 0)
 			return -1;
 		/* Refused while it is still being read: stop reading it. */
-		if (s->phase == 1 && s->cur < s->ents.n && s->ents.v[s->cur].file_id == m.file_id &&
-		    s->ents.v[s->cur].src != NULL)
+		if (s->phase == PH_DATA && s->cur < s->ents.n &&
+		    s->ents.v[s->cur].file_id == m.file_id && s->ents.v[s->cur].src != NULL)
 			s->cur_refused = true;
 		s->stats->files_failed++;
 		s->prog.files_done++;

@@ -16,7 +16,7 @@ static void hs_start_waiting(server *s)
 		conn *next = NULL;
 		for (unsigned i = 0; i < s->cfg->max_conns; i++) {
 			conn *c = &s->conns[i];
-			if (c->used && c->hs_wait && !c->closing && !c->hs_passed &&
+			if (conn_used(c) && c->hs_wait && !conn_closing(c) && !c->hs_passed &&
 			    (next == NULL || c->t0 < next->t0))
 				next = c;
 		}
@@ -125,7 +125,7 @@ static sx_admit_result admit(server *s, const uint8_t akey[SX_ADMIT_KEY_LEN])
 	conn *heavy = NULL, *old = NULL;
 	for (unsigned i = 0; i < s->cfg->max_conns; i++) {
 		conn *c = &s->conns[i];
-		if (!c->used || c->closing || !(c->hs_slot || c->hs_wait))
+		if (!conn_used(c) || conn_closing(c) || !(c->hs_slot || c->hs_wait))
 			continue;
 		unsigned k = sx_admit_count(&s->sh->admit, c->akey);
 		if (k > most || (k == most && heavy != NULL && c->t0 < heavy->t0)) {
@@ -154,14 +154,14 @@ conn *srv_conn_add(server *s, int fd, const char *addr)
 {
 	conn *c = NULL;
 	for (unsigned i = 0; i < s->cfg->max_conns; i++)
-		if (!s->conns[i].used) {
+		if (!conn_used(&s->conns[i])) {
 			c = &s->conns[i];
 			c->idx = i;
 			break;
 		}
 	if (c == NULL)
 		return NULL;
-	c->used = true;
+	c->st = C_HANDSHAKE;
 	c->id = atomic_fetch_add(&s->sh->next_id, 1);
 	c->fd = fd;
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
@@ -253,9 +253,9 @@ static void check_deadlines(server *s)
 	uint64_t now = sx_now_ns();
 	for (unsigned i = 0; i < s->cfg->max_conns; i++) {
 		conn *c = &s->conns[i];
-		if (!c->used)
+		if (!conn_used(c))
 			continue;
-		if (c->closing) {
+		if (conn_closing(c)) {
 			/* A peer that does not read our last records must not hold
 			 * the slot: shutting the socket makes the send fail. */
 			if (now >= c->deadline)
@@ -285,7 +285,7 @@ static void dispatch(server *s, const sx_cqe *q)
 		on_accept(s, q->res);
 		return;
 	}
-	if (ci >= s->cfg->max_conns || !s->conns[ci].used) {
+	if (ci >= s->cfg->max_conns || !conn_used(&s->conns[ci])) {
 		sx_log("error", "bug", "completion for unknown connection %u op %d", ci, op);
 		return;
 	}
@@ -300,7 +300,7 @@ static void dispatch(server *s, const sx_cqe *q)
 	case OP_CKSYNC: srv_on_cksync(s, c, (int)sub, q->res); break;
 	default: sx_log("error", "bug", "unknown completion op %d", op);
 	}
-	if (c->used)
+	if (conn_used(c))
 		srv_maybe_free(s, c);
 }
 
@@ -326,11 +326,11 @@ int srv_loop_run(server *s, sx_err *err)
 			if (s->accept_posted && sx_io_cancel_fd(s->io, s->lfd, err) < 0)
 				return -1;
 			for (unsigned i = 0; i < cfg->max_conns; i++)
-				if (s->conns[i].used) {
+				if (conn_used(&s->conns[i])) {
 					sx_err why = {0};
 					sx_fail(&why, SX_E_NET, "server shutting down");
 					srv_conn_fail(s, &s->conns[i], &why);
-					if (s->conns[i].used)
+					if (conn_used(&s->conns[i]))
 						s->conns[i].deadline = sx_now_ns(); /* no grace */
 				}
 		}

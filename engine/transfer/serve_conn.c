@@ -6,7 +6,7 @@
 static void flush_tx(server *s, conn *c)
 {
 	/* Sealed records go out after the handshake's last bytes (CONFIRM). */
-	if (c->tx_sending || c->hs_sending || c->shut)
+	if (c->tx_sending || c->hs_sending || c->st == C_SHUT)
 		return;
 	int b = c->tx_fill;
 	if (c->tx_len[b] == 0)
@@ -66,17 +66,18 @@ bool srv_tx_busy(const conn *c)
  * directions shut and every operation cancelled. */
 void srv_conn_shutdown(server *s, conn *c, bool hard)
 {
-	if (c->shut)
+	if (c->st == C_SHUT)
 		return;
 	/* Only an authenticated peer is worth a lingering close: a stranger
 	 * gets its alert (already sent) and the socket is closed. */
-	if (!hard && !c->lingering && !s->stopping && c->link.ready && sx_now_ns() < c->deadline) {
-		c->lingering = true;
+	if (!hard && c->st != C_LINGERING && !s->stopping && c->link.ready &&
+	    sx_now_ns() < c->deadline) {
+		c->st = C_LINGERING;
 		shutdown(c->fd, SHUT_WR);
 		srv_linger_recv(s, c);
 		return;
 	}
-	c->shut = true;
+	c->st = C_SHUT;
 	shutdown(c->fd, SHUT_RDWR);
 	sx_err err = {0};
 	if (sx_io_cancel_fd(s->io, c->fd, &err) < 0)
@@ -174,19 +175,19 @@ static void conn_free(server *s, conn *c)
 void srv_maybe_free(server *s, conn *c)
 {
 	/* A get or ls: handed to its thread once nothing of it is in flight. */
-	if (c->used && c->req != NULL && !c->closing && c->inflight == 0) {
+	if (conn_used(c) && c->req != NULL && !conn_closing(c) && c->inflight == 0) {
 		sx_err err = {0};
 		if (srv_out_start(s, c, &err) < 0) {
 			srv_conn_fail(s, c, &err);
 			return;
 		}
-		c->closing = true;
+		c->st = C_CLOSING;
 		c->ok = true;
 	}
-	if (c->used && c->closing && !c->tx_sending && !c->hs_sending && !c->lingering &&
-	    !c->handed)
+	if (conn_used(c) && conn_closing(c) && !c->tx_sending && !c->hs_sending &&
+	    c->st != C_LINGERING && !c->handed)
 		srv_conn_shutdown(s, c, false);
-	if (c->used && c->closing && c->inflight == 0) {
+	if (conn_used(c) && conn_closing(c) && c->inflight == 0) {
 		/* Writes and flushes have all completed: temporaries can go. */
 		conn_free(s, c);
 		/* A slot is free again: accepting stops while the table is full. */
@@ -196,7 +197,7 @@ void srv_maybe_free(server *s, conn *c)
 
 void srv_conn_fail(server *s, conn *c, const sx_err *why)
 {
-	if (c->closing)
+	if (conn_closing(c))
 		return;
 	/* A closing grace only for an authenticated peer; a connection that
 	 * never authenticated keeps its handshake deadline (from accept) to
@@ -208,7 +209,7 @@ void srv_conn_fail(server *s, conn *c, const sx_err *why)
 	 * the peer why: send it before closing. */
 	if (c->link.chan != NULL)
 		srv_hs_send(s, c); /* an alert, or a CONFIRM not yet on its way */
-	c->closing = true;
+	c->st = C_CLOSING;
 	c->ok = false;
 	if (c->err.cls == SX_OK)
 		c->err = *why;
@@ -224,12 +225,11 @@ void srv_conn_fail(server *s, conn *c, const sx_err *why)
 			    .reason = (const uint8_t *)why->msg,
 			    .reason_len = strlen(why->msg)};
 		sx_err e2 = {0};
-		c->closing = false; /* let flush_tx run once */
 		if (srv_send_msg(s, c, &m, &e2) < 0)
 			sx_log("warn", "conn_error",
 			       "conn=%u reason=\"cannot send ERROR\" cause=%s", c->id,
 			       SX_LOGQ(e2.msg));
-		c->closing = true;
+		c->st = C_CLOSING;
 	}
 	srv_maybe_free(s, c);
 }
@@ -237,7 +237,7 @@ void srv_conn_fail(server *s, conn *c, const sx_err *why)
 static void conn_done(server *s, conn *c)
 {
 	c->deadline = sx_now_ns() + (uint64_t)CLOSE_GRACE_MS * 1000000u;
-	c->closing = true;
+	c->st = C_CLOSING;
 	c->ok = true;
 	srv_maybe_free(s, c);
 }
@@ -249,7 +249,7 @@ static void hs_send_out(server *s, conn *c)
 	const uint8_t *buf;
 	size_t len;
 	sx_err err = {0};
-	if (c->hs_sending || c->shut || c->link.chan == NULL)
+	if (c->hs_sending || c->st == C_SHUT || c->link.chan == NULL)
 		return;
 	sx_link_hs_output(&c->link, &buf, &len);
 	if (len == 0)
@@ -264,7 +264,7 @@ static void hs_send_out(server *s, conn *c)
 
 void srv_hs_send(server *s, conn *c)
 {
-	if (!c->closing)
+	if (!conn_closing(c))
 		hs_send_out(s, c);
 }
 
@@ -297,7 +297,7 @@ void srv_on_send(server *s, conn *c, int op, unsigned sub, int64_t res)
 		srv_conn_fail(s, c, &err);
 		return;
 	}
-	if (c->closing) {
+	if (conn_closing(c)) {
 		/* The rest of the handshake output (CONFIRM), then an ERROR
 		 * sealed after it or queued while another send was in flight. */
 		if (op == OP_HS_SEND)

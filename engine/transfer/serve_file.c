@@ -279,12 +279,12 @@ void srv_on_sync(server *s, conn *c, int fi, int64_t res)
 	rfile *f = &c->files[fi];
 	sx_err err = {0}, ferr = {0};
 	c->syncs--;
-	if (c->sq_head != c->sq_tail && !c->closing) {
+	if (c->sq_head != c->sq_tail && !conn_closing(c)) {
 		int next = c->syncq[c->sq_head];
 		c->sq_head = (c->sq_head + 1) % (FILES_MAX + 1);
 		submit_sync(s, c, next);
 	}
-	if (c->closing)
+	if (conn_closing(c))
 		return;
 	int rc = 0;
 	if (res < 0) {
@@ -395,7 +395,7 @@ void srv_ck_try(server *s, conn *c, int fi)
 	rfile *f = &c->files[fi];
 	sx_err err = {0};
 	if (f->ck_pending == NULL || f->ck_flight != NULL || f->sf.fd < 0 || f->failed ||
-	    c->closing)
+	    conn_closing(c))
 		return;
 	for (int i = 0; i < RX_SLOTS; i++)
 		if (c->wr[i].busy && c->wr[i].fi == fi && c->wr[i].off < f->ck_pending->bytes)
@@ -453,9 +453,9 @@ void srv_on_write(server *s, conn *c, unsigned sub, int64_t res)
 		f->direct_bytes += c->wr[slot].len;
 	/* A write that failed while closing is not reported, but the file must
 	 * not be kept as a signed prefix (srv_keep_partial) with a hole in it. */
-	if (res < 0 && c->closing)
+	if (res < 0 && conn_closing(c))
 		f->failed = true;
-	if (res < 0 && !f->failed && !c->closing) {
+	if (res < 0 && !f->failed && !conn_closing(c)) {
 		sx_err ferr = {0};
 		sx_fail_errno(&ferr, SX_E_IO, (int)-res, "'%s': write failed on the receiver",
 			      f->path);
@@ -480,7 +480,7 @@ static void file_io_done(server *s, conn *c, int fi)
 {
 	rfile *f = &c->files[fi];
 	sx_err err = {0};
-	if (c->closing)
+	if (conn_closing(c))
 		return;
 	srv_ck_try(s, c, fi);
 	if (f->writes == 0 && f->state == F_ENDING && srv_start_finish(s, c, fi, &err) < 0) {
@@ -508,7 +508,7 @@ void srv_on_cksync(server *s, conn *c, int fi, int64_t res)
 		       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path),
 		       SX_LOGQ("cannot flush the stream for its checkpoint"),
 		       SX_LOGQ(strerror((int)-res)));
-	else if (!c->closing && !f->failed && k != NULL)
+	else if (!conn_closing(c) && !f->failed && k != NULL)
 		persist_checkpoint(c, f, k);
 	free(k);
 	file_io_done(s, c, fi);

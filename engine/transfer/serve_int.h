@@ -62,7 +62,17 @@
 
 enum { OP_ACCEPT = 1, OP_HS_SEND, OP_RECV, OP_WRITE, OP_SYNC, OP_SEND, OP_CKSYNC };
 
-enum { F_FREE = 0, F_OPEN, F_DISCARD, F_ENDING, F_SYNC_FILE, F_AWAIT, F_SYNC_SIG, F_SYNC_DIR };
+/* A received file's states: the list at the top of this header. */
+typedef enum file_state {
+	F_FREE = 0,
+	F_OPEN,
+	F_DISCARD,
+	F_ENDING,
+	F_SYNC_FILE,
+	F_AWAIT,
+	F_SYNC_SIG,
+	F_SYNC_DIR
+} file_state;
 
 typedef struct ckpt {
 	uint64_t leaves, bytes;
@@ -73,7 +83,7 @@ typedef struct ckpt {
 } ckpt;
 
 typedef struct rfile {
-	int state;
+	file_state state;
 	uint32_t id;
 	sx_store_file sf;
 	uint64_t announced; /* SX_SIZE_UNKNOWN for a stream */
@@ -101,8 +111,30 @@ typedef struct dirmeta {
 	struct timespec mtime;
 } dirmeta;
 
+/* A connection's life, in this order (docs/ARCHITECTURE.md):
+ *   FREE       the table entry is unused
+ *   HANDSHAKE  accepted (or connected, get.c); TLS and key confirmation; a
+ *              connection waiting for an admission slot (hs_wait) is here,
+ *              not yet read
+ *   OPEN       authenticated: a session (or a get/ls request, handed to its
+ *              thread once nothing is in flight: serve_out.c)
+ *   CLOSING    failed or done: its last records (an ERROR, EOS) go out,
+ *              operations in flight complete
+ *   LINGERING  our side shut for writing; the peer's input is read and
+ *              dropped until it closes or the grace period ends
+ *   SHUT       both directions shut, operations cancelled; freed once none
+ *              is in flight */
+typedef enum conn_state {
+	C_FREE = 0,
+	C_HANDSHAKE,
+	C_OPEN,
+	C_CLOSING,
+	C_LINGERING,
+	C_SHUT
+} conn_state;
+
 typedef struct conn {
-	bool used;
+	conn_state st;
 	unsigned idx; /* slot on its loop (completion tags) */
 	unsigned id;  /* number in the log, unique in the process */
 	int fd;
@@ -113,8 +145,7 @@ typedef struct conn {
 	bool hs_passed;			/* hs_start_waiting: its address had no slot */
 	sx_link link;
 	unsigned inflight; /* operations not yet completed */
-	bool closing, shut, ok;
-	bool lingering; /* closing: our side shut for writing, input dropped */
+	bool ok;	   /* how it ended: the session completed */
 	uint64_t deadline;
 	uint8_t *rx[RX_SLOTS];	   /* a record: its plaintext starts at a */
 	uint8_t *rx_mem[RX_SLOTS]; /* SX_DIO_ALIGN boundary (direct I/O) */
@@ -220,6 +251,17 @@ typedef struct server {
 	sx_err once_err;
 	sx_get_stats once_stats;
 } server;
+
+static inline bool conn_used(const conn *c)
+{
+	return c->st != C_FREE;
+}
+
+/* Failed or done: no new work is taken. */
+static inline bool conn_closing(const conn *c)
+{
+	return c->st >= C_CLOSING;
+}
 
 static inline uint64_t tag_of(unsigned conn_idx, int op, unsigned sub)
 {

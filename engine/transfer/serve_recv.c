@@ -16,7 +16,7 @@ void srv_post_recv(server *s, conn *c)
 	sx_err err = {0};
 	uint8_t *buf;
 	size_t len;
-	if (c->recv_posted || c->closing || c->eos_received || c->req != NULL)
+	if (c->recv_posted || conn_closing(c) || c->eos_received || c->req != NULL)
 		return;
 	if (!c->link.ready) {
 		sx_link_hs_recv_buf(&c->link, &buf, &len);
@@ -575,8 +575,8 @@ void srv_on_recv(server *s, conn *c, int64_t res)
 {
 	sx_err err = {0};
 	c->recv_posted = false;
-	if (c->closing) {
-		if (c->lingering && !c->shut) {
+	if (conn_closing(c)) {
+		if (c->st == C_LINGERING) {
 			if (res > 0 && sx_now_ns() < c->deadline)
 				srv_linger_recv(s, c);
 			else
@@ -606,6 +606,7 @@ void srv_on_recv(server *s, conn *c, int64_t res)
 		}
 		if (c->link.ready) {
 			srv_hs_leave(s, c);
+			c->st = C_OPEN;
 			c->deadline = sx_now_ns() + (uint64_t)s->cfg->idle_timeout_ms * 1000000u;
 			sx_log("info", "handshake",
 			       "conn=%u addr=%s peer=%s fingerprint=%s suite=%s", c->id,
