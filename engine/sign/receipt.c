@@ -29,13 +29,9 @@ int sx_receipt_add(sx_receipt *r, const uint8_t root[SX_HASH_LEN], uint64_t size
 	if (r->count >= SX_RECEIPT_FILES_MAX)
 		return sx_fail(err, SX_E_INTEGRITY, "a receipt holds at most %u files",
 			       SX_RECEIPT_FILES_MAX);
-	if ((r->count & (r->count - 1)) == 0) { /* grow at powers of two */
-		size_t cap = r->count ? 2 * (size_t)r->count : 1;
-		sx_receipt_file *f = realloc(r->files, cap * sizeof(*f));
-		if (f == NULL)
-			return sx_fail(err, SX_E_OTHER, "out of memory");
-		r->files = f;
-	}
+	if (sx_grow(&r->files, &r->files_cap, (size_t)r->count + 1, sizeof(*r->files),
+		    SX_RECEIPT_FILES_MAX, "files in a receipt", err) < 0)
+		return -1;
 	sx_receipt_file *f = &r->files[r->count];
 	f->path = strdup(path);
 	if (f->path == NULL)

@@ -20,12 +20,16 @@
 #include "common/sx_err.h"
 #include "pki/sx_pki.h"
 
-#define SX_HASH_LEN	     32
-#define SX_TID_LEN	     16		 /* transfer id */
-#define SX_PROOF_MAX	     64		 /* nodes in an inclusion proof (tree sizes < 2^64) */
-#define SX_SIG_MAX	     1024	 /* bytes of one signature (RSA up to 8192 bits) */
-#define SX_CHAIN_MAX	     8		 /* certificates in a signer's chain */
-#define SX_MPATH_MAX	     4096	 /* bytes of a relative path (= SX_PATH_MAX) */
+#define SX_HASH_LEN  32
+#define SX_TID_LEN   16	  /* transfer id */
+#define SX_PROOF_MAX 64	  /* nodes in an inclusion proof (tree sizes < 2^64) */
+#define SX_SIG_MAX   1024 /* bytes of one signature (RSA up to 8192 bits) */
+#define SX_CHAIN_MAX 8	  /* certificates in a signer's chain */
+#define SX_MPATH_MAX 4096 /* bytes of a relative path (= SX_PATH_MAX) */
+/* The limits of the text formats (docs/SIGNATURES.md sections 5 and 7):
+ * decoders refuse more, and the encoders' growable buffers stop there. A
+ * .sxsig (one proof, one chain) needs a few KiB; a receipt covers one batch
+ * (SX_BATCH_FILES_MAX files), well below its caps. */
 #define SX_SXSIG_TEXT_MAX    (1u << 20)	 /* a .sxsig file */
 #define SX_RECEIPT_FILES_MAX 100000u	 /* files acknowledged by one receipt */
 #define SX_RECEIPT_TEXT_MAX  (64u << 20) /* a receipt file */
@@ -253,6 +257,7 @@ typedef struct sx_receipt {
 	uint32_t chunk;			  /* chunk size the file roots were computed with */
 	uint32_t count;
 	sx_receipt_file *files; /* owned, count entries */
+	size_t files_cap;	/* room in files (sx_grow, at most SX_RECEIPT_FILES_MAX) */
 	sx_sigalg alg;
 	uint8_t sig[SX_SIG_MAX];
 	size_t sig_len;

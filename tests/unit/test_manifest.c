@@ -1016,6 +1016,24 @@ static void expect_receipt(const sx_receipt *r, const sx_policy *pol, const uint
 		fail_msg("expected '%s', got rc %d '%s'", reason, rc, err.msg);
 }
 
+/* The files array grows through sx_grow up to SX_RECEIPT_FILES_MAX; one
+ * more is a clean failure that leaves the receipt as it was. */
+static void test_receipt_files_cap(void **state)
+{
+	(void)state;
+	sx_receipt r = {0};
+	sx_err err = {0};
+	uint8_t root[SX_HASH_LEN] = {0};
+	for (uint32_t i = 0; i < SX_RECEIPT_FILES_MAX; i++)
+		assert_int_equal(sx_receipt_add(&r, root, i, "f", &err), 0);
+	assert_true(r.files_cap <= SX_RECEIPT_FILES_MAX);
+	assert_int_equal(sx_receipt_add(&r, root, 0, "f", &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+	assert_non_null(strstr(err.msg, "at most"));
+	assert_int_equal(r.count, SX_RECEIPT_FILES_MAX);
+	sx_receipt_free(&r);
+}
+
 static void test_receipt(void **state)
 {
 	fixture *f = *state;
@@ -1235,6 +1253,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sxsig_text, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_checkpoint_prefix, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt, setup, teardown),
+	    cmocka_unit_test(test_receipt_files_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
