@@ -39,18 +39,6 @@ int sx_merkle_leaf(const void *data, size_t len, uint8_t out[SX_HASH_LEN])
 	return rc;
 }
 
-int sx_merkle_node(const uint8_t l[SX_HASH_LEN], const uint8_t r[SX_HASH_LEN],
-		   uint8_t out[SX_HASH_LEN])
-{
-	int rc = -1;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (ctx != NULL)
-		rc =
-		    sx_hash_parts(ctx, EVP_sha256(), PFX_NODE, l, SX_HASH_LEN, r, SX_HASH_LEN, out);
-	EVP_MD_CTX_free(ctx);
-	return rc;
-}
-
 /* The largest power of two smaller than n (n >= 2): RFC 9162 section 2.1.1. */
 static uint64_t split_point(uint64_t n)
 {
@@ -82,41 +70,6 @@ int sx_merkle_root(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint8_t out
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (ctx != NULL)
 		rc = mth(ctx, leaves, n, out);
-	EVP_MD_CTX_free(ctx);
-	return rc;
-}
-
-/* PATH(m, D[n]) of RFC 9162 section 2.1.3.1, deepest node first. */
-static int path(EVP_MD_CTX *ctx, const uint8_t (*d)[SX_HASH_LEN], uint64_t n, uint64_t m,
-		uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen)
-{
-	if (n == 1)
-		return 0;
-	uint64_t k = split_point(n);
-	if (m < k) {
-		if (path(ctx, d, k, m, proof, max, plen) < 0)
-			return -1;
-		if (*plen >= max)
-			return -1;
-		return mth(ctx, d + k, n - k, proof[(*plen)++]);
-	}
-	if (path(ctx, d + k, n - k, m - k, proof, max, plen) < 0)
-		return -1;
-	if (*plen >= max)
-		return -1;
-	return mth(ctx, d, k, proof[(*plen)++]);
-}
-
-int sx_merkle_proof(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint64_t index,
-		    uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen)
-{
-	*plen = 0;
-	if (index >= n)
-		return -1;
-	int rc = -1;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (ctx != NULL)
-		rc = path(ctx, leaves, n, index, proof, max, plen);
 	EVP_MD_CTX_free(ctx);
 	return rc;
 }

@@ -39,20 +39,14 @@
 
 /* MTH({d}) = SHA-256(0x00 || d)  (section 2.1.1) */
 int sx_merkle_leaf(const void *data, size_t len, uint8_t out[SX_HASH_LEN]) SX_MUST_CHECK;
-/* SHA-256(0x01 || l || r)  (section 2.1.1) */
-int sx_merkle_node(const uint8_t l[SX_HASH_LEN], const uint8_t r[SX_HASH_LEN],
-		   uint8_t out[SX_HASH_LEN]) SX_MUST_CHECK;
 /* MTH(D[n]) over leaf hashes; n = 0 gives SHA-256(""). */
 int sx_merkle_root(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n,
 		   uint8_t out[SX_HASH_LEN]) SX_MUST_CHECK;
-/* PATH(index, D[n]) (section 2.1.3.1) into proof[0..max); *plen nodes. */
-int sx_merkle_proof(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint64_t index,
-		    uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen) SX_MUST_CHECK;
 /* The perfect subtrees of a tree, memoised level by level (O(n) hashes
  * once), so that each inclusion proof costs O(log^2 n) instead of O(n). */
 typedef struct sx_mtree sx_mtree;
 int sx_mtree_build(sx_mtree **out, const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n) SX_MUST_CHECK;
-/* PATH(index, D[n]) as sx_merkle_proof, from the memoised tree. */
+/* PATH(index, D[n]) (section 2.1.3.1) into proof[0..max); *plen nodes. */
 int sx_mtree_proof(const sx_mtree *t, uint64_t index, uint8_t (*proof)[SX_HASH_LEN], size_t max,
 		   size_t *plen) SX_MUST_CHECK;
 void sx_mtree_free(sx_mtree *t);
@@ -229,13 +223,6 @@ int sx_batch_sign(sx_batch *b, const sx_desc *descs, uint32_t n, uint32_t chunk,
 int sx_batch_sxsig(sx_batch *b, const sx_desc *descs, uint32_t i, STACK_OF(X509) * chain,
 		   sx_sxsig *out, sx_err *err) SX_MUST_CHECK;
 void sx_batch_free(sx_batch *b);
-
-/* A signed stream checkpoint as a .sxsig (kind checkpoint): the root over
- * the first leaves*chunk bytes of path. */
-int sx_checkpoint_sxsig(const uint8_t tid[SX_TID_LEN], const char *path, uint32_t chunk,
-			uint64_t leaves, const uint8_t root[SX_HASH_LEN], int64_t time,
-			EVP_PKEY *key, STACK_OF(X509) * chain, sx_sxsig *out,
-			sx_err *err) SX_MUST_CHECK;
 
 /* ---- receipts ----------------------------------------------------------- */
 
