@@ -26,8 +26,7 @@ int sx_batch_sign(sx_batch *b, const sx_desc *descs, uint32_t n, uint32_t chunk,
 	SX_ENSURE(b->leaves != NULL, err, SX_E_OTHER, "out of memory");
 	for (uint32_t i = 0; i < n; i++)
 		SX_GUARD(sx_desc_leaf(&descs[i], b->leaves[i], err));
-	SX_ENSURE(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])b->leaves, n, b->root) == 0, err,
-		  SX_E_OTHER, "hashing the batch");
+	SX_GUARD(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])b->leaves, n, b->root, err));
 	memcpy(b->tid, tid, SX_TID_LEN);
 	b->number = number;
 	b->time = time;
@@ -58,10 +57,10 @@ int sx_batch_sxsig(sx_batch *b, const sx_desc *descs, uint32_t i, STACK_OF(X509)
 	if (i >= b->count)
 		return sx_fail(err, SX_E_USAGE, "file %u is not in the batch", i);
 	if (b->tree == NULL &&
-	    sx_mtree_build(&b->tree, (const uint8_t(*)[SX_HASH_LEN])b->leaves, b->count) < 0)
-		return sx_fail(err, SX_E_OTHER, "building the batch tree");
-	if (sx_mtree_proof(b->tree, i, out->proof, SX_PROOF_MAX, &out->proof_len) < 0)
-		return sx_fail(err, SX_E_OTHER, "computing an inclusion proof");
+	    sx_mtree_build(&b->tree, (const uint8_t(*)[SX_HASH_LEN])b->leaves, b->count, err) < 0)
+		return -1;
+	if (sx_mtree_proof(b->tree, i, out->proof, SX_PROOF_MAX, &out->proof_len, err) < 0)
+		return -1;
 	size_t plen = strnlen(d->path, SX_MPATH_MAX + 1);
 	if (plen > SX_MPATH_MAX)
 		return sx_fail(err, SX_E_USAGE, "path too long");

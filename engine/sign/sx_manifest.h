@@ -38,24 +38,27 @@
 /* ---- RFC 9162 section 2.1 Merkle tree (SHA-256) ------------------------- */
 
 /* MTH({d}) = SHA-256(0x00 || d)  (section 2.1.1) */
-int sx_merkle_leaf(const void *data, size_t len, uint8_t out[SX_HASH_LEN]) SX_MUST_CHECK;
+int sx_merkle_leaf(const void *data, size_t len, uint8_t out[SX_HASH_LEN],
+		   sx_err *err) SX_MUST_CHECK;
 /* MTH(D[n]) over leaf hashes; n = 0 gives SHA-256(""). */
-int sx_merkle_root(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n,
-		   uint8_t out[SX_HASH_LEN]) SX_MUST_CHECK;
+int sx_merkle_root(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint8_t out[SX_HASH_LEN],
+		   sx_err *err) SX_MUST_CHECK;
 /* The perfect subtrees of a tree, memoised level by level (O(n) hashes
  * once), so that each inclusion proof costs O(log^2 n) instead of O(n). */
 typedef struct sx_mtree sx_mtree;
-int sx_mtree_build(sx_mtree **out, const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n) SX_MUST_CHECK;
+int sx_mtree_build(sx_mtree **out, const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n,
+		   sx_err *err) SX_MUST_CHECK;
 /* PATH(index, D[n]) (section 2.1.3.1) into proof[0..max); *plen nodes. */
 int sx_mtree_proof(const sx_mtree *t, uint64_t index, uint8_t (*proof)[SX_HASH_LEN], size_t max,
-		   size_t *plen) SX_MUST_CHECK;
+		   size_t *plen, sx_err *err) SX_MUST_CHECK;
 void sx_mtree_free(sx_mtree *t);
 
 /* The verification algorithm of section 2.1.3.2: 0 when the proof leads from
- * leaf_hash at index in a tree of n leaves to root, -1 otherwise. */
+ * leaf_hash at index in a tree of n leaves to root; else SX_E_INTEGRITY
+ * (the one proof sxfer checks is a file's leaf in its batch tree). */
 int sx_merkle_verify_proof(const uint8_t leaf_hash[SX_HASH_LEN], uint64_t index, uint64_t n,
 			   const uint8_t (*proof)[SX_HASH_LEN], size_t plen,
-			   const uint8_t root[SX_HASH_LEN]) SX_MUST_CHECK;
+			   const uint8_t root[SX_HASH_LEN], sx_err *err) SX_MUST_CHECK;
 
 /* ---- incremental per-file hasher --------------------------------------- */
 

@@ -90,9 +90,10 @@ static size_t proof_parse(const char *s, uint8_t (*out)[SX_HASH_LEN])
 static void test_leaves(uint8_t (*l)[SX_HASH_LEN], size_t n)
 {
 	char d[32];
+	sx_err err = {0};
 	for (size_t i = 0; i < n; i++) {
 		int k = snprintf(d, sizeof(d), "sxfer leaf %zu", i);
-		assert_int_equal(sx_merkle_leaf(d, (size_t)k, l[i]), 0);
+		assert_int_equal(sx_merkle_leaf(d, (size_t)k, l[i], &err), 0);
 	}
 }
 
@@ -101,8 +102,9 @@ static void tree_proof(const uint8_t (*l)[SX_HASH_LEN], uint64_t n, uint64_t m,
 		       uint8_t (*proof)[SX_HASH_LEN], size_t *plen)
 {
 	sx_mtree *t = NULL;
-	assert_int_equal(sx_mtree_build(&t, l, n), 0);
-	assert_int_equal(sx_mtree_proof(t, m, proof, SX_PROOF_MAX, plen), 0);
+	sx_err err = {0};
+	assert_int_equal(sx_mtree_build(&t, l, n, &err), 0);
+	assert_int_equal(sx_mtree_proof(t, m, proof, SX_PROOF_MAX, plen, &err), 0);
 	sx_mtree_free(t);
 }
 
@@ -110,6 +112,7 @@ static void test_merkle_vectors(void **state)
 {
 	(void)state;
 	uint8_t l[8][SX_HASH_LEN], root[SX_HASH_LEN], want[SX_HASH_LEN];
+	sx_err err = {0};
 	test_leaves(l, 8);
 	const struct {
 		uint64_t n;
@@ -117,8 +120,8 @@ static void test_merkle_vectors(void **state)
 	} roots[] = {{0, ROOT_0}, {1, ROOT_1}, {2, ROOT_2}, {3, ROOT_3},
 		     {5, ROOT_5}, {7, ROOT_7}, {8, ROOT_8}};
 	for (size_t i = 0; i < SX_ARRAY_LEN(roots); i++) {
-		assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])l, roots[i].n, root),
-				 0);
+		assert_int_equal(
+		    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])l, roots[i].n, root, &err), 0);
 		hex32(roots[i].root, want);
 		assert_memory_equal(root, want, SX_HASH_LEN);
 	}
@@ -139,26 +142,26 @@ static void test_merkle_vectors(void **state)
 			assert_memory_equal(got, exp, en * SX_HASH_LEN);
 		hex32(proofs[i].root, want);
 		const uint8_t(*p)[SX_HASH_LEN] = (const uint8_t(*)[SX_HASH_LEN])exp;
-		assert_int_equal(
-		    sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m, proofs[i].n, p, en, want),
-		    0);
+		assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m, proofs[i].n, p,
+							en, want, &err),
+				 0);
 		/* wrong index, wrong size, wrong leaf, one node changed, one node
 		 * dropped, one node added: all refused */
 		if (proofs[i].n > 1) {
 			uint64_t other = proofs[i].m ? proofs[i].m - 1 : 1;
-			assert_int_equal(
-			    sx_merkle_verify_proof(l[proofs[i].m], other, proofs[i].n, p, en, want),
-			    -1);
-			assert_int_equal(
-			    sx_merkle_verify_proof(l[other], proofs[i].m, proofs[i].n, p, en, want),
-			    -1);
-			exp[en - 1][3] ^= 1;
-			assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m,
-								proofs[i].n, p, en, want),
+			assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], other, proofs[i].n,
+								p, en, want, &err),
+					 -1);
+			assert_int_equal(sx_merkle_verify_proof(l[other], proofs[i].m, proofs[i].n,
+								p, en, want, &err),
 					 -1);
 			exp[en - 1][3] ^= 1;
 			assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m,
-								proofs[i].n, p, en - 1, want),
+								proofs[i].n, p, en, want, &err),
+					 -1);
+			exp[en - 1][3] ^= 1;
+			assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m,
+								proofs[i].n, p, en - 1, want, &err),
 					 -1);
 		}
 		/* (A proof alone does not pin the tree size: the leftmost path of a
@@ -166,22 +169,25 @@ static void test_merkle_vectors(void **state)
 		 * signed statement, see test_sxsig_verify_and_tamper.) */
 		memcpy(exp[en], want, SX_HASH_LEN);
 		assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m, proofs[i].n, p,
-							en + 1, want),
+							en + 1, want, &err),
 				 -1);
 		assert_int_equal(
-		    sx_merkle_verify_proof(l[0], proofs[i].n, proofs[i].n, p, en, want), -1);
+		    sx_merkle_verify_proof(l[0], proofs[i].n, proofs[i].n, p, en, want, &err), -1);
+		assert_int_equal(err.cls, SX_E_INTEGRITY);
+		assert_non_null(strstr(err.msg, "inclusion proof does not lead"));
+		sx_err_clear(&err);
 	}
 	/* every proof of every tree up to 8 verifies */
 	for (uint64_t n = 1; n <= 8; n++)
 		for (uint64_t m = 0; m < n; m++) {
 			uint8_t pr[SX_PROOF_MAX][SX_HASH_LEN];
 			size_t pn;
-			assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])l, n, root),
-					 0);
+			assert_int_equal(
+			    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])l, n, root, &err), 0);
 			tree_proof((const uint8_t(*)[SX_HASH_LEN])l, n, m, pr, &pn);
 			assert_int_equal(sx_merkle_verify_proof(l[m], m, n,
 								(const uint8_t(*)[SX_HASH_LEN])pr,
-								pn, root),
+								pn, root, &err),
 					 0);
 		}
 }
@@ -244,6 +250,7 @@ static void test_filehash_vectors(void **state)
 static void test_filehash_random(void **state)
 {
 	(void)state;
+	sx_err err = {0};
 	srand(12345);
 	for (int round = 0; round < 60; round++) {
 		uint32_t chunk = 1 + (uint32_t)(rand() % 97);
@@ -257,12 +264,11 @@ static void test_filehash_random(void **state)
 		uint8_t(*leaves)[SX_HASH_LEN] = malloc((nl + 1) * SX_HASH_LEN);
 		for (size_t i = 0; i < nl; i++) {
 			size_t n = len - i * chunk < chunk ? len - i * chunk : chunk;
-			assert_int_equal(sx_merkle_leaf(d + i * chunk, n, leaves[i]), 0);
+			assert_int_equal(sx_merkle_leaf(d + i * chunk, n, leaves[i], &err), 0);
 		}
-		assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, nl, want),
-				 0);
+		assert_int_equal(
+		    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, nl, want, &err), 0);
 		sx_filehash h;
-		sx_err err = {0};
 		assert_int_equal(sx_filehash_init(&h, chunk, &err), 0);
 		size_t off = 0;
 		while (off < len) {
@@ -278,7 +284,8 @@ static void test_filehash_random(void **state)
 			assert_int_equal(cl, off / chunk);
 			assert_int_equal(cb, cl * chunk);
 			assert_int_equal(
-			    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, cl, ref), 0);
+			    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, cl, ref, &err),
+			    0);
 			assert_memory_equal(cp, ref, SX_HASH_LEN);
 		}
 		uint64_t fl, fb;
@@ -323,7 +330,7 @@ static void test_statement_vectors(void **state)
 		assert_memory_equal(buf, want, n);
 		assert_int_equal(sx_desc_leaf(&d[i], leaves[i], &err), 0);
 	}
-	assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, 3, root), 0);
+	assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, 3, root, &err), 0);
 	hex32(BATCH_ROOT, want);
 	assert_memory_equal(root, want, SX_HASH_LEN);
 	uint8_t stmt[SX_STMT_BATCH_LEN], sig[SX_SIG_MAX];
@@ -1209,6 +1216,7 @@ static void test_sign_refuses_other_keys(void **state)
 static void ref_path(const uint8_t (*d)[SX_HASH_LEN], uint64_t n, uint64_t m,
 		     uint8_t (*proof)[SX_HASH_LEN], size_t *plen)
 {
+	sx_err err = {0};
 	if (n == 1)
 		return;
 	uint64_t k = 1;
@@ -1217,10 +1225,10 @@ static void ref_path(const uint8_t (*d)[SX_HASH_LEN], uint64_t n, uint64_t m,
 	assert_true(*plen < SX_PROOF_MAX);
 	if (m < k) {
 		ref_path(d, k, m, proof, plen);
-		assert_int_equal(sx_merkle_root(d + k, n - k, proof[(*plen)++]), 0);
+		assert_int_equal(sx_merkle_root(d + k, n - k, proof[(*plen)++], &err), 0);
 	} else {
 		ref_path(d + k, n - k, m - k, proof, plen);
-		assert_int_equal(sx_merkle_root(d, k, proof[(*plen)++]), 0);
+		assert_int_equal(sx_merkle_root(d, k, proof[(*plen)++], &err), 0);
 	}
 }
 
@@ -1229,28 +1237,31 @@ static void test_mtree_matches_path(void **state)
 {
 	(void)state;
 	uint8_t leaves[70][SX_HASH_LEN];
+	sx_err err = {0};
 	for (int i = 0; i < 70; i++)
-		assert_int_equal(sx_merkle_leaf(&i, sizeof(i), leaves[i]), 0);
+		assert_int_equal(sx_merkle_leaf(&i, sizeof(i), leaves[i], &err), 0);
 	for (uint64_t n = 1; n <= 70; n++) {
 		sx_mtree *t = NULL;
 		uint8_t root[SX_HASH_LEN];
-		assert_int_equal(sx_mtree_build(&t, (const uint8_t(*)[SX_HASH_LEN])leaves, n), 0);
-		assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, n, root), 0);
+		assert_int_equal(sx_mtree_build(&t, (const uint8_t(*)[SX_HASH_LEN])leaves, n, &err),
+				 0);
+		assert_int_equal(
+		    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, n, root, &err), 0);
 		for (uint64_t m = 0; m < n; m++) {
 			uint8_t a[SX_PROOF_MAX][SX_HASH_LEN], b[SX_PROOF_MAX][SX_HASH_LEN];
 			size_t la = 0, lb = 0;
 			ref_path((const uint8_t(*)[SX_HASH_LEN])leaves, n, m, a, &la);
-			assert_int_equal(sx_mtree_proof(t, m, b, SX_PROOF_MAX, &lb), 0);
+			assert_int_equal(sx_mtree_proof(t, m, b, SX_PROOF_MAX, &lb, &err), 0);
 			assert_int_equal(la, lb);
 			assert_memory_equal(a, b, la * SX_HASH_LEN);
 			assert_int_equal(sx_merkle_verify_proof(leaves[m], m, n,
 								(const uint8_t(*)[SX_HASH_LEN])b,
-								lb, root),
+								lb, root, &err),
 					 0);
 		}
 		size_t l = 0;
 		uint8_t p[SX_PROOF_MAX][SX_HASH_LEN];
-		assert_int_equal(sx_mtree_proof(t, n, p, SX_PROOF_MAX, &l), -1);
+		assert_int_equal(sx_mtree_proof(t, n, p, SX_PROOF_MAX, &l, &err), -1);
 		sx_mtree_free(t);
 	}
 }
@@ -1272,7 +1283,7 @@ static void test_filehash_add_leaf(void **state)
 	assert_int_equal(sx_filehash_update(&a, data, sizeof(data), &err), 0);
 	for (size_t off = 0; off < sizeof(data); off += CHUNK) {
 		size_t n = sizeof(data) - off < CHUNK ? sizeof(data) - off : CHUNK;
-		assert_int_equal(sx_merkle_leaf(data + off, n, leaf), 0);
+		assert_int_equal(sx_merkle_leaf(data + off, n, leaf, &err), 0);
 		assert_int_equal(sx_filehash_add_leaf(&b, leaf, n, &err), 0);
 	}
 	/* After a short leaf nothing may follow. */
