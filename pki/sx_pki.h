@@ -130,8 +130,8 @@ typedef struct sx_policy {
 int sx_policy_check(const sx_policy *pol, X509 *leaf, STACK_OF(X509) * chain, sx_role role,
 		    const char *name, sx_err *err) SX_MUST_CHECK;
 
-/* A new stack holding a reference to each certificate of chain (one
- * function for every copy of a peer's chain); NULL when out of memory. */
-STACK_OF(X509) * sx_chain_copy(STACK_OF(X509) * chain);
+/* *out: a new stack holding a reference to each certificate of chain (one
+ * function for every copy of a peer's chain). */
+int sx_chain_copy(STACK_OF(X509) * *out, STACK_OF(X509) * chain, sx_err *err) SX_MUST_CHECK;
 
 #endif

@@ -80,8 +80,5 @@ int sx_batch_sxsig(sx_batch *b, const sx_desc *descs, uint32_t i, STACK_OF(X509)
 	out->alg = b->alg;
 	memcpy(out->sig, b->sig, b->sig_len);
 	out->sig_len = b->sig_len;
-	out->chain = sx_chain_copy(chain);
-	if (out->chain == NULL)
-		return sx_fail(err, SX_E_OTHER, "out of memory");
-	return 0;
+	return sx_chain_copy(&out->chain, chain, err);
 }

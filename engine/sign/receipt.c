@@ -102,8 +102,7 @@ int sx_receipt_sign(sx_receipt *r, EVP_PKEY *key, STACK_OF(X509) * chain, sx_err
 	SX_GUARD(sx_receipt_statement(r, &stmt, &len, err));
 	SX_GUARD(sx_sign(key, stmt, len, r->sig, &r->sig_len, err));
 	sk_X509_pop_free(r->chain, X509_free);
-	r->chain = sx_chain_copy(chain);
-	SX_ENSURE(r->chain != NULL, err, SX_E_OTHER, "out of memory");
+	SX_GUARD(sx_chain_copy(&r->chain, chain, err));
 	rc = 0;
 out:
 	free(stmt);

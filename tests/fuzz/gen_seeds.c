@@ -365,9 +365,7 @@ static void checkpoint(void)
 	s.alg = sx_sigalg_for_key(cli->key);
 	check(sx_sxsig_statement(&s, stmt, sizeof(stmt), &slen, &err), &err);
 	check(sx_sign(cli->key, stmt, slen, s.sig, &s.sig_len, &err), &err);
-	s.chain = sx_chain_copy(cli->chain);
-	if (s.chain == NULL)
-		check(sx_fail(&err, SX_E_OTHER, "out of memory"), &err);
+	check(sx_chain_copy(&s.chain, cli->chain, &err), &err);
 	check(sx_sxsig_encode(&s, &text, &len, &err), &err);
 	seed("fuzz_sxsig", "checkpoint.sxsig", text, len);
 	free(text);
