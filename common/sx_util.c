@@ -42,7 +42,8 @@ static void dir_of(const char *path, char *dir, size_t cap)
 		snprintf(dir, cap, "%.*s", (int)(slash - path), path);
 }
 
-int sx_fsync_dir(const char *dir, sx_err *err)
+/* fsyncs a folder so that a rename or create inside it is durable. */
+static int fsync_dir(const char *dir, sx_err *err)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -84,7 +85,7 @@ int sx_file_write_atomic(const char *path, const void *data, size_t len, mode_t 
 		goto out;
 	}
 	tmp[0] = '\0';
-	SX_GUARD(sx_fsync_dir(dir, err));
+	SX_GUARD(fsync_dir(dir, err));
 	rc = 0;
 out:
 	if (fd >= 0)

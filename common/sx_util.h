@@ -45,9 +45,6 @@ int sx_file_read(const char *path, size_t cap, uint8_t **out, size_t *len,
 /* Creates dir (and parents) with mode; an existing folder is fine. */
 int sx_mkdirs(const char *dir, mode_t mode, sx_err *err) SX_MUST_CHECK;
 
-/* fsyncs a folder so that a rename or create inside it is durable. */
-int sx_fsync_dir(const char *dir, sx_err *err) SX_MUST_CHECK;
-
 /* Parses a size such as 4096, 64K, 1M, 2G (binary multiples). */
 int sx_parse_size(const char *s, uint64_t *out) SX_MUST_CHECK;
 

@@ -377,8 +377,12 @@ static bool db_has(const sx_ca_db *db, const char *serial)
 	return false;
 }
 
-int sx_ca_issue(sx_ca *ca, const sx_cert_spec *spec_in, EVP_PKEY *subject_key, unsigned days,
-		X509 **out, sx_err *err)
+/* Issues a certificate for subject_key: picks an unused serial, writes
+ * DIR/certs/<SERIAL>.pem, then atomically replaces the index. days 0: the
+ * default. notAfter never exceeds the CA's. A server or both certificate
+ * with no DNS/IP SAN gets the name as DNS SAN when it is a valid host name. */
+static int ca_issue(sx_ca *ca, const sx_cert_spec *spec_in, EVP_PKEY *subject_key, unsigned days,
+		    X509 **out, sx_err *err)
 {
 	int rc = -1;
 	sx_cert_spec spec = *spec_in;
@@ -583,7 +587,7 @@ int sx_ca_issue_identity(sx_ca *ca, const sx_cert_spec *spec, sx_key_type type, 
 	SX_GUARD(sx_key_generate(type, &key, err));
 	SX_GUARD(ca_path(path, sizeof(path), outdir, "key.pem", err));
 	SX_GUARD(sx_key_save(path, key, pass, err));
-	SX_GUARD(sx_ca_issue(ca, spec, key, days, &cert, err));
+	SX_GUARD(ca_issue(ca, spec, key, days, &cert, err));
 	SX_GUARD(ca_path(path, sizeof(path), outdir, "cert.pem", err));
 	SX_GUARD(sx_certs_save(path, &cert, 1, 0644, err));
 	SX_GUARD(ca_path(path, sizeof(path), outdir, "ca.pem", err));
@@ -624,7 +628,7 @@ int sx_ca_sign_csr(sx_ca *ca, const char *csr_path, const sx_cert_spec *spec_in,
 		sx_err_prefix(err, "%s: ", csr_path);
 		goto out;
 	}
-	SX_GUARD(sx_ca_issue(ca, &spec, X509_REQ_get0_pubkey(req), days, &cert, err));
+	SX_GUARD(ca_issue(ca, &spec, X509_REQ_get0_pubkey(req), days, &cert, err));
 	SX_GUARD(sx_certs_save(out_path, &cert, 1, 0644, err));
 	*out = cert;
 	cert = NULL;

@@ -529,17 +529,24 @@ out:
 	return rc;
 }
 
-/* A new stack holding a reference to each certificate; NULL when out of
- * memory. */
-STACK_OF(X509) * sx_chain_copy(STACK_OF(X509) * chain)
+int sx_chain_copy(STACK_OF(X509) * *out, STACK_OF(X509) * chain, sx_err *err)
 {
 	STACK_OF(X509) *sk = sk_X509_new_null();
-	for (int i = 0; sk != NULL && i < sk_X509_num(chain); i++) {
+	*out = NULL;
+	if (sk == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	for (int i = 0; i < sk_X509_num(chain); i++) {
 		X509 *x = sk_X509_value(chain, i);
-		if (X509_up_ref(x) != 1 || sk_X509_push(sk, x) <= 0) {
-			sk_X509_pop_free(sk, X509_free);
-			return NULL;
+		if (X509_up_ref(x) != 1)
+			goto fail;
+		if (sk_X509_push(sk, x) <= 0) {
+			X509_free(x);
+			goto fail;
 		}
 	}
-	return sk;
+	*out = sk;
+	return 0;
+fail:
+	sk_X509_pop_free(sk, X509_free);
+	return sx_fail(err, SX_E_OTHER, "out of memory");
 }

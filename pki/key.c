@@ -71,7 +71,7 @@ int sx_key_generate(sx_key_type type, EVP_PKEY **out, sx_err *err)
 	return 0;
 }
 
-int sx_key_describe(EVP_PKEY *key, char *buf, size_t cap)
+void sx_key_describe(EVP_PKEY *key, char *buf, size_t cap)
 {
 	char group[64];
 	size_t glen = 0;
@@ -87,7 +87,6 @@ int sx_key_describe(EVP_PKEY *key, char *buf, size_t cap)
 		break;
 	default: snprintf(buf, cap, "%s", OBJ_nid2sn(EVP_PKEY_get_base_id(key))); break;
 	}
-	return 0;
 }
 
 /* Asks the passphrase source; an empty passphrase is refused so that a plain

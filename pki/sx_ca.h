@@ -144,13 +144,6 @@ int sx_ca_init(const char *dir, const char *name, sx_key_type type, unsigned day
 int sx_ca_open(const char *dir, const sx_pass *pass, sx_ca *ca, sx_err *err) SX_MUST_CHECK;
 void sx_ca_close(sx_ca *ca);
 
-/* Issues a certificate for subject_key: picks an unused serial, writes
- * DIR/certs/<SERIAL>.pem, then atomically replaces the index. days 0: the
- * default. notAfter never exceeds the CA's. A server or both certificate
- * with no DNS/IP SAN gets the name as DNS SAN when it is a valid host name. */
-int sx_ca_issue(sx_ca *ca, const sx_cert_spec *spec, EVP_PKEY *subject_key, unsigned days,
-		X509 **out, sx_err *err) SX_MUST_CHECK;
-
 /* Marks a serial (hex) revoked in the index. */
 int sx_ca_revoke(sx_ca *ca, const char *serial_hex, int reason, sx_err *err) SX_MUST_CHECK;
 

@@ -50,7 +50,7 @@ int sx_key_save(const char *path, EVP_PKEY *key, const sx_pass *pass, sx_err *er
 int sx_key_load(const char *path, const sx_pass *pass, EVP_PKEY **out, sx_err *err) SX_MUST_CHECK;
 
 /* "EC prime256v1 (256 bits)", "RSA 3072 bits", "Ed25519", ... into buf. */
-int sx_key_describe(EVP_PKEY *key, char *buf, size_t cap);
+void sx_key_describe(EVP_PKEY *key, char *buf, size_t cap);
 
 /* Is the key strong enough for the policy (RSA >= 2048, EC P-256/384/521,
  * Ed25519, Ed448)? On failure: SX_E_AUTH "weak key: RSA 1024 bits" or
@@ -132,8 +132,8 @@ typedef struct sx_policy {
 int sx_policy_check(const sx_policy *pol, X509 *leaf, STACK_OF(X509) * chain, sx_role role,
 		    const char *name, sx_err *err) SX_MUST_CHECK;
 
-/* A new stack holding a reference to each certificate of chain (one
- * function for every copy of a peer's chain); NULL when out of memory. */
-STACK_OF(X509) * sx_chain_copy(STACK_OF(X509) * chain);
+/* *out: a new stack holding a reference to each certificate of chain (one
+ * function for every copy of a peer's chain). */
+int sx_chain_copy(STACK_OF(X509) * *out, STACK_OF(X509) * chain, sx_err *err) SX_MUST_CHECK;
 
 #endif

@@ -11,7 +11,7 @@
  *   - sx_chan_output() hands out bytes to send (TLS records, then the
  *     server's sealed CONFIRM record).
  *   - once sx_chan_ready(), the caller takes the two record directions with
- *     sx_chan_take_keys() and the channel can be freed.
+ *     sx_chan_take() and the channel can be freed.
  *
  * Client: TLS handshake -> sends HELLO inside TLS -> derives keys -> waits
  *   for the server's sealed CONFIRM record (key confirmation: a client sends

@@ -22,6 +22,12 @@
 #define SX_URING_TABLE_MIN 16u
 #define SX_URING_TABLE_MAX 4096u
 
+/* The fd -> slot map (file_of) is indexed by fd, so it grows to the largest
+ * fd registered. Linux's default fs.nr_open is 1 << 20: no descriptor is
+ * above it unless an administrator raised that limit. A larger fd is simply
+ * not registered (ops use the plain fd), and the map stays within 4 MiB. */
+#define SX_URING_FD_MAX (1u << 20)
+
 /* A registered buffer region and its slot in the ring's buffer table. */
 typedef struct region {
 	uintptr_t lo;
@@ -38,8 +44,9 @@ typedef struct uring_priv {
 	 * (files_ok false when the kernel refused it). */
 	bool files_ok;
 	unsigned files_cap;
-	unsigned *file_of; /* by fd: its slot + 1, 0 when not registered */
-	unsigned file_of_len;
+	unsigned *file_of;    /* by fd: its slot + 1, 0 when not registered */
+	size_t file_of_len;   /* sx_grow, at most SX_URING_FD_MAX */
+	bool file_of_warned;  /* the map's cap was logged once */
 	unsigned *files_free; /* stack of free slots */
 	unsigned nfiles_free;
 	/* Fixed buffers: likewise; regions sorted by address for the per-op
@@ -114,7 +121,7 @@ static int fixed_index(const uring_priv *u, const uint8_t *p, size_t n)
 /* Slot of fd in the fixed file table, or -1. */
 static int file_index(const uring_priv *u, int fd)
 {
-	if (fd >= 0 && (unsigned)fd < u->file_of_len)
+	if (fd >= 0 && (size_t)fd < u->file_of_len)
 		return (int)u->file_of[fd] - 1;
 	return -1;
 }
@@ -429,17 +436,15 @@ static bool uring_file_add(sx_io *io, int fd)
 		return true;
 	if (!u->files_ok || u->nfiles_free == 0)
 		return false;
-	if ((unsigned)fd >= u->file_of_len) {
-		unsigned n = u->file_of_len ? u->file_of_len : 64;
-		while (n <= (unsigned)fd)
-			n *= 2;
-		unsigned *m = realloc(u->file_of, n * sizeof(*m));
-		if (m == NULL)
-			return false;
-		for (unsigned i = u->file_of_len; i < n; i++)
-			m[i] = 0;
-		u->file_of = m;
-		u->file_of_len = n;
+	sx_err err = {0};
+	if (sx_grow(&u->file_of, &u->file_of_len, (size_t)fd + 1, sizeof(*u->file_of),
+		    SX_URING_FD_MAX, "file descriptors in the registered file map", &err) < 0) {
+		/* A hint only: the fd goes on unregistered; said once per ring. */
+		if (!u->file_of_warned)
+			sx_log("warn", "io_register", "what=file fd=%d error=%s", fd,
+			       SX_LOGQ(err.msg));
+		u->file_of_warned = true;
+		return false;
 	}
 	/* A slot freed while an SQE naming it was still queued is reused only
 	 * once that SQE has gone. */

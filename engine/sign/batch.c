@@ -1,6 +1,6 @@
-/* engine/sign/batch: signing a batch of file descriptors, and a stream
- * checkpoint, and the .sxsig that each of their files receives
- * (docs/SIGNATURES.md sections 3 and 5). Pure. */
+/* engine/sign/batch: signing a batch of file descriptors, and the .sxsig
+ * that each of its files receives (docs/SIGNATURES.md sections 3 and 5).
+ * Pure. */
 #include "engine/sign/sign_int.h"
 
 #include <stdlib.h>
@@ -26,8 +26,7 @@ int sx_batch_sign(sx_batch *b, const sx_desc *descs, uint32_t n, uint32_t chunk,
 	SX_ENSURE(b->leaves != NULL, err, SX_E_OTHER, "out of memory");
 	for (uint32_t i = 0; i < n; i++)
 		SX_GUARD(sx_desc_leaf(&descs[i], b->leaves[i], err));
-	SX_ENSURE(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])b->leaves, n, b->root) == 0, err,
-		  SX_E_OTHER, "hashing the batch");
+	SX_GUARD(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])b->leaves, n, b->root, err));
 	memcpy(b->tid, tid, SX_TID_LEN);
 	b->number = number;
 	b->time = time;
@@ -58,10 +57,10 @@ int sx_batch_sxsig(sx_batch *b, const sx_desc *descs, uint32_t i, STACK_OF(X509)
 	if (i >= b->count)
 		return sx_fail(err, SX_E_USAGE, "file %u is not in the batch", i);
 	if (b->tree == NULL &&
-	    sx_mtree_build(&b->tree, (const uint8_t(*)[SX_HASH_LEN])b->leaves, b->count) < 0)
-		return sx_fail(err, SX_E_OTHER, "building the batch tree");
-	if (sx_mtree_proof(b->tree, i, out->proof, SX_PROOF_MAX, &out->proof_len) < 0)
-		return sx_fail(err, SX_E_OTHER, "computing an inclusion proof");
+	    sx_mtree_build(&b->tree, (const uint8_t(*)[SX_HASH_LEN])b->leaves, b->count, err) < 0)
+		return -1;
+	if (sx_mtree_proof(b->tree, i, out->proof, SX_PROOF_MAX, &out->proof_len, err) < 0)
+		return -1;
 	size_t plen = strnlen(d->path, SX_MPATH_MAX + 1);
 	if (plen > SX_MPATH_MAX)
 		return sx_fail(err, SX_E_USAGE, "path too long");
@@ -81,38 +80,5 @@ int sx_batch_sxsig(sx_batch *b, const sx_desc *descs, uint32_t i, STACK_OF(X509)
 	out->alg = b->alg;
 	memcpy(out->sig, b->sig, b->sig_len);
 	out->sig_len = b->sig_len;
-	out->chain = sx_chain_copy(chain);
-	if (out->chain == NULL)
-		return sx_fail(err, SX_E_OTHER, "out of memory");
-	return 0;
-}
-
-int sx_checkpoint_sxsig(const uint8_t tid[SX_TID_LEN], const char *path, uint32_t chunk,
-			uint64_t leaves, const uint8_t root[SX_HASH_LEN], int64_t time,
-			EVP_PKEY *key, STACK_OF(X509) * chain, sx_sxsig *out, sx_err *err)
-{
-	uint8_t stmt[SX_STMT_CHECKPOINT_MAX];
-	size_t slen = 0, plen = 0;
-	int rc = -1;
-	memset(out, 0, sizeof(*out));
-	SX_GUARD(sx_path_ok(path, &plen, err));
-	SX_ENSURE(chunk >= 1 && chunk <= CHUNK_SIG_MAX && leaves <= UINT64_MAX / chunk, err,
-		  SX_E_USAGE, "checkpoint out of range");
-	memcpy(out->path, path, plen + 1);
-	out->kind = SX_KIND_CHECKPOINT;
-	out->chunk = chunk;
-	out->file_size = leaves * chunk;
-	memcpy(out->file_root, root, SX_HASH_LEN);
-	memcpy(out->batch_root, root, SX_HASH_LEN);
-	memcpy(out->tid, tid, SX_TID_LEN);
-	out->batch_files = 1;
-	out->signed_time = time;
-	out->alg = sx_sigalg_for_key(key);
-	SX_GUARD(sx_sxsig_statement(out, stmt, sizeof(stmt), &slen, err));
-	SX_GUARD(sx_sign(key, stmt, slen, out->sig, &out->sig_len, err));
-	out->chain = sx_chain_copy(chain);
-	SX_ENSURE(out->chain != NULL, err, SX_E_OTHER, "out of memory");
-	rc = 0;
-out:
-	return rc;
+	return sx_chain_copy(&out->chain, chain, err);
 }

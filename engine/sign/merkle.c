@@ -1,6 +1,6 @@
 /* engine/sign/merkle: RFC 9162 section 2.1 Merkle trees over SHA-256: the
- * tree head, inclusion proofs (built directly or from a memoised tree for
- * many proofs) and their verification. Pure. */
+ * tree head, inclusion proofs (from a memoised tree, for many proofs) and
+ * their verification. Pure. */
 #include "engine/sign/sign_int.h"
 
 #include <stdlib.h>
@@ -29,26 +29,16 @@ int sx_hash_empty(uint8_t out[SX_HASH_LEN])
 	return 0;
 }
 
-int sx_merkle_leaf(const void *data, size_t len, uint8_t out[SX_HASH_LEN])
+int sx_merkle_leaf(const void *data, size_t len, uint8_t out[SX_HASH_LEN], sx_err *err)
 {
 	int rc = -1;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (ctx != NULL)
 		rc = sx_hash_parts(ctx, EVP_sha256(), PFX_LEAF, data, len, NULL, 0, out);
 	EVP_MD_CTX_free(ctx);
-	return rc;
-}
-
-int sx_merkle_node(const uint8_t l[SX_HASH_LEN], const uint8_t r[SX_HASH_LEN],
-		   uint8_t out[SX_HASH_LEN])
-{
-	int rc = -1;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (ctx != NULL)
-		rc =
-		    sx_hash_parts(ctx, EVP_sha256(), PFX_NODE, l, SX_HASH_LEN, r, SX_HASH_LEN, out);
-	EVP_MD_CTX_free(ctx);
-	return rc;
+	if (rc < 0)
+		return sx_fail_ssl(err, SX_E_OTHER, "SHA-256 of a Merkle leaf");
+	return 0;
 }
 
 /* The largest power of two smaller than n (n >= 2): RFC 9162 section 2.1.1. */
@@ -74,51 +64,19 @@ static int mth(EVP_MD_CTX *ctx, const uint8_t (*d)[SX_HASH_LEN], uint64_t n,
 	return sx_hash_parts(ctx, EVP_sha256(), PFX_NODE, l, SX_HASH_LEN, r, SX_HASH_LEN, out);
 }
 
-int sx_merkle_root(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint8_t out[SX_HASH_LEN])
+int sx_merkle_root(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint8_t out[SX_HASH_LEN],
+		   sx_err *err)
 {
-	if (n == 0)
-		return sx_hash_empty(out);
 	int rc = -1;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (ctx != NULL)
+	EVP_MD_CTX *ctx = NULL;
+	if (n == 0)
+		rc = sx_hash_empty(out);
+	else if ((ctx = EVP_MD_CTX_new()) != NULL)
 		rc = mth(ctx, leaves, n, out);
 	EVP_MD_CTX_free(ctx);
-	return rc;
-}
-
-/* PATH(m, D[n]) of RFC 9162 section 2.1.3.1, deepest node first. */
-static int path(EVP_MD_CTX *ctx, const uint8_t (*d)[SX_HASH_LEN], uint64_t n, uint64_t m,
-		uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen)
-{
-	if (n == 1)
-		return 0;
-	uint64_t k = split_point(n);
-	if (m < k) {
-		if (path(ctx, d, k, m, proof, max, plen) < 0)
-			return -1;
-		if (*plen >= max)
-			return -1;
-		return mth(ctx, d + k, n - k, proof[(*plen)++]);
-	}
-	if (path(ctx, d + k, n - k, m - k, proof, max, plen) < 0)
-		return -1;
-	if (*plen >= max)
-		return -1;
-	return mth(ctx, d, k, proof[(*plen)++]);
-}
-
-int sx_merkle_proof(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint64_t index,
-		    uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen)
-{
-	*plen = 0;
-	if (index >= n)
-		return -1;
-	int rc = -1;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (ctx != NULL)
-		rc = path(ctx, leaves, n, index, proof, max, plen);
-	EVP_MD_CTX_free(ctx);
-	return rc;
+	if (rc < 0)
+		return sx_fail_ssl(err, SX_E_OTHER, "SHA-256 of a Merkle tree");
+	return 0;
 }
 
 /* ---- memoised tree for many proofs --------------------------------------- */
@@ -140,32 +98,37 @@ void sx_mtree_free(sx_mtree *t)
 	free(t);
 }
 
-int sx_mtree_build(sx_mtree **out, const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n)
+int sx_mtree_build(sx_mtree **out, const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, sx_err *err)
 {
-	sx_mtree *t = calloc(1, sizeof(*t));
+	sx_mtree *t = NULL;
+	int rc = -1;
 	*out = NULL;
-	if (t == NULL || n == 0 || (t->ctx = EVP_MD_CTX_new()) == NULL)
-		goto fail;
+	SX_ENSURE(n > 0, err, SX_E_OTHER, "a Merkle tree of no leaves has no proofs");
+	t = calloc(1, sizeof(*t));
+	SX_ENSURE(t != NULL && (t->ctx = EVP_MD_CTX_new()) != NULL, err, SX_E_OTHER,
+		  "out of memory");
 	t->n = n;
 	t->lv[0] = (uint8_t(*)[SX_HASH_LEN])leaves; /* borrowed */
 	t->levels = 1;
 	for (uint64_t w = n / 2; w > 0; w /= 2) {
 		unsigned j = t->levels;
 		t->lv[j] = malloc(w * SX_HASH_LEN);
-		if (t->lv[j] == NULL)
-			goto fail;
+		SX_ENSURE(t->lv[j] != NULL, err, SX_E_OTHER, "out of memory");
 		t->levels++;
 		for (uint64_t i = 0; i < w; i++)
 			if (sx_hash_parts(t->ctx, EVP_sha256(), PFX_NODE, t->lv[j - 1][2 * i],
 					  SX_HASH_LEN, t->lv[j - 1][2 * i + 1], SX_HASH_LEN,
-					  t->lv[j][i]) < 0)
-				goto fail;
+					  t->lv[j][i]) < 0) {
+				(void)sx_fail_ssl(err, SX_E_OTHER, "SHA-256 of a Merkle tree");
+				goto out;
+			}
 	}
 	*out = t;
-	return 0;
-fail:
+	t = NULL;
+	rc = 0;
+out:
 	sx_mtree_free(t);
-	return -1;
+	return rc;
 }
 
 /* MTH(D[start:start+size]): every left subtree of RFC 9162's split is a
@@ -185,47 +148,52 @@ static int mtree_hash(const sx_mtree *t, uint64_t start, uint64_t size, uint8_t 
 }
 
 static int mtree_path(const sx_mtree *t, uint64_t start, uint64_t n, uint64_t m,
-		      uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen)
+		      uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen, sx_err *err)
 {
 	if (n == 1)
 		return 0;
 	uint64_t k = split_point(n);
-	int below = m < k ? mtree_path(t, start, k, m, proof, max, plen)
-			  : mtree_path(t, start + k, n - k, m - k, proof, max, plen);
-	if (below < 0 || *plen >= max)
+	int below = m < k ? mtree_path(t, start, k, m, proof, max, plen, err)
+			  : mtree_path(t, start + k, n - k, m - k, proof, max, plen, err);
+	if (below < 0)
 		return -1;
-	return m < k ? mtree_hash(t, start + k, n - k, proof[(*plen)++])
-		     : mtree_hash(t, start, k, proof[(*plen)++]);
+	if (*plen >= max)
+		return sx_fail(err, SX_E_OTHER, "an inclusion proof of more than %zu nodes", max);
+	int rc = m < k ? mtree_hash(t, start + k, n - k, proof[(*plen)++])
+		       : mtree_hash(t, start, k, proof[(*plen)++]);
+	if (rc < 0)
+		return sx_fail_ssl(err, SX_E_OTHER, "SHA-256 of a Merkle tree");
+	return 0;
 }
 
 int sx_mtree_proof(const sx_mtree *t, uint64_t index, uint8_t (*proof)[SX_HASH_LEN], size_t max,
-		   size_t *plen)
+		   size_t *plen, sx_err *err)
 {
 	*plen = 0;
 	if (index >= t->n)
-		return -1;
-	return mtree_path(t, 0, t->n, index, proof, max, plen);
+		return sx_fail(err, SX_E_OTHER, "leaf %llu is not in a tree of %llu",
+			       (unsigned long long)index, (unsigned long long)t->n);
+	return mtree_path(t, 0, t->n, index, proof, max, plen, err);
 }
 
-int sx_merkle_verify_proof(const uint8_t leaf_hash[SX_HASH_LEN], uint64_t index, uint64_t n,
-			   const uint8_t (*proof)[SX_HASH_LEN], size_t plen,
-			   const uint8_t root[SX_HASH_LEN])
+/* RFC 9162 section 2.1.3.2, steps 1 to 6: the root the proof leads to from
+ * leaf_hash into r. 0, 1 when the proof does not fit a tree of n leaves, or
+ * -1 when hashing failed. */
+static int proof_walk(EVP_MD_CTX *ctx, const uint8_t leaf_hash[SX_HASH_LEN], uint64_t index,
+		      uint64_t n, const uint8_t (*proof)[SX_HASH_LEN], size_t plen,
+		      uint8_t r[SX_HASH_LEN])
 {
-	uint8_t r[SX_HASH_LEN];
-	int rc = -1;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	/* RFC 9162 section 2.1.3.2, steps 1 to 6 */
-	if (ctx == NULL || index >= n)
-		goto out;
+	if (index >= n)
+		return 1;
 	uint64_t fn = index, sn = n - 1;
 	memcpy(r, leaf_hash, SX_HASH_LEN);
 	for (size_t i = 0; i < plen; i++) {
 		if (sn == 0)
-			goto out;
+			return 1;
 		if ((fn & 1) || fn == sn) {
 			if (sx_hash_parts(ctx, EVP_sha256(), PFX_NODE, proof[i], SX_HASH_LEN, r,
 					  SX_HASH_LEN, r) < 0)
-				goto out;
+				return -1;
 			if (!(fn & 1)) {
 				while (!(fn & 1) && fn != 0) {
 					fn >>= 1;
@@ -235,14 +203,28 @@ int sx_merkle_verify_proof(const uint8_t leaf_hash[SX_HASH_LEN], uint64_t index,
 		} else {
 			if (sx_hash_parts(ctx, EVP_sha256(), PFX_NODE, r, SX_HASH_LEN, proof[i],
 					  SX_HASH_LEN, r) < 0)
-				goto out;
+				return -1;
 		}
 		fn >>= 1;
 		sn >>= 1;
 	}
-	if (sn == 0 && CRYPTO_memcmp(r, root, SX_HASH_LEN) == 0)
-		rc = 0;
-out:
+	return sn == 0 ? 0 : 1;
+}
+
+int sx_merkle_verify_proof(const uint8_t leaf_hash[SX_HASH_LEN], uint64_t index, uint64_t n,
+			   const uint8_t (*proof)[SX_HASH_LEN], size_t plen,
+			   const uint8_t root[SX_HASH_LEN], sx_err *err)
+{
+	uint8_t r[SX_HASH_LEN];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	int walk = proof_walk(ctx, leaf_hash, index, n, proof, plen, r);
 	EVP_MD_CTX_free(ctx);
-	return rc;
+	if (walk < 0)
+		return sx_fail_ssl(err, SX_E_OTHER, "SHA-256 of a Merkle tree");
+	if (walk > 0 || CRYPTO_memcmp(r, root, SX_HASH_LEN) != 0)
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "inclusion proof does not lead to the batch root");
+	return 0;
 }

@@ -29,13 +29,9 @@ int sx_receipt_add(sx_receipt *r, const uint8_t root[SX_HASH_LEN], uint64_t size
 	if (r->count >= SX_RECEIPT_FILES_MAX)
 		return sx_fail(err, SX_E_INTEGRITY, "a receipt holds at most %u files",
 			       SX_RECEIPT_FILES_MAX);
-	if ((r->count & (r->count - 1)) == 0) { /* grow at powers of two */
-		size_t cap = r->count ? 2 * (size_t)r->count : 1;
-		sx_receipt_file *f = realloc(r->files, cap * sizeof(*f));
-		if (f == NULL)
-			return sx_fail(err, SX_E_OTHER, "out of memory");
-		r->files = f;
-	}
+	if (sx_grow(&r->files, &r->files_cap, (size_t)r->count + 1, sizeof(*r->files),
+		    SX_RECEIPT_FILES_MAX, "files in a receipt", err) < 0)
+		return -1;
 	sx_receipt_file *f = &r->files[r->count];
 	f->path = strdup(path);
 	if (f->path == NULL)
@@ -106,8 +102,7 @@ int sx_receipt_sign(sx_receipt *r, EVP_PKEY *key, STACK_OF(X509) * chain, sx_err
 	SX_GUARD(sx_receipt_statement(r, &stmt, &len, err));
 	SX_GUARD(sx_sign(key, stmt, len, r->sig, &r->sig_len, err));
 	sk_X509_pop_free(r->chain, X509_free);
-	r->chain = sx_chain_copy(chain);
-	SX_ENSURE(r->chain != NULL, err, SX_E_OTHER, "out of memory");
+	SX_GUARD(sx_chain_copy(&r->chain, chain, err));
 	rc = 0;
 out:
 	free(stmt);

@@ -46,8 +46,9 @@ int sx_check_sig(X509 *signer, sx_sigalg alg, const uint8_t *msg, size_t len, co
 
 /* ---- text.c: the armored text of .sxsig files and receipts -------------- */
 
-/* A growable text buffer with a named cap (max); fail once anything did not
- * fit, and the text is then dropped as a whole. */
+/* A growable text buffer (sx_grow) with a named cap (max: SX_SXSIG_TEXT_MAX
+ * or SX_RECEIPT_TEXT_MAX); fail once anything did not fit, and the text is
+ * then dropped as a whole. */
 typedef struct sx_tbuf {
 	char *p;
 	size_t len, cap, max;

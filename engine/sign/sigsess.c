@@ -89,8 +89,8 @@ int sx_sbatch_verify(sx_sbatch *sb, const uint8_t tid[SX_TID_LEN], uint32_t chun
 	memset(b, 0, sizeof(*b));
 	b->leaves = sb->leaves;
 	sb->leaves = NULL;
-	if (sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])b->leaves, sb->n, b->root) < 0)
-		return sx_fail(err, SX_E_OTHER, "batch root");
+	if (sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])b->leaves, sb->n, b->root, err) < 0)
+		return -1;
 	memcpy(b->tid, tid, SX_TID_LEN);
 	b->number = sb->number;
 	b->time = time;

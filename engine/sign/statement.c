@@ -40,9 +40,7 @@ int sx_desc_leaf(const sx_desc *d, uint8_t out[SX_HASH_LEN], sx_err *err)
 	size_t n = 0;
 	if (sx_desc_encode(d, buf, sizeof(buf), &n, err) < 0)
 		return -1;
-	if (sx_merkle_leaf(buf, n, out) < 0)
-		return sx_fail_ssl(err, SX_E_OTHER, "SHA-256");
-	return 0;
+	return sx_merkle_leaf(buf, n, out, err);
 }
 
 static const char DOM_BATCH[] = "sxfer batch signature v1";	   /* + its NUL: 25 bytes */

@@ -20,12 +20,16 @@
 #include "common/sx_err.h"
 #include "pki/sx_pki.h"
 
-#define SX_HASH_LEN	     32
-#define SX_TID_LEN	     16		 /* transfer id */
-#define SX_PROOF_MAX	     64		 /* nodes in an inclusion proof (tree sizes < 2^64) */
-#define SX_SIG_MAX	     1024	 /* bytes of one signature (RSA up to 8192 bits) */
-#define SX_CHAIN_MAX	     8		 /* certificates in a signer's chain */
-#define SX_MPATH_MAX	     4096	 /* bytes of a relative path (= SX_PATH_MAX) */
+#define SX_HASH_LEN  32
+#define SX_TID_LEN   16	  /* transfer id */
+#define SX_PROOF_MAX 64	  /* nodes in an inclusion proof (tree sizes < 2^64) */
+#define SX_SIG_MAX   1024 /* bytes of one signature (RSA up to 8192 bits) */
+#define SX_CHAIN_MAX 8	  /* certificates in a signer's chain */
+#define SX_MPATH_MAX 4096 /* bytes of a relative path (= SX_PATH_MAX) */
+/* The limits of the text formats (docs/SIGNATURES.md sections 5 and 7):
+ * decoders refuse more, and the encoders' growable buffers stop there. A
+ * .sxsig (one proof, one chain) needs a few KiB; a receipt covers one batch
+ * (SX_BATCH_FILES_MAX files), well below its caps. */
 #define SX_SXSIG_TEXT_MAX    (1u << 20)	 /* a .sxsig file */
 #define SX_RECEIPT_FILES_MAX 100000u	 /* files acknowledged by one receipt */
 #define SX_RECEIPT_TEXT_MAX  (64u << 20) /* a receipt file */
@@ -34,30 +38,27 @@
 /* ---- RFC 9162 section 2.1 Merkle tree (SHA-256) ------------------------- */
 
 /* MTH({d}) = SHA-256(0x00 || d)  (section 2.1.1) */
-int sx_merkle_leaf(const void *data, size_t len, uint8_t out[SX_HASH_LEN]) SX_MUST_CHECK;
-/* SHA-256(0x01 || l || r)  (section 2.1.1) */
-int sx_merkle_node(const uint8_t l[SX_HASH_LEN], const uint8_t r[SX_HASH_LEN],
-		   uint8_t out[SX_HASH_LEN]) SX_MUST_CHECK;
+int sx_merkle_leaf(const void *data, size_t len, uint8_t out[SX_HASH_LEN],
+		   sx_err *err) SX_MUST_CHECK;
 /* MTH(D[n]) over leaf hashes; n = 0 gives SHA-256(""). */
-int sx_merkle_root(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n,
-		   uint8_t out[SX_HASH_LEN]) SX_MUST_CHECK;
-/* PATH(index, D[n]) (section 2.1.3.1) into proof[0..max); *plen nodes. */
-int sx_merkle_proof(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint64_t index,
-		    uint8_t (*proof)[SX_HASH_LEN], size_t max, size_t *plen) SX_MUST_CHECK;
+int sx_merkle_root(const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n, uint8_t out[SX_HASH_LEN],
+		   sx_err *err) SX_MUST_CHECK;
 /* The perfect subtrees of a tree, memoised level by level (O(n) hashes
  * once), so that each inclusion proof costs O(log^2 n) instead of O(n). */
 typedef struct sx_mtree sx_mtree;
-int sx_mtree_build(sx_mtree **out, const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n) SX_MUST_CHECK;
-/* PATH(index, D[n]) as sx_merkle_proof, from the memoised tree. */
+int sx_mtree_build(sx_mtree **out, const uint8_t (*leaves)[SX_HASH_LEN], uint64_t n,
+		   sx_err *err) SX_MUST_CHECK;
+/* PATH(index, D[n]) (section 2.1.3.1) into proof[0..max); *plen nodes. */
 int sx_mtree_proof(const sx_mtree *t, uint64_t index, uint8_t (*proof)[SX_HASH_LEN], size_t max,
-		   size_t *plen) SX_MUST_CHECK;
+		   size_t *plen, sx_err *err) SX_MUST_CHECK;
 void sx_mtree_free(sx_mtree *t);
 
 /* The verification algorithm of section 2.1.3.2: 0 when the proof leads from
- * leaf_hash at index in a tree of n leaves to root, -1 otherwise. */
+ * leaf_hash at index in a tree of n leaves to root; else SX_E_INTEGRITY
+ * (the one proof sxfer checks is a file's leaf in its batch tree). */
 int sx_merkle_verify_proof(const uint8_t leaf_hash[SX_HASH_LEN], uint64_t index, uint64_t n,
 			   const uint8_t (*proof)[SX_HASH_LEN], size_t plen,
-			   const uint8_t root[SX_HASH_LEN]) SX_MUST_CHECK;
+			   const uint8_t root[SX_HASH_LEN], sx_err *err) SX_MUST_CHECK;
 
 /* ---- incremental per-file hasher --------------------------------------- */
 
@@ -226,13 +227,6 @@ int sx_batch_sxsig(sx_batch *b, const sx_desc *descs, uint32_t i, STACK_OF(X509)
 		   sx_sxsig *out, sx_err *err) SX_MUST_CHECK;
 void sx_batch_free(sx_batch *b);
 
-/* A signed stream checkpoint as a .sxsig (kind checkpoint): the root over
- * the first leaves*chunk bytes of path. */
-int sx_checkpoint_sxsig(const uint8_t tid[SX_TID_LEN], const char *path, uint32_t chunk,
-			uint64_t leaves, const uint8_t root[SX_HASH_LEN], int64_t time,
-			EVP_PKEY *key, STACK_OF(X509) * chain, sx_sxsig *out,
-			sx_err *err) SX_MUST_CHECK;
-
 /* ---- receipts ----------------------------------------------------------- */
 
 typedef struct sx_receipt_file {
@@ -253,6 +247,7 @@ typedef struct sx_receipt {
 	uint32_t chunk;			  /* chunk size the file roots were computed with */
 	uint32_t count;
 	sx_receipt_file *files; /* owned, count entries */
+	size_t files_cap;	/* room in files (sx_grow, at most SX_RECEIPT_FILES_MAX) */
 	sx_sigalg alg;
 	uint8_t sig[SX_SIG_MAX];
 	size_t sig_len;

@@ -258,9 +258,8 @@ int sx_sxsig_verify_file(const sx_sxsig *s, const uint8_t file_root[SX_HASH_LEN]
 			return -1;
 		if (sx_merkle_verify_proof(leaf, s->leaf_index, s->batch_files,
 					   (const uint8_t(*)[SX_HASH_LEN])s->proof, s->proof_len,
-					   s->batch_root) < 0)
-			return sx_fail(err, SX_E_INTEGRITY,
-				       "inclusion proof does not lead to the batch root");
+					   s->batch_root, err) < 0)
+			return -1;
 	}
 	if (sx_chain_policy(pol, s->chain, SX_ROLE_SIGNER, "signer", err) < 0)
 		return -1;

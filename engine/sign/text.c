@@ -18,23 +18,18 @@ void sx_tb_add(sx_tbuf *t, const char *s, size_t n)
 	size_t need;
 	if (t->fail)
 		return;
-	if (!sx_add_ok(t->len, n + 1, &need) || need > t->max) {
+	if (!sx_add_ok(t->len, n, &need) || !sx_add_ok(need, 1, &need)) {
 		t->fail = true;
 		return;
 	}
 	if (need > t->cap) {
-		size_t cap = t->cap ? t->cap : 4096;
-		while (cap < need)
-			cap *= 2;
-		if (cap > t->max)
-			cap = t->max;
-		char *q = realloc(t->p, cap);
-		if (q == NULL) {
+		/* Past t->max, or out of memory: the sticky failure, which the
+		 * encoder reports with its cap (the text is dropped as a whole). */
+		sx_err ignore = {0};
+		if (sx_grow(&t->p, &t->cap, need, 1, t->max, "bytes of text", &ignore) < 0) {
 			t->fail = true;
 			return;
 		}
-		t->p = q;
-		t->cap = cap;
 	}
 	memcpy(t->p + t->len, s, n);
 	t->len += n;

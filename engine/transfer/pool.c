@@ -32,8 +32,8 @@ static void run(sx_rlane *lane, sx_pjob *j)
 {
 	sx_err_clear(&j->err);
 	j->rc = 0;
-	if (j->leaf && sx_merkle_leaf(j->rec + SX_REC_HDR_LEN, j->plen, j->leaf_hash) < 0)
-		j->rc = sx_fail(&j->err, SX_E_OTHER, "hashing a chunk failed");
+	if (j->leaf)
+		j->rc = sx_merkle_leaf(j->rec + SX_REC_HDR_LEN, j->plen, j->leaf_hash, &j->err);
 	if (j->rc == 0)
 		j->rc =
 		    sx_rlane_seal(lane, &j->key, j->type, 0, j->rec, j->plen, &j->rec_len, &j->err);

@@ -68,8 +68,7 @@ static int on_receipt(sender *s, const sx_msg *m, sx_err *err)
 	SX_GUARD(
 	    sx_sbatch_receipt(b, s->tid, m->time, sk_X509_value(s->cfg->id->chain, 0), &r, err));
 	SX_GUARD(sx_cert_fp(sk_X509_value(peer, 0), r.receiver_fp, err));
-	r.chain = sx_chain_copy(peer);
-	SX_ENSURE(r.chain != NULL, err, SX_E_OTHER, "out of memory");
+	SX_GUARD(sx_chain_copy(&r.chain, peer, err));
 	r.alg = sx_sigalg_for_key(X509_get0_pubkey(sk_X509_value(peer, 0)));
 	SX_ENSURE(m->sig_len <= sizeof(r.sig), err, SX_E_INTEGRITY, "receipt signature too long");
 	memcpy(r.sig, m->sig, m->sig_len);

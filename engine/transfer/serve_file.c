@@ -341,8 +341,7 @@ static int partial_sxsig(conn *c, const rfile *f, const ckpt *k, char **text, si
 	sig.alg = sx_sigalg_for_key(X509_get0_pubkey(sk_X509_value(c->link.k.peer_chain, 0)));
 	memcpy(sig.sig, k->sig, k->sig_len);
 	sig.sig_len = k->sig_len;
-	sig.chain = sx_chain_copy(c->link.k.peer_chain);
-	SX_ENSURE(sig.chain != NULL, err, SX_E_OTHER, "out of memory");
+	SX_GUARD(sx_chain_copy(&sig.chain, c->link.k.peer_chain, err));
 	SX_GUARD(sx_sxsig_encode(&sig, text, len, err));
 	rc = 0;
 out:

@@ -33,7 +33,7 @@ static void inspect(X509 *x, STACK_OF(X509) * chain)
 	sx_asn1_time_format(X509_get0_notAfter(x), buf, sizeof(buf));
 	EVP_PKEY *key = X509_get0_pubkey(x);
 	if (key != NULL) {
-		(void)sx_key_describe(key, buf, sizeof(buf));
+		sx_key_describe(key, buf, sizeof(buf));
 		(void)sx_key_check_strength(key, &err);
 	}
 	sx_err_clear(&err);

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FZ_CHECK(strlen(name) < sizeof(name));
 		(void)sx_name_check(name, &err);
 	}
-	(void)sx_key_describe(key, desc, sizeof(desc));
+	sx_key_describe(key, desc, sizeof(desc));
 	(void)sx_key_check_strength(key, &err);
 	X509_REQ_free(req);
 	ERR_clear_error();

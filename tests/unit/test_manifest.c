@@ -90,16 +90,29 @@ static size_t proof_parse(const char *s, uint8_t (*out)[SX_HASH_LEN])
 static void test_leaves(uint8_t (*l)[SX_HASH_LEN], size_t n)
 {
 	char d[32];
+	sx_err err = {0};
 	for (size_t i = 0; i < n; i++) {
 		int k = snprintf(d, sizeof(d), "sxfer leaf %zu", i);
-		assert_int_equal(sx_merkle_leaf(d, (size_t)k, l[i]), 0);
+		assert_int_equal(sx_merkle_leaf(d, (size_t)k, l[i], &err), 0);
 	}
+}
+
+/* PATH(m, D[n]) through the memoised tree, the one proof builder. */
+static void tree_proof(const uint8_t (*l)[SX_HASH_LEN], uint64_t n, uint64_t m,
+		       uint8_t (*proof)[SX_HASH_LEN], size_t *plen)
+{
+	sx_mtree *t = NULL;
+	sx_err err = {0};
+	assert_int_equal(sx_mtree_build(&t, l, n, &err), 0);
+	assert_int_equal(sx_mtree_proof(t, m, proof, SX_PROOF_MAX, plen, &err), 0);
+	sx_mtree_free(t);
 }
 
 static void test_merkle_vectors(void **state)
 {
 	(void)state;
 	uint8_t l[8][SX_HASH_LEN], root[SX_HASH_LEN], want[SX_HASH_LEN];
+	sx_err err = {0};
 	test_leaves(l, 8);
 	const struct {
 		uint64_t n;
@@ -107,8 +120,8 @@ static void test_merkle_vectors(void **state)
 	} roots[] = {{0, ROOT_0}, {1, ROOT_1}, {2, ROOT_2}, {3, ROOT_3},
 		     {5, ROOT_5}, {7, ROOT_7}, {8, ROOT_8}};
 	for (size_t i = 0; i < SX_ARRAY_LEN(roots); i++) {
-		assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])l, roots[i].n, root),
-				 0);
+		assert_int_equal(
+		    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])l, roots[i].n, root, &err), 0);
 		hex32(roots[i].root, want);
 		assert_memory_equal(root, want, SX_HASH_LEN);
 	}
@@ -123,34 +136,32 @@ static void test_merkle_vectors(void **state)
 	for (size_t i = 0; i < SX_ARRAY_LEN(proofs); i++) {
 		uint8_t exp[SX_PROOF_MAX][SX_HASH_LEN], got[SX_PROOF_MAX][SX_HASH_LEN];
 		size_t en = proof_parse(proofs[i].proof, exp), gn;
-		assert_int_equal(sx_merkle_proof((const uint8_t(*)[SX_HASH_LEN])l, proofs[i].n,
-						 proofs[i].m, got, SX_PROOF_MAX, &gn),
-				 0);
+		tree_proof((const uint8_t(*)[SX_HASH_LEN])l, proofs[i].n, proofs[i].m, got, &gn);
 		assert_int_equal(gn, en);
 		if (en)
 			assert_memory_equal(got, exp, en * SX_HASH_LEN);
 		hex32(proofs[i].root, want);
 		const uint8_t(*p)[SX_HASH_LEN] = (const uint8_t(*)[SX_HASH_LEN])exp;
-		assert_int_equal(
-		    sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m, proofs[i].n, p, en, want),
-		    0);
+		assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m, proofs[i].n, p,
+							en, want, &err),
+				 0);
 		/* wrong index, wrong size, wrong leaf, one node changed, one node
 		 * dropped, one node added: all refused */
 		if (proofs[i].n > 1) {
 			uint64_t other = proofs[i].m ? proofs[i].m - 1 : 1;
-			assert_int_equal(
-			    sx_merkle_verify_proof(l[proofs[i].m], other, proofs[i].n, p, en, want),
-			    -1);
-			assert_int_equal(
-			    sx_merkle_verify_proof(l[other], proofs[i].m, proofs[i].n, p, en, want),
-			    -1);
-			exp[en - 1][3] ^= 1;
-			assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m,
-								proofs[i].n, p, en, want),
+			assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], other, proofs[i].n,
+								p, en, want, &err),
+					 -1);
+			assert_int_equal(sx_merkle_verify_proof(l[other], proofs[i].m, proofs[i].n,
+								p, en, want, &err),
 					 -1);
 			exp[en - 1][3] ^= 1;
 			assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m,
-								proofs[i].n, p, en - 1, want),
+								proofs[i].n, p, en, want, &err),
+					 -1);
+			exp[en - 1][3] ^= 1;
+			assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m,
+								proofs[i].n, p, en - 1, want, &err),
 					 -1);
 		}
 		/* (A proof alone does not pin the tree size: the leftmost path of a
@@ -158,24 +169,25 @@ static void test_merkle_vectors(void **state)
 		 * signed statement, see test_sxsig_verify_and_tamper.) */
 		memcpy(exp[en], want, SX_HASH_LEN);
 		assert_int_equal(sx_merkle_verify_proof(l[proofs[i].m], proofs[i].m, proofs[i].n, p,
-							en + 1, want),
+							en + 1, want, &err),
 				 -1);
 		assert_int_equal(
-		    sx_merkle_verify_proof(l[0], proofs[i].n, proofs[i].n, p, en, want), -1);
+		    sx_merkle_verify_proof(l[0], proofs[i].n, proofs[i].n, p, en, want, &err), -1);
+		assert_int_equal(err.cls, SX_E_INTEGRITY);
+		assert_non_null(strstr(err.msg, "inclusion proof does not lead"));
+		sx_err_clear(&err);
 	}
 	/* every proof of every tree up to 8 verifies */
 	for (uint64_t n = 1; n <= 8; n++)
 		for (uint64_t m = 0; m < n; m++) {
 			uint8_t pr[SX_PROOF_MAX][SX_HASH_LEN];
 			size_t pn;
-			assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])l, n, root),
-					 0);
-			assert_int_equal(sx_merkle_proof((const uint8_t(*)[SX_HASH_LEN])l, n, m, pr,
-							 SX_PROOF_MAX, &pn),
-					 0);
+			assert_int_equal(
+			    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])l, n, root, &err), 0);
+			tree_proof((const uint8_t(*)[SX_HASH_LEN])l, n, m, pr, &pn);
 			assert_int_equal(sx_merkle_verify_proof(l[m], m, n,
 								(const uint8_t(*)[SX_HASH_LEN])pr,
-								pn, root),
+								pn, root, &err),
 					 0);
 		}
 }
@@ -238,6 +250,7 @@ static void test_filehash_vectors(void **state)
 static void test_filehash_random(void **state)
 {
 	(void)state;
+	sx_err err = {0};
 	srand(12345);
 	for (int round = 0; round < 60; round++) {
 		uint32_t chunk = 1 + (uint32_t)(rand() % 97);
@@ -251,12 +264,11 @@ static void test_filehash_random(void **state)
 		uint8_t(*leaves)[SX_HASH_LEN] = malloc((nl + 1) * SX_HASH_LEN);
 		for (size_t i = 0; i < nl; i++) {
 			size_t n = len - i * chunk < chunk ? len - i * chunk : chunk;
-			assert_int_equal(sx_merkle_leaf(d + i * chunk, n, leaves[i]), 0);
+			assert_int_equal(sx_merkle_leaf(d + i * chunk, n, leaves[i], &err), 0);
 		}
-		assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, nl, want),
-				 0);
+		assert_int_equal(
+		    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, nl, want, &err), 0);
 		sx_filehash h;
-		sx_err err = {0};
 		assert_int_equal(sx_filehash_init(&h, chunk, &err), 0);
 		size_t off = 0;
 		while (off < len) {
@@ -272,7 +284,8 @@ static void test_filehash_random(void **state)
 			assert_int_equal(cl, off / chunk);
 			assert_int_equal(cb, cl * chunk);
 			assert_int_equal(
-			    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, cl, ref), 0);
+			    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, cl, ref, &err),
+			    0);
 			assert_memory_equal(cp, ref, SX_HASH_LEN);
 		}
 		uint64_t fl, fb;
@@ -317,7 +330,7 @@ static void test_statement_vectors(void **state)
 		assert_memory_equal(buf, want, n);
 		assert_int_equal(sx_desc_leaf(&d[i], leaves[i], &err), 0);
 	}
-	assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, 3, root), 0);
+	assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, 3, root, &err), 0);
 	hex32(BATCH_ROOT, want);
 	assert_memory_equal(root, want, SX_HASH_LEN);
 	uint8_t stmt[SX_STMT_BATCH_LEN], sig[SX_SIG_MAX];
@@ -909,6 +922,31 @@ static void test_sxsig_text(void **state)
 	batch5_free(&b);
 }
 
+/* A checkpoint .sxsig as the receiver keeps one: the fields of the
+ * checkpoint, and the signer's signature over its statement. */
+static void sign_checkpoint(const char *path, uint32_t chunk, uint64_t leaves,
+			    const uint8_t root[SX_HASH_LEN], int64_t time, EVP_PKEY *key,
+			    STACK_OF(X509) * chain, sx_sxsig *out)
+{
+	uint8_t stmt[SX_STMT_CHECKPOINT_MAX];
+	size_t slen = 0;
+	sx_err err = {0};
+	memset(out, 0, sizeof(*out));
+	snprintf(out->path, sizeof(out->path), "%s", path);
+	out->kind = SX_KIND_CHECKPOINT;
+	out->chunk = chunk;
+	out->file_size = leaves * chunk;
+	memcpy(out->file_root, root, SX_HASH_LEN);
+	memcpy(out->batch_root, root, SX_HASH_LEN);
+	memcpy(out->tid, TID, SX_TID_LEN);
+	out->batch_files = 1;
+	out->signed_time = time;
+	out->alg = sx_sigalg_for_key(key);
+	assert_int_equal(sx_sxsig_statement(out, stmt, sizeof(stmt), &slen, &err), 0);
+	assert_int_equal(sx_sign(key, stmt, slen, out->sig, &out->sig_len, &err), 0);
+	assert_int_equal(sx_chain_copy(&out->chain, chain, &err), 0);
+}
+
 /* A stream signed every 3 chunks and cut off mid-way: the .sxsig of the
  * last checkpoint verifies the prefix it covers and nothing longer. */
 static void test_checkpoint_prefix(void **state)
@@ -932,10 +970,8 @@ static void test_checkpoint_prefix(void **state)
 			assert_int_equal(sx_filehash_checkpoint(&h, root, &leaves, &bytes, &err),
 					 0);
 			sx_sxsig_free(&last);
-			assert_int_equal(sx_checkpoint_sxsig(TID, "live.ts", chunk, leaves, root,
-							     (int64_t)f->now, f->signer_key, chain,
-							     &last, &err),
-					 0);
+			sign_checkpoint("live.ts", chunk, leaves, root, (int64_t)f->now,
+					f->signer_key, chain, &last);
 		}
 	}
 	sx_filehash_free(&h);
@@ -1014,6 +1050,24 @@ static void expect_receipt(const sx_receipt *r, const sx_policy *pol, const uint
 	}
 	if (rc == 0 || strstr(err.msg, reason) == NULL || err.cls != cls)
 		fail_msg("expected '%s', got rc %d '%s'", reason, rc, err.msg);
+}
+
+/* The files array grows through sx_grow up to SX_RECEIPT_FILES_MAX; one
+ * more is a clean failure that leaves the receipt as it was. */
+static void test_receipt_files_cap(void **state)
+{
+	(void)state;
+	sx_receipt r = {0};
+	sx_err err = {0};
+	uint8_t root[SX_HASH_LEN] = {0};
+	for (uint32_t i = 0; i < SX_RECEIPT_FILES_MAX; i++)
+		assert_int_equal(sx_receipt_add(&r, root, i, "f", &err), 0);
+	assert_true(r.files_cap <= SX_RECEIPT_FILES_MAX);
+	assert_int_equal(sx_receipt_add(&r, root, 0, "f", &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+	assert_non_null(strstr(err.msg, "at most"));
+	assert_int_equal(r.count, SX_RECEIPT_FILES_MAX);
+	sx_receipt_free(&r);
 }
 
 static void test_receipt(void **state)
@@ -1154,35 +1208,58 @@ static void test_sign_refuses_other_keys(void **state)
 	EVP_PKEY_CTX_free(c);
 }
 
+/* RFC 9162 section 2.1.3.1 word for word, deepest node first: PATH(m,
+ * D[n]) = PATH(m, D[0:k]) : MTH(D[k:n]) for m < k, else PATH(m - k, D[k:n])
+ * : MTH(D[0:k]), with k the largest power of two below n. */
+static void ref_path(const uint8_t (*d)[SX_HASH_LEN], uint64_t n, uint64_t m,
+		     uint8_t (*proof)[SX_HASH_LEN], size_t *plen)
+{
+	sx_err err = {0};
+	if (n == 1)
+		return;
+	uint64_t k = 1;
+	while ((k << 1) < n)
+		k <<= 1;
+	assert_true(*plen < SX_PROOF_MAX);
+	if (m < k) {
+		ref_path(d, k, m, proof, plen);
+		assert_int_equal(sx_merkle_root(d + k, n - k, proof[(*plen)++], &err), 0);
+	} else {
+		ref_path(d + k, n - k, m - k, proof, plen);
+		assert_int_equal(sx_merkle_root(d, k, proof[(*plen)++], &err), 0);
+	}
+}
+
 /* The memoised tree gives exactly the proofs of RFC 9162's PATH. */
 static void test_mtree_matches_path(void **state)
 {
 	(void)state;
 	uint8_t leaves[70][SX_HASH_LEN];
+	sx_err err = {0};
 	for (int i = 0; i < 70; i++)
-		assert_int_equal(sx_merkle_leaf(&i, sizeof(i), leaves[i]), 0);
+		assert_int_equal(sx_merkle_leaf(&i, sizeof(i), leaves[i], &err), 0);
 	for (uint64_t n = 1; n <= 70; n++) {
 		sx_mtree *t = NULL;
 		uint8_t root[SX_HASH_LEN];
-		assert_int_equal(sx_mtree_build(&t, (const uint8_t(*)[SX_HASH_LEN])leaves, n), 0);
-		assert_int_equal(sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, n, root), 0);
+		assert_int_equal(sx_mtree_build(&t, (const uint8_t(*)[SX_HASH_LEN])leaves, n, &err),
+				 0);
+		assert_int_equal(
+		    sx_merkle_root((const uint8_t(*)[SX_HASH_LEN])leaves, n, root, &err), 0);
 		for (uint64_t m = 0; m < n; m++) {
 			uint8_t a[SX_PROOF_MAX][SX_HASH_LEN], b[SX_PROOF_MAX][SX_HASH_LEN];
 			size_t la = 0, lb = 0;
-			assert_int_equal(sx_merkle_proof((const uint8_t(*)[SX_HASH_LEN])leaves, n,
-							 m, a, SX_PROOF_MAX, &la),
-					 0);
-			assert_int_equal(sx_mtree_proof(t, m, b, SX_PROOF_MAX, &lb), 0);
+			ref_path((const uint8_t(*)[SX_HASH_LEN])leaves, n, m, a, &la);
+			assert_int_equal(sx_mtree_proof(t, m, b, SX_PROOF_MAX, &lb, &err), 0);
 			assert_int_equal(la, lb);
 			assert_memory_equal(a, b, la * SX_HASH_LEN);
 			assert_int_equal(sx_merkle_verify_proof(leaves[m], m, n,
 								(const uint8_t(*)[SX_HASH_LEN])b,
-								lb, root),
+								lb, root, &err),
 					 0);
 		}
 		size_t l = 0;
 		uint8_t p[SX_PROOF_MAX][SX_HASH_LEN];
-		assert_int_equal(sx_mtree_proof(t, n, p, SX_PROOF_MAX, &l), -1);
+		assert_int_equal(sx_mtree_proof(t, n, p, SX_PROOF_MAX, &l, &err), -1);
 		sx_mtree_free(t);
 	}
 }
@@ -1204,7 +1281,7 @@ static void test_filehash_add_leaf(void **state)
 	assert_int_equal(sx_filehash_update(&a, data, sizeof(data), &err), 0);
 	for (size_t off = 0; off < sizeof(data); off += CHUNK) {
 		size_t n = sizeof(data) - off < CHUNK ? sizeof(data) - off : CHUNK;
-		assert_int_equal(sx_merkle_leaf(data + off, n, leaf), 0);
+		assert_int_equal(sx_merkle_leaf(data + off, n, leaf, &err), 0);
 		assert_int_equal(sx_filehash_add_leaf(&b, leaf, n, &err), 0);
 	}
 	/* After a short leaf nothing may follow. */
@@ -1234,6 +1311,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sxsig_text, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_checkpoint_prefix, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt, setup, teardown),
+	    cmocka_unit_test(test_receipt_files_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
