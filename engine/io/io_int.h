@@ -91,6 +91,5 @@ int sx_io_ms_left(uint64_t deadline_ns);
 uint64_t sx_io_deadline(int timeout_ms);
 
 /* An unknown or impossible completion: a bug in sxfer, never ignored. */
-void sx_io_bug(const char *what, uint64_t v) __attribute__((noreturn));
 
 #endif

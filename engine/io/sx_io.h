@@ -92,4 +92,10 @@ bool sx_io_buf_add(sx_io *io, void *base, size_t len);
  * memory is freed. sx_io_close removes everything. */
 void sx_io_buf_remove(sx_io *io, void *base);
 
+/* A completion or operation that cannot happen (an unknown tag, a slot not
+ * in flight) is a bug in sxfer, never something a peer or the kernel can
+ * cause: logged as an io_bug line, then abort. Used by the backends and by
+ * the owners of the tags (the sender, the receiver's loops). */
+void sx_io_bug(const char *what, uint64_t v) __attribute__((noreturn));
+
 #endif

@@ -76,6 +76,7 @@ int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err)
 	}
 	rc = 0;
 out:
+	srv_wait_keepers(&sh);
 	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
 	if (fd >= 0)
 		close(fd);

@@ -395,9 +395,7 @@ static int on_completion(sender *s, const sx_cqe *c, sx_err *err)
 		if (cfg->on_progress)
 			cfg->on_progress(cfg->progress_ctx, &s->prog);
 		return 0;
-	default:
-		return sx_fail(err, SX_E_OTHER, "unknown completion %llx",
-			       (unsigned long long)c->tag);
+	default: sx_io_bug("sender: completion of an unknown operation", c->tag);
 	}
 out:
 	return -1;

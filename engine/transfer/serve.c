@@ -285,10 +285,9 @@ static void dispatch(server *s, const sx_cqe *q)
 		on_accept(s, q->res);
 		return;
 	}
-	if (ci >= s->cfg->max_conns || !conn_used(&s->conns[ci])) {
-		sx_log("error", "bug", "completion for unknown connection %u op %d", ci, op);
-		return;
-	}
+	/* A connection is freed only once nothing of it is in flight. */
+	if (ci >= s->cfg->max_conns || !conn_used(&s->conns[ci]))
+		sx_io_bug("receiver: completion for a connection not in use", q->tag);
 	conn *c = &s->conns[ci];
 	c->inflight--;
 	switch (op) {
@@ -298,7 +297,7 @@ static void dispatch(server *s, const sx_cqe *q)
 	case OP_WRITE: srv_on_write(s, c, sub, q->res); break;
 	case OP_SYNC: srv_on_sync(s, c, (int)sub, q->res); break;
 	case OP_CKSYNC: srv_on_cksync(s, c, (int)sub, q->res); break;
-	default: sx_log("error", "bug", "unknown completion op %d", op);
+	default: sx_io_bug("receiver: completion of an unknown operation", q->tag);
 	}
 	if (conn_used(c))
 		srv_maybe_free(s, c);
@@ -513,6 +512,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 		rc = sx_fail(err, (sx_class)atomic_load(&sh.out_result),
 			     "the session failed (see the log)");
 out:
+	srv_wait_keepers(&sh);
 	/* Threads answering get or ls use the context and the shared state:
 	 * they end (told by sh.stop, or done) before either goes. */
 	if (atomic_load(&sh.outgoing) > 0) {

@@ -99,7 +99,7 @@ static void conn_free(server *s, conn *c)
 		    (f->state == F_OPEN || f->state == F_ENDING || f->state == F_SYNC_FILE ||
 		     f->state == F_AWAIT) &&
 		    sx_store_unpark(&f->sf, true, &perr) == 0 && f->sf.fd >= 0)
-			srv_keep_partial(c, f);
+			srv_keep_partial(s, c, f);
 		srv_file_release(s, f);
 	}
 	free(c->files);

@@ -350,38 +350,99 @@ out:
 }
 
 /* A stream cut off after a verified checkpoint keeps its signed prefix as
- * NAME.partial with NAME.partial.sxsig (docs/SIGNATURES.md). */
-void srv_keep_partial(conn *c, rfile *f)
+ * NAME.partial with NAME.partial.sxsig (docs/SIGNATURES.md). The file
+ * system's part (a truncate, three flushes, two renames) runs on a thread of
+ * its own, not on the event loop: the file's descriptors move to it. */
+typedef struct keep_job {
+	shared *sh;
+	sx_store store; /* the file's own: nothing of the connection's is used */
+	sx_store_file sf;
+	char *text; /* NAME.partial.sxsig */
+	size_t len;
+	uint64_t bytes;
+	char path[SX_PATH_MAX + 1];
+	char peer[256];
+} keep_job;
+
+static void keep_run(keep_job *j)
 {
 	sx_err err = {0};
-	char *text = NULL;
-	size_t len = 0;
-	ckpt *k = f->ck;
-	if (ftruncate(f->sf.fd, (off_t)k->bytes) < 0 || fsync(f->sf.fd) < 0) {
-		sx_fail_errno(&err, SX_E_IO, errno, "'%s': cannot keep the signed prefix", f->path);
+	if (ftruncate(j->sf.fd, (off_t)j->bytes) < 0 || fsync(j->sf.fd) < 0) {
+		sx_fail_errno(&err, SX_E_IO, errno, "'%s': cannot keep the signed prefix", j->path);
 		goto out;
 	}
-	if (partial_sxsig(c, f, f->ck, &text, &len, &err) < 0 ||
-	    sx_store_rename_final(&f->sf, ".partial", &err) < 0 ||
-	    sx_store_aux_write(&f->sf, ".sxsig", text, len, &err) < 0)
+	if (sx_store_rename_final(&j->sf, ".partial", &err) < 0 ||
+	    sx_store_aux_write(&j->sf, ".sxsig", j->text, j->len, &err) < 0)
 		goto out;
-	if (fsync(f->sf.aux_fd) < 0) {
-		sx_fail_errno(&err, SX_E_IO, errno, "'%s': flush failed", f->sf.aux_name);
+	if (fsync(j->sf.aux_fd) < 0) {
+		sx_fail_errno(&err, SX_E_IO, errno, "'%s': flush failed", j->sf.aux_name);
 		goto out;
 	}
-	if (sx_store_commit(&c->store, &f->sf, &err) < 0 || fsync(f->sf.dir_fd) < 0)
+	if (sx_store_commit(&j->store, &j->sf, &err) < 0 || fsync(j->sf.dir_fd) < 0)
 		goto out;
-	char kept[4200];
-	snprintf(kept, sizeof(kept), "%s.partial", f->path);
 	sx_log("warn", "stream_partial",
 	       "peer=%s path=%s bytes=%llu reason=\"the stream was cut off; its "
 	       "signed prefix is kept\"",
-	       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(kept), (unsigned long long)k->bytes);
+	       SX_LOGQ(j->peer), SX_LOGQ(j->sf.name), (unsigned long long)j->bytes);
 out:
 	if (err.cls != SX_OK)
+		sx_log("error", "stream_partial", "peer=%s path=%s reason=%s", SX_LOGQ(j->peer),
+		       SX_LOGQ(j->path), SX_LOGQ(err.msg));
+	sx_store_end(&j->sf);
+	free(j->text);
+}
+
+static void *keep_thread(void *arg)
+{
+	keep_job *j = arg;
+	shared *sh = j->sh;
+	keep_run(j);
+	free(j);
+	atomic_fetch_sub(&sh->keepers, 1); /* last: sx_serve_run waits for it */
+	return NULL;
+}
+
+void srv_keep_partial(server *s, conn *c, rfile *f)
+{
+	sx_err err = {0};
+	keep_job *j = calloc(1, sizeof(*j));
+	if (j == NULL || partial_sxsig(c, f, f->ck, &j->text, &j->len, &err) < 0) {
 		sx_log("error", "stream_partial", "peer=%s path=%s reason=%s",
-		       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), SX_LOGQ(err.msg));
-	free(text);
+		       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path),
+		       SX_LOGQ(j == NULL ? "out of memory" : err.msg));
+		free(j);
+		return;
+	}
+	j->sh = s->sh;
+	j->bytes = f->ck->bytes;
+	snprintf(j->path, sizeof(j->path), "%s", f->path);
+	snprintf(j->peer, sizeof(j->peer), "%s", c->link.k.peer_name);
+	/* The descriptors move: off the ring first, then out of the entry,
+	 * which is left holding nothing (srv_file_release removes nothing). */
+	sx_io_file_remove(s->io, f->sf.fd);
+	j->store = (sx_store){.root_fd = -1, .cache_fd = -1, .overwrite = c->store.overwrite};
+	j->sf = f->sf;
+	j->sf.st = &j->store;
+	j->store.file_fds = (j->sf.fd >= 0) + (j->sf.dir_fd >= 0) + (j->sf.aux_fd >= 0);
+	memset(&f->sf, 0, sizeof(f->sf));
+	f->sf.fd = f->sf.dir_fd = f->sf.aux_fd = -1;
+	f->sf.committed = true;
+	atomic_fetch_add(&s->sh->keepers, 1);
+	pthread_attr_t attr;
+	pthread_t th;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, keep_thread, j) != 0)
+		keep_thread(j); /* no thread: here, as before */
+	pthread_attr_destroy(&attr);
+}
+
+void srv_wait_keepers(shared *sh)
+{
+	while (atomic_load(&sh->keepers) > 0) {
+		struct timespec ts = {0, 5000000};
+		nanosleep(&ts, NULL);
+	}
 }
 
 /* A verified checkpoint waiting to be made durable is, once no write below

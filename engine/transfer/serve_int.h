@@ -221,6 +221,7 @@ typedef struct shared {
 	sx_admit admit;	       /* handshakes in progress, in all and per address */
 	atomic_uint outgoing;  /* threads answering get or ls (serve_out.c) */
 	atomic_int out_result; /* the last such thread that failed: its class */
+	atomic_uint keepers;   /* threads keeping a cut-off stream's prefix */
 	unsigned fd_budget;    /* descriptors the files of one connection may hold */
 } shared;
 
@@ -323,7 +324,9 @@ int srv_send_file_err(server *s, conn *c, uint32_t id, const sx_err *why, sx_err
 int srv_start_finish(server *s, conn *c, int fi, sx_err *err);
 int srv_finalize_waiting(server *s, conn *c, sx_err *err);
 void srv_on_sync(server *s, conn *c, int fi, int64_t res);
-void srv_keep_partial(conn *c, rfile *f);
+void srv_keep_partial(server *s, conn *c, rfile *f);
+/* Waits for the threads srv_keep_partial started. */
+void srv_wait_keepers(shared *sh);
 void srv_ck_try(server *s, conn *c, int fi);
 void srv_on_write(server *s, conn *c, unsigned sub, int64_t res);
 void srv_on_cksync(server *s, conn *c, int fi, int64_t res);
