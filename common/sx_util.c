@@ -372,3 +372,15 @@ int sx_open_beneath(int dirfd, const char *path, int flags)
 	};
 	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 }
+
+void sx_path_last(const char *p, size_t *off, size_t *len)
+{
+	size_t n = strlen(p);
+	while (n > 0 && p[n - 1] == '/')
+		n--;
+	size_t s = n;
+	while (s > 0 && p[s - 1] != '/')
+		s--;
+	*off = s;
+	*len = n - s;
+}

@@ -84,6 +84,10 @@ int sx_direct_off(int fd);
  * have their pages in the file underneath). */
 int64_t sx_cached_bytes(int fd, uint64_t len);
 
+/* The last component of path p, trailing '/' ignored ("a/b/" gives "b"):
+ * it starts at p + *off and is *len bytes long (0 for "/" or ""). */
+void sx_path_last(const char *p, size_t *off, size_t *len);
+
 /* openat2(dirfd, path) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
  * RESOLVE_NO_MAGICLINKS and O_CLOEXEC: no '..', absolute path or symlink
  * (any component, the last included) leads out of dirfd. -1 with errno. */

@@ -70,14 +70,10 @@ static void on_progress(void *ctx, const sx_progress *p)
  * folder, is copied out and the folder removed. */
 static int emit_file(const char *dir, const char *remote, sx_err *err)
 {
-	size_t n = strlen(remote);
-	while (n > 0 && remote[n - 1] == '/')
-		n--;
-	size_t b = n;
-	while (b > 0 && remote[b - 1] != '/')
-		b--;
+	size_t b, n;
+	sx_path_last(remote, &b, &n);
 	char path[8192];
-	snprintf(path, sizeof(path), "%s/%.*s", dir, (int)(n - b), remote + b);
+	snprintf(path, sizeof(path), "%s/%.*s", dir, (int)n, remote + b);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return sx_fail_errno(err, SX_E_IO, errno, "%s", path);

@@ -316,3 +316,15 @@ int chan_note_peer(sx_chan *c, sx_err *err)
 out:
 	return -1;
 }
+
+sx_chan_cfg sx_chan_client(const sx_identity *id, X509_CRL *crl, const char *server_name,
+			   sx_suite suite, uint64_t rotate_bytes, uint32_t max_record)
+{
+	return (sx_chan_cfg){.server = false,
+			     .id = id,
+			     .crl = crl,
+			     .server_name = server_name,
+			     .suite = suite,
+			     .rotate_bytes = rotate_bytes,
+			     .max_record = max_record};
+}

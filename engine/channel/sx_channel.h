@@ -52,6 +52,9 @@ typedef struct sx_chan_cfg {
 } sx_chan_cfg;
 
 int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err) SX_MUST_CHECK;
+/* The settings of a client (sxfer send, sxfer get). */
+sx_chan_cfg sx_chan_client(const sx_identity *id, X509_CRL *crl, const char *server_name,
+			   sx_suite suite, uint64_t rotate_bytes, uint32_t max_record);
 void sx_chan_ctx_free(sx_chan_ctx *ctx);
 
 /* A client's ClientHello is queued by sx_chan_new: send sx_chan_output()

@@ -26,15 +26,9 @@ int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err)
 	};
 	shared sh = {.cfg = &sc, .lfd = -1};
 	server s = {.cfg = &sc, .sh = &sh, .lfd = -1, .kind = cfg->io};
-	sx_chan_cfg cc = {
-	    .server = false,
-	    .id = cfg->id,
-	    .crl = cfg->crl,
-	    .server_name = cfg->server_name ? cfg->server_name : cfg->host,
-	    .suite = cfg->suite,
-	    .rotate_bytes = cfg->rotate_bytes,
-	    .max_record = sc.max_record,
-	};
+	sx_chan_cfg cc =
+	    sx_chan_client(cfg->id, cfg->crl, cfg->server_name ? cfg->server_name : cfg->host,
+			   cfg->suite, cfg->rotate_bytes, sc.max_record);
 	int rc = -1, fd = -1;
 	uint64_t t0 = sx_now_ns();
 	memset(stats, 0, sizeof(*stats));

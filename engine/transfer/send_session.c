@@ -527,11 +527,44 @@ void sx_send_error_now(sx_link *l, int sock, const sx_err *why)
 		sx_log("debug", "error_send", "reason=%s", SX_LOGQ(e2.msg));
 }
 
+/* The session once the sender has its settings: the event loop's helpers,
+ * the connection (connected and its handshake done here when there is a
+ * context, else handed over ready with its keys), everything sent and
+ * answered. */
+static int sender_go(sender *s, sx_chan_ctx *ctx, sx_err *err)
+{
+	SX_GUARD(sender_start_io(s, err));
+	if (ctx != NULL)
+		SX_GUARD(
+		    sx_net_connect(s->cfg->host, s->cfg->port, s->cfg->timeout_ms, &s->sock, err));
+	/* Registered until sx_io_close, which comes before the close. */
+	(void)sx_io_file_add(s->io, s->sock);
+	if (ctx != NULL) {
+		SX_GUARD(sx_link_init(&s->link, ctx, err));
+		SX_GUARD(handshake_send(s, err));
+	} else {
+		SX_GUARD(link_ready(s, err));
+	}
+	SX_GUARD(post_recv(s, err));
+	SX_GUARD(sender_loop(s, err));
+	SX_GUARD(sender_check_done(s, err));
+	return 0;
+out:
+	return -1;
+}
+
+static int sender_end(sender *s, sx_chan_ctx *ctx, int rc, uint64_t t0)
+{
+	s->stats->files_skipped = s->ents.skipped;
+	s->stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
+	sender_free(s, ctx, rc < 0);
+	return rc;
+}
+
 int sx_send_serve(const sx_send_cfg *cfg, int sock, sx_link *from, sx_send_stats *stats,
 		  sx_err *err)
 {
 	sender *s = calloc(1, sizeof(*s));
-	int rc = -1;
 	uint64_t t0 = sx_now_ns();
 	if (s == NULL) {
 		close(sock);
@@ -540,60 +573,30 @@ int sx_send_serve(const sx_send_cfg *cfg, int sock, sx_link *from, sx_send_stats
 	}
 	memset(stats, 0, sizeof(*stats));
 	sx_link_move(&s->link, from);
-	int init = sender_init(s, cfg, stats, err);
+	int rc = sender_init(s, cfg, stats, err);
 	s->sock = sock; /* after sender_init, which starts with none */
-	if (init < 0) {
+	if (rc < 0)
 		sx_send_error_now(&s->link, s->sock, err);
-		goto out;
-	}
-	SX_GUARD(sender_start_io(s, err));
-	/* Registered until sx_io_close, which comes before the close. */
-	(void)sx_io_file_add(s->io, s->sock);
-	SX_GUARD(link_ready(s, err));
-	SX_GUARD(post_recv(s, err));
-	SX_GUARD(sender_loop(s, err));
-	SX_GUARD(sender_check_done(s, err));
-	rc = 0;
-out:
-	stats->files_skipped = s->ents.skipped;
-	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
-	sender_free(s, NULL, rc < 0);
-	return rc;
+	else
+		rc = sender_go(s, NULL, err);
+	return sender_end(s, NULL, rc, t0);
 }
 
 int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 {
 	sender *s = calloc(1, sizeof(*s));
 	sx_chan_ctx *ctx = NULL;
-	int rc = -1;
 	uint64_t t0 = sx_now_ns();
 	if (s == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	memset(stats, 0, sizeof(*stats));
-	SX_GUARD(sender_init(s, cfg, stats, err));
-	sx_chan_cfg cc = {
-	    .server = false,
-	    .id = cfg->id,
-	    .crl = cfg->crl,
-	    .server_name = cfg->server_name ? cfg->server_name : cfg->host,
-	    .suite = cfg->suite,
-	    .rotate_bytes = cfg->rotate_bytes,
-	    .max_record = RX_CAP + SX_REC_TAG_MAX,
-	};
-	SX_GUARD(sx_chan_ctx_new(&ctx, &cc, err));
-	SX_GUARD(sender_start_io(s, err));
-	SX_GUARD(sx_net_connect(cfg->host, cfg->port, cfg->timeout_ms, &s->sock, err));
-	/* Registered until sx_io_close, which comes before the close. */
-	(void)sx_io_file_add(s->io, s->sock);
-	SX_GUARD(sx_link_init(&s->link, ctx, err));
-	SX_GUARD(handshake_send(s, err));
-	SX_GUARD(post_recv(s, err));
-	SX_GUARD(sender_loop(s, err));
-	SX_GUARD(sender_check_done(s, err));
-	rc = 0;
-out:
-	stats->files_skipped = s->ents.skipped;
-	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
-	sender_free(s, ctx, rc < 0);
-	return rc;
+	sx_chan_cfg cc =
+	    sx_chan_client(cfg->id, cfg->crl, cfg->server_name ? cfg->server_name : cfg->host,
+			   cfg->suite, cfg->rotate_bytes, RX_CAP + SX_REC_TAG_MAX);
+	int rc = sender_init(s, cfg, stats, err);
+	if (rc == 0)
+		rc = sx_chan_ctx_new(&ctx, &cc, err);
+	if (rc == 0)
+		rc = sender_go(s, ctx, err);
+	return sender_end(s, ctx, rc, t0);
 }

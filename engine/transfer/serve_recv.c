@@ -322,14 +322,9 @@ static int client_check(server *s, const sx_msg *m, bool is_dir, sx_err *err)
 	const uint8_t *slash = memchr(m->path, '/', m->path_len);
 	size_t first = slash ? (size_t)(slash - m->path) : m->path_len;
 	for (int i = 0; i < cl->npaths; i++) {
-		const char *p = cl->paths[i];
-		size_t n = strlen(p);
-		while (n > 0 && p[n - 1] == '/')
-			n--;
-		size_t b = n;
-		while (b > 0 && p[b - 1] != '/')
-			b--;
-		if (n - b != first || memcmp(p + b, m->path, first) != 0)
+		size_t b, n;
+		sx_path_last(cl->paths[i], &b, &n);
+		if (n != first || memcmp(cl->paths[i] + b, m->path, first) != 0)
 			continue;
 		if (cl->single && (is_dir || first != m->path_len))
 			break;

@@ -179,13 +179,9 @@ out:
 
 static const char *base_name(const char *p, char *buf, size_t cap)
 {
-	size_t n = strlen(p);
-	while (n > 1 && p[n - 1] == '/')
-		n--;
-	size_t s = n;
-	while (s > 0 && p[s - 1] != '/')
-		s--;
-	snprintf(buf, cap, "%.*s", (int)(n - s), p + s);
+	size_t off, len;
+	sx_path_last(p, &off, &len);
+	snprintf(buf, cap, "%.*s", (int)len, p + off);
 	return buf;
 }
 
