@@ -496,10 +496,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 			pthread_join(loops[i].thread, NULL);
 	/* --once whose connection was a get: its thread finishes the session
 	 * (unless a signal stops the server). */
-	while (atomic_load(&sh.outgoing) > 0 && !(cfg->stop && *cfg->stop)) {
-		struct timespec ts = {0, 10000000};
-		nanosleep(&ts, NULL);
-	}
+	srv_out_drain(&sh, cfg->stop, true);
 	for (unsigned i = 0; i < nloops; i++)
 		if (loops[i].rc < 0 && (i == 0 || loops[i].started)) {
 			*err = loops[i].err;
@@ -513,15 +510,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 			     "the session failed (see the log)");
 out:
 	srv_wait_keepers(&sh);
-	/* Threads answering get or ls use the context and the shared state:
-	 * they end (told by sh.stop, or done) before either goes. */
-	if (atomic_load(&sh.outgoing) > 0) {
-		atomic_store(&sh.stop, true);
-		while (atomic_load(&sh.outgoing) > 0) {
-			struct timespec ts = {0, 10000000};
-			nanosleep(&ts, NULL);
-		}
-	}
+	srv_out_drain(&sh, cfg->stop, false);
 	for (unsigned i = 0; i < nloops; i++)
 		loop_free(&loops[i]);
 	if (sh.lfd >= 0)

@@ -308,6 +308,10 @@ void srv_on_recv(server *s, conn *c, int64_t res);
 /* serve_out.c: the server's side of get and ls */
 int srv_out_request(conn *c, const sx_msg *m, sx_err *err);
 int srv_out_start(server *s, conn *c, sx_err *err);
+/* The threads answering get or ls use the TLS context and the shared
+ * state: they end before either goes. finish: each may first complete its
+ * session (until a signal sets stop); then sh->stop tells the rest to end. */
+void srv_out_drain(shared *sh, volatile sig_atomic_t *stop, bool finish);
 
 /* serve.c, for the client's side (get.c) */
 conn *srv_conn_add(server *s, int fd, const char *addr);

@@ -490,3 +490,15 @@ int srv_out_start(server *s, conn *c, sx_err *err)
 	c->handed = true;
 	return 0;
 }
+
+void srv_out_drain(shared *sh, volatile sig_atomic_t *stop, bool finish)
+{
+	struct timespec ts = {0, 10000000};
+	while (finish && atomic_load(&sh->outgoing) > 0 && !(stop && *stop))
+		nanosleep(&ts, NULL);
+	if (atomic_load(&sh->outgoing) == 0)
+		return;
+	atomic_store(&sh->stop, true);
+	while (atomic_load(&sh->outgoing) > 0)
+		nanosleep(&ts, NULL);
+}

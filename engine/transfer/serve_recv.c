@@ -566,6 +566,58 @@ out:
 	return rc;
 }
 
+/* The handshake is done: buffers, the store, and (the client's side) the
+ * request. False when the connection was failed. */
+static bool on_ready(server *s, conn *c)
+{
+	sx_err err = {0};
+	srv_hs_leave(s, c);
+	c->st = C_OPEN;
+	c->deadline = sx_now_ns() + (uint64_t)s->cfg->idle_timeout_ms * 1000000u;
+	sx_log("info", "handshake", "conn=%u addr=%s peer=%s fingerprint=%s suite=%s", c->id,
+	       SX_LOGT(c->addr), SX_LOGQ(c->link.k.peer_name), SX_LOGT(c->link.k.peer_fingerprint),
+	       SX_LOGT(sx_suite_name((sx_suite)c->link.k.hello.suite)));
+	c->link.max_body = s->cfg->max_record;
+	size_t cap = SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX;
+	/* The plaintext begins SX_REC_HDR_LEN into a record:
+	 * that byte sits on an alignment boundary, so chunks
+	 * can be written with direct I/O from where they were
+	 * opened. */
+	for (int i = 0; i < RX_SLOTS; i++) {
+		c->rx_mem[i] = aligned_alloc(SX_DIO_ALIGN, dio_round(SX_DIO_ALIGN + cap));
+		if (c->rx_mem[i] != NULL)
+			c->rx[i] = c->rx_mem[i] + SX_DIO_ALIGN - SX_REC_HDR_LEN;
+	}
+	c->tx[0] = malloc(TX_CAP);
+	c->tx[1] = malloc(TX_CAP);
+	c->syncq = malloc((FILES_MAX + 1) * sizeof(int));
+	bool oom = c->tx[0] == NULL || c->tx[1] == NULL || c->syncq == NULL;
+	for (int i = 0; i < RX_SLOTS; i++)
+		oom |= c->rx[i] == NULL;
+	if (oom) {
+		sx_fail(&err, SX_E_OTHER, "out of memory");
+		srv_conn_fail(s, c, &err);
+		return false;
+	}
+	if (s->cfg->client != NULL && s->cfg->client->list) {
+		c->rx_cur = -1; /* a listing stores nothing */
+	} else if (sx_store_open(&c->store, s->cfg->out_dir,
+				 s->cfg->client ? NULL : c->link.k.peer_name, s->cfg->overwrite,
+				 &err) < 0) {
+		srv_hs_send(s, c); /* CONFIRM first, so ERROR can follow */
+		srv_conn_fail(s, c, &err);
+		return false;
+	} else {
+		c->store_open = true;
+		c->rx_cur = -1;
+	}
+	if (s->cfg->client != NULL && client_request(s, c, &err) < 0) {
+		srv_conn_fail(s, c, &err);
+		return false;
+	}
+	return true;
+}
+
 void srv_on_recv(server *s, conn *c, int64_t res)
 {
 	sx_err err = {0};
@@ -599,55 +651,8 @@ void srv_on_recv(server *s, conn *c, int64_t res)
 			srv_conn_fail(s, c, &err);
 			return;
 		}
-		if (c->link.ready) {
-			srv_hs_leave(s, c);
-			c->st = C_OPEN;
-			c->deadline = sx_now_ns() + (uint64_t)s->cfg->idle_timeout_ms * 1000000u;
-			sx_log("info", "handshake",
-			       "conn=%u addr=%s peer=%s fingerprint=%s suite=%s", c->id,
-			       SX_LOGT(c->addr), SX_LOGQ(c->link.k.peer_name),
-			       SX_LOGT(c->link.k.peer_fingerprint),
-			       SX_LOGT(sx_suite_name((sx_suite)c->link.k.hello.suite)));
-			c->link.max_body = s->cfg->max_record;
-			size_t cap = SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX;
-			/* The plaintext begins SX_REC_HDR_LEN into a record:
-			 * that byte sits on an alignment boundary, so chunks
-			 * can be written with direct I/O from where they were
-			 * opened. */
-			for (int i = 0; i < RX_SLOTS; i++) {
-				c->rx_mem[i] =
-				    aligned_alloc(SX_DIO_ALIGN, dio_round(SX_DIO_ALIGN + cap));
-				if (c->rx_mem[i] != NULL)
-					c->rx[i] = c->rx_mem[i] + SX_DIO_ALIGN - SX_REC_HDR_LEN;
-			}
-			c->tx[0] = malloc(TX_CAP);
-			c->tx[1] = malloc(TX_CAP);
-			c->syncq = malloc((FILES_MAX + 1) * sizeof(int));
-			bool oom = c->tx[0] == NULL || c->tx[1] == NULL || c->syncq == NULL;
-			for (int i = 0; i < RX_SLOTS; i++)
-				oom |= c->rx[i] == NULL;
-			if (oom) {
-				sx_fail(&err, SX_E_OTHER, "out of memory");
-				srv_conn_fail(s, c, &err);
-				return;
-			}
-			if (s->cfg->client != NULL && s->cfg->client->list) {
-				c->rx_cur = -1; /* a listing stores nothing */
-			} else if (sx_store_open(&c->store, s->cfg->out_dir,
-						 s->cfg->client ? NULL : c->link.k.peer_name,
-						 s->cfg->overwrite, &err) < 0) {
-				srv_hs_send(s, c); /* CONFIRM first, so ERROR can follow */
-				srv_conn_fail(s, c, &err);
-				return;
-			} else {
-				c->store_open = true;
-				c->rx_cur = -1;
-			}
-			if (s->cfg->client != NULL && client_request(s, c, &err) < 0) {
-				srv_conn_fail(s, c, &err);
-				return;
-			}
-		}
+		if (c->link.ready && !on_ready(s, c))
+			return;
 		srv_hs_send(s, c);
 		srv_post_recv(s, c);
 		return;
