@@ -26,10 +26,12 @@
 # --uncached: before every run, drop the input's pages from the page cache
 #   (dd iflag=nocache), as for media read from a disk the first time; the
 #   input should then be on a disk (--input), tmpfs cannot drop them.
+# --pin: the server on core 0 and the client on core 1 (taskset), as on two
+#   hosts; without it the scheduler places both.
 # Environment: SXFER (build/sxfer), the binary of variants without @.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=3 size_mib=1024 out_dir="" input="" uncached=0 warm_mib=0
+runs=3 size_mib=1024 out_dir="" input="" uncached=0 warm_mib=0 pin=0
 while (($#)); do
 	case "$1" in
 	--runs) runs=$2; shift 2 ;;
@@ -38,6 +40,7 @@ while (($#)); do
 	--out-dir) out_dir=$2; shift 2 ;;
 	--uncached) uncached=1; shift ;;
 	--warm) warm_mib=$2; shift 2 ;;
+	--pin) pin=1; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) break ;;
 	esac
@@ -76,6 +79,11 @@ if [ -z "$input" ]; then
 fi
 [ -e "$input" ] || { echo "cpu.sh: no input $input" >&2; exit 2; }
 name=$(basename "$input")
+PS=() PC=()
+if ((pin)); then
+	PS=(taskset -c 0)
+	PC=(taskset -c 1)
+fi
 # get variants: the input under the export's shared/ (hard links where the
 # file system allows, else a copy; a symlink would be refused).
 mkdir -p "$W/exp/shared"
@@ -108,12 +116,12 @@ one() { # one VARIANT RUN
 	fi
 	if ((get)); then
 		# The server sends: its time goes to the sender's columns.
-		/usr/bin/time -f '%U %S %e %M' -o "$W/send.time" "$sx" serve --once \
+		/usr/bin/time -f '%U %S %e %M' -o "$W/send.time" "${PS[@]}" "$sx" serve --once \
 			--listen 127.0.0.1:0 --port-file "$W/port" --id "$W/srv" --out "$W/gout" \
 			--export "$W/exp" "${sargs[@]}" 2>"$W/serve.log" &
 		SRV=$!
 		for _ in $(seq 1 200); do [ -s "$W/port" ] && break; sleep 0.05; done
-		/usr/bin/time -f '%U %S %e %M' -o "$W/recv.time" "$sx" get --id "$W/cli" \
+		/usr/bin/time -f '%U %S %e %M' -o "$W/recv.time" "${PC[@]}" "$sx" get --id "$W/cli" \
 			--quiet "${cargs[@]}" "127.0.0.1:$(cat "$W/port")" "shared/$name" "$O/bench"
 		wait "$SRV"
 		SRV=""
@@ -124,11 +132,11 @@ one() { # one VARIANT RUN
 		echo "$cu $cs $cm" >"$W/recv.time"
 		echo "$xu $xs $cw $xm" >"$W/send.time"
 	else
-		/usr/bin/time -f '%U %S %M' -o "$W/recv.time" "$sx" serve --once --listen 127.0.0.1:0 \
+		/usr/bin/time -f '%U %S %M' -o "$W/recv.time" "${PS[@]}" "$sx" serve --once --listen 127.0.0.1:0 \
 			--port-file "$W/port" --id "$W/srv" --out "$O" "${sargs[@]}" 2>"$W/serve.log" &
 		SRV=$!
 		for _ in $(seq 1 200); do [ -s "$W/port" ] && break; sleep 0.05; done
-		/usr/bin/time -f '%U %S %e %M' -o "$W/send.time" "$sx" send --id "$W/cli" \
+		/usr/bin/time -f '%U %S %e %M' -o "$W/send.time" "${PC[@]}" "$sx" send --id "$W/cli" \
 			--receipts "$W/receipts" --quiet "${cargs[@]}" "127.0.0.1:$(cat "$W/port")" "$input"
 		wait "$SRV"
 		SRV=""
