@@ -11,6 +11,26 @@
 
 #include "engine/transfer/send_int.h"
 
+#ifdef SXFER_TEST_HOOKS
+#include <stdio.h>
+#include <stdlib.h>
+/* ---- TEST HOOKS: a hostile server for the tests of sxfer get ----------------
+ * Compiled into the sanitizer test build only (CMakeLists.txt), never into a
+ * release build. With SXFER_TEST_HOSTILE=MODE, the server's side of get
+ * (cfg->serving) misbehaves in one way (tests/e2e/test_get_hostile.sh):
+ *   badsig     every BATCH signature has a byte flipped
+ *   badroot    DATA is flipped after it was hashed: the records authenticate,
+ *              the content does not match the signed Merkle root
+ *   wrongname  the first file is sent as "evil-NAME"
+ *   unsigned   the session is unsigned although signatures were asked for
+ *              (send_session.c) */
+static bool hostile(const sender *s, const char *mode)
+{
+	const char *v = getenv("SXFER_TEST_HOSTILE");
+	return s->cfg->serving && v != NULL && strcmp(v, mode) == 0;
+}
+#endif
+
 static slot *free_slot(sender *s)
 {
 	for (unsigned i = 0; i < NSLOTS; i++)
@@ -87,6 +107,17 @@ static int park_fd(sender *s, int fd, sx_err *err)
 static int produce_begin(sender *s, slot *sl, sx_entry *e, sx_err *err)
 {
 	sx_msg m = {0};
+#ifdef SXFER_TEST_HOOKS
+	/* TEST HOOK wrongname: the first file under a name not asked for (in
+	 * FILE_BEGIN and in the signed batch alike). */
+	char *evil;
+	if (!e->is_dir && s->file_id == 0 && hostile(s, "wrongname")) {
+		if (asprintf(&evil, "evil-%s", e->rel) < 0)
+			return sx_fail(err, SX_E_OTHER, "out of memory");
+		free(e->rel);
+		e->rel = evil;
+	}
+#endif
 	m.path = (const uint8_t *)e->rel;
 	m.path_len = strlen(e->rel);
 	if (e->is_dir) {
@@ -352,6 +383,11 @@ static int seal_time(sender *s, slot *sl, sx_err *err)
 		if (b == NULL)
 			goto out;
 		SX_GUARD(sx_sbatch_sign(b, s->tid, s->chunk, now, s->cfg->id->key, err));
+#ifdef SXFER_TEST_HOOKS
+		/* TEST HOOK badsig: the signature sealed into BATCH is wrong. */
+		if (hostile(s, "badsig"))
+			b->b.sig[b->b.sig_len / 2] ^= 0x01;
+#endif
 		m.type = SX_MSG_BATCH;
 		m.batch_no = b->number;
 		m.time = now;
@@ -442,6 +478,11 @@ static bool poolable(sender *s, const slot *sl)
 {
 	if (s->pool == NULL || sl->type != SX_REC_DATA || sl->stream || sl->plen == 0)
 		return false;
+#ifdef SXFER_TEST_HOOKS
+	/* TEST HOOK badroot: every chunk is hashed here, where it is flipped. */
+	if (hostile(s, "badroot"))
+		return false;
+#endif
 	if (s->cctx == NULL)
 		return true;
 	/* auto: the next answer of sx_zauto_next is known to be SKIP */
@@ -483,6 +524,12 @@ int sx_send_prepare(sender *s, sx_err *err)
 			if (s->fh_open)
 				SX_GUARD(sx_filehash_update(&s->fh, sl->buf + SX_REC_HDR_LEN,
 							    sl->plen, err));
+#ifdef SXFER_TEST_HOOKS
+			/* TEST HOOK badroot: a byte changed after it was hashed;
+			 * the record is sealed over the changed byte. */
+			if (s->fh_open && sl->plen > 0 && hostile(s, "badroot"))
+				sl->buf[SX_REC_HDR_LEN + sl->plen / 2] ^= 0x01;
+#endif
 			sl->raw = sl->plen;
 			SX_GUARD(compress_slot(s, sl, &flags, err));
 		}

@@ -262,6 +262,13 @@ static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, 
 		s->fds_open[i] = -1;
 	s->chunk = cfg->chunk ? cfg->chunk : SX_CHUNK_DEFAULT;
 	s->sign = !cfg->no_sign;
+#ifdef SXFER_TEST_HOOKS
+	/* TEST HOOK unsigned (see send.c): the server's side of get sends an
+	 * unsigned session although the client asked for signatures. */
+	const char *hostile = getenv("SXFER_TEST_HOSTILE");
+	if (cfg->serving && hostile != NULL && strcmp(hostile, "unsigned") == 0)
+		s->sign = false;
+#endif
 	s->batch_files = cfg->batch_files ? cfg->batch_files : SX_BATCH_FILES_DEFAULT;
 	if (s->batch_files > SX_BATCH_FILES_MAX)
 		s->batch_files = SX_BATCH_FILES_MAX;

@@ -5,7 +5,9 @@ It forwards one or more connections from a listening port to the server and
 understands just enough of the stream to find record boundaries: TLS records
 (5-byte header, type 20..23) during the handshake, sxfer records (8-byte
 header, body length in bytes 4..7) after it. In the client-to-server
-direction it can tamper with the Nth sxfer record:
+direction (or server-to-client with DIRECTION s2c, as for sxfer get, where
+the server sends; its record 0 is CONFIRM) it can tamper with the Nth sxfer
+record:
 
   pass     forward everything unchanged
   flip     flip one byte in the middle of record N
@@ -14,7 +16,7 @@ direction it can tamper with the Nth sxfer record:
   huge     replace record N's header with one announcing a 4 GiB body
   stall    forward half of record N, then nothing more (the socket stays open)
 
-Usage: mitm.py MODE N UPSTREAM_PORT PORT_FILE
+Usage: mitm.py MODE N UPSTREAM_PORT PORT_FILE [DIRECTION]  (c2s or s2c; c2s)
 Also: mitm.py random HOST PORT  (a client that sends random bytes)
 """
 import os
@@ -93,7 +95,7 @@ def pump_records(src, dst, mode, n):
             pass
 
 
-def serve(mode, n, upstream, port_file):
+def serve(mode, n, upstream, port_file, direction="c2s"):
     lsock = socket.socket()
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind(("127.0.0.1", 0))
@@ -105,8 +107,9 @@ def serve(mode, n, upstream, port_file):
     while True:
         client, _ = lsock.accept()
         server = socket.create_connection(("127.0.0.1", upstream))
-        threading.Thread(target=pump_records, args=(client, server, mode, n), daemon=True).start()
-        threading.Thread(target=pump_plain, args=(server, client), daemon=True).start()
+        src, dst = (client, server) if direction == "c2s" else (server, client)
+        threading.Thread(target=pump_records, args=(src, dst, mode, n), daemon=True).start()
+        threading.Thread(target=pump_plain, args=(dst, src), daemon=True).start()
 
 
 def random_client(host, port):
@@ -125,4 +128,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "random":
         random_client(sys.argv[2], int(sys.argv[3]))
     else:
-        serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], *sys.argv[5:6])
