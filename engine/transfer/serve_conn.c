@@ -110,6 +110,11 @@ static void conn_free(server *s, conn *c)
 			free(c->batches[i]);
 		}
 	free(c->batches);
+	/* A get that failed leaves no folder it made that is still empty
+	 * (deepest first; a folder holding a verified file stays). */
+	for (size_t i = c->ndirs; s->cfg->client != NULL && !c->ok && c->store_open && i-- > 0;)
+		if (c->dirs[i].created)
+			(void)unlinkat(c->store.root_fd, c->dirs[i].path, AT_REMOVEDIR);
 	if (c->store_open)
 		sx_store_close(&c->store);
 	for (size_t i = 0; i < c->ndirs; i++)

@@ -23,6 +23,7 @@
 #define SX_SERVE_INT_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -109,6 +110,8 @@ typedef struct rfile {
 typedef struct dirmeta {
 	char *path;
 	struct timespec mtime;
+	bool created; /* the client's side: made by this session (removed, when
+			 still empty, if the session fails) */
 } dirmeta;
 
 /* A connection's life, in this order (docs/ARCHITECTURE.md):

@@ -289,6 +289,8 @@ out:
 static int on_dir(server *s, conn *c, const sx_msg *m, sx_err *err)
 {
 	sx_err derr = {0};
+	bool created =
+	    s->cfg->client != NULL && !sx_store_dir_exists(&c->store, m->path, m->path_len);
 	if (sx_store_mkdir(&c->store, m->path, m->path_len, m->mode, &derr) < 0)
 		return srv_send_file_err(s, c, 0, &derr, err);
 	/* Folder mtimes are restored at the end: bounded in count and bytes, so
@@ -305,6 +307,7 @@ static int on_dir(server *s, conn *c, const sx_msg *m, sx_err *err)
 	c->dirs[c->ndirs].path = strndup((const char *)m->path, m->path_len);
 	c->dirs[c->ndirs].mtime.tv_sec = m->mtime_sec;
 	c->dirs[c->ndirs].mtime.tv_nsec = m->mtime_nsec;
+	c->dirs[c->ndirs].created = created;
 	if (c->dirs[c->ndirs].path != NULL) {
 		c->dirs_bytes += m->path_len;
 		c->ndirs++;

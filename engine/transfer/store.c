@@ -200,6 +200,16 @@ int sx_store_mkdir(sx_store *st, const uint8_t *rel, size_t len, mode_t mode, sx
 	return 0;
 }
 
+bool sx_store_dir_exists(sx_store *st, const uint8_t *rel, size_t len)
+{
+	sx_err err = {0};
+	int fd = resolve_dir(st, (const char *)rel, len, false, 0, &err);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
 int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struct timespec *mtime,
 		       sx_err *err)
 {

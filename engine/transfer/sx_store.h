@@ -90,6 +90,9 @@ void sx_store_close(sx_store *st);
 /* Creates the folder rel (and its parents) beneath the root. */
 int sx_store_mkdir(sx_store *st, const uint8_t *rel, size_t len, mode_t mode,
 		   sx_err *err) SX_MUST_CHECK;
+/* Is rel a folder beneath the root already (resolved as sx_store_mkdir
+ * does)? */
+bool sx_store_dir_exists(sx_store *st, const uint8_t *rel, size_t len);
 /* Sets a folder's mtime (at the end of a session, after its content). */
 int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struct timespec *mtime,
 		       sx_err *err) SX_MUST_CHECK;

@@ -113,6 +113,9 @@ for mode in badsig badroot wrongname unsigned; do
 		grep -q "${why[$mode]}" "$WORK/last.err" ||
 			fail "$mode ($io): expected '${why[$mode]}' in: $(cat "$WORK/last.err")"
 		nothing_kept "$WORK/dl-$mode-$io"
+		# nor a folder the failed session made
+		[ -z "$(find "$WORK/dl-$mode-$io" -mindepth 1)" ] ||
+			fail "$mode ($io): left $(find "$WORK/dl-$mode-$io" -mindepth 1)"
 	done
 	# --overwrite: the files already there stay as they were.
 	K=$WORK/keep-$mode
