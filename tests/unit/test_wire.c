@@ -266,6 +266,171 @@ static void test_decode_field_order(void **state)
 	assert_int_equal(sx_msg_decode(buf, sizeof(ckpt) + 1, &m, &err), -1);
 }
 
+/* docs/PROTOCOL.md, "Pull: GET and LIST", test vectors: the same hex. */
+#define V_GET_TWO    "300000000100100000001c7368617265642f6269672e62696e0063616d2d30312f636f6e666967"
+#define V_GET_SINGLE "300000000300000000000e7368617265642f6269672e62696e"
+#define V_LIST_TOP   "31000000000000"
+#define V_LIST_PATH  "3100000000000d7368617265642f747265652f61"
+#define V_ENTRY_FILE                                                                               \
+	"32000000020000000000010001000001a0000000005e0d5da5075bcd1500117368617265642f747265"       \
+	"652f612f6f6e65"
+#define V_ENTRY_DIR                                                                                \
+	"32000000010000000000000000000001ed000000006955b90000000000000f7368617265642f747265"       \
+	"652f612f62"
+#define V_ERROR_MISSING                                                                            \
+	"22050028277368617265642f6e6f7468696e67273a206e6f20737563682066696c65206f7220666f6c646572"
+
+/* m encodes to exactly hex; hex decodes to m's fields; every truncation of
+ * hex and hex with one byte more are refused as integrity failures. */
+static void vector(const sx_msg *m, const char *hex)
+{
+	uint8_t want[256], got[256];
+	long n = sx_test_unhex(hex, want, sizeof(want) - 1);
+	assert_true(n > 0);
+	sx_wbuf w = sx_wbuf_make(got, sizeof(got));
+	sx_msg_encode(m, &w);
+	assert_false(w.overflow);
+	assert_int_equal(w.len, n);
+	assert_memory_equal(got, want, (size_t)n);
+	sx_msg out;
+	sx_err err = {0};
+	assert_int_equal(sx_msg_decode(want, (size_t)n, &out, &err), 0);
+	assert_int_equal(out.type, m->type);
+	assert_int_equal(out.flags, m->flags);
+	assert_int_equal(out.chunk, m->chunk);
+	assert_int_equal(out.size, m->size);
+	assert_int_equal(out.mode, m->mode);
+	assert_int_equal(out.mtime_sec, m->mtime_sec);
+	assert_int_equal(out.mtime_nsec, m->mtime_nsec);
+	assert_int_equal(out.err_class, m->err_class);
+	assert_int_equal(out.path_len, m->path_len);
+	if (m->path_len)
+		assert_memory_equal(out.path, m->path, m->path_len);
+	assert_int_equal(out.reason_len, m->reason_len);
+	if (m->reason_len)
+		assert_memory_equal(out.reason, m->reason, m->reason_len);
+	for (long cut = 0; cut < n; cut++) {
+		sx_err_clear(&err);
+		assert_int_equal(sx_msg_decode(want, (size_t)cut, &out, &err), -1);
+		assert_int_equal(err.cls, SX_E_INTEGRITY);
+	}
+	want[n] = 0;
+	sx_err_clear(&err);
+	assert_int_equal(sx_msg_decode(want, (size_t)n + 1, &out, &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+}
+
+static void test_pull_vectors(void **state)
+{
+	(void)state;
+	static const char two[] = "shared/big.bin\0cam-01/config";
+	const sx_msg get_two = {.type = SX_MSG_GET,
+				.flags = SX_GET_SIGNED,
+				.chunk = 1u << 20,
+				.path = (const uint8_t *)two,
+				.path_len = sizeof(two) - 1};
+	const sx_msg get_single = {.type = SX_MSG_GET,
+				   .flags = SX_GET_SIGNED | SX_GET_SINGLE,
+				   .path = (const uint8_t *)"shared/big.bin",
+				   .path_len = 14};
+	const sx_msg list_top = {.type = SX_MSG_LIST};
+	const sx_msg list_path = {
+	    .type = SX_MSG_LIST, .path = (const uint8_t *)"shared/tree/a", .path_len = 13};
+	const sx_msg entry_file = {.type = SX_MSG_LIST_ENTRY,
+				   .flags = SX_LIST_SXSIG,
+				   .size = 65537,
+				   .mode = 0640,
+				   .mtime_sec = 1577934245,
+				   .mtime_nsec = 123456789,
+				   .path = (const uint8_t *)"shared/tree/a/one",
+				   .path_len = 17};
+	const sx_msg entry_dir = {.type = SX_MSG_LIST_ENTRY,
+				  .flags = SX_LIST_DIR,
+				  .mode = 0755,
+				  .mtime_sec = 1767225600,
+				  .path = (const uint8_t *)"shared/tree/a/b",
+				  .path_len = 15};
+	const char *why = "'shared/nothing': no such file or folder";
+	const sx_msg missing = {.type = SX_MSG_ERROR,
+				.err_class = SX_E_IO,
+				.reason = (const uint8_t *)why,
+				.reason_len = strlen(why)};
+	vector(&get_two, V_GET_TWO);
+	vector(&get_single, V_GET_SINGLE);
+	vector(&list_top, V_LIST_TOP);
+	vector(&list_path, V_LIST_PATH);
+	vector(&entry_file, V_ENTRY_FILE);
+	vector(&entry_dir, V_ENTRY_DIR);
+	vector(&missing, V_ERROR_MISSING);
+
+	/* The paths of a GET, one NUL between each. */
+	uint8_t b[64];
+	sx_msg m;
+	sx_err err = {0};
+	size_t at = 0, len;
+	const uint8_t *p;
+	long n = sx_test_unhex(V_GET_TWO, b, sizeof(b));
+	assert_true(n > 0);
+	assert_int_equal(sx_msg_decode(b, (size_t)n, &m, &err), 0);
+	assert_int_equal(sx_msg_next_path(&m, &at, &p, &len), 1);
+	assert_int_equal(len, 14);
+	assert_memory_equal(p, "shared/big.bin", 14);
+	assert_int_equal(sx_msg_next_path(&m, &at, &p, &len), 1);
+	assert_int_equal(len, 13);
+	assert_memory_equal(p, "cam-01/config", 13);
+	assert_int_equal(sx_msg_next_path(&m, &at, &p, &len), 0);
+	at = 0;
+	n = sx_test_unhex(V_GET_SINGLE, b, sizeof(b));
+	assert_int_equal(sx_msg_decode(b, (size_t)n, &m, &err), 0);
+	assert_int_equal(sx_msg_next_path(&m, &at, &p, &len), 1);
+	assert_int_equal(len, 14);
+	assert_int_equal(sx_msg_next_path(&m, &at, &p, &len), 0);
+	at = 0;
+	n = sx_test_unhex(V_LIST_TOP, b, sizeof(b));
+	assert_int_equal(sx_msg_decode(b, (size_t)n, &m, &err), 0);
+	assert_int_equal(sx_msg_next_path(&m, &at, &p, &len), 0);
+}
+
+/* A GET carries at most SX_GET_PATHS_MAX bytes of paths; a LIST_ENTRY's
+ * nanoseconds stay below 10^9. */
+static void test_pull_limits(void **state)
+{
+	(void)state;
+	static uint8_t get[11 + SX_GET_PATHS_MAX + 1];
+	const size_t max = SX_GET_PATHS_MAX;
+	sx_msg m;
+	sx_err err = {0};
+	assert_int_equal(SX_GET_PATHS_MAX, 32768);
+	memset(get, 'a', sizeof(get));
+	get[0] = SX_MSG_GET;
+	memset(get + 1, 0, 8); /* flags, chunk */
+	get[9] = (uint8_t)(max >> 8);
+	get[10] = (uint8_t)max;
+	assert_int_equal(sx_msg_decode(get, 11 + max, &m, &err), 0);
+	assert_int_equal(m.path_len, max);
+	get[9] = (uint8_t)((max + 1) >> 8);
+	get[10] = (uint8_t)(max + 1);
+	assert_int_equal(sx_msg_decode(get, 11 + max + 1, &m, &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+	assert_non_null(strstr(err.msg, "more than 32768 bytes of paths"));
+
+	uint8_t e[64];
+	long n = sx_test_unhex(V_ENTRY_FILE, e, sizeof(e));
+	assert_true(n > 29);
+	memcpy(e + 25, "\x3b\x9a\xca\x00", 4); /* mtime_nsec = 10^9 */
+	sx_err_clear(&err);
+	assert_int_equal(sx_msg_decode(e, (size_t)n, &m, &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+	assert_non_null(strstr(err.msg, "timestamp"));
+	memcpy(e + 25, "\xff\xff\xff\xff", 4);
+	sx_err_clear(&err);
+	assert_int_equal(sx_msg_decode(e, (size_t)n, &m, &err), -1);
+	memcpy(e + 25, "\x3b\x9a\xc9\xff", 4); /* 999999999 */
+	sx_err_clear(&err);
+	assert_int_equal(sx_msg_decode(e, (size_t)n, &m, &err), 0);
+	assert_int_equal(m.mtime_nsec, 999999999);
+}
+
 static void test_hello(void **state)
 {
 	(void)state;
@@ -364,6 +529,8 @@ int main(void)
 	    cmocka_unit_test(test_messages_roundtrip),
 	    cmocka_unit_test(test_unknown_and_bad_fields),
 	    cmocka_unit_test(test_decode_field_order),
+	    cmocka_unit_test(test_pull_vectors),
+	    cmocka_unit_test(test_pull_limits),
 	    cmocka_unit_test(test_hello),
 	    cmocka_unit_test(test_paths),
 	    cmocka_unit_test(test_file_paths),
