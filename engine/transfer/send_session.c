@@ -461,8 +461,10 @@ static int sender_check_done(sender *s, sx_err *err)
 			  "%s sent no valid receipt for batch %llu", s->link.k.peer_name,
 			  (unsigned long long)s->batches[i].number);
 	/* Everything that could be sent was; what was skipped makes the
-	 * session fail as a local problem, so a script notices. */
-	SX_ENSURE(s->ents.skipped == 0, err, SX_E_IO,
+	 * session fail as a local problem, so a script notices. A server
+	 * (get) serves no symlink or special file of its export: logged with
+	 * the session, not a failure. */
+	SX_ENSURE(s->ents.skipped == 0 || s->cfg->serving, err, SX_E_IO,
 		  "%llu file(s) sent; %llu file(s) or folder(s) skipped, not sent (see the "
 		  "warnings)",
 		  (unsigned long long)s->stats->files_ok, (unsigned long long)s->ents.skipped);

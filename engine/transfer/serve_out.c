@@ -431,11 +431,12 @@ static void *out_main(void *arg)
 		shown[i] = j->paths[i] == 0 ? ' ' : (char)j->paths[i];
 	shown[k] = '\0';
 	sx_log(rc == 0 ? "info" : "error", j->type == SX_MSG_GET ? "get" : "ls",
-	       "conn=%u peer=%s paths=%s files=%llu bytes=%llu seconds=%.3f result=%s cause=%s",
+	       "conn=%u peer=%s paths=%s files=%llu skipped=%llu bytes=%llu seconds=%.3f "
+	       "result=%s cause=%s",
 	       j->id, SX_LOGQ(j->link.ready ? j->link.k.peer_name : st.peer_name), SX_LOGQ(shown),
-	       (unsigned long long)st.files_ok, (unsigned long long)st.bytes,
-	       (double)(sx_now_ns() - t0) / 1e9, SX_LOGT(rc == 0 ? "ok" : "failed"),
-	       SX_LOGQ(rc == 0 ? "" : err.msg));
+	       (unsigned long long)st.files_ok, (unsigned long long)st.files_skipped,
+	       (unsigned long long)st.bytes, (double)(sx_now_ns() - t0) / 1e9,
+	       SX_LOGT(rc == 0 ? "ok" : "failed"), SX_LOGQ(rc == 0 ? "" : err.msg));
 	if (rc < 0)
 		atomic_store(&j->sh->out_result, (int)err.cls);
 	if (j->fd >= 0)

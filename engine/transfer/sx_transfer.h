@@ -126,7 +126,7 @@ typedef struct sx_serve_cfg {
 	sx_zmode zmode;
 	int zlevel;
 	const char *receipts_dir;
-	/* set by sx_get_run and sx_ls_run: this is the client's side */
+	/* set by sx_get_run (get and ls): this is the client's side */
 	const struct sx_get_cfg *client;
 	/* called once listening, with the bound port (for port 0) */
 	void (*on_listen)(void *ctx, int port);
