@@ -28,7 +28,11 @@ set -x
 mkdir -p "$work/media/2026-11-22"
 head -c $((64 << 20)) /dev/urandom >"$work/media/clip-0001.mp4"
 for i in 1 2 3; do head -c 300000 /dev/urandom >"$work/media/2026-11-22/img-$i.jpg"; done
+# What the server offers for download: a firmware image every camera may fetch.
+mkdir -p "$work/export/shared"
+head -c $((8 << 20)) /dev/urandom >"$work/export/shared/firmware-2.1.bin"
 "$sx" serve --listen 127.0.0.1:0 --port-file "$work/port" --id "$work/server" --out "$work/received" \
+	--export "$work/export" \
 	2>"$work/serve.log" &
 server_pid=$!
 # Up to 10 s for the server to listen (it writes its port once it does).
@@ -47,10 +51,15 @@ diff -r -x '*.sxsig' "$work/media/2026-11-22" "$work/received/camera-01/2026-11-
 "$sx" verify --ca "$work/ca" --signer camera-01 "$work/received/camera-01/clip-0001.mp4" \
 	"$work/received/camera-01/2026-11-22/"*.jpg
 "$sx" verify --receipt "$work/receipts/"*.sxreceipt --ca "$work/ca"
+# The other direction: the camera lists and fetches; the server signs what it sends.
+"$sx" ls --id "$work/camera" "127.0.0.1:$port" shared
+"$sx" get --id "$work/camera" "127.0.0.1:$port" shared/firmware-2.1.bin "$work/downloads"
+cmp "$work/export/shared/firmware-2.1.bin" "$work/downloads/firmware-2.1.bin"
+"$sx" verify --ca "$work/ca" --signer server.local "$work/downloads/firmware-2.1.bin"
 { set +x; } 2>/dev/null
 kill -TERM "$server_pid"
 wait "$server_pid"
 server_pid=""
 echo "--- server log"
 cat "$work/serve.log"
-echo "demo: transfer verified byte for byte, signatures and receipt verified"
+echo "demo: both directions verified byte for byte, signatures and receipts verified"

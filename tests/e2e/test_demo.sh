@@ -10,7 +10,7 @@ if ! bash "$root/scripts/demo.sh" </dev/null >"$log" 2>&1; then
 	echo "FAIL: scripts/demo.sh failed" >&2
 	exit 1
 fi
-tail -n1 "$log" | grep -q '^demo: transfer verified byte for byte, signatures and receipt verified$' || {
+tail -n1 "$log" | grep -q '^demo: both directions verified byte for byte, signatures and receipts verified$' || {
 	tail -20 "$log" >&2
 	echo "FAIL: the demo did not finish" >&2
 	exit 1
