@@ -141,6 +141,10 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 	}
 	if (sx_store_begin(&c->store, m->path, m->path_len, &f->sf, &ferr) < 0)
 		return srv_send_file_err(s, c, f->id, &ferr, err);
+	/* Refused before its data comes (the sender stops reading it at the
+	 * answer) when it cannot fit; a stream's size is not known. */
+	if (f->announced != SX_SIZE_UNKNOWN && sx_store_space(&f->sf, f->announced, &ferr) < 0)
+		return srv_send_file_err(s, c, f->id, &ferr, err);
 	/* Registered while it is written: removed by srv_start_finish or, on every
 	 * other path, srv_file_release, before sx_store_end closes it. */
 	(void)sx_io_file_add(s->io, f->sf.fd);

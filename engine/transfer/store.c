@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -198,6 +199,23 @@ int sx_store_mkdir(sx_store *st, const uint8_t *rel, size_t len, mode_t mode, sx
 		return -1;
 	close(fd);
 	return 0;
+}
+
+int sx_store_space(const sx_store_file *f, uint64_t size, sx_err *err)
+{
+	struct statvfs vs;
+	if (fstatvfs(f->dir_fd, &vs) < 0)
+		return 0; /* cannot tell: the writes will say */
+	uint64_t unit = vs.f_frsize ? vs.f_frsize : vs.f_bsize;
+	uint64_t total = (uint64_t)vs.f_blocks * unit, avail = (uint64_t)vs.f_bavail * unit;
+	uint64_t reserve = total / 100 < SX_STORE_RESERVE_MAX ? total / 100 : SX_STORE_RESERVE_MAX;
+	if (avail >= reserve && size <= avail - reserve)
+		return 0;
+	return sx_fail(err, SX_E_IO,
+		       "'%s' (%llu bytes) does not fit: %llu bytes free on the receiver, %llu of "
+		       "them kept in reserve",
+		       f->name, (unsigned long long)size, (unsigned long long)avail,
+		       (unsigned long long)reserve);
 }
 
 bool sx_store_dir_exists(sx_store *st, const uint8_t *rel, size_t len)

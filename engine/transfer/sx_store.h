@@ -102,6 +102,15 @@ int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struc
  * temporary. */
 int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f,
 		   sx_err *err) SX_MUST_CHECK;
+/* Space kept free on the receiver's file system: a file is refused at
+ * its beginning when its announced size does not fit in the free space
+ * less this reserve (1 % of the file system, at most 256 MiB), so a disk is
+ * never filled to the last block by one sender (docs/PROTOCOL.md). */
+#define SX_STORE_RESERVE_MAX (256ull << 20)
+/* Does a file of size bytes fit beside f (its folder's file system)?
+ * 0, or -1 with SX_E_IO naming the sizes. */
+int sx_store_space(const sx_store_file *f, uint64_t size, sx_err *err) SX_MUST_CHECK;
+
 /* Turns direct I/O on for the temporary when its file system supports it
  * (statx STATX_DIOALIGN: memory and offset alignment at most 4096); returns
  * whether it is on. Nothing changes when it is not supported. */

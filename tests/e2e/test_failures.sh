@@ -29,8 +29,22 @@ if mount -t tmpfs -o size=2m tmpfs "$WORK/small" 2>/dev/null; then
 	MOUNTS+=("$WORK/small")
 	start_server full --id "$WORK/server" --out "$WORK/small"
 	FULL=$SERVER_PID
-	rand_file "$WORK/five.bin" $((5 << 20))
-	expect_exit 5 send "127.0.0.1:$PORT" "$WORK/five.bin"
+	# A file that cannot fit is refused at its beginning, before its data:
+	# of 64 MiB, at most what the sender had in flight goes over the wire.
+	rand_file "$WORK/big64.bin" $((64 << 20))
+	got=0
+	"$SXFER" send --id "$WORK/cam" --json "127.0.0.1:$PORT" "$WORK/big64.bin" >"$WORK/full.json" \
+		2>"$WORK/last.err" || got=$?
+	[ "$got" -eq 5 ] || fail "a file that does not fit: exit $got, expected 5"
+	grep -q "does not fit" "$WORK/full.json" || fail "no 'does not fit' in: $(cat "$WORK/full.json")"
+	sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["compressed_bytes"])' "$WORK/full.json")
+	[ "$sent" -le $((24 << 20)) ] || fail "$sent bytes of a refused 64 MiB file went over the wire"
+	no_partials "$WORK/small"
+	[ ! -e "$WORK/small/cam-01/big64.bin" ] || fail "a refused file under its final name"
+	ok "disk full: a file that cannot fit is refused before its data ($sent of 64 MiB on the wire, exit 5)"
+	# A stream's size is not known: the full disk shows in a write.
+	head -c $((5 << 20)) /dev/urandom >"$WORK/five.bin"
+	expect_exit 5 send --name five.bin "127.0.0.1:$PORT" - <"$WORK/five.bin"
 	grep -q "No space left" "$WORK/last.err" || { cat "$WORK/last.err" >&2; fail "sender not told 'No space left'"; }
 	grep -q "five.bin" "$WORK/last.err" || fail "sender not told which file"
 	no_partials "$WORK/small"
@@ -55,7 +69,9 @@ if mkfs.ext4 -q "$WORK/ext4.img" 2>/dev/null &&
 	start_server fullx --id "$WORK/server" --out "$WORK/small-ext4"
 	FULLX=$SERVER_PID
 	rand_file "$WORK/twenty.bin" $((20 << 20))
-	expect_exit 5 send "127.0.0.1:$PORT" "$WORK/twenty.bin"
+	# a stream: its size is not announced, so the direct writes meet the
+	# full disk (a file of known size is refused at its beginning)
+	expect_exit 5 send --name twenty.bin "127.0.0.1:$PORT" - <"$WORK/twenty.bin"
 	grep -q "No space left" "$WORK/last.err" || { cat "$WORK/last.err" >&2; fail "ext4: sender not told 'No space left'"; }
 	no_partials "$WORK/small-ext4"
 	[ ! -e "$WORK/small-ext4/cam-01/twenty.bin" ] || fail "ext4: partial file under its final name"
