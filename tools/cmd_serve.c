@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/sx_util.h"
+#include "engine/ledger/sx_ledger.h"
 #include "engine/transfer/sx_transfer.h"
 #include "tools/cli.h"
 
@@ -46,6 +47,10 @@ static const char usage[] =
     "                          auto (default), on, off or a level 1-19\n"
     "  --receipts DIR          keep the signed receipts of `get` clients in DIR\n"
     "                          (default: each verified receipt is only logged)\n"
+    "  --ledger FILE           the ledger of identities, sessions, files and\n"
+    "                          receipts, in SQLite (default: DIR.ledger.sqlite,\n"
+    "                          beside DIR, never in it; docs/LEDGER.md)\n"
+    "  --no-ledger             keep no ledger\n"
     "  --port-file FILE        write the bound port to FILE once listening\n"
     "  --pass-file FILE        passphrase of the identity key (or SXFER_PASSPHRASE)\n"
     "\n"
@@ -105,6 +110,8 @@ int sx_cmd_serve(int argc, char **argv)
 	    {"compress", required_argument, 0, 'z'},
 	    {"receipts", required_argument, 0, 'C'},
 	    {"pass-file", required_argument, 0, 'p'},
+	    {"ledger", required_argument, 0, 'L'},
+	    {"no-ledger", no_argument, 0, 'N'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -116,6 +123,8 @@ int sx_cmd_serve(int argc, char **argv)
 			    .zmode = SX_ZMODE_AUTO,
 			    .zlevel = SX_ZLEVEL_AUTO};
 	const char *id_dir = NULL, *crl_file = NULL, *port_file = NULL;
+	char ledger[4096];
+	bool no_ledger = false;
 	sx_cli_pass ps = {0};
 	uint64_t v;
 	int c;
@@ -172,6 +181,8 @@ int sx_cmd_serve(int argc, char **argv)
 				    "serve", "--compress: auto, on, off or a level 1-19");
 			break;
 		case 'p': ps.file = optarg; break;
+		case 'L': cfg.ledger = optarg; break;
+		case 'N': no_ledger = true; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: return sx_cli_usage_error("serve", "unknown option");
 		}
@@ -188,6 +199,13 @@ int sx_cmd_serve(int argc, char **argv)
 					  cfg.listen);
 
 	sx_err err = {0};
+	if (no_ledger && cfg.ledger != NULL)
+		return sx_cli_usage_error("serve", "--ledger and --no-ledger exclude each other");
+	if (!no_ledger && cfg.ledger == NULL) {
+		if (sx_ledger_default_path(cfg.out_dir, ledger, sizeof(ledger), &err) < 0)
+			return sx_cli_usage_error("serve", "%s", err.msg);
+		cfg.ledger = ledger;
+	}
 	sx_identity id = {0};
 	sx_pass pass;
 	X509_CRL *crl = NULL;

@@ -18,6 +18,7 @@ static const sx_cmd commands[] = {
     {"ls", sx_cmd_ls, "list what this identity may get from a server"},
     {"sign", sx_cmd_sign, "sign local files offline: FILE.sxsig under one batch signature"},
     {"verify", sx_cmd_verify, "verify files against their .sxsig, or a signed receipt"},
+    {"ledger", sx_cmd_ledger, "the server's ledger: devices, sessions, files; check against OUT"},
     {"bench", sx_cmd_bench, "measure this machine: crypto primitives and a loopback transfer"},
     {"help", cmd_help, "show this overview, or the help of one command"},
 };

@@ -435,6 +435,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	if (loops == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	SX_GUARD(sx_serve_prepare(cfg, &out_lock, err));
+	SX_GUARD(srv_ledger_open(&sh, err));
 	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
 	sh.fd_budget = fd_budget(cfg);
 	/* A quarter of the connections (at least one from two on) is kept for
@@ -517,6 +518,7 @@ out:
 		close(sh.lfd);
 	if (out_lock >= 0)
 		close(out_lock);
+	sx_ledger_close(sh.ledger);
 	sx_chan_ctx_free(sh.ctx);
 	sx_admit_free(&sh.admit);
 	free(loops);

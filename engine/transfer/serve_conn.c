@@ -100,6 +100,7 @@ static void conn_free(server *s, conn *c)
 		     f->state == F_AWAIT) &&
 		    sx_store_unpark(&f->sf, true, &perr) == 0 && f->sf.fd >= 0)
 			srv_keep_partial(s, c, f);
+		srv_lg_gone(s, c, f);
 		srv_file_release(s, f);
 	}
 	free(c->files);
@@ -122,6 +123,7 @@ static void conn_free(server *s, conn *c)
 	free(c->dirs);
 	double secs = (double)(sx_now_ns() - c->t0) / 1e9;
 	free(c->req);
+	srv_lg_end(s, c);
 	/* The client of get reports its own end (tools/cmd_get.c). */
 	if (!c->handed && s->cfg->client == NULL)
 		sx_log(c->ok ? "info" : "error", "conn_close",

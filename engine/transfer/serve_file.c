@@ -98,6 +98,7 @@ int srv_maybe_receipt(server *s, conn *c, int bi, sx_err *err)
 	sx_log("info", "receipt", "peer=%s batch=%llu files=%u stored=%u",
 	       SX_LOGQ(c->link.k.peer_name), (unsigned long long)b->number, b->n, r.count);
 	c->batches_done++;
+	srv_lg_batch(s, c, b, &r);
 	/* Nothing refers to a receipted batch any more: all its files are
 	 * answered and released. */
 	c->path_bytes -= b->path_bytes;
@@ -133,6 +134,7 @@ int srv_send_file_err(server *s, conn *c, uint32_t id, const sx_err *why, sx_err
 		    .reason = (const uint8_t *)why->msg,
 		    .reason_len = strlen(why->msg)};
 	c->files_failed++;
+	srv_lg_refused(s, c, id, why->msg);
 	sx_log("error", "file_refused", "peer=%s file_id=%u class=%d reason=%s",
 	       SX_LOGQ(c->link.k.peer_name), id, why->cls, SX_LOGQ(why->msg));
 	return srv_send_msg(s, c, &m, err);
@@ -266,6 +268,7 @@ static int stored(server *s, conn *c, int fi, sx_err *err)
 	sx_msg m = {.type = SX_MSG_FILE_OK, .file_id = f->id, .size = f->received};
 	c->files_ok++;
 	SX_GUARD(srv_send_msg(s, c, &m, err));
+	srv_lg_file(s, c, f, SX_LF_STORED, NULL);
 	rfile copy = {.batch = f->batch, .pos = f->pos};
 	srv_file_release(s, f);
 	SX_GUARD(srv_answer(s, c, &copy, SX_ANS_STORED, err));
@@ -427,6 +430,7 @@ void srv_keep_partial(server *s, conn *c, rfile *f)
 	memset(&f->sf, 0, sizeof(f->sf));
 	f->sf.fd = f->sf.dir_fd = f->sf.aux_fd = -1;
 	f->sf.committed = true;
+	srv_lg_file(s, c, f, SX_LF_PARTIAL, "the stream was cut off; its signed prefix is kept");
 	atomic_fetch_add(&s->sh->keepers, 1);
 	pthread_attr_t attr;
 	pthread_t th;

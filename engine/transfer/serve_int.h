@@ -42,6 +42,7 @@
 #include <openssl/crypto.h>
 
 #include "common/sx_util.h"
+#include "engine/ledger/sx_ledger.h"
 #include "engine/transfer/sx_admit.h"
 #include "engine/channel/sx_link.h"
 #include "engine/sign/sx_sigsess.h"
@@ -105,6 +106,7 @@ typedef struct rfile {
 	 * only once the bytes it covers are durable: ck_pending waits for the
 	 * writes below its size, ck_flight for the flush of the temporary. */
 	ckpt *ck_pending, *ck_flight;
+	bool lg_done; /* its last state is in the ledger's queue */
 } rfile;
 
 typedef struct dirmeta {
@@ -194,6 +196,7 @@ typedef struct conn {
 	int batches_done;  /* receipts sent */
 	bool eos_received, eos_queued;
 	uint64_t files_ok, files_failed, bytes, t0;
+	uint64_t lg_session; /* its number in the ledger; 0: none */
 	dirmeta *dirs;
 	size_t ndirs, dirs_cap, dirs_bytes;
 	sx_err err;
@@ -226,6 +229,7 @@ typedef struct shared {
 	atomic_int out_result; /* the last such thread that failed: its class */
 	atomic_uint keepers;   /* threads keeping a cut-off stream's prefix */
 	unsigned fd_budget;    /* descriptors the files of one connection may hold */
+	sx_ledger *ledger;     /* NULL: none (--no-ledger, the client of get) */
 } shared;
 
 typedef struct server {
@@ -337,5 +341,16 @@ void srv_wait_keepers(shared *sh);
 void srv_ck_try(server *s, conn *c, int fi);
 void srv_on_write(server *s, conn *c, unsigned sub, int64_t res);
 void srv_on_cksync(server *s, conn *c, int fi, int64_t res);
+
+/* serve_ledger.c: the ledger's events (nothing without a ledger) */
+int srv_ledger_open(shared *sh, sx_err *err);
+void srv_lg_session(server *s, conn *c);
+void srv_lg_end(server *s, conn *c);
+void srv_lg_file(server *s, conn *c, rfile *f, sx_lfile_state st, const char *reason);
+void srv_lg_refused(server *s, conn *c, uint32_t id, const char *reason);
+/* A file still held when its connection ends: failed, or stored when it
+ * was already renamed into place. */
+void srv_lg_gone(server *s, conn *c, rfile *f);
+void srv_lg_batch(server *s, conn *c, const sx_sbatch *b, const sx_receipt *r);
 
 #endif

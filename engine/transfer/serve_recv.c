@@ -149,6 +149,7 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 	 * other path, srv_file_release, before sx_store_end closes it. */
 	(void)sx_io_file_add(s->io, f->sf.fd);
 	f->state = F_OPEN;
+	srv_lg_file(s, c, f, SX_LF_RECEIVING, NULL);
 	/* Large files skip the page cache where the file system allows: no
 	 * copy of the plaintext on the receiver (docs/IO.md). */
 	if (s->cfg->direct && (f->announced == SX_SIZE_UNKNOWN || f->announced >= DIRECT_MIN))
@@ -617,6 +618,8 @@ static bool on_ready(server *s, conn *c)
 	} else {
 		c->store_open = true;
 		c->rx_cur = -1;
+		if (s->cfg->client == NULL)
+			srv_lg_session(s, c);
 	}
 	if (s->cfg->client != NULL && client_request(s, c, &err) < 0) {
 		srv_conn_fail(s, c, &err);

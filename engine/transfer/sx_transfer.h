@@ -126,6 +126,8 @@ typedef struct sx_serve_cfg {
 	sx_zmode zmode;
 	int zlevel;
 	const char *receipts_dir;
+	/* the server's ledger (engine/ledger); NULL: none */
+	const char *ledger;
 	/* set by sx_get_run (get and ls): this is the client's side */
 	const struct sx_get_cfg *client;
 	/* called once listening, with the bound port (for port 0) */

@@ -15,10 +15,11 @@ ALLOWED = {
     "engine/wire": {"common", "pki", "engine/record"},
     "engine/sign": {"common", "pki", "engine/wire", "engine/record"},
     "engine/channel": {"common", "pki", "engine/wire", "engine/record"},
+    "engine/ledger": {"common", "pki"},
     "engine/transfer": {"common", "pki", "engine/wire", "engine/record", "engine/io",
-                        "engine/sign", "engine/channel"},
+                        "engine/sign", "engine/channel", "engine/ledger"},
     "tools": {"common", "pki", "engine/wire", "engine/record", "engine/io", "engine/sign",
-              "engine/channel", "engine/transfer"},
+              "engine/channel", "engine/transfer", "engine/ledger"},
 }
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
