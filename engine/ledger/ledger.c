@@ -14,7 +14,7 @@
 #include <sqlite3.h>
 
 #include "common/sx_util.h"
-#include "engine/ledger/sx_ledger.h"
+#include "engine/ledger/ledger_int.h"
 
 /* The migrations, in order: migrations[i] brings user_version i to i + 1.
  * A database of a newer version than this code knows is refused. */
@@ -65,18 +65,6 @@ int sx_lfile_state_parse(const char *name)
 	return -1;
 }
 
-enum {
-	ST_DEVICE,
-	ST_SESS_START,
-	ST_SESS_END,
-	ST_FBEGIN,
-	ST_FEND,
-	ST_FINSERT,
-	ST_BATCH,
-	ST_RECEIPT,
-	ST_N
-};
-
 static const char *const stmt_sql[ST_N] = {
     [ST_DEVICE] = "INSERT INTO devices(name, fingerprint, first_seen, last_seen) "
 		  "VALUES(?1, ?2, ?3, ?3) ON CONFLICT(name, fingerprint) "
@@ -98,33 +86,13 @@ static const char *const stmt_sql[ST_N] = {
     [ST_RECEIPT] = "UPDATE files SET receipt = ?3 WHERE session_id = ?1 AND batch = ?2",
 };
 
-struct sx_ledger {
-	sqlite3 *db;
-	int mode;
-	int lock_fd;
-	bool clean; /* the previous server closed it */
-	char path[4096];
-	sqlite3_stmt *st[ST_N];
-	atomic_uint_fast64_t next_session;
-	/* the queue: a ring of SX_LEDGER_QUEUE events */
-	pthread_mutex_t mu;
-	pthread_cond_t cv, idle;
-	sx_ledger_ev *q;
-	size_t head, count;
-	bool stop, busy, started;
-	uint64_t queued, applied; /* events queued and applied, ever */
-	atomic_uint_fast64_t dropped, commits;
-	uint64_t dropped_logged;
-	pthread_t thread;
-};
-
-static int db_fail(sqlite3 *db, sx_err *err, const char *what)
+int lg_db_fail(sqlite3 *db, sx_err *err, const char *what)
 {
 	return sx_fail(err, SX_E_IO, "ledger: %s: %s", what,
 		       db != NULL ? sqlite3_errmsg(db) : "out of memory");
 }
 
-static int exec(sqlite3 *db, const char *sql, sx_err *err)
+int lg_exec(sqlite3 *db, const char *sql, sx_err *err)
 {
 	char *msg = NULL;
 	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -141,7 +109,7 @@ static int user_version(sqlite3 *db, int *v, sx_err *err)
 	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
-		return db_fail(db, err, "cannot read the schema version");
+		return lg_db_fail(db, err, "cannot read the schema version");
 	}
 	*v = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
@@ -161,14 +129,14 @@ static int migrate(sqlite3 *db, sx_err *err)
 			       NMIGRATIONS);
 	for (; v < NMIGRATIONS; v++) {
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
-		if (exec(db, "BEGIN IMMEDIATE", err) < 0)
+		if (lg_exec(db, "BEGIN IMMEDIATE", err) < 0)
 			return -1;
-		if (exec(db, migrations[v], err) < 0 || exec(db, sql, err) < 0) {
-			(void)exec(db, "ROLLBACK", &(sx_err){0});
+		if (lg_exec(db, migrations[v], err) < 0 || lg_exec(db, sql, err) < 0) {
+			(void)lg_exec(db, "ROLLBACK", &(sx_err){0});
 			sx_err_prefix(err, "migrating to version %d: ", v + 1);
 			return -1;
 		}
-		if (exec(db, "COMMIT", err) < 0)
+		if (lg_exec(db, "COMMIT", err) < 0)
 			return -1;
 	}
 	return 0;
@@ -203,7 +171,7 @@ static int meta_set(sqlite3 *db, const char *key, const char *val, sx_err *err)
 	}
 	sqlite3_finalize(st);
 	if (rc < 0)
-		db_fail(db, err, "cannot write the meta table");
+		lg_db_fail(db, err, "cannot write the meta table");
 	return rc;
 }
 
@@ -279,8 +247,8 @@ int sx_ledger_open(const char *path, int mode, sx_ledger **out, sx_err *err)
 		/* WAL: readers (sxfer ledger) never wait for the server;
 		 * NORMAL: a commit is durable at the next checkpoint, and the
 		 * check after a crash makes up for the last moments. */
-		SX_GUARD(exec(lg->db, "PRAGMA journal_mode = WAL", err));
-		SX_GUARD(exec(lg->db, "PRAGMA synchronous = NORMAL", err));
+		SX_GUARD(lg_exec(lg->db, "PRAGMA journal_mode = WAL", err));
+		SX_GUARD(lg_exec(lg->db, "PRAGMA synchronous = NORMAL", err));
 		SX_GUARD(migrate(lg->db, err));
 	} else {
 		int v = 0;
@@ -298,7 +266,7 @@ int sx_ledger_open(const char *path, int mode, sx_ledger **out, sx_err *err)
 		for (int i = 0; i < ST_N; i++)
 			if (sqlite3_prepare_v3(lg->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 					       &lg->st[i], NULL) != SQLITE_OK) {
-				db_fail(lg->db, err, "cannot prepare a statement");
+				lg_db_fail(lg->db, err, "cannot prepare a statement");
 				goto out;
 			}
 		lg->q = calloc(SX_LEDGER_QUEUE, sizeof(*lg->q));
@@ -380,7 +348,7 @@ static void bind_opt(sqlite3_stmt *st, int i, int64_t v)
 		sqlite3_bind_int64(st, i, v);
 }
 
-static void bind_str(sqlite3_stmt *st, int i, const char *s)
+void lg_bind_str(sqlite3_stmt *st, int i, const char *s)
 {
 	if (s == NULL || s[0] == '\0')
 		sqlite3_bind_null(st, i);
@@ -416,7 +384,7 @@ static void apply(sx_ledger *lg, const sx_ledger_ev *e)
 		sqlite3_bind_int64(st, 1, (int64_t)e->session);
 		sqlite3_bind_text(st, 2, e->name, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 3, e->fingerprint, -1, SQLITE_TRANSIENT);
-		bind_str(st, 4, e->addr);
+		lg_bind_str(st, 4, e->addr);
 		sqlite3_bind_int64(st, 5, e->conn);
 		sqlite3_bind_int64(st, 6, e->time);
 		(void)step(lg, st);
@@ -429,7 +397,7 @@ static void apply(sx_ledger *lg, const sx_ledger_ev *e)
 		sqlite3_bind_int64(st, 4, (int64_t)e->size);
 		sqlite3_bind_int64(st, 5, (int64_t)e->files);
 		sqlite3_bind_int64(st, 6, (int64_t)e->failed);
-		bind_str(st, 7, e->reason);
+		lg_bind_str(st, 7, e->reason);
 		(void)step(lg, st);
 		if (e->name[0] != '\0') {
 			st = lg->st[ST_DEVICE];
@@ -461,11 +429,11 @@ static void apply(sx_ledger *lg, const sx_ledger_ev *e)
 			sqlite3_bind_int64(st, 2, e->file_id);
 			sqlite3_bind_text(st, 3, sx_lfile_state_name(e->state), -1, SQLITE_STATIC);
 			bind_opt(st, 4, opt_i64(e->has_size, e->size));
-			bind_str(st, 5, root);
+			lg_bind_str(st, 5, root);
 			sqlite3_bind_int64(st, 6, (int64_t)e->verified);
 			bind_opt(st, 7, e->batch > 0 ? (int64_t)e->batch : -1);
 			sqlite3_bind_int64(st, 8, e->time);
-			bind_str(st, 9, e->reason);
+			lg_bind_str(st, 9, e->reason);
 			if (ins) {
 				sqlite3_bind_text(st, 10, e->name, -1, SQLITE_TRANSIENT);
 				sqlite3_bind_text(st, 11, e->path, -1, SQLITE_TRANSIENT);
@@ -540,13 +508,13 @@ static void *writer(void *arg)
 			       (unsigned long long)dropped);
 			lg->dropped_logged = dropped;
 		}
-		if (exec(lg->db, "BEGIN", &err) == 0) {
+		if (lg_exec(lg->db, "BEGIN", &err) == 0) {
 			for (size_t i = 0; i < n; i++)
 				apply(lg, &lg->q[(head + i) % SX_LEDGER_QUEUE]);
-			if (exec(lg->db, "COMMIT", &err) == 0)
+			if (lg_exec(lg->db, "COMMIT", &err) == 0)
 				atomic_fetch_add(&lg->commits, 1);
 			else
-				(void)exec(lg->db, "ROLLBACK", &(sx_err){0});
+				(void)lg_exec(lg->db, "ROLLBACK", &(sx_err){0});
 		}
 		if (err.cls != SX_OK) {
 			sx_log("error", "ledger", "events=%zu reason=%s", n, SX_LOGQ(err.msg));
@@ -615,201 +583,4 @@ void sx_ledger_close(sx_ledger *lg)
 	pthread_cond_destroy(&lg->cv);
 	pthread_cond_destroy(&lg->idle);
 	free(lg);
-}
-
-/* ---- queries and repairs ------------------------------------------------ */
-
-#define ISO(col) "strftime('%Y-%m-%dT%H:%M:%SZ', " col ", 'unixepoch')"
-
-int sx_ledger_query(sx_ledger *lg, sx_ledger_table t, const sx_ledger_filter *f,
-		    sx_ledger_row_fn fn, void *ctx, sx_err *err)
-{
-	const char *sql = NULL;
-	sqlite3_stmt *st = NULL;
-	int rc = -1, r;
-	switch (t) {
-	case SX_LQ_DEVICES:
-		sql = "SELECT name, fingerprint, " ISO("first_seen") " AS first_seen, " ISO(
-		    "last_seen") " AS last_seen, (SELECT count(*) FROM sessions s WHERE s.device = "
-				 "d.name AND s.fingerprint = d.fingerprint) AS sessions "
-				 "FROM devices d WHERE (?1 IS NULL OR name = ?1) AND last_seen >= "
-				 "?2 "
-				 "ORDER BY name, first_seen";
-		break;
-	case SX_LQ_SESSIONS:
-		sql = "SELECT id, device, addr, " ISO("started") " AS started, " ISO(
-		    "ended") " AS ended, result, bytes, files, failed, reason FROM sessions "
-			     "WHERE (?1 IS NULL OR device = ?1) AND started >= ?2 ORDER BY id";
-		break;
-	case SX_LQ_FILES:
-		sql =
-		    "SELECT id, session_id AS session, device, path, state, size, root, verified, "
-		    "signed, batch, receipt, " ISO("started") " AS started, " ISO(
-			"ended") " AS ended, note FROM files WHERE (?1 IS NULL OR device = ?1) "
-				 "AND started >= ?2 AND (?3 IS NULL OR state = ?3) ORDER BY id";
-		break;
-	}
-	if (sql == NULL || sqlite3_prepare_v2(lg->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return db_fail(lg->db, err, "cannot prepare the query");
-	bind_str(st, 1, f->device);
-	sqlite3_bind_int64(st, 2, f->since);
-	bind_str(st, 3, f->state >= 0 ? sx_lfile_state_name((sx_lfile_state)f->state) : NULL);
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		sx_ledger_row row = {.n = sqlite3_column_count(st)};
-		if (row.n > SX_LEDGER_COLS_MAX)
-			row.n = SX_LEDGER_COLS_MAX;
-		for (int i = 0; i < row.n; i++) {
-			int ty = sqlite3_column_type(st, i);
-			row.name[i] = sqlite3_column_name(st, i);
-			row.val[i] =
-			    ty == SQLITE_NULL ? NULL : (const char *)sqlite3_column_text(st, i);
-			row.num[i] = ty == SQLITE_INTEGER || ty == SQLITE_FLOAT;
-		}
-		if (fn(ctx, &row) < 0) {
-			sx_fail(err, SX_E_IO, "cannot write the output");
-			goto out;
-		}
-	}
-	if (r != SQLITE_DONE) {
-		db_fail(lg->db, err, "query");
-		goto out;
-	}
-	rc = 0;
-out:
-	sqlite3_finalize(st);
-	return rc;
-}
-
-static int each_file(sx_ledger *lg, const char *sql, sx_ledger_file_fn fn, void *ctx, sx_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = -1, r;
-	if (sqlite3_prepare_v2(lg->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return db_fail(lg->db, err, "cannot prepare the check");
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		sx_ledger_file f = {
-		    .id = sqlite3_column_int64(st, 0),
-		    .session = (uint64_t)sqlite3_column_int64(st, 1),
-		    .device = (const char *)sqlite3_column_text(st, 2),
-		    .path = (const char *)sqlite3_column_text(st, 3),
-		    .state = (sx_lfile_state)sx_lfile_state_parse(
-			(const char *)sqlite3_column_text(st, 4)),
-		    .has_size = sqlite3_column_type(st, 5) != SQLITE_NULL,
-		    .size = (uint64_t)sqlite3_column_int64(st, 5),
-		    .started = sqlite3_column_int64(st, 6),
-		};
-		if (fn(ctx, &f) < 0)
-			goto out;
-	}
-	if (r != SQLITE_DONE) {
-		db_fail(lg->db, err, "check");
-		goto out;
-	}
-	rc = 0;
-out:
-	sqlite3_finalize(st);
-	return rc;
-}
-
-int sx_ledger_each_check(sx_ledger *lg, sx_ledger_file_fn fn, void *ctx, sx_err *err)
-{
-	/* The newest stored row of each file: an older one was replaced
-	 * (--overwrite) and says nothing of the disk now. */
-	if (each_file(lg,
-		      "SELECT id, session_id, device, path, state, size, started FROM files f "
-		      "WHERE state = 'stored' AND id = (SELECT max(id) FROM files g WHERE "
-		      "g.device = f.device AND g.path = f.path AND g.state = 'stored') ORDER BY id",
-		      fn, ctx, err) < 0)
-		return -1;
-	return each_file(lg,
-			 "SELECT id, session_id, device, path, state, size, started FROM files "
-			 "WHERE state = 'receiving' ORDER BY id",
-			 fn, ctx, err);
-}
-
-int sx_ledger_has_stored(sx_ledger *lg, const char *device, const char *path, bool *yes,
-			 sx_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(lg->db,
-			       "SELECT 1 FROM files WHERE device = ?1 AND path = ?2 AND state = "
-			       "'stored' LIMIT 1",
-			       -1, &st, NULL) != SQLITE_OK)
-		return db_fail(lg->db, err, "cannot prepare the check");
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
-	int r = sqlite3_step(st);
-	*yes = r == SQLITE_ROW;
-	sqlite3_finalize(st);
-	if (r != SQLITE_ROW && r != SQLITE_DONE)
-		return db_fail(lg->db, err, "check");
-	return 0;
-}
-
-static int run(sx_ledger *lg, sqlite3_stmt *st, sx_err *err)
-{
-	int r = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (r != SQLITE_DONE)
-		return db_fail(lg->db, err, "repair");
-	return 0;
-}
-
-int sx_ledger_mark(sx_ledger *lg, int64_t id, sx_lfile_state st_, const char *note, sx_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(
-		lg->db,
-		"UPDATE files SET state = ?2, note = ?3, ended = coalesce(ended, ?4) "
-		"WHERE id = ?1",
-		-1, &st, NULL) != SQLITE_OK)
-		return db_fail(lg->db, err, "cannot prepare the repair");
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, sx_lfile_state_name(st_), -1, SQLITE_STATIC);
-	bind_str(st, 3, note);
-	sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
-	return run(lg, st, err);
-}
-
-int sx_ledger_add_found(sx_ledger *lg, const char *device, const char *path, uint64_t size,
-			const uint8_t root[32], bool sign, int64_t mtime, sx_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	char hex[65];
-	if (sqlite3_prepare_v2(lg->db,
-			       "INSERT INTO files(device, path, size, root, state, verified, "
-			       "signed, started, ended, note) VALUES(?1, ?2, ?3, ?4, 'stored', ?5, "
-			       "?6, ?7, ?8, 'found on disk (ledger check --repair)')",
-			       -1, &st, NULL) != SQLITE_OK)
-		return db_fail(lg->db, err, "cannot prepare the repair");
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (int64_t)size);
-	if (root != NULL) {
-		hexstr(root, 32, hex);
-		sqlite3_bind_text(st, 4, hex, -1, SQLITE_TRANSIENT);
-	}
-	sqlite3_bind_int64(st, 5, sign ? (int64_t)size : 0);
-	sqlite3_bind_int(st, 6, sign);
-	sqlite3_bind_int64(st, 7, mtime);
-	sqlite3_bind_int64(st, 8, (int64_t)time(NULL));
-	return run(lg, st, err);
-}
-
-int sx_ledger_close_open_sessions(sx_ledger *lg, sx_err *err)
-{
-	return exec(lg->db,
-		    "UPDATE sessions SET result = 'interrupted', reason = 'the server stopped "
-		    "(crash or kill) during the session' WHERE result = 'open'",
-		    err);
-}
-
-int sx_ledger_begin(sx_ledger *lg, sx_err *err)
-{
-	return exec(lg->db, "BEGIN IMMEDIATE", err);
-}
-
-int sx_ledger_commit(sx_ledger *lg, sx_err *err)
-{
-	return exec(lg->db, "COMMIT", err);
 }
