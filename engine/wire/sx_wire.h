@@ -84,14 +84,25 @@ enum {
 	SX_MSG_SESSION = 0x13,	  /* sender, first: transfer id and signing mode */
 	SX_MSG_BATCH = 0x14,	  /* sender: signature over the files ended since the last */
 	SX_MSG_CHECKPOINT = 0x15, /* sender: signature over a stream's prefix */
+	SX_MSG_QUERY = 0x16,	  /* sender: what do you hold of this path? */
+	SX_MSG_FILE_RESUME = 0x17, /* sender: a file continuing the held part offered */
+	SX_MSG_FILE_SAME = 0x18,   /* sender: the file stored under this name is this one */
 	SX_MSG_FILE_OK = 0x20,	  /* receiver: stored durably under its final name */
 	SX_MSG_FILE_ERR = 0x21,	  /* receiver: this file was refused or failed */
 	SX_MSG_ERROR = 0x22,	  /* either side: fatal, the connection ends */
 	SX_MSG_RECEIPT = 0x23,	  /* receiver: signature over a stored batch */
+	SX_MSG_OFFER = 0x24,	  /* receiver: the answer to a QUERY */
 	SX_MSG_GET = 0x30,	  /* client, first: send me these paths (the server sends) */
 	SX_MSG_LIST = 0x31,	  /* client, first: what may I get under this path */
 	SX_MSG_LIST_ENTRY = 0x32, /* server: one file or folder of a listing */
 };
+
+/* OFFER kinds (docs/PROTOCOL.md, "Resume and re-sending") */
+#define SX_OFFER_NONE	 0 /* nothing held: send the whole file */
+#define SX_OFFER_PARTIAL 1 /* the first `from` bytes are held (whole leaves of `leaf`) */
+#define SX_OFFER_EXISTS	 2 /* a file of this size is stored under this name */
+/* OFFER flags */
+#define SX_OFFER_OVERWRITE 0x1u /* the receiver replaces existing files (serve --overwrite) */
 
 /* GET flags */
 #define SX_GET_SIGNED 0x1u /* the server signs its batches (sxfer get without --no-sign) */
@@ -132,6 +143,9 @@ typedef struct sx_msg {
 	const uint8_t *sig;	 /* BATCH, CHECKPOINT, RECEIPT */
 	size_t sig_len;
 	uint32_t chunk; /* GET: the client's preferred chunk (0: the server's) */
+	uint8_t kind;	/* OFFER: SX_OFFER_* */
+	uint32_t leaf;	/* OFFER: bytes per leaf of root (0: no root known) */
+	uint64_t from;	/* OFFER: bytes held; FILE_RESUME: first byte sent */
 } sx_msg;
 
 /* GET carries its paths in path/path_len, separated by one NUL each (a NUL

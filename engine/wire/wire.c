@@ -164,15 +164,40 @@ int sx_hello_decode(const uint8_t *in, size_t len, sx_hello *h, sx_err *err)
  *   GET        flags u32 | chunk u32 | paths<2> (NUL-separated)
  *   LIST       flags u32 | path<2> (empty: the top)
  *   LIST_ENTRY flags u32 | size u64 | mode u32 | mtime_sec u64 | mtime_nsec u32 | path<2>
+ *   QUERY      file_id u32 | size u64 | path<2>  (file_id: the question's number)
+ *   OFFER      file_id u32 | kind u8 | flags u32 | leaf u32 | from u64 | root (32)
+ *   FILE_RESUME file_id u32 | size u64 | from u64 | root (32) | mode u32 | mtime_sec u64 |
+ *              mtime_nsec u32 | path<2>
+ *   FILE_SAME  file_id u32 | size u64 | root (32) | mode u32 | mtime_sec u64 |
+ *              mtime_nsec u32 | path<2>
  * where x<2> is a 16-bit length followed by that many bytes. */
 void sx_msg_encode(const sx_msg *m, sx_wbuf *w)
 {
 	sx_put_u8(w, m->type);
 	switch (m->type) {
 	case SX_MSG_CONFIRM: sx_put_u32(w, m->max_record); break;
+	case SX_MSG_QUERY:
+		sx_put_u32(w, m->file_id);
+		sx_put_u64(w, m->size);
+		sx_put_block16(w, m->path, m->path_len);
+		break;
+	case SX_MSG_OFFER:
+		sx_put_u32(w, m->file_id);
+		sx_put_u8(w, m->kind);
+		sx_put_u32(w, m->flags);
+		sx_put_u32(w, m->leaf);
+		sx_put_u64(w, m->from);
+		sx_put_bytes(w, m->root, sizeof(m->root));
+		break;
+	case SX_MSG_FILE_RESUME:
+	case SX_MSG_FILE_SAME:
 	case SX_MSG_FILE_BEGIN:
 		sx_put_u32(w, m->file_id);
 		sx_put_u64(w, m->size);
+		if (m->type == SX_MSG_FILE_RESUME)
+			sx_put_u64(w, m->from);
+		if (m->type != SX_MSG_FILE_BEGIN)
+			sx_put_bytes(w, m->root, sizeof(m->root));
 		/* fall through */
 	case SX_MSG_DIR:
 		sx_put_u32(w, m->mode);
@@ -254,9 +279,30 @@ static int msg_fields(sx_cur *c, sx_msg *m)
 	const uint8_t *p = NULL;
 	switch (m->type) {
 	case SX_MSG_CONFIRM: return sx_cur_u32(c, &m->max_record);
+	case SX_MSG_QUERY:
+		return sx_cur_u32(c, &m->file_id) < 0 || sx_cur_u64(c, &m->size) < 0 ||
+			       sx_cur_block16(c, &m->path, &m->path_len) < 0
+			   ? -1
+			   : 0;
+	case SX_MSG_OFFER:
+		if (sx_cur_u32(c, &m->file_id) < 0 || sx_cur_u8(c, &m->kind) < 0 ||
+		    sx_cur_u32(c, &m->flags) < 0 || sx_cur_u32(c, &m->leaf) < 0 ||
+		    sx_cur_u64(c, &m->from) < 0 || sx_cur_bytes(c, sizeof(m->root), &p) < 0)
+			return -1;
+		memcpy(m->root, p, sizeof(m->root));
+		return 0;
+	case SX_MSG_FILE_RESUME:
+	case SX_MSG_FILE_SAME:
 	case SX_MSG_FILE_BEGIN:
 		if (sx_cur_u32(c, &m->file_id) < 0 || sx_cur_u64(c, &m->size) < 0)
 			return -1;
+		if (m->type == SX_MSG_FILE_RESUME && sx_cur_u64(c, &m->from) < 0)
+			return -1;
+		if (m->type != SX_MSG_FILE_BEGIN) {
+			if (sx_cur_bytes(c, sizeof(m->root), &p) < 0)
+				return -1;
+			memcpy(m->root, p, sizeof(m->root));
+		}
 		/* fall through */
 	case SX_MSG_DIR:
 		if (sx_cur_u32(c, &m->mode) < 0 || sx_cur_u64(c, &mt) < 0 ||
@@ -331,6 +377,22 @@ static int msg_fields(sx_cur *c, sx_msg *m)
 	}
 }
 
+/* NONE carries nothing; PARTIAL a non-empty whole number of leaves and a
+ * root; EXISTS a root only with its leaf size (leaf 0: root unknown, zero). */
+static bool offer_valid(const sx_msg *m)
+{
+	static const uint8_t zero[32];
+	if ((m->flags & ~SX_OFFER_OVERWRITE) != 0)
+		return false;
+	switch (m->kind) {
+	case SX_OFFER_NONE:
+		return m->leaf == 0 && m->from == 0 && memcmp(m->root, zero, sizeof(zero)) == 0;
+	case SX_OFFER_PARTIAL: return m->leaf > 0 && m->from > 0 && m->from % m->leaf == 0;
+	case SX_OFFER_EXISTS: return m->leaf > 0 || memcmp(m->root, zero, sizeof(zero)) == 0;
+	default: return false;
+	}
+}
+
 int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 {
 	sx_cur c = sx_cur_make(body, len);
@@ -343,9 +405,20 @@ int sx_msg_decode(const uint8_t *body, size_t len, sx_msg *m, sx_err *err)
 	SX_ENSURE(f == 0 && sx_cur_end(&c) == 0, err, SX_E_INTEGRITY,
 		  "malformed control message type 0x%02x", m->type);
 	SX_ENSURE(!(m->type == SX_MSG_FILE_BEGIN || m->type == SX_MSG_DIR ||
-		    m->type == SX_MSG_LIST_ENTRY) ||
+		    m->type == SX_MSG_LIST_ENTRY || m->type == SX_MSG_FILE_RESUME ||
+		    m->type == SX_MSG_FILE_SAME) ||
 		      m->mtime_nsec < 1000000000u,
 		  err, SX_E_INTEGRITY, "malformed timestamp in control message");
+	SX_ENSURE(m->type != SX_MSG_OFFER || offer_valid(m), err, SX_E_INTEGRITY,
+		  "malformed OFFER (kind %u, leaf %u, from %llu)", m->kind, m->leaf,
+		  (unsigned long long)m->from);
+	SX_ENSURE(m->type != SX_MSG_FILE_RESUME ||
+		      (m->size != SX_SIZE_UNKNOWN && m->from > 0 && m->from < m->size),
+		  err, SX_E_INTEGRITY, "malformed FILE_RESUME (from %llu of %llu bytes)",
+		  (unsigned long long)m->from, (unsigned long long)m->size);
+	SX_ENSURE((m->type != SX_MSG_FILE_SAME && m->type != SX_MSG_QUERY) ||
+		      m->size != SX_SIZE_UNKNOWN,
+		  err, SX_E_INTEGRITY, "a stream has no resume (control message 0x%02x)", m->type);
 	SX_ENSURE(m->sig_len <= SX_SIG_MAX, err, SX_E_INTEGRITY, "signature longer than %d bytes",
 		  SX_SIG_MAX);
 	SX_ENSURE(m->type != SX_MSG_GET || m->path_len <= SX_GET_PATHS_MAX, err, SX_E_INTEGRITY,
