@@ -21,6 +21,24 @@ int sx_filehash_init(sx_filehash *h, uint32_t chunk, sx_err *err)
 	return 0;
 }
 
+int sx_filehash_resume(sx_filehash *h, uint32_t chunk, uint64_t nleaves,
+		       const uint8_t (*range)[SX_HASH_LEN], unsigned depth, sx_err *err)
+{
+	if (depth != (unsigned)__builtin_popcountll(nleaves) || depth > 64 ||
+	    nleaves > UINT64_MAX / (chunk ? chunk : 1))
+		return sx_fail(err, SX_E_INTEGRITY,
+			       "hashing: a compact range of %u subtrees for %llu leaves", depth,
+			       (unsigned long long)nleaves);
+	if (sx_filehash_init(h, chunk, err) < 0)
+		return -1;
+	if (depth > 0)
+		memcpy(h->range, range, (size_t)depth * SX_HASH_LEN);
+	h->depth = depth;
+	h->nleaves = nleaves;
+	h->bytes = nleaves * chunk;
+	return 0;
+}
+
 void sx_filehash_free(sx_filehash *h)
 {
 	EVP_MD_CTX_free(h->leaf);

@@ -94,6 +94,14 @@ int sx_filehash_checkpoint(sx_filehash *h, uint8_t root[SX_HASH_LEN], uint64_t *
 int sx_filehash_final(sx_filehash *h, uint8_t root[SX_HASH_LEN], uint64_t *nleaves, uint64_t *bytes,
 		      sx_err *err) SX_MUST_CHECK;
 void sx_filehash_free(sx_filehash *h);
+/* Starts h (as sx_filehash_init) at a leaf boundary after nleaves leaves of
+ * chunk bytes whose compact range is range[0..depth) (h->range, h->depth of
+ * a hasher that had those leaves; depth must be the number of set bits of
+ * nleaves): what follows builds the same tree as feeding every byte from
+ * the start. A resumed transfer continues its file's root this way. */
+int sx_filehash_resume(sx_filehash *h, uint32_t chunk, uint64_t nleaves,
+		       const uint8_t (*range)[SX_HASH_LEN], unsigned depth,
+		       sx_err *err) SX_MUST_CHECK;
 
 /* ---- file descriptors and statements ------------------------------------ */
 

@@ -74,6 +74,13 @@ typedef struct sx_send_cfg {
 	 * kept as a file only with receipts_dir; abort ends the session */
 	bool serving;
 	const atomic_bool *abort;
+	/* resume and re-sending (docs/PROTOCOL.md, "Resume and re-sending"):
+	 * attempts after a failed one (network errors, the server shutting
+	 * down, a stall of timeout_ms), each resuming; backoff from
+	 * retry_base_ms doubling to retry_max_ms, with jitter (0: 1 s, 60 s) */
+	unsigned retries;
+	int retry_base_ms, retry_max_ms;
+	bool no_resume; /* ask nothing: every file from its first byte (benchmarks) */
 } sx_send_cfg;
 
 typedef struct sx_send_stats {
@@ -92,6 +99,10 @@ typedef struct sx_send_stats {
 	uint64_t direct_bytes; /* file bytes read with direct I/O */
 	uint64_t files_grew;   /* files with more bytes at their end than announced */
 	char receipts_dir[4096];
+	uint64_t files_resumed; /* files continued from a part the receiver held */
+	uint64_t bytes_resumed; /* bytes of those parts, not sent again */
+	uint64_t files_same;	/* files already there (FILE_SAME answered FILE_OK) */
+	unsigned attempts;	/* connections made (1 without a retry) */
 } sx_send_stats;
 
 /* Sends everything; fails with the first fatal error, or after the session
@@ -128,6 +139,9 @@ typedef struct sx_serve_cfg {
 	const char *receipts_dir;
 	/* the server's ledger (engine/ledger); NULL: none */
 	const char *ledger;
+	/* held parts of broken transfers are removed after this many seconds
+	 * (serve --partial-ttl; 0: the default, 7 days) */
+	uint64_t partial_ttl_s;
 	/* set by sx_get_run (get and ls): this is the client's side */
 	const struct sx_get_cfg *client;
 	/* called once listening, with the bound port (for port 0) */

@@ -77,24 +77,24 @@ int sx_hello_decode(const uint8_t *in, size_t len, sx_hello *h, sx_err *err) SX_
 /* ---- control messages (bodies of SX_REC_CTRL records) ------------------ */
 
 enum {
-	SX_MSG_CONFIRM = 0x01,	  /* server -> client, first sealed record */
-	SX_MSG_FILE_BEGIN = 0x10, /* sender: a file (or stream) starts */
-	SX_MSG_FILE_END = 0x11,	  /* sender: the file's data is complete */
-	SX_MSG_DIR = 0x12,	  /* sender: a folder (kept even when empty) */
-	SX_MSG_SESSION = 0x13,	  /* sender, first: transfer id and signing mode */
-	SX_MSG_BATCH = 0x14,	  /* sender: signature over the files ended since the last */
-	SX_MSG_CHECKPOINT = 0x15, /* sender: signature over a stream's prefix */
-	SX_MSG_QUERY = 0x16,	  /* sender: what do you hold of this path? */
+	SX_MSG_CONFIRM = 0x01,	   /* server -> client, first sealed record */
+	SX_MSG_FILE_BEGIN = 0x10,  /* sender: a file (or stream) starts */
+	SX_MSG_FILE_END = 0x11,	   /* sender: the file's data is complete */
+	SX_MSG_DIR = 0x12,	   /* sender: a folder (kept even when empty) */
+	SX_MSG_SESSION = 0x13,	   /* sender, first: transfer id and signing mode */
+	SX_MSG_BATCH = 0x14,	   /* sender: signature over the files ended since the last */
+	SX_MSG_CHECKPOINT = 0x15,  /* sender: signature over a stream's prefix */
+	SX_MSG_QUERY = 0x16,	   /* sender: what do you hold of this path? */
 	SX_MSG_FILE_RESUME = 0x17, /* sender: a file continuing the held part offered */
 	SX_MSG_FILE_SAME = 0x18,   /* sender: the file stored under this name is this one */
-	SX_MSG_FILE_OK = 0x20,	  /* receiver: stored durably under its final name */
-	SX_MSG_FILE_ERR = 0x21,	  /* receiver: this file was refused or failed */
-	SX_MSG_ERROR = 0x22,	  /* either side: fatal, the connection ends */
-	SX_MSG_RECEIPT = 0x23,	  /* receiver: signature over a stored batch */
-	SX_MSG_OFFER = 0x24,	  /* receiver: the answer to a QUERY */
-	SX_MSG_GET = 0x30,	  /* client, first: send me these paths (the server sends) */
-	SX_MSG_LIST = 0x31,	  /* client, first: what may I get under this path */
-	SX_MSG_LIST_ENTRY = 0x32, /* server: one file or folder of a listing */
+	SX_MSG_FILE_OK = 0x20,	   /* receiver: stored durably under its final name */
+	SX_MSG_FILE_ERR = 0x21,	   /* receiver: this file was refused or failed */
+	SX_MSG_ERROR = 0x22,	   /* either side: fatal, the connection ends */
+	SX_MSG_RECEIPT = 0x23,	   /* receiver: signature over a stored batch */
+	SX_MSG_OFFER = 0x24,	   /* receiver: the answer to a QUERY */
+	SX_MSG_GET = 0x30,	   /* client, first: send me these paths (the server sends) */
+	SX_MSG_LIST = 0x31,	   /* client, first: what may I get under this path */
+	SX_MSG_LIST_ENTRY = 0x32,  /* server: one file or folder of a listing */
 };
 
 /* OFFER kinds (docs/PROTOCOL.md, "Resume and re-sending") */
