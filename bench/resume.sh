@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The cost of finishing an interrupted transfer: a file (1 GiB by default)
+# sent whole, against the same file cut at 90 % and then resumed. Each run
+# starts a fresh server; a cut run sends through tests/e2e/cutproxy.py,
+# which resets the connection once 90 % of the file has crossed it, waits
+# until the server holds the part, and then times a second `sxfer send`
+# straight to the server (the resume: QUERY, OFFER, the prefix root from
+# the sender's leaf cache or its file, the last 10 %). Runs alternate
+# whole / resume; before each timed command, --warm MiB of tmpfs pages are
+# written and freed (docs/PERFORMANCE.md, "Measuring on this VM").
+# Prints each run, then min and median of both and the ratio of medians.
+#
+# Usage: bench/resume.sh [--runs N] [--size-mib N] [--cut PERCENT] [--warm MIB]
+#                        [--pin] [-- SEND OPTIONS...]
+# Environment: SXFER (build/sxfer).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=5 size_mib=1024 cut=90 warm_mib=0 pin=0
+while (($#)); do
+	case "$1" in
+	--runs) runs=$2; shift 2 ;;
+	--size-mib) size_mib=$2; shift 2 ;;
+	--cut) cut=$2; shift 2 ;;
+	--warm) warm_mib=$2; shift 2 ;;
+	--pin) pin=1; shift ;;
+	--) shift; break ;;
+	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "resume.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+SX=${SXFER:-build/sxfer}
+[ -x "$SX" ] || { echo "resume.sh: build sxfer first (bash scripts/demo.sh)" >&2; exit 2; }
+base=/dev/shm
+[ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
+W=$(mktemp -d "$base/sxfer-resume-XXXXXX")
+SRV="" PRX=""
+cleanup() {
+	[ -n "$PRX" ] && kill "$PRX" 2>/dev/null && wait "$PRX" 2>/dev/null
+	[ -n "$SRV" ] && kill "$SRV" 2>/dev/null && wait "$SRV" 2>/dev/null
+	rm -rf "$W"
+	return 0
+}
+trap cleanup EXIT
+PS=() PC=()
+if ((pin)); then
+	PS=(taskset -c 0)
+	PC=(taskset -c 1)
+fi
+export SXFER_PASSPHRASE=bench HOME=$W/home
+"$SX" ca init --ca "$W/ca" --name "bench CA" >/dev/null
+"$SX" ca issue --ca "$W/ca" --name localhost --role server --dns localhost --ip 127.0.0.1 \
+	--out "$W/srv" >/dev/null
+"$SX" ca issue --ca "$W/ca" --name bench --role client --out "$W/cli" >/dev/null
+head -c $((size_mib << 20)) /dev/urandom >"$W/in.bin"
+size=$((size_mib << 20))
+
+warm() {
+	if ((warm_mib)); then
+		dd if=/dev/zero of="$W/warm" bs=1M count="$warm_mib" status=none
+		rm -f "$W/warm"
+	fi
+}
+start_server() {
+	rm -rf "$W/out" "$W/out.ledger.sqlite"* "$W/port"
+	"${PS[@]}" "$SX" serve --listen 127.0.0.1:0 --port-file "$W/port" --id "$W/srv" \
+		--out "$W/out" 2>"$W/serve.log" &
+	SRV=$!
+	for _ in $(seq 1 200); do [ -s "$W/port" ] && break; sleep 0.05; done
+}
+stop_server() {
+	kill "$SRV" && wait "$SRV" || true
+	SRV=""
+}
+timed_send() { # PORT: prints the wall seconds
+	local t0 t1
+	warm
+	t0=$EPOCHREALTIME
+	"${PC[@]}" "$SX" send --id "$W/cli" --receipts "$W/receipts" --quiet --retry 0 "$@" \
+		"127.0.0.1:$1" "$W/in.bin" >"$W/send.json"
+	t1=$EPOCHREALTIME
+	cmp -s "$W/in.bin" "$W/out/bench/in.bin" || { echo "resume.sh: output differs" >&2; exit 1; }
+	echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}'
+}
+
+echo "sxfer resume: $(uname -r), $(nproc) cores; $size_mib MiB, cut at $cut %; send options: $*"
+printf '%4s %10s %10s %14s\n' run "whole s" "resume s" "resumed MiB"
+for r in $(seq 1 "$runs"); do
+	start_server
+	whole=$(timed_send "$(cat "$W/port")" "$@")
+	stop_server
+
+	start_server
+	rm -f "$W/pport"
+	python3 tests/e2e/cutproxy.py cut $((size / 100 * cut)) "$(cat "$W/port")" "$W/pport" 1 \
+		>/dev/null &
+	PRX=$!
+	for _ in $(seq 1 200); do [ -s "$W/pport" ] && break; sleep 0.05; done
+	"$SX" send --id "$W/cli" --receipts "$W/receipts" --quiet --retry 0 "$@" \
+		"127.0.0.1:$(cat "$W/pport")" "$W/in.bin" 2>/dev/null && {
+		echo "resume.sh: the cut send succeeded" >&2
+		exit 1
+	}
+	kill "$PRX" && wait "$PRX" 2>/dev/null || true
+	PRX=""
+	for _ in $(seq 1 400); do
+		ls "$W"/out/bench/.*.sxheld-meta >/dev/null 2>&1 && break
+		sleep 0.05
+	done
+	res=$(timed_send "$(cat "$W/port")" --json "$@")
+	held=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bytes_resumed"] >> 20)' \
+		"$W/send.json")
+	stop_server
+	printf '%4s %10s %10s %14s\n' "$r" "$whole" "$res" "$held"
+	printf '%s %s\n' "$whole" "$res" >>"$W/all"
+done
+awk '{ w[NR] = $1; r[NR] = $2 }
+function med(x, n,   i, j, t, b) {
+	for (i = 1; i <= n; i++) b[i] = x[i]
+	for (i = 2; i <= n; i++) { t = b[i]; for (j = i - 1; j > 0 && b[j] > t; j--) b[j + 1] = b[j]; b[j + 1] = t }
+	return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2
+}
+function mn(x, n,   i, m) { m = x[1]; for (i = 2; i <= n; i++) if (x[i] < m) m = x[i]; return m }
+END {
+	printf "\nwhole:  min %.3f s, median %.3f s (n=%d)\n", mn(w, NR), med(w, NR), NR
+	printf "resume: min %.3f s, median %.3f s\n", mn(r, NR), med(r, NR)
+	printf "resume / whole (medians): %.1f %%\n", 100 * med(r, NR) / med(w, NR)
+}' "$W/all"
