@@ -215,9 +215,11 @@ static bool parse_tail(lines *l, sx_held_meta *m)
 	if (sp == NULL)
 		return false;
 	*sp = '\0';
-	if (!num(l->v, 10, INT64_MAX, &v) || !num(sp + 1, 10, 999999999, &ns))
+	bool neg = l->v[0] == '-';
+	if (!num(l->v + neg, 10, INT64_MAX, &v) || (neg && v == 0) ||
+	    !num(sp + 1, 10, 999999999, &ns))
 		return false;
-	m->mtime_sec = (int64_t)v;
+	m->mtime_sec = neg ? -(int64_t)v : (int64_t)v;
 	m->mtime_nsec = (uint32_t)ns;
 	if (!take(l, "signed", true) || (strcmp(l->v, "0") != 0 && strcmp(l->v, "1") != 0))
 		return false;

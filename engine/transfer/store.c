@@ -306,6 +306,22 @@ fail:
 	return -1;
 }
 
+int sx_store_find(sx_store *st, const uint8_t *rel, size_t len, char name[256], sx_err *err)
+{
+	if (path_refused(rel, len, err) < 0)
+		return -1;
+	size_t slash = len;
+	while (slash > 0 && rel[slash - 1] != '/')
+		slash--;
+	if (len - slash >= 256)
+		return sx_fail(err, SX_E_IO, "refused path: name too long");
+	memcpy(name, rel + slash, len - slash);
+	name[len - slash] = '\0';
+	if (sx_store_temp_name(name, NULL))
+		return sx_fail(err, SX_E_IO, "refused path: the name of a receiver's temporary");
+	return resolve_dir(st, (const char *)rel, slash ? slash - 1 : 0, false, 0, err);
+}
+
 int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f, sx_err *err)
 {
 	if (sx_store_prepare(st, rel, len, f, err) < 0)

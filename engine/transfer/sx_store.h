@@ -112,6 +112,11 @@ int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struc
  * temporary. */
 int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f,
 		   sx_err *err) SX_MUST_CHECK;
+/* The folder of rel (an fd the caller closes; not counted in the store)
+ * and its last component in name, resolved as sx_store_begin does but
+ * creating nothing; -1 when it is not there or the path is refused. */
+int sx_store_find(sx_store *st, const uint8_t *rel, size_t len, char name[256],
+		  sx_err *err) SX_MUST_CHECK;
 /* sx_store_begin without creating the temporary: the path resolved, the
  * folder open (dir_fd), the final name checked, a fresh temporary name in
  * tmp (nothing created). sx_store_end undoes it. */
