@@ -81,7 +81,7 @@ typedef enum file_state {
 } file_state;
 
 /* FILE_SAME: how the stored file compares */
-enum { SAME_PENDING = 0, SAME_EQUAL, SAME_DIFFERENT };
+enum { SAME_PENDING = 0, SAME_EQUAL, SAME_DIFFERENT, SAME_MISSING };
 
 struct same_job;
 

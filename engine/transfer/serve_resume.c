@@ -401,9 +401,13 @@ out:
 static int same_decided(server *s, conn *c, int fi, sx_err *err)
 {
 	rfile *f = &c->files[fi];
-	if (f->same == SAME_DIFFERENT) {
+	if (f->same == SAME_DIFFERENT || f->same == SAME_MISSING) {
 		sx_err why = {0};
-		sx_fail(&why, SX_E_IO, "'%s' exists with other content", f->path);
+		if (f->same == SAME_MISSING)
+			sx_fail(&why, SX_E_IO,
+				"'%s' is not stored on the receiver (not of that size)", f->path);
+		else
+			sx_fail(&why, SX_E_IO, "'%s' exists with other content", f->path);
 		return same_drop(s, c, fi, &why, err);
 	}
 	if (!c->sign || (f->batch >= 0 && c->batches[f->batch]->sealed))
@@ -450,7 +454,7 @@ int srv_on_file_same(server *s, conn *c, const sx_msg *m, sx_err *err)
 	    (uint64_t)sb.st_size != m->size) {
 		if (dfd >= 0)
 			close(dfd);
-		f->same = SAME_DIFFERENT;
+		f->same = SAME_MISSING;
 		return same_decided(s, c, fi, err);
 	}
 	uint8_t root[SX_HASH_LEN];
