@@ -39,6 +39,8 @@ static const char usage[] =
     "  --handshake-timeout S   seconds from accept to an authenticated peer\n"
     "                          (default 10)\n"
     "  --idle-timeout S        seconds (default 60)\n"
+    "  --partial-ttl DURATION  how long the part of a broken transfer is held for\n"
+    "                          a resume: N with s, m, h or d (default 7d)\n"
     "  --export DIR            read-only files for `sxfer get` and `sxfer ls`: an\n"
     "                          identity NAME may read DIR/NAME/ and DIR/shared/\n"
     "                          (and, without --export too, what it uploaded, as\n"
@@ -57,8 +59,10 @@ static const char usage[] =
     "Before listening it checks that the identity may serve (a valid certificate\n"
     "with serverAuth, a current CRL) and that DIR can be written, and recovers\n"
     "what a previous run that was killed left in DIR: a stream's temporary with\n"
-    "a verified checkpoint becomes NAME.partial with NAME.partial.sxsig, any\n"
-    "other temporary is removed (one log line each).\n"
+    "a verified checkpoint becomes NAME.partial with NAME.partial.sxsig, the\n"
+    "temporary of a file of known size becomes a held part (its whole leaves,\n"
+    "offered to the same sender for a resume until --partial-ttl), any other\n"
+    "temporary is removed (one log line each); expired held parts go too.\n"
     "\n"
     "Received files keep the sender's permission bits masked with the server's\n"
     "umask (usually 022); DIR and the per-sender folders are created 0750.\n"
@@ -87,6 +91,42 @@ static void write_port(void *ctx, int port)
 		sx_log("error", "port_file", "reason=%s", SX_LOGQ(err.msg));
 }
 
+/* N with a unit (s, m, h, d; seconds without), above 0 and at most ten
+ * years. */
+static int parse_ttl(const char *s, uint64_t *out)
+{
+	char num[32];
+	size_t n = strlen(s);
+	uint64_t v, unit = 1;
+	if (n == 0 || n >= sizeof(num))
+		return -1;
+	switch (s[n - 1]) {
+	case 's':
+		unit = 1;
+		n--;
+		break;
+	case 'm':
+		unit = 60;
+		n--;
+		break;
+	case 'h':
+		unit = 3600;
+		n--;
+		break;
+	case 'd':
+		unit = 86400;
+		n--;
+		break;
+	default: break;
+	}
+	memcpy(num, s, n);
+	num[n] = '\0';
+	if (n == 0 || sx_parse_u64(num, &v) < 0 || v == 0 || v > 3650ull * 86400 / unit)
+		return -1;
+	*out = v * unit;
+	return 0;
+}
+
 int sx_cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -112,6 +152,7 @@ int sx_cmd_serve(int argc, char **argv)
 	    {"pass-file", required_argument, 0, 'p'},
 	    {"ledger", required_argument, 0, 'L'},
 	    {"no-ledger", no_argument, 0, 'N'},
+	    {"partial-ttl", required_argument, 0, 't'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -183,6 +224,13 @@ int sx_cmd_serve(int argc, char **argv)
 		case 'p': ps.file = optarg; break;
 		case 'L': cfg.ledger = optarg; break;
 		case 'N': no_ledger = true; break;
+		case 't':
+			if (parse_ttl(optarg, &cfg.partial_ttl_s) < 0)
+				return sx_cli_usage_error("serve",
+							  "--partial-ttl '%s': a duration above 0, "
+							  "e.g. 90m, 12h or 7d",
+							  optarg);
+			break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: return sx_cli_usage_error("serve", "unknown option");
 		}

@@ -10,6 +10,7 @@
 
 #include "common/sx_util.h"
 #include "engine/sign/sx_manifest.h"
+#include "engine/transfer/sx_held.h"
 #include "engine/transfer/sx_ledger_check.h"
 #include "engine/wire/sx_wire.h"
 
@@ -61,6 +62,24 @@ static bool rel_of(const char *device, const char *path, const char *suffix, cha
 	return n > 0 && (size_t)n < cap;
 }
 
+/* A held part of the row's file (its .sxheld-meta beside the name). */
+static bool held_exists(chk *k, const sx_ledger_file *f)
+{
+	char rel[SX_PATH_MAX + 512], h[SX_HELD_NAME_MAX];
+	struct stat sb;
+	const char *slash = strrchr(f->path, '/');
+	const char *name = slash != NULL ? slash + 1 : f->path;
+	if (!rel_of(f->device, f->path, "", rel, sizeof(rel)) ||
+	    sx_held_name(name, SX_HELD_META, h, sizeof(h), &(sx_err){0}) < 0)
+		return false;
+	char *cut = strrchr(rel, '/');
+	size_t at = (size_t)(cut - rel) + 1;
+	if (at + strlen(h) + 1 > sizeof(rel))
+		return false;
+	memcpy(rel + at, h, strlen(h) + 1);
+	return fstatat(k->out_fd, rel, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode);
+}
+
 static int on_row(void *ctx, const sx_ledger_file *f)
 {
 	chk *k = ctx;
@@ -96,6 +115,11 @@ static int on_row(void *ctx, const sx_ledger_file *f)
 		diff(k, "receiving", f->device, f->path, "its signed prefix is kept (.partial)",
 		     "partial");
 		return add_fix(k, f->id, SX_LF_PARTIAL, "signed prefix kept (ledger check)");
+	}
+	if (held_exists(k, f)) {
+		diff(k, "receiving", f->device, f->path, "its whole leaves are held (.sxheld)",
+		     "partial");
+		return add_fix(k, f->id, SX_LF_PARTIAL, "held for a resume (ledger check)");
 	}
 	diff(k, "receiving", f->device, f->path, "interrupted", "failed");
 	return add_fix(k, f->id, SX_LF_FAILED, "interrupted: the server stopped");

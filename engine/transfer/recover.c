@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "common/sx_util.h"
 #include "engine/sign/sx_manifest.h"
+#include "engine/transfer/sx_held.h"
 #include "engine/transfer/sx_store.h"
 #include "engine/wire/sx_wire.h"
 
@@ -29,6 +31,9 @@ typedef struct walk {
 	sx_store_recovery *st;
 	char rel[SX_PATH_MAX + 512]; /* the folder being scanned, relative to OUT */
 	uint8_t *buf;		     /* RECOVER_READ bytes */
+	uint64_t ttl;		     /* held parts: seconds */
+	bool only_expired;	     /* the periodic sweep: nothing but expired parts */
+	int64_t now;
 } walk;
 
 /* The path of name in the folder being scanned, for a log line. */
@@ -220,6 +225,128 @@ out:
 	free(text);
 }
 
+/* name with its suffix `from` replaced by `to` into out; false when it
+ * does not end in from or does not fit. */
+static bool swap_suffix(const char *name, const char *from, const char *to, char *out, size_t cap)
+{
+	size_t nl = strlen(name), fl = strlen(from);
+	if (nl <= fl || strcmp(name + nl - fl, from) != 0)
+		return false;
+	int n = snprintf(out, cap, "%.*s%s", (int)(nl - fl), name, to);
+	return n > 0 && (size_t)n < cap;
+}
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+	size_t nl = strlen(name), sl = strlen(suffix);
+	return nl > sl && strcmp(name + nl - sl, suffix) == 0;
+}
+
+/* A temporary `part` with its .sxmeta `meta`: a file the server was
+ * receiving when it was killed. Its whole leaves (below the file's size)
+ * become a held part, hashed here; nothing useful is removed. */
+static void recover_held(walk *w, int dfd, const char *part, const char *meta, size_t base_len)
+{
+	sx_err err = {0};
+	sx_held_meta *m = calloc(1, sizeof(*m));
+	struct stat sb;
+	int fd = -1;
+	SX_ENSURE(m != NULL, &err, SX_E_OTHER, "out of memory");
+	SX_GUARD(sx_held_read(dfd, meta, m, &err));
+	size_t fl = strlen(m->name);
+	SX_ENSURE(m->held == 0 &&
+		      (base_len == fl || (base_len == SX_STORE_TEMP_BASE_MAX && fl > base_len)) &&
+		      strncmp(m->name, part + 1, base_len) == 0,
+		  &err, SX_E_INTEGRITY, "its .sxmeta names another file");
+	fd = openat(dfd, part, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || fstat(fd, &sb) < 0) {
+		sx_fail_errno(&err, SX_E_IO, errno, "cannot open it");
+		goto out;
+	}
+	uint64_t leaves = (uint64_t)sb.st_size / m->leaf, most = (m->size - 1) / m->leaf;
+	m->held = (leaves < most ? leaves : most) * m->leaf;
+	SX_ENSURE(m->held > 0, &err, SX_E_IO, "not one whole leaf (%lld bytes)",
+		  (long long)sb.st_size);
+	SX_GUARD(sx_held_hash(fd, m, &err));
+	m->kept = w->now;
+	SX_GUARD(sx_held_keep(dfd, fd, part, m, &err));
+	(void)unlinkat(dfd, meta, 0);
+	sx_log("warn", "recover",
+	       "path=%s bytes=%llu size=%llu action=held reason=\"a file cut off by a crash; "
+	       "its whole leaves are held for a resume\"",
+	       SX_LOGQ(PATH_OF(w, m->name)), (unsigned long long)m->held,
+	       (unsigned long long)m->size);
+	w->st->held++;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (err.cls != SX_OK) {
+		char why[sizeof(err.msg) + 64];
+		snprintf(why, sizeof(why), "a temporary not held: %s", err.msg);
+		removed(w, dfd, part, why);
+		removed(w, dfd, meta, "the .sxmeta of a temporary not held");
+	}
+	free(m);
+}
+
+/* A held part's meta: kept while it is sound, fresh and has its bytes. */
+static void check_held(walk *w, int dfd, const char *meta)
+{
+	char data[300];
+	sx_err err = {0};
+	sx_held_meta *m = calloc(1, sizeof(*m));
+	struct stat sb;
+	if (m == NULL || !swap_suffix(meta, SX_HELD_META, SX_HELD_DATA, data, sizeof(data)))
+		goto out;
+	bool ok = sx_held_read(dfd, meta, m, &err) == 0;
+	if (ok && sx_held_expired(m, w->ttl, w->now)) {
+		sx_log("info", "held_expired", "path=%s bytes=%llu kept=%lld",
+		       SX_LOGQ(PATH_OF(w, m->name)), (unsigned long long)m->held,
+		       (long long)m->kept);
+		(void)unlinkat(dfd, meta, 0);
+		(void)unlinkat(dfd, data, 0);
+		w->st->expired++;
+		goto out;
+	}
+	if (w->only_expired)
+		goto out; /* a running server's part may be being replaced */
+	if (ok && (fstatat(dfd, data, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode) ||
+		   (uint64_t)sb.st_size != m->held))
+		ok = false;
+	if (!ok) {
+		removed(w, dfd, data, "a held part that is incomplete or unreadable");
+		removed(w, dfd, meta, "a held part that is incomplete or unreadable");
+	}
+out:
+	free(m);
+}
+
+/* The held parts' names and .sxmeta: true when name was one (dealt with). */
+static bool visit_held(walk *w, int dfd, const char *name)
+{
+	char other[300];
+	struct stat sb;
+	if (has_suffix(name, SX_HELD_META)) {
+		check_held(w, dfd, name);
+		return true;
+	}
+	if (!has_suffix(name, SX_HELD_DATA) && !has_suffix(name, SX_HELD_META "-new") &&
+	    !has_suffix(name, SX_STORE_TEMP_META))
+		return false;
+	if (w->only_expired)
+		return true;
+	if (has_suffix(name, SX_HELD_DATA) &&
+	    swap_suffix(name, SX_HELD_DATA, SX_HELD_META, other, sizeof(other)) &&
+	    fstatat(dfd, other, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+		return true; /* with its meta */
+	if (has_suffix(name, SX_STORE_TEMP_META) &&
+	    swap_suffix(name, SX_STORE_TEMP_META, SX_STORE_PART, other, sizeof(other)) &&
+	    fstatat(dfd, other, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+		return true; /* with its temporary */
+	removed(w, dfd, name, "a held part's file without its pair");
+	return true;
+}
+
 static void scan(walk *w, int dfd, unsigned depth);
 
 static void visit(walk *w, int dfd, const char *name, unsigned char type, unsigned depth)
@@ -254,7 +381,8 @@ static void visit(walk *w, int dfd, const char *name, unsigned char type, unsign
 		w->rel[rl] = '\0';
 		return;
 	}
-	if (type != DT_REG || !sx_store_temp_name(name, &base))
+	if (type != DT_REG || !sx_store_temp_name(name, &base) || visit_held(w, dfd, name) ||
+	    w->only_expired)
 		return;
 	size_t nl = strlen(name), pl = strlen(SX_STORE_PART), cl = strlen(SX_STORE_CKPT);
 	char other[300];
@@ -262,8 +390,12 @@ static void visit(walk *w, int dfd, const char *name, unsigned char type, unsign
 	if (nl > pl && strcmp(name + nl - pl, SX_STORE_PART) == 0 && nl - pl + cl < sizeof(other)) {
 		/* a temporary: a stream's when its checkpoint is beside it */
 		snprintf(other, sizeof(other), "%.*s" SX_STORE_CKPT, (int)(nl - pl), name);
+		char meta[300];
 		if (fstatat(dfd, other, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
 			recover_stream(w, dfd, name, other, base);
+		else if (swap_suffix(name, SX_STORE_PART, SX_STORE_TEMP_META, meta, sizeof(meta)) &&
+			 fstatat(dfd, meta, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+			recover_held(w, dfd, name, meta, base);
 		else {
 			orphan_sxsig(w, dfd, name, base);
 			removed(w, dfd, name, "a temporary left by a server that did not finish");
@@ -300,11 +432,20 @@ static void scan(walk *w, int dfd, unsigned depth)
 
 int sx_store_recover(int out_fd, sx_store_recovery *st, sx_err *err)
 {
+	return sx_store_recover_ttl(out_fd, 0, false, st, err);
+}
+
+int sx_store_recover_ttl(int out_fd, uint64_t ttl_s, bool only_expired, sx_store_recovery *st,
+			 sx_err *err)
+{
 	walk *w = calloc(1, sizeof(*w));
 	int rc = -1, fd = -1;
 	memset(st, 0, sizeof(*st));
 	SX_ENSURE(w != NULL, err, SX_E_OTHER, "out of memory");
 	w->st = st;
+	w->ttl = ttl_s;
+	w->only_expired = only_expired;
+	w->now = (int64_t)time(NULL);
 	w->buf = malloc(RECOVER_READ);
 	SX_ENSURE(w->buf != NULL, err, SX_E_OTHER, "out of memory");
 	fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 0);

@@ -297,6 +297,7 @@ static void dispatch(server *s, const sx_cqe *q)
 	case OP_WRITE: srv_on_write(s, c, sub, q->res); break;
 	case OP_SYNC: srv_on_sync(s, c, (int)sub, q->res); break;
 	case OP_CKSYNC: srv_on_cksync(s, c, (int)sub, q->res); break;
+	case OP_SAME: srv_on_same(s, c, (int)sub, q->res); break;
 	default: sx_io_bug("receiver: completion of an unknown operation", q->tag);
 	}
 	if (conn_used(c))
@@ -344,6 +345,7 @@ int srv_loop_run(server *s, sx_err *err)
 		for (int i = 0; i < n; i++)
 			dispatch(s, &cqe[i]);
 		check_deadlines(s);
+		srv_held_sweep(s);
 		/* Another loop's handshakes may have ended: a waiting
 		 * connection's address may have a slot again. */
 		hs_start_waiting(s);

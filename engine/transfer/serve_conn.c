@@ -94,12 +94,17 @@ static void conn_free(server *s, conn *c)
 		 * written) is cut down to its last checkpoint; one parked while
 		 * it waited for its batch signature is opened again for that. */
 		sx_err perr = {0};
-		if (f->ck != NULL && !f->failed && c->store_open && !f->sf.committed &&
-		    f->sf.aux_fd < 0 &&
+		/* A file of known size keeps its whole leaves as a held part
+		 * for a resume (docs/PROTOCOL.md, "Resume and re-sending"). */
+		if (!f->failed && c->store_open && !f->sf.committed && f->sf.aux_fd < 0 &&
 		    (f->state == F_OPEN || f->state == F_ENDING || f->state == F_SYNC_FILE ||
 		     f->state == F_AWAIT) &&
-		    sx_store_unpark(&f->sf, true, &perr) == 0 && f->sf.fd >= 0)
-			srv_keep_partial(s, c, f);
+		    sx_store_unpark(&f->sf, true, &perr) == 0 && f->sf.fd >= 0) {
+			if (f->ck != NULL)
+				srv_keep_partial(s, c, f);
+			else if (f->announced != SX_SIZE_UNKNOWN)
+				(void)srv_keep_held(s, c, f);
+		}
 		srv_lg_gone(s, c, f);
 		srv_file_release(s, f);
 	}

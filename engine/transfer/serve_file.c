@@ -2,6 +2,7 @@
  * answers and receipts, finalizing signed files, stream checkpoints and a
  * cut stream's kept prefix. */
 #include "engine/transfer/serve_int.h"
+#include "engine/transfer/sx_held.h"
 
 static int stored(server *s, conn *c, int fi, sx_err *err);
 static void file_io_done(server *s, conn *c, int fi);
@@ -234,6 +235,14 @@ int srv_finalize_waiting(server *s, conn *c, sx_err *err)
 {
 	for (int i = 0; i < c->nfiles; i++) {
 		rfile *f = &c->files[i];
+		if (f->state == F_SAME && f->same == SAME_EQUAL && f->batch >= 0 &&
+		    c->batches[f->batch]->sealed) {
+			if (srv_tx_busy(c))
+				return 0;
+			if (srv_same_finish(s, c, i, err) < 0)
+				return -1;
+			continue;
+		}
 		if (f->state != F_AWAIT || !c->batches[f->batch]->sealed)
 			continue;
 		if (srv_tx_busy(c))
@@ -251,6 +260,9 @@ static int commit(server *s, conn *c, int fi, sx_err *err)
 	sx_err ferr = {0};
 	if (sx_store_commit(&c->store, &c->files[fi].sf, &ferr) < 0)
 		return refuse(s, c, fi, &ferr, err);
+	/* Stored: what was held of it earlier is not needed any more. */
+	if (s->cfg->client == NULL)
+		(void)sx_held_remove(c->files[fi].sf.dir_fd, c->files[fi].sf.name);
 	need_sync(s, c, fi, F_SYNC_DIR);
 	return 0;
 }
@@ -365,7 +377,56 @@ typedef struct keep_job {
 	uint64_t bytes;
 	char path[SX_PATH_MAX + 1];
 	char peer[256];
+	/* a held part (srv_keep_held) rather than a stream's prefix */
+	bool held, hash;
+	sx_held_meta meta;
+	sx_ledger *lg;
+	bool lg_ev;
+	sx_ledger_ev ev;
 } keep_job;
+
+/* The whole leaves of a broken file become its held part: hashed from
+ * the temporary when the receiver did not hash them (unsigned). */
+static void held_run(keep_job *j)
+{
+	sx_err err = {0};
+	if (j->hash) {
+		int rfd = openat(j->sf.dir_fd, j->sf.tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (rfd < 0) {
+			sx_fail_errno(&err, SX_E_IO, errno, "'%s': cannot read it back", j->path);
+			goto out;
+		}
+		int rc = sx_held_hash(rfd, &j->meta, &err);
+		close(rfd);
+		if (rc < 0)
+			goto out;
+	}
+	if (sx_held_keep(j->sf.dir_fd, j->sf.fd, j->sf.tmp, &j->meta, &err) < 0)
+		goto out;
+	j->sf.committed = true; /* renamed: nothing to remove but its .sxmeta */
+	sx_log("warn", "held", "peer=%s path=%s bytes=%llu size=%llu", SX_LOGQ(j->peer),
+	       SX_LOGQ(j->path), (unsigned long long)j->meta.held,
+	       (unsigned long long)j->meta.size);
+out:
+	if (err.cls != SX_OK)
+		sx_log("error", "held", "peer=%s path=%s reason=%s", SX_LOGQ(j->peer),
+		       SX_LOGQ(j->path), SX_LOGQ(err.msg));
+	if (j->lg_ev) {
+		j->ev.state = err.cls == SX_OK ? SX_LF_PARTIAL : SX_LF_FAILED;
+		j->ev.has_size = true;
+		j->ev.size = j->meta.size;
+		j->ev.verified = err.cls == SX_OK ? j->meta.held : 0;
+		j->ev.has_root = err.cls == SX_OK;
+		memcpy(j->ev.root, j->meta.root, SX_HASH_LEN);
+		const char *why =
+		    err.cls == SX_OK ? "the transfer broke; its whole leaves are held" : err.msg;
+		size_t n = strnlen(why, sizeof(j->ev.reason) - 1);
+		memcpy(j->ev.reason, why, n);
+		j->ev.reason[n] = '\0';
+		sx_ledger_event(j->lg, &j->ev);
+	}
+	sx_store_end(&j->sf);
+}
 
 static void keep_run(keep_job *j)
 {
@@ -399,10 +460,122 @@ static void *keep_thread(void *arg)
 {
 	keep_job *j = arg;
 	shared *sh = j->sh;
-	keep_run(j);
+	if (j->held)
+		held_run(j);
+	else
+		keep_run(j);
 	free(j);
 	atomic_fetch_sub(&sh->keepers, 1); /* last: sx_serve_run waits for it */
 	return NULL;
+}
+
+/* The file's descriptors move to j, and a thread of its own does the
+ * file system's part. */
+static void keep_start(server *s, conn *c, rfile *f, keep_job *j)
+{
+	j->sh = s->sh;
+	snprintf(j->path, sizeof(j->path), "%s", f->path);
+	snprintf(j->peer, sizeof(j->peer), "%s", c->link.k.peer_name);
+	/* The descriptors move: off the ring first, then out of the entry,
+	 * which is left holding nothing (srv_file_release removes nothing). */
+	sx_io_file_remove(s->io, f->sf.fd);
+	j->store = (sx_store){.root_fd = -1, .cache_fd = -1, .overwrite = c->store.overwrite};
+	j->sf = f->sf;
+	j->sf.st = &j->store;
+	j->store.file_fds = (j->sf.fd >= 0) + (j->sf.dir_fd >= 0) + (j->sf.aux_fd >= 0);
+	memset(&f->sf, 0, sizeof(f->sf));
+	f->sf.fd = f->sf.dir_fd = f->sf.aux_fd = -1;
+	f->sf.committed = true;
+	atomic_fetch_add(&s->sh->keepers, 1);
+	pthread_attr_t attr;
+	pthread_t th;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, keep_thread, j) != 0)
+		keep_thread(j); /* no thread: here, as before */
+	pthread_attr_destroy(&attr);
+}
+
+bool srv_keep_held(server *s, conn *c, rfile *f)
+{
+	uint32_t leaf = c->hash_chunk;
+	if (s->cfg->client != NULL || f->announced == SX_SIZE_UNKNOWN || leaf == 0 ||
+	    f->announced / leaf < SX_HELD_MIN_LEAVES)
+		return false;
+	uint64_t most = (f->announced - 1) / leaf, leaves = f->received / leaf;
+	if (leaves > most)
+		leaves = most;
+	if (leaves == 0)
+		return false;
+	keep_job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return false;
+	j->held = true;
+	sx_held_meta *m = &j->meta;
+	snprintf(m->name, sizeof(m->name), "%s", f->sf.name);
+	snprintf(m->fingerprint, sizeof(m->fingerprint), "%s", c->link.k.peer_fingerprint);
+	m->size = f->announced;
+	m->leaf = leaf;
+	m->held = leaves * leaf;
+	m->kept = (int64_t)time(NULL);
+	m->mode = f->mode & 07777;
+	m->mtime_sec = f->mtime.tv_sec;
+	m->mtime_nsec = (uint32_t)f->mtime.tv_nsec;
+	m->sign = c->sign;
+	/* Signed: the tree of the bytes received (all written: nothing is in
+	 * flight any more) covers exactly these leaves when nothing was
+	 * dropped for the size. */
+	uint64_t nl = 0, nb = 0;
+	sx_err e = {0};
+	j->hash = !(f->h_open && f->h.nleaves == leaves &&
+		    sx_filehash_checkpoint(&f->h, m->root, &nl, &nb, &e) == 0 && nl == leaves);
+	if (!j->hash) {
+		m->depth = f->h.depth;
+		memcpy(m->range, f->h.range, sizeof(m->range[0]) * f->h.depth);
+	}
+	j->lg = s->sh->ledger;
+	j->lg_ev = srv_lg_prepare(s, c, f, SX_LF_PARTIAL, NULL, &j->ev);
+	keep_start(s, c, f, j);
+	return true;
+}
+
+/* Expired held parts go, also while the server runs: a thread walks OUT. */
+static void *sweep_thread(void *arg)
+{
+	shared *sh = arg;
+	sx_store_recovery rec;
+	sx_err err = {0};
+	int fd = open(sh->cfg->out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || sx_store_recover_ttl(fd, sh->cfg->partial_ttl_s, true, &rec, &err) < 0)
+		sx_log("warn", "held_expired", "reason=%s",
+		       SX_LOGQ(fd < 0 ? "cannot open the output folder" : err.msg));
+	else if (rec.expired > 0)
+		sx_log("info", "held_expired", "out=%s removed=%llu", SX_LOGQ(sh->cfg->out_dir),
+		       (unsigned long long)rec.expired);
+	if (fd >= 0)
+		close(fd);
+	atomic_fetch_sub(&sh->keepers, 1);
+	return NULL;
+}
+
+void srv_held_sweep(server *s)
+{
+	uint64_t now = sx_now_ns();
+	if (s->loop != 0 || s->cfg->client != NULL || s->stopping)
+		return;
+	if (s->sh->sweep_ns == 0)
+		s->sh->sweep_ns = now; /* the start-up's recovery has just looked */
+	if (now - s->sh->sweep_ns < (uint64_t)HELD_SWEEP_S * 1000000000u)
+		return;
+	s->sh->sweep_ns = now;
+	atomic_fetch_add(&s->sh->keepers, 1);
+	pthread_attr_t attr;
+	pthread_t th;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, sweep_thread, s->sh) != 0)
+		atomic_fetch_sub(&s->sh->keepers, 1);
+	pthread_attr_destroy(&attr);
 }
 
 void srv_keep_partial(server *s, conn *c, rfile *f)
@@ -416,29 +589,9 @@ void srv_keep_partial(server *s, conn *c, rfile *f)
 		free(j);
 		return;
 	}
-	j->sh = s->sh;
 	j->bytes = f->ck->bytes;
-	snprintf(j->path, sizeof(j->path), "%s", f->path);
-	snprintf(j->peer, sizeof(j->peer), "%s", c->link.k.peer_name);
-	/* The descriptors move: off the ring first, then out of the entry,
-	 * which is left holding nothing (srv_file_release removes nothing). */
-	sx_io_file_remove(s->io, f->sf.fd);
-	j->store = (sx_store){.root_fd = -1, .cache_fd = -1, .overwrite = c->store.overwrite};
-	j->sf = f->sf;
-	j->sf.st = &j->store;
-	j->store.file_fds = (j->sf.fd >= 0) + (j->sf.dir_fd >= 0) + (j->sf.aux_fd >= 0);
-	memset(&f->sf, 0, sizeof(f->sf));
-	f->sf.fd = f->sf.dir_fd = f->sf.aux_fd = -1;
-	f->sf.committed = true;
 	srv_lg_file(s, c, f, SX_LF_PARTIAL, "the stream was cut off; its signed prefix is kept");
-	atomic_fetch_add(&s->sh->keepers, 1);
-	pthread_attr_t attr;
-	pthread_t th;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &attr, keep_thread, j) != 0)
-		keep_thread(j); /* no thread: here, as before */
-	pthread_attr_destroy(&attr);
+	keep_start(s, c, f, j);
 }
 
 void srv_wait_keepers(shared *sh)

@@ -62,7 +62,10 @@
 #define HASH_CHUNK_MIN 512u
 #define HASH_CHUNK_MAX (64u << 20)
 
-enum { OP_ACCEPT = 1, OP_HS_SEND, OP_RECV, OP_WRITE, OP_SYNC, OP_SEND, OP_CKSYNC };
+enum { OP_ACCEPT = 1, OP_HS_SEND, OP_RECV, OP_WRITE, OP_SYNC, OP_SEND, OP_CKSYNC, OP_SAME };
+
+#define SAME_JOBS_MAX 4	   /* stored files hashed at once for FILE_SAME, per connection */
+#define HELD_SWEEP_S  3600 /* expired held parts are looked for this often */
 
 /* A received file's states: the list at the top of this header. */
 typedef enum file_state {
@@ -73,8 +76,14 @@ typedef enum file_state {
 	F_SYNC_FILE,
 	F_AWAIT,
 	F_SYNC_SIG,
-	F_SYNC_DIR
+	F_SYNC_DIR,
+	F_SAME /* FILE_SAME: compared with the stored file, then (signed) its batch */
 } file_state;
+
+/* FILE_SAME: how the stored file compares */
+enum { SAME_PENDING = 0, SAME_EQUAL, SAME_DIFFERENT, SAME_MISSING };
+
+struct same_job;
 
 typedef struct ckpt {
 	uint64_t leaves, bytes;
@@ -106,7 +115,16 @@ typedef struct rfile {
 	 * only once the bytes it covers are durable: ck_pending waits for the
 	 * writes below its size, ck_flight for the flush of the temporary. */
 	ckpt *ck_pending, *ck_flight;
-	bool lg_done; /* its last state is in the ledger's queue */
+	bool lg_done;  /* its last state is in the ledger's queue */
+	uint64_t from; /* FILE_RESUME: the bytes of the held part it continues */
+	/* FILE_SAME: the comparison, and the stored file being hashed on a
+	 * thread (its end arrives as a byte on same_fd, OP_SAME) */
+	int same;
+	uint8_t same_root[SX_HASH_LEN]; /* the sender's */
+	bool same_wait;
+	int same_fd;
+	uint8_t same_byte;
+	struct same_job *job;
 } rfile;
 
 typedef struct dirmeta {
@@ -206,8 +224,9 @@ typedef struct conn {
 	size_t req_len;
 	uint8_t req_type;
 	uint32_t req_flags, req_chunk;
-	bool handed;	  /* its socket and keys went to that thread */
-	uint64_t entries; /* the client's side of ls: entries received */
+	bool handed;	    /* its socket and keys went to that thread */
+	uint64_t entries;   /* the client's side of ls: entries received */
+	unsigned same_jobs; /* stored files being hashed for FILE_SAME */
 } conn;
 
 /* What the loops share: the listening socket, the TLS context (OpenSSL's
@@ -230,6 +249,7 @@ typedef struct shared {
 	atomic_uint keepers;   /* threads keeping a cut-off stream's prefix */
 	unsigned fd_budget;    /* descriptors the files of one connection may hold */
 	sx_ledger *ledger;     /* NULL: none (--no-ledger, the client of get) */
+	uint64_t sweep_ns;     /* loop 0: the last look for expired held parts */
 } shared;
 
 typedef struct server {
@@ -342,11 +362,35 @@ void srv_ck_try(server *s, conn *c, int fi);
 void srv_on_write(server *s, conn *c, unsigned sub, int64_t res);
 void srv_on_cksync(server *s, conn *c, int fi, int64_t res);
 
+/* serve_recv.c, shared with serve_resume.c: a file's entry, its path's
+ * checks (1: refused, FILE_ERR sent), and its temporary open */
+rfile *srv_file_entry(conn *c, const sx_msg *m, int *fi, sx_err *err);
+int srv_file_paths(server *s, conn *c, rfile *f, const sx_msg *m, sx_err *err);
+void srv_file_opened(server *s, conn *c, rfile *f);
+
+/* serve_resume.c: resume and re-sending (docs/PROTOCOL.md) */
+int srv_on_query(server *s, conn *c, const sx_msg *m, sx_err *err);
+int srv_on_file_resume(server *s, conn *c, const sx_msg *m, sx_err *err);
+int srv_on_file_same(server *s, conn *c, const sx_msg *m, sx_err *err);
+void srv_on_same(server *s, conn *c, int fi, int64_t res);
+/* A FILE_SAME whose file is equal and whose batch is verified: answered. */
+int srv_same_finish(server *s, conn *c, int fi, sx_err *err);
+/* The .sxmeta beside a new temporary (files of two leaves and more). */
+void srv_temp_meta(server *s, conn *c, rfile *f);
+/* A file of known size that breaks: its whole leaves kept as a held part. */
+bool srv_keep_held(server *s, conn *c, rfile *f);
+/* Loop 0: expired held parts removed (a thread), once every HELD_SWEEP_S. */
+void srv_held_sweep(server *s);
+
 /* serve_ledger.c: the ledger's events (nothing without a ledger) */
 int srv_ledger_open(shared *sh, sx_err *err);
 void srv_lg_session(server *s, conn *c);
 void srv_lg_end(server *s, conn *c);
 void srv_lg_file(server *s, conn *c, rfile *f, sx_lfile_state st, const char *reason);
+/* The event srv_lg_file would queue, into ev (queued later, by a thread);
+ * false without a ledger. */
+bool srv_lg_prepare(server *s, conn *c, rfile *f, sx_lfile_state st, const char *reason,
+		    sx_ledger_ev *ev);
 void srv_lg_refused(server *s, conn *c, uint32_t id, const char *reason);
 /* A file still held when its connection ends: failed, or stored when it
  * was already renamed into place. */

@@ -64,11 +64,12 @@ void srv_lg_end(server *s, conn *c)
 	sx_ledger_event(s->sh->ledger, &ev);
 }
 
-void srv_lg_file(server *s, conn *c, rfile *f, sx_lfile_state st, const char *reason)
+bool srv_lg_prepare(server *s, conn *c, rfile *f, sx_lfile_state st, const char *reason,
+		    sx_ledger_ev *out)
 {
 	sx_ledger_ev ev = {.kind = st == SX_LF_RECEIVING ? SX_LEV_FILE_BEGIN : SX_LEV_FILE_END};
 	if (s->sh->ledger == NULL || c->lg_session == 0 || f->path == NULL || f->lg_done)
-		return;
+		return false;
 	peer_of(c, &ev);
 	ev.file_id = f->id;
 	ev.state = st;
@@ -96,7 +97,16 @@ void srv_lg_file(server *s, conn *c, rfile *f, sx_lfile_state st, const char *re
 	}
 	if (st != SX_LF_RECEIVING)
 		f->lg_done = true;
-	sx_ledger_event(s->sh->ledger, &ev);
+	*out = ev;
+	return true;
+}
+
+void srv_lg_file(server *s, conn *c, rfile *f, sx_lfile_state st, const char *reason)
+{
+	sx_ledger_ev *ev = malloc(sizeof(*ev));
+	if (ev != NULL && srv_lg_prepare(s, c, f, st, reason, ev))
+		sx_ledger_event(s->sh->ledger, ev);
+	free(ev);
 }
 
 void srv_lg_refused(server *s, conn *c, uint32_t id, const char *reason)

@@ -38,6 +38,10 @@ void srv_post_recv(server *s, conn *c)
 			return;
 		if (srv_tx_busy(c))
 			return;
+		/* Stored files being hashed for FILE_SAME: at most SAME_JOBS_MAX
+		 * threads per connection; the next message waits. */
+		if (c->same_jobs >= SAME_JOBS_MAX)
+			return;
 		sx_link_rx_want(&c->link, &buf, &len);
 	}
 	if (submit_ok(c, sx_io_recv(s->io, c->fd, buf, len, tag_of(c->idx, OP_RECV, 0), &err)) <
@@ -94,13 +98,24 @@ static int on_session(server *s, conn *c, const sx_msg *m, sx_err *err)
 	return 0;
 }
 
-static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
+static const char *begin_name(uint8_t type)
 {
-	if (c->cur_file >= 0)
-		return sx_fail(err, SX_E_INTEGRITY, "FILE_BEGIN inside another file");
+	return type == SX_MSG_FILE_RESUME ? "FILE_RESUME"
+	       : type == SX_MSG_FILE_SAME ? "FILE_SAME"
+					  : "FILE_BEGIN";
+}
+
+rfile *srv_file_entry(conn *c, const sx_msg *m, int *fi_out, sx_err *err)
+{
+	if (c->cur_file >= 0) {
+		sx_fail(err, SX_E_INTEGRITY, "%s inside another file", begin_name(m->type));
+		return NULL;
+	}
 	int fi = srv_free_file(c, true);
-	if (fi < 0)
-		return sx_fail(err, SX_E_INTEGRITY, "more than %d files in flight", FILES_MAX);
+	if (fi < 0) {
+		sx_fail(err, SX_E_INTEGRITY, "more than %d files in flight", FILES_MAX);
+		return NULL;
+	}
 	rfile *f = &c->files[fi];
 	f->id = m->file_id;
 	f->announced = m->size;
@@ -110,14 +125,17 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 	f->t0 = sx_now_ns();
 	f->batch = -1;
 	f->path = strndup((const char *)m->path, m->path_len);
-	if (f->path == NULL)
-		return sx_fail(err, SX_E_OTHER, "out of memory");
-	f->state = F_DISCARD;
-	c->cur_file = fi;
-	if (c->sign) {
-		SX_GUARD(sx_filehash_init(&f->h, c->hash_chunk, err));
-		f->h_open = true;
+	if (f->path == NULL) {
+		sx_fail(err, SX_E_OTHER, "out of memory");
+		return NULL;
 	}
+	f->state = F_DISCARD;
+	*fi_out = fi;
+	return f;
+}
+
+int srv_file_paths(server *s, conn *c, rfile *f, const sx_msg *m, sx_err *err)
+{
 	sx_err ferr = {0};
 	/* A path that breaks the path rules has no descriptor: the file is
 	 * refused and left out of its batch, as the sender leaves it out
@@ -125,35 +143,59 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 	if (sx_path_check(m->path, m->path_len, &ferr) < 0) {
 		f->unbatched = true;
 		ferr.cls = SX_E_IO; /* refused by the receiver (FILE_ERR class 5) */
-		return srv_send_file_err(s, c, f->id, &ferr, err);
+		return srv_send_file_err(s, c, f->id, &ferr, err) < 0 ? -1 : 1;
 	}
+	/* The batches keep the path of every file not refused until their
+	 * receipt: bounded per connection. */
+	if (c->sign && m->path_len > SX_SESSION_PATH_BYTES_MAX - c->path_bytes) {
+		sx_fail(&ferr, SX_E_IO,
+			"the receiver holds %zu bytes of paths of files awaiting their "
+			"batch signature (at most %u): send smaller batches "
+			"(--batch-files)",
+			c->path_bytes, SX_SESSION_PATH_BYTES_MAX);
+		return srv_send_file_err(s, c, f->id, &ferr, err) < 0 ? -1 : 1;
+	}
+	return 0;
+}
+
+void srv_file_opened(server *s, conn *c, rfile *f)
+{
+	/* Registered while it is written: removed by srv_start_finish or, on every
+	 * other path, srv_file_release, before sx_store_end closes it. */
+	(void)sx_io_file_add(s->io, f->sf.fd);
+	f->state = F_OPEN;
+	srv_temp_meta(s, c, f);
+	char why[64];
+	snprintf(why, sizeof(why), "resumed from byte %llu", (unsigned long long)f->from);
+	srv_lg_file(s, c, f, SX_LF_RECEIVING, f->from > 0 ? why : NULL);
+	/* Large files skip the page cache where the file system allows: no
+	 * copy of the plaintext on the receiver (docs/IO.md). */
+	if (s->cfg->direct && (f->announced == SX_SIZE_UNKNOWN || f->announced >= DIRECT_MIN))
+		(void)sx_store_direct_on(&f->sf);
+}
+
+static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
+{
+	int fi = -1;
+	rfile *f = srv_file_entry(c, m, &fi, err);
+	if (f == NULL)
+		return -1;
+	c->cur_file = fi;
 	if (c->sign) {
-		/* The batches keep the path of every file not refused until
-		 * their receipt: bounded per connection. */
-		if (m->path_len > SX_SESSION_PATH_BYTES_MAX - c->path_bytes) {
-			sx_fail(&ferr, SX_E_IO,
-				"the receiver holds %zu bytes of paths of files awaiting their "
-				"batch signature (at most %u): send smaller batches "
-				"(--batch-files)",
-				c->path_bytes, SX_SESSION_PATH_BYTES_MAX);
-			return srv_send_file_err(s, c, f->id, &ferr, err);
-		}
+		SX_GUARD(sx_filehash_init(&f->h, c->hash_chunk, err));
+		f->h_open = true;
 	}
+	sx_err ferr = {0};
+	int pr = srv_file_paths(s, c, f, m, err);
+	if (pr != 0)
+		return pr < 0 ? -1 : 0;
 	if (sx_store_begin(&c->store, m->path, m->path_len, &f->sf, &ferr) < 0)
 		return srv_send_file_err(s, c, f->id, &ferr, err);
 	/* Refused before its data comes (the sender stops reading it at the
 	 * answer) when it cannot fit; a stream's size is not known. */
 	if (f->announced != SX_SIZE_UNKNOWN && sx_store_space(&f->sf, f->announced, &ferr) < 0)
 		return srv_send_file_err(s, c, f->id, &ferr, err);
-	/* Registered while it is written: removed by srv_start_finish or, on every
-	 * other path, srv_file_release, before sx_store_end closes it. */
-	(void)sx_io_file_add(s->io, f->sf.fd);
-	f->state = F_OPEN;
-	srv_lg_file(s, c, f, SX_LF_RECEIVING, NULL);
-	/* Large files skip the page cache where the file system allows: no
-	 * copy of the plaintext on the receiver (docs/IO.md). */
-	if (s->cfg->direct && (f->announced == SX_SIZE_UNKNOWN || f->announced >= DIRECT_MIN))
-		(void)sx_store_direct_on(&f->sf);
+	srv_file_opened(s, c, f);
 	return 0;
 out:
 	return -1;
@@ -179,9 +221,15 @@ static int on_file_end(server *s, conn *c, const sx_msg *m, sx_err *err)
 	if (c->sign) {
 		uint8_t root[SX_HASH_LEN];
 		uint64_t leaves, bytes;
-		SX_GUARD(sx_filehash_final(&f->h, root, &leaves, &bytes, err));
-		sx_filehash_free(&f->h);
-		f->h_open = false;
+		if (f->h_open) {
+			SX_GUARD(sx_filehash_final(&f->h, root, &leaves, &bytes, err));
+			sx_filehash_free(&f->h);
+			f->h_open = false;
+		} else {
+			/* a refused FILE_RESUME: nothing of it is stored, and its
+			 * first bytes were never here to hash */
+			memcpy(root, m->root, SX_HASH_LEN);
+		}
 		if (CRYPTO_memcmp(root, m->root, SX_HASH_LEN) != 0)
 			return sx_fail(err, SX_E_INTEGRITY,
 				       "'%s': the sender's Merkle root does not match what arrived",
@@ -391,12 +439,24 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 		SX_GUARD(client_check(s, &m, false, err));
 		return on_file_begin(s, c, &m, err);
 	case SX_MSG_FILE_END: return on_file_end(s, c, &m, err);
+	case SX_MSG_QUERY:
+		if (cl != NULL)
+			break; /* a pull: the server sends, nothing is asked of it */
+		return srv_on_query(s, c, &m, err);
+	case SX_MSG_FILE_RESUME:
+		if (cl != NULL)
+			break;
+		return srv_on_file_resume(s, c, &m, err);
+	case SX_MSG_FILE_SAME:
+		if (cl != NULL)
+			break;
+		return srv_on_file_same(s, c, &m, err);
 	case SX_MSG_BATCH: return on_batch(s, c, &m, err);
 	case SX_MSG_CHECKPOINT: return on_checkpoint(s, c, &m, err);
-	default:
-		return sx_fail(err, SX_E_INTEGRITY, "unexpected control message 0x%02x from sender",
-			       m.type);
+	default: break;
 	}
+	return sx_fail(err, SX_E_INTEGRITY, "unexpected control message 0x%02x from sender",
+		       m.type);
 out:
 	return -1;
 }

@@ -86,13 +86,14 @@ int sx_serve_prepare(const sx_serve_cfg *cfg, int *lock_fd, sx_err *err)
 	(void)sx_store_umask();
 	SX_GUARD(check_identity(cfg, err));
 	SX_GUARD(open_out(cfg->out_dir, lock_fd, err));
-	SX_GUARD(sx_store_recover(*lock_fd, &rec, err));
-	if (rec.kept > 0 || rec.removed > 0 || rec.failed > 0)
+	SX_GUARD(sx_store_recover_ttl(*lock_fd, cfg->partial_ttl_s, false, &rec, err));
+	if (rec.kept > 0 || rec.removed > 0 || rec.failed > 0 || rec.held > 0 || rec.expired > 0)
 		sx_log("warn", "recover",
-		       "out=%s folders=%llu kept=%llu removed=%llu removed_bytes=%llu "
-		       "failed=%llu seconds=%.3f",
+		       "out=%s folders=%llu kept=%llu held=%llu expired=%llu removed=%llu "
+		       "removed_bytes=%llu failed=%llu seconds=%.3f",
 		       SX_LOGQ(cfg->out_dir), (unsigned long long)rec.dirs,
-		       (unsigned long long)rec.kept, (unsigned long long)rec.removed,
+		       (unsigned long long)rec.kept, (unsigned long long)rec.held,
+		       (unsigned long long)rec.expired, (unsigned long long)rec.removed,
 		       (unsigned long long)rec.removed_bytes, (unsigned long long)rec.failed,
 		       (double)(sx_now_ns() - t0) / 1e9);
 	rc = 0;

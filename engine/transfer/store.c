@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/sx_util.h"
+#include "engine/transfer/sx_held.h"
 #include "engine/wire/sx_wire.h"
 
 /* A path the receiver refuses is a refusal on the receiver: class 5, as
@@ -63,7 +64,9 @@ mode_t sx_store_umask(void)
 
 bool sx_store_temp_name(const char *name, size_t *base_len)
 {
-	static const char *const suffixes[] = {SX_STORE_PART, SX_STORE_CKPT, SX_STORE_CKPT_NEW};
+	static const char *const suffixes[] = {SX_STORE_PART,	   SX_STORE_CKPT, SX_STORE_CKPT_NEW,
+					       SX_STORE_TEMP_META, SX_HELD_DATA,  SX_HELD_META,
+					       SX_HELD_META "-new"};
 	size_t n = strlen(name);
 	if (n < 2 || name[0] != '.')
 		return false;
@@ -262,7 +265,7 @@ static int fd_take(sx_store_file *f, int fd)
 	return fd;
 }
 
-int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f, sx_err *err)
+int sx_store_prepare(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f, sx_err *err)
 {
 	memset(f, 0, sizeof(*f));
 	f->dir_fd = f->fd = f->aux_fd = -1;
@@ -297,18 +300,76 @@ int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *
 	}
 	if (temp_name(f->tmp, sizeof(f->tmp), f->name, err) < 0)
 		goto fail;
+	return 0;
+fail:
+	sx_store_end(f);
+	return -1;
+}
+
+int sx_store_find(sx_store *st, const uint8_t *rel, size_t len, char name[256], sx_err *err)
+{
+	if (path_refused(rel, len, err) < 0)
+		return -1;
+	size_t slash = len;
+	while (slash > 0 && rel[slash - 1] != '/')
+		slash--;
+	if (len - slash >= 256)
+		return sx_fail(err, SX_E_IO, "refused path: name too long");
+	memcpy(name, rel + slash, len - slash);
+	name[len - slash] = '\0';
+	if (sx_store_temp_name(name, NULL))
+		return sx_fail(err, SX_E_IO, "refused path: the name of a receiver's temporary");
+	return resolve_dir(st, (const char *)rel, slash ? slash - 1 : 0, false, 0, err);
+}
+
+int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f, sx_err *err)
+{
+	if (sx_store_prepare(st, rel, len, f, err) < 0)
+		return -1;
 	f->fd = fd_take(f, openat(f->dir_fd, f->tmp,
 				  O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
 	if (f->fd < 0) {
 		sx_fail_errno(err, SX_E_IO, errno, "'%.*s': cannot create temporary", (int)len,
 			      rel);
 		f->tmp[0] = '\0';
-		goto fail;
+		sx_store_end(f);
+		return -1;
 	}
 	return 0;
-fail:
-	sx_store_end(f);
-	return -1;
+}
+
+int sx_store_claim(sx_store_file *f, const char *held, sx_err *err)
+{
+	/* Atomic: of two connections that want the same part, one gets it. */
+	if (renameat2(f->dir_fd, held, f->dir_fd, f->tmp, RENAME_NOREPLACE) < 0) {
+		int e = errno;
+		f->tmp[0] = '\0';
+		if (e == ENOENT)
+			return sx_fail(err, SX_E_IO,
+				       "'%s': the held part is gone (expired, or taken by another "
+				       "connection)",
+				       f->name);
+		return sx_fail_errno(err, SX_E_IO, e, "'%s': cannot take the held part", f->name);
+	}
+	f->fd = fd_take(f, openat(f->dir_fd, f->tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+	if (f->fd < 0)
+		return sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot open the held part",
+				     f->name);
+	return 0;
+}
+
+int sx_store_temp_meta(sx_store_file *f, const sx_held_meta *m, sx_err *err)
+{
+	size_t tl = strlen(f->tmp), pl = strlen(SX_STORE_PART);
+	if (f->fd < 0 || tl <= pl || tl - pl + strlen(SX_STORE_TEMP_META) >= sizeof(f->meta))
+		return sx_fail(err, SX_E_OTHER, "'%s': no temporary", f->name);
+	snprintf(f->meta, sizeof(f->meta), "%.*s" SX_STORE_TEMP_META, (int)(tl - pl), f->tmp);
+	if (sx_held_write(f->dir_fd, f->meta, m, false, err) < 0) {
+		unlinkat(f->dir_fd, f->meta, 0);
+		f->meta[0] = '\0';
+		return -1;
+	}
+	return 0;
 }
 
 bool sx_store_direct_on(sx_store_file *f)
@@ -502,8 +563,8 @@ int sx_store_unpark(sx_store_file *f, bool data, sx_err *err)
 void sx_store_end(sx_store_file *f)
 {
 	sx_err err = {0};
-	bool leftover =
-	    f->aux_tmp[0] != '\0' || f->ckpt[0] != '\0' || (!f->committed && f->tmp[0] != '\0');
+	bool leftover = f->aux_tmp[0] != '\0' || f->ckpt[0] != '\0' || f->meta[0] != '\0' ||
+			(!f->committed && f->tmp[0] != '\0');
 	if (f->dir_fd < 0 && leftover && sx_store_unpark(f, false, &err) < 0)
 		sx_log("warn", "temporary", "name=%s reason=%s", SX_LOGQ(f->tmp), SX_LOGQ(err.msg));
 	fd_close(f, &f->aux_fd);
@@ -518,6 +579,9 @@ void sx_store_end(sx_store_file *f)
 	if (f->ckpt[0] != '\0' && f->dir_fd >= 0)
 		unlinkat(f->dir_fd, f->ckpt, 0);
 	f->ckpt[0] = '\0';
+	if (f->meta[0] != '\0' && f->dir_fd >= 0)
+		unlinkat(f->dir_fd, f->meta, 0);
+	f->meta[0] = '\0';
 	fd_close(f, &f->dir_fd);
 	f->tmp[0] = '\0';
 	free(f->parked_dir);

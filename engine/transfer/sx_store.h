@@ -32,7 +32,9 @@ typedef struct sx_store_recovery {
 	uint64_t kept;	  /* streams kept as NAME.partial */
 	uint64_t removed; /* temporaries removed */
 	uint64_t removed_bytes;
-	uint64_t failed; /* could not be removed */
+	uint64_t failed;  /* could not be removed */
+	uint64_t held;	  /* temporaries made held parts (their .sxmeta beside) */
+	uint64_t expired; /* held parts removed after ttl_s */
 } sx_store_recovery;
 
 /* At start, before listening: walks the folder out_fd (OUT) and turns each
@@ -42,6 +44,12 @@ typedef struct sx_store_recovery {
  * Never follows a symlink; goes as deep as a received path can. Fails only
  * when OUT cannot be read. */
 int sx_store_recover(int out_fd, sx_store_recovery *st, sx_err *err) SX_MUST_CHECK;
+/* The same, and: a temporary with its .sxmeta becomes a held part (its
+ * whole-leaf prefix hashed), held parts older than ttl_s seconds (0: the
+ * default) or incomplete are removed; with only_expired, nothing else is
+ * done (the periodic sweep of a running server). */
+int sx_store_recover_ttl(int out_fd, uint64_t ttl_s, bool only_expired, sx_store_recovery *st,
+			 sx_err *err) SX_MUST_CHECK;
 
 typedef struct sx_store {
 	int root_fd; /* OUT/<peer> */
@@ -72,6 +80,8 @@ typedef struct sx_store_file {
 	/* a stream's last verified checkpoint (sx_store_ckpt_write), removed
 	 * with the temporary */
 	char ckpt[300];
+	/* the temporary's .sxmeta (sx_store_temp_meta), removed with it */
+	char meta[300];
 } sx_store_file;
 
 /* The process umask, read once (the first call must come before other
@@ -102,6 +112,24 @@ int sx_store_dir_mtime(sx_store *st, const uint8_t *rel, size_t len, const struc
  * temporary. */
 int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f,
 		   sx_err *err) SX_MUST_CHECK;
+/* The folder of rel (an fd the caller closes; not counted in the store)
+ * and its last component in name, resolved as sx_store_begin does but
+ * creating nothing; -1 when it is not there or the path is refused. */
+int sx_store_find(sx_store *st, const uint8_t *rel, size_t len, char name[256],
+		  sx_err *err) SX_MUST_CHECK;
+/* sx_store_begin without creating the temporary: the path resolved, the
+ * folder open (dir_fd), the final name checked, a fresh temporary name in
+ * tmp (nothing created). sx_store_end undoes it. */
+int sx_store_prepare(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f,
+		     sx_err *err) SX_MUST_CHECK;
+/* After sx_store_prepare: the held part `held` (a name in dir_fd) becomes
+ * the temporary (renamed, so only one connection gets it) and is opened
+ * for writing. SX_E_IO "gone" when it is not there. */
+int sx_store_claim(sx_store_file *f, const char *held, sx_err *err) SX_MUST_CHECK;
+struct sx_held_meta;
+/* Writes m beside the open temporary as its .sxmeta (no flush: a kill -9
+ * leaves it in the page cache); removed with the temporary. */
+int sx_store_temp_meta(sx_store_file *f, const struct sx_held_meta *m, sx_err *err) SX_MUST_CHECK;
 /* Space kept free on the receiver's file system: a file is refused at
  * its beginning when its announced size does not fit in the free space
  * less this reserve (1 % of the file system, at most 256 MiB), so a disk is

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/transfer/sx_held.h"
 #include "engine/transfer/sx_store.h"
 
 static char *dir;
@@ -261,6 +262,167 @@ static void test_store_refused_commit_leaves_no_companion(void **state)
 	sx_store_close(&st);
 }
 
+static void sample_meta(sx_held_meta *m, uint64_t held)
+{
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "big.bin");
+	memset(m->fingerprint, 'c', 64);
+	m->size = 5000;
+	m->leaf = 1024;
+	m->held = held;
+	m->kept = 1700000000;
+	m->mode = 0644;
+	m->mtime_sec = -5;
+	m->mtime_nsec = 7;
+	m->sign = true;
+}
+
+/* The held part's meta: encoded and parsed back; every malformed variant
+ * refused. */
+static void test_held_meta_parse(void **state)
+{
+	(void)state;
+	sx_held_meta m, back;
+	sx_err err = {0};
+	char buf[SX_HELD_META_MAX];
+	size_t len = 0;
+	sample_meta(&m, 3072); /* 3 leaves: two perfect subtrees */
+	memset(m.range[0], 0x11, SX_HASH_LEN);
+	memset(m.range[1], 0x22, SX_HASH_LEN);
+	m.depth = 2;
+	memset(m.root, 0x33, SX_HASH_LEN);
+	assert_int_equal(sx_held_encode(&m, buf, sizeof(buf), &len, &err), 0);
+	assert_int_equal(sx_held_parse(buf, len, &back, &err), 0);
+	assert_memory_equal(&m, &back, sizeof(m));
+	static const struct {
+		const char *from, *to;
+	} bad[] = {
+	    {"sxfer-held 1\n", "sxfer-held 2\n"},
+	    {"size 5000\n", "size 05000\n"},
+	    {"size 5000\n", "size  5000\n"},
+	    {"size 5000\n", "size 5000 \n"},
+	    {"leaf 1024\n", "leaf 0\n"},
+	    {"held 3072\n", "held 3000\n"}, /* not whole leaves */
+	    {"held 3072\n", "held 6144\n"}, /* beyond the size */
+	    {"held 3072\n", "held 2048\n"}, /* one subtree, two ranges */
+	    {"fingerprint cccc", "fingerprint CCCC"},
+	    {"name 6269672e62696e\n", "name 2e2e\n"},	/* ".." */
+	    {"name 6269672e62696e\n", "name 612f62\n"}, /* "a/b" */
+	    {"mode 644\n", "mode 99\n"},
+	    {"signed 1\n", "signed 2\n"},
+	    {"mtime -5 7\n", "mtime -5 1000000000\n"},
+	    {"end\n", "end\nmore\n"},
+	    {"end\n", "end"},
+	    {"kept 1700000000\n", ""},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char t[SX_HELD_META_MAX + 64];
+		const char *at = strstr(buf, bad[i].from);
+		assert_non_null(at);
+		int n = snprintf(t, sizeof(t), "%.*s%s%s", (int)(at - buf), buf, bad[i].to,
+				 at + strlen(bad[i].from));
+		if (sx_held_parse(t, (size_t)n, &back, &err) == 0)
+			fail_msg("accepted a meta with '%s' for '%s'", bad[i].to, bad[i].from);
+		assert_int_equal(err.cls, SX_E_INTEGRITY);
+	}
+	assert_int_equal(sx_held_parse(buf, len - 1, &back, &err), -1);
+	assert_int_equal(sx_held_parse("", 0, &back, &err), -1);
+	char withnul[SX_HELD_META_MAX];
+	memcpy(withnul, buf, len);
+	withnul[5] = '\0';
+	assert_int_equal(sx_held_parse(withnul, len, &back, &err), -1);
+	/* held names: recognised as the receiver's, refused as a sent name */
+	char name[SX_HELD_NAME_MAX];
+	assert_int_equal(sx_held_name("big.bin", SX_HELD_DATA, name, sizeof(name), &err), 0);
+	assert_true(sx_store_temp_name(name, NULL));
+	assert_int_equal(sx_held_name("big.bin", SX_HELD_META, name, sizeof(name), &err), 0);
+	assert_true(sx_store_temp_name(name, NULL));
+}
+
+/* A killed server's temporary with its .sxmeta becomes a held part at the
+ * next start; an expired held part goes. */
+static void test_recover_held(void **state)
+{
+	(void)state;
+	sx_store st;
+	sx_store_file f;
+	sx_err err = {0};
+	sx_held_meta m;
+	char out[600], p[1200];
+	snprintf(out, sizeof(out), "%s/out-held", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam", false, &err), 0);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"big.bin", 7, &f, &err), 0);
+	sample_meta(&m, 0);
+	assert_int_equal(sx_store_temp_meta(&f, &m, &err), 0);
+	uint8_t data[3500];
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7);
+	assert_int_equal(write(f.fd, data, sizeof(data)), (ssize_t)sizeof(data));
+	/* killed: nothing removed */
+	f.tmp[0] = f.meta[0] = '\0';
+	sx_store_end(&f);
+	/* an old held part of another name */
+	sx_held_meta old;
+	sample_meta(&old, 1024);
+	snprintf(old.name, sizeof(old.name), "old.bin");
+	old.depth = 1;
+	old.kept = 1000;
+	char meta[SX_HELD_NAME_MAX], hdata[SX_HELD_NAME_MAX];
+	int cam = open(out, O_RDONLY | O_DIRECTORY);
+	assert_true(cam >= 0);
+	int d = openat(cam, "cam", O_RDONLY | O_DIRECTORY);
+	assert_true(d >= 0);
+	assert_int_equal(sx_held_name("old.bin", SX_HELD_META, meta, sizeof(meta), &err), 0);
+	assert_int_equal(sx_held_name("old.bin", SX_HELD_DATA, hdata, sizeof(hdata), &err), 0);
+	assert_int_equal(sx_held_write(d, meta, &old, true, &err), 0);
+	int hf = openat(d, hdata, O_WRONLY | O_CREAT, 0600);
+	assert_int_equal(write(hf, data, 1024), 1024);
+	close(hf);
+	sx_store_close(&st);
+	sx_store_recovery rec;
+	assert_int_equal(sx_store_recover_ttl(cam, 3600, false, &rec, &err), 0);
+	assert_int_equal(rec.held, 1);
+	assert_int_equal(rec.expired, 1);
+	assert_int_equal(rec.removed, 0);
+	assert_true(faccessat(d, meta, F_OK, 0) < 0 && faccessat(d, hdata, F_OK, 0) < 0);
+	/* the held part: 3 whole leaves of 1024, their root and range */
+	assert_int_equal(sx_held_name("big.bin", SX_HELD_META, meta, sizeof(meta), &err), 0);
+	assert_int_equal(sx_held_read(d, meta, &m, &err), 0);
+	assert_int_equal(m.held, 3072);
+	assert_int_equal(m.depth, 2);
+	sx_filehash h;
+	uint8_t root[SX_HASH_LEN];
+	uint64_t leaves, bytes;
+	assert_int_equal(sx_filehash_init(&h, 1024, &err), 0);
+	assert_int_equal(sx_filehash_update(&h, data, 3072, &err), 0);
+	assert_int_equal(sx_filehash_final(&h, root, &leaves, &bytes, &err), 0);
+	sx_filehash_free(&h);
+	assert_memory_equal(m.root, root, SX_HASH_LEN);
+	assert_int_equal(sx_held_name("big.bin", SX_HELD_DATA, hdata, sizeof(hdata), &err), 0);
+	struct stat sb;
+	assert_int_equal(fstatat(d, hdata, &sb, 0), 0);
+	assert_int_equal(sb.st_size, 3072);
+	snprintf(p, sizeof(p), "out-held/cam/big.bin");
+	assert_false(exists(p));
+	/* nothing else is left: no temporary, no .sxmeta */
+	DIR *dd = opendir(out);
+	assert_non_null(dd);
+	closedir(dd);
+	int n = 0;
+	DIR *c2 = fdopendir(dup(d));
+	for (struct dirent *e; (e = readdir(c2)) != NULL;)
+		n += e->d_name[0] != '.' ||
+		     (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0);
+	closedir(c2);
+	assert_int_equal(n, 2);
+	/* a second start keeps it */
+	assert_int_equal(sx_store_recover_ttl(cam, 3600, false, &rec, &err), 0);
+	assert_int_equal(rec.held + rec.expired + rec.removed, 0);
+	assert_int_equal(fstatat(d, hdata, &sb, 0), 0);
+	close(d);
+	close(cam);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +433,8 @@ int main(void)
 	    cmocka_unit_test(test_store_refused_commit_leaves_no_companion),
 	    cmocka_unit_test(test_store_temp_names),
 	    cmocka_unit_test(test_store_ckpt_and_recover),
+	    cmocka_unit_test(test_held_meta_parse),
+	    cmocka_unit_test(test_recover_held),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

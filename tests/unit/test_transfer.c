@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include "engine/channel/sx_link.h"
 #include "engine/sign/sx_manifest.h"
 #include "engine/sign/sx_sigsess.h"
+#include "engine/transfer/sx_held.h"
 #include "engine/transfer/sx_transfer.h"
 #include "engine/wire/sx_wire.h"
 #include "pki/sx_pki.h"
@@ -1773,6 +1775,356 @@ static void test_session_first(void **state)
 	violation_done(c, SX_E_INTEGRITY, "out of range", NULL);
 }
 
+/* ---- resume and re-sending (docs/PROTOCOL.md) ------------------------------- */
+
+#define BIG_SIZE 300000u /* 4 leaves and a bit: 3 whole leaves held after 200000 */
+#define BIG_CUT	 200000u
+#define BIG_HELD (3u * TEST_LEAF)
+
+static uint8_t *big_data(uint8_t seed)
+{
+	uint8_t *d = malloc(BIG_SIZE);
+	assert_non_null(d);
+	for (size_t i = 0; i < BIG_SIZE; i++)
+		d[i] = (uint8_t)(i * 31 + seed + (i >> 9));
+	return d;
+}
+
+static void send_data(cli *c, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		size_t k = n < 50000 ? n : 50000;
+		assert_int_equal(send_rec(c, SX_REC_DATA, p, k), 0);
+		p += k;
+		n -= k;
+	}
+}
+
+static void held_path(const char *name, const char *suffix, char *out, size_t cap)
+{
+	char h[SX_HELD_NAME_MAX];
+	sx_err err = {0};
+	assert_int_equal(sx_held_name(name, suffix, h, sizeof(h), &err), 0);
+	snprintf(out, cap, "%s/%s", peer_dir, h);
+}
+
+static bool wait_path(const char *p, bool present)
+{
+	struct stat st;
+	for (int i = 0; i < 500; i++) {
+		if ((lstat(p, &st) == 0) == present)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static void send_query(cli *c, uint32_t qid, const char *path, uint64_t size)
+{
+	sx_msg m = {.type = SX_MSG_QUERY,
+		    .file_id = qid,
+		    .size = size,
+		    .path = (const uint8_t *)path,
+		    .path_len = strlen(path)};
+	assert_int_equal(send_msg(c, &m), 0);
+}
+
+static void expect_offer(cli *c, uint32_t qid, uint8_t kind, sx_msg *o)
+{
+	expect_msg(c, SX_MSG_OFFER, o);
+	assert_int_equal(o->file_id, qid);
+	assert_int_equal(o->kind, kind);
+	assert_int_equal(o->flags, 0);
+}
+
+static void send_resume(cli *c, uint32_t id, const char *path, uint64_t size, uint64_t from,
+			const uint8_t root[SX_HASH_LEN])
+{
+	sx_msg m = {.type = SX_MSG_FILE_RESUME,
+		    .file_id = id,
+		    .size = size,
+		    .from = from,
+		    .mode = 0644,
+		    .mtime_sec = 1600000000,
+		    .path = (const uint8_t *)path,
+		    .path_len = strlen(path)};
+	memcpy(m.root, root, SX_HASH_LEN);
+	assert_int_equal(send_msg(c, &m), 0);
+}
+
+static void send_same(cli *c, uint32_t id, const char *path, uint64_t size,
+		      const uint8_t root[SX_HASH_LEN])
+{
+	sx_msg m = {.type = SX_MSG_FILE_SAME,
+		    .file_id = id,
+		    .size = size,
+		    .mode = 0644,
+		    .mtime_sec = 1600000000,
+		    .path = (const uint8_t *)path,
+		    .path_len = strlen(path)};
+	memcpy(m.root, root, SX_HASH_LEN);
+	assert_int_equal(send_msg(c, &m), 0);
+}
+
+/* A file cut off after BIG_CUT bytes: its 3 whole leaves are held. */
+static void cut_file(bool sign, const char *name, const uint8_t *data)
+{
+	char meta[2048];
+	held_path(name, SX_HELD_META, meta, sizeof(meta));
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, sign);
+	assert_int_equal(send_begin(c, 1, name, strlen(name), BIG_SIZE), 0);
+	send_data(c, data, BIG_CUT);
+	/* the temporary has its .sxmeta beside it while it is received */
+	for (int i = 0; i < 300 && count_partials() == 0; i++)
+		usleep(10000);
+	usleep(100000);
+	cli_close(c);
+	assert_true(wait_path(meta, true));
+	assert_no_partials();
+	sx_held_meta m;
+	sx_err err = {0};
+	char dir[1024];
+	snprintf(dir, sizeof(dir), "%s", peer_dir);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_true(dfd >= 0);
+	char h[SX_HELD_NAME_MAX];
+	assert_int_equal(sx_held_name(name, SX_HELD_META, h, sizeof(h), &err), 0);
+	assert_int_equal(sx_held_read(dfd, h, &m, &err), 0);
+	close(dfd);
+	assert_int_equal(m.held, BIG_HELD);
+	assert_int_equal(m.size, BIG_SIZE);
+	assert_int_equal(m.leaf, TEST_LEAF);
+	assert_int_equal(m.sign, sign);
+	uint8_t root[SX_HASH_LEN];
+	root_of(data, BIG_HELD, root);
+	assert_memory_equal(m.root, root, SX_HASH_LEN);
+}
+
+static void resume_cases(bool sign, const char *name, const uint8_t *data)
+{
+	char hdata[2048], hmeta[2048];
+	uint8_t root[SX_HASH_LEN], whole[SX_HASH_LEN], bad[SX_HASH_LEN] = {1};
+	sx_msg o;
+	held_path(name, SX_HELD_DATA, hdata, sizeof(hdata));
+	held_path(name, SX_HELD_META, hmeta, sizeof(hmeta));
+	root_of(data, BIG_HELD, root);
+	root_of(data, BIG_SIZE, whole);
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, sign);
+	send_query(c, 1, name, BIG_SIZE);
+	expect_offer(c, 1, SX_OFFER_PARTIAL, &o);
+	assert_int_equal(o.leaf, TEST_LEAF);
+	assert_int_equal(o.from, BIG_HELD);
+	assert_memory_equal(o.root, root, SX_HASH_LEN);
+	/* another size: nothing */
+	send_query(c, 2, name, BIG_SIZE + 1);
+	expect_offer(c, 2, SX_OFFER_NONE, &o);
+	/* a wrong root or from is refused, and the part stays */
+	send_resume(c, 1, name, BIG_SIZE, BIG_HELD, bad);
+	expect_file_err(c, 1, SX_E_IO, "root");
+	sx_msg e = {.type = SX_MSG_FILE_END, .file_id = 1, .size = BIG_HELD};
+	memcpy(e.root, bad, SX_HASH_LEN);
+	assert_int_equal(send_msg(c, &e), 0);
+	send_resume(c, 2, name, BIG_SIZE, TEST_LEAF, root);
+	expect_file_err(c, 2, SX_E_IO, "held");
+	e.file_id = 2;
+	e.size = TEST_LEAF;
+	assert_int_equal(send_msg(c, &e), 0);
+	assert_true(exists_at(peer_dir, strrchr(hdata, '/') + 1));
+	/* the right one: the rest, and the whole file's root */
+	send_resume(c, 3, name, BIG_SIZE, BIG_HELD, root);
+	send_data(c, data + BIG_HELD, BIG_SIZE - BIG_HELD);
+	e.file_id = 3;
+	e.size = BIG_SIZE;
+	memcpy(e.root, whole, SX_HASH_LEN);
+	assert_int_equal(send_msg(c, &e), 0);
+	if (sign) {
+		sx_desc d[3] = {{.size = BIG_HELD, .path = name},
+				{.size = TEST_LEAF, .path = name},
+				{.size = BIG_SIZE, .path = name}};
+		memcpy(d[0].root, bad, SX_HASH_LEN);
+		memcpy(d[1].root, bad, SX_HASH_LEN);
+		memcpy(d[2].root, whole, SX_HASH_LEN);
+		send_batch_of(c, cli_id.key, d, 3, 3);
+	}
+	expect_file_ok(c, 3);
+	if (sign)
+		expect_msg(c, SX_MSG_RECEIPT, &o);
+	end_session(c);
+	cli_close(c);
+	assert_file(name, data, BIG_SIZE);
+	assert_true(wait_path(hmeta, false));
+	assert_false(exists_at(peer_dir, strrchr(hdata, '/') + 1));
+	if (sign) {
+		char sig[300];
+		snprintf(sig, sizeof(sig), "%s.sxsig", name);
+		assert_true(exists_at(peer_dir, sig));
+	}
+	assert_no_partials();
+}
+
+static void test_held_unsigned(void **state)
+{
+	(void)state;
+	uint8_t *data = big_data(1);
+	cut_file(false, "held-u.bin", data);
+	resume_cases(false, "held-u.bin", data);
+	free(data);
+}
+
+static void test_held_signed(void **state)
+{
+	(void)state;
+	uint8_t *data = big_data(2);
+	cut_file(true, "held-s.bin", data);
+	resume_cases(true, "held-s.bin", data);
+	free(data);
+}
+
+/* A held part written by hand: another certificate's, and an old one. */
+static void test_held_foreign_and_expired(void **state)
+{
+	(void)state;
+	const char *name = "held-f.bin";
+	uint8_t *data = big_data(3);
+	char hdata[2048], hmeta[2048];
+	sx_msg o;
+	sx_err err = {0};
+	held_path(name, SX_HELD_DATA, hdata, sizeof(hdata));
+	held_path(name, SX_HELD_META, hmeta, sizeof(hmeta));
+	cut_file(false, name, data);
+	int dfd = open(peer_dir, O_RDONLY | O_DIRECTORY);
+	assert_true(dfd >= 0);
+	sx_held_meta m;
+	assert_int_equal(sx_held_read(dfd, strrchr(hmeta, '/') + 1, &m, &err), 0);
+	char fp[65];
+	memcpy(fp, m.fingerprint, sizeof(fp));
+	memset(m.fingerprint, 'a', 64);
+	assert_int_equal(sx_held_write(dfd, strrchr(hmeta, '/') + 1, &m, true, &err), 0);
+	cli *c = cli_open();
+	send_query(c, 1, name, BIG_SIZE);
+	expect_offer(c, 1, SX_OFFER_NONE, &o);
+	send_resume(c, 1, name, BIG_SIZE, BIG_HELD, m.root);
+	expect_file_err(c, 1, SX_E_IO, "another certificate");
+	sx_msg e = {.type = SX_MSG_FILE_END, .file_id = 1, .size = BIG_HELD};
+	assert_int_equal(send_msg(c, &e), 0);
+	end_session(c);
+	cli_close(c);
+	assert_true(exists_at(peer_dir, strrchr(hdata, '/') + 1));
+	/* older than the TTL (7 days by default): removed when asked about */
+	memcpy(m.fingerprint, fp, sizeof(fp));
+	m.kept = (int64_t)time(NULL) - 8 * 24 * 3600;
+	assert_int_equal(sx_held_write(dfd, strrchr(hmeta, '/') + 1, &m, true, &err), 0);
+	close(dfd);
+	c = cli_open();
+	send_query(c, 1, name, BIG_SIZE);
+	expect_offer(c, 1, SX_OFFER_NONE, &o);
+	end_session(c);
+	cli_close(c);
+	assert_false(exists_at(peer_dir, strrchr(hdata, '/') + 1));
+	assert_false(exists_at(peer_dir, strrchr(hmeta, '/') + 1));
+	free(data);
+}
+
+static void test_query_exists(void **state)
+{
+	(void)state;
+	uint8_t root[SX_HASH_LEN];
+	const char data[] = "stored before";
+	sx_msg o;
+	cli *c = cli_open();
+	assert_int_equal(send_file(c, 1, "q-plain.bin", data, sizeof(data)), 0);
+	expect_file_ok(c, 1);
+	send_query(c, 1, "q-plain.bin", sizeof(data));
+	expect_offer(c, 1, SX_OFFER_EXISTS, &o);
+	assert_int_equal(o.from, sizeof(data));
+	assert_int_equal(o.leaf, 0);
+	send_query(c, 2, "q-plain.bin", sizeof(data) + 1);
+	expect_offer(c, 2, SX_OFFER_NONE, &o);
+	send_query(c, 3, "nothing/here.bin", 10);
+	expect_offer(c, 3, SX_OFFER_NONE, &o);
+	send_query(c, 4, "../escape", 10);
+	expect_offer(c, 4, SX_OFFER_NONE, &o);
+	end_session(c);
+	cli_close(c);
+	/* signed: its .sxsig gives the root */
+	root_of(data, sizeof(data), root);
+	c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "q-signed.bin", data, sizeof(data), root);
+	send_batch(c, cli_id.key, "q-signed.bin", root, sizeof(data), 1);
+	expect_file_ok(c, 1);
+	expect_msg(c, SX_MSG_RECEIPT, &o);
+	send_query(c, 1, "q-signed.bin", sizeof(data));
+	expect_offer(c, 1, SX_OFFER_EXISTS, &o);
+	assert_int_equal(o.leaf, TEST_LEAF);
+	assert_memory_equal(o.root, root, SX_HASH_LEN);
+	end_session(c);
+	cli_close(c);
+	/* before SESSION: a protocol violation */
+	c = cli_open_raw(SX_SUITE_AES256GCM);
+	send_query(c, 1, "q-plain.bin", 1);
+	violation_done(c, SX_E_INTEGRITY, "must begin with SESSION", NULL);
+}
+
+static void test_file_same(void **state)
+{
+	(void)state;
+	uint8_t root[SX_HASH_LEN], other[SX_HASH_LEN];
+	const char data[] = "the same bytes";
+	sx_msg o;
+	root_of(data, sizeof(data), root);
+	root_of("other", 5, other);
+	/* unsigned, no .sxsig: the stored file is hashed (a thread) */
+	cli *c = cli_open();
+	assert_int_equal(send_file(c, 1, "same-u.bin", data, sizeof(data)), 0);
+	expect_file_ok(c, 1);
+	send_same(c, 2, "same-u.bin", sizeof(data), root);
+	expect_file_ok(c, 2);
+	send_same(c, 3, "same-u.bin", sizeof(data), other);
+	expect_file_err(c, 3, SX_E_IO, "exists with other content");
+	send_same(c, 4, "same-none.bin", sizeof(data), root);
+	expect_file_err(c, 4, SX_E_IO, "not stored");
+	end_session(c);
+	cli_close(c);
+	/* signed: known root (its .sxsig), in the batch, covered by the receipt */
+	c = cli_open_session(SX_SUITE_AES256GCM, true);
+	send_signed_file(c, 1, "same-s.bin", data, sizeof(data), root);
+	send_batch(c, cli_id.key, "same-s.bin", root, sizeof(data), 1);
+	expect_file_ok(c, 1);
+	expect_msg(c, SX_MSG_RECEIPT, &o);
+	send_same(c, 2, "same-s.bin", sizeof(data), root);
+	/* and the unsigned one, hashed, gets its .sxsig */
+	send_same(c, 3, "same-u.bin", sizeof(data), root);
+	sx_desc d[2] = {{.size = sizeof(data), .path = "same-s.bin"},
+			{.size = sizeof(data), .path = "same-u.bin"}};
+	memcpy(d[0].root, root, SX_HASH_LEN);
+	memcpy(d[1].root, root, SX_HASH_LEN);
+	sx_batch b = {0};
+	sx_err err = {0};
+	int64_t t = (int64_t)time(NULL);
+	d[0].mtime_sec = d[1].mtime_sec = 1600000000;
+	assert_int_equal(sx_batch_sign(&b, d, 2, TEST_LEAF, test_tid, 2, t, cli_id.key, &err), 0);
+	sx_msg bm = {.type = SX_MSG_BATCH,
+		     .batch_no = 2,
+		     .time = t,
+		     .nfiles = 2,
+		     .sig = b.sig,
+		     .sig_len = b.sig_len};
+	assert_int_equal(send_msg(c, &bm), 0);
+	sx_batch_free(&b);
+	uint32_t got = 0;
+	for (int i = 0; i < 2; i++) {
+		expect_msg(c, SX_MSG_FILE_OK, &o);
+		got |= 1u << o.file_id;
+	}
+	assert_int_equal(got, (1u << 2) | (1u << 3));
+	expect_msg(c, SX_MSG_RECEIPT, &o);
+	assert_int_equal(o.batch_no, 2);
+	end_session(c);
+	cli_close(c);
+	assert_true(exists_at(peer_dir, "same-u.bin.sxsig"));
+	assert_file("same-u.bin", data, sizeof(data));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1811,6 +2163,11 @@ int main(void)
 	    cmocka_unit_test(test_signed_path_bytes_cap),
 	    cmocka_unit_test(test_sbatch_drop_path),
 	    cmocka_unit_test(test_session_first),
+	    cmocka_unit_test(test_query_exists),
+	    cmocka_unit_test(test_file_same),
+	    cmocka_unit_test(test_held_unsigned),
+	    cmocka_unit_test(test_held_signed),
+	    cmocka_unit_test(test_held_foreign_and_expired),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
