@@ -339,15 +339,15 @@ done:
 		printf(",\"compress\":");
 		sx_cli_json_str(zmode_name(cfg.zmode, cfg.zlevel));
 		printf(",\"compressed_bytes\":%llu,\"data_records\":%llu,"
-		       "\"compressed_records\":%llu,\"direct_bytes\":%llu,\"files_grew\":%llu,",
+		       "\"compressed_records\":%llu,\"direct_bytes\":%llu,",
 		       (unsigned long long)st.wire_bytes, (unsigned long long)st.records,
 		       (unsigned long long)st.records_compressed,
-		       (unsigned long long)st.direct_bytes, (unsigned long long)st.files_grew);
+		       (unsigned long long)st.direct_bytes);
 		printf("\"wire_bytes\":%llu,\"files_resumed\":%llu,\"bytes_resumed\":%llu,"
-		       "\"files_same\":%llu,\"attempts\":%u}\n",
+		       "\"files_same\":%llu,\"attempts\":%u,\"files_grew\":%llu}\n",
 		       (unsigned long long)st.wire_bytes, (unsigned long long)st.files_resumed,
 		       (unsigned long long)st.bytes_resumed, (unsigned long long)st.files_same,
-		       st.attempts);
+		       st.attempts, (unsigned long long)st.files_grew);
 	} else if (rc == 0 && !quiet) {
 		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
 			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
