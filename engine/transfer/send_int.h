@@ -180,6 +180,7 @@ typedef struct send_run {
 	/* of the last attempt: whether its failure may be retried, and whether
 	 * it moved anything forward (a file answered, data sent) */
 	bool retryable, progressed;
+	uint64_t reach; /* the furthest an attempt got (send_retry.c) */
 } send_run;
 
 static inline uint64_t tag_of(int op, unsigned slot)
@@ -226,6 +227,8 @@ int sx_send_offer_for(sender *s, const query **q);
 int sx_send_decide(sender *s, const query *q, sx_entry *e, sx_msg *m, pend *p, bool *same,
 		   bool *drop, sx_err *err) SX_MUST_CHECK;
 
+/* send_retry.c: the bytes of the run's files that are done. */
+uint64_t sx_send_done_bytes(const send_run *run);
 /* send_retry.c: the wait before attempt n + 1 after n failed ones (n >= 1):
  * base doubling to max, drawn uniformly in [d/2, d] by rnd. Pure. */
 unsigned sx_send_retry_wait_ms(unsigned n, unsigned base_ms, unsigned max_ms, uint32_t rnd);

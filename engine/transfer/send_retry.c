@@ -40,6 +40,15 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+uint64_t sx_send_done_bytes(const send_run *run)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < run->ents.n; i++)
+		if (!run->ents.v[i].is_dir && run->ents.v[i].done)
+			n += run->ents.v[i].size;
+	return n;
+}
+
 /* Progress as the next attempt starts: what is done, nothing of the rest
  * (a file cut off counts again as its attempt resumes it). */
 static void progress_reset(send_run *run)

@@ -651,7 +651,7 @@ int sx_send_attempt(const sx_send_cfg *cfg, sx_send_stats *stats, send_run *run,
 {
 	sender *s = calloc(1, sizeof(*s));
 	sx_chan_ctx *ctx = NULL;
-	uint64_t t0 = sx_now_ns(), bytes0 = stats->bytes;
+	uint64_t t0 = sx_now_ns(), bytes0 = stats->bytes, resumed0 = stats->bytes_resumed;
 	if (s == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	sx_chan_cfg cc =
@@ -666,6 +666,13 @@ int sx_send_attempt(const sx_send_cfg *cfg, sx_send_stats *stats, send_run *run,
 	run->file_err = s->file_err;
 	run->stream_begun = run->stream_begun || s->stream_begun;
 	run->retryable = rc < 0 && (err->cls == SX_E_NET || s->truncated || s->resume_refused);
-	run->progressed = s->answers > 0 || stats->bytes > bytes0;
+	/* Moved forward: got further than any attempt before (what is done,
+	 * plus what this attempt resumed and sent of the rest). A receiver that
+	 * keeps nothing, or answers without receipts, does not count. */
+	uint64_t reach =
+	    sx_send_done_bytes(run) + (stats->bytes_resumed - resumed0) + (stats->bytes - bytes0);
+	run->progressed = reach > run->reach;
+	if (reach > run->reach)
+		run->reach = reach;
 	return sender_end(s, ctx, rc, t0);
 }
