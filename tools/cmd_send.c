@@ -46,6 +46,13 @@ static const char usage[] =
     "  --batch-bytes SIZE   or SIZE bytes (default 1G),\n"
     "  --batch-seconds S    or S seconds after its first file (default 10)\n"
     "  --checkpoint K       a signed checkpoint every K chunks of a stream (default 64)\n"
+    "  --retry N            after a network failure (refused, reset, cut, a stall of\n"
+    "                       --timeout, the server shutting down) connect again up to\n"
+    "                       N times (default 5; 0: never), each attempt resuming what\n"
+    "                       the receiver holds; an attempt that moved forward starts\n"
+    "                       the count again. Waits 1 s doubling to 60 s, randomized\n"
+    "  --retry-wait MS[:MS] the first wait and the longest, in milliseconds\n"
+    "  --no-resume          ask the receiver nothing: every file from its first byte\n"
     "  --pass-file FILE     passphrase of the identity key (or SXFER_PASSPHRASE)\n";
 
 typedef struct bar {
@@ -93,6 +100,35 @@ static void on_progress(void *ctx, const sx_progress *p)
 	}
 }
 
+static void on_retry(void *ctx, unsigned attempt, unsigned wait_ms, const sx_err *why)
+{
+	const bool *quiet = ctx;
+	if (!*quiet)
+		fprintf(stderr, "\nsxfer: %s; attempt %u in %.1f s\n", SX_TEXT(why->msg), attempt,
+			wait_ms / 1000.0);
+}
+
+/* --retry-wait MS[:MS] */
+static int parse_retry_wait(const char *arg, sx_send_cfg *cfg)
+{
+	char a[32];
+	uint64_t lo, hi;
+	const char *colon = strchr(arg, ':');
+	size_t n = colon ? (size_t)(colon - arg) : strlen(arg);
+	if (n == 0 || n >= sizeof(a))
+		return -1;
+	memcpy(a, arg, n);
+	a[n] = '\0';
+	if (sx_parse_u64(a, &lo) < 0 || lo == 0 || lo > 3600000)
+		return -1;
+	hi = lo > 60000 ? lo : 60000;
+	if (colon && (sx_parse_u64(colon + 1, &hi) < 0 || hi < lo || hi > 3600000))
+		return -1;
+	cfg->retry_base_ms = (int)lo;
+	cfg->retry_max_ms = (int)hi;
+	return 0;
+}
+
 static const char *zmode_name(sx_zmode m, int level)
 {
 	static char buf[16];
@@ -129,6 +165,9 @@ int sx_cmd_send(int argc, char **argv)
 	    {"batch-seconds", required_argument, 0, 'T'},
 	    {"checkpoint", required_argument, 0, 'K'},
 	    {"compress", required_argument, 0, 'z'},
+	    {"retry", required_argument, 0, 'y'},
+	    {"retry-wait", required_argument, 0, 'w'},
+	    {"no-resume", no_argument, 0, 'U'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -136,7 +175,8 @@ int sx_cmd_send(int argc, char **argv)
 			   .chunk = SX_CHUNK_DEFAULT,
 			   .timeout_ms = 30000,
 			   .zmode = SX_ZMODE_AUTO,
-			   .zlevel = SX_ZLEVEL_AUTO};
+			   .zlevel = SX_ZLEVEL_AUTO,
+			   .retries = 5};
 	const char *id_dir = NULL, *crl_file = NULL;
 	bool quiet = false, json = false;
 	sx_cli_pass ps = {0};
@@ -212,6 +252,18 @@ int sx_cmd_send(int argc, char **argv)
 				return sx_cli_usage_error(
 				    "send", "--compress: auto, on, off or a level 1-19");
 			break;
+		case 'y':
+			if (sx_parse_u64(optarg, &v) < 0 || v > 1000)
+				return sx_cli_usage_error("send", "--retry: 0 to 1000");
+			cfg.retries = (unsigned)v;
+			break;
+		case 'w':
+			if (parse_retry_wait(optarg, &cfg) < 0)
+				return sx_cli_usage_error(
+				    "send",
+				    "--retry-wait: MS or MS:MS, milliseconds, 1 to 3600000");
+			break;
+		case 'U': cfg.no_resume = true; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: return sx_cli_usage_error("send", "unknown option");
 		}
@@ -251,6 +303,8 @@ int sx_cmd_send(int argc, char **argv)
 	cfg.crl = crl;
 	cfg.on_progress = on_progress;
 	cfg.progress_ctx = &b;
+	cfg.on_retry = on_retry;
+	cfg.retry_ctx = &quiet;
 	if (sx_send_run(&cfg, &st, &err) < 0 && err.cls == SX_OK)
 		sx_fail(&err, SX_E_OTHER, "send failed");
 	if (b.on)
@@ -285,15 +339,27 @@ done:
 		printf(",\"compress\":");
 		sx_cli_json_str(zmode_name(cfg.zmode, cfg.zlevel));
 		printf(",\"compressed_bytes\":%llu,\"data_records\":%llu,"
-		       "\"compressed_records\":%llu,\"direct_bytes\":%llu,\"files_grew\":%llu}\n",
+		       "\"compressed_records\":%llu,\"direct_bytes\":%llu,",
 		       (unsigned long long)st.wire_bytes, (unsigned long long)st.records,
 		       (unsigned long long)st.records_compressed,
-		       (unsigned long long)st.direct_bytes, (unsigned long long)st.files_grew);
+		       (unsigned long long)st.direct_bytes);
+		printf("\"wire_bytes\":%llu,\"files_resumed\":%llu,\"bytes_resumed\":%llu,"
+		       "\"files_same\":%llu,\"attempts\":%u,\"files_grew\":%llu}\n",
+		       (unsigned long long)st.wire_bytes, (unsigned long long)st.files_resumed,
+		       (unsigned long long)st.bytes_resumed, (unsigned long long)st.files_same,
+		       st.attempts, (unsigned long long)st.files_grew);
 	} else if (rc == 0 && !quiet) {
 		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
 			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
 			st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0,
 			SX_TEXT(st.peer_name));
+		if (st.files_resumed > 0 || st.files_same > 0 || st.attempts > 1)
+			fprintf(stderr,
+				"%llu file(s) resumed (%llu bytes not sent again), %llu already "
+				"there; %u attempt(s)\n",
+				(unsigned long long)st.files_resumed,
+				(unsigned long long)st.bytes_resumed,
+				(unsigned long long)st.files_same, st.attempts);
 		if (st.records_compressed > 0)
 			fprintf(stderr,
 				"compressed %llu of %llu record(s): %llu bytes on the wire, "

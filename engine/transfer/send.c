@@ -51,7 +51,7 @@ static int fill_ctrl(slot *sl, const sx_msg *m, sx_err *err)
 	return 0;
 }
 
-static int put_ctrl(sender *s, slot *sl, const sx_msg *m, sx_err *err)
+int sx_send_put_ctrl(sender *s, slot *sl, const sx_msg *m, sx_err *err)
 {
 	sl->order = s->next_order++;
 	return fill_ctrl(sl, m, err);
@@ -90,7 +90,7 @@ void sx_send_close_idle(sender *s)
 }
 
 /* Keeps fd until the reads in flight on it complete. */
-static int park_fd(sender *s, int fd, sx_err *err)
+int sx_send_park_fd(sender *s, int fd, sx_err *err)
 {
 	for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
 		if (s->fds_open[i] < 0) {
@@ -103,10 +103,96 @@ static int park_fd(sender *s, int fd, sx_err *err)
 	return sx_fail(err, SX_E_OTHER, "too many files with reads in flight (internal)");
 }
 
-/* A file or folder begins: DIR, or FILE_BEGIN with the file opened. */
+/* A folder: DIR. */
+static int produce_dir(sender *s, slot *sl, sx_entry *e, sx_err *err)
+{
+	sx_msg m = {
+	    .type = SX_MSG_DIR, .path = (const uint8_t *)e->rel, .path_len = strlen(e->rel)};
+	if (sx_source_stat_dir(e, &m, err) < 0 || sx_send_put_ctrl(s, sl, &m, err) < 0)
+		return -1;
+	s->cur++;
+	return 0;
+}
+
+/* The file is over at its beginning (FILE_SAME, or not sent): its
+ * descriptor is closed, the producer moves on. */
+static int produce_skip_file(sender *s, sx_err *err)
+{
+	s->prog.bytes_sent += s->file.size;
+	int rc = sx_send_park_fd(s, s->file.fd, err);
+	s->file.fd = -1;
+	s->cur++;
+	s->phase = PH_BEGIN;
+	return rc;
+}
+
+/* EXISTS with other content, and the receiver does not overwrite: the file
+ * is not sent, and counted as refused. */
+static int produce_drop(sender *s, sx_entry *e, sx_err *err)
+{
+	s->stats->files_failed++;
+	s->prog.files_done++;
+	e->done = true;
+	sx_log("error", "file_refused", "path=%s class=%d reason=%s", SX_LOGQ(e->rel), SX_E_IO,
+	       SX_LOGQ("exists on the receiver with other content"));
+	sx_fail(&s->file_err, SX_E_IO, "'%s' exists on the receiver with other content", e->rel);
+	return produce_skip_file(s, err);
+}
+
+/* A file begins once its OFFER is in (1: not yet): FILE_BEGIN, FILE_RESUME
+ * or FILE_SAME with the file opened, or nothing at all (produce_drop). */
+static int produce_file(sender *s, slot *sl, sx_entry *e, sx_err *err)
+{
+	const query *q;
+	pend *p = &s->pends[sl - s->slots];
+	bool same, drop;
+	sx_msg m = {.path = (const uint8_t *)e->rel, .path_len = strlen(e->rel)};
+	if (sx_send_offer_for(s, &q) == 1)
+		return 1;
+	SX_GUARD(sx_source_open(&s->file, e, s->cfg, s->chunk, &m, err));
+	if (e->src != NULL)
+		/* Removed before its close (sx_send_close_idle); the rest go
+		 * with sx_io_close. */
+		(void)sx_io_file_add(s->io, s->file.fd);
+	else
+		s->stream_begun = true;
+	s->cur_refused = false;
+	s->cur_off = 0;
+	s->stream_ckpt_off = 0;
+	m.type = SX_MSG_FILE_BEGIN;
+	SX_GUARD(sx_send_decide(s, q, e, &m, p, &same, &drop, err));
+	if (drop)
+		return produce_drop(s, e, err);
+	if (same) {
+		m.type = SX_MSG_FILE_SAME;
+		memcpy(m.root, p->root, SX_HASH_LEN);
+	}
+	m.file_id = ++s->file_id;
+	SX_GUARD(sx_send_put_ctrl(s, sl, &m, err));
+	sl->late = same ? LATE_SAME : LATE_BEGIN;
+	sl->entry = s->cur;
+	e->file_id = m.file_id;
+	e->size = s->file.size;
+	e->mtime_sec = m.mtime_sec;
+	e->mtime_nsec = m.mtime_nsec;
+	SX_GUARD(sx_send_fid_add(s, m.file_id, s->cur, err));
+	s->fids[m.file_id].same = same;
+	s->fids[m.file_id].resumed = p->resumed;
+	s->phase = PH_DATA;
+	if (!same)
+		return 0;
+	/* No DATA and no FILE_END: in the open batch as a file ended here. */
+	if (s->p_files++ == 0)
+		s->p_t0 = sx_now_ns();
+	s->p_bytes += s->file.size;
+	return produce_skip_file(s, err);
+out:
+	return -1;
+}
+
+/* A file or folder begins. */
 static int produce_begin(sender *s, slot *sl, sx_entry *e, sx_err *err)
 {
-	sx_msg m = {0};
 #ifdef SXFER_TEST_HOOKS
 	/* TEST HOOK wrongname: the first file under a name not asked for (in
 	 * FILE_BEGIN and in the signed batch alike). */
@@ -118,37 +204,9 @@ static int produce_begin(sender *s, slot *sl, sx_entry *e, sx_err *err)
 		e->rel = evil;
 	}
 #endif
-	m.path = (const uint8_t *)e->rel;
-	m.path_len = strlen(e->rel);
-	if (e->is_dir) {
-		SX_GUARD(sx_source_stat_dir(e, &m, err));
-		m.type = SX_MSG_DIR;
-		SX_GUARD(put_ctrl(s, sl, &m, err));
-		s->cur++;
-		return 0;
-	}
-	SX_GUARD(sx_source_open(&s->file, e, s->cfg, s->chunk, &m, err));
-	if (e->src != NULL)
-		/* Removed before its close (sx_send_close_idle); the rest go
-		 * with sx_io_close. */
-		(void)sx_io_file_add(s->io, s->file.fd);
-	s->cur_refused = false;
-	m.type = SX_MSG_FILE_BEGIN;
-	m.file_id = ++s->file_id;
-	SX_GUARD(put_ctrl(s, sl, &m, err));
-	sl->late = LATE_BEGIN;
-	sl->entry = s->cur;
-	e->file_id = m.file_id;
-	e->size = s->file.size;
-	SX_GUARD(sx_send_fid_add(s, m.file_id, s->cur, err));
-	e->mtime_sec = m.mtime_sec;
-	e->mtime_nsec = m.mtime_nsec;
-	s->cur_off = 0;
-	s->stream_ckpt_off = 0;
-	s->phase = PH_DATA;
-	return 0;
-out:
-	return -1;
+	if (e->is_dir)
+		return produce_dir(s, sl, e, err);
+	return produce_file(s, sl, e, err);
 }
 
 /* The next DATA record of the file being read, a checkpoint of a stream,
@@ -221,7 +279,7 @@ static int produce_end(sender *s, slot *sl, sx_entry *e, sx_err *err)
 	/* Reads of this file may still be in flight; its fd is closed when
 	 * the last one completes (see sx_send_on_read), or now when none is
 	 * (an empty file has none). */
-	SX_GUARD(park_fd(s, s->file.fd, err));
+	SX_GUARD(sx_send_park_fd(s, s->file.fd, err));
 	s->file.fd = -1;
 	s->cur++;
 	s->phase = PH_BEGIN;
@@ -242,10 +300,13 @@ int sx_send_produce(sender *s, sx_err *err)
 				    .flags = s->sign ? SX_SESSION_SIGNED : 0,
 				    .hash_chunk = s->chunk};
 			memcpy(m.transfer_id, s->tid, SX_TID_LEN);
-			SX_GUARD(put_ctrl(s, sl, &m, err));
+			SX_GUARD(sx_send_put_ctrl(s, sl, &m, err));
 			s->session_queued = true;
 			continue;
 		}
+		/* What an earlier attempt of the run finished is not sent again. */
+		while (s->phase == PH_BEGIN && s->cur < s->ents.n && s->ents.v[s->cur].done)
+			s->cur++;
 		if (s->sign && s->p_files > 0 &&
 		    (s->p_files >= s->batch_files || s->p_bytes >= s->batch_bytes ||
 		     sx_now_ns() - s->p_t0 >= s->batch_ns || s->cur == s->ents.n)) {
@@ -257,6 +318,11 @@ int sx_send_produce(sender *s, sx_err *err)
 			sl->order = s->next_order++;
 			s->p_files = 0;
 			s->p_bytes = 0;
+			continue;
+		}
+		r = sx_send_query(s, sl, err);
+		if (r != 0) {
+			r = r < 0 ? -1 : 0;
 			continue;
 		}
 		if (s->cur == s->ents.n) {
@@ -342,6 +408,34 @@ static sx_sbatch *open_batch(sender *s, sx_err *err)
 	return b;
 }
 
+/* A file ended (FILE_END, or FILE_SAME) goes into the open batch. */
+static int batch_add(sender *s, const sx_entry *e, const uint8_t root[SX_HASH_LEN], sx_err *err)
+{
+	sx_sbatch *b = open_batch(s, err);
+	if (b == NULL || sx_sbatch_add(b, e->file_id, root, e->size, e->mtime_sec, e->mtime_nsec,
+				       e->rel, err) < 0)
+		return -1;
+	s->fids[e->file_id].batch = (int)(b - s->batches);
+	s->fids[e->file_id].pos = b->n - 1;
+	return 0;
+}
+
+/* LATE_BEGIN: the file's tree starts, from a resumed prefix's compact
+ * range when the file continues a held part. */
+static int seal_begin(sender *s, slot *sl, sx_err *err)
+{
+	const pend *p = &s->pends[sl - s->slots];
+	sx_zauto_reset(&s->za);
+	if (!s->sign)
+		return 0;
+	if (p->resumed
+		? sx_filehash_resume(&s->fh, s->chunk, p->nleaves, p->range, p->depth, err) < 0
+		: sx_filehash_init(&s->fh, s->chunk, err) < 0)
+		return -1;
+	s->fh_open = true;
+	return 0;
+}
+
 /* Runs when a late slot's turn to be sealed comes: everything before it has
  * been sealed and hashed, in order. */
 static int seal_time(sender *s, slot *sl, sx_err *err)
@@ -353,25 +447,14 @@ static int seal_time(sender *s, slot *sl, sx_err *err)
 	int64_t now = (int64_t)time(NULL);
 	sx_msg m = {0};
 	switch (sl->late) {
-	case LATE_BEGIN:
-		sx_zauto_reset(&s->za);
-		if (s->sign) {
-			SX_GUARD(sx_filehash_init(&s->fh, s->chunk, err));
-			s->fh_open = true;
-		}
-		return 0;
+	case LATE_BEGIN: return seal_begin(s, sl, err);
+	case LATE_SAME: return s->sign ? batch_add(s, e, s->pends[sl - s->slots].root, err) : 0;
 	case LATE_END:
 		if (s->fh_open) {
 			SX_GUARD(sx_filehash_final(&s->fh, root, &leaves, &bytes, err));
 			sx_filehash_free(&s->fh);
 			s->fh_open = false;
-			sx_sbatch *b = open_batch(s, err);
-			if (b == NULL)
-				goto out;
-			SX_GUARD(sx_sbatch_add(b, e->file_id, root, e->size, e->mtime_sec,
-					       e->mtime_nsec, e->rel, err));
-			s->fids[e->file_id].batch = (int)(b - s->batches);
-			s->fids[e->file_id].pos = b->n - 1;
+			SX_GUARD(batch_add(s, e, root, err));
 		}
 		m.type = SX_MSG_FILE_END;
 		m.file_id = e->file_id;

@@ -60,7 +60,33 @@ typedef struct slot {
 
 /* Control records whose content is known only when every record before
  * them has been sealed (and hashed): they are encoded at sealing time. */
-enum { LATE_NONE = 0, LATE_BEGIN, LATE_END, LATE_BATCH, LATE_CHECKPOINT };
+enum { LATE_NONE = 0, LATE_BEGIN, LATE_END, LATE_BATCH, LATE_CHECKPOINT, LATE_SAME };
+
+/* Questions in flight ahead of the producer (QUERY sent, its OFFER not yet
+ * used): a ring of this many (docs/PROTOCOL.md, "Resume and re-sending"). */
+#define QWIN 1024u
+
+/* One QUERY and, once it arrived, its OFFER. */
+typedef struct query {
+	size_t entry;
+	uint64_t size; /* as asked */
+	bool answered;
+	uint8_t kind;
+	uint32_t flags, leaf;
+	uint64_t from;
+	uint8_t root[SX_HASH_LEN];
+} query;
+
+/* What a FILE_BEGIN, FILE_RESUME or FILE_SAME slot carries to its sealing:
+ * the compact range of a resumed file's prefix, or the root of a file
+ * already there. Indexed by slot. */
+typedef struct pend {
+	bool resumed;
+	uint64_t nleaves;
+	unsigned depth;
+	uint8_t root[SX_HASH_LEN];
+	uint8_t range[64][SX_HASH_LEN];
+} pend;
 
 typedef struct sender {
 	const sx_send_cfg *cfg;
@@ -106,6 +132,8 @@ typedef struct sender {
 		int batch; /* index in batches, -1 when unsigned */
 		uint32_t pos;
 		bool answered;
+		bool same;    /* FILE_SAME: answered FILE_OK, already there */
+		bool resumed; /* FILE_RESUME: a refusal is asked again next attempt */
 	} * fids;
 	size_t fids_cap;
 	uint32_t batch_files, ckpt_records; /* effective settings */
@@ -128,7 +156,32 @@ typedef struct sender {
 	size_t zcap;
 	int zlevel;
 	sx_zauto za; /* --compress auto: the file being sealed */
+	/* resume (send_offer.c): QUERYs ask ahead of the producer */
+	bool ask; /* QUERYs in this session */
+	query *q; /* QWIN questions, qid k at q[(k - 1) % QWIN] */
+	uint32_t q_sent, q_answered, q_used;
+	size_t q_next; /* next entry to ask about */
+	pend pends[NSLOTS];
+	bool hashed;	     /* the producer read files to hash them (the loop's clock) */
+	bool borrowed;	     /* ents belong to the run (retries), not freed here */
+	bool truncated;	     /* the receiver closed without end-of-stream */
+	bool resume_refused; /* a FILE_RESUME was refused: ask again */
+	bool stream_begun;   /* standard input was begun (cannot be sent again) */
+	uint64_t leaf_cache_hits;
 } sender;
+
+/* A run of attempts (sx_send_run with retries): what outlives one
+ * connection. */
+typedef struct send_run {
+	sx_entries ents;
+	sx_progress prog;
+	sx_err file_err; /* first file refused, in any attempt */
+	bool stream_begun;
+	/* of the last attempt: whether its failure may be retried, and whether
+	 * it moved anything forward (a file answered, data sent) */
+	bool retryable, progressed;
+	uint64_t reach; /* the furthest an attempt got (send_retry.c) */
+} send_run;
 
 static inline uint64_t tag_of(int op, unsigned slot)
 {
@@ -149,5 +202,35 @@ void sx_send_close_idle(sender *s);
 /* send_session.c: records that the file begun as id is entry number
  * entry and is not answered yet. */
 int sx_send_fid_add(sender *s, uint32_t id, size_t entry, sx_err *err) SX_MUST_CHECK;
+/* One connection of a run: everything not done in run->ents is sent. */
+int sx_send_attempt(const sx_send_cfg *cfg, sx_send_stats *stats, send_run *run,
+		    sx_err *err) SX_MUST_CHECK;
+/* Parks fd until the reads in flight on it complete, then closes it. */
+int sx_send_park_fd(sender *s, int fd, sx_err *err) SX_MUST_CHECK;
+/* Puts control message m into slot sl, next in order. */
+int sx_send_put_ctrl(sender *s, slot *sl, const sx_msg *m, sx_err *err) SX_MUST_CHECK;
+
+/* send_offer.c: QUERYs ahead of the producer, the OFFERs, and what the
+ * producer does with them. */
+/* Puts the next QUERY into sl when one is due: 1 when it did, 0 when none
+ * is due. */
+int sx_send_query(sender *s, slot *sl, sx_err *err) SX_MUST_CHECK;
+/* An OFFER from the receiver: checked against its QUERY and kept. */
+int sx_send_on_offer(sender *s, const sx_msg *m, sx_err *err) SX_MUST_CHECK;
+/* The producer is about to begin file entry cur: 1 when its OFFER has not
+ * arrived yet (wait), 0 with *q the answered question (NULL: none asked). */
+int sx_send_offer_for(sender *s, const query **q);
+/* What the producer does with file e once opened into s->file with the
+ * offer q (may be NULL), m being its FILE_BEGIN: turns m into FILE_RESUME
+ * (and sets s->cur_off and p), or says the file is FILE_SAME (*same, root in
+ * p) or not sent at all (*drop, counted as refused). */
+int sx_send_decide(sender *s, const query *q, sx_entry *e, sx_msg *m, pend *p, bool *same,
+		   bool *drop, sx_err *err) SX_MUST_CHECK;
+
+/* send_retry.c: the bytes of the run's files that are done. */
+uint64_t sx_send_done_bytes(const send_run *run);
+/* send_retry.c: the wait before attempt n + 1 after n failed ones (n >= 1):
+ * base doubling to max, drawn uniformly in [d/2, d] by rnd. Pure. */
+unsigned sx_send_retry_wait_ms(unsigned n, unsigned base_ms, unsigned max_ms, uint32_t rnd);
 
 #endif

@@ -41,6 +41,14 @@ static int mark_answer(sender *s, uint32_t file_id, sx_answer state, uint64_t si
 			       (unsigned long long)s->ents.v[f->entry].size);
 	f->answered = true;
 	s->answers++;
+	/* Done for the run: unsigned once stored; signed once its batch has
+	 * its receipt (on_receipt), so that a file stored in an attempt cut
+	 * before the receipt is asked about again (and comes back as FILE_SAME,
+	 * covered by the next attempt's receipt). */
+	if (state == SX_ANS_STORED && !s->sign)
+		s->ents.v[f->entry].done = true;
+	if (state == SX_ANS_STORED && f->same)
+		s->stats->files_same++;
 	if (f->batch >= 0) {
 		s->batches[f->batch].state[f->pos] = (uint8_t)state;
 		s->batches[f->batch].answered++;
@@ -99,6 +107,9 @@ static int on_receipt(sender *s, const sx_msg *m, sx_err *err)
 			  err, SX_E_IO, "receipts folder path too long");
 		SX_GUARD(sx_file_write_atomic(path, text, text_len, 0644, err));
 	}
+	for (uint32_t i = 0; i < b->n; i++)
+		if (b->state[i] == SX_ANS_STORED)
+			s->ents.v[s->fids[b->file_ids[i]].entry].done = true;
 	b->receipted = true;
 	s->receipts++;
 	s->stats->receipts++;
@@ -107,6 +118,18 @@ out:
 	free(text);
 	sx_receipt_free(&r);
 	return rc;
+}
+
+/* A FILE_RESUME refused (the held part expired or was taken): the file is
+ * sent whole by the next attempt, which this one's end asks for. */
+static int on_resume_refused(sender *s, const sx_msg *m)
+{
+	sx_entry *e = &s->ents.v[s->fids[m->file_id].entry];
+	e->fresh = true;
+	s->resume_refused = true;
+	sx_log("warn", "resume_refused", "path=%s reason=%s", SX_LOGQ(e->rel),
+	       SX_LOGQN((const char *)m->reason, m->reason_len));
+	return 0;
 }
 
 static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
@@ -122,6 +145,7 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 		s->prog.files_done++;
 		return 0;
 	case SX_MSG_RECEIPT: return on_receipt(s, &m, err);
+	case SX_MSG_OFFER: return sx_send_on_offer(s, &m, err);
 	case SX_MSG_FILE_ERR:
 		if (mark_answer(s, m.file_id, SX_ANS_REFUSED, 0, err) < 0)
 			return -1;
@@ -129,6 +153,10 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 		if (s->phase == PH_DATA && s->cur < s->ents.n &&
 		    s->ents.v[s->cur].file_id == m.file_id && s->ents.v[s->cur].src != NULL)
 			s->cur_refused = true;
+		if (m.file_id != 0 && s->fids[m.file_id].resumed)
+			return on_resume_refused(s, &m);
+		if (m.file_id != 0)
+			s->ents.v[s->fids[m.file_id].entry].done = true;
 		s->stats->files_failed++;
 		s->prog.files_done++;
 		sx_log("error", "file_refused", "file_id=%u class=%u reason=%s", m.file_id,
@@ -227,6 +255,7 @@ static int on_recv(sender *s, int64_t res, sx_err *err)
 			return sx_fail(err, SX_E_NET,
 				       "%s closed the connection during the handshake",
 				       s->cfg->host);
+		s->truncated = true;
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "%s closed the connection without end-of-stream (truncated)",
 			       s->cfg->host);
@@ -251,7 +280,8 @@ out:
 
 /* The settings, the entries and the buffers of a session: everything that
  * is allocated once, before the connection. */
-static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
+static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, send_run *run,
+		       sx_err *err)
 {
 	s->cfg = cfg;
 	s->stats = stats;
@@ -277,7 +307,21 @@ static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, 
 	    (uint64_t)(cfg->batch_ms > 0 ? cfg->batch_ms : SX_BATCH_MS_DEFAULT) * 1000000u;
 	s->ckpt_records =
 	    cfg->checkpoint_records ? cfg->checkpoint_records : SX_CHECKPOINT_RECORDS_DEFAULT;
-	SX_GUARD(sx_entries_build(&s->ents, cfg, s->sign, &s->prog, err));
+	if (run != NULL) {
+		s->ents = run->ents;
+		s->borrowed = true;
+		s->prog = run->prog;
+		s->file_err = run->file_err;
+	} else {
+		SX_GUARD(sx_entries_build(&s->ents, cfg, s->sign, &s->prog, err));
+	}
+	/* A server's side of get is asked nothing (its client does not
+	 * answer QUERY). */
+	s->ask = !cfg->no_resume && !cfg->serving;
+	if (s->ask) {
+		s->q = calloc(QWIN, sizeof(*s->q));
+		SX_ENSURE(s->q != NULL, err, SX_E_OTHER, "out of memory");
+	}
 	if (s->sign) {
 		SX_ENSURE(RAND_bytes(s->tid, sizeof(s->tid)) == 1, err, SX_E_OTHER,
 			  "no random bytes for the transfer id");
@@ -420,6 +464,12 @@ static int sender_loop(sender *s, sx_err *err)
 			SX_GUARD(sx_send_produce(s, err));
 			SX_GUARD(sx_send_prepare(s, err));
 			SX_GUARD(sx_send_next(s, err));
+			/* Hashing a file to compare it took the loop's time, not
+			 * the receiver's. */
+			if (s->hashed) {
+				last = sx_now_ns();
+				s->hashed = false;
+			}
 		}
 		int wait_ms = s->draining ? 1000 : cfg->timeout_ms;
 		/* A server's sending thread looks at its stop flag this often. */
@@ -453,6 +503,10 @@ static int sender_check_done(sender *s, sx_err *err)
 {
 	if (s->file_err.cls != SX_OK)
 		return sx_fail(err, s->file_err.cls, "%s", s->file_err.msg);
+	SX_ENSURE(!s->resume_refused, err, SX_E_IO,
+		  "%s refused to continue a file from its held part (see the log): it is sent "
+		  "whole by the next attempt",
+		  s->link.k.peer_name);
 	SX_ENSURE(s->answers == s->file_id, err, SX_E_INTEGRITY,
 		  "%s answered %llu of %u files before ending the session", s->link.k.peer_name,
 		  (unsigned long long)s->answers, s->file_id);
@@ -517,7 +571,9 @@ static void sender_free(sender *s, sx_chan_ctx *ctx, bool failed)
 		sx_sbatch_free(&s->batches[i]);
 	free(s->batches);
 	free(s->fids);
-	sx_entries_free(&s->ents);
+	free(s->q);
+	if (!s->borrowed)
+		sx_entries_free(&s->ents);
 	OPENSSL_cleanse(s->rxbuf, sizeof(s->rxbuf));
 	free(s);
 }
@@ -582,7 +638,7 @@ int sx_send_serve(const sx_send_cfg *cfg, int sock, sx_link *from, sx_send_stats
 	}
 	memset(stats, 0, sizeof(*stats));
 	sx_link_move(&s->link, from);
-	int rc = sender_init(s, cfg, stats, err);
+	int rc = sender_init(s, cfg, stats, NULL, err);
 	s->sock = sock; /* after sender_init, which starts with none */
 	if (rc < 0)
 		sx_send_error_now(&s->link, s->sock, err);
@@ -591,21 +647,32 @@ int sx_send_serve(const sx_send_cfg *cfg, int sock, sx_link *from, sx_send_stats
 	return sender_end(s, NULL, rc, t0);
 }
 
-int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
+int sx_send_attempt(const sx_send_cfg *cfg, sx_send_stats *stats, send_run *run, sx_err *err)
 {
 	sender *s = calloc(1, sizeof(*s));
 	sx_chan_ctx *ctx = NULL;
-	uint64_t t0 = sx_now_ns();
+	uint64_t t0 = sx_now_ns(), bytes0 = stats->bytes, resumed0 = stats->bytes_resumed;
 	if (s == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
-	memset(stats, 0, sizeof(*stats));
 	sx_chan_cfg cc =
 	    sx_chan_client(cfg->id, cfg->crl, cfg->server_name ? cfg->server_name : cfg->host,
 			   cfg->suite, cfg->rotate_bytes, RX_CAP + SX_REC_TAG_MAX);
-	int rc = sender_init(s, cfg, stats, err);
+	int rc = sender_init(s, cfg, stats, run, err);
 	if (rc == 0)
 		rc = sx_chan_ctx_new(&ctx, &cc, err);
 	if (rc == 0)
 		rc = sender_go(s, ctx, err);
+	run->prog = s->prog;
+	run->file_err = s->file_err;
+	run->stream_begun = run->stream_begun || s->stream_begun;
+	run->retryable = rc < 0 && (err->cls == SX_E_NET || s->truncated || s->resume_refused);
+	/* Moved forward: got further than any attempt before (what is done,
+	 * plus what this attempt resumed and sent of the rest). A receiver that
+	 * keeps nothing, or answers without receipts, does not count. */
+	uint64_t reach =
+	    sx_send_done_bytes(run) + (stats->bytes_resumed - resumed0) + (stats->bytes - bytes0);
+	run->progressed = reach > run->reach;
+	if (reach > run->reach)
+		run->reach = reach;
 	return sender_end(s, ctx, rc, t0);
 }

@@ -326,6 +326,15 @@ static bool read_direct(const sx_send_cfg *cfg, uint32_t chunk, int fd, uint64_t
 	return sx_direct_on(fd) != 0;
 }
 
+int sx_source_size(const sx_entry *e, uint64_t *size)
+{
+	struct stat st;
+	if (e->src == NULL || src_stat(e->dirfd, e->src, &st) < 0 || !S_ISREG(st.st_mode))
+		return -1;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
 int sx_source_stat_dir(const sx_entry *e, sx_msg *m, sx_err *err)
 {
 	struct stat st;

@@ -28,6 +28,9 @@ typedef struct sx_entry {
 	uint64_t size;
 	int64_t mtime_sec;
 	uint32_t mtime_nsec;
+	/* across the attempts of a run (retries) */
+	bool done;  /* answered (FILE_OK or FILE_ERR): not sent again */
+	bool fresh; /* its resume was refused: sent from its first byte */
 } sx_entry;
 
 typedef struct sx_entries {
@@ -58,6 +61,9 @@ int sx_source_stat_dir(const sx_entry *e, sx_msg *m, sx_err *err) SX_MUST_CHECK;
  * may still hold a descriptor for the caller to close. */
 int sx_source_open(sx_source *f, const sx_entry *e, const sx_send_cfg *cfg, uint32_t chunk,
 		   sx_msg *m, sx_err *err) SX_MUST_CHECK;
+/* The size of regular file e now (for its QUERY); -1 when it cannot be
+ * looked at (its open will say why). */
+int sx_source_size(const sx_entry *e, uint64_t *size);
 /* At the end of file e: warns (and counts in stats) when it has more bytes
  * than when it was begun. */
 void sx_source_check_grown(const sx_source *f, const sx_entry *e, sx_send_stats *stats);

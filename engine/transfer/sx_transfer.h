@@ -81,6 +81,9 @@ typedef struct sx_send_cfg {
 	unsigned retries;
 	int retry_base_ms, retry_max_ms;
 	bool no_resume; /* ask nothing: every file from its first byte (benchmarks) */
+	/* called before each wait for another attempt (NULL: logged only) */
+	void (*on_retry)(void *ctx, unsigned attempt, unsigned wait_ms, const sx_err *why);
+	void *retry_ctx;
 } sx_send_cfg;
 
 typedef struct sx_send_stats {
