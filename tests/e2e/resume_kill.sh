@@ -28,9 +28,48 @@ send_bg() { # JSON_FILE PATHS...: a send in the background; sets SEND_PID
 	PIDS+=("$SEND_PID")
 }
 
-# rand_ms MIN MAX
-rand_ms() { python3 -c 'import random,sys; print(random.randint(int(sys.argv[1]), int(sys.argv[2])))' "$1" "$2"; }
-sleep_ms() { sleep "$(awk -v m="$1" 'BEGIN{printf "%.3f", m/1000}')"; }
+# at_random_moment SRC PID: returns once the transfer of SRC (by PID) has
+# reached a random point: for a file, a random number of its bytes in the
+# receiver's temporary (beyond what it already holds); for a folder, a
+# random number of its files stored; or once PID has ended.
+at_random_moment() {
+	python3 - "$1" "$DEV" "$2" <<'PY'
+import os, random, sys, time
+src, dev, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def alive():
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+def walk(top):
+    for d, _, fs in os.walk(top):
+        for f in fs:
+            yield d, f
+if os.path.isfile(src):
+    size = os.path.getsize(src)
+    held = sum(os.path.getsize(os.path.join(d, f)) for d, f in walk(dev) if f.endswith(".sxheld"))
+    target = random.randint(min(held + 1, size - 1), size - 1)
+    def reached():
+        n = 0
+        for d, f in walk(dev):
+            if f.endswith(".sxpart"):
+                try:
+                    n += os.path.getsize(os.path.join(d, f))
+                except OSError:
+                    pass
+        return n >= target
+else:
+    total = sum(len(fs) for _, _, fs in os.walk(src))
+    target = random.randint(1, total - 1)
+    def reached():
+        return sum(1 for d, f in walk(dev) if not f.startswith(".") and not f.endswith(".sxsig")) >= target
+deadline = time.time() + 120
+while alive() and not reached() and time.time() < deadline:
+    time.sleep(0.003)
+PY
+}
 
 # held_bytes DIR: bytes of every held part under DIR.
 held_bytes() {
@@ -85,12 +124,12 @@ check_output() { # SRC
 	name=$(basename "$src")
 	diff -r -x '*.sxsig' "$src" "$DEV/$name" >/dev/null || fail "$name differs from its source"
 	if [ -f "$src" ]; then
-		"$SXFER" verify --ca "$WORK/ca/ca.pem" --signer cam-01 "$DEV/$name" >/dev/null ||
-			fail "$name does not verify"
+		"$SXFER" verify --ca "$WORK/ca/ca.pem" --signer cam-01 "$DEV/$name" >"$WORK/v.out" ||
+			{ cat "$WORK/v.out" >&2; fail "$name does not verify"; }
 	else
-		find "$DEV/$name" -type f ! -name '*.sxsig' -print0 | head -z -n 20 |
-			xargs -0 "$SXFER" verify --ca "$WORK/ca/ca.pem" --signer cam-01 >/dev/null ||
-			fail "files of $name do not verify"
+		find "$DEV/$name" -type f ! -name '*.sxsig' -print0 |
+			xargs -0 "$SXFER" verify --ca "$WORK/ca/ca.pem" --signer cam-01 >"$WORK/v.out" ||
+			{ grep -v ': ok' "$WORK/v.out" >&2; fail "files of $name do not verify"; }
 	fi
 	[ -z "$(find "$DEV" -name '*.sxheld*' -o -name '*.sxpart' -o -name '*.sxmeta')" ] ||
 		fail "held parts or temporaries left after $name was stored: $(find "$DEV" -name '.*')"
@@ -115,7 +154,7 @@ for src in "$WORK/big.bin" "$WORK/tree"; do
 	prev=0 kills=0
 	for _ in $(seq 1 "$KILLS"); do
 		send_bg "$WORK/k.json" "$src"
-		sleep_ms "$(rand_ms 30 900)"
+		at_random_moment "$src" "$SEND_PID"
 		kill -9 "$SEND_PID" 2>/dev/null && kills=$((kills + 1))
 		wait "$SEND_PID" 2>/dev/null || true
 		wait_until 30 "the server to keep what it received" quiet_server
@@ -141,7 +180,7 @@ for src in "$WORK/big.bin" "$WORK/tree"; do
 		start_server srv --id "$WORK/server" --out "$OUT"
 		SRV=$SERVER_PID
 		send_bg "$WORK/k.json" "$src"
-		sleep_ms "$(rand_ms 30 900)"
+		at_random_moment "$src" "$SEND_PID"
 		kill -9 "$SRV" 2>/dev/null || true
 		wait "$SRV" 2>/dev/null || true
 		wait "$SEND_PID" 2>/dev/null || true
