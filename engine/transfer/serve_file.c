@@ -4,6 +4,8 @@
 #include "engine/transfer/serve_int.h"
 #include "engine/transfer/sx_held.h"
 
+#include <sys/stat.h>
+
 static int stored(server *s, conn *c, int fi, sx_err *err);
 static void file_io_done(server *s, conn *c, int fi);
 
@@ -379,11 +381,32 @@ typedef struct keep_job {
 	char peer[256];
 	/* a held part (srv_keep_held) rather than a stream's prefix */
 	bool held, hash;
+	bool dropped; /* the part went: the file was stored meanwhile */
 	sx_held_meta meta;
 	sx_ledger *lg;
 	bool lg_ev;
 	sx_ledger_ev ev;
 } keep_job;
+
+/* A retry can store the whole file while this thread still hashed its
+ * broken transfer (unsigned, a large part): a final name changed since the
+ * break makes the part stale, and it goes rather than wait for its TTL. */
+static bool held_superseded(keep_job *j)
+{
+	struct stat st;
+	char data[SX_HELD_NAME_MAX], meta[SX_HELD_NAME_MAX];
+	sx_err e = {0};
+	if (fstatat(j->sf.dir_fd, j->meta.name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    st.st_ctim.tv_sec < j->meta.kept ||
+	    sx_held_name(j->meta.name, SX_HELD_DATA, data, sizeof(data), &e) < 0 ||
+	    sx_held_name(j->meta.name, SX_HELD_META, meta, sizeof(meta), &e) < 0)
+		return false;
+	(void)unlinkat(j->sf.dir_fd, meta, 0);
+	(void)unlinkat(j->sf.dir_fd, data, 0);
+	sx_log("info", "held_dropped", "peer=%s path=%s reason=%s", SX_LOGQ(j->peer),
+	       SX_LOGQ(j->path), SX_LOGQ("the file was stored while its part was being kept"));
+	return true;
+}
 
 /* The whole leaves of a broken file become its held part: hashed from
  * the temporary when the receiver did not hash them (unsigned). */
@@ -404,6 +427,9 @@ static void held_run(keep_job *j)
 	if (sx_held_keep(j->sf.dir_fd, j->sf.fd, j->sf.tmp, &j->meta, &err) < 0)
 		goto out;
 	j->sf.committed = true; /* renamed: nothing to remove but its .sxmeta */
+	j->dropped = held_superseded(j);
+	if (j->dropped)
+		goto out;
 	sx_log("warn", "held", "peer=%s path=%s bytes=%llu size=%llu", SX_LOGQ(j->peer),
 	       SX_LOGQ(j->path), (unsigned long long)j->meta.held,
 	       (unsigned long long)j->meta.size);
@@ -412,7 +438,7 @@ out:
 		sx_log("error", "held", "peer=%s path=%s reason=%s", SX_LOGQ(j->peer),
 		       SX_LOGQ(j->path), SX_LOGQ(err.msg));
 	if (j->lg_ev) {
-		j->ev.state = err.cls == SX_OK ? SX_LF_PARTIAL : SX_LF_FAILED;
+		j->ev.state = err.cls == SX_OK && !j->dropped ? SX_LF_PARTIAL : SX_LF_FAILED;
 		j->ev.has_size = true;
 		j->ev.size = j->meta.size;
 		j->ev.verified = err.cls == SX_OK ? j->meta.held : 0;

@@ -29,9 +29,11 @@ count = [0]
 
 
 def reset(s):
+    # SO_LINGER 0 makes the close send RST; shutting the read side first
+    # wakes a thread blocked in recv on it (a close alone would wait for it).
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        s.close()
+        s.shutdown(socket.SHUT_RD)
     except OSError:
         pass
 
@@ -85,7 +87,7 @@ def serve(cli, n):
         t2.join(timeout=3600)
     t1.join()
     t2.join()
-    cli.close()
+    cli.close()  # with SO_LINGER 0 after a cut: a reset
     srv.close()
     with lock:
         print(f"conn {n} c2s {moved['c2s']} s2c {moved['s2c']} broken {int(broken.is_set())}",

@@ -19,55 +19,48 @@ OUT=$WORK/out
 DEV=$OUT/cam-01
 SRV=""
 
-send_bg() { # JSON_FILE PATHS...: a send in the background; sets SEND_PID
-	local js=$1
-	shift
-	"$SXFER" send --id "$WORK/cam" --quiet --json --retry 0 "127.0.0.1:$PORT" "$@" \
-		>"$js" 2>"$WORK/send.err" &
-	SEND_PID=$!
-	PIDS+=("$SEND_PID")
-}
 
-# at_random_moment SRC PID: returns once the transfer of SRC (by PID) has
-# reached a random point: for a file, a random number of its bytes in the
-# receiver's temporary (beyond what it already holds); for a folder, a
-# random number of its files stored; or once PID has ended.
-at_random_moment() {
-	python3 - "$1" "$DEV" "$2" <<'PY'
-import os, random, sys, time
-src, dev, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
-def alive():
-    try:
-        os.kill(pid, 0)
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+# kill_at_random VICTIM SRC: sends SRC in the background and kills -9 VICTIM
+# ("sender", or the server's PID) once the transfer has reached a random
+# point: for a file, a random byte beyond what the receiver already holds
+# has reached its temporary; for a folder, a random number of its files are
+# stored. Prints 1 when the kill landed before the send ended, else 0.
+kill_at_random() {
+	python3 - "$1" "$2" "$DEV" "$SXFER" "$WORK/cam" "127.0.0.1:$PORT" <<'PY'
+import os, random, signal, subprocess, sys, time
+victim, src, dev, sx, ident, addr = sys.argv[1:7]
 def walk(top):
     for d, _, fs in os.walk(top):
         for f in fs:
             yield d, f
+def size_of(d, f):
+    try:
+        return os.path.getsize(os.path.join(d, f))
+    except OSError:
+        return 0
 if os.path.isfile(src):
     size = os.path.getsize(src)
-    held = sum(os.path.getsize(os.path.join(d, f)) for d, f in walk(dev) if f.endswith(".sxheld"))
+    held = sum(size_of(d, f) for d, f in walk(dev) if f.endswith(".sxheld"))
     target = random.randint(min(held + 1, size - 1), size - 1)
     def reached():
-        n = 0
-        for d, f in walk(dev):
-            if f.endswith(".sxpart"):
-                try:
-                    n += os.path.getsize(os.path.join(d, f))
-                except OSError:
-                    pass
-        return n >= target
+        return sum(size_of(d, f) for d, f in walk(dev) if f.endswith(".sxpart")) >= target
 else:
     total = sum(len(fs) for _, _, fs in os.walk(src))
     target = random.randint(1, total - 1)
     def reached():
         return sum(1 for d, f in walk(dev) if not f.startswith(".") and not f.endswith(".sxsig")) >= target
+p = subprocess.Popen([sx, "send", "--id", ident, "--quiet", "--retry", "0", addr, src],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 deadline = time.time() + 120
-while alive() and not reached() and time.time() < deadline:
-    time.sleep(0.003)
+while p.poll() is None and not reached() and time.time() < deadline:
+    time.sleep(0.002)
+landed = p.poll() is None
+try:
+    os.kill(p.pid if victim == "sender" else int(victim), signal.SIGKILL)
+except ProcessLookupError:
+    landed = False
+p.wait()
+print(1 if landed else 0)
 PY
 }
 
@@ -153,10 +146,7 @@ SRV=$SERVER_PID
 for src in "$WORK/big.bin" "$WORK/tree"; do
 	prev=0 kills=0
 	for _ in $(seq 1 "$KILLS"); do
-		send_bg "$WORK/k.json" "$src"
-		at_random_moment "$src" "$SEND_PID"
-		kill -9 "$SEND_PID" 2>/dev/null && kills=$((kills + 1))
-		wait "$SEND_PID" 2>/dev/null || true
+		kills=$((kills + $(kill_at_random sender "$src")))
 		wait_until 30 "the server to keep what it received" quiet_server
 		held=$(held_bytes "$DEV")
 		if [ -f "$src" ] && [ ! -e "$DEV/$(basename "$src")" ]; then
@@ -176,14 +166,12 @@ stop_server "$SRV"
 # ---- the server killed at random moments --------------------------------
 rm -rf "$OUT" "$WORK"/out.ledger.sqlite*
 for src in "$WORK/big.bin" "$WORK/tree"; do
+	kills=0
 	for _ in $(seq 1 $((KILLS / 2))); do
 		start_server srv --id "$WORK/server" --out "$OUT"
 		SRV=$SERVER_PID
-		send_bg "$WORK/k.json" "$src"
-		at_random_moment "$src" "$SEND_PID"
-		kill -9 "$SRV" 2>/dev/null || true
+		kills=$((kills + $(kill_at_random "$SRV" "$src")))
 		wait "$SRV" 2>/dev/null || true
-		wait "$SEND_PID" 2>/dev/null || true
 		start_server srv --id "$WORK/server" --out "$OUT"
 		SRV=$SERVER_PID
 		"$SXFER" ledger check --ledger "$WORK/out.ledger.sqlite" --out "$OUT" >"$WORK/check.txt" ||
@@ -195,5 +183,5 @@ for src in "$WORK/big.bin" "$WORK/tree"; do
 	finish "$src" "$WORK/final.json"
 	check_output "$src"
 	stop_server "$SRV"
-	ok "$(basename "$src"): $((KILLS / 2)) kill -9 of the server and restarts; the ledger agreed each time; the re-send moved only what was missing"
+	ok "$(basename "$src"): $kills kill -9 of the server and restarts; the ledger agreed each time; the re-send moved only what was missing"
 done
