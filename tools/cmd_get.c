@@ -26,6 +26,9 @@ static const char usage[] =
     "stored as the server stores them: a temporary, flushed, then renamed; an\n"
     "existing file is not replaced without --overwrite. LOCAL_DIR '-' writes one\n"
     "file to standard output, once it has been received and verified whole.\n"
+    "A get that breaks off keeps the whole leaves of an unfinished file beside its\n"
+    "name (a held part, 7 days); the next get of it fetches only the rest, and a\n"
+    "file already there with the same content is not fetched again.\n"
     "\n"
     "  --id DIR             identity folder (key.pem, cert.pem, ca.pem, crl.pem)\n"
     "  --server-name NAME   name the server's certificate must carry (default: HOST)\n"
@@ -259,14 +262,24 @@ done:
 		sx_cli_json_str(st.peer_name);
 		printf(",\"peer_fingerprint\":");
 		sx_cli_json_str(st.peer_fingerprint);
-		printf(",\"signed\":%s,\"batches\":%llu}\n", st.sign ? "true" : "false",
-		       (unsigned long long)st.batches);
+		printf(",\"signed\":%s,\"batches\":%llu,\"files_resumed\":%llu,"
+		       "\"bytes_resumed\":%llu,\"files_same\":%llu}\n",
+		       st.sign ? "true" : "false", (unsigned long long)st.batches,
+		       (unsigned long long)st.files_resumed, (unsigned long long)st.bytes_resumed,
+		       (unsigned long long)st.files_same);
 	} else if (rc == 0 && !quiet) {
 		fprintf(stderr,
 			"received %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) from %s\n",
 			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
 			st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0,
 			SX_TEXT(st.peer_name));
+		if (st.files_resumed > 0 || st.files_same > 0)
+			fprintf(stderr,
+				"resumed %llu file(s) (%llu bytes not fetched again), %llu file(s) "
+				"already there\n",
+				(unsigned long long)st.files_resumed,
+				(unsigned long long)st.bytes_resumed,
+				(unsigned long long)st.files_same);
 		if (st.sign)
 			fprintf(stderr,
 				"signed by %s in %llu batch(es), verified; NAME.sxsig beside each "

@@ -5,7 +5,50 @@
  * with the same rules (temporary, fsync, rename, no overwrite, umask) and
  * verifying each batch signature, now the server's, before any file takes
  * its final name. */
+#include <sys/file.h>
+
 #include "engine/transfer/serve_int.h"
+
+/* What a get killed earlier left beside the names asked for (temporaries
+ * with their .sxmeta become held parts, expired parts and other
+ * temporaries go: sx_store_recover_names). A shared lock on the folder is
+ * held for the run (*lock_fd); only the get that first takes it alone
+ * recovers, so a get running into the same folder keeps its temporaries. */
+static void get_recover(const sx_get_cfg *cfg, int *lock_fd)
+{
+	sx_store_recovery rec;
+	sx_err e = {0};
+	const char *names[256];
+	char *mem = NULL;
+	size_t n = 0, used = 0, cap = 0;
+	*lock_fd = open(cfg->out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*lock_fd < 0)
+		return; /* made by the session: nothing was left in it */
+	bool alone = flock(*lock_fd, LOCK_EX | LOCK_NB) == 0;
+	if (!alone && flock(*lock_fd, LOCK_SH | LOCK_NB) < 0) {
+		close(*lock_fd); /* a server's folder, or busy: not touched */
+		*lock_fd = -1;
+		return;
+	}
+	for (int i = 0; alone && i < cfg->npaths; i++)
+		cap += strlen(cfg->paths[i]) + 1;
+	if (alone && cfg->npaths <= (int)SX_ARRAY_LEN(names) && (mem = malloc(cap + 1)) != NULL) {
+		for (int i = 0; i < cfg->npaths; i++) {
+			size_t b, l;
+			sx_path_last(cfg->paths[i], &b, &l);
+			memcpy(mem + used, cfg->paths[i] + b, l);
+			mem[used + l] = '\0';
+			names[n++] = mem + used;
+			used += l + 1;
+		}
+		if (sx_store_recover_names(*lock_fd, names, n, &rec, &e) < 0)
+			sx_log("warn", "recover", "out=%s reason=%s", SX_LOGQ(cfg->out_dir),
+			       SX_LOGQ(e.msg));
+	}
+	free(mem);
+	if (alone)
+		(void)flock(*lock_fd, LOCK_SH);
+}
 
 int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err)
 {
@@ -29,13 +72,15 @@ int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err)
 	sx_chan_cfg cc =
 	    sx_chan_client(cfg->id, cfg->crl, cfg->server_name ? cfg->server_name : cfg->host,
 			   cfg->suite, cfg->rotate_bytes, sc.max_record);
-	int rc = -1, fd = -1;
+	int rc = -1, fd = -1, lock_fd = -1;
 	uint64_t t0 = sx_now_ns();
 	memset(stats, 0, sizeof(*stats));
 	s.conns = calloc(1, sizeof(conn));
 	if (s.conns == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	(void)sx_store_umask(); /* read before anything is created */
+	if (!cfg->single && !cfg->list)
+		get_recover(cfg, &lock_fd);
 	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
 	s.ctx = sh.ctx;
 	sh.fd_budget = FD_BUDGET_MAX;
@@ -74,6 +119,8 @@ out:
 	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;
 	if (fd >= 0)
 		close(fd);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	if (s.io != NULL)
 		sx_io_close(s.io);
 	free(s.conns);

@@ -34,6 +34,10 @@ typedef struct walk {
 	uint64_t ttl;		     /* held parts: seconds */
 	bool only_expired;	     /* the periodic sweep: nothing but expired parts */
 	int64_t now;
+	/* the client of get: at the top, only these names, their temporaries
+	 * and held parts (NULL: everything) */
+	const char *const *names;
+	size_t nnames;
 } walk;
 
 /* The path of name in the folder being scanned, for a log line. */
@@ -349,6 +353,25 @@ static bool visit_held(walk *w, int dfd, const char *name)
 
 static void scan(walk *w, int dfd, unsigned depth);
 
+/* At the top of a get's folder: is name one of the names asked for (a
+ * folder), or a temporary or held part of one (base_len: the bytes of NAME
+ * in it, sx_store_temp_name)? */
+static bool top_wanted(const walk *w, const char *name, bool is_dir)
+{
+	size_t base = 0;
+	if (!is_dir && !sx_store_temp_name(name, &base))
+		return false;
+	for (size_t i = 0; i < w->nnames; i++) {
+		const char *n = w->names[i];
+		size_t nl = strlen(n);
+		if (is_dir ? strcmp(name, n) == 0
+			   : (base == nl || (base == SX_STORE_TEMP_BASE_MAX && nl > base)) &&
+				 strncmp(name + 1, n, base) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void visit(walk *w, int dfd, const char *name, unsigned char type, unsigned depth)
 {
 	size_t base = 0;
@@ -358,6 +381,8 @@ static void visit(walk *w, int dfd, const char *name, unsigned char type, unsign
 			return;
 		type = S_ISDIR(sb.st_mode) ? DT_DIR : S_ISREG(sb.st_mode) ? DT_REG : DT_UNKNOWN;
 	}
+	if (w->names != NULL && depth == 0 && !top_wanted(w, name, type == DT_DIR))
+		return;
 	if (type == DT_DIR) {
 		size_t rl = strlen(w->rel), nl = strlen(name);
 		if (depth + 1 > RECOVER_DEPTH_MAX) {
@@ -435,14 +460,16 @@ int sx_store_recover(int out_fd, sx_store_recovery *st, sx_err *err)
 	return sx_store_recover_ttl(out_fd, 0, false, st, err);
 }
 
-int sx_store_recover_ttl(int out_fd, uint64_t ttl_s, bool only_expired, sx_store_recovery *st,
-			 sx_err *err)
+static int recover(int out_fd, uint64_t ttl_s, bool only_expired, const char *const *names,
+		   size_t nnames, sx_store_recovery *st, sx_err *err)
 {
 	walk *w = calloc(1, sizeof(*w));
 	int rc = -1, fd = -1;
 	memset(st, 0, sizeof(*st));
 	SX_ENSURE(w != NULL, err, SX_E_OTHER, "out of memory");
 	w->st = st;
+	w->names = names;
+	w->nnames = nnames;
 	w->ttl = ttl_s;
 	w->only_expired = only_expired;
 	w->now = (int64_t)time(NULL);
@@ -462,4 +489,16 @@ out:
 		free(w->buf);
 	free(w);
 	return rc;
+}
+
+int sx_store_recover_ttl(int out_fd, uint64_t ttl_s, bool only_expired, sx_store_recovery *st,
+			 sx_err *err)
+{
+	return recover(out_fd, ttl_s, only_expired, NULL, 0, st, err);
+}
+
+int sx_store_recover_names(int out_fd, const char *const *names, size_t nnames,
+			   sx_store_recovery *st, sx_err *err)
+{
+	return recover(out_fd, 0, false, names, nnames, st, err);
 }

@@ -315,9 +315,9 @@ static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, 
 	} else {
 		SX_GUARD(sx_entries_build(&s->ents, cfg, s->sign, &s->prog, err));
 	}
-	/* A server's side of get is asked nothing (its client does not
-	 * answer QUERY). */
-	s->ask = !cfg->no_resume && !cfg->serving;
+	/* The server's side of get asks its client as a sender asks a
+	 * server (not for standard output: serve_out.c sets no_resume). */
+	s->ask = !cfg->no_resume;
 	if (s->ask) {
 		s->q = calloc(QWIN, sizeof(*s->q));
 		SX_ENSURE(s->q != NULL, err, SX_E_OTHER, "out of memory");

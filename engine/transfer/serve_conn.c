@@ -145,6 +145,9 @@ static void conn_free(server *s, conn *c)
 		st->files_ok = c->files_ok;
 		st->files_failed = c->files_failed;
 		st->bytes = c->bytes;
+		st->files_resumed = c->files_resumed;
+		st->bytes_resumed = c->bytes_resumed;
+		st->files_same = c->files_same;
 		st->batches = (uint64_t)c->batches_done;
 		st->entries = c->entries;
 		st->seconds = secs;

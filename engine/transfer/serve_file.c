@@ -263,7 +263,7 @@ static int commit(server *s, conn *c, int fi, sx_err *err)
 	if (sx_store_commit(&c->store, &c->files[fi].sf, &ferr) < 0)
 		return refuse(s, c, fi, &ferr, err);
 	/* Stored: what was held of it earlier is not needed any more. */
-	if (s->cfg->client == NULL)
+	if (srv_holds(s))
 		(void)sx_held_remove(c->files[fi].sf.dir_fd, c->files[fi].sf.name);
 	need_sync(s, c, fi, F_SYNC_DIR);
 	return 0;
@@ -525,7 +525,7 @@ static void keep_start(server *s, conn *c, rfile *f, keep_job *j)
 bool srv_keep_held(server *s, conn *c, rfile *f)
 {
 	uint32_t leaf = c->hash_chunk;
-	if (s->cfg->client != NULL || f->announced == SX_SIZE_UNKNOWN || leaf == 0 ||
+	if (!srv_holds(s) || f->announced == SX_SIZE_UNKNOWN || leaf == 0 ||
 	    f->announced / leaf < SX_HELD_MIN_LEAVES)
 		return false;
 	uint64_t most = (f->announced - 1) / leaf, leaves = f->received / leaf;

@@ -227,6 +227,9 @@ typedef struct conn {
 	bool handed;	    /* its socket and keys went to that thread */
 	uint64_t entries;   /* the client's side of ls: entries received */
 	unsigned same_jobs; /* stored files being hashed for FILE_SAME */
+	/* resumed from a held part (FILE_RESUME) and the bytes not sent again;
+	 * already there (FILE_SAME answered FILE_OK) */
+	uint64_t files_resumed, bytes_resumed, files_same;
 } conn;
 
 /* What the loops share: the listening socket, the TLS context (OpenSSL's
@@ -283,6 +286,14 @@ typedef struct server {
 static inline bool conn_used(const conn *c)
 {
 	return c->st != C_FREE;
+}
+
+/* This side keeps held parts and offers them: a server, and the client of
+ * a get into a folder (not into standard output, not a listing). */
+static inline bool srv_holds(const server *s)
+{
+	const sx_get_cfg *cl = s->cfg->client;
+	return cl == NULL || (!cl->single && !cl->list);
 }
 
 /* Failed or done: no new work is taken. */

@@ -203,6 +203,8 @@ static int out_get(out_job *j, sx_send_stats *st, sx_err *err)
 	    .zmode = j->cfg->zmode,
 	    .zlevel = j->cfg->zlevel,
 	    .serving = true,
+	    /* standard output never resumes: nothing is asked about */
+	    .no_resume = (j->flags & SX_GET_SINGLE) != 0,
 	    .abort = &j->sh->stop,
 	};
 	rc = sx_send_serve(&sc, j->fd, &j->link, st, err);

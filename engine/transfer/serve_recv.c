@@ -439,17 +439,18 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 		SX_GUARD(client_check(s, &m, false, err));
 		return on_file_begin(s, c, &m, err);
 	case SX_MSG_FILE_END: return on_file_end(s, c, &m, err);
-	case SX_MSG_QUERY:
-		if (cl != NULL)
-			break; /* a pull: the server sends, nothing is asked of it */
-		return srv_on_query(s, c, &m, err);
+	case SX_MSG_QUERY: return srv_on_query(s, c, &m, err);
+	/* A pull into standard output answered every QUERY with NONE: the
+	 * server has nothing to resume or leave out. */
 	case SX_MSG_FILE_RESUME:
-		if (cl != NULL)
+		if (cl != NULL && cl->single)
 			break;
+		SX_GUARD(client_check(s, &m, false, err));
 		return srv_on_file_resume(s, c, &m, err);
 	case SX_MSG_FILE_SAME:
-		if (cl != NULL)
+		if (cl != NULL && cl->single)
 			break;
+		SX_GUARD(client_check(s, &m, false, err));
 		return srv_on_file_same(s, c, &m, err);
 	case SX_MSG_BATCH: return on_batch(s, c, &m, err);
 	case SX_MSG_CHECKPOINT: return on_checkpoint(s, c, &m, err);

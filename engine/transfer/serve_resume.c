@@ -112,7 +112,12 @@ static void offer(server *s, conn *c, const sx_msg *m, sx_msg *o)
 	    (uint64_t)sb.st_size == m->size) {
 		o->kind = SX_OFFER_EXISTS;
 		o->from = m->size;
-		if (sxsig_root(dfd, name, m->size, c->hash_chunk, o->root))
+		/* The client of a get that does not overwrite offers no root:
+		 * the server then sends FILE_SAME, and other content is refused
+		 * here (FILE_ERR), where the user sees it, rather than left out
+		 * by the server unannounced. */
+		bool quiet = s->cfg->client != NULL && !s->cfg->overwrite;
+		if (!quiet && sxsig_root(dfd, name, m->size, c->hash_chunk, o->root))
 			o->leaf = c->hash_chunk;
 	} else {
 		sx_held_meta *h = held_for(s, c, dfd, path, name, m->size, &e);
@@ -133,7 +138,8 @@ int srv_on_query(server *s, conn *c, const sx_msg *m, sx_err *err)
 		    .file_id = m->file_id,
 		    .kind = SX_OFFER_NONE,
 		    .flags = s->cfg->overwrite ? SX_OFFER_OVERWRITE : 0};
-	if (c->store_open)
+	/* The client of get - holds nothing: it answers NONE. */
+	if (c->store_open && srv_holds(s))
 		offer(s, c, m, &o);
 	return srv_send_msg(s, c, &o, err);
 }
@@ -198,6 +204,8 @@ int srv_on_file_resume(server *s, conn *c, const sx_msg *m, sx_err *err)
 	sx_log("info", "resume", "peer=%s path=%s from=%llu size=%llu",
 	       SX_LOGQ(c->link.k.peer_name), SX_LOGQ(f->path), (unsigned long long)m->from,
 	       (unsigned long long)m->size);
+	c->files_resumed++;
+	c->bytes_resumed += m->from;
 	srv_file_opened(s, c, f);
 	return 0;
 }
@@ -386,6 +394,7 @@ int srv_same_finish(server *s, conn *c, int fi, sx_err *err)
 	       SX_LOGQ(f->path), (unsigned long long)f->announced, SX_LOGT(c->sign ? "yes" : "no"));
 	sx_msg m = {.type = SX_MSG_FILE_OK, .file_id = f->id, .size = f->announced};
 	c->files_ok++;
+	c->files_same++;
 	SX_GUARD(srv_send_msg(s, c, &m, err));
 	srv_lg_file(s, c, f, SX_LF_STORED, "already there (FILE_SAME)");
 	rfile copy = {.batch = f->batch, .pos = f->pos};
@@ -510,7 +519,7 @@ void srv_on_same(server *s, conn *c, int fi, int64_t res)
 void srv_temp_meta(server *s, conn *c, rfile *f)
 {
 	sx_err e = {0};
-	if (f->announced == SX_SIZE_UNKNOWN || s->cfg->client != NULL ||
+	if (f->announced == SX_SIZE_UNKNOWN || !srv_holds(s) ||
 	    f->announced / c->hash_chunk < SX_HELD_MIN_LEAVES)
 		return;
 	sx_held_meta *m = calloc(1, sizeof(*m));

@@ -50,6 +50,11 @@ int sx_store_recover(int out_fd, sx_store_recovery *st, sx_err *err) SX_MUST_CHE
  * done (the periodic sweep of a running server). */
 int sx_store_recover_ttl(int out_fd, uint64_t ttl_s, bool only_expired, sx_store_recovery *st,
 			 sx_err *err) SX_MUST_CHECK;
+/* The same (the default ttl) for the folder of a get: at its top only the
+ * folders named in names and the temporaries and held parts of those names
+ * are looked at; beneath those folders, everything. */
+int sx_store_recover_names(int out_fd, const char *const *names, size_t nnames,
+			   sx_store_recovery *st, sx_err *err) SX_MUST_CHECK;
 
 typedef struct sx_store {
 	int root_fd; /* OUT/<peer> */

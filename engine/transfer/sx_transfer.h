@@ -195,6 +195,9 @@ typedef struct sx_get_cfg {
 
 typedef struct sx_get_stats {
 	uint64_t files_ok, files_failed, bytes, batches, entries;
+	/* files continued from a held part, the bytes not fetched again, and
+	 * files already there (counted in files_ok) */
+	uint64_t files_resumed, bytes_resumed, files_same;
 	double seconds;
 	char peer_name[256];
 	char peer_fingerprint[65];

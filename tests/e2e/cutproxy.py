@@ -9,8 +9,12 @@ proxy breaks it:
   stall  nothing more is forwarded either way, the sockets stay open (a
          connection that makes no progress)
 
-A connection never carries more than EVERY bytes client to server, so a
-transfer of S bytes needs at least S / EVERY connections. LIMIT (optional)
+MODE may end in ":s2c" (cut:s2c, stall:s2c) to count the bytes from the
+server to the client instead (a pull, where the server sends the data);
+":c2s" is the default.
+
+A connection never carries more than EVERY bytes in the counted direction,
+so a transfer of S bytes needs at least S / EVERY connections. LIMIT (optional)
 is the number of connections to break; later ones are forwarded untouched.
 The proxy writes its port to PORT_FILE and, after each connection, one line
 "conn N c2s BYTES s2c BYTES broken 0|1" to standard output.
@@ -23,6 +27,10 @@ import sys
 import threading
 
 mode, every, upstream, port_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+mode, _, counted = mode.partition(":")
+counted = counted or "c2s"
+if mode not in ("cut", "stall") or counted not in ("c2s", "s2c"):
+    sys.exit(f"cutproxy.py: unknown mode {sys.argv[1]!r}")
 limit = int(sys.argv[5]) if len(sys.argv) > 5 else -1
 lock = threading.Lock()
 count = [0]
@@ -52,7 +60,7 @@ def serve(cli, n):
                 data = src.recv(1 << 16)
                 if not data:
                     break
-                if name == "c2s" and budget[0] >= 0:
+                if name == counted and budget[0] >= 0:
                     take = min(len(data), budget[0])
                     dst.sendall(data[:take])
                     moved[name] += take

@@ -808,9 +808,9 @@ static void test_retry_schedule(void **state)
 	}
 }
 
-/* The server's side of get reuses the sender: it asks nothing (its client
- * does not answer QUERY). */
-static void test_serve_no_query(void **state)
+/* The server's side of get reuses the sender, and asks its client as a
+ * push sender asks a server. */
+static void test_serve_query(void **state)
 {
 	(void)state;
 	rx r = {.client = true};
@@ -862,9 +862,9 @@ static void test_serve_no_query(void **state)
 	pthread_join(th, NULL);
 	print_message("log: %s\nsender: rc=%d %s\n", r.log, rc, err.msg);
 	assert_int_equal(rc, 0);
-	assert_non_null(
-	    strstr(r.log, "SESSION BEGIN:a.bin END:a.bin:5000:unsigned:content-ok EOS"));
-	assert_null(strstr(r.log, "QUERY"));
+	assert_non_null(strstr(
+	    r.log,
+	    "SESSION QUERY:1:a.bin:5000 BEGIN:a.bin END:a.bin:5000:unsigned:content-ok EOS"));
 	sx_link_free(&l);
 	sx_chan_ctx_free(ctx);
 	free_files(&r);
@@ -955,7 +955,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_offers),
 	    cmocka_unit_test(test_retry_after_cut),
 	    cmocka_unit_test(test_retry_nothing_listens),
-	    cmocka_unit_test(test_serve_no_query),
+	    cmocka_unit_test(test_serve_query),
 	    cmocka_unit_test(test_no_resume),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
