@@ -485,7 +485,8 @@ static int send_one(bench *b, const sx_identity *cli, const char *port, char *in
 			   .npaths = 1,
 			   .timeout_ms = BENCH_TIMEOUT_MS,
 			   .no_sign = !sign,
-			   .receipts_dir = receipts};
+			   .receipts_dir = receipts,
+			   .no_resume = true}; /* every run sends the whole file */
 	bench_run *r;
 	if (b->nruns >= BENCH_RUN_MAX)
 		return sx_fail(err, SX_E_OTHER, "too many transfers");

@@ -24,6 +24,7 @@ grep 'event=file_grew' "$WORK/grew.err" | grep -q 'path="/proc/self/status" sent
 "$SXFER" verify --ca "$WORK/ca" "$OUT/status" >/dev/null || fail "the stored file does not verify"
 ok "a file with more bytes than announced: sent at its announced size, one warning (log, --json)"
 
+rm -f "$OUT/status" "$OUT/status.sxsig" # else already there: nothing read
 send /proc/self/status --no-sign 2>"$WORK/grew2.err" >/dev/null || fail "send failed"
 grep -q 'warning: 1 file(s) grew while they were being sent' "$WORK/grew2.err" ||
 	{ cat "$WORK/grew2.err" >&2; fail "no warning on stderr"; }

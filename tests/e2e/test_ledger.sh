@@ -33,6 +33,7 @@ for i in 1 2 3; do rand_file "$WORK/media/day1/img$i.jpg" 100000; done
 rand_file "$WORK/top.bin" 54321
 send "$WORK/media" "$WORK/top.bin"
 # A file that exists, without --overwrite: refused.
+printf 'more' >>"$WORK/top.bin"
 send "$WORK/top.bin" 2>/dev/null || true
 stop_server "$SRV"
 

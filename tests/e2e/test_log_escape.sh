@@ -118,6 +118,8 @@ json_check "$WORK/last.out" 'd["result"] == "error"' || fail "--json: $(cat "$WO
 ok "a newline in a name the protocol refuses: --json still valid"
 
 # ---- refused by the receiver: its reason is escaped on both ends ----------
+# (other content under the names stored above: the same would be already there)
+for f in "$QUOTE" "$BADUTF" "$CSI"; do printf 'more' >>"$WORK/src/$f"; done
 expect_exit 5 send --json "127.0.0.1:$PORT" "$WORK/src/$QUOTE"
 json_check "$WORK/last.out" 'd["result"] == "error" and "q\" event=fake" in d["message"]' ||
 	fail "--json of a refused file: $(cat "$WORK/last.out")"

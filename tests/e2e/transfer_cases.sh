@@ -63,23 +63,35 @@ head -c 3000000 /dev/urandom | tee "$WORK/stream.src" |
 cmp "$WORK/stream.src" "$OUT/cam-stream.raw" || fail "stream differs"
 ok "$IO: standard-input stream stored"
 
-# An existing file is not overwritten; the sender is told why (exit 5).
-expect_exit 5 send "$WORK/big.bin"
+# The same file again is already there: exit 0, no data on the wire.
+send --json "$WORK/big.bin" >"$WORK/same.json" || fail "identical re-send: $(cat "$WORK/same.json")"
+grep -q '"files_same":1' "$WORK/same.json" && grep -q '"wire_bytes":0' "$WORK/same.json" ||
+	fail "identical re-send not already there: $(cat "$WORK/same.json")"
+# Other content under an existing name, of the same size or another, is not
+# written over; the sender is told why (exit 5).
+mkdir -p "$WORK/other1" "$WORK/other2"
+rand_file "$WORK/other1/big.bin" "$(stat -c %s "$WORK/big.bin")"
+rand_file "$WORK/other2/big.bin" 12345
+expect_exit 5 send "$WORK/other1/big.bin"
+grep -q "exists" "$WORK/last.err" || fail "sender not told the file exists (same size)"
+expect_exit 5 send "$WORK/other2/big.bin"
 grep -q "exists" "$WORK/last.err" || fail "sender not told the file exists"
 cmp "$WORK/big.bin" "$OUT/big.bin" || fail "existing file damaged"
-ok "$IO: existing file kept, sender told why"
+rm -rf "$WORK/other1" "$WORK/other2"
+ok "$IO: the same file again is already there (exit 0); other content kept out, sender told why"
 
-# Sent again beside a new file, signed and not: the refused 256 MiB file is
-# ended early (the receiver would drop the rest), the new file is stored and
-# verified, the receipt covers it.
+# Sent again beside a new file with --no-resume (no QUERY: the receiver
+# refuses the existing name at its FILE_BEGIN), signed and not: the refused
+# 256 MiB file is ended early (the receiver would drop the rest), the new
+# file is stored and verified, the receipt covers it.
 printf 'new beside an old one\n' >"$WORK/beside.txt"
 for mode in signed --no-sign; do
 	extra=()
 	[ "$mode" = signed ] || extra=(--no-sign)
 	rm -f "$OUT/beside.txt" "$OUT/beside.txt.sxsig"
 	set +e
-	"$SXFER" send --id "$WORK/cam" --io "$IO" --json "${extra[@]}" "127.0.0.1:$PORT" \
-		"$WORK/big.bin" "$WORK/beside.txt" >"$WORK/again.json" 2>"$WORK/again.err"
+	"$SXFER" send --id "$WORK/cam" --io "$IO" --json --no-resume "${extra[@]}" \
+		"127.0.0.1:$PORT" "$WORK/big.bin" "$WORK/beside.txt" >"$WORK/again.json" 2>"$WORK/again.err"
 	rc=$?
 	set -e
 	[ "$rc" -eq 5 ] || { cat "$WORK/again.err" >&2; fail "$mode: re-sent file: exit $rc, not 5"; }
