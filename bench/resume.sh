@@ -71,12 +71,13 @@ stop_server() {
 	kill "$SRV" && wait "$SRV" || true
 	SRV=""
 }
-timed_send() { # PORT: prints the wall seconds
-	local t0 t1
+timed_send() { # PORT [SEND OPTIONS...]: prints the wall seconds
+	local port=$1 t0 t1
+	shift
 	warm
 	t0=$EPOCHREALTIME
 	"${PC[@]}" "$SX" send --id "$W/cli" --receipts "$W/receipts" --quiet --retry 0 "$@" \
-		"127.0.0.1:$1" "$W/in.bin" >"$W/send.json"
+		"127.0.0.1:$port" "$W/in.bin" >"$W/send.json"
 	t1=$EPOCHREALTIME
 	cmp -s "$W/in.bin" "$W/out/bench/in.bin" || { echo "resume.sh: output differs" >&2; exit 1; }
 	echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}'

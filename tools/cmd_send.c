@@ -344,10 +344,12 @@ done:
 		       (unsigned long long)st.records_compressed,
 		       (unsigned long long)st.direct_bytes);
 		printf("\"wire_bytes\":%llu,\"files_resumed\":%llu,\"bytes_resumed\":%llu,"
-		       "\"files_same\":%llu,\"attempts\":%u,\"files_grew\":%llu}\n",
+		       "\"files_same\":%llu,\"attempts\":%u,\"files_grew\":%llu,",
 		       (unsigned long long)st.wire_bytes, (unsigned long long)st.files_resumed,
 		       (unsigned long long)st.bytes_resumed, (unsigned long long)st.files_same,
 		       st.attempts, (unsigned long long)st.files_grew);
+		printf("\"bytes_compared\":%llu,\"leaves_cached\":%llu}\n",
+		       (unsigned long long)st.bytes_compared, (unsigned long long)st.leaves_cached);
 	} else if (rc == 0 && !quiet) {
 		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
 			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
