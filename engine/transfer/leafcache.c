@@ -49,11 +49,18 @@ static void prune(const char *dir)
 int sx_leafcache_dir(const char *receipts_dir, char *out, size_t cap)
 {
 	sx_err err = {0};
-	const char *slash = strrchr(receipts_dir, '/');
-	int base = slash == NULL ? 0 : (int)(slash - receipts_dir);
-	int n = slash == NULL ? snprintf(out, cap, "leaves")
-			      : snprintf(out, cap, "%.*s/leaves", base > 0 ? base : 1,
-					 base > 0 ? receipts_dir : "/");
+	size_t len = strlen(receipts_dir);
+	while (len > 1 && receipts_dir[len - 1] == '/')
+		len--;
+	/* The parent of the receipts folder: up to its last slash. */
+	size_t base = len;
+	while (base > 0 && receipts_dir[base - 1] != '/')
+		base--;
+	while (base > 1 && receipts_dir[base - 1] == '/')
+		base--;
+	int n = base == 0 ? snprintf(out, cap, "leaves")
+			  : snprintf(out, cap, "%.*s%sleaves", (int)base, receipts_dir,
+				     receipts_dir[base - 1] == '/' ? "" : "/");
 	if (n < 0 || (size_t)n >= cap || sx_mkdirs(out, 0700, &err) < 0) {
 		out[0] = '\0';
 		return -1;

@@ -6,6 +6,7 @@
  * nothing at all (FILE_SAME), or nothing because the receiver holds other
  * content under that name and does not overwrite. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -110,6 +111,56 @@ static int read_block(sender *s, int fd, uint8_t *buf, size_t want, uint64_t off
 	return 0;
 }
 
+/* Leaf hashes of buf[0, len) in leaves of chunk bytes into out (on a
+ * helper thread for half of a block). */
+typedef struct leafjob {
+	const uint8_t *buf;
+	size_t len;
+	uint32_t chunk;
+	uint8_t (*out)[SX_HASH_LEN];
+	int rc;
+	sx_err err;
+} leafjob;
+
+static void *hash_leaves(void *arg)
+{
+	leafjob *j = arg;
+	j->rc = 0;
+	for (size_t i = 0, k = 0; i < j->len && j->rc == 0; i += j->chunk, k++) {
+		size_t n = j->len - i < j->chunk ? j->len - i : j->chunk;
+		j->rc = sx_merkle_leaf(j->buf + i, n, j->out[k], &j->err);
+	}
+	return NULL;
+}
+
+/* The leaves of a block read, on two threads when it has two or more:
+ * SHA-256 is the cost of a comparison, and the sealing workers are idle
+ * while the loop's thread compares. */
+static int block_leaves(const uint8_t *buf, size_t len, uint32_t chunk, uint8_t (*out)[SX_HASH_LEN],
+			sx_err *err)
+{
+	size_t n = len / chunk + (len % chunk != 0), half = n / 2;
+	leafjob a = {.buf = buf, .len = half * chunk, .chunk = chunk, .out = out};
+	leafjob b = {.buf = buf + half * chunk,
+		     .len = len - half * chunk,
+		     .chunk = chunk,
+		     .out = out + half};
+	pthread_t th;
+	bool two = half > 0 && pthread_create(&th, NULL, hash_leaves, &a) == 0;
+	if (!two) {
+		b = (leafjob){.buf = buf, .len = len, .chunk = chunk, .out = out};
+		a.rc = 0;
+	}
+	hash_leaves(&b);
+	if (two)
+		pthread_join(th, NULL);
+	if (a.rc < 0 || b.rc < 0) {
+		*err = a.rc < 0 ? a.err : b.err;
+		return -1;
+	}
+	return 0;
+}
+
 /* Reads bytes [from, len) of fd (from at a leaf boundary) and folds them
  * into h leaf by leaf, each leaf also into the cache c. Read with pread in
  * large blocks, aligned for a file read with direct I/O. */
@@ -119,25 +170,28 @@ static int hash_file(sender *s, int fd, uint64_t from, uint64_t len, sx_filehash
 	size_t nb = s->chunk >= HASH_BUF ? s->chunk : HASH_BUF / s->chunk * s->chunk;
 	size_t cap = (nb + SX_DIO_ALIGN - 1) / SX_DIO_ALIGN * SX_DIO_ALIGN;
 	uint8_t *buf = aligned_alloc(SX_DIO_ALIGN, cap);
-	uint8_t leaf[SX_HASH_LEN];
+	uint8_t(*lv)[SX_HASH_LEN] = malloc((nb / s->chunk + 1) * SX_HASH_LEN);
 	uint64_t off = from;
 	int rc = -1;
-	if (buf == NULL)
-		return sx_fail(err, SX_E_OTHER, "out of memory");
+	if (buf == NULL || lv == NULL) {
+		sx_fail(err, SX_E_OTHER, "out of memory");
+		goto out;
+	}
 	while (off < len) {
 		size_t want = len - off < nb ? (size_t)(len - off) : nb;
 		SX_GUARD(read_block(s, fd, buf, want, off, err));
-		for (size_t i = 0; i < want; i += s->chunk) {
+		SX_GUARD(block_leaves(buf, want, s->chunk, lv, err));
+		for (size_t i = 0, k = 0; i < want; i += s->chunk, k++) {
 			size_t n = want - i < s->chunk ? want - i : s->chunk;
-			SX_GUARD(sx_merkle_leaf(buf + i, n, leaf, err));
-			SX_GUARD(sx_filehash_add_leaf(h, leaf, n, err));
-			sx_leafcache_add(c, leaf);
+			SX_GUARD(sx_filehash_add_leaf(h, lv[k], n, err));
+			sx_leafcache_add(c, lv[k]);
 		}
 		off += want;
 		s->stats->bytes_compared += want;
 	}
 	rc = 0;
 out:
+	free(lv);
 	free(buf);
 	return rc;
 }
