@@ -38,6 +38,7 @@
 #define MAXFILES 4
 
 static char *work;
+static unsigned send_threads; /* cfg.threads of run_send (0: one per core) */
 static sx_identity srv_id, cli_id;
 
 typedef struct tfile {
@@ -524,7 +525,8 @@ static int run_send(rx *r, bool sign, unsigned retries, sx_send_stats *st, sx_er
 			   .receipts_dir = rcpt,
 			   .retries = retries,
 			   .retry_base_ms = 10,
-			   .retry_max_ms = 20};
+			   .retry_max_ms = 20,
+			   .threads = send_threads};
 	assert_int_equal(pthread_create(&th, NULL, rx_main, r), 0);
 	int rc = sx_send_run(&cfg, st, err);
 	/* The receiver may still wait in accept or recv: shut them. */
@@ -1004,6 +1006,11 @@ static void test_leaf_cache(void **state)
 	cut_send(&r, path, sizeof(path));
 	resume_lc(&r, 3, 0);
 	assert_int_equal(lc_count(path, sizeof(path)), 0);
+	/* The same with every leaf hashed on the loop's thread (no workers). */
+	send_threads = 1;
+	cut_send(&r, path, sizeof(path));
+	resume_lc(&r, 3, 0);
+	send_threads = 0;
 	/* Short: the leaf it holds is used, the rest read. */
 	cut_send(&r, path, sizeof(path));
 	assert_int_equal(truncate(path, SX_LEAFCACHE_HDR + SX_HASH_LEN + 5), 0);
