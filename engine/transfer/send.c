@@ -167,6 +167,8 @@ static int produce_file(sender *s, slot *sl, sx_entry *e, sx_err *err)
 	p->id = s->cur_id;
 	m.type = SX_MSG_FILE_BEGIN;
 	SX_GUARD(sx_send_decide(s, q, e, &m, p, &same, &drop, err));
+	if (drop && p->cache)
+		sx_leafcache_remove(s->leaves_dir, &p->id); /* not sent: not asked again */
 	if (drop)
 		return produce_drop(s, e, err);
 	if (same) {
