@@ -41,7 +41,8 @@ static const char usage[] =
     "                       direct I/O where the file system supports it)\n"
     "  --no-sign            no batch signatures, .sxsig files or receipts (plain channel)\n"
     "  --receipts DIR       where the receiver's signed receipts are stored\n"
-    "                       (default: $HOME/" SX_RECEIPTS_DEFAULT ")\n"
+    "                       (default: $HOME/" SX_RECEIPTS_DEFAULT "); the leaf\n"
+    "                       cache that speeds up resuming goes beside it, in leaves/\n"
     "  --batch-files N      a signed batch closes after N files (default 4096),\n"
     "  --batch-bytes SIZE   or SIZE bytes (default 1G),\n"
     "  --batch-seconds S    or S seconds after its first file (default 10)\n"
@@ -344,10 +345,13 @@ done:
 		       (unsigned long long)st.records_compressed,
 		       (unsigned long long)st.direct_bytes);
 		printf("\"wire_bytes\":%llu,\"files_resumed\":%llu,\"bytes_resumed\":%llu,"
-		       "\"files_same\":%llu,\"attempts\":%u,\"files_grew\":%llu}\n",
+		       "\"files_same\":%llu,\"attempts\":%u,",
 		       (unsigned long long)st.wire_bytes, (unsigned long long)st.files_resumed,
 		       (unsigned long long)st.bytes_resumed, (unsigned long long)st.files_same,
-		       st.attempts, (unsigned long long)st.files_grew);
+		       st.attempts);
+		printf("\"bytes_compared\":%llu,\"leaves_cached\":%llu,\"files_grew\":%llu}\n",
+		       (unsigned long long)st.bytes_compared, (unsigned long long)st.leaves_cached,
+		       (unsigned long long)st.files_grew);
 	} else if (rc == 0 && !quiet) {
 		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
 			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,

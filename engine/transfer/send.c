@@ -159,8 +159,16 @@ static int produce_file(sender *s, slot *sl, sx_entry *e, sx_err *err)
 	s->cur_refused = false;
 	s->cur_off = 0;
 	s->stream_ckpt_off = 0;
+	/* Its leaves are cached when it is a regular file that has settled. */
+	s->cur_cache = e->src != NULL && s->leaves_dir[0] != '\0' &&
+		       sx_leafcache_ident(s->file.fd, s->chunk, &s->cur_id) &&
+		       s->cur_id.size == s->file.size;
+	p->cache = s->cur_cache;
+	p->id = s->cur_id;
 	m.type = SX_MSG_FILE_BEGIN;
 	SX_GUARD(sx_send_decide(s, q, e, &m, p, &same, &drop, err));
+	if (drop && p->cache)
+		sx_leafcache_remove(s->leaves_dir, &p->id); /* not sent: not asked again */
 	if (drop)
 		return produce_drop(s, e, err);
 	if (same) {
@@ -178,6 +186,8 @@ static int produce_file(sender *s, slot *sl, sx_entry *e, sx_err *err)
 	SX_GUARD(sx_send_fid_add(s, m.file_id, s->cur, err));
 	s->fids[m.file_id].same = same;
 	s->fids[m.file_id].resumed = p->resumed;
+	s->fids[m.file_id].cached = p->cache;
+	s->fids[m.file_id].lc = p->id;
 	s->phase = PH_DATA;
 	if (!same)
 		return 0;
@@ -266,8 +276,14 @@ out:
 /* The end of a regular file (a stream ends in sx_send_on_read). */
 static int produce_end(sender *s, slot *sl, sx_entry *e, sx_err *err)
 {
+	pend *p = &s->pends[sl - s->slots];
+	sx_lc_id now;
 	if (!s->cur_refused)
 		sx_source_check_grown(&s->file, e, s->stats);
+	/* Changed while it was read: what was hashed may be neither the old
+	 * nor the new content, so its cached leaves go. */
+	p->stale = s->cur_cache && (!sx_leafcache_ident(s->file.fd, s->chunk, &now) ||
+				    !sx_leafcache_same(&now, &s->cur_id));
 	sl->type = SX_REC_CTRL;
 	sl->late = LATE_END;
 	sl->entry = s->cur;
@@ -433,6 +449,28 @@ static int seal_begin(sender *s, slot *sl, sx_err *err)
 		: sx_filehash_init(&s->fh, s->chunk, err) < 0)
 		return -1;
 	s->fh_open = true;
+	/* Its leaves go to the cache as they are folded in, after the
+	 * resumed prefix's (there since the comparison). */
+	sx_leafcache_close(&s->lc, false);
+	if (p->cache) {
+		sx_leafcache_open(&s->lc, s->leaves_dir, &p->id);
+		sx_leafcache_from(&s->lc, p->resumed ? p->nleaves : 0);
+	}
+	return 0;
+}
+
+/* A DATA record's bytes into the file's tree. A regular file's record is
+ * one whole leaf: hashed as such when the leaf goes to the cache too. */
+static int fold_data(sender *s, const slot *sl, sx_err *err)
+{
+	const uint8_t *d = sl->buf + SX_REC_HDR_LEN;
+	uint8_t leaf[SX_HASH_LEN];
+	if (sl->stream || s->lc.fd < 0)
+		return sx_filehash_update(&s->fh, d, sl->plen, err);
+	if (sx_merkle_leaf(d, sl->plen, leaf, err) < 0 ||
+	    sx_filehash_add_leaf(&s->fh, leaf, sl->plen, err) < 0)
+		return -1;
+	sx_leafcache_add(&s->lc, leaf);
 	return 0;
 }
 
@@ -450,6 +488,7 @@ static int seal_time(sender *s, slot *sl, sx_err *err)
 	case LATE_BEGIN: return seal_begin(s, sl, err);
 	case LATE_SAME: return s->sign ? batch_add(s, e, s->pends[sl - s->slots].root, err) : 0;
 	case LATE_END:
+		sx_leafcache_close(&s->lc, s->pends[sl - s->slots].stale);
 		if (s->fh_open) {
 			SX_GUARD(sx_filehash_final(&s->fh, root, &leaves, &bytes, err));
 			sx_filehash_free(&s->fh);
@@ -605,8 +644,7 @@ int sx_send_prepare(sender *s, sx_err *err)
 			/* The Merkle leaves are over the file's bytes: hashed
 			 * before compression. */
 			if (s->fh_open)
-				SX_GUARD(sx_filehash_update(&s->fh, sl->buf + SX_REC_HDR_LEN,
-							    sl->plen, err));
+				SX_GUARD(fold_data(s, sl, err));
 #ifdef SXFER_TEST_HOOKS
 			/* TEST HOOK badroot: a byte changed after it was hashed;
 			 * the record is sealed over the changed byte. */
@@ -649,6 +687,8 @@ int sx_send_on_pool(sender *s, int64_t res, sx_err *err)
 		sx_pjob *j = &s->jobs[sl - s->slots];
 		if (j->leaf && sx_filehash_add_leaf(&s->fh, j->leaf_hash, sl->raw, err) < 0)
 			return -1;
+		if (j->leaf)
+			sx_leafcache_add(&s->lc, j->leaf_hash);
 		sl->state = SLOT_SEALED;
 		s->fin_order++;
 	}

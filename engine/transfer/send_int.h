@@ -12,6 +12,7 @@
 #include "common/sx_util.h"
 #include "engine/channel/sx_link.h"
 #include "engine/sign/sx_sigsess.h"
+#include "engine/transfer/sx_leafcache.h"
 #include "engine/transfer/sx_pool.h"
 #include "engine/transfer/sx_source.h"
 #include "engine/transfer/send_serve.h"
@@ -81,6 +82,9 @@ typedef struct query {
  * the compact range of a resumed file's prefix, or the root of a file
  * already there. Indexed by slot. */
 typedef struct pend {
+	bool cache; /* the file's leaves go to the leaf cache, for identity id */
+	bool stale; /* (FILE_END) the file changed while it was read: drop them */
+	sx_lc_id id;
 	bool resumed;
 	uint64_t nleaves;
 	unsigned depth;
@@ -134,6 +138,8 @@ typedef struct sender {
 		bool answered;
 		bool same;    /* FILE_SAME: answered FILE_OK, already there */
 		bool resumed; /* FILE_RESUME: a refusal is asked again next attempt */
+		bool cached;  /* its leaves were cached (removed once it is done) */
+		sx_lc_id lc;
 	} * fids;
 	size_t fids_cap;
 	uint32_t batch_files, ckpt_records; /* effective settings */
@@ -167,7 +173,11 @@ typedef struct sender {
 	bool truncated;	     /* the receiver closed without end-of-stream */
 	bool resume_refused; /* a FILE_RESUME was refused: ask again */
 	bool stream_begun;   /* standard input was begun (cannot be sent again) */
-	uint64_t leaf_cache_hits;
+	/* the leaf cache (sx_leafcache.h): signed sessions that ask */
+	char leaves_dir[4096]; /* "": no cache */
+	sx_leafcache lc;       /* of the file being sealed */
+	sx_lc_id cur_id;       /* of the file being read (cur_cache) */
+	bool cur_cache;
 } sender;
 
 /* A run of attempts (sx_send_run with retries): what outlives one

@@ -107,9 +107,15 @@ static int on_receipt(sender *s, const sx_msg *m, sx_err *err)
 			  err, SX_E_IO, "receipts folder path too long");
 		SX_GUARD(sx_file_write_atomic(path, text, text_len, 0644, err));
 	}
-	for (uint32_t i = 0; i < b->n; i++)
-		if (b->state[i] == SX_ANS_STORED)
-			s->ents.v[s->fids[b->file_ids[i]].entry].done = true;
+	for (uint32_t i = 0; i < b->n; i++) {
+		struct fid *f = &s->fids[b->file_ids[i]];
+		if (b->state[i] != SX_ANS_STORED)
+			continue;
+		s->ents.v[f->entry].done = true;
+		/* Done: its leaves will not be asked for again. */
+		if (f->cached)
+			sx_leafcache_remove(s->leaves_dir, &f->lc);
+	}
 	b->receipted = true;
 	s->receipts++;
 	s->stats->receipts++;
@@ -287,6 +293,7 @@ static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, 
 	s->stats = stats;
 	s->sock = -1;
 	s->file.fd = -1;
+	s->lc.fd = -1;
 	s->prog.total_known = true;
 	for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
 		s->fds_open[i] = -1;
@@ -336,6 +343,11 @@ static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, 
 		if (s->receipts_dir[0] != '\0')
 			SX_GUARD(sx_mkdirs(s->receipts_dir, 0700, err));
 		memcpy(stats->receipts_dir, s->receipts_dir, sizeof(stats->receipts_dir));
+		/* The leaf cache beside the receipts, for the offers of a later
+		 * attempt or run (best effort: none when it cannot be made). */
+		if (s->ask && s->receipts_dir[0] != '\0')
+			(void)sx_leafcache_dir(s->receipts_dir, s->leaves_dir,
+					       sizeof(s->leaves_dir));
 	}
 	/* All slots in one region, so the backend can register it once. Each
 	 * slot's payload starts on an SX_DIO_ALIGN boundary (its header just
@@ -567,6 +579,7 @@ static void sender_free(sender *s, sx_chan_ctx *ctx, bool failed)
 	free(s->zbuf);
 	if (s->fh_open)
 		sx_filehash_free(&s->fh);
+	sx_leafcache_close(&s->lc, false);
 	for (size_t i = 0; i < s->nbatches; i++)
 		sx_sbatch_free(&s->batches[i]);
 	free(s->batches);

@@ -102,10 +102,12 @@ typedef struct sx_send_stats {
 	uint64_t direct_bytes; /* file bytes read with direct I/O */
 	uint64_t files_grew;   /* files with more bytes at their end than announced */
 	char receipts_dir[4096];
-	uint64_t files_resumed; /* files continued from a part the receiver held */
-	uint64_t bytes_resumed; /* bytes of those parts, not sent again */
-	uint64_t files_same;	/* files already there (FILE_SAME answered FILE_OK) */
-	unsigned attempts;	/* connections made (1 without a retry) */
+	uint64_t files_resumed;	 /* files continued from a part the receiver held */
+	uint64_t bytes_resumed;	 /* bytes of those parts, not sent again */
+	uint64_t files_same;	 /* files already there (FILE_SAME answered FILE_OK) */
+	unsigned attempts;	 /* connections made (1 without a retry) */
+	uint64_t bytes_compared; /* file bytes read to compare with an offer */
+	uint64_t leaves_cached;	 /* leaves of those comparisons taken from the leaf cache */
 } sx_send_stats;
 
 /* Sends everything; fails with the first fatal error, or after the session

@@ -8,7 +8,9 @@
  * receipts, so a signed session ends as with the real server. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/sx_util.h"
@@ -35,6 +38,7 @@
 #define MAXFILES 4
 
 static char *work;
+static unsigned send_threads; /* cfg.threads of run_send (0: one per core) */
 static sx_identity srv_id, cli_id;
 
 typedef struct tfile {
@@ -52,6 +56,7 @@ typedef struct rx {
 	void (*offer)(struct rx *r, const sx_msg *q, sx_msg *o);
 	bool defer;	 /* answer QUERYs only after all nfiles arrived and a pause */
 	int cut_after;	 /* first connection: close after this many FILE_OKs (0: never) */
+	int cut_data;	 /* first connection: close after this many DATA records (0: never) */
 	int conns;	 /* connections to serve (0: 1) */
 	bool client;	 /* the crafted peer is the TLS client (sxfer get) */
 	int sock_client; /* with client: its connected socket */
@@ -110,7 +115,7 @@ typedef struct conn {
 	int64_t mtime_sec;
 	uint32_t mtime_nsec;
 	uint32_t file_id;
-	int oks;
+	int oks, datas;
 	/* QUERYs not answered yet (defer) */
 	sx_msg pending[MAXFILES];
 	char pending_path[MAXFILES][64];
@@ -404,6 +409,10 @@ static int serve_conn(conn *c)
 				return -1;
 			memcpy(c->content + c->have, pt, len);
 			c->have += len;
+			if (c->r->cut_data > 0 && ++c->datas == c->r->cut_data) {
+				logf_(c->r, "CUT | ");
+				return 1;
+			}
 			continue;
 		}
 		if (type == SX_REC_EOS) {
@@ -438,7 +447,7 @@ static void *rx_main(void *arg)
 			close(c.fd);
 		}
 		if (i == 0)
-			r->cut_after = 0;
+			r->cut_after = r->cut_data = 0;
 		sx_link_free(&c.link);
 		sx_chan_ctx_free(c.ctx);
 		sx_sbatch_free(&c.batch);
@@ -516,7 +525,8 @@ static int run_send(rx *r, bool sign, unsigned retries, sx_send_stats *st, sx_er
 			   .receipts_dir = rcpt,
 			   .retries = retries,
 			   .retry_base_ms = 10,
-			   .retry_max_ms = 20};
+			   .retry_max_ms = 20,
+			   .threads = send_threads};
 	assert_int_equal(pthread_create(&th, NULL, rx_main, r), 0);
 	int rc = sx_send_run(&cfg, st, err);
 	/* The receiver may still wait in accept or recv: shut them. */
@@ -905,6 +915,162 @@ static void test_no_resume(void **state)
 	free_files(&r);
 }
 
+/* ---- the leaf cache ------------------------------------------------------ */
+
+/* The cache files in work/leaves (64 hex digits): how many, the first's
+ * path into path. */
+static int lc_count(char *path, size_t cap)
+{
+	char dir[700];
+	int n = 0;
+	snprintf(dir, sizeof(dir), "%s/leaves", work);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+		if (strlen(de->d_name) == 2 * SX_HASH_LEN && n++ == 0)
+			snprintf(path, cap, "%s/%s", dir, de->d_name);
+	closedir(d);
+	return n;
+}
+
+/* A signed send cut after 4 DATA records: the cache holds at least those
+ * leaves, the first one right. Its path into path. */
+static void cut_send(rx *r, char *path, size_t cap)
+{
+	sx_send_stats st;
+	sx_err err = {0};
+	struct stat sb;
+	uint8_t got[SX_HASH_LEN], want[SX_HASH_LEN];
+	r->offer = NULL;
+	r->cut_data = 4;
+	r->log[0] = '\0';
+	assert_int_not_equal(run_send(r, true, 0, &st, &err), 0);
+	assert_int_equal(lc_count(path, cap), 1);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true(sb.st_size >= (off_t)(SX_LEAFCACHE_HDR + 4 * SX_HASH_LEN));
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, got, sizeof(got), SX_LEAFCACHE_HDR), sizeof(got));
+	close(fd);
+	assert_int_equal(sx_merkle_leaf(r->files[0].data, LEAF, want, &err), 0);
+	assert_memory_equal(got, want, SX_HASH_LEN);
+}
+
+/* A PARTIAL offer of 3 leaves: resumed, with leaves from the cache and
+ * bytes read as given. */
+static void resume_lc(rx *r, uint64_t cached, uint64_t read)
+{
+	sx_send_stats st;
+	sx_err err = {0};
+	r->offer = offer_partial;
+	r->log[0] = '\0';
+	assert_int_equal(run_send(r, true, 0, &st, &err), 0);
+	assert_non_null(strstr(r->log, "RESUME:lc.bin:196608:prefix-root-ok "
+				       "END:lc.bin:524388:root-ok:content-ok"));
+	assert_int_equal(st.files_resumed, 1);
+	assert_int_equal(st.leaves_cached, cached);
+	assert_int_equal(st.bytes_compared, read);
+}
+
+static void patch(const char *path, off_t off, const void *b, size_t n)
+{
+	int fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, b, n, off), (ssize_t)n);
+	close(fd);
+}
+
+static void offer_exists_lc(rx *r, const sx_msg *q, sx_msg *o)
+{
+	const tfile *f = find_file(r, q->path, q->path_len);
+	o->kind = SX_OFFER_EXISTS;
+	o->leaf = LEAF;
+	o->from = f->len;
+	root_of(f->data, f->len, o->root);
+}
+
+static void test_leaf_cache(void **state)
+{
+	(void)state;
+	rx r = {0};
+	char path[800], old[800], keep[800];
+	make_file(&r, "lc.bin", 8 * LEAF + 100, 9);
+	/* Files changed within the last 2 s are not cached (their times may
+	 * not show a change in the same tick). */
+	usleep(2100000);
+	/* Cached while sent; a PARTIAL takes the prefix from the cache and
+	 * reads nothing; the cache goes with the receipt. */
+	cut_send(&r, path, sizeof(path));
+	resume_lc(&r, 3, 0);
+	assert_int_equal(lc_count(path, sizeof(path)), 0);
+	/* The same with every leaf hashed on the loop's thread (no workers). */
+	send_threads = 1;
+	cut_send(&r, path, sizeof(path));
+	resume_lc(&r, 3, 0);
+	send_threads = 0;
+	/* Short: the leaf it holds is used, the rest read. */
+	cut_send(&r, path, sizeof(path));
+	assert_int_equal(truncate(path, SX_LEAFCACHE_HDR + SX_HASH_LEN + 5), 0);
+	resume_lc(&r, 1, 2 * LEAF);
+	/* A leaf changed: the root does not match, made again by reading. */
+	cut_send(&r, path, sizeof(path));
+	patch(path, SX_LEAFCACHE_HDR + SX_HASH_LEN + 3, "X", 1);
+	resume_lc(&r, 3, 3 * LEAF);
+	/* A damaged header: not used. */
+	cut_send(&r, path, sizeof(path));
+	patch(path, 2, "junk", 4);
+	resume_lc(&r, 0, 3 * LEAF);
+	/* The folder: cache files older than 7 days go when it is opened,
+	 * other names stay. */
+	snprintf(old, sizeof(old), "%s/leaves/%064d", work, 0);
+	snprintf(keep, sizeof(keep), "%s/leaves/keep.txt", work);
+	int fd = open(old, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	struct timespec t[2] = {{.tv_sec = time(NULL) - 8 * 86400},
+				{.tv_sec = time(NULL) - 8 * 86400}};
+	assert_int_equal(futimens(fd, t), 0);
+	close(fd);
+	fd = open(keep, O_WRONLY | O_CREAT, 0600);
+	assert_int_equal(futimens(fd, t), 0);
+	close(fd);
+	cut_send(&r, path, sizeof(path)); /* one cache file: the old one went */
+	assert_int_equal(access(old, F_OK), -1);
+	assert_int_equal(access(keep, F_OK), 0);
+	/* EXISTS with a root: the leaves held, the rest read. */
+	struct stat sb;
+	assert_int_equal(stat(path, &sb), 0);
+	uint64_t held = ((uint64_t)sb.st_size - SX_LEAFCACHE_HDR) / SX_HASH_LEN;
+	sx_send_stats st;
+	sx_err err = {0};
+	r.offer = offer_exists_lc;
+	r.log[0] = '\0';
+	assert_int_equal(run_send(&r, true, 0, &st, &err), 0);
+	assert_non_null(strstr(r.log, "SAME:lc.bin:root-ok"));
+	assert_int_equal(st.leaves_cached, held);
+	uint64_t size = 8 * LEAF + 100;
+	assert_int_equal(st.bytes_compared, held * LEAF < size ? size - held * LEAF : 0);
+	assert_int_equal(lc_count(path, sizeof(path)), 0);
+	/* Touched (same bytes, new times): the cache does not stand for it. */
+	cut_send(&r, path, sizeof(path));
+	char src[700];
+	snprintf(src, sizeof(src), "%s/lc.bin", work);
+	FILE *fp = fopen(src, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(r.files[0].data, 1, r.files[0].len, fp), r.files[0].len);
+	fclose(fp);
+	resume_lc(&r, 0, 3 * LEAF);
+	/* Unsigned sessions hash nothing while sending: no cache. */
+	unlink(path);
+	r.offer = NULL;
+	r.log[0] = '\0';
+	assert_int_equal(run_send(&r, false, 0, &st, &err), 0);
+	assert_int_equal(lc_count(path, sizeof(path)), 0);
+	free_files(&r);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -957,6 +1123,7 @@ int main(void)
 	    cmocka_unit_test(test_retry_nothing_listens),
 	    cmocka_unit_test(test_serve_query),
 	    cmocka_unit_test(test_no_resume),
+	    cmocka_unit_test(test_leaf_cache),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
