@@ -1336,11 +1336,57 @@ static void test_filehash_resume(void **state)
 	}
 }
 
+/* docs/PROTOCOL.md, "Resume and re-sending", test vectors: the 40 bytes
+ * 00 01 .. 27 in leaves of 4 bytes; the root over the first 3 leaves (the
+ * held part an OFFER names), its compact range, and the whole file's root
+ * from a hasher resumed there. */
+static void test_resume_root_vector(void **state)
+{
+	(void)state;
+	uint8_t data[40], want3[32], want10[32], r01[32], l2[32], got[32];
+	for (unsigned i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)i;
+	assert_int_equal(
+	    sx_test_unhex("3b469d6b2565374bf3f9d7405627a59e3dba9a3207f3c52b06db08e7190e1f14", want3,
+			  32),
+	    32);
+	assert_int_equal(
+	    sx_test_unhex("6991ac557edb99afad8036b23c8b55ff8b74fc45ba3ef0e01272d494836417bb",
+			  want10, 32),
+	    32);
+	assert_int_equal(
+	    sx_test_unhex("000134e55e67854e1a3d28a78c6392b02623c2505580b0f9d571e0b4d3e2257f", r01,
+			  32),
+	    32);
+	assert_int_equal(
+	    sx_test_unhex("c0823dfcc2e52cdb6d8b73f1fddcc5f1a99bd9cb0541d54fc7bad9274dd5a557", l2,
+			  32),
+	    32);
+	sx_err err = {0};
+	sx_filehash h, r;
+	uint64_t n = 0, b = 0;
+	assert_int_equal(sx_filehash_init(&h, 4, &err), 0);
+	assert_int_equal(sx_filehash_update(&h, data, 12, &err), 0);
+	assert_int_equal(sx_filehash_checkpoint(&h, got, &n, &b, &err), 0);
+	assert_memory_equal(got, want3, 32);
+	assert_int_equal(h.depth, 2);
+	assert_memory_equal(h.range[0], r01, 32);
+	assert_memory_equal(h.range[1], l2, 32);
+	assert_int_equal(sx_filehash_resume(&r, 4, 3, h.range, h.depth, &err), 0);
+	assert_int_equal(sx_filehash_update(&r, data + 12, 28, &err), 0);
+	assert_int_equal(sx_filehash_final(&r, got, &n, &b, &err), 0);
+	assert_memory_equal(got, want10, 32);
+	assert_int_equal(n, 10);
+	sx_filehash_free(&h);
+	sx_filehash_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_filehash_add_leaf),
 	    cmocka_unit_test(test_filehash_resume),
+	    cmocka_unit_test(test_resume_root_vector),
 	    cmocka_unit_test(test_mtree_matches_path),
 	    cmocka_unit_test(test_merkle_vectors),
 	    cmocka_unit_test(test_filehash_vectors),

@@ -393,6 +393,117 @@ static void test_pull_vectors(void **state)
 
 /* A GET carries at most SX_GET_PATHS_MAX bytes of paths; a LIST_ENTRY's
  * nanoseconds stay below 10^9. */
+/* docs/PROTOCOL.md, "Resume and re-sending", test vectors. */
+#define V_QUERY "1600000001000000002ee000000014636c6970732f63616d30372d303931352e6d7034"
+#define V_OFFER_PARTIAL                                                                            \
+	"2400000001010000000000000004000000000000000c3b469d6b2565374bf3f9d7405627a59e3dba9a32"     \
+	"07f3c52b06db08e7190e1f14"
+#define V_OFFER_EXISTS                                                                             \
+	"2400000002020000000100000000000000000000002800000000000000000000000000000000000000"       \
+	"00000000000000000000000000"
+#define V_FILE_RESUME                                                                              \
+	"17000000070000000000000028000000000000000c3b469d6b2565374bf3f9d7405627a59e3dba9a3207"     \
+	"f3c52b06db08e7190e1f14000001a0000000005e0d5da5075bcd150005762e62696e"
+#define V_FILE_SAME                                                                                \
+	"180000000800000000000000286991ac557edb99afad8036b23c8b55ff8b74fc45ba3ef0e01272d49483"     \
+	"6417bb000001a0000000005e0d5da5075bcd150005762e62696e"
+#define V_ROOT3	 "3b469d6b2565374bf3f9d7405627a59e3dba9a3207f3c52b06db08e7190e1f14"
+#define V_ROOT10 "6991ac557edb99afad8036b23c8b55ff8b74fc45ba3ef0e01272d494836417bb"
+
+/* The fields vector() does not compare. */
+static void resume_fields(const char *hex, uint32_t id, uint8_t kind, uint32_t leaf, uint64_t from,
+			  const char *root_hex)
+{
+	uint8_t b[256], root[32] = {0};
+	long n = sx_test_unhex(hex, b, sizeof(b));
+	sx_msg m;
+	sx_err err = {0};
+	assert_int_equal(sx_msg_decode(b, (size_t)n, &m, &err), 0);
+	assert_int_equal(m.file_id, id);
+	assert_int_equal(m.kind, kind);
+	assert_int_equal(m.leaf, leaf);
+	assert_int_equal(m.from, from);
+	if (root_hex != NULL)
+		assert_int_equal(sx_test_unhex(root_hex, root, sizeof(root)), 32);
+	assert_memory_equal(m.root, root, 32);
+}
+
+/* One byte of b at off set to v must make the decoder refuse it (class 4). */
+static void refused_with(const char *hex, size_t off, uint8_t v)
+{
+	uint8_t b[256];
+	long n = sx_test_unhex(hex, b, sizeof(b));
+	sx_msg m;
+	sx_err err = {0};
+	b[off] = v;
+	assert_int_equal(sx_msg_decode(b, (size_t)n, &m, &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+}
+
+static void test_resume_vectors(void **state)
+{
+	(void)state;
+	uint8_t r3[32], r10[32];
+	assert_int_equal(sx_test_unhex(V_ROOT3, r3, sizeof(r3)), 32);
+	assert_int_equal(sx_test_unhex(V_ROOT10, r10, sizeof(r10)), 32);
+	static const char clip[] = "clips/cam07-0915.mp4";
+	sx_msg q = {.type = SX_MSG_QUERY,
+		    .file_id = 1,
+		    .size = 786432000,
+		    .path = (const uint8_t *)clip,
+		    .path_len = sizeof(clip) - 1};
+	sx_msg partial = {
+	    .type = SX_MSG_OFFER, .file_id = 1, .kind = SX_OFFER_PARTIAL, .leaf = 4, .from = 12};
+	memcpy(partial.root, r3, 32);
+	sx_msg exists = {.type = SX_MSG_OFFER,
+			 .file_id = 2,
+			 .kind = SX_OFFER_EXISTS,
+			 .flags = SX_OFFER_OVERWRITE,
+			 .from = 40};
+	sx_msg resume = {.type = SX_MSG_FILE_RESUME,
+			 .file_id = 7,
+			 .size = 40,
+			 .from = 12,
+			 .mode = 0640,
+			 .mtime_sec = 1577934245,
+			 .mtime_nsec = 123456789,
+			 .path = (const uint8_t *)"v.bin",
+			 .path_len = 5};
+	memcpy(resume.root, r3, 32);
+	sx_msg same = resume;
+	same.type = SX_MSG_FILE_SAME;
+	same.file_id = 8;
+	same.from = 0;
+	memcpy(same.root, r10, 32);
+	vector(&q, V_QUERY);
+	vector(&partial, V_OFFER_PARTIAL);
+	vector(&exists, V_OFFER_EXISTS);
+	vector(&resume, V_FILE_RESUME);
+	vector(&same, V_FILE_SAME);
+	resume_fields(V_OFFER_PARTIAL, 1, SX_OFFER_PARTIAL, 4, 12, V_ROOT3);
+	resume_fields(V_OFFER_EXISTS, 2, SX_OFFER_EXISTS, 0, 40, NULL);
+	resume_fields(V_FILE_RESUME, 7, 0, 0, 12, V_ROOT3);
+	resume_fields(V_FILE_SAME, 8, 0, 0, 0, V_ROOT10);
+	/* OFFER: kind 3; an unknown flag; PARTIAL from 13 (not whole leaves);
+	 * PARTIAL of leaf 0; EXISTS with a root but no leaf; NONE with a root. */
+	refused_with(V_OFFER_PARTIAL, 5, 3);
+	refused_with(V_OFFER_EXISTS, 9, 3);
+	refused_with(V_OFFER_PARTIAL, 21, 13);
+	refused_with(V_OFFER_PARTIAL, 13, 0);
+	refused_with(V_OFFER_EXISTS, 22, 1);
+	refused_with(V_OFFER_PARTIAL, 5, 0);
+	/* FILE_RESUME from 0, from = size; FILE_SAME and QUERY of a stream. */
+	refused_with(V_FILE_RESUME, 20, 0);
+	refused_with(V_FILE_RESUME, 20, 40);
+	uint8_t b[256];
+	long n = sx_test_unhex(V_QUERY, b, sizeof(b));
+	memset(b + 5, 0xff, 8);
+	sx_msg m;
+	sx_err err = {0};
+	assert_int_equal(sx_msg_decode(b, (size_t)n, &m, &err), -1);
+	assert_int_equal(err.cls, SX_E_INTEGRITY);
+}
+
 static void test_pull_limits(void **state)
 {
 	(void)state;
@@ -531,6 +642,7 @@ int main(void)
 	    cmocka_unit_test(test_decode_field_order),
 	    cmocka_unit_test(test_pull_vectors),
 	    cmocka_unit_test(test_pull_limits),
+	    cmocka_unit_test(test_resume_vectors),
 	    cmocka_unit_test(test_hello),
 	    cmocka_unit_test(test_paths),
 	    cmocka_unit_test(test_file_paths),
