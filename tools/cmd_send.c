@@ -35,6 +35,7 @@ static const char usage[] =
     "  --timeout SEC        network timeout (default 30)\n"
     "  --quiet              no progress bar\n"
     "  --json               print a JSON summary on standard output\n"
+    "  --verbose            also a log line per file resumed or already there\n"
     "  --zerocopy           io_uring zero-copy sends (measured: no gain on loopback)\n"
     "  --no-direct          read every file through the page cache (default: files of\n"
     "                       4 MiB or more that are mostly not cached are read with\n"
@@ -155,6 +156,7 @@ int sx_cmd_send(int argc, char **argv)
 	    {"timeout", required_argument, 0, 't'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"json", no_argument, 0, 'j'},
+	    {"verbose", no_argument, 0, 'V'},
 	    {"pass-file", required_argument, 0, 'p'},
 	    {"threads", required_argument, 0, 'W'},
 	    {"zerocopy", no_argument, 0, 'Z'},
@@ -179,7 +181,7 @@ int sx_cmd_send(int argc, char **argv)
 			   .zlevel = SX_ZLEVEL_AUTO,
 			   .retries = 5};
 	const char *id_dir = NULL, *crl_file = NULL;
-	bool quiet = false, json = false;
+	bool quiet = false, json = false, verbose = false;
 	sx_cli_pass ps = {0};
 	uint64_t v;
 	int c;
@@ -216,6 +218,7 @@ int sx_cmd_send(int argc, char **argv)
 			break;
 		case 'q': quiet = true; break;
 		case 'j': json = true; break;
+		case 'V': verbose = true; break;
 		case 'p': ps.file = optarg; break;
 		case 'S': cfg.no_sign = true; break;
 		case 'Z': cfg.zerocopy = true; break;
@@ -302,6 +305,7 @@ int sx_cmd_send(int argc, char **argv)
 		goto done;
 	cfg.id = &id;
 	cfg.crl = crl;
+	sx_log_set_min(verbose ? "debug" : "info");
 	cfg.on_progress = on_progress;
 	cfg.progress_ctx = &b;
 	cfg.on_retry = on_retry;

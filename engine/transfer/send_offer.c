@@ -306,7 +306,7 @@ static int decide_partial(sender *s, const query *q, sx_entry *e, sx_msg *m, pen
 	s->stats->files_resumed++;
 	s->stats->bytes_resumed += q->from;
 	s->prog.bytes_sent += q->from;
-	sx_log("info", "resume", "path=%s from=%llu size=%llu", SX_LOGQ(e->rel),
+	sx_log("debug", "resume", "path=%s from=%llu size=%llu", SX_LOGQ(e->rel),
 	       (unsigned long long)q->from, (unsigned long long)s->file.size);
 	return 0;
 }
@@ -333,7 +333,7 @@ static int decide_exists(sender *s, const query *q, sx_entry *e, pend *p, bool *
 		return 0;
 	}
 	*same = true;
-	sx_log("info", "same", "path=%s size=%llu known_root=%s", SX_LOGQ(e->rel),
+	sx_log("debug", "same", "path=%s size=%llu known_root=%s", SX_LOGQ(e->rel),
 	       (unsigned long long)s->file.size, SX_LOGT(q->leaf != 0 ? "yes" : "no"));
 	return 0;
 }
