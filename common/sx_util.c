@@ -16,8 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static int write_all(int fd, const uint8_t *p, size_t len)
+int sx_write_all(int fd, const void *data, size_t len)
 {
+	const uint8_t *p = data;
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
 		if (n < 0) {
@@ -70,7 +71,7 @@ int sx_file_write_atomic(const char *path, const void *data, size_t len, mode_t 
 		sx_fail_errno(err, SX_E_IO, errno, "%s: chmod", tmp);
 		goto out;
 	}
-	if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+	if (sx_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
 		sx_fail_errno(err, SX_E_IO, errno, "%s: write failed", path);
 		goto out;
 	}

@@ -34,6 +34,8 @@ int sx_grow(void *arr, size_t *cap, size_t need, size_t elem, size_t max, const 
 /* Writes data to path durably and atomically: a temporary in the same
  * folder, fsync, rename over path, fsync of the folder. Killing the process
  * at any point leaves either the old or the new content under path. */
+/* Writes all len bytes (again after EINTR and short writes); -1 with errno. */
+int sx_write_all(int fd, const void *data, size_t len) SX_MUST_CHECK;
 int sx_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 			 sx_err *err) SX_MUST_CHECK;
 

@@ -271,20 +271,6 @@ out:
 	return rc;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int sx_held_write(int dfd, const char *name, const sx_held_meta *m, bool sync, sx_err *err)
 {
 	char *buf = malloc(SX_HELD_META_MAX);
@@ -293,7 +279,7 @@ int sx_held_write(int dfd, const char *name, const sx_held_meta *m, bool sync, s
 	SX_ENSURE(buf != NULL, err, SX_E_OTHER, "out of memory");
 	SX_GUARD(sx_held_encode(m, buf, SX_HELD_META_MAX, &len, err));
 	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 || write_all(fd, buf, len) < 0 || (sync && fsync(fd) < 0)) {
+	if (fd < 0 || sx_write_all(fd, buf, len) < 0 || (sync && fsync(fd) < 0)) {
 		sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot write", name);
 		goto out;
 	}

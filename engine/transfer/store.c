@@ -30,21 +30,6 @@ static int path_refused(const uint8_t *rel, size_t len, sx_err *err)
 
 static int temp_name(char *out, size_t cap, const char *name, sx_err *err);
 
-static int write_all_fd(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static mode_t proc_umask;
 static pthread_once_t umask_once = PTHREAD_ONCE_INIT;
 
@@ -436,7 +421,7 @@ int sx_store_aux_write(sx_store_file *f, const char *suffix, const void *data, s
 		f->aux_tmp[0] = '\0';
 		return sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot create", f->aux_name);
 	}
-	if (write_all_fd(f->aux_fd, data, len) < 0)
+	if (sx_write_all(f->aux_fd, data, len) < 0)
 		return sx_fail_errno(err, SX_E_IO, errno, "'%s': write failed", f->aux_name);
 	return 0;
 }
@@ -456,7 +441,7 @@ int sx_store_ckpt_write(sx_store_file *f, const void *data, size_t len, sx_err *
 		sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot create the checkpoint", f->name);
 		goto out;
 	}
-	if (write_all_fd(fd, data, len) < 0 || fsync(fd) < 0) {
+	if (sx_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
 		sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot write the checkpoint", f->name);
 		goto out;
 	}
