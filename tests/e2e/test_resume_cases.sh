@@ -43,6 +43,15 @@ held_gone() { [ -z "$(find "$DEV" -name '*.sxheld*' 2>/dev/null)" ]; }
 # held_there: a held part exists and no temporary is left (every part of
 # the broken connection has been kept).
 held_there() { [ -n "$(find "$DEV" -name '*.sxheld-meta' 2>/dev/null)" ] && partials_gone "$OUT"; }
+# cut_once FILE: a send of FILE through a link cut after 12 MiB, then the
+# server holds its part.
+cut_once() {
+	start_proxy cut $((12 << 20)) 1
+	"$SXFER" send --id "$WORK/cam" --quiet --retry 0 "127.0.0.1:$PPORT" "$1" 2>/dev/null &&
+		fail "the cut send of $1 succeeded"
+	stop_proxy
+	wait_until 30 "the server to hold the cut part of $1" held_there
+}
 verified() { # FILE: its .sxsig verifies against the CA, signed by cam-01
 	"$SXFER" verify --ca "$WORK/ca/ca.pem" --signer cam-01 "$1" >"$WORK/v.out" ||
 		{ cat "$WORK/v.out" >&2; fail "$1 does not verify"; }
@@ -109,11 +118,7 @@ ok "resume unsigned, compressed and with --io poll, for files in a folder"
 
 # ---- the source changed between attempts ----------------------------------
 rand_file "$WORK/edit.bin" $((24 << 20))
-start_proxy cut $((12 << 20)) 1
-"$SXFER" send --id "$WORK/cam" --quiet --retry 0 "127.0.0.1:$PPORT" "$WORK/edit.bin" 2>/dev/null &&
-	fail "the cut send succeeded"
-stop_proxy
-wait_until 30 "the server to hold the cut part" held_there
+cut_once "$WORK/edit.bin"
 flip_byte "$WORK/edit.bin" 1000
 send_to "$PORT" "$WORK/cam" "$WORK/e.json" "$WORK/edit.bin" || fail "changed source: $(cat "$WORK/e.json")"
 cmp "$WORK/edit.bin" "$DEV/edit.bin" || fail "a changed source ended different"
@@ -124,11 +129,7 @@ ok "a source changed between attempts starts over and ends correct"
 
 # ---- another identity gets no offer ------------------------------------------
 rand_file "$WORK/shared.bin" $((24 << 20))
-start_proxy cut $((12 << 20)) 1
-"$SXFER" send --id "$WORK/cam" --quiet --retry 0 "127.0.0.1:$PPORT" "$WORK/shared.bin" 2>/dev/null &&
-	fail "the cut send succeeded"
-stop_proxy
-wait_until 30 "the server to hold the cut part" held_there
+cut_once "$WORK/shared.bin"
 send_to "$PORT" "$WORK/cam2" "$WORK/o.json" "$WORK/shared.bin" || fail "cam-02: $(cat "$WORK/o.json")"
 [ "$(json_field "$WORK/o.json" bytes_resumed)" -eq 0 ] || fail "cam-02 was offered cam-01's part"
 cmp "$WORK/shared.bin" "$OUT/cam-02/shared.bin" || fail "cam-02's copy differs"
@@ -162,11 +163,7 @@ stop_server "$SRV"
 start_server ttl --id "$WORK/server" --out "$OUT" --partial-ttl 2s
 SRV=$SERVER_PID
 rand_file "$WORK/old.bin" $((24 << 20))
-start_proxy cut $((12 << 20)) 1
-"$SXFER" send --id "$WORK/cam" --quiet --retry 0 "127.0.0.1:$PPORT" "$WORK/old.bin" 2>/dev/null &&
-	fail "the cut send succeeded"
-stop_proxy
-wait_until 30 "the server to hold the cut part" held_there
+cut_once "$WORK/old.bin"
 sleep 3 # older than --partial-ttl
 send_to "$PORT" "$WORK/cam" "$WORK/t.json" "$WORK/old.bin" || fail "after expiry: $(cat "$WORK/t.json")"
 [ "$(json_field "$WORK/t.json" bytes_resumed)" -eq 0 ] || fail "an expired part was offered"
