@@ -23,7 +23,9 @@
  *              the content does not match the signed Merkle root
  *   wrongname  the first file is sent as "evil-NAME"
  *   unsigned   the session is unsigned although signatures were asked for
- *              (send_session.c) */
+ *              (send_session.c)
+ *   probe      its QUERYs name "secret.bin", a file the client did not ask
+ *              for (send_offer.c) */
 static bool hostile(const sender *s, const char *mode)
 {
 	const char *v = getenv("SXFER_TEST_HOSTILE");

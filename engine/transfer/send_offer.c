@@ -37,6 +37,15 @@ int sx_send_query(sender *s, slot *sl, sx_err *err)
 			    .size = size,
 			    .path = (const uint8_t *)e->rel,
 			    .path_len = strlen(e->rel)};
+#ifdef SXFER_TEST_HOOKS
+		/* The server of a get probes its client's folder for a name it
+		 * was not asked for (tests/e2e/test_get_hostile.sh). */
+		const char *hv = getenv("SXFER_TEST_HOSTILE");
+		if (s->cfg->serving && hv != NULL && strcmp(hv, "probe") == 0) {
+			m.path = (const uint8_t *)"secret.bin";
+			m.path_len = strlen("secret.bin");
+		}
+#endif
 		if (sx_send_put_ctrl(s, sl, &m, err) < 0)
 			return -1;
 		return 1;

@@ -371,6 +371,7 @@ out:
  * system's part (a truncate, three flushes, two renames) runs on a thread of
  * its own, not on the event loop: the file's descriptors move to it. */
 typedef struct keep_job {
+	struct keep_job *next; /* in the queue of keep_start */
 	shared *sh;
 	sx_store store; /* the file's own: nothing of the connection's is used */
 	sx_store_file sf;
@@ -482,9 +483,17 @@ out:
 	free(j->text);
 }
 
-static void *keep_thread(void *arg)
+/* Keeping is file-system work (fsyncs, and reading back what an unsigned
+ * session did not hash): a connection that drops with thousands of files
+ * open must not start a thread each. Jobs queue here, and at most
+ * KEEP_WORKERS threads (in the process) take them in turn. */
+#define KEEP_WORKERS 4
+static pthread_mutex_t keep_mu = PTHREAD_MUTEX_INITIALIZER;
+static keep_job *keep_head, *keep_tail;
+static unsigned keep_workers;
+
+static void keep_one(keep_job *j)
 {
-	keep_job *j = arg;
 	shared *sh = j->sh;
 	if (j->held)
 		held_run(j);
@@ -492,7 +501,51 @@ static void *keep_thread(void *arg)
 		keep_run(j);
 	free(j);
 	atomic_fetch_sub(&sh->keepers, 1); /* last: sx_serve_run waits for it */
-	return NULL;
+}
+
+static void *keep_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_mutex_lock(&keep_mu);
+		keep_job *j = keep_head;
+		if (j == NULL) {
+			keep_workers--;
+			pthread_mutex_unlock(&keep_mu);
+			return NULL;
+		}
+		keep_head = j->next;
+		if (keep_head == NULL)
+			keep_tail = NULL;
+		pthread_mutex_unlock(&keep_mu);
+		keep_one(j);
+	}
+}
+
+static void keep_queue(keep_job *j)
+{
+	bool spawn = false;
+	pthread_mutex_lock(&keep_mu);
+	j->next = NULL;
+	if (keep_tail != NULL)
+		keep_tail->next = j;
+	else
+		keep_head = j;
+	keep_tail = j;
+	if (keep_workers < KEEP_WORKERS) {
+		keep_workers++;
+		spawn = true;
+	}
+	pthread_mutex_unlock(&keep_mu);
+	if (!spawn)
+		return;
+	pthread_attr_t attr;
+	pthread_t th;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, keep_thread, NULL) != 0)
+		keep_thread(NULL); /* no thread: the queue is emptied here */
+	pthread_attr_destroy(&attr);
 }
 
 /* The file's descriptors move to j, and a thread of its own does the
@@ -513,13 +566,7 @@ static void keep_start(server *s, conn *c, rfile *f, keep_job *j)
 	f->sf.fd = f->sf.dir_fd = f->sf.aux_fd = -1;
 	f->sf.committed = true;
 	atomic_fetch_add(&s->sh->keepers, 1);
-	pthread_attr_t attr;
-	pthread_t th;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &attr, keep_thread, j) != 0)
-		keep_thread(j); /* no thread: here, as before */
-	pthread_attr_destroy(&attr);
+	keep_queue(j);
 }
 
 bool srv_keep_held(server *s, conn *c, rfile *f)

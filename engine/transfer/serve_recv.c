@@ -439,7 +439,11 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 		SX_GUARD(client_check(s, &m, false, err));
 		return on_file_begin(s, c, &m, err);
 	case SX_MSG_FILE_END: return on_file_end(s, c, &m, err);
-	case SX_MSG_QUERY: return srv_on_query(s, c, &m, err);
+	case SX_MSG_QUERY:
+		/* In a pull, only about what was asked for: a server may not
+		 * probe the client's folder for other names and sizes. */
+		SX_GUARD(client_check(s, &m, false, err));
+		return srv_on_query(s, c, &m, err);
 	/* A pull into standard output answered every QUERY with NONE: the
 	 * server has nothing to resume or leave out. */
 	case SX_MSG_FILE_RESUME:

@@ -151,7 +151,7 @@ static int resume_open(server *s, conn *c, rfile *f, const sx_msg *m, sx_err *er
 	char data[SX_HELD_NAME_MAX], meta[SX_HELD_NAME_MAX];
 	struct stat sb;
 	int rc = -1;
-	sx_held_meta *h = NULL;
+	sx_held_meta *h = NULL, *h2 = NULL;
 	SX_GUARD(sx_store_prepare(&c->store, m->path, m->path_len, &f->sf, err));
 	h = held_for(s, c, f->sf.dir_fd, f->path, f->sf.name, m->size, err);
 	if (h == NULL)
@@ -165,6 +165,16 @@ static int resume_open(server *s, conn *c, rfile *f, const sx_msg *m, sx_err *er
 	SX_GUARD(sx_held_name(f->sf.name, SX_HELD_DATA, data, sizeof(data), err));
 	SX_GUARD(sx_held_name(f->sf.name, SX_HELD_META, meta, sizeof(meta), err));
 	SX_GUARD(sx_store_claim(&f->sf, data, err));
+	/* The bytes claimed must be those the meta read above describes: a
+	 * keeper of another connection of this identity may have put a new
+	 * part (data, then meta) in place meanwhile. The meta still there
+	 * after the claim must be the one read. */
+	h2 = malloc(sizeof(*h2));
+	SX_ENSURE(h2 != NULL && sx_held_read(f->sf.dir_fd, meta, h2, &(sx_err){0}) == 0 &&
+		      h2->held == h->held && h2->kept == h->kept &&
+		      strcmp(h2->fingerprint, h->fingerprint) == 0 &&
+		      CRYPTO_memcmp(h2->root, h->root, SX_HASH_LEN) == 0,
+		  err, SX_E_IO, "'%s': the held part changed while it was claimed", f->path);
 	(void)unlinkat(f->sf.dir_fd, meta, 0); /* the part is this file's temporary now */
 	SX_ENSURE(fstat(f->sf.fd, &sb) == 0 && (uint64_t)sb.st_size == h->held, err, SX_E_IO,
 		  "'%s': the held part changed", f->path);
@@ -177,6 +187,7 @@ static int resume_open(server *s, conn *c, rfile *f, const sx_msg *m, sx_err *er
 	rc = 0;
 out:
 	free(h);
+	free(h2);
 	return rc;
 }
 
@@ -466,13 +477,9 @@ int srv_on_file_same(server *s, conn *c, const sx_msg *m, sx_err *err)
 		f->same = SAME_MISSING;
 		return same_decided(s, c, fi, err);
 	}
-	uint8_t root[SX_HASH_LEN];
-	if (sxsig_root(dfd, name, m->size, c->hash_chunk, root)) {
-		close(dfd);
-		f->same =
-		    CRYPTO_memcmp(root, m->root, SX_HASH_LEN) == 0 ? SAME_EQUAL : SAME_DIFFERENT;
-		return same_decided(s, c, fi, err);
-	}
+	/* Always the bytes themselves: a NAME.sxsig beside the file is only a
+	 * hint (an OFFER's root); it may be stale (an unsigned overwrite, a
+	 * same-size edit of a pulled file) or uploaded as data by the sender. */
 	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	close(dfd);
 	if (fd < 0) {

@@ -500,6 +500,13 @@ int sx_store_commit(sx_store *st, sx_store_file *f, sx_err *err)
 		return sx_fail_errno(err, SX_E_IO, e, "'%s': rename failed", f->name);
 	}
 	f->committed = true;
+	/* An unsigned file written over a signed one: the old NAME.sxsig no
+	 * longer describes NAME, and would vouch for bytes it never saw. */
+	if (st->overwrite && !aux_placed) {
+		char sig[300];
+		if (snprintf(sig, sizeof(sig), "%s.sxsig", f->name) < (int)sizeof(sig))
+			(void)unlinkat(f->dir_fd, sig, 0);
+	}
 	return 0;
 }
 

@@ -94,7 +94,14 @@ await_port() {
 		kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.log" >&2; fail "server $name exited"; }
 		return 1
 	}
-	wait_until 20 "server $name to listen" port_written
+	local deadline=$(($(now_ms) + 20000))
+	until port_written; do
+		if [ "$(now_ms)" -ge "$deadline" ]; then
+			tail -n 20 "$WORK/$name.log" >&2
+			fail "timed out after 20 s waiting for server $name to listen"
+		fi
+		sleep 0.02
+	done
 	PORT=$(cat "$WORK/$name.port")
 }
 

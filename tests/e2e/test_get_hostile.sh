@@ -102,8 +102,9 @@ declare -A why=(
 	[badroot]="Merkle root does not match"
 	[wrongname]="evil-big.bin.*not asked for"
 	[unsigned]="unsigned although signatures were asked for"
+	[probe]="secret.bin.*not asked for"
 )
-for mode in badsig badroot wrongname unsigned; do
+for mode in badsig badroot wrongname unsigned probe; do
 	export SXFER_TEST_HOSTILE=$mode
 	start_server "$mode" --id "$WORK/server" --out "$WORK/out-$mode" --export "$EX"
 	unset SXFER_TEST_HOSTILE

@@ -158,6 +158,24 @@ grep -q "p3.jpg" "$WORK/last.err" || fail "the refusal does not name p3.jpg: $(c
 cmp "$WORK/photos/p32.jpg" "$DEV/photos/p32.jpg" || fail "p32 was not stored beside the refusal"
 ok "a folder re-sent: already there counted (exit 0, in the receipt); a changed file refused before its data (exit 5), the rest stored"
 
+# ---- a NAME.sxsig is no proof of NAME's content -------------------------------
+# A genuine .sxsig of content A, uploaded unsigned as data beside a file of
+# other content B of the same size: a signed send of A must not be taken
+# as already there (the receiver compares the bytes it holds).
+mkdir -p "$WORK/forge/real" "$WORK/forge/evil/v"
+rand_file "$WORK/forge/real/v.bin" 300000
+send_to "$PORT" "$WORK/cam" "$WORK/g1.json" "$WORK/forge/real" || fail "forge: the genuine send"
+rand_file "$WORK/forge/evil/v/v.bin" 300000
+cp "$DEV/real/v.bin.sxsig" "$WORK/forge/evil/v/v.bin.sxsig"
+send_to "$PORT" "$WORK/cam" "$WORK/g2.json" --no-sign "$WORK/forge/evil/v" ||
+	fail "forge: the unsigned upload"
+mkdir -p "$WORK/forge/again/v" && cp "$WORK/forge/real/v.bin" "$WORK/forge/again/v/v.bin"
+expect_exit 5 send_to "$PORT" "$WORK/cam" "$WORK/g3.json" "$WORK/forge/again/v"
+grep -q 'other content' "$WORK/last.err" || fail "forge: $(cat "$WORK/last.err")"
+[ "$(json_field "$WORK/g3.json" files_same)" -eq 0 ] || fail "forge: taken as already there"
+cmp -s "$WORK/forge/evil/v/v.bin" "$DEV/v/v.bin" || fail "forge: the stored file changed"
+ok "a NAME.sxsig uploaded as data beside other content does not make a file already there"
+
 # ---- --partial-ttl -----------------------------------------------------------
 stop_server "$SRV"
 start_server ttl --id "$WORK/server" --out "$OUT" --partial-ttl 2s

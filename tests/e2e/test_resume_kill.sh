@@ -158,6 +158,7 @@ trial() {
 		else
 			LANDED=$((LANDED + $(kill_at_random "$SRV" "$src")))
 			wait "$SRV" 2>/dev/null || true
+			cp "$WORK/srv.log" "$WORK/srv.prev.log"
 			start_server srv --id "$WORK/server" --out "$OUT"
 			SRV=$SERVER_PID
 			"$SXFER" ledger check --ledger "$WORK/out.ledger.sqlite" --out "$OUT" >"$WORK/check.txt" ||
@@ -176,7 +177,7 @@ trial() {
 
 start_server srv --id "$WORK/server" --out "$OUT"
 SRV=$SERVER_PID
-for victim in sender server; do
+for victim in ${RESUME_VICTIMS:-sender server}; do
 	for src in "$WORK/big.bin" "$WORK/tree"; do
 		LANDED=0
 		for i in $(seq 1 "$TRIALS"); do trial "$victim" "$src" "$victim$i"; done
