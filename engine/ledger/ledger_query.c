@@ -117,6 +117,26 @@ int sx_ledger_each_check(sx_ledger *lg, sx_ledger_file_fn fn, void *ctx, sx_err 
 			 fn, ctx, err);
 }
 
+int sx_ledger_last_time(sx_ledger *lg, int64_t *t, sx_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	*t = 0;
+	if (sqlite3_prepare_v2(lg->db,
+			       "SELECT max(coalesce((SELECT max(started) FROM sessions), 0), "
+			       "coalesce((SELECT max(ended) FROM sessions), 0), "
+			       "coalesce((SELECT max(started) FROM files), 0), "
+			       "coalesce((SELECT max(ended) FROM files), 0))",
+			       -1, &st, NULL) != SQLITE_OK)
+		return lg_db_fail(lg->db, err, "cannot prepare the last time");
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		*t = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (r != SQLITE_ROW)
+		return lg_db_fail(lg->db, err, "last time");
+	return 0;
+}
+
 int sx_ledger_has_stored(sx_ledger *lg, const char *device, const char *path, bool *yes,
 			 sx_err *err)
 {

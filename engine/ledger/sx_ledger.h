@@ -157,6 +157,10 @@ typedef int (*sx_ledger_file_fn)(void *ctx, const sx_ledger_file *f);
  * every row still receiving. */
 int sx_ledger_each_check(sx_ledger *lg, sx_ledger_file_fn fn, void *ctx, sx_err *err) SX_MUST_CHECK;
 /* Is there a stored row for device/path? */
+/* The newest time (Unix seconds) in the ledger: of a session or a file,
+ * begun or ended; 0 when it is empty. After a crash, what the ledger lost
+ * (its last 100 ms) happened after it. */
+int sx_ledger_last_time(sx_ledger *lg, int64_t *t, sx_err *err) SX_MUST_CHECK;
 int sx_ledger_has_stored(sx_ledger *lg, const char *device, const char *path, bool *yes,
 			 sx_err *err) SX_MUST_CHECK;
 /* Sets the state (and a note) of row id. */

@@ -186,13 +186,21 @@ static int walk(chk *k, int dfd, const char *device, char *rel, size_t rlen, int
 		close(dfd);
 		return 0;
 	}
+	struct stat ds;
+	bool look = k->cfg->since == 0 || (fstat(dfd, &ds) == 0 && ds.st_mtime >= k->cfg->since);
 	while (rc == 0 && (e = readdir(d)) != NULL) {
 		const char *name = e->d_name;
 		size_t nl = strlen(name);
 		struct stat sb;
-		if (name[0] == '.' || fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+		if (name[0] == '.')
 			continue;
-		if (S_ISREG(sb.st_mode) && nl > 6 && strcmp(name + nl - 6, ".sxsig") == 0)
+		/* d_type spares a stat per file of the folders not looked at */
+		bool is_sig = nl > 6 && strcmp(name + nl - 6, ".sxsig") == 0;
+		if (e->d_type != DT_UNKNOWN && e->d_type != DT_DIR && !(is_sig && look))
+			continue;
+		if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISREG(sb.st_mode) && is_sig && look)
 			rc = found_sxsig(k, dfd, name, device, rel);
 		else if (S_ISDIR(sb.st_mode) && depth < WALK_DEPTH_MAX &&
 			 rlen + nl + 2 < SX_PATH_MAX) {
@@ -286,8 +294,19 @@ int sx_ledger_recover(sx_ledger *lg, const char *out_dir, sx_err *err)
 {
 	uint64_t t0 = sx_now_ns(), diffs = 0;
 	bool clean = sx_ledger_was_clean(lg);
-	sx_ledger_check_cfg cfg = {
-	    .out_dir = out_dir, .repair = true, .walk = !clean, .on_diff = log_diff};
+	int64_t last = 0;
+	if (!clean && sx_ledger_last_time(lg, &last, err) < 0) {
+		sx_err_prefix(err, "ledger: ");
+		return -1;
+	}
+	/* After a crash only folders changed since the ledger's last record
+	 * (less a margin for its commit interval and the clock) can hold a
+	 * file it did not record. */
+	sx_ledger_check_cfg cfg = {.out_dir = out_dir,
+				   .repair = true,
+				   .walk = !clean,
+				   .since = last > 5 ? last - 5 : 0,
+				   .on_diff = log_diff};
 	if (sx_ledger_check(lg, &cfg, &diffs, err) < 0) {
 		sx_err_prefix(err, "ledger: ");
 		return -1;

@@ -19,6 +19,10 @@ typedef struct sx_ledger_check_cfg {
 	const char *out_dir;
 	bool repair; /* mark rows, add the files found complete */
 	bool walk;   /* look for files with a .sxsig the ledger does not have */
+	/* with walk: only in folders changed (mtime) at or after this time,
+	 * Unix seconds (0: every folder); a file stored since is renamed into
+	 * its folder, which changes the folder's mtime */
+	int64_t since;
 	sx_ledger_diff_fn on_diff;
 	void *ctx;
 } sx_ledger_check_cfg;
