@@ -678,7 +678,10 @@ int sx_send_attempt(const sx_send_cfg *cfg, sx_send_stats *stats, send_run *run,
 	run->prog = s->prog;
 	run->file_err = s->file_err;
 	run->stream_begun = run->stream_begun || s->stream_begun;
-	run->retryable = rc < 0 && (err->cls == SX_E_NET || s->truncated || s->resume_refused);
+	/* A refused resume is retried (the file then goes whole), but not an
+	 * attempt that also failed authentication or integrity. */
+	run->retryable = rc < 0 && (err->cls == SX_E_NET || s->truncated ||
+				    (s->resume_refused && err->cls == SX_E_IO));
 	/* Moved forward: got further than any attempt before (what is done,
 	 * plus what this attempt resumed and sent of the rest). A receiver that
 	 * keeps nothing, or answers without receipts, does not count. */
