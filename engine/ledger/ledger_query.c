@@ -101,11 +101,12 @@ out:
 	return rc;
 }
 
-int sx_ledger_each_check(sx_ledger *lg, sx_ledger_file_fn fn, void *ctx, sx_err *err)
+int sx_ledger_each_check(sx_ledger *lg, bool stored, sx_ledger_file_fn fn, void *ctx, sx_err *err)
 {
 	/* The newest stored row of each file: an older one was replaced
 	 * (--overwrite) and says nothing of the disk now. */
-	if (each_file(lg,
+	if (stored &&
+	    each_file(lg,
 		      "SELECT id, session_id, device, path, state, size, started FROM files f "
 		      "WHERE state = 'stored' AND id = (SELECT max(id) FROM files g WHERE "
 		      "g.device = f.device AND g.path = f.path AND g.state = 'stored') ORDER BY id",

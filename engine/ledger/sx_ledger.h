@@ -155,7 +155,10 @@ typedef int (*sx_ledger_file_fn)(void *ctx, const sx_ledger_file *f);
 
 /* Every file that is the newest stored row of its (device, path), then
  * every row still receiving. */
-int sx_ledger_each_check(sx_ledger *lg, sx_ledger_file_fn fn, void *ctx, sx_err *err) SX_MUST_CHECK;
+/* stored: also the newest stored row of each file (else only the rows
+ * still receiving). */
+int sx_ledger_each_check(sx_ledger *lg, bool stored, sx_ledger_file_fn fn, void *ctx,
+			 sx_err *err) SX_MUST_CHECK;
 /* Is there a stored row for device/path? */
 /* The newest time (Unix seconds) in the ledger: of a session or a file,
  * begun or ended; 0 when it is empty. After a crash, what the ledger lost

@@ -258,7 +258,7 @@ int sx_ledger_check(sx_ledger *lg, const sx_ledger_check_cfg *cfg, uint64_t *dif
 		SX_GUARD(sx_ledger_begin(lg, err));
 		txn = true;
 	}
-	SX_GUARD(sx_ledger_each_check(lg, on_row, &k, err));
+	SX_GUARD(sx_ledger_each_check(lg, !cfg->no_stored, on_row, &k, err));
 	if (cfg->repair) {
 		for (size_t i = 0; i < k.nfix; i++)
 			SX_GUARD(
@@ -306,6 +306,7 @@ int sx_ledger_recover(sx_ledger *lg, const char *out_dir, sx_err *err)
 				   .repair = true,
 				   .walk = !clean,
 				   .since = last > 5 ? last - 5 : 0,
+				   .no_stored = true,
 				   .on_diff = log_diff};
 	if (sx_ledger_check(lg, &cfg, &diffs, err) < 0) {
 		sx_err_prefix(err, "ledger: ");

@@ -23,6 +23,10 @@ typedef struct sx_ledger_check_cfg {
 	 * Unix seconds (0: every folder); a file stored since is renamed into
 	 * its folder, which changes the folder's mtime */
 	int64_t since;
+	/* rows still receiving only: a stored row is recorded once its file
+	 * is under its final name and flushed, so only a hand can make it
+	 * wrong (that is `sxfer ledger check`'s part, not every start's) */
+	bool no_stored;
 	sx_ledger_diff_fn on_diff;
 	void *ctx;
 } sx_ledger_check_cfg;
