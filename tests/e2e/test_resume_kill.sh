@@ -6,7 +6,8 @@
 # byte-identical and verifies offline. The same with the server killed and
 # restarted, its ledger agreeing with the disk after every restart.
 #
-# Sizes: RESUME_SIZE_MIB (the large file, 64), RESUME_FILES (the tree: 400
+# RESUME_VICTIMS (sender server) and RESUME_SOURCES (big.bin tree) choose
+# the cases. Sizes: RESUME_SIZE_MIB (the large file, 64), RESUME_FILES (the tree: 400
 # files, of 64 KiB and every 50th of 3 MiB), RESUME_TRIALS (sends cut twice
 # each, per case, 3). The long run (docs/TESTING.md): RESUME_SIZE_MIB=1024
 # RESUME_FILES=2000 RESUME_TRIALS=20 with the release build.
@@ -178,8 +179,8 @@ trial() {
 start_server srv --id "$WORK/server" --out "$OUT"
 SRV=$SERVER_PID
 for victim in ${RESUME_VICTIMS:-sender server}; do
-	for src in "$WORK/big.bin" "$WORK/tree"; do
-		LANDED=0
+	for src in ${RESUME_SOURCES:-big.bin tree}; do
+		src=$WORK/$src LANDED=0
 		for i in $(seq 1 "$TRIALS"); do trial "$victim" "$src" "$victim$i"; done
 		ok "$(basename "$src"): $TRIALS sends each cut twice by kill -9 of the $victim ($LANDED cuts landed before the end); every re-send moved only what was missing, identical, verified"
 	done
