@@ -107,9 +107,11 @@ int sx_ledger_each_check(sx_ledger *lg, bool stored, sx_ledger_file_fn fn, void 
 	 * (--overwrite) and says nothing of the disk now. */
 	if (stored &&
 	    each_file(lg,
-		      "SELECT id, session_id, device, path, state, size, started FROM files f "
-		      "WHERE state = 'stored' AND id = (SELECT max(id) FROM files g WHERE "
-		      "g.device = f.device AND g.path = f.path AND g.state = 'stored') ORDER BY id",
+		      /* one grouping pass: a subquery per row was quadratic (the
+		       * planner took the state index for it) */
+		      "SELECT id, session_id, device, path, state, size, started FROM files "
+		      "WHERE id IN (SELECT max(id) FROM files WHERE state = 'stored' "
+		      "GROUP BY device, path) ORDER BY id",
 		      fn, ctx, err) < 0)
 		return -1;
 	return each_file(lg,
@@ -143,7 +145,9 @@ int sx_ledger_has_stored(sx_ledger *lg, const char *device, const char *path, bo
 {
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(lg->db,
-			       "SELECT 1 FROM files WHERE device = ?1 AND path = ?2 AND state = "
+			       /* "+state": the (device, path) index, never the
+				* state one (a scan of every stored row per call) */
+			       "SELECT 1 FROM files WHERE device = ?1 AND path = ?2 AND +state = "
 			       "'stored' LIMIT 1",
 			       -1, &st, NULL) != SQLITE_OK)
 		return lg_db_fail(lg->db, err, "cannot prepare the check");
