@@ -366,6 +366,9 @@ int srv_send_file_err(server *s, conn *c, uint32_t id, const sx_err *why, sx_err
 int srv_start_finish(server *s, conn *c, int fi, sx_err *err);
 int srv_finalize_waiting(server *s, conn *c, sx_err *err);
 void srv_on_sync(server *s, conn *c, int fi, int64_t res);
+/* serve_file.c: the .sxsig text of a stream's prefix up to checkpoint k. */
+int srv_partial_sxsig(conn *c, const rfile *f, const ckpt *k, char **text, size_t *len,
+		      sx_err *err) SX_MUST_CHECK;
 void srv_keep_partial(server *s, conn *c, rfile *f);
 /* Waits for the threads srv_keep_partial started. */
 void srv_wait_keepers(shared *sh);
