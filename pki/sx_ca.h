@@ -169,6 +169,69 @@ int sx_ca_issue_identity(sx_ca *ca, const sx_cert_spec *spec, sx_key_type type, 
 int sx_ca_sign_csr(sx_ca *ca, const char *csr_path, const sx_cert_spec *spec, unsigned days,
 		   const char *out_path, X509 **out, sx_err *err) SX_MUST_CHECK;
 
+/* ---- enrollment: tokens, requests and the CA as a service ---------------
+ * (pki/token.c, pki/ca_svc.c; docs/PKI.md "Enrollment"). */
+
+#define SX_TOKEN_SAN_MAX     16
+#define SX_TOKEN_TEXT_MAX    2048
+#define SX_TOKEN_TTL_DEFAULT (15 * 60)
+
+/* What a token allows, and what a CSR asks for (the same shape). */
+typedef struct sx_claims {
+	char name[SX_NAME_MAX + 1];
+	sx_profile profile; /* client, server or both */
+	bool has_profile;   /* a CSR may ask for no role (then: the token's) */
+	char dns[SX_TOKEN_SAN_MAX][256];
+	size_t ndns;
+	char ips[SX_TOKEN_SAN_MAX][64];
+	size_t nips;
+	time_t expires; /* tokens only */
+	bool replace;	/* tokens only: may replace a valid certificate of the name */
+	uint8_t ca_fp[SX_CERT_FP_LEN]; /* tokens only: SHA-256 of the root that made it */
+} sx_claims;
+
+/* `ca token`: a new one-time token for c (c->expires set by the caller;
+ * c->ca_fp is filled here), recorded in the CA folder under its lock (no
+ * CA key needed). text receives the token (at most SX_TOKEN_TEXT_MAX). */
+int sx_ca_token_new(const char *dir, sx_claims *c, char *text, size_t cap,
+		    sx_err *err) SX_MUST_CHECK;
+/* The claims a token's text carries (no lookup, nothing verified): the
+ * enrolling device reads its name, role and SANs from it. SX_E_USAGE for
+ * text that is not a token. */
+int sx_token_parse(const char *text, sx_claims *c, sx_err *err) SX_MUST_CHECK;
+
+/* A CSR asking for a name, a role and SANs (an extensionRequest with
+ * extendedKeyUsage and subjectAltName); profile < 0: no role asked. */
+int sx_csr_build_ask(EVP_PKEY *key, const sx_claims *ask, X509_REQ **out,
+		     sx_err *err) SX_MUST_CHECK;
+/* What a CSR asks for (its self-signature is verified first). */
+int sx_csr_ask(X509_REQ *req, sx_claims *ask, sx_err *err) SX_MUST_CHECK;
+int sx_csr_from_der(const uint8_t *der, size_t len, X509_REQ **out, sx_err *err) SX_MUST_CHECK;
+
+/* The CA as a service (`ca serve`): root and key loaded once; every
+ * operation takes the CA's lock (and an in-process mutex: callers may be
+ * threads) and re-reads the index under it, so `ca revoke` or `ca issue`
+ * run beside a running service. */
+int sx_ca_svc_open(const char *dir, const sx_pass *pass, sx_ca **out, sx_err *err) SX_MUST_CHECK;
+void sx_ca_svc_close(sx_ca *ca);
+/* Enrollment: the token (its text) must be recorded, unused and not
+ * expired, and what the CSR asks for must equal its claims exactly; the
+ * one-name rule applies (claims.replace lets it revoke the old one,
+ * superseded). The token is marked used in the same index update as the
+ * issue. SX_E_AUTH: "token already used", "token expired", "unknown
+ * token", "the request asks for name 'x'; the token is for 'y'", ... */
+int sx_ca_svc_enroll(sx_ca *ca, const char *token, X509_REQ *csr, X509 **out,
+		     sx_err *err) SX_MUST_CHECK;
+/* Renewal: current must be issued by this CA, in its index, not revoked
+ * and not expired; the new certificate has current's name, role and SANs,
+ * the CSR's key, and current's lifetime (never beyond the root's). */
+int sx_ca_svc_renew(sx_ca *ca, X509 *current, X509_REQ *csr, X509 **out, sx_err *err) SX_MUST_CHECK;
+/* The current CRL (DIR/crl.pem as `ca crl` last wrote it); SX_E_IO when the
+ * CA has made none yet. */
+int sx_ca_svc_crl(sx_ca *ca, X509_CRL **out, sx_err *err) SX_MUST_CHECK;
+/* The root (borrowed). */
+X509 *sx_ca_svc_root(sx_ca *ca);
+
 /* Normalises a hex serial ("0x0a:bc" -> "ABC"); -1 if not hex or too long. */
 int sx_serial_normalize(const char *in, char out[SX_SERIAL_HEX_MAX]) SX_MUST_CHECK;
 

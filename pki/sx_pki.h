@@ -104,6 +104,29 @@ int sx_identity_load(const char *dir, const sx_pass *pass, sx_identity *id,
 		     sx_err *err) SX_MUST_CHECK;
 void sx_identity_free(sx_identity *id);
 
+/* ---- lifetimes and CRL numbers (docs/PKI.md "Renewal") ---------------- */
+
+typedef struct sx_lifetime {
+	time_t not_before, not_after;
+	long long total; /* seconds from notBefore to notAfter */
+	long long left;	 /* seconds from now to notAfter (negative: expired) */
+} sx_lifetime;
+
+/* now 0: the current time. */
+void sx_cert_lifetime(X509 *cert, time_t now, sx_lifetime *out);
+/* Less than a third of the lifetime is left: renewal is due (renew at two
+ * thirds of the lifetime). */
+bool sx_lifetime_renew_due(const sx_lifetime *l);
+/* "120 days left (30% of 397 days)", "expired 3 days ago", ... into buf. */
+void sx_lifetime_describe(const sx_lifetime *l, char *buf, size_t cap);
+
+/* The CRL's crlNumber (RFC 5280 5.2.3): SX_E_AUTH when it has none or it
+ * does not fit 64 bits. */
+int sx_crl_number(X509_CRL *crl, uint64_t *out, sx_err *err) SX_MUST_CHECK;
+/* Is the CRL issued and signed by one of anchors? SX_E_AUTH naming the
+ * issuer otherwise. Time is not checked here (sx_crl_check_time). */
+int sx_crl_verify_anchors(X509_CRL *crl, STACK_OF(X509) * anchors, sx_err *err) SX_MUST_CHECK;
+
 /* ---- the validation policy ---------------------------------------------- */
 
 typedef enum sx_role {

@@ -49,6 +49,20 @@ typedef struct sx_chan_cfg {
 	uint64_t rotate_bytes;	 /* 0: 64 GiB (the maximum) */
 	/* both: largest record body we accept */
 	uint32_t max_record;
+	/* both: the ALPN protocol (NULL: SX_ALPN); the enrollment service
+	 * uses SX_ALPN_ENROLL, so neither service talks to the other's client */
+	const char *alpn;
+	/* server: a client certificate is optional, and one the policy refuses
+	 * does not fail the handshake: sx_chan_result says whether and why
+	 * (the enrollment service; TLS still proves the key's possession) */
+	bool peer_optional;
+	/* server: certificates sent after our chain (the enrollment service
+	 * sends its root, so that a client pinning it by fingerprint finds it) */
+	STACK_OF(X509) * extra_chain;
+	/* client: the trust anchor is the certificate of this SHA-256
+	 * fingerprint among those the server sends (sxfer enroll); id may then
+	 * hold no key and no certificate, and no anchors */
+	const uint8_t *pin_fp;
 } sx_chan_cfg;
 
 int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err) SX_MUST_CHECK;
@@ -56,6 +70,10 @@ int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err) SX_M
 sx_chan_cfg sx_chan_client(const sx_identity *id, X509_CRL *crl, const char *server_name,
 			   sx_suite suite, uint64_t rotate_bytes, uint32_t max_record);
 void sx_chan_ctx_free(sx_chan_ctx *ctx);
+/* Replaces the CRL new handshakes check peers against (a reference is
+ * taken; NULL: none). Thread-safe: handshakes already past the check keep
+ * the CRL they used. */
+int sx_chan_ctx_set_crl(sx_chan_ctx *ctx, X509_CRL *crl, sx_err *err) SX_MUST_CHECK;
 
 /* A client's ClientHello is queued by sx_chan_new: send sx_chan_output()
  * first. */
@@ -93,6 +111,15 @@ typedef struct sx_chan_result {
 	char peer_name[256];	     /* the peer certificate's CN */
 	char peer_fingerprint[65];   /* SHA-256 of the peer's certificate */
 	STACK_OF(X509) * peer_chain; /* the peer's certificates, leaf first (owned) */
+	/* peer_optional servers: a certificate was sent and the policy accepted
+	 * it; else peer_problem says why not ("no client certificate", the
+	 * policy's reason). Always true elsewhere. */
+	bool peer_verified;
+	char peer_problem[400];
+	/* servers: the handshake completed only so that the client can be told
+	 * why it is refused (the server's own CRL is stale): send an ERROR
+	 * with this reason and close; nothing else is accepted. "" otherwise. */
+	char refusal[400];
 } sx_chan_result;
 
 /* Moves the keys out (the channel keeps none) and fills the peer details. */

@@ -62,6 +62,7 @@ void sx_put_block16(sx_wbuf *w, const void *p, size_t n);
 
 #define SX_PROTO_VERSION 1
 #define SX_ALPN		 "sxfer/1"
+#define SX_ALPN_ENROLL	 "sxfer-enroll/1" /* sxfer ca serve (docs/PKI.md) */
 
 typedef struct sx_hello {
 	uint8_t version;

@@ -16,10 +16,11 @@ ALLOWED = {
     "engine/sign": {"common", "pki", "engine/wire", "engine/record"},
     "engine/channel": {"common", "pki", "engine/wire", "engine/record"},
     "engine/ledger": {"common", "pki"},
+    "engine/enroll": {"common", "pki", "engine/wire", "engine/record", "engine/channel"},
     "engine/transfer": {"common", "pki", "engine/wire", "engine/record", "engine/io",
                         "engine/sign", "engine/channel", "engine/ledger"},
     "tools": {"common", "pki", "engine/wire", "engine/record", "engine/io", "engine/sign",
-              "engine/channel", "engine/transfer", "engine/ledger"},
+              "engine/channel", "engine/transfer", "engine/ledger", "engine/enroll"},
 }
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
