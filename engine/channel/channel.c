@@ -21,8 +21,9 @@
 #define TLS_VER_FIRST_CH 0x0301 /* allowed on the very first ClientHello record */
 
 #define SX_EXPORTER_LABEL "EXPORTER-sxfer/1 record keys"
-/* "sxfer/1" || version || suite || rotate_bytes (BE64) || max_record (BE32) */
-#define SX_EXPORTER_CTX_LEN (7 + 1 + 1 + 8 + 4)
+/* ALPN || version || suite || rotate_bytes (BE64) || max_record (BE32); the
+ * ALPN protocol is "sxfer/1" (7 bytes) or "sxfer-enroll/1" (14 bytes) */
+#define SX_EXPORTER_CTX_TAIL (1 + 1 + 8 + 4)
 
 /* The CONFIRM record is tiny; anything larger is refused before reading. */
 #define SX_CONFIRM_BODY_MAX 64u
@@ -159,21 +160,21 @@ void sx_chan_consume(sx_chan *c, size_t n)
  * and to every negotiated HELLO parameter; docs/PROTOCOL.md ("Handshake"). */
 static int derive_keys(sx_chan *c, sx_err *err)
 {
-	uint8_t context[SX_EXPORTER_CTX_LEN];
+	uint8_t context[SX_CHAN_ALPN_MAX + SX_EXPORTER_CTX_TAIL];
 	uint8_t master[SX_SECRET_LEN], c2s[SX_SECRET_LEN], s2c[SX_SECRET_LEN];
 	sx_wbuf w = sx_wbuf_make(context, sizeof(context));
+	const size_t alpn_len = strlen(c->ctx->alpn);
 	int rc = -1;
 
-	sx_put_bytes(&w, SX_ALPN, strlen(SX_ALPN));
+	sx_put_bytes(&w, c->ctx->alpn, alpn_len);
 	sx_put_u8(&w, c->hello.version);
 	sx_put_u8(&w, c->hello.suite);
 	sx_put_u64(&w, c->hello.rotate_bytes);
 	sx_put_u32(&w, c->hello.max_record);
-	SX_ENSURE(!w.overflow && w.len == sizeof(context), err, SX_E_OTHER,
+	SX_ENSURE(!w.overflow && w.len == alpn_len + SX_EXPORTER_CTX_TAIL, err, SX_E_OTHER,
 		  "channel: exporter context does not fit");
 	if (SSL_export_keying_material(c->ssl, master, sizeof(master), SX_EXPORTER_LABEL,
-				       strlen(SX_EXPORTER_LABEL), context, sizeof(context),
-				       1) != 1) {
+				       strlen(SX_EXPORTER_LABEL), context, w.len, 1) != 1) {
 		(void)sx_fail_ssl(err, SX_E_OTHER, "channel: TLS exporter failed");
 		goto out;
 	}
@@ -203,8 +204,8 @@ static int client_send_hello(sx_chan *c, sx_err *err)
 	uint8_t buf[SX_HELLO_LEN];
 
 	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-	if (alpn_len != strlen(SX_ALPN) || memcmp(alpn, SX_ALPN, alpn_len) != 0)
-		return sx_fail(err, SX_E_AUTH, "server did not select ALPN %s", SX_ALPN);
+	if (alpn_len != strlen(c->ctx->alpn) || memcmp(alpn, c->ctx->alpn, alpn_len) != 0)
+		return sx_fail(err, SX_E_AUTH, "server did not select ALPN %s", c->ctx->alpn);
 	if (chan_note_peer(c, err) < 0)
 		return -1;
 	c->hello.version = SX_PROTO_VERSION;
@@ -483,4 +484,6 @@ void sx_chan_take(sx_chan *c, sx_chan_result *out)
 	memcpy(out->peer_fingerprint, c->peer_fp, sizeof(out->peer_fingerprint));
 	out->peer_chain = c->peer_chain;
 	c->peer_chain = NULL;
+	out->peer_verified = c->peer_verified;
+	memcpy(out->peer_problem, c->peer_problem, sizeof(out->peer_problem));
 }

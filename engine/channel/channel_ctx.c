@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 /* ---- callbacks ---------------------------------------------------------- */
 
@@ -41,6 +42,51 @@ static int policy_x509_error(const char *msg)
 	return X509_V_ERR_CERT_REJECTED;
 }
 
+/* A pinning client (sxfer enroll): the anchor is the one certificate the
+ * server sent whose SHA-256 fingerprint is the pinned one, and it must be a
+ * self-signed CA certificate. pol->anchors is a new stack (references
+ * borrowed from sent): free it with sk_X509_free. */
+static int pinned_policy(const sx_chan_ctx *ctx, STACK_OF(X509) * sent, sx_policy *pol, sx_err *err)
+{
+	char hex[SX_CERT_FP_HEX_LEN];
+	X509 *root = NULL;
+	sx_hex(ctx->pin_fp, sizeof(ctx->pin_fp), hex);
+	for (int i = 0; sent != NULL && i < sk_X509_num(sent) && root == NULL; i++) {
+		uint8_t fp[SX_CERT_FP_LEN];
+		X509 *x = sk_X509_value(sent, i);
+		if (sx_cert_fp(x, fp, err) < 0)
+			return -1;
+		if (CRYPTO_memcmp(fp, ctx->pin_fp, sizeof(fp)) == 0)
+			root = x;
+	}
+	if (root == NULL)
+		return sx_fail(
+		    err, SX_E_AUTH,
+		    "enrollment server's certificate does not chain to the pinned root %s", hex);
+	if (X509_check_ca(root) < 1 || X509_self_signed(root, 1) != 1)
+		return sx_fail(err, SX_E_AUTH,
+			       "the pinned certificate %s is not a self-signed CA certificate",
+			       hex);
+	pol->anchors = sk_X509_new_null();
+	if (pol->anchors == NULL || sk_X509_push(pol->anchors, root) <= 0)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
+	return 0;
+}
+
+/* A peer_optional server (the enrollment service) accepts a client the
+ * policy refuses: the reason is kept for sx_chan_result.peer_problem and
+ * the handshake goes on (TLS still checks the CertificateVerify, so the
+ * client holds the key of what it sent). Returns 1 then, 0 otherwise. */
+static int optional_peer_refused(const sx_chan_ctx *ctx, sx_chan *c, sx_err *err)
+{
+	if (!ctx->server || !ctx->peer_optional || c == NULL)
+		return 0;
+	snprintf(c->peer_problem, sizeof(c->peer_problem), "%.*s", (int)sizeof(c->peer_problem) - 1,
+		 err->msg);
+	sx_err_clear(err);
+	return 1;
+}
+
 /* Replaces OpenSSL's chain building: the pki policy is the one decision. */
 static int verify_cb(X509_STORE_CTX *xs, void *arg)
 {
@@ -53,6 +99,7 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
 	const char *who = ctx->server ? "client certificate" : "server certificate";
 	sx_err tmp = {0};
 	sx_err *err = c != NULL ? &c->verr : &tmp;
+	sx_policy pinpol = {0};
 	int ok = 0;
 
 	SX_ENSURE(c != NULL && leaf != NULL, err, SX_E_AUTH, "%s: missing", who);
@@ -65,15 +112,21 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
 			continue;
 		SX_ENSURE(sk_X509_push(inter, x) > 0, err, SX_E_OTHER, "out of memory");
 	}
-	if (sx_policy_check(&ctx->policy, leaf, inter,
-			    ctx->server ? SX_ROLE_CLIENT : SX_ROLE_SERVER,
+	const sx_policy *pol = &ctx->policy;
+	if (ctx->pinned) {
+		SX_GUARD(pinned_policy(ctx, sent, &pinpol, err));
+		pol = &pinpol;
+	}
+	if (sx_policy_check(pol, leaf, inter, ctx->server ? SX_ROLE_CLIENT : SX_ROLE_SERVER,
 			    ctx->server ? NULL : ctx->server_name, err) < 0) {
 		sx_err_prefix(err, "%s: ", who);
+		ok = optional_peer_refused(ctx, c, err);
 		goto out;
 	}
 	c->verified = true;
 	ok = 1;
 out:
+	sk_X509_free(pinpol.anchors);
 	sk_X509_free(inter);
 	if (!ok)
 		X509_STORE_CTX_set_error(xs, policy_x509_error(err->msg));
@@ -82,11 +135,22 @@ out:
 	return ok;
 }
 
+/* What a protocol is, for the messages of a client and a server that do
+ * not speak the same one. */
+const char *chan_alpn_service(const char *alpn)
+{
+	if (strcmp(alpn, SX_ALPN) == 0)
+		return "file transfer: sxfer serve";
+	if (strcmp(alpn, SX_ALPN_ENROLL) == 0)
+		return "enrollment: sxfer ca serve";
+	return "unknown";
+}
+
 /* A client that offers no ALPN at all is refused here: OpenSSL calls the
  * select callback only when the extension is present. */
 static int client_hello_cb(SSL *ssl, int *al, void *arg)
 {
-	(void)arg;
+	const sx_chan_ctx *ctx = arg;
 	const unsigned char *ext;
 	size_t len;
 	sx_chan *c = chan_of(ssl);
@@ -95,31 +159,57 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
 		return SSL_CLIENT_HELLO_SUCCESS;
 	if (c != NULL)
 		(void)sx_fail(&c->verr, SX_E_AUTH, "client offered no ALPN protocol (need %s)",
-			      SX_ALPN);
+			      ctx->alpn);
 	*al = SSL_AD_NO_APPLICATION_PROTOCOL;
 	return SSL_CLIENT_HELLO_ERROR;
+}
+
+/* The protocols a client offered, printable, for the refusal's message. */
+static void alpn_offered(const unsigned char *in, unsigned int inlen, char *buf, size_t cap)
+{
+	size_t at = 0;
+	buf[0] = '\0';
+	for (unsigned int i = 0; i < inlen && at + 4 < cap;) {
+		unsigned int n = in[i];
+		if (n == 0 || n > inlen - i - 1)
+			break;
+		if (at > 0) {
+			buf[at++] = ',';
+			buf[at++] = ' ';
+		}
+		for (unsigned int k = 0; k < n && at + 1 < cap; k++) {
+			unsigned char ch = in[i + 1 + k];
+			buf[at++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+		}
+		buf[at] = '\0';
+		i += 1 + n;
+	}
 }
 
 static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 			  const unsigned char *in, unsigned int inlen, void *arg)
 {
-	(void)arg;
-	const size_t want = strlen(SX_ALPN);
+	const sx_chan_ctx *ctx = arg;
+	const size_t want = strlen(ctx->alpn);
 	sx_chan *c = chan_of(ssl);
+	char offered[128];
 	/* in: a list of 8-bit-length-prefixed protocol names (RFC 7301 3.1). */
 	for (unsigned int i = 0; i < inlen;) {
 		unsigned int n = in[i];
 		if (n == 0 || n > inlen - i - 1)
 			break;
-		if (n == want && memcmp(in + i + 1, SX_ALPN, want) == 0) {
+		if (n == want && memcmp(in + i + 1, ctx->alpn, want) == 0) {
 			*out = in + i + 1;
 			*outlen = (unsigned char)n;
 			return SSL_TLSEXT_ERR_OK;
 		}
 		i += 1 + n;
 	}
+	alpn_offered(in, inlen, offered, sizeof(offered));
 	if (c != NULL)
-		(void)sx_fail(&c->verr, SX_E_AUTH, "client does not offer ALPN %s", SX_ALPN);
+		(void)sx_fail(&c->verr, SX_E_AUTH,
+			      "client does not offer ALPN %s (%s); it offers %s", ctx->alpn,
+			      chan_alpn_service(ctx->alpn), offered);
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
@@ -140,12 +230,34 @@ static bool is_ip_literal(const char *s)
 	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+static bool has_identity(const sx_identity *id)
+{
+	return id != NULL && id->key != NULL && id->chain != NULL && sk_X509_num(id->chain) > 0;
+}
+
+/* The settings of sx_chan_cfg added for the enrollment service: each
+ * belongs to one role, and the ALPN name is 1..255 bytes. */
+static int check_cfg_enroll(const sx_chan_cfg *cfg, sx_err *err)
+{
+	if (cfg->alpn != NULL && (cfg->alpn[0] == '\0' || strlen(cfg->alpn) > SX_CHAN_ALPN_MAX))
+		return sx_fail(err, SX_E_USAGE, "channel: an ALPN protocol is 1 to 255 bytes");
+	if (cfg->server && cfg->pin_fp != NULL)
+		return sx_fail(err, SX_E_USAGE, "channel: only a client pins the server's root");
+	if (!cfg->server && (cfg->peer_optional || cfg->extra_chain != NULL))
+		return sx_fail(err, SX_E_USAGE,
+			       "channel: an optional peer and extra certificates are for servers");
+	return 0;
+}
+
 static int check_cfg(const sx_chan_cfg *cfg, sx_err *err)
 {
 	const sx_identity *id = cfg->id;
-	SX_ENSURE(id != NULL && id->key != NULL && id->chain != NULL && sk_X509_num(id->chain) > 0,
-		  err, SX_E_USAGE, "channel: no identity (key and certificate) configured");
-	SX_ENSURE(id->anchors != NULL && sk_X509_num(id->anchors) > 0, err, SX_E_USAGE,
+	bool pinned = !cfg->server && cfg->pin_fp != NULL;
+	SX_GUARD(check_cfg_enroll(cfg, err));
+	/* A pinning client may have no identity at all: it is enrolling. */
+	SX_ENSURE(has_identity(id) || (pinned && id != NULL && id->key == NULL), err, SX_E_USAGE,
+		  "channel: no identity (key and certificate) configured");
+	SX_ENSURE(pinned || (id->anchors != NULL && sk_X509_num(id->anchors) > 0), err, SX_E_USAGE,
 		  "channel: no trust anchor configured");
 	SX_ENSURE(cfg->max_record >= SX_MAX_RECORD_MIN, err, SX_E_USAGE,
 		  "channel: max record %u is below the minimum %u", cfg->max_record,
@@ -165,9 +277,72 @@ out:
 	return -1;
 }
 
+/* Our chain (leaf, then the intermediates, then a server's extra
+ * certificates) and our key; a pinning client may have none. */
+static int use_identity(SSL_CTX *sc, const sx_chan_cfg *cfg, sx_err *err)
+{
+	const sx_identity *id = cfg->id;
+	if (!has_identity(id))
+		return 0;
+	if (SSL_CTX_use_certificate(sc, sk_X509_value(id->chain, 0)) != 1)
+		return sx_fail_ssl(err, SX_E_AUTH, "channel: our certificate is not usable");
+	for (int i = 1; i < sk_X509_num(id->chain); i++) {
+		if (SSL_CTX_add1_chain_cert(sc, sk_X509_value(id->chain, i)) != 1)
+			return sx_fail_ssl(err, SX_E_AUTH,
+					   "channel: our intermediate certificate is not usable");
+	}
+	for (int i = 0; cfg->extra_chain != NULL && i < sk_X509_num(cfg->extra_chain); i++) {
+		X509 *x = sk_X509_value(cfg->extra_chain, i);
+		bool dup = false;
+		for (int k = 0; k < sk_X509_num(id->chain) && !dup; k++)
+			dup = X509_cmp(x, sk_X509_value(id->chain, k)) == 0;
+		if (!dup && SSL_CTX_add1_chain_cert(sc, x) != 1)
+			return sx_fail_ssl(err, SX_E_AUTH,
+					   "channel: an extra certificate is not usable");
+	}
+	if (SSL_CTX_use_PrivateKey(sc, id->key) != 1 || SSL_CTX_check_private_key(sc) != 1)
+		return sx_fail_ssl(err, SX_E_AUTH,
+				   "channel: our private key does not match our certificate");
+	return 0;
+}
+
+/* The settings of the enrollment service (see sx_chan_cfg). */
+static void enroll_settings(sx_chan_ctx *ctx, const sx_chan_cfg *cfg)
+{
+	snprintf(ctx->alpn, sizeof(ctx->alpn), "%s", cfg->alpn != NULL ? cfg->alpn : SX_ALPN);
+	ctx->peer_optional = cfg->server && cfg->peer_optional;
+	ctx->pinned = !cfg->server && cfg->pin_fp != NULL;
+	if (ctx->pinned)
+		memcpy(ctx->pin_fp, cfg->pin_fp, sizeof(ctx->pin_fp));
+}
+
+/* Who must send a certificate, who checks it, and the ALPN protocol. */
+static int set_peer_rules(SSL_CTX *sc, sx_chan_ctx *ctx, sx_err *err)
+{
+	unsigned char alpn_wire[1 + SX_CHAN_ALPN_MAX];
+	size_t n = strlen(ctx->alpn);
+	int mode = SSL_VERIFY_PEER;
+	/* A peer_optional server asks for a certificate but goes on without. */
+	if (ctx->server && !ctx->peer_optional)
+		mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	SSL_CTX_set_verify(sc, mode, NULL);
+	SSL_CTX_set_cert_verify_callback(sc, verify_cb, ctx);
+	SSL_CTX_set_info_callback(sc, info_cb);
+	if (ctx->server) {
+		SSL_CTX_set_client_hello_cb(sc, client_hello_cb, ctx);
+		SSL_CTX_set_alpn_select_cb(sc, alpn_select_cb, ctx);
+		return 0;
+	}
+	alpn_wire[0] = (unsigned char)n;
+	memcpy(alpn_wire + 1, ctx->alpn, n);
+	/* Note: 0 is success for this one. */
+	if (SSL_CTX_set_alpn_protos(sc, alpn_wire, (unsigned)(n + 1)) != 0)
+		return sx_fail_ssl(err, SX_E_OTHER, "channel: cannot set ALPN");
+	return 0;
+}
+
 int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err)
 {
-	static const unsigned char alpn_wire[] = {7, 's', 'x', 'f', 'e', 'r', '/', '1'};
 	sx_chan_ctx *ctx = NULL;
 	SSL_CTX *sc = NULL;
 	int rc = -1;
@@ -190,6 +365,7 @@ int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err)
 		snprintf(ctx->server_name, sizeof(ctx->server_name), "%s", cfg->server_name);
 		ctx->name_is_ip = is_ip_literal(ctx->server_name);
 	}
+	enroll_settings(ctx, cfg);
 
 	sc = SSL_CTX_new(cfg->server ? TLS_server_method() : TLS_client_method());
 	if (sc == NULL) {
@@ -207,39 +383,8 @@ int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err)
 	SX_ENSURE(SSL_CTX_set_num_tickets(sc, 0) == 1, err, SX_E_OTHER,
 		  "channel: cannot disable session tickets");
 	SSL_CTX_set_read_ahead(sc, 0);
-
-	/* Our chain: leaf, then the intermediates. */
-	X509 *leaf = sk_X509_value(cfg->id->chain, 0);
-	if (SSL_CTX_use_certificate(sc, leaf) != 1) {
-		(void)sx_fail_ssl(err, SX_E_AUTH, "channel: our certificate is not usable");
-		goto out;
-	}
-	for (int i = 1; i < sk_X509_num(cfg->id->chain); i++) {
-		if (SSL_CTX_add1_chain_cert(sc, sk_X509_value(cfg->id->chain, i)) != 1) {
-			(void)sx_fail_ssl(err, SX_E_AUTH,
-					  "channel: our intermediate certificate is not usable");
-			goto out;
-		}
-	}
-	if (SSL_CTX_use_PrivateKey(sc, cfg->id->key) != 1 || SSL_CTX_check_private_key(sc) != 1) {
-		(void)sx_fail_ssl(err, SX_E_AUTH,
-				  "channel: our private key does not match our certificate");
-		goto out;
-	}
-
-	SSL_CTX_set_verify(
-	    sc, cfg->server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
-	    NULL);
-	SSL_CTX_set_cert_verify_callback(sc, verify_cb, ctx);
-	SSL_CTX_set_info_callback(sc, info_cb);
-	if (cfg->server) {
-		SSL_CTX_set_client_hello_cb(sc, client_hello_cb, ctx);
-		SSL_CTX_set_alpn_select_cb(sc, alpn_select_cb, ctx);
-	} else if (SSL_CTX_set_alpn_protos(sc, alpn_wire, sizeof(alpn_wire)) != 0) {
-		/* Note: 0 is success for this one. */
-		(void)sx_fail_ssl(err, SX_E_OTHER, "channel: cannot set ALPN");
-		goto out;
-	}
+	SX_GUARD(use_identity(sc, cfg, err));
+	SX_GUARD(set_peer_rules(sc, ctx, err));
 	*out = ctx;
 	ctx = NULL;
 	rc = 0;
@@ -273,6 +418,11 @@ int chan_tls_failure(sx_chan *c, const char *what, sx_err *err)
 	if (c->peer_alert >= 0) {
 		(void)sx_fail(err, SX_E_AUTH, "%s refused the handshake: %s", peer,
 			      SSL_alert_desc_string_long(c->peer_alert));
+		/* Another service listens there (a transfer client at the
+		 * enrollment service, or the other way round). */
+		if (c->peer_alert == SSL_AD_NO_APPLICATION_PROTOCOL && !c->ctx->server)
+			sx_err_prefix(err, "server does not speak %s (%s): ", c->ctx->alpn,
+				      chan_alpn_service(c->ctx->alpn));
 		ERR_clear_error();
 		return -1;
 	}
@@ -284,23 +434,14 @@ int chan_tls_failure(sx_chan *c, const char *what, sx_err *err)
 	return sx_fail_ssl(err, SX_E_AUTH, "%s with %s failed", what, peer);
 }
 
-/* The peer the verify callback accepted: name, fingerprint, chain. */
-int chan_note_peer(sx_chan *c, sx_err *err)
+/* The peer's chain, leaf first, kept for signatures and receipts. On the
+ * client OpenSSL's list starts with the leaf, on the server not. */
+static int note_chain(sx_chan *c, X509 *peer, sx_err *err)
 {
-	X509 *peer = SSL_get0_peer_certificate(c->ssl);
-	const char *who = c->ctx->server ? "client" : "server";
-	SX_ENSURE(peer != NULL && c->verified, err, SX_E_AUTH, "%s certificate was not verified",
-		  who);
-	if (sx_cert_name(peer, c->peer_name, sizeof(c->peer_name), err) < 0) {
-		sx_err_prefix(err, "%s certificate: ", who);
-		goto out;
-	}
 	uint8_t fp[SX_CERT_FP_LEN];
+	STACK_OF(X509) *sent = SSL_get_peer_cert_chain(c->ssl);
 	SX_GUARD(sx_cert_fp(peer, fp, err));
 	sx_hex(fp, sizeof(fp), c->peer_fp);
-	/* Keep the peer's chain (leaf first) for signatures and receipts. On
-	 * the client OpenSSL's list starts with the leaf, on the server not. */
-	STACK_OF(X509) *sent = SSL_get_peer_cert_chain(c->ssl);
 	c->peer_chain = sk_X509_new_null();
 	SX_ENSURE(c->peer_chain != NULL && sk_X509_push(c->peer_chain, peer) > 0, err, SX_E_OTHER,
 		  "out of memory");
@@ -312,6 +453,45 @@ int chan_note_peer(sx_chan *c, sx_err *err)
 		SX_ENSURE(sk_X509_push(c->peer_chain, x) > 0, err, SX_E_OTHER, "out of memory");
 		X509_up_ref(x);
 	}
+	return 0;
+out:
+	return -1;
+}
+
+/* A peer_optional server's client that sent no certificate, or one the
+ * policy refused (its reason is in c->peer_problem): what it sent is kept,
+ * marked not verified. */
+static int note_unverified_peer(sx_chan *c, X509 *peer, sx_err *err)
+{
+	sx_err ignore = {0};
+	c->peer_verified = false;
+	if (peer == NULL) {
+		snprintf(c->peer_problem, sizeof(c->peer_problem), "no client certificate");
+		return 0;
+	}
+	if (c->peer_problem[0] == '\0')
+		snprintf(c->peer_problem, sizeof(c->peer_problem),
+			 "client certificate was not verified");
+	if (sx_cert_name(peer, c->peer_name, sizeof(c->peer_name), &ignore) < 0)
+		c->peer_name[0] = '\0';
+	return note_chain(c, peer, err);
+}
+
+/* The peer the verify callback accepted: name, fingerprint, chain. */
+int chan_note_peer(sx_chan *c, sx_err *err)
+{
+	X509 *peer = SSL_get0_peer_certificate(c->ssl);
+	const char *who = c->ctx->server ? "client" : "server";
+	if (c->ctx->peer_optional && !c->verified)
+		return note_unverified_peer(c, peer, err);
+	SX_ENSURE(peer != NULL && c->verified, err, SX_E_AUTH, "%s certificate was not verified",
+		  who);
+	if (sx_cert_name(peer, c->peer_name, sizeof(c->peer_name), err) < 0) {
+		sx_err_prefix(err, "%s certificate: ", who);
+		goto out;
+	}
+	SX_GUARD(note_chain(c, peer, err));
+	c->peer_verified = true;
 	return 0;
 out:
 	return -1;

@@ -22,6 +22,9 @@
  * be reading them while more input arrives). */
 #define SX_CHAN_OUT_MAX (64u * 1024u)
 
+/* An ALPN protocol name is 1..255 bytes (RFC 7301 3.1). */
+#define SX_CHAN_ALPN_MAX 255
+
 struct sx_chan_ctx {
 	SSL_CTX *ssl_ctx;
 	bool server;
@@ -32,6 +35,10 @@ struct sx_chan_ctx {
 	sx_suite suite;
 	uint64_t rotate_bytes;
 	uint32_t max_record;
+	char alpn[SX_CHAN_ALPN_MAX + 1]; /* the one protocol offered or selected */
+	bool peer_optional;		 /* server: see sx_chan_cfg */
+	bool pinned;			 /* client: the anchor is pin_fp among the sent */
+	uint8_t pin_fp[SX_CERT_FP_LEN];
 };
 
 typedef enum chan_state {
@@ -62,13 +69,21 @@ struct sx_chan {
 	char peer_name[256];
 	char peer_fp[SX_CERT_FP_HEX_LEN];
 	STACK_OF(X509) * peer_chain; /* leaf first, as verified */
+	/* peer_optional servers: the peer's certificate passed the policy (or
+	 * why not); always true once a required peer has been noted */
+	bool peer_verified;
+	char peer_problem[400];
 };
 
 /* channel_ctx.c: why OpenSSL stopped (a callback's reason, the peer's
  * alert, OpenSSL's error queue) as a failure of err; always -1. */
 int chan_tls_failure(sx_chan *c, const char *what, sx_err *err);
 /* channel_ctx.c: once the verify callback accepted the peer, its name,
- * fingerprint and chain (leaf first) into c. */
+ * fingerprint and chain (leaf first) into c; on a peer_optional server also
+ * a peer that sent no certificate or one the policy refused. */
 int chan_note_peer(sx_chan *c, sx_err *err) SX_MUST_CHECK;
+/* channel_ctx.c: what an ALPN protocol is ("file transfer: sxfer serve"),
+ * for the messages of peers that do not speak the same one. */
+const char *chan_alpn_service(const char *alpn);
 
 #endif

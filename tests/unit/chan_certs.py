@@ -142,6 +142,12 @@ def main(root):
     write_id(root, "server_other_ca", make_leaf(other, "server", srv_eku, sans), ca, crl)
     write_id(
         root,
+        "client_expired",
+        make_leaf(ca, "carol", cli_eku, None, NOW - 30 * DAY, NOW - DAY),
+        ca,
+    )
+    write_id(
+        root,
         "server_expired",
         make_leaf(ca, "server", srv_eku, sans, NOW - 30 * DAY, NOW - DAY),
         ca,
