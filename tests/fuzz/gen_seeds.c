@@ -14,6 +14,7 @@
 #include "common/sx_util.h"
 #include "engine/transfer/sx_compress.h"
 #include "engine/channel/sx_link.h"
+#include "engine/enroll/sx_enroll.h"
 #include "engine/sign/sx_manifest.h"
 #include "engine/wire/sx_wire.h"
 #include "tests/fuzz/fuzzutil.h"
@@ -372,6 +373,61 @@ static void checkpoint(void)
 	sx_sxsig_free(&s);
 }
 
+static void enroll_seed(const char *name, const sx_enroll_msg *m)
+{
+	static uint8_t buf[64 * 1024];
+	size_t n = sx_enroll_msg_encode(m, buf, sizeof(buf));
+	if (n == 0)
+		abort();
+	seed("fuzz_enroll", name, buf, n);
+}
+
+/* One of each enrollment message, with real certificates and a real CSR. */
+static void enroll_messages(void)
+{
+	static const char token[] = "sxfer-token-example-0123456789abcdef";
+	static const char reason[] = "token already used";
+	const sx_identity *srv, *cli;
+	unsigned char *leaf = NULL, *root = NULL, *csr = NULL;
+	X509_REQ *req = NULL;
+	fz_identities(&srv, &cli);
+	/* A CSR as `sxfer id new` makes (built here with OpenSSL: pki/sx_ca.h
+	 * and engine/wire name SX_NAME_MAX each their own way). */
+	req = X509_REQ_new();
+	if (req == NULL ||
+	    X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,
+				       (const unsigned char *)"dev-01", -1, -1, 0) != 1 ||
+	    X509_REQ_set_pubkey(req, cli->key) != 1 ||
+	    X509_REQ_sign(req, cli->key, EVP_sha256()) <= 0)
+		abort();
+	int leaf_len = i2d_X509(sk_X509_value(cli->chain, 0), &leaf);
+	int root_len = i2d_X509(sk_X509_value(cli->anchors, 0), &root);
+	int csr_len = i2d_X509_REQ(req, &csr);
+	if (leaf_len <= 0 || root_len <= 0 || csr_len <= 0)
+		abort();
+	enroll_seed("enroll", &(sx_enroll_msg){.type = SX_EMSG_ENROLL,
+					       .token = (const uint8_t *)token,
+					       .token_len = strlen(token),
+					       .csr = csr,
+					       .csr_len = (size_t)csr_len});
+	enroll_seed("renew", &(sx_enroll_msg){
+				 .type = SX_EMSG_RENEW, .csr = csr, .csr_len = (size_t)csr_len});
+	enroll_seed("crl-request", &(sx_enroll_msg){.type = SX_EMSG_CRL_REQ});
+	enroll_seed("issued", &(sx_enroll_msg){.type = SX_EMSG_ISSUED,
+					       .leaf = leaf,
+					       .leaf_len = (size_t)leaf_len,
+					       .root = root,
+					       .root_len = (size_t)root_len});
+	enroll_seed("error", &(sx_enroll_msg){.type = SX_EMSG_ERROR,
+					      .err_class = SX_E_AUTH,
+					      .reason = (const uint8_t *)reason,
+					      .reason_len = strlen(reason)});
+	OPENSSL_free(leaf);
+	OPENSSL_free(root);
+	OPENSSL_free(csr);
+	X509_REQ_free(req);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -388,5 +444,6 @@ int main(int argc, char **argv)
 	zstd_records();
 	handshake();
 	checkpoint();
+	enroll_messages();
 	return 0;
 }
