@@ -137,14 +137,32 @@ static int ca_issue(int argc, char **argv)
 	return 0;
 }
 
+/* ca sign names the certificate itself: the CSR's CN is only a hint. */
+static int need_name(const char *csr_path)
+{
+	X509_REQ *req = NULL;
+	char cn[SX_NAME_MAX * 4 + 1];
+	sx_err err = {0};
+	int rc;
+	if (sx_csr_load(csr_path, &req, &err) == 0 && sx_csr_name(req, cn, sizeof(cn), &err) == 0)
+		rc = sx_cli_usage_error("ca sign",
+					"--name NAME is required (the CSR asks for '%s': give "
+					"--name '%s' if that is the identity's name)",
+					cn, cn);
+	else
+		rc = sx_args_need("ca sign", "--name NAME");
+	X509_REQ_free(req);
+	return rc;
+}
+
 static int ca_sign(int argc, char **argv)
 {
 	static const char usage[] =
-	    "usage: sxfer ca sign --ca DIR --csr FILE --role server|client|both [--name NAME]\n"
+	    "usage: sxfer ca sign --ca DIR --csr FILE --name NAME --role server|client|both\n"
 	    "                     [--dns HOST]... [--ip ADDR]... --out CERT [--days N]\n"
 	    "Verifies the CSR's self-signature and issues a certificate for its key from\n"
-	    "these options only (CSR extensions are ignored). NAME defaults to the CSR's\n"
-	    "common name; a server certificate with no --dns/--ip gets NAME as its DNS name.\n"
+	    "these options only (the CSR's name and extensions are not used); a server\n"
+	    "certificate with no --dns/--ip gets NAME as its DNS name.\n"
 	    "  --pass-file F    read the CA key's passphrase from F\n";
 	static const struct option opts[] = {SX_OPT("ca", required_argument, OPT_CA),
 					     SX_OPT("csr", required_argument, OPT_CSR),
@@ -175,6 +193,8 @@ static int ca_sign(int argc, char **argv)
 		return rc;
 	if (a.npos > 0)
 		return sx_cli_usage_error("ca sign", "unexpected argument '%s'", a.pos[0]);
+	if (a.name == NULL)
+		return need_name(a.csr);
 	spec.name = a.name;
 	spec.dns = a.dns;
 	spec.ndns = a.ndns;
