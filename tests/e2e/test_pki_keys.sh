@@ -38,7 +38,7 @@ for kt in p256 ed25519; do
 	[ "$(stat -c %a "id-$kt")" = 700 ] || fail "identity folder is not 0700"
 	[ "$(stat -c %a "id-$kt/key.pem")" = 600 ] || fail "identity key is not 0600"
 	for f in key.pem cert.pem ca.pem; do [ -s "id-$kt/$f" ] || fail "id-$kt/$f missing"; done
-	openssl pkey -in "id-$kt/key.pem" -passin env:SXFER_PASSPHRASE -noout
+	openssl pkey -in "id-$kt/key.pem" -passin env:SXFER_ID_PASSPHRASE -noout
 	expect 0 "role:        both" "$sx" id show --id "id-$kt"
 done
 expect 0 "key type:    Ed25519" "$sx" id show --id id-ed25519
