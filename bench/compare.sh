@@ -153,6 +153,7 @@ make_inputs() {
 # not include unlocking a key (its KDF is deliberately slow).
 sx_pki() {
 	export SXFER_PASSPHRASE=bench
+	export SXFER_ID_PASSPHRASE=$SXFER_PASSPHRASE # ca issue: the new keys' passphrase
 	{
 		"$SX" ca init --ca "$W/pki/ca" --name "bench CA" &&
 			"$SX" ca issue --ca "$W/pki/ca" --name localhost --role server --dns localhost \

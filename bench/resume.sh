@@ -49,6 +49,7 @@ if ((pin)); then
 	PC=(taskset -c 1)
 fi
 export SXFER_PASSPHRASE=bench HOME=$W/home
+export SXFER_ID_PASSPHRASE=$SXFER_PASSPHRASE # ca issue: the new keys' passphrase
 "$SX" ca init --ca "$W/ca" --name "bench CA" >/dev/null
 "$SX" ca issue --ca "$W/ca" --name localhost --role server --dns localhost --ip 127.0.0.1 \
 	--out "$W/srv" >/dev/null

@@ -1,6 +1,6 @@
 /* Certificates and CSRs: loading, building (the profiles of docs/PKI.md),
  * saving, and the small formatting helpers used in messages. */
-#include "pki/sx_ca.h"
+#include "pki/ca_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -302,19 +302,21 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value, sx_err *er
 
 /* The SAN is built from typed values, never from a config string, so that
  * an operator-given name cannot smuggle in another entry. */
-static int add_san(X509 *x, const sx_cert_spec *spec, sx_err *err)
+int sx_sans_build(const char *const *dns, size_t ndns, const char *const *ips, size_t nips,
+		  GENERAL_NAMES **out, sx_err *err)
 {
 	int rc = -1;
 	GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
 	GENERAL_NAME *gen = NULL;
+	*out = NULL;
 	SX_ENSURE(gens != NULL, err, SX_E_OTHER, "out of memory");
-	for (size_t i = 0; i < spec->ndns; i++) {
+	for (size_t i = 0; i < ndns; i++) {
 		ASN1_IA5STRING *ia5 = NULL;
-		SX_GUARD(sx_dns_check(spec->dns[i], err));
+		SX_GUARD(sx_dns_check(dns[i], err));
 		gen = GENERAL_NAME_new();
 		ia5 = ASN1_IA5STRING_new();
 		if (gen == NULL || ia5 == NULL ||
-		    ASN1_STRING_set(ia5, spec->dns[i], (int)strlen(spec->dns[i])) != 1) {
+		    ASN1_STRING_set(ia5, dns[i], (int)strlen(dns[i])) != 1) {
 			ASN1_IA5STRING_free(ia5);
 			sx_fail(err, SX_E_OTHER, "out of memory");
 			goto out;
@@ -323,11 +325,11 @@ static int add_san(X509 *x, const sx_cert_spec *spec, sx_err *err)
 		SX_ENSURE(sk_GENERAL_NAME_push(gens, gen) > 0, err, SX_E_OTHER, "out of memory");
 		gen = NULL;
 	}
-	for (size_t i = 0; i < spec->nips; i++) {
-		ASN1_OCTET_STRING *ip = a2i_IPADDRESS(spec->ips[i]);
+	for (size_t i = 0; i < nips; i++) {
+		ASN1_OCTET_STRING *ip = a2i_IPADDRESS(ips[i]);
 		if (ip == NULL) {
 			ERR_clear_error();
-			sx_fail(err, SX_E_USAGE, "'%s' is not an IP address", spec->ips[i]);
+			sx_fail(err, SX_E_USAGE, "'%s' is not an IP address", ips[i]);
 			goto out;
 		}
 		gen = GENERAL_NAME_new();
@@ -340,10 +342,9 @@ static int add_san(X509 *x, const sx_cert_spec *spec, sx_err *err)
 		SX_ENSURE(sk_GENERAL_NAME_push(gens, gen) > 0, err, SX_E_OTHER, "out of memory");
 		gen = NULL;
 	}
-	if (sk_GENERAL_NAME_num(gens) > 0 &&
-	    X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1) {
-		sx_fail_ssl(err, SX_E_OTHER, "adding subjectAltName");
-		goto out;
+	if (sk_GENERAL_NAME_num(gens) > 0) {
+		*out = gens;
+		gens = NULL;
 	}
 	rc = 0;
 out:
@@ -352,7 +353,18 @@ out:
 	return rc;
 }
 
-static const EVP_MD *sig_md(EVP_PKEY *key)
+static int add_san(X509 *x, const sx_cert_spec *spec, sx_err *err)
+{
+	GENERAL_NAMES *gens = NULL;
+	int rc = sx_sans_build(spec->dns, spec->ndns, spec->ips, spec->nips, &gens, err);
+	if (rc == 0 && gens != NULL &&
+	    X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1)
+		rc = sx_fail_ssl(err, SX_E_OTHER, "adding subjectAltName");
+	GENERAL_NAMES_free(gens);
+	return rc;
+}
+
+const EVP_MD *sx_sig_md(EVP_PKEY *key)
 {
 	int id = EVP_PKEY_get_base_id(key);
 	return id == EVP_PKEY_ED25519 || id == EVP_PKEY_ED448 ? NULL : EVP_sha256();
@@ -408,7 +420,7 @@ int sx_cert_build(const sx_cert_spec *spec, EVP_PKEY *subject_key, X509 *issuer,
 	}
 	SX_GUARD(add_ext(x, issuer, NID_subject_key_identifier, "hash", err));
 	SX_GUARD(add_ext(x, issuer, NID_authority_key_identifier, "keyid:always", err));
-	if (X509_sign(x, issuer_key, sig_md(issuer_key)) <= 0) {
+	if (X509_sign(x, issuer_key, sx_sig_md(issuer_key)) <= 0) {
 		sx_fail_ssl(err, SX_E_OTHER, "signing the certificate for '%s'", spec->name);
 		goto out;
 	}
@@ -464,7 +476,7 @@ int sx_csr_build(EVP_PKEY *key, const char *name, X509_REQ **out, sx_err *err)
 	if (X509_NAME_add_entry_by_NID(subj, NID_commonName, MBSTRING_UTF8,
 				       (const unsigned char *)name, -1, -1, 0) != 1 ||
 	    X509_REQ_set_version(req, X509_REQ_VERSION_1) != 1 ||
-	    X509_REQ_set_pubkey(req, key) != 1 || X509_REQ_sign(req, key, sig_md(key)) <= 0) {
+	    X509_REQ_set_pubkey(req, key) != 1 || X509_REQ_sign(req, key, sx_sig_md(key)) <= 0) {
 		sx_fail_ssl(err, SX_E_OTHER, "building the CSR for '%s'", name);
 		goto out;
 	}

@@ -22,6 +22,7 @@
 #define SX_SCRYPT_N	   16384
 #define SX_SCRYPT_R	   8
 #define SX_SCRYPT_P	   1
+#define SX_SCRYPT_P_ROOT   8 /* the CA root: eight times the work, the same memory */
 #define SX_SCRYPT_SALT_LEN 16
 #define SX_PASS_MAX	   1024
 #define SX_KEY_FILE_MAX	   (64 * 1024)
@@ -110,6 +111,12 @@ static int get_pass(const sx_pass *pass, const char *path, char *buf, size_t cap
 
 int sx_key_save(const char *path, EVP_PKEY *key, const sx_pass *pass, sx_err *err)
 {
+	return sx_key_save_cost(path, key, pass, SX_KEY_COST_DEVICE, err);
+}
+
+int sx_key_save_cost(const char *path, EVP_PKEY *key, const sx_pass *pass, sx_key_cost cost,
+		     sx_err *err)
+{
 	int rc = -1;
 	char pw[SX_PASS_MAX];
 	int pwlen = 0;
@@ -133,8 +140,9 @@ int sx_key_save(const char *path, EVP_PKEY *key, const sx_pass *pass, sx_err *er
 		}
 	} else {
 		SX_GUARD(pwlen = get_pass(pass, path, pw, sizeof(pw), true, err));
-		pbe = PKCS5_pbe2_set_scrypt(EVP_aes_256_cbc(), NULL, SX_SCRYPT_SALT_LEN, NULL,
-					    SX_SCRYPT_N, SX_SCRYPT_R, SX_SCRYPT_P);
+		pbe = PKCS5_pbe2_set_scrypt(
+		    EVP_aes_256_cbc(), NULL, SX_SCRYPT_SALT_LEN, NULL, SX_SCRYPT_N, SX_SCRYPT_R,
+		    cost == SX_KEY_COST_ROOT ? SX_SCRYPT_P_ROOT : SX_SCRYPT_P);
 		if (pbe == NULL) {
 			sx_fail_ssl(err, SX_E_OTHER, "%s: cannot set up key encryption", path);
 			goto out;

@@ -61,6 +61,9 @@ typedef struct sx_cert_spec {
 	time_t not_before;
 	time_t not_after;
 	const BIGNUM *serial; /* NULL: a fresh 128-bit random positive serial */
+	bool replace;	      /* ca issue/sign: revoke (superseded) the valid certificates of
+				 the name instead of refusing (docs/PKI.md "One name, one
+				 certificate") */
 } sx_cert_spec;
 
 /* A fresh random serial: 16 bytes, top bit cleared, never zero. */
@@ -133,14 +136,18 @@ typedef struct sx_ca {
 	EVP_PKEY *key;
 	int lock_fd;
 	sx_ca_db db;
+	sx_ca_db superseded;   /* what the last issue or sign revoked (superseded) */
+	struct sx_ca_svc *svc; /* sx_ca_svc_open only: the in-process lock */
 } sx_ca;
 
 /* Creates DIR with a self-signed root. Refuses an existing CA. */
 int sx_ca_init(const char *dir, const char *name, sx_key_type type, unsigned days,
 	       const sx_pass *pass, sx_err *err) SX_MUST_CHECK;
 
-/* Takes the CA's lock (flock on DIR/lock, held until sx_ca_close), loads the
- * root, its key (checking they match) and the index. */
+/* Loads the root and its key (checking they match; the passphrase is
+ * asked before the lock is taken, so a prompt never holds up other
+ * commands or a running service), then takes the CA's lock (flock on
+ * DIR/lock, held until sx_ca_close) and loads the index. */
 int sx_ca_open(const char *dir, const sx_pass *pass, sx_ca *ca, sx_err *err) SX_MUST_CHECK;
 void sx_ca_close(sx_ca *ca);
 
@@ -155,26 +162,34 @@ int sx_ca_crl(sx_ca *ca, unsigned days, X509_CRL **out, sx_err *err) SX_MUST_CHE
  * atomically, so a reader sees a whole version). */
 int sx_ca_list(const char *dir, sx_ca_db *db, sx_err *err) SX_MUST_CHECK;
 
-/* `sxfer ca issue`: a new key (saved with pass) and certificate straight
- * into an identity folder (key.pem, cert.pem, ca.pem, crl.pem when the CA
- * has one). Refuses to overwrite an existing key.pem or cert.pem. */
+/* `sxfer ca issue`: a new key (saved with pass, the identity key's own
+ * passphrase source, never the CA key's) and certificate straight into an
+ * identity folder (key.pem, cert.pem, ca.pem, crl.pem when the CA has one).
+ * Refuses to overwrite an existing key.pem or cert.pem. The one-name rule
+ * (docs/PKI.md "One name, one certificate"): a name with a valid
+ * certificate is refused (SX_E_AUTH) unless spec->replace, which revokes
+ * them (superseded; listed in ca->superseded afterwards). */
 int sx_ca_issue_identity(sx_ca *ca, const sx_cert_spec *spec, sx_key_type type, unsigned days,
 			 const char *outdir, const sx_pass *pass, X509 **out,
 			 sx_err *err) SX_MUST_CHECK;
 
 /* `sxfer ca sign`: verifies the CSR's self-signature and issues from the
- * operator's spec only: the CSR gives the public key and, when spec->name is
- * NULL, the name; its extensions are ignored. The leaf is written to
- * out_path. */
+ * operator's spec only (spec->name is required): the CSR gives the public
+ * key; its name and extensions are not used. The one-name rule as for
+ * sx_ca_issue_identity. The leaf is written to out_path, the root to
+ * ca.pem beside it (refused before anything is issued when a ca.pem there
+ * holds another root) and the CA's crl.pem beside it when the folder has
+ * none. */
 int sx_ca_sign_csr(sx_ca *ca, const char *csr_path, const sx_cert_spec *spec, unsigned days,
 		   const char *out_path, X509 **out, sx_err *err) SX_MUST_CHECK;
 
 /* ---- enrollment: tokens, requests and the CA as a service ---------------
- * (pki/token.c, pki/ca_svc.c; docs/PKI.md "Enrollment"). */
+ * (pki/token.c, pki/csr.c, pki/ca_svc.c; docs/PKI.md "Tokens"). */
 
 #define SX_TOKEN_SAN_MAX     16
 #define SX_TOKEN_TEXT_MAX    2048
 #define SX_TOKEN_TTL_DEFAULT (15 * 60)
+#define SX_TOKEN_TTL_MAX     (30 * 86400)
 
 /* What a token allows, and what a CSR asks for (the same shape). */
 typedef struct sx_claims {
@@ -183,48 +198,68 @@ typedef struct sx_claims {
 	bool has_profile;   /* a CSR may ask for no role (then: the token's) */
 	char dns[SX_TOKEN_SAN_MAX][256];
 	size_t ndns;
-	char ips[SX_TOKEN_SAN_MAX][64];
+	char ips[SX_TOKEN_SAN_MAX][64]; /* canonical text ("::1", "10.0.0.1") */
 	size_t nips;
 	time_t expires; /* tokens only */
 	bool replace;	/* tokens only: may replace a valid certificate of the name */
 	uint8_t ca_fp[SX_CERT_FP_LEN]; /* tokens only: SHA-256 of the root that made it */
 } sx_claims;
 
-/* `ca token`: a new one-time token for c (c->expires set by the caller;
- * c->ca_fp is filled here), recorded in the CA folder under its lock (no
- * CA key needed). text receives the token (at most SX_TOKEN_TEXT_MAX). */
+/* `ca token`: a new one-time token for c (c->expires set by the caller, in
+ * the future and at most SX_TOKEN_TTL_MAX away; c->ca_fp is filled here and
+ * IP literals are made canonical), recorded in DIR/tokens.txt under the
+ * CA's lock. No CA key is needed: the folder's permissions protect the
+ * records as they protect the index. text receives the token (at most
+ * SX_TOKEN_TEXT_MAX bytes with its NUL); it is never stored. */
 int sx_ca_token_new(const char *dir, sx_claims *c, char *text, size_t cap,
 		    sx_err *err) SX_MUST_CHECK;
 /* The claims a token's text carries (no lookup, nothing verified): the
  * enrolling device reads its name, role and SANs from it. SX_E_USAGE for
- * text that is not a token. */
+ * text that is not a token (exactly as `ca token` printed it: no spaces or
+ * line ends). */
 int sx_token_parse(const char *text, sx_claims *c, sx_err *err) SX_MUST_CHECK;
 
 /* A CSR asking for a name, a role and SANs (an extensionRequest with
- * extendedKeyUsage and subjectAltName); profile < 0: no role asked. */
+ * extendedKeyUsage and subjectAltName), signed by key (SHA-256; none for
+ * Ed25519). No role asked (no extendedKeyUsage) when !ask->has_profile or
+ * ask->profile < 0. */
 int sx_csr_build_ask(EVP_PKEY *key, const sx_claims *ask, X509_REQ **out,
 		     sx_err *err) SX_MUST_CHECK;
-/* What a CSR asks for (its self-signature is verified first). */
+/* What a CSR asks for (its self-signature is verified first): the CN, the
+ * role from its extendedKeyUsage (serverAuth: server, clientAuth: client,
+ * both: both; none: has_profile false) and its DNS and IP SANs. Any other
+ * SAN type or EKU purpose is refused (SX_E_AUTH); other extensions are
+ * ignored. */
 int sx_csr_ask(X509_REQ *req, sx_claims *ask, sx_err *err) SX_MUST_CHECK;
+/* A DER CSR of at most 64 KiB, consumed exactly (SX_E_INTEGRITY
+ * otherwise); its signature is not checked here (sx_csr_ask does). */
 int sx_csr_from_der(const uint8_t *der, size_t len, X509_REQ **out, sx_err *err) SX_MUST_CHECK;
 
-/* The CA as a service (`ca serve`): root and key loaded once; every
- * operation takes the CA's lock (and an in-process mutex: callers may be
- * threads) and re-reads the index under it, so `ca revoke` or `ca issue`
+/* The CA as a service (`ca serve`): root and key loaded once (the
+ * passphrase asked once, without the lock); every operation takes an
+ * in-process mutex (callers may be threads) and the CA's lock, and re-reads
+ * the index and tokens under them, so `ca revoke`, `ca issue` or `ca token`
  * run beside a running service. */
 int sx_ca_svc_open(const char *dir, const sx_pass *pass, sx_ca **out, sx_err *err) SX_MUST_CHECK;
-void sx_ca_svc_close(sx_ca *ca);
+void sx_ca_svc_close(sx_ca *ca); /* NULL is fine */
 /* Enrollment: the token (its text) must be recorded, unused and not
- * expired, and what the CSR asks for must equal its claims exactly; the
- * one-name rule applies (claims.replace lets it revoke the old one,
- * superseded). The token is marked used in the same index update as the
- * issue. SX_E_AUTH: "token already used", "token expired", "unknown
- * token", "the request asks for name 'x'; the token is for 'y'", ... */
+ * expired, and what the CSR asks for must equal its claims exactly (no
+ * role asked: the token's); the key must be strong enough; the one-name
+ * rule applies (claims.replace lets it revoke the old one, superseded).
+ * The token is marked used (with the serial) durably before the
+ * certificate is recorded, so a crash can spend a token without a
+ * certificate but never let it be used twice. SX_E_AUTH: "token already
+ * used (at T, serial S)", "token expired (at T)", "unknown token", "the
+ * request asks for name 'x'; the token is for 'y'" (role, subjectAltName
+ * likewise), "name 'x' already has a valid certificate (...)". */
 int sx_ca_svc_enroll(sx_ca *ca, const char *token, X509_REQ *csr, X509 **out,
 		     sx_err *err) SX_MUST_CHECK;
-/* Renewal: current must be issued by this CA, in its index, not revoked
- * and not expired; the new certificate has current's name, role and SANs,
- * the CSR's key, and current's lifetime (never beyond the root's). */
+/* Renewal: current must be signed by this root, in its index, not revoked
+ * and not expired; the new certificate has current's name, role (from the
+ * index) and SANs, the CSR's key (its self-signature verified), and
+ * current's lifetime (notAfter - notBefore) from now, never beyond the
+ * root's. The caller has authenticated the holder of current. Exempt from
+ * the one-name rule; current is not revoked (it expires on its own). */
 int sx_ca_svc_renew(sx_ca *ca, X509 *current, X509_REQ *csr, X509 **out, sx_err *err) SX_MUST_CHECK;
 /* The current CRL (DIR/crl.pem as `ca crl` last wrote it); SX_E_IO when the
  * CA has made none yet. */

@@ -44,6 +44,16 @@ int sx_key_generate(sx_key_type type, EVP_PKEY **out, sx_err *err) SX_MUST_CHECK
  * is created 0600 (atomic write). */
 int sx_key_save(const char *path, EVP_PKEY *key, const sx_pass *pass, sx_err *err) SX_MUST_CHECK;
 
+/* The scrypt cost of an encrypted key (docs/PKI.md "Private keys"): device
+ * keys N = 2^14, r = 8, p = 1; the CA root p = 8 (eight times the work, the
+ * same 16 MiB, inside OpenSSL's default 32 MiB limit). */
+typedef enum sx_key_cost {
+	SX_KEY_COST_DEVICE = 0,
+	SX_KEY_COST_ROOT,
+} sx_key_cost;
+int sx_key_save_cost(const char *path, EVP_PKEY *key, const sx_pass *pass, sx_key_cost cost,
+		     sx_err *err) SX_MUST_CHECK;
+
 /* Refuses a file that is group- or world-accessible (naming the file), says
  * "wrong passphrase" for a wrong passphrase and "not a PEM private key" for a
  * corrupt file. */

@@ -18,6 +18,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export SXFER_PASSPHRASE=demo-passphrase
+export SXFER_ID_PASSPHRASE=$SXFER_PASSPHRASE # ca issue: the new keys' passphrase
 set -x
 "$sx" ca init --ca "$work/ca" --name "sxfer demo CA"
 "$sx" ca issue --ca "$work/ca" --name server.local --role server --dns localhost --ip 127.0.0.1 --out "$work/server"

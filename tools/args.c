@@ -18,6 +18,33 @@ static int add_san(const char *cmd, const char *kind, const char *v, const char 
 	return -1;
 }
 
+static bool has_opt(const struct option *opts, int code)
+{
+	for (; opts->name != NULL; opts++)
+		if (opts->val == code)
+			return true;
+	return false;
+}
+
+/* The passphrase options, once every option is read. */
+static int pass_done(const char *cmd, const struct option *opts, sx_args *a)
+{
+	if (has_opt(opts, OPT_ID_PASS_FILE)) {
+		a->id_pass_src.none = a->pass_src.none;
+		a->pass_src.none = false;
+		if (a->id_pass_src.file != NULL && a->id_pass_src.none)
+			return sx_cli_usage_error(
+			    cmd, "--id-pass-file and --no-passphrase exclude each other");
+	}
+	if (a->pass_src.file != NULL && a->pass_src.none)
+		return sx_cli_usage_error(cmd,
+					  "--pass-file and --no-passphrase exclude each other");
+	a->id_pass_src.identity = true;
+	sx_cli_pass_init(&a->pass, &a->pass_src);
+	sx_cli_pass_init(&a->id_pass, &a->id_pass_src);
+	return -1;
+}
+
 int sx_args_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
 		  char **argv, sx_args *a)
 {
@@ -46,6 +73,9 @@ int sx_args_parse(const char *cmd, const char *usage, const struct option *opts,
 		case OPT_STREAM_PREFIX: a->stream_prefix = true; break;
 		case OPT_PASS_FILE: a->pass_src.file = optarg; break;
 		case OPT_NO_PASS: a->pass_src.none = true; break;
+		case OPT_ID_PASS_FILE: a->id_pass_src.file = optarg; break;
+		case OPT_TTL: a->ttl = optarg; break;
+		case OPT_REPLACE: a->replace = true; break;
 		case OPT_KEY_TYPE:
 			if (sx_key_type_parse(optarg, &a->key_type) < 0)
 				return sx_cli_usage_error(
@@ -68,10 +98,8 @@ int sx_args_parse(const char *cmd, const char *usage, const struct option *opts,
 		default: return sx_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (a->pass_src.file != NULL && a->pass_src.none)
-		return sx_cli_usage_error(cmd,
-					  "--pass-file and --no-passphrase exclude each other");
-	sx_cli_pass_init(&a->pass, &a->pass_src);
+	if ((rc = pass_done(cmd, opts, a)) >= 0)
+		return rc;
 	a->npos = argc - optind;
 	a->pos = argv + optind;
 	return -1;

@@ -35,6 +35,9 @@ enum {
 	OPT_SIGNER,
 	OPT_RECEIPT,
 	OPT_STREAM_PREFIX,
+	OPT_ID_PASS_FILE,
+	OPT_TTL,
+	OPT_REPLACE,
 };
 
 #define SX_OPT(name, arg, code)                                                                    \
@@ -58,6 +61,12 @@ typedef struct sx_args {
 	unsigned days; /* 0: the default */
 	sx_cli_pass pass_src;
 	sx_pass pass;
+	/* ca issue: the new identity key's own source (--id-pass-file,
+	 * SXFER_ID_PASSPHRASE, a prompt); --no-passphrase applies to it. */
+	sx_cli_pass id_pass_src;
+	sx_pass id_pass;
+	const char *ttl; /* ca token */
+	bool replace;	 /* ca issue, ca sign, ca token */
 	const char *dns[SX_ARGS_SAN_MAX];
 	size_t ndns;
 	const char *ips[SX_ARGS_SAN_MAX];
@@ -67,7 +76,9 @@ typedef struct sx_args {
 } sx_args;
 
 /* Returns -1 to go on, or the exit code to return now (0 after --help, 2 for
- * a usage error, which has been printed). cmd is "ca issue". */
+ * a usage error, which has been printed). cmd is "ca issue". When opts has
+ * --id-pass-file, --no-passphrase is about the new identity key
+ * (id_pass), not the key --pass-file unlocks. */
 int sx_args_parse(const char *cmd, const char *usage, const struct option *opts, int argc,
 		  char **argv, sx_args *a);
 

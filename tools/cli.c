@@ -38,14 +38,19 @@ static int strip_newline(char *buf, size_t n)
 	return (int)n;
 }
 
-static int prompt(const char *label, char *buf, size_t cap, sx_err *err)
+#define NO_TTY_CA                                                                                  \
+	"a passphrase is needed: set SXFER_PASSPHRASE, use --pass-file, or run on a terminal"
+#define NO_TTY_ID                                                                                  \
+	"the new identity key needs its own passphrase: use --id-pass-file F or set "              \
+	"SXFER_ID_PASSPHRASE (the CA key's passphrase is not used for it), or --no-passphrase "    \
+	"for an unencrypted key"
+
+static int prompt(const char *label, const char *no_tty, char *buf, size_t cap, sx_err *err)
 {
 	struct termios old, quiet;
 	FILE *tty = fopen("/dev/tty", "r+");
 	if (tty == NULL)
-		return sx_fail(err, SX_E_USAGE,
-			       "a passphrase is needed: set SXFER_PASSPHRASE, "
-			       "use --pass-file, or run on a terminal");
+		return sx_fail(err, SX_E_USAGE, "%s", no_tty);
 	int fd = fileno(tty);
 	fprintf(tty, "%s", label);
 	fflush(tty);
@@ -65,36 +70,46 @@ static int prompt(const char *label, char *buf, size_t cap, sx_err *err)
 	return strip_newline(buf, strlen(buf));
 }
 
-static int pass_get(void *ctx, char *buf, size_t cap, bool confirm, sx_err *err)
+static int pass_env(const char *name, char *buf, size_t cap, sx_err *err)
 {
-	sx_cli_pass *src = ctx;
-	const char *env = getenv("SXFER_PASSPHRASE");
-	if (env != NULL) {
-		size_t n = strlen(env);
-		if (n + 1 > cap)
-			return sx_fail(err, SX_E_USAGE, "SXFER_PASSPHRASE is too long");
-		memcpy(buf, env, n + 1);
-		return (int)n;
-	}
-	if (src != NULL && src->file != NULL) {
-		uint8_t *data = NULL;
-		size_t len = 0;
-		if (sx_file_read(src->file, 4096, &data, &len, err) < 0)
-			return -1;
-		int n = strip_newline((char *)data, len);
-		if ((size_t)n + 1 > cap) {
-			OPENSSL_clear_free(data, len);
-			return sx_fail(err, SX_E_USAGE, "%s: passphrase is too long", src->file);
-		}
-		memcpy(buf, data, (size_t)n + 1);
+	const char *env = getenv(name);
+	size_t n = env ? strlen(env) : 0;
+	if (env == NULL)
+		return -2; /* not set */
+	if (n + 1 > cap)
+		return sx_fail(err, SX_E_USAGE, "%s is too long", name);
+	memcpy(buf, env, n + 1);
+	return (int)n;
+}
+
+static int pass_file(const char *path, char *buf, size_t cap, sx_err *err)
+{
+	uint8_t *data = NULL;
+	size_t len = 0;
+	if (sx_file_read(path, 4096, &data, &len, err) < 0)
+		return -1;
+	int n = strip_newline((char *)data, len);
+	if ((size_t)n + 1 > cap) {
 		OPENSSL_clear_free(data, len);
-		return n;
+		return sx_fail(err, SX_E_USAGE, "%s: passphrase is too long", path);
 	}
-	int n = prompt("Passphrase: ", buf, cap, err);
+	memcpy(buf, data, (size_t)n + 1);
+	OPENSSL_clear_free(data, len);
+	return n;
+}
+
+/* A no-echo prompt, asked twice for a new key. */
+static int pass_prompt(const sx_cli_pass *src, char *buf, size_t cap, bool confirm, sx_err *err)
+{
+	const char *words = src && src->prompt ? src->prompt : "Passphrase";
+	const char *no_tty = src && src->identity ? NO_TTY_ID : NO_TTY_CA;
+	char label[128], again[1024];
+	snprintf(label, sizeof(label), "%s: ", words);
+	int n = prompt(label, no_tty, buf, cap, err);
 	if (n < 0 || !confirm)
 		return n;
-	char again[1024];
-	int m = prompt("Passphrase (again): ", again, sizeof(again), err);
+	snprintf(label, sizeof(label), "%s (again): ", words);
+	int m = prompt(label, no_tty, again, sizeof(again), err);
 	int same = m == n && strcmp(again, buf) == 0;
 	OPENSSL_cleanse(again, sizeof(again));
 	if (m < 0)
@@ -102,6 +117,24 @@ static int pass_get(void *ctx, char *buf, size_t cap, bool confirm, sx_err *err)
 	if (!same)
 		return sx_fail(err, SX_E_USAGE, "the two passphrases differ");
 	return n;
+}
+
+static int pass_get(void *ctx, char *buf, size_t cap, bool confirm, sx_err *err)
+{
+	sx_cli_pass *src = ctx;
+	int n;
+	if (src != NULL && src->identity) {
+		if (src->file != NULL)
+			return pass_file(src->file, buf, cap, err);
+		if ((n = pass_env("SXFER_ID_PASSPHRASE", buf, cap, err)) != -2)
+			return n;
+		return pass_prompt(src, buf, cap, confirm, err);
+	}
+	if ((n = pass_env("SXFER_PASSPHRASE", buf, cap, err)) != -2)
+		return n;
+	if (src != NULL && src->file != NULL)
+		return pass_file(src->file, buf, cap, err);
+	return pass_prompt(src, buf, cap, confirm, err);
 }
 
 void sx_cli_pass_init(sx_pass *out, sx_cli_pass *src)

@@ -37,10 +37,14 @@ int sx_cli_usage_error(const char *cmd, const char *fmt, ...) SX_PRINTF(2, 3);
 void sx_cli_json_str(const char *s);
 
 /* Passphrase source for pki: SXFER_PASSPHRASE, then --pass-file, then a
- * no-echo prompt when stdin is a terminal. */
+ * no-echo prompt on the terminal. A new identity key of `ca issue`
+ * (identity): --id-pass-file, then SXFER_ID_PASSPHRASE, then a prompt (never
+ * the CA key's passphrase). */
 typedef struct sx_cli_pass {
-	const char *file; /* --pass-file or NULL */
-	bool none;	  /* --no-passphrase */
+	const char *file;   /* --pass-file (--id-pass-file) or NULL */
+	bool none;	    /* --no-passphrase */
+	bool identity;	    /* the new identity key of ca issue */
+	const char *prompt; /* the prompt's words; NULL: "Passphrase" */
 } sx_cli_pass;
 
 void sx_cli_pass_init(sx_pass *out, sx_cli_pass *src);

@@ -4,8 +4,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/sx_esc.h"
+#include "common/sx_util.h"
 #include "pki/sx_ca.h"
 #include "tools/args.h"
 
@@ -18,10 +20,34 @@ static int report_fail(sx_err *err)
 	return sx_cli_report(err);
 }
 
-static void note_plain_key(const sx_args *a, const char *path)
+static void note_plain_key(bool plain, const char *path)
 {
-	if (a->pass_src.none)
+	if (plain)
 		fprintf(stderr, "sxfer: note: %s is NOT encrypted (--no-passphrase)\n", path);
+}
+
+/* The line `id show` prints for a certificate's fingerprint. */
+static int print_fp(X509 *cert, sx_err *err)
+{
+	uint8_t fp[SX_CERT_FP_LEN];
+	char hex[SX_CERT_FP_HEX_LEN];
+	if (sx_cert_fp(cert, fp, err) < 0)
+		return -1;
+	sx_hex(fp, sizeof(fp), hex);
+	printf("SHA-256:     %s\n", hex);
+	return 0;
+}
+
+/* DIR/ca.pem: the root, without the key. */
+static int load_root(const char *dir, STACK_OF(X509) * *certs, sx_err *err)
+{
+	char path[4096];
+	if (snprintf(path, sizeof(path), "%s/ca.pem", dir) >= (int)sizeof(path))
+		return sx_fail(err, SX_E_IO, "%s: path too long", dir);
+	if (access(path, F_OK) != 0)
+		return sx_fail(err, SX_E_IO, "%s: not a CA folder made by 'sxfer ca init' (no %s)",
+			       dir, path);
+	return sx_certs_load(path, certs, err);
 }
 
 static int ca_init(int argc, char **argv)
@@ -50,11 +76,18 @@ static int ca_init(int argc, char **argv)
 		return sx_args_need("ca init", "--ca DIR");
 	if (a.npos > 0)
 		return sx_cli_usage_error("ca init", "unexpected argument '%s'", a.pos[0]);
+	a.pass_src.prompt = "New CA key passphrase";
 	if (sx_ca_init(a.ca, a.name ? a.name : "sxfer CA", a.key_type, a.days, &a.pass, &err) < 0)
 		return report_fail(&err);
-	printf("created CA '%s' (%s) in %s\n", a.name ? a.name : "sxfer CA",
-	       sx_key_type_name(a.key_type), a.ca);
-	note_plain_key(&a, "the CA key");
+	printf("created CA '%s' (%s) in %s\n", SX_TEXT(a.name ? a.name : "sxfer CA"),
+	       sx_key_type_name(a.key_type), SX_TEXT(a.ca));
+	note_plain_key(a.pass_src.none, "the CA key");
+	STACK_OF(X509) *certs = NULL;
+	if (load_root(a.ca, &certs, &err) < 0 || print_fp(sk_X509_value(certs, 0), &err) < 0) {
+		sk_X509_pop_free(certs, X509_free);
+		return report_fail(&err);
+	}
+	sk_X509_pop_free(certs, X509_free);
 	return 0;
 }
 
@@ -80,28 +113,48 @@ static void print_issued(X509 *cert, const char *where)
 	       serial, until, where);
 }
 
+/* What the one-name rule revoked (--replace). */
+static void print_superseded(const sx_ca *ca)
+{
+	for (size_t i = 0; i < ca->superseded.n; i++)
+		printf("revoked serial %s (superseded); run 'sxfer ca crl' to publish a new CRL\n",
+		       ca->superseded.e[i].serial);
+}
+
 static int ca_issue(int argc, char **argv)
 {
 	static const char usage[] =
 	    "usage: sxfer ca issue --ca DIR --name NAME --role server|client|both\n"
 	    "                      [--dns HOST]... [--ip ADDR]... --out IDDIR [--days N]\n"
-	    "                      [--key-type p256|ed25519|rsa3072]\n"
+	    "                      [--key-type p256|ed25519|rsa3072] [--replace]\n"
+	    "                      [--pass-file F] [--id-pass-file F | --no-passphrase]\n"
 	    "Creates a key and a certificate straight into an identity folder\n"
 	    "(key.pem, cert.pem, ca.pem, and crl.pem when the CA has one).\n"
 	    "  --dns, --ip      subjectAltName entries (repeatable; servers need one)\n"
-	    "  --days N         validity (default 397, never beyond the CA's)\n" PASS_HELP
-	    "The same passphrase source unlocks the CA key and encrypts the new key.\n";
-	static const struct option opts[] = {SX_OPT("ca", required_argument, OPT_CA),
-					     SX_OPT("name", required_argument, OPT_NAME),
-					     SX_OPT("role", required_argument, OPT_ROLE),
-					     SX_OPT("dns", required_argument, OPT_DNS),
-					     SX_OPT("ip", required_argument, OPT_IP),
-					     SX_OPT("out", required_argument, OPT_OUT),
-					     SX_OPT("days", required_argument, OPT_DAYS),
-					     SX_OPT("key-type", required_argument, OPT_KEY_TYPE),
-					     SX_OPT_PASS,
-					     SX_OPT_HELP,
-					     SX_OPT_END};
+	    "  --days N         validity (default 397, never beyond the CA's)\n"
+	    "  --replace        NAME already has a valid certificate: revoke it (superseded)\n"
+	    "                   instead of refusing\n"
+	    "Two keys, two passphrases; the CA's passphrase never encrypts the new key:\n"
+	    "  --pass-file F    the CA key's passphrase (else SXFER_PASSPHRASE, else a prompt)\n"
+	    "  --id-pass-file F the new key's passphrase (else SXFER_ID_PASSPHRASE, else a\n"
+	    "                   prompt asked twice; with none of these and no terminal: an\n"
+	    "                   error)\n"
+	    "  --no-passphrase  write the new key unencrypted, for a device with no operator\n"
+	    "                   (the CA key's passphrase is still needed)\n";
+	static const struct option opts[] = {
+	    SX_OPT("ca", required_argument, OPT_CA),
+	    SX_OPT("name", required_argument, OPT_NAME),
+	    SX_OPT("role", required_argument, OPT_ROLE),
+	    SX_OPT("dns", required_argument, OPT_DNS),
+	    SX_OPT("ip", required_argument, OPT_IP),
+	    SX_OPT("out", required_argument, OPT_OUT),
+	    SX_OPT("days", required_argument, OPT_DAYS),
+	    SX_OPT("key-type", required_argument, OPT_KEY_TYPE),
+	    SX_OPT("replace", no_argument, OPT_REPLACE),
+	    SX_OPT("id-pass-file", required_argument, OPT_ID_PASS_FILE),
+	    SX_OPT_PASS,
+	    SX_OPT_HELP,
+	    SX_OPT_END};
 	sx_args a;
 	sx_err err = {0};
 	sx_ca ca;
@@ -125,26 +178,56 @@ static int ca_issue(int argc, char **argv)
 	spec.ndns = a.ndns;
 	spec.ips = a.ips;
 	spec.nips = a.nips;
+	spec.replace = a.replace;
+	a.pass_src.prompt = "CA key passphrase";
+	a.id_pass_src.prompt = "New identity key passphrase";
 	if (sx_ca_open(a.ca, &a.pass, &ca, &err) < 0)
 		return report_fail(&err);
-	rc = sx_ca_issue_identity(&ca, &spec, a.key_type, a.days, a.out, &a.pass, &cert, &err);
+	rc = sx_ca_issue_identity(&ca, &spec, a.key_type, a.days, a.out, &a.id_pass, &cert, &err);
+	if (rc == 0) {
+		print_issued(cert, a.out);
+		print_superseded(&ca);
+	}
 	sx_ca_close(&ca);
 	if (rc < 0)
 		return report_fail(&err);
-	print_issued(cert, a.out);
-	note_plain_key(&a, "the new key.pem");
+	note_plain_key(a.id_pass_src.none, "the new key.pem");
 	X509_free(cert);
 	return 0;
+}
+
+/* ca sign names the certificate itself: the CSR's CN is only a hint. */
+static int need_name(const char *csr_path)
+{
+	X509_REQ *req = NULL;
+	char cn[SX_NAME_MAX * 4 + 1];
+	sx_err err = {0};
+	int rc;
+	if (sx_csr_load(csr_path, &req, &err) == 0 && sx_csr_name(req, cn, sizeof(cn), &err) == 0)
+		rc = sx_cli_usage_error("ca sign",
+					"--name NAME is required (the CSR asks for '%s': give "
+					"--name '%s' if that is the identity's name)",
+					cn, cn);
+	else
+		rc = sx_args_need("ca sign", "--name NAME");
+	X509_REQ_free(req);
+	return rc;
 }
 
 static int ca_sign(int argc, char **argv)
 {
 	static const char usage[] =
-	    "usage: sxfer ca sign --ca DIR --csr FILE --role server|client|both [--name NAME]\n"
+	    "usage: sxfer ca sign --ca DIR --csr FILE --name NAME --role server|client|both\n"
 	    "                     [--dns HOST]... [--ip ADDR]... --out CERT [--days N]\n"
+	    "                     [--replace]\n"
 	    "Verifies the CSR's self-signature and issues a certificate for its key from\n"
-	    "these options only (CSR extensions are ignored). NAME defaults to the CSR's\n"
-	    "common name; a server certificate with no --dns/--ip gets NAME as its DNS name.\n"
+	    "these options only (the CSR's name and extensions are not used); a server\n"
+	    "certificate with no --dns/--ip gets NAME as its DNS name. The CA's ca.pem (and\n"
+	    "crl.pem, when the folder has none) is written beside CERT, so that `id new`\n"
+	    "then `ca sign --out ID/cert.pem` makes a whole identity folder; a ca.pem of\n"
+	    "another CA there is refused, never overwritten.\n"
+	    "  --replace        NAME already has a valid certificate: revoke it (superseded)\n"
+	    "                   instead of refusing\n"
 	    "  --pass-file F    read the CA key's passphrase from F\n";
 	static const struct option opts[] = {SX_OPT("ca", required_argument, OPT_CA),
 					     SX_OPT("csr", required_argument, OPT_CSR),
@@ -154,6 +237,7 @@ static int ca_sign(int argc, char **argv)
 					     SX_OPT("ip", required_argument, OPT_IP),
 					     SX_OPT("out", required_argument, OPT_OUT),
 					     SX_OPT("days", required_argument, OPT_DAYS),
+					     SX_OPT("replace", no_argument, OPT_REPLACE),
 					     SX_OPT_PASS,
 					     SX_OPT_HELP,
 					     SX_OPT_END};
@@ -175,18 +259,25 @@ static int ca_sign(int argc, char **argv)
 		return rc;
 	if (a.npos > 0)
 		return sx_cli_usage_error("ca sign", "unexpected argument '%s'", a.pos[0]);
+	if (a.name == NULL)
+		return need_name(a.csr);
 	spec.name = a.name;
 	spec.dns = a.dns;
 	spec.ndns = a.ndns;
 	spec.ips = a.ips;
 	spec.nips = a.nips;
+	spec.replace = a.replace;
+	a.pass_src.prompt = "CA key passphrase";
 	if (sx_ca_open(a.ca, &a.pass, &ca, &err) < 0)
 		return report_fail(&err);
 	rc = sx_ca_sign_csr(&ca, a.csr, &spec, a.days, a.out, &cert, &err);
+	if (rc == 0) {
+		print_issued(cert, a.out);
+		print_superseded(&ca);
+	}
 	sx_ca_close(&ca);
 	if (rc < 0)
 		return report_fail(&err);
-	print_issued(cert, a.out);
 	X509_free(cert);
 	return 0;
 }
@@ -232,6 +323,7 @@ static int ca_revoke(int argc, char **argv)
 	} else {
 		snprintf(serial, sizeof(serial), "%s", a.serial);
 	}
+	a.pass_src.prompt = "CA key passphrase";
 	if (sx_ca_open(a.ca, &a.pass, &ca, &err) < 0)
 		return report_fail(&err);
 	rc = sx_ca_revoke(&ca, serial, reason, &err);
@@ -269,6 +361,7 @@ static int ca_crl(int argc, char **argv)
 		return sx_args_need("ca crl", "--out FILE");
 	if (a.npos > 0)
 		return sx_cli_usage_error("ca crl", "unexpected argument '%s'", a.pos[0]);
+	a.pass_src.prompt = "CA key passphrase";
 	if (sx_ca_open(a.ca, &a.pass, &ca, &err) < 0)
 		return report_fail(&err);
 	rc = sx_ca_crl(&ca, a.days, &crl, &err);
@@ -321,6 +414,172 @@ static int ca_list(int argc, char **argv)
 	return 0;
 }
 
+static int ca_show(int argc, char **argv)
+{
+	static const char usage[] =
+	    "usage: sxfer ca show --ca DIR\n"
+	    "Shows the CA's root: subject, validity, key type and SHA-256 fingerprint (the\n"
+	    "same line 'sxfer id show --cert DIR/ca.pem' prints), and the certificates it\n"
+	    "issued. Reads ca.pem and index.txt only; no passphrase is needed.\n";
+	static const struct option opts[] = {SX_OPT("ca", required_argument, OPT_CA), SX_OPT_HELP,
+					     SX_OPT_END};
+	sx_args a;
+	sx_err err = {0};
+	STACK_OF(X509) *certs = NULL;
+	sx_ca_db db = {0};
+	char buf[320], t1[32], t2[32];
+	size_t valid = 0, revoked = 0;
+	time_t now = time(NULL);
+	X509 *root;
+	int rc = sx_args_parse("ca show", usage, opts, argc, argv, &a);
+	if (rc >= 0)
+		return rc;
+	if (a.ca == NULL)
+		return sx_args_need("ca show", "--ca DIR");
+	if (a.npos > 0)
+		return sx_cli_usage_error("ca show", "unexpected argument '%s'", a.pos[0]);
+	rc = -1;
+	SX_GUARD(load_root(a.ca, &certs, &err));
+	SX_GUARD(sx_ca_list(a.ca, &db, &err));
+	root = sk_X509_value(certs, 0);
+	sx_cert_subject(root, buf, sizeof(buf));
+	printf("CA folder:   %s\n", SX_TEXT(a.ca));
+	printf("subject:     %s\n", SX_TEXT(buf));
+	sx_asn1_time_format(X509_get0_notBefore(root), t1, sizeof(t1));
+	sx_asn1_time_format(X509_get0_notAfter(root), t2, sizeof(t2));
+	printf("valid:       %s to %s\n", t1, t2);
+	sx_key_describe(X509_get0_pubkey(root), buf, sizeof(buf));
+	printf("key type:    %s\n", buf);
+	SX_GUARD(print_fp(root, &err));
+	for (size_t i = 0; i < db.n; i++) {
+		revoked += db.e[i].revoked_at != 0;
+		valid += db.e[i].revoked_at == 0 && db.e[i].not_after > now;
+	}
+	printf("issued:      %zu (%zu valid, %zu revoked, %zu expired)\n", db.n, valid, revoked,
+	       db.n - valid - revoked);
+	rc = 0;
+out:
+	sx_ca_db_free(&db);
+	sk_X509_pop_free(certs, X509_free);
+	return rc < 0 ? report_fail(&err) : 0;
+}
+
+/* 90s, 15m, 2h, 7d: 1 second to 30 days. */
+static int parse_ttl(const char *s, time_t *out)
+{
+	static const struct {
+		char unit;
+		long long secs;
+	} units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+	size_t n = strlen(s);
+	char num[24];
+	uint64_t v = 0;
+	if (n < 2 || n >= sizeof(num))
+		return -1;
+	memcpy(num, s, n - 1);
+	num[n - 1] = '\0';
+	if (sx_parse_u64(num, &v) < 0 || v == 0 || v > SX_TOKEN_TTL_MAX)
+		return -1;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (s[n - 1] == units[i].unit) {
+			if ((long long)v * units[i].secs > SX_TOKEN_TTL_MAX)
+				return -1;
+			*out = (time_t)((long long)v * units[i].secs);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void token_summary(const sx_claims *c, const char *ttl, const char *dir)
+{
+	char until[32], sans[1200] = "";
+	size_t used = 0;
+	for (size_t i = 0; i < c->ndns + c->nips && used < sizeof(sans); i++)
+		used += (size_t)snprintf(sans + used, sizeof(sans) - used, "%s%s:%s",
+					 used ? ", " : "", i < c->ndns ? "DNS" : "IP",
+					 i < c->ndns ? c->dns[i] : c->ips[i - c->ndns]);
+	sx_time_format(c->expires, until, sizeof(until));
+	fprintf(stderr,
+		"sxfer: one-time token for '%s' (%s%s%s%s), valid for %s (until %s), recorded in "
+		"%s/tokens.txt\n",
+		SX_TEXT(c->name), sx_profile_name(c->profile), sans[0] ? "; " : "", SX_TEXT(sans),
+		c->replace ? "; replaces a valid certificate of the name" : "", SX_TEXT(ttl), until,
+		SX_TEXT(dir));
+}
+
+static int ca_token(int argc, char **argv)
+{
+	static const char usage[] =
+	    "usage: sxfer ca token --ca DIR --name NAME [--role client|server|both]\n"
+	    "                      [--dns HOST]... [--ip ADDR]... [--ttl DURATION] [--replace]\n"
+	    "Makes a one-time enrollment token and records it (by its SHA-256 only) in\n"
+	    "DIR/tokens.txt. The token alone is printed on standard output, a summary on\n"
+	    "standard error. A device enrolling with it gets a certificate for exactly\n"
+	    "these claims, once. No CA key is needed: keep the CA folder private.\n"
+	    "  --role R         client (default), server or both\n"
+	    "  --dns, --ip      subjectAltName entries (at most 16 of each)\n"
+	    "  --ttl DURATION   how long the token is valid: 90s, 15m, 2h, 7d (default 15m,\n"
+	    "                   at most 30d)\n"
+	    "  --replace        the enrollment revokes (superseded) a valid certificate of\n"
+	    "                   NAME instead of being refused\n";
+	static const struct option opts[] = {SX_OPT("ca", required_argument, OPT_CA),
+					     SX_OPT("name", required_argument, OPT_NAME),
+					     SX_OPT("role", required_argument, OPT_ROLE),
+					     SX_OPT("dns", required_argument, OPT_DNS),
+					     SX_OPT("ip", required_argument, OPT_IP),
+					     SX_OPT("ttl", required_argument, OPT_TTL),
+					     SX_OPT("replace", no_argument, OPT_REPLACE),
+					     SX_OPT_HELP,
+					     SX_OPT_END};
+	sx_args a;
+	sx_err err = {0};
+	sx_claims c = {0};
+	char text[SX_TOKEN_TEXT_MAX];
+	time_t ttl = SX_TOKEN_TTL_DEFAULT;
+	int rc = sx_args_parse("ca token", usage, opts, argc, argv, &a);
+	if (rc >= 0)
+		return rc;
+	if (a.ca == NULL)
+		return sx_args_need("ca token", "--ca DIR");
+	if (a.name == NULL)
+		return sx_args_need("ca token", "--name NAME");
+	if ((rc = parse_role("ca token", a.role ? a.role : "client", &c.profile)) >= 0)
+		return rc;
+	if (a.ttl != NULL && parse_ttl(a.ttl, &ttl) < 0)
+		return sx_cli_usage_error("ca token",
+					  "--ttl must be a duration such as 90s, 15m, 2h or 7d "
+					  "(at most 30d), not '%s'",
+					  a.ttl);
+	if (a.ndns > SX_TOKEN_SAN_MAX || a.nips > SX_TOKEN_SAN_MAX)
+		return sx_cli_usage_error("ca token", "at most %d --dns and %d --ip values",
+					  SX_TOKEN_SAN_MAX, SX_TOKEN_SAN_MAX);
+	if (a.npos > 0)
+		return sx_cli_usage_error("ca token", "unexpected argument '%s'", a.pos[0]);
+	if (strlen(a.name) >= sizeof(c.name))
+		return sx_cli_usage_error("ca token", "name must be 1 to %d characters",
+					  SX_NAME_MAX);
+	memcpy(c.name, a.name, strlen(a.name) + 1);
+	c.has_profile = true;
+	for (size_t i = 0; i < a.ndns; i++)
+		if (snprintf(c.dns[c.ndns++], sizeof(c.dns[0]), "%s", a.dns[i]) >=
+		    (int)sizeof(c.dns[0]))
+			return sx_cli_usage_error("ca token", "--dns '%s' is too long", a.dns[i]);
+	for (size_t i = 0; i < a.nips; i++)
+		if (snprintf(c.ips[c.nips++], sizeof(c.ips[0]), "%s", a.ips[i]) >=
+		    (int)sizeof(c.ips[0]))
+			return sx_cli_usage_error("ca token", "'%s' is not an IP address",
+						  a.ips[i]);
+	c.replace = a.replace;
+	c.expires = time(NULL) + ttl;
+	if (sx_ca_token_new(a.ca, &c, text, sizeof(text), &err) < 0)
+		return report_fail(&err);
+	printf("%s\n", text);
+	fflush(stdout);
+	token_summary(&c, a.ttl ? a.ttl : "15m", a.ca);
+	return 0;
+}
+
 static const sx_subcmd ca_cmds[] = {
     {"init", ca_init, "create a CA folder with a self-signed root"},
     {"issue", ca_issue, "create a key and certificate into an identity folder"},
@@ -328,6 +587,8 @@ static const sx_subcmd ca_cmds[] = {
     {"revoke", ca_revoke, "revoke a certificate by serial or file"},
     {"crl", ca_crl, "issue the next CRL"},
     {"list", ca_list, "list issued certificates and their status"},
+    {"show", ca_show, "show the CA's root and its fingerprint"},
+    {"token", ca_token, "make a one-time enrollment token"},
 };
 
 int sx_cmd_ca(int argc, char **argv)

@@ -8,6 +8,9 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sxfer-e2e-XXXXXX")
 PIDS=()
 export SXFER_PASSPHRASE=e2e-test-passphrase
+# ca issue encrypts a new identity key under SXFER_ID_PASSPHRASE (never the
+# CA key's); the identities here are then opened with SXFER_PASSPHRASE.
+export SXFER_ID_PASSPHRASE=$SXFER_PASSPHRASE
 # Receipts and anything else a command keeps under $HOME stay in WORK.
 export HOME="$WORK/home"
 mkdir -p "$HOME"

@@ -5,6 +5,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 export SXFER_PASSPHRASE=test-passphrase
+# ca issue encrypts a new identity key under its own passphrase, never the
+# CA key's.
+export SXFER_ID_PASSPHRASE=test-id-passphrase
 
 fail() {
 	echo "FAIL: $*" >&2

@@ -38,7 +38,7 @@ for kt in p256 ed25519; do
 	[ "$(stat -c %a "id-$kt")" = 700 ] || fail "identity folder is not 0700"
 	[ "$(stat -c %a "id-$kt/key.pem")" = 600 ] || fail "identity key is not 0600"
 	for f in key.pem cert.pem ca.pem; do [ -s "id-$kt/$f" ] || fail "id-$kt/$f missing"; done
-	openssl pkey -in "id-$kt/key.pem" -passin env:SXFER_PASSPHRASE -noout
+	openssl pkey -in "id-$kt/key.pem" -passin env:SXFER_ID_PASSPHRASE -noout
 	expect 0 "role:        both" "$sx" id show --id "id-$kt"
 done
 expect 0 "key type:    Ed25519" "$sx" id show --id id-ed25519
@@ -72,12 +72,14 @@ expect 5 "ca-trunc/ca.key.pem: not a PEM private key" \
 
 # ca sign: our CSR, an openssl CSR, a CSR asking for CA:TRUE, a broken CSR
 expect 0 "issued 'dev.test' (server)" "$sx" ca sign --ca ca --csr dev/csr.pem --role server \
-	--out dev/cert.pem
+	--name dev.test --out dev/cert.pem
 expect 0 ": ok" "$sx" id verify --ca ca --role server --name dev.test dev/cert.pem
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout x.key -subj /CN=x \
 	-addext "basicConstraints=critical,CA:TRUE" -addext "subjectAltName=DNS:evil.test" \
 	-out x.csr 2>/dev/null
-expect 0 "issued 'x' (client)" "$sx" ca sign --ca ca --csr x.csr --role client --out x.pem
+expect 2 "the CSR asks for 'x'" "$sx" ca sign --ca ca --csr x.csr --role client --out x.pem
+expect 0 "issued 'x' (client)" "$sx" ca sign --ca ca --csr x.csr --role client --name x \
+	--out x.pem
 openssl x509 -in x.pem -noout -text >x.txt
 grep -q "CA:FALSE" x.txt || fail "a CSR made a CA certificate"
 ! grep -q "evil.test" x.txt || fail "a CSR extension was copied"
@@ -94,8 +96,8 @@ open("bad.der", "wb").write(bytes(data))
 PY
 openssl req -inform DER -in bad.der -out bad.csr
 expect 3 "bad.csr: the CSR's self-signature does not verify" \
-	"$sx" ca sign --ca ca --csr bad.csr --role client --out bad.pem
+	"$sx" ca sign --ca ca --csr bad.csr --role client --name x --out bad.pem
 [ ! -e bad.pem ] || fail "a certificate was written for a broken CSR"
 expect 5 "not a PEM certificate request" "$sx" ca sign --ca ca --csr pass.txt --role client \
-	--out p.pem
+	--name p --out p.pem
 echo "all key and CSR tests passed"

@@ -48,7 +48,7 @@ openssl x509 -req -in weak.csr -CA ca/ca.pem -CAkey ca/ca.key.pem \
 	-extensions leaf -out weak.pem 2>/dev/null
 expect 3 "weak key: RSA 1024 bits" "$sx" id verify --ca ca --role server weak.pem
 expect 3 "weak key: RSA 1024 bits" "$sx" ca sign --ca ca --csr weak.csr --role server \
-	--out weak2.pem
+	--name leaf.test --out weak2.pem
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout catrue.key \
 	-subj /CN=leaf.test -out catrue.csr 2>/dev/null
 openssl x509 -req -in catrue.csr -CA ca/ca.pem -CAkey ca/ca.key.pem \

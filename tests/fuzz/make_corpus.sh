@@ -21,6 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export SXFER_PASSPHRASE=fuzz-corpus-passphrase HOME="$W/home"
+export SXFER_ID_PASSPHRASE=$SXFER_PASSPHRASE # ca issue: the new keys' passphrase
 mkdir -p "$OUT" "$HOME"
 # The fuzz build's binaries are instrumented: no leak report from a CLI run.
 export ASAN_OPTIONS=detect_leaks=0
@@ -43,7 +44,8 @@ x ca issue --ca "$W/ca" --name cam-ed --role both --key-type ed25519 --out "$W/c
 x ca issue --ca "$W/ca" --name cam-rsa --role client --key-type rsa3072 --out "$W/cam-rsa"
 x id new --out "$W/dev" --name dev-02
 x id new --out "$W/dev-ed" --name dev-ed --key-type ed25519
-x ca sign --ca "$W/ca" --csr "$W/dev/csr.pem" --role client --out "$W/dev/cert.pem"
+x ca sign --ca "$W/ca" --csr "$W/dev/csr.pem" --name dev-02 --role client \
+	--out "$W/dev/cert.pem"
 x ca revoke --ca "$W/ca" --cert "$W/cam-rsa/cert.pem" --reason keyCompromise
 x ca crl --ca "$W/ca" --out "$W/crl.pem"
 
