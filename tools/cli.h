@@ -25,6 +25,10 @@ int sx_cmd_sign(int argc, char **argv);
 int sx_cmd_verify(int argc, char **argv);
 int sx_cmd_bench(int argc, char **argv);
 int sx_cmd_ledger(int argc, char **argv);
+int sx_cmd_ca_serve(int argc, char **argv); /* sxfer ca serve */
+int sx_cmd_enroll(int argc, char **argv);
+int sx_cmd_renew(int argc, char **argv);
+int sx_cmd_crl(int argc, char **argv);
 
 /* Prints "sxfer: <message>" on stderr and returns the exit code of the class. */
 int sx_cli_report(const sx_err *err);

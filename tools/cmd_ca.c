@@ -589,6 +589,7 @@ static const sx_subcmd ca_cmds[] = {
     {"list", ca_list, "list issued certificates and their status"},
     {"show", ca_show, "show the CA's root and its fingerprint"},
     {"token", ca_token, "make a one-time enrollment token"},
+    {"serve", sx_cmd_ca_serve, "run the CA as an enrollment service (enroll, renew, CRL)"},
 };
 
 int sx_cmd_ca(int argc, char **argv)

@@ -12,6 +12,9 @@ static int cmd_help(int argc, char **argv);
 static const sx_cmd commands[] = {
     {"ca", sx_cmd_ca, "run a small certificate authority (init, issue, sign, revoke, crl, list)"},
     {"id", sx_cmd_id, "create, show and verify identities (key, CSR, certificate)"},
+    {"enroll", sx_cmd_enroll, "get a first certificate from `ca serve` with a one-time token"},
+    {"renew", sx_cmd_renew, "renew this identity's certificate at `ca serve`"},
+    {"crl", sx_cmd_crl, "fetch the CA's current CRL from `ca serve` (crl fetch)"},
     {"serve", sx_cmd_serve, "receive files from authenticated senders"},
     {"send", sx_cmd_send, "send files, folders or a stream to a server"},
     {"get", sx_cmd_get, "fetch files and folders from a server's export (signed by it)"},

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
@@ -173,7 +174,7 @@ out:
 /* Before anything is sent: the token is for the pinned root, the folder
  * can take a new identity, the passphrase is known. */
 static int enroll_prepare(const sx_enroll_cfg *cfg, uint8_t pin[SX_CERT_FP_LEN], sx_claims *ask,
-			  enroll_pass *pc, sx_err *err)
+			  enroll_pass *pc, bool *made, sx_err *err)
 {
 	sx_claims tok;
 	char a[SX_CERT_FP_HEX_LEN], b[SX_CERT_FP_HEX_LEN];
@@ -188,7 +189,7 @@ static int enroll_prepare(const sx_enroll_cfg *cfg, uint8_t pin[SX_CERT_FP_LEN],
 		  "the token was made by the CA %s, not by the pinned root %s; it was not sent", a,
 		  b);
 	SX_GUARD(enroll_ask(cfg, &tok, ask, err));
-	SX_GUARD(enroll_out_prepare(cfg->out_dir, err));
+	SX_GUARD(enroll_out_prepare(cfg->out_dir, made, err));
 	return enroll_pass_ask(pc, err);
 out:
 	return -1;
@@ -255,9 +256,10 @@ int sx_enroll_run(const sx_enroll_cfg *cfg, sx_enroll_result *res, sx_err *err)
 	X509 *leaf = NULL, *root = NULL;
 	X509_CRL *crl = NULL;
 	sx_enroll_msg req = {.type = SX_EMSG_ENROLL}, m;
+	bool made = false;
 	memset(res, 0, sizeof(*res));
 	enroll_pass_init(&pc, cfg->pass);
-	SX_GUARD(enroll_prepare(cfg, pin, &ask, &pc, err));
+	SX_GUARD(enroll_prepare(cfg, pin, &ask, &pc, &made, err));
 	SX_GUARD(enroll_request(cfg, &ask, &key, &csr, &csr_len, err));
 	SX_GUARD(enroll_ctx_client(&none, NULL, pin,
 				   cfg->net.server_name ? cfg->net.server_name : cfg->net.host,
@@ -273,6 +275,9 @@ int sx_enroll_run(const sx_enroll_cfg *cfg, sx_enroll_result *res, sx_err *err)
 	res->crl_written = crl != NULL;
 	rc = 0;
 out:
+	/* A folder made for nothing goes again (only if it is empty). */
+	if (rc < 0 && made)
+		(void)rmdir(cfg->out_dir);
 	enroll_pass_wipe(&pc);
 	enroll_conn_free(conn);
 	enroll_ctx_free(ctx);

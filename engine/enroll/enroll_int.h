@@ -117,9 +117,9 @@ void enroll_pass_init(enroll_pass *pc, const sx_pass *src);
 int enroll_pass_ask(enroll_pass *pc, sx_err *err) SX_MUST_CHECK;
 void enroll_pass_wipe(enroll_pass *pc);
 
-/* sxfer enroll: DIR holds no key.pem or cert.pem (made 0700 if needed);
- * then key.pem, ca.pem, crl.pem (when crl) and cert.pem, last. */
-int enroll_out_prepare(const char *dir, sx_err *err) SX_MUST_CHECK;
+/* sxfer enroll: DIR holds no key.pem or cert.pem (made 0700 if needed:
+ * *made); then key.pem, ca.pem, crl.pem (when crl) and cert.pem, last. */
+int enroll_out_prepare(const char *dir, bool *made, sx_err *err) SX_MUST_CHECK;
 int enroll_out_write(const char *dir, EVP_PKEY *key, const sx_pass *pass, X509 *leaf, X509 *root,
 		     X509_CRL *crl, sx_err *err) SX_MUST_CHECK;
 /* sxfer renew: key.pem and cert.pem kept as .old, the new ones written as

@@ -84,10 +84,11 @@ static int fsync_dir(const char *dir, sx_err *err)
 
 /* ---- sxfer enroll ------------------------------------------------------- */
 
-int enroll_out_prepare(const char *dir, sx_err *err)
+int enroll_out_prepare(const char *dir, bool *made, sx_err *err)
 {
 	static const char *const names[] = {"key.pem", "cert.pem"};
 	char path[4096];
+	*made = access(dir, F_OK) != 0;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		SX_GUARD(path_in(path, sizeof(path), dir, names[i], err));
 		SX_ENSURE(access(path, F_OK) != 0, err, SX_E_IO,

@@ -58,6 +58,18 @@ out:
 	return rc;
 }
 
+/* Does crl replace cur (none, or a lower crlNumber)? */
+static bool newer_crl(X509_CRL *crl, X509_CRL *cur)
+{
+	uint64_t a = 0, b = 0;
+	sx_err none = {0};
+	if (cur == NULL)
+		return true;
+	if (sx_crl_number(crl, &a, &none) < 0)
+		return false;
+	return sx_crl_number(cur, &b, &none) < 0 || a > b;
+}
+
 /* The renewed certificate: same name, role and SANs, our key, valid under
  * the identity's anchors; the CRL that came with it, when usable. */
 static int renew_check(const sx_enroll_msg *m, const sx_identity *id, EVP_PKEY *key, X509 **leaf,
@@ -70,7 +82,7 @@ static int renew_check(const sx_enroll_msg *m, const sx_identity *id, EVP_PKEY *
 	if (m->crl_len > 0) {
 		SX_GUARD(enroll_der_crl(m->crl, m->crl_len, crl, err));
 		SX_GUARD(enroll_check_crl(*crl, id->anchors, &keep, err));
-		if (!keep) {
+		if (!keep || !newer_crl(*crl, id->crl)) {
 			X509_CRL_free(*crl);
 			*crl = NULL;
 		}

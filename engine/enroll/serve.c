@@ -80,6 +80,12 @@ static void log_answer(const job *j, const enroll_answer *a, uint64_t t0)
 		       ms);
 		return;
 	}
+	if (a->serial[0] == '\0') {
+		sx_log("info", "enroll_request", "peer=%s kind=%s result=%s name=%s ms=%llu",
+		       SX_LOGT(j->who.addr), SX_LOGT(a->kind), SX_LOGT(a->result), SX_LOGQ(a->name),
+		       ms);
+		return;
+	}
 	sx_log("info", "enroll_request", "peer=%s kind=%s result=%s name=%s serial=%s ms=%llu",
 	       SX_LOGT(j->who.addr), SX_LOGT(a->kind), SX_LOGT(a->result), SX_LOGQ(a->name),
 	       SX_LOGT(a->serial), ms);

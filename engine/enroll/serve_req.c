@@ -173,6 +173,7 @@ void enroll_answer_request(enroll_srv *s, const enroll_asker *who, const sx_enro
 		break;
 	case SX_EMSG_CRL_REQ:
 		a->kind = "crl";
+		snprintf(a->name, sizeof(a->name), "%s", who->peer->name);
 		rc = answer_crl(s, a, &err);
 		break;
 	default:
