@@ -29,8 +29,10 @@ static const char usage[] =
     "  --max-conns N           connections at once (default 64); one more is\n"
     "                          closed at once\n"
     "  --max-failures N        failed token attempts per address (an IPv4 address\n"
-    "                          or an IPv6 /64) per minute before it is refused\n"
-    "                          without the CA being asked (default 10, at most 32)\n"
+    "                          or an IPv6 /64) within the window; beyond, the\n"
+    "                          address is refused without the CA being asked\n"
+    "                          (default 10, at most 32)\n"
+    "  --failure-window S      the window, in seconds (default 60)\n"
     "  --handshake-timeout S   seconds from accept to a completed handshake (10)\n"
     "  --idle-timeout S        seconds for the request and the answer (30)\n"
     "  --pass-file FILE        passphrase of the CA key (else SXFER_PASSPHRASE, else\n"
@@ -106,6 +108,7 @@ int sx_cmd_ca_serve(int argc, char **argv)
 	    {"port-file", required_argument, 0, 'P'},
 	    {"max-conns", required_argument, 0, 'm'},
 	    {"max-failures", required_argument, 0, 'f'},
+	    {"failure-window", required_argument, 0, 'w'},
 	    {"handshake-timeout", required_argument, 0, 'H'},
 	    {"idle-timeout", required_argument, 0, 'I'},
 	    {"pass-file", required_argument, 0, 'p'},
@@ -133,6 +136,11 @@ int sx_cmd_ca_serve(int argc, char **argv)
 			if (parse_count(optarg, 1, SX_RATELIMIT_MAX, &cfg.fail_limit) < 0)
 				return sx_cli_usage_error("ca serve", "--max-failures: 1 to %d",
 							  SX_RATELIMIT_MAX);
+			break;
+		case 'w':
+			if (parse_count(optarg, 1, 86400, &cfg.fail_window_s) < 0)
+				return sx_cli_usage_error("ca serve",
+							  "--failure-window: 1 to 86400 s");
 			break;
 		case 'H':
 		case 'I':
