@@ -100,6 +100,13 @@ has "$WORK/last.err" "enrollment server's certificate does not chain to the pinn
 enroll_at "$EP" --token "$tok" --out "$WORK/dev8" >/dev/null
 ok "a service of another CA refused before the token was sent; the token then worked"
 
+# The service's identity must be a server certificate of its own CA.
+expect_exit 3 "$SXFER" ca serve --ca "$WORK/ca" --id "$WORK/ca2.esrv" --listen 127.0.0.1:0
+has "$WORK/last.err" "the identity is not a valid server certificate of this CA"
+expect_exit 3 "$SXFER" ca serve --ca "$WORK/ca" --id "$WORK/dev" --listen 127.0.0.1:0
+has "$WORK/last.err" "serverAuth"
+ok "ca serve refuses an identity of another CA, and a client certificate, at start"
+
 # A token of another CA is not sent to a service pinned to ours (port 1:
 # nothing was even connected to).
 tok2=$("$SXFER" ca token --ca "$WORK/ca2" --name cam-09 2>/dev/null)
