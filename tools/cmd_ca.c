@@ -381,9 +381,10 @@ static int ca_crl(int argc, char **argv)
 
 static int ca_list(int argc, char **argv)
 {
-	static const char usage[] = "usage: sxfer ca list --ca DIR\n"
-				    "Lists issued certificates: serial, name, role, notAfter, "
-				    "status (valid, revoked, expired).\n";
+	static const char usage[] =
+	    "usage: sxfer ca list --ca DIR\n"
+	    "Lists issued certificates: serial, role, notAfter, status "
+	    "(valid, revoked, expired), the reason of a revocation, name.\n";
 	static const struct option opts[] = {SX_OPT("ca", required_argument, OPT_CA), SX_OPT_HELP,
 					     SX_OPT_END};
 	sx_args a;
@@ -399,7 +400,8 @@ static int ca_list(int argc, char **argv)
 		return sx_cli_usage_error("ca list", "unexpected argument '%s'", a.pos[0]);
 	if (sx_ca_list(a.ca, &db, &err) < 0)
 		return report_fail(&err);
-	printf("%-32s  %-7s  %-20s  %-8s  %s\n", "SERIAL", "ROLE", "NOT AFTER", "STATUS", "NAME");
+	printf("%-32s  %-7s  %-20s  %-8s  %-20s  %s\n", "SERIAL", "ROLE", "NOT AFTER", "STATUS",
+	       "REASON", "NAME");
 	for (size_t i = 0; i < db.n; i++) {
 		const sx_ca_entry *e = &db.e[i];
 		char until[32];
@@ -407,8 +409,9 @@ static int ca_list(int argc, char **argv)
 				     : e->not_after < now ? "expired"
 							  : "valid";
 		sx_time_format(e->not_after, until, sizeof(until));
-		printf("%-32s  %-7s  %-20s  %-8s  %s\n", e->serial, sx_profile_name(e->profile),
-		       until, status, SX_TEXT(e->name));
+		printf("%-32s  %-7s  %-20s  %-8s  %-20s  %s\n", e->serial,
+		       sx_profile_name(e->profile), until, status,
+		       e->revoked_at ? sx_crl_reason_name(e->reason) : "-", SX_TEXT(e->name));
 	}
 	sx_ca_db_free(&db);
 	return 0;
