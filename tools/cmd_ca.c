@@ -433,6 +433,7 @@ static int ca_show(int argc, char **argv)
 	char buf[320], t1[32], t2[32];
 	size_t valid = 0, revoked = 0;
 	time_t now = time(NULL);
+	sx_lifetime life;
 	X509 *root;
 	int rc = sx_args_parse("ca show", usage, opts, argc, argv, &a);
 	if (rc >= 0)
@@ -451,6 +452,9 @@ static int ca_show(int argc, char **argv)
 	sx_asn1_time_format(X509_get0_notBefore(root), t1, sizeof(t1));
 	sx_asn1_time_format(X509_get0_notAfter(root), t2, sizeof(t2));
 	printf("valid:       %s to %s\n", t1, t2);
+	sx_cert_lifetime(root, 0, &life);
+	sx_lifetime_describe(&life, buf, sizeof(buf));
+	printf("lifetime:    %s\n", buf);
 	sx_key_describe(X509_get0_pubkey(root), buf, sizeof(buf));
 	printf("key type:    %s\n", buf);
 	SX_GUARD(print_fp(root, &err));

@@ -130,11 +130,16 @@ expect 0 "SHA-256:     $fp" env -u SXFER_PASSPHRASE "$sx" ca show --ca ca
 grep -q "^subject:     CN=e2e CA$" last.out || fail "ca show: subject"
 grep -q "^key type:    EC prime256v1" last.out || fail "ca show: key type"
 grep -q "^valid:       .* to " last.out || fail "ca show: validity"
+grep -q "^lifetime:    36[45][0-9] days left (99% of 3650 days)$" last.out ||
+	fail "ca show: lifetime: $(grep lifetime last.out)"
 "$sx" ca init --ca third --name "third CA" --no-passphrase >init.txt 2>/dev/null
 grep -q "^SHA-256:     $("$sx" id show --cert third/ca.pem | awk '/^SHA-256:/ {print $2}')$" \
 	init.txt || fail "ca init does not print the root's fingerprint"
 expect 5 "not a CA folder" "$sx" ca show --ca nowhere
-ok "ca show and ca init print the fingerprint of id show"
+"$sx" id show --id cam-new >show.txt
+grep -q "^lifetime:    39[67] days left (99% of 397 days)$" show.txt ||
+	fail "id show: lifetime: $(grep lifetime show.txt)"
+ok "ca show and ca init print the fingerprint of id show; id show the lifetime left"
 
 # ---- ca token ------------------------------------------------------------------
 env -u SXFER_PASSPHRASE "$sx" ca token --ca ca --name cam-09 --dns cam-09.test --ttl 2h \
