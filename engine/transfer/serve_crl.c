@@ -94,12 +94,12 @@ static int check_new(crl_watch *w, X509_CRL *crl, const uint8_t *md, uint64_t *n
 	const seen_issuer *si = issuer_of(w, crl);
 	SX_ENSURE(si == NULL || *n > si->highest ||
 		      (*n == si->highest && memcmp(md, si->md, sizeof(si->md)) == 0),
-		  err, SX_E_AUTH, "crlNumber %llu is %s (%llu): %s", (unsigned long long)*n,
+		  err, SX_E_AUTH, "crlNumber %llu is %s (%llu)%s", (unsigned long long)*n,
 		  *n < si->highest ? "lower than the highest seen from this CA"
 				   : "the same as the last one's from this CA",
 		  (unsigned long long)si->highest,
-		  *n < si->highest ? "an older CRL, which could hide revocations"
-				   : "but its content differs");
+		  *n < si->highest ? ": an older CRL, which could hide revocations"
+				   : ", but its content differs");
 	SX_GUARD(sx_crl_check_time(crl, 0, err));
 	return 0;
 out:
