@@ -68,7 +68,7 @@ static void refusal_text(X509_CRL *crl, time_t now, const sx_err *why, char *buf
 			 when);
 	} else {
 		snprintf(buf, cap,
-			 "server refused: the server's revocation list is not usable (%s)",
+			 "server refused: the server's revocation list is not usable (%.320s)",
 			 why->msg);
 	}
 }
