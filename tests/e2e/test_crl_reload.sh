@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Revocation on a running server (docs/REVOCATION.md): a CRL put in place
 # (renamed into the watched path) refuses a revoked device within seconds,
-# without a restart, while another device keeps uploading; an older CRL, or
+# without a restart, while another device keeps uploading, and the revoked
+# device's session opened before the revocation finishes; an older CRL, or
 # one with the same number and other content, is refused and the revoked
 # device stays refused; SIGHUP reads the CRL again; a CRL that goes stale
 # while the server runs refuses every device with that reason (told in an
@@ -63,6 +64,18 @@ a_oks() { log_count "$WORK/a.log" '^ok'; }
 a_going() { [ "$(a_oks)" -ge 2 ]; }
 wait_until 30 "cam-01's first uploads" a_going
 
+# cam-02 opens a stream before its revocation: a connection already
+# authenticated is not dropped, and the session finishes.
+mkfifo "$WORK/b.pipe"
+"$SXFER" send --id "$WORK/cam2" --quiet --name live.bin "127.0.0.1:$PORT" - \
+	<"$WORK/b.pipe" 2>"$WORK/live.err" &
+LIVE_PID=$!
+PIDS+=("$LIVE_PID")
+exec 6>"$WORK/b.pipe"
+head -c 100000 /dev/urandom >&6
+live_in() { [ "$(log_count "$WORK/srv.log" 'event=handshake.*peer="cam-02"')" -ge 2 ]; }
+wait_until 10 "cam-02's stream to be connected" live_in
+
 # Revoke cam-02; the new CRL lands in the identity folder.
 "$SXFER" ca revoke --ca "$WORK/ca" --cert "$WORK/cam2/cert.pem" >/dev/null
 "$SXFER" ca crl --ca "$WORK/ca" --out "$WORK/crl-rev.pem" >/dev/null
@@ -82,6 +95,11 @@ grep -q "event=crl action=reloaded path=.* number=$N_REV revoked=1 trigger=file"
 grep -q 'event=conn_error.*revoked' "$WORK/srv.log" || fail "the refusal is not in the log"
 kill -0 "$SRV" || fail "the server stopped"
 ok "the server logged the reload: $(grep 'action=reloaded' "$WORK/srv.log" | tail -n1)"
+head -c 1000 /dev/urandom >&6
+exec 6>&-
+wait "$LIVE_PID" || fail "cam-02's stream opened before the revocation failed: $(cat "$WORK/live.err")"
+[ -s "$WORK/out/cam-02/live.bin" ] || fail "cam-02's stream was not stored"
+ok "cam-02's session opened before the revocation finished ($(stat -c %s "$WORK/out/cam-02/live.bin") bytes)"
 
 # An older CRL (a lower crlNumber, without the revocation) is refused.
 put_crl "$WORK/crl-old.pem"
@@ -122,7 +140,7 @@ ok "cam-01 uploaded $(a_oks) files, $after of them after the revocation, none fa
 
 # A CRL that goes stale while the server runs: current for a few seconds,
 # then every new device is refused, told why; what it sends is not stored.
-python3 "$DATES" crl "$WORK/ca" "$WORK/crl-short.pem" --number $((N_REV + 100)) --next-in 6 \
+python3 "$DATES" crl "$WORK/ca" "$WORK/crl-short.pem" --number $((N_REV + 100)) --next-in 8 \
 	--revoke "$WORK/cam2/cert.pem"
 put_crl "$WORK/crl-short.pem"
 short_in() { grep -q "action=reloaded.*number=$((N_REV + 100))" "$WORK/srv.log"; }
