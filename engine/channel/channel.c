@@ -483,4 +483,5 @@ void sx_chan_take(sx_chan *c, sx_chan_result *out)
 	memcpy(out->peer_fingerprint, c->peer_fp, sizeof(out->peer_fingerprint));
 	out->peer_chain = c->peer_chain;
 	c->peer_chain = NULL;
+	memcpy(out->refusal, c->refusal, sizeof(out->refusal));
 }

@@ -65,9 +65,7 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
 			continue;
 		SX_ENSURE(sk_X509_push(inter, x) > 0, err, SX_E_OTHER, "out of memory");
 	}
-	if (sx_policy_check(&ctx->policy, leaf, inter,
-			    ctx->server ? SX_ROLE_CLIENT : SX_ROLE_SERVER,
-			    ctx->server ? NULL : ctx->server_name, err) < 0) {
+	if (chan_policy_check(c, leaf, inter, err) < 0) {
 		sx_err_prefix(err, "%s: ", who);
 		goto out;
 	}
@@ -185,7 +183,7 @@ int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err)
 	ctx->policy.anchors = cfg->id->anchors;
 	/* Both ends check the peer's revocation: against the CRL given, else
 	 * the one of their identity folder (which `ca issue` writes there). */
-	ctx->policy.crl = cfg->crl != NULL ? cfg->crl : cfg->id->crl;
+	chan_crl_init(ctx, cfg->crl != NULL ? cfg->crl : cfg->id->crl);
 	if (!cfg->server) {
 		snprintf(ctx->server_name, sizeof(ctx->server_name), "%s", cfg->server_name);
 		ctx->name_is_ip = is_ip_literal(ctx->server_name);
@@ -253,6 +251,7 @@ void sx_chan_ctx_free(sx_chan_ctx *ctx)
 	if (ctx == NULL)
 		return;
 	SSL_CTX_free(ctx->ssl_ctx);
+	chan_crl_free(ctx);
 	free(ctx);
 }
 

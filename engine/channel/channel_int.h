@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include <openssl/ssl.h>
 
 #include "common/sx_err.h"
@@ -26,7 +28,13 @@ struct sx_chan_ctx {
 	SSL_CTX *ssl_ctx;
 	bool server;
 	const sx_identity *id;
-	sx_policy policy;
+	sx_policy policy; /* anchors; its crl stays NULL: the CRL is crl below */
+	/* The CRL peers are checked against (a reference; NULL: none), swapped
+	 * while handshakes run: read only through sx_chan_ctx_crl, under
+	 * crl_lock (channel_crl.c). */
+	pthread_mutex_t crl_lock;
+	X509_CRL *crl;
+	bool crl_init;
 	char server_name[256];
 	bool name_is_ip;
 	sx_suite suite;
@@ -62,6 +70,7 @@ struct sx_chan {
 	char peer_name[256];
 	char peer_fp[SX_CERT_FP_HEX_LEN];
 	STACK_OF(X509) * peer_chain; /* leaf first, as verified */
+	char refusal[400];	     /* sx_chan_result.refusal */
 };
 
 /* channel_ctx.c: why OpenSSL stopped (a callback's reason, the peer's
@@ -70,5 +79,15 @@ int chan_tls_failure(sx_chan *c, const char *what, sx_err *err);
 /* channel_ctx.c: once the verify callback accepted the peer, its name,
  * fingerprint and chain (leaf first) into c. */
 int chan_note_peer(sx_chan *c, sx_err *err) SX_MUST_CHECK;
+
+/* channel_crl.c: the CRL of a context (a reference taken; freed with
+ * the context). */
+void chan_crl_init(sx_chan_ctx *ctx, X509_CRL *crl);
+void chan_crl_free(sx_chan_ctx *ctx);
+/* channel_crl.c: the verify callback's policy decision on the peer, with
+ * the context's current CRL. A server whose CRL is not current accepts a
+ * client that passes every other check and is not listed by that CRL,
+ * with c->refusal saying why it will be refused after the handshake. */
+int chan_policy_check(sx_chan *c, X509 *leaf, STACK_OF(X509) * inter, sx_err *err) SX_MUST_CHECK;
 
 #endif
