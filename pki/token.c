@@ -272,6 +272,7 @@ int sx_token_parse(const char *text, sx_claims *c, sx_err *err)
 	size_t len = 0, tlen = text ? strnlen(text, SX_TOKEN_TEXT_MAX) : 0;
 	int rc = -1;
 	memset(c, 0, sizeof(*c));
+	SX_ENSURE(text != NULL, err, SX_E_USAGE, "no token");
 	SX_ENSURE(tlen < SX_TOKEN_TEXT_MAX, err, SX_E_USAGE, "not a token (too long)");
 	SX_ENSURE(strncmp(text, TOKEN_PREFIX, strlen(TOKEN_PREFIX)) == 0, err, SX_E_USAGE,
 		  "not a token (a token starts with '%s')", TOKEN_PREFIX);

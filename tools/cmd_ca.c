@@ -381,9 +381,10 @@ static int ca_crl(int argc, char **argv)
 
 static int ca_list(int argc, char **argv)
 {
-	static const char usage[] = "usage: sxfer ca list --ca DIR\n"
-				    "Lists issued certificates: serial, name, role, notAfter, "
-				    "status (valid, revoked, expired).\n";
+	static const char usage[] =
+	    "usage: sxfer ca list --ca DIR\n"
+	    "Lists issued certificates: serial, role, notAfter, status "
+	    "(valid, revoked, expired), the reason of a revocation, name.\n";
 	static const struct option opts[] = {SX_OPT("ca", required_argument, OPT_CA), SX_OPT_HELP,
 					     SX_OPT_END};
 	sx_args a;
@@ -399,7 +400,8 @@ static int ca_list(int argc, char **argv)
 		return sx_cli_usage_error("ca list", "unexpected argument '%s'", a.pos[0]);
 	if (sx_ca_list(a.ca, &db, &err) < 0)
 		return report_fail(&err);
-	printf("%-32s  %-7s  %-20s  %-8s  %s\n", "SERIAL", "ROLE", "NOT AFTER", "STATUS", "NAME");
+	printf("%-32s  %-7s  %-20s  %-8s  %-20s  %s\n", "SERIAL", "ROLE", "NOT AFTER", "STATUS",
+	       "REASON", "NAME");
 	for (size_t i = 0; i < db.n; i++) {
 		const sx_ca_entry *e = &db.e[i];
 		char until[32];
@@ -407,8 +409,9 @@ static int ca_list(int argc, char **argv)
 				     : e->not_after < now ? "expired"
 							  : "valid";
 		sx_time_format(e->not_after, until, sizeof(until));
-		printf("%-32s  %-7s  %-20s  %-8s  %s\n", e->serial, sx_profile_name(e->profile),
-		       until, status, SX_TEXT(e->name));
+		printf("%-32s  %-7s  %-20s  %-8s  %-20s  %s\n", e->serial,
+		       sx_profile_name(e->profile), until, status,
+		       e->revoked_at ? sx_crl_reason_name(e->reason) : "-", SX_TEXT(e->name));
 	}
 	sx_ca_db_free(&db);
 	return 0;
@@ -430,6 +433,7 @@ static int ca_show(int argc, char **argv)
 	char buf[320], t1[32], t2[32];
 	size_t valid = 0, revoked = 0;
 	time_t now = time(NULL);
+	sx_lifetime life;
 	X509 *root;
 	int rc = sx_args_parse("ca show", usage, opts, argc, argv, &a);
 	if (rc >= 0)
@@ -448,6 +452,9 @@ static int ca_show(int argc, char **argv)
 	sx_asn1_time_format(X509_get0_notBefore(root), t1, sizeof(t1));
 	sx_asn1_time_format(X509_get0_notAfter(root), t2, sizeof(t2));
 	printf("valid:       %s to %s\n", t1, t2);
+	sx_cert_lifetime(root, 0, &life);
+	sx_lifetime_describe(&life, buf, sizeof(buf));
+	printf("lifetime:    %s\n", buf);
 	sx_key_describe(X509_get0_pubkey(root), buf, sizeof(buf));
 	printf("key type:    %s\n", buf);
 	SX_GUARD(print_fp(root, &err));

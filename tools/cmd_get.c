@@ -218,6 +218,7 @@ int sx_cmd_get(int argc, char **argv)
 	if (sx_identity_load(id_dir, &pass, &id, &err) < 0 ||
 	    (crl_file && sx_crl_load(crl_file, &crl, &err) < 0))
 		goto done;
+	(void)sx_cert_life_warn(&id, 0); /* renewal due: said before anything is asked */
 	if (cfg.single) {
 		const char *tmp = getenv("TMPDIR");
 		snprintf(stage, sizeof(stage), "%s/sxfer-get-XXXXXX", tmp && *tmp ? tmp : "/tmp");

@@ -80,7 +80,8 @@ static int id_show(int argc, char **argv)
 	static const char usage[] =
 	    "usage: sxfer id show [--id DIR | --cert FILE]\n"
 	    "Shows the certificate of an identity folder (default: the current folder):\n"
-	    "subject, SANs, issuer, serial, validity, key type, SHA-256 fingerprint, role.\n"
+	    "subject, SANs, issuer, serial, validity and the lifetime left, key type,\n"
+	    "SHA-256 fingerprint, role.\n"
 	    "Reads cert.pem only; no passphrase is needed.\n";
 	static const struct option opts[] = {SX_OPT("id", required_argument, OPT_ID),
 					     SX_OPT("cert", required_argument, OPT_CERT),
@@ -91,6 +92,7 @@ static int id_show(int argc, char **argv)
 	char path[4096], buf[1024], issuer[320], serial[80], t1[32], t2[32], kd[96];
 	char fp[SX_CERT_FP_HEX_LEN];
 	uint8_t fpb[SX_CERT_FP_LEN];
+	sx_lifetime life;
 	X509 *c;
 	int rc = sx_args_parse("id show", usage, opts, argc, argv, &a);
 	if (rc >= 0)
@@ -119,6 +121,10 @@ static int id_show(int argc, char **argv)
 	sx_asn1_time_format(X509_get0_notBefore(c), t1, sizeof(t1));
 	sx_asn1_time_format(X509_get0_notAfter(c), t2, sizeof(t2));
 	printf("valid:       %s to %s\n", t1, t2);
+	sx_cert_lifetime(c, 0, &life);
+	sx_lifetime_describe(&life, buf, sizeof(buf));
+	printf("lifetime:    %s%s\n", buf,
+	       life.left > 0 && sx_lifetime_renew_due(&life) ? "; renewal due" : "");
 	sx_key_describe(X509_get0_pubkey(c), kd, sizeof(kd));
 	printf("key type:    %s\n", kd);
 	SX_GUARD(sx_cert_fp(c, fpb, &err));

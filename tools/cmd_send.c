@@ -306,6 +306,7 @@ int sx_cmd_send(int argc, char **argv)
 	cfg.id = &id;
 	cfg.crl = crl;
 	sx_log_set_min(verbose ? "debug" : "info");
+	(void)sx_cert_life_warn(&id, 0); /* renewal due: said before anything is sent */
 	cfg.on_progress = on_progress;
 	cfg.progress_ctx = &b;
 	cfg.on_retry = on_retry;

@@ -18,7 +18,9 @@ static const char usage[] =
     "  --id DIR                identity folder (key.pem, cert.pem, ca.pem, crl.pem)\n"
     "  --out DIR               where received files are stored\n"
     "  --crl FILE              revocation list for client certificates\n"
-    "                          (default: crl.pem of the identity folder, if any)\n"
+    "                          (default: crl.pem of the identity folder, if any);\n"
+    "                          watched while the server runs: a new CRL put there\n"
+    "                          (rename it into place) is used within 2 seconds\n"
     "  --once                  serve one connection, exit with its result\n"
     "  --max-conns N           concurrent connections (default 64); at most\n"
     "                          three quarters of them still in their handshake\n"
@@ -68,15 +70,23 @@ static const char usage[] =
     "umask (usually 022); DIR and the per-sender folders are created 0750.\n"
     "\n"
     "SIGINT or SIGTERM: stop accepting, abort transfers in flight (their\n"
-    "temporaries are removed) and exit 0. SIGHUP is ignored. One log line per\n"
-    "event on stderr.\n";
+    "temporaries are removed) and exit 0. SIGHUP: read the CRL again now.\n"
+    "A new CRL is used only when it is signed by a trust anchor, is current\n"
+    "and its crlNumber is higher than the last one's; otherwise the CRL in use\n"
+    "stays (logged). Connections are not dropped: a device revoked while\n"
+    "connected may finish its session; its new connections are refused. A CRL\n"
+    "that goes stale while the server runs is logged (at once, then once a\n"
+    "minute) and every new device is refused, told why (docs/REVOCATION.md).\n"
+    "One log line per event on stderr.\n";
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, reload_flag;
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	stop_flag = 1;
+	if (sig == SIGHUP)
+		reload_flag = 1;
+	else
+		stop_flag = 1;
 }
 
 static void write_port(void *ctx, int port)
@@ -263,7 +273,17 @@ int sx_cmd_serve(int argc, char **argv)
 		goto done;
 	cfg.id = &id;
 	cfg.crl = crl;
+	/* The file watched for a new CRL: --crl, else the identity folder's
+	 * crl.pem (which may appear later). */
+	char crl_path[4096];
+	if (crl_file == NULL && (size_t)snprintf(crl_path, sizeof(crl_path), "%s/crl.pem",
+						 id_dir) >= sizeof(crl_path)) {
+		sx_fail(&err, SX_E_USAGE, "--id: the folder's path is too long");
+		goto done;
+	}
+	cfg.crl_path = crl_file != NULL ? crl_file : crl_path;
 	cfg.stop = &stop_flag;
+	cfg.reload = &reload_flag;
 	cfg.on_listen = write_port;
 	cfg.listen_ctx = (void *)port_file;
 	struct sigaction sa = {0};
@@ -271,9 +291,9 @@ int sx_cmd_serve(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	/* SIGHUP has no meaning yet: ignored rather than ending the server
-	 * silently (its default action). */
-	signal(SIGHUP, SIG_IGN);
+	/* SIGHUP: the CRL is read again (serve_crl.c). */
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (sx_serve_run(&cfg, &err) < 0 && err.cls == SX_OK)
 		sx_fail(&err, SX_E_OTHER, "serve failed");

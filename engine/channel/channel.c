@@ -486,4 +486,5 @@ void sx_chan_take(sx_chan *c, sx_chan_result *out)
 	c->peer_chain = NULL;
 	out->peer_verified = c->peer_verified;
 	memcpy(out->peer_problem, c->peer_problem, sizeof(out->peer_problem));
+	memcpy(out->refusal, c->refusal, sizeof(out->refusal));
 }

@@ -43,34 +43,35 @@ static int policy_x509_error(const char *msg)
 }
 
 /* A pinning client (sxfer enroll): the anchor is the one certificate the
- * server sent whose SHA-256 fingerprint is the pinned one, and it must be a
- * self-signed CA certificate. pol->anchors is a new stack (references
- * borrowed from sent): free it with sk_X509_free. */
-static int pinned_policy(const sx_chan_ctx *ctx, STACK_OF(X509) * sent, sx_policy *pol, sx_err *err)
+ * server sent whose SHA-256 fingerprint is the pinned one; it must be a
+ * self-signed CA certificate, and the server's leaf must chain to it under
+ * the policy (role server, the server name; no CRL: the client has none). */
+static int pinned_check(const sx_chan_ctx *ctx, X509 *leaf, STACK_OF(X509) * inter,
+			STACK_OF(X509) * sent, sx_err *err)
 {
 	char hex[SX_CERT_FP_HEX_LEN];
 	X509 *root = NULL;
+	sx_policy pol = {0};
+	int rc = -1;
 	sx_hex(ctx->pin_fp, sizeof(ctx->pin_fp), hex);
 	for (int i = 0; sent != NULL && i < sk_X509_num(sent) && root == NULL; i++) {
 		uint8_t fp[SX_CERT_FP_LEN];
 		X509 *x = sk_X509_value(sent, i);
-		if (sx_cert_fp(x, fp, err) < 0)
-			return -1;
+		SX_GUARD(sx_cert_fp(x, fp, err));
 		if (CRYPTO_memcmp(fp, ctx->pin_fp, sizeof(fp)) == 0)
 			root = x;
 	}
-	if (root == NULL)
-		return sx_fail(
-		    err, SX_E_AUTH,
-		    "enrollment server's certificate does not chain to the pinned root %s", hex);
-	if (X509_check_ca(root) < 1 || X509_self_signed(root, 1) != 1)
-		return sx_fail(err, SX_E_AUTH,
-			       "the pinned certificate %s is not a self-signed CA certificate",
-			       hex);
-	pol->anchors = sk_X509_new_null();
-	if (pol->anchors == NULL || sk_X509_push(pol->anchors, root) <= 0)
-		return sx_fail(err, SX_E_OTHER, "out of memory");
-	return 0;
+	SX_ENSURE(root != NULL, err, SX_E_AUTH,
+		  "enrollment server's certificate does not chain to the pinned root %s", hex);
+	SX_ENSURE(X509_check_ca(root) >= 1 && X509_self_signed(root, 1) == 1, err, SX_E_AUTH,
+		  "the pinned certificate %s is not a self-signed CA certificate", hex);
+	pol.anchors = sk_X509_new_null();
+	SX_ENSURE(pol.anchors != NULL && sk_X509_push(pol.anchors, root) > 0, err, SX_E_OTHER,
+		  "out of memory");
+	rc = sx_policy_check(&pol, leaf, inter, SX_ROLE_SERVER, ctx->server_name, err);
+out:
+	sk_X509_free(pol.anchors);
+	return rc;
 }
 
 /* A peer_optional server (the enrollment service) accepts a client the
@@ -99,8 +100,7 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
 	const char *who = ctx->server ? "client certificate" : "server certificate";
 	sx_err tmp = {0};
 	sx_err *err = c != NULL ? &c->verr : &tmp;
-	sx_policy pinpol = {0};
-	int ok = 0;
+	int ok = 0, rc;
 
 	SX_ENSURE(c != NULL && leaf != NULL, err, SX_E_AUTH, "%s: missing", who);
 	/* The intermediates the peer sent, without the leaf itself. */
@@ -112,13 +112,9 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
 			continue;
 		SX_ENSURE(sk_X509_push(inter, x) > 0, err, SX_E_OTHER, "out of memory");
 	}
-	const sx_policy *pol = &ctx->policy;
-	if (ctx->pinned) {
-		SX_GUARD(pinned_policy(ctx, sent, &pinpol, err));
-		pol = &pinpol;
-	}
-	if (sx_policy_check(pol, leaf, inter, ctx->server ? SX_ROLE_CLIENT : SX_ROLE_SERVER,
-			    ctx->server ? NULL : ctx->server_name, err) < 0) {
+	rc = ctx->pinned ? pinned_check(ctx, leaf, inter, sent, err)
+			 : chan_policy_check(c, leaf, inter, err);
+	if (rc < 0) {
 		sx_err_prefix(err, "%s: ", who);
 		ok = optional_peer_refused(ctx, c, err);
 		goto out;
@@ -126,7 +122,6 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
 	c->verified = true;
 	ok = 1;
 out:
-	sk_X509_free(pinpol.anchors);
 	sk_X509_free(inter);
 	if (!ok)
 		X509_STORE_CTX_set_error(xs, policy_x509_error(err->msg));
@@ -360,7 +355,7 @@ int sx_chan_ctx_new(sx_chan_ctx **out, const sx_chan_cfg *cfg, sx_err *err)
 	ctx->policy.anchors = cfg->id->anchors;
 	/* Both ends check the peer's revocation: against the CRL given, else
 	 * the one of their identity folder (which `ca issue` writes there). */
-	ctx->policy.crl = cfg->crl != NULL ? cfg->crl : cfg->id->crl;
+	chan_crl_init(ctx, cfg->crl != NULL ? cfg->crl : cfg->id->crl);
 	if (!cfg->server) {
 		snprintf(ctx->server_name, sizeof(ctx->server_name), "%s", cfg->server_name);
 		ctx->name_is_ip = is_ip_literal(ctx->server_name);
@@ -398,6 +393,7 @@ void sx_chan_ctx_free(sx_chan_ctx *ctx)
 	if (ctx == NULL)
 		return;
 	SSL_CTX_free(ctx->ssl_ctx);
+	chan_crl_free(ctx);
 	free(ctx);
 }
 

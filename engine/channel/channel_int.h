@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include <openssl/ssl.h>
 
 #include "common/sx_err.h"
@@ -29,7 +31,13 @@ struct sx_chan_ctx {
 	SSL_CTX *ssl_ctx;
 	bool server;
 	const sx_identity *id;
-	sx_policy policy;
+	sx_policy policy; /* anchors; its crl stays NULL: the CRL is crl below */
+	/* The CRL peers are checked against (a reference; NULL: none), swapped
+	 * while handshakes run: read only through sx_chan_ctx_crl, under
+	 * crl_lock (channel_crl.c). */
+	pthread_mutex_t crl_lock;
+	X509_CRL *crl;
+	bool crl_init;
 	char server_name[256];
 	bool name_is_ip;
 	sx_suite suite;
@@ -73,6 +81,7 @@ struct sx_chan {
 	 * why not); always true once a required peer has been noted */
 	bool peer_verified;
 	char peer_problem[400];
+	char refusal[400]; /* sx_chan_result.refusal */
 };
 
 /* channel_ctx.c: why OpenSSL stopped (a callback's reason, the peer's
@@ -85,5 +94,15 @@ int chan_note_peer(sx_chan *c, sx_err *err) SX_MUST_CHECK;
 /* channel_ctx.c: what an ALPN protocol is ("file transfer: sxfer serve"),
  * for the messages of peers that do not speak the same one. */
 const char *chan_alpn_service(const char *alpn);
+
+/* channel_crl.c: the CRL of a context (a reference taken; freed with
+ * the context). */
+void chan_crl_init(sx_chan_ctx *ctx, X509_CRL *crl);
+void chan_crl_free(sx_chan_ctx *ctx);
+/* channel_crl.c: the verify callback's policy decision on the peer, with
+ * the context's current CRL. A server whose CRL is not current accepts a
+ * client that passes every other check and is not listed by that CRL,
+ * with c->refusal saying why it will be refused after the handshake. */
+int chan_policy_check(sx_chan *c, X509 *leaf, STACK_OF(X509) * inter, sx_err *err) SX_MUST_CHECK;
 
 #endif

@@ -122,6 +122,10 @@ int sx_link_rx_input(sx_link *l, size_t n, bool *complete, uint8_t *type, uint8_
 		     uint8_t **pt, size_t *pt_len, sx_err *err)
 {
 	*complete = false;
+	/* A peer that completed the handshake only to be told why it is
+	 * refused (sx_chan_result.refusal) has nothing of its read. */
+	if (l->k.refusal[0] != '\0')
+		return sx_fail(err, SX_E_AUTH, "%s", l->k.refusal);
 	l->rx_have += n;
 	if (l->rx_have < l->rx_need)
 		return 0;

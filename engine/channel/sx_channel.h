@@ -74,6 +74,9 @@ void sx_chan_ctx_free(sx_chan_ctx *ctx);
  * taken; NULL: none). Thread-safe: handshakes already past the check keep
  * the CRL they used. */
 int sx_chan_ctx_set_crl(sx_chan_ctx *ctx, X509_CRL *crl, sx_err *err) SX_MUST_CHECK;
+/* The CRL new handshakes check peers against, as a new reference
+ * (X509_CRL_free it), or NULL. Thread-safe. */
+X509_CRL *sx_chan_ctx_crl(sx_chan_ctx *ctx);
 
 /* A client's ClientHello is queued by sx_chan_new: send sx_chan_output()
  * first. */

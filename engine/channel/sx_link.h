@@ -56,7 +56,9 @@ size_t sx_link_rx_feed(sx_link *l);
 void sx_link_rx_set(sx_link *l, uint8_t *buf, size_t cap);
 void sx_link_rx_want(const sx_link *l, uint8_t **buf, size_t *len);
 /* Accounts n received bytes. *complete is set when the buffer holds a whole
- * record, which is then opened in place (type, flags, plaintext). */
+ * record, which is then opened in place (type, flags, plaintext). A server
+ * link whose peer is refused (k.refusal) fails every call with that reason:
+ * it only sends the ERROR that says so. */
 int sx_link_rx_input(sx_link *l, size_t n, bool *complete, uint8_t *type, uint8_t *flags,
 		     uint8_t **pt, size_t *pt_len, sx_err *err) SX_MUST_CHECK;
 

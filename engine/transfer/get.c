@@ -50,6 +50,29 @@ static void get_recover(const sx_get_cfg *cfg, int *lock_fd)
 		(void)flock(*lock_fd, LOCK_SH);
 }
 
+int srv_client_early(server *s, conn *c, sx_err *err)
+{
+	bool complete = false;
+	uint8_t type = 0, flags = 0, *pt = NULL;
+	size_t len = 0;
+	sx_msg m;
+	sx_err bad = {0};
+	if (sx_link_rx_early(&c->link) == 0)
+		return 0;
+	c->rx_cur = 0;
+	sx_link_rx_set(&c->link, c->rx[0], SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX);
+	while (!complete && sx_link_rx_early(&c->link) > 0)
+		if (sx_link_rx_input(&c->link, sx_link_rx_feed(&c->link), &complete, &type, &flags,
+				     &pt, &len, err) < 0)
+			return -1;
+	if (!complete)
+		return 0;
+	if (type == SX_REC_CTRL && sx_msg_decode(pt, len, &m, &bad) == 0 && m.type == SX_MSG_ERROR)
+		return sx_fail(err, (sx_class)m.err_class, "%s: %.*s", c->link.k.peer_name,
+			       (int)m.reason_len, (const char *)m.reason);
+	return sx_fail(err, SX_E_INTEGRITY, "the server sent records before the request");
+}
+
 int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err)
 {
 	sx_serve_cfg sc = {

@@ -317,6 +317,10 @@ int srv_loop_run(server *s, sx_err *err)
 		 * that thread); the others learn of it through sh->stop. */
 		if (s->loop == 0 && cfg->stop && *cfg->stop)
 			atomic_store(&s->sh->stop, true);
+		if (s->loop == 0 && cfg->reload && *cfg->reload) {
+			*cfg->reload = 0;
+			srv_watch_hup(s->sh); /* SIGHUP: the CRL is read again */
+		}
 		bool stop = atomic_load(&s->sh->stop) || atomic_load(&s->sh->failed);
 		if (stop && !s->stopping) {
 			s->stopping = true;
@@ -439,6 +443,8 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	SX_GUARD(sx_serve_prepare(cfg, &out_lock, err));
 	SX_GUARD(srv_ledger_open(&sh, err));
 	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
+	(void)sx_cert_life_warn(cfg->id, 0);
+	SX_GUARD(srv_watch_start(&sh, err));
 	sh.fd_budget = fd_budget(cfg);
 	/* A quarter of the connections (at least one from two on) is kept for
 	 * peers that have authenticated; half of it may go to handshakes from
@@ -479,6 +485,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	for (unsigned i = 1; i < nloops; i++) {
 		int e = pthread_create(&loops[i].thread, NULL, loop_thread, &loops[i]);
@@ -521,6 +528,7 @@ out:
 	if (out_lock >= 0)
 		close(out_lock);
 	sx_ledger_close(sh.ledger);
+	srv_watch_stop(&sh);
 	sx_chan_ctx_free(sh.ctx);
 	sx_admit_free(&sh.admit);
 	free(loops);

@@ -232,6 +232,9 @@ typedef struct conn {
 	uint64_t files_resumed, bytes_resumed, files_same;
 } conn;
 
+/* The thread that watches the server's CRL (serve_crl.c). */
+typedef struct crl_watch crl_watch;
+
 /* What the loops share: the listening socket, the TLS context (OpenSSL's
  * SSL_CTX, X509_STORE and keys are safe to use from several threads) and
  * the connection budget. */
@@ -253,6 +256,7 @@ typedef struct shared {
 	unsigned fd_budget;    /* descriptors the files of one connection may hold */
 	sx_ledger *ledger;     /* NULL: none (--no-ledger, the client of get) */
 	uint64_t sweep_ns;     /* loop 0: the last look for expired held parts */
+	crl_watch *watch;      /* NULL: none (the client of get) */
 } shared;
 
 typedef struct server {
@@ -354,6 +358,18 @@ void srv_out_drain(shared *sh, volatile sig_atomic_t *stop, bool finish);
 /* serve.c, for the client's side (get.c) */
 conn *srv_conn_add(server *s, int fd, const char *addr);
 int srv_loop_run(server *s, sx_err *err);
+/* get.c: records that came right behind the server's CONFIRM, before the
+ * request: only an ERROR (a server that refuses us says why there) may;
+ * it fails with the server's class and reason. 0: none, or one still
+ * incomplete (assembled in rx buffer 0, read on as any record). */
+int srv_client_early(server *s, conn *c, sx_err *err) SX_MUST_CHECK;
+
+/* serve_crl.c: the thread that reloads the CRL (its file changed, or
+ * SIGHUP: srv_watch_hup) and logs a stale one; stopped before the TLS
+ * context goes. */
+int srv_watch_start(shared *sh, sx_err *err) SX_MUST_CHECK;
+void srv_watch_hup(shared *sh);
+void srv_watch_stop(shared *sh);
 
 /* serve_file.c: a file after its data */
 void srv_file_release(server *s, rfile *f);

@@ -160,6 +160,7 @@ static int out_get(out_job *j, sx_send_stats *st, sx_err *err)
 	int fds[OUT_REQ_PATHS], n = 0, rc = -1;
 	size_t at = 0, len;
 	const uint8_t *p;
+	X509_CRL *crl = NULL;
 	sx_msg m = {.type = SX_MSG_GET, .path = j->paths, .path_len = j->paths_len};
 	while (sx_msg_next_path(&m, &at, &p, &len)) {
 		if (n == OUT_REQ_PATHS) {
@@ -186,10 +187,13 @@ static int out_get(out_job *j, sx_send_stats *st, sx_err *err)
 	uint32_t chunk = j->chunk;
 	if (chunk != 0 && (chunk < SX_CHUNK_MIN || chunk > SX_MAX_RECORD_DEFAULT))
 		chunk = 0;
+	/* The client's receipts are checked against the CRL in use now (it
+	 * may have been reloaded since the server started: serve_crl.c). */
+	crl = sx_chan_ctx_crl(j->sh->ctx);
 	sx_send_cfg sc = {
 	    .host = j->addr,
 	    .id = j->cfg->id,
-	    .crl = j->cfg->crl,
+	    .crl = crl,
 	    .chunk = chunk,
 	    .io = j->cfg->io,
 	    .paths = srcs,
@@ -215,6 +219,7 @@ fail:
 out:
 	for (int i = 0; i < n; i++)
 		target_free(&t[i]);
+	X509_CRL_free(crl);
 	return rc;
 }
 

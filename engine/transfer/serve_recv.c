@@ -583,6 +583,9 @@ out:
 static int on_record(server *s, conn *c, uint8_t type, uint8_t flags, uint8_t *pt, size_t len,
 		     sx_err *err)
 {
+	/* Never reached for a refused peer (on_ready): a second guard. */
+	if (c->link.k.refusal[0] != '\0')
+		return sx_fail(err, SX_E_AUTH, "%s", c->link.k.refusal);
 	if (flags != 0 && type != SX_REC_DATA)
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "compressed record of type %u (only DATA may be)", type);
@@ -609,9 +612,9 @@ static int client_request(server *s, conn *c, sx_err *err)
 	const sx_get_cfg *cl = s->cfg->client;
 	size_t len = 0;
 	int rc = -1;
-	/* The server speaks only once asked: nothing may come before. */
-	SX_ENSURE(sx_link_rx_early(&c->link) == 0, err, SX_E_INTEGRITY,
-		  "the server sent records before the request");
+	/* The server speaks only once asked: nothing may come before but an
+	 * ERROR that says why it refuses us (get.c). */
+	SX_GUARD(srv_client_early(s, c, err));
 	uint8_t *blob = malloc(SX_GET_PATHS_MAX);
 	SX_ENSURE(blob != NULL, err, SX_E_OTHER, "out of memory");
 	for (int i = 0; i < cl->npaths; i++) {
@@ -669,6 +672,15 @@ static bool on_ready(server *s, conn *c)
 		oom |= c->rx[i] == NULL;
 	if (oom) {
 		sx_fail(&err, SX_E_OTHER, "out of memory");
+		srv_conn_fail(s, c, &err);
+		return false;
+	}
+	/* Authenticated only to be told why it is refused (the server's CRL
+	 * is stale: channel_crl.c): CONFIRM, then the ERROR, and nothing it
+	 * sends is read (a closing connection's input is dropped). */
+	if (c->link.k.refusal[0] != '\0') {
+		sx_fail(&err, SX_E_AUTH, "%s", c->link.k.refusal);
+		srv_hs_send(s, c);
 		srv_conn_fail(s, c, &err);
 		return false;
 	}

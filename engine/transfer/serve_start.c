@@ -3,6 +3,7 @@
  * the first connection (sx_serve_prepare in sx_transfer.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -10,6 +11,25 @@
 #include "common/sx_util.h"
 #include "engine/transfer/sx_store.h"
 #include "engine/transfer/sx_transfer.h"
+
+/* The CRL for client certificates is current: a stale one would refuse
+ * every device, so the server does not start with it. */
+static int check_crl_time(const sx_serve_cfg *cfg, X509_CRL *crl, sx_err *err)
+{
+	if (crl == NULL || sx_crl_check_time(crl, 0, err) == 0)
+		return 0;
+	if (cfg->crl_path != NULL)
+		sx_err_prefix(err, "%s: ", cfg->crl_path);
+	else
+		sx_err_prefix(err, "the CRL for client certificates: ");
+	char msg[sizeof(err->msg)];
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	sx_err_clear(err);
+	return sx_fail(err, SX_E_AUTH,
+		       "%s; every device would be refused: fetch a new one with `sxfer crl fetch` "
+		       "or `sxfer ca crl` and put it in place",
+		       msg);
+}
 
 /* The server's own certificate through the one policy, with the role its
  * peers will require of it. */
@@ -23,16 +43,13 @@ static int check_identity(const sx_serve_cfg *cfg, sx_err *err)
 	int rc = -1;
 	SX_ENSURE(inter != NULL, err, SX_E_OTHER, "out of memory");
 	(void)sk_X509_shift(inter);
+	SX_GUARD(check_crl_time(cfg, crl, err));
 	/* Its own revocation too, when the CRL is its issuer's (a CRL given
 	 * for clients may come from another CA). */
 	if (crl != NULL && X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(leaf)) == 0)
 		pol.crl = crl;
 	if (sx_policy_check(&pol, leaf, inter, SX_ROLE_SERVER, NULL, err) < 0) {
 		sx_err_prefix(err, "identity '%s' cannot serve: ", id->name);
-		goto out;
-	}
-	if (crl != NULL && sx_crl_check_time(crl, 0, err) < 0) {
-		sx_err_prefix(err, "the CRL for client certificates: ");
 		goto out;
 	}
 	rc = 0;

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "common/sx_err.h"
 #include "engine/channel/sx_net.h"
@@ -121,6 +122,11 @@ typedef struct sx_serve_cfg {
 	const char *listen; /* ADDR:PORT, [v6]:PORT */
 	const sx_identity *id;
 	X509_CRL *crl; /* CRL for the senders' certificates; NULL: id->crl */
+	/* the file that CRL came from (or is expected at: the identity folder's
+	 * crl.pem), watched while the server runs; a new CRL there is checked
+	 * and swapped in (docs/REVOCATION.md). NULL: nothing is watched */
+	const char *crl_path;
+	volatile sig_atomic_t *reload; /* set by SIGHUP: the CRL is read again */
 	const char *out_dir;
 	bool once;	      /* serve one connection, exit with its result */
 	bool overwrite;	      /* replace existing files */
@@ -219,5 +225,10 @@ int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err) SX_MUST_
  *   uses it (an exclusive lock held in *lock_fd until it is closed) SX_E_IO
  *   what a killed server left in OUT is recovered (sx_store_recover). */
 int sx_serve_prepare(const sx_serve_cfg *cfg, int *lock_fd, sx_err *err) SX_MUST_CHECK;
+
+/* Logs a warning when the identity's certificate has less than a third of
+ * its lifetime left (renewal is due: docs/REVOCATION.md); now 0: the
+ * current time. True when it warned. */
+bool sx_cert_life_warn(const sx_identity *id, time_t now);
 
 #endif

@@ -42,7 +42,8 @@ serve_refused 3 "serverAuth" --id "$WORK/cam" --out "$WORK/o"
 
 # A stale CRL: in the identity folder, or given with --crl.
 python3 "$E2E_DIR/../unit/chan_certs.py" "$WORK/py"
-serve_refused 3 "stale" --id "$WORK/py/server_stale_crl" --out "$WORK/o"
+serve_refused 3 "crl.pem: CRL issued by .* is stale (nextUpdate .*sxfer ca crl" \
+	--id "$WORK/py/server_stale_crl" --out "$WORK/o"
 serve_refused 3 "stale" --id "$WORK/py/server" --crl "$WORK/py/server_stale_crl/crl.pem" --out "$WORK/o"
 
 # A second server on the same output folder: its start-up would remove the
@@ -51,13 +52,15 @@ start_server one --id "$WORK/server" --out "$WORK/out"
 ONE=$SERVER_PID
 serve_refused 5 "another sxfer serve" --id "$WORK/server" --out "$WORK/out"
 
-# SIGHUP is ignored: the server goes on serving.
+# SIGHUP reads the CRL again (test_crl_reload.sh); the server goes on
+# serving.
 kill -HUP "$ONE"
 "$SXFER" send --id "$WORK/cam" --quiet "127.0.0.1:$PORT" "$WORK/f.bin" ||
 	fail "the server did not survive SIGHUP"
 kill -0 "$ONE" || fail "the server died of SIGHUP"
-"$SXFER" serve --help | grep -q "SIGHUP is ignored" || fail "serve --help does not say so"
-ok "SIGHUP is ignored"
+"$SXFER" serve --help >"$WORK/help.txt"
+grep -q "SIGHUP: read the CRL again" "$WORK/help.txt" || fail "serve --help does not say so"
+ok "SIGHUP does not stop the server"
 
 # Modes: the sender's bits less the server's umask (022 here); the output
 # and per-sender folders 0750.

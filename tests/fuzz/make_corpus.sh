@@ -58,6 +58,10 @@ keep fuzz_cert crl.pem "$W/crl.pem"
 cat "$W/cam/cert.pem" "$W/ca/ca.pem" >"$W/chain.pem"
 keep fuzz_cert chain.pem "$W/chain.pem"
 keep fuzz_csr p256.pem "$W/dev/csr.pem"
+"$SXFER" ca token --ca "$W/ca" --name cam-01 --dns cam-01.test --ip 10.0.0.7 >"$W/token.txt" 2>/dev/null
+keep fuzz_token client.txt "$W/token.txt"
+"$SXFER" ca token --ca "$W/ca" --name srv --role server --ip ::1 --replace >"$W/token2.txt" 2>/dev/null
+keep fuzz_token server.txt "$W/token2.txt"
 keep fuzz_csr ed25519.pem "$W/dev-ed/csr.pem"
 keep fuzz_cadb index.txt "$W/ca/index.txt"
 

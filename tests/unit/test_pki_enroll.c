@@ -174,6 +174,61 @@ static void test_token_roundtrip(void **state)
 	assert_non_null(strstr(err.msg, "not a CA folder"));
 }
 
+/* Records that expired more than a day ago are dropped when tokens.txt is
+ * written; a malformed tokens.txt is an integrity error. */
+static void test_token_records(void **state)
+{
+	fixture *f = *state;
+	char text[SX_TOKEN_TEXT_MAX], path[700], line[600];
+	sx_claims c = claims("cam-p", SX_PROFILE_CLIENT, NULL, NULL);
+	sx_err err = {0};
+	static const char old_hash[] =
+	    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+	static const char young_hash[] =
+	    "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+	int n;
+
+	snprintf(path, sizeof(path), "%s/tokens.txt", f->ca);
+	n = snprintf(line, sizeof(line),
+		     "# header\nused\t%s\t1000\t900\tABC\tclient\t-\t-\told one\n"
+		     "unused\t%s\t%lld\t0\t-\tboth\treplace\tDNS:a.test,IP:10.0.0.1\tyoung\n",
+		     old_hash, young_hash, (long long)time(NULL) - 3600);
+	assert_int_equal(sx_file_write_atomic(path, line, (size_t)n, 0600, &err), 0);
+	token_for(f, c, text);
+	char *rec = file_text(f->ca, "tokens.txt");
+	assert_null(strstr(rec, old_hash));
+	assert_non_null(strstr(rec, young_hash)); /* expired an hour ago: kept */
+	free(rec);
+
+	static const char *const bad[] = {
+	    "unused\tabc\t1000\t0\t-\tclient\t-\t-\tx\n",      /* short hash */
+	    "unused\t%s\t1000\t5\t-\tclient\t-\t-\tx\n",       /* unused with usedAt */
+	    "used\t%s\t1000\t5\t-\tadmin\t-\t-\tx\n",	       /* unknown role */
+	    "spent\t%s\t1000\t5\t-\tclient\t-\t-\tx\n",	       /* unknown status */
+	    "unused\t%s\t1000\t0\t-\tclient\tmaybe\t-\tx\n",   /* replace field */
+	    "unused\t%s\t1000\t0\t-\tclient\t-\t-\n",	       /* missing name */
+	    "unused\t%s\t1000\t0\t-\tclient\t-\tDNS:a b\tx\n", /* SANs */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		n = snprintf(line, sizeof(line), bad[i], young_hash);
+		assert_int_equal(sx_file_write_atomic(path, line, (size_t)n, 0600, &err), 0);
+		sx_err_clear(&err);
+		c = claims("cam-q", SX_PROFILE_CLIENT, NULL, NULL);
+		assert_int_equal(sx_ca_token_new(f->ca, &c, text, sizeof(text), &err), -1);
+		assert_int_equal(err.cls, SX_E_INTEGRITY);
+		assert_non_null(strstr(err.msg, "tokens.txt: line 1"));
+	}
+	/* a repeated token */
+	n = snprintf(line, sizeof(line),
+		     "unused\t%s\t1000\t0\t-\tclient\t-\t-\tx\n"
+		     "unused\t%s\t1000\t0\t-\tclient\t-\t-\ty\n",
+		     young_hash, young_hash);
+	assert_int_equal(sx_file_write_atomic(path, line, (size_t)n, 0600, &err), 0);
+	sx_err_clear(&err);
+	assert_int_equal(sx_ca_token_new(f->ca, &c, text, sizeof(text), &err), -1);
+	assert_non_null(strstr(err.msg, "repeats a token"));
+}
+
 static void test_token_tampered(void **state)
 {
 	fixture *f = *state;
@@ -588,6 +643,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_token_roundtrip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_token_records, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_token_tampered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_token_reuse_and_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),
