@@ -185,12 +185,18 @@ int enroll_conn_send(enroll_conn *c, const sx_enroll_msg *m, int timeout_ms, sx_
 {
 	sx_rdir *tx = &c->link.k.tx;
 	size_t tag = sx_suite_tag_len(tx->suite);
-	size_t cap = SX_REC_HDR_LEN + SX_ENROLL_REPLY_MAX + tag + EOS_BUF;
-	size_t len, rec_len = 0, eos_len = 0;
-	uint8_t *buf = malloc(cap);
+	/* The fields, and at most 16 bytes of type, lengths and class. */
+	size_t body =
+	    16 + m->token_len + m->csr_len + m->leaf_len + m->root_len + m->crl_len + m->reason_len;
+	size_t cap, len, rec_len = 0, eos_len = 0;
+	uint8_t *buf = NULL;
 	int rc = -1;
+	if (body > SX_ENROLL_REPLY_MAX)
+		body = SX_ENROLL_REPLY_MAX;
+	cap = SX_REC_HDR_LEN + body + tag + EOS_BUF;
+	buf = malloc(cap);
 	SX_ENSURE(buf != NULL, err, SX_E_OTHER, "out of memory");
-	len = sx_enroll_msg_encode(m, buf + SX_REC_HDR_LEN, SX_ENROLL_REPLY_MAX);
+	len = sx_enroll_msg_encode(m, buf + SX_REC_HDR_LEN, body);
 	SX_ENSURE(len > 0, err, SX_E_OTHER, "cannot encode the %s message",
 		  sx_enroll_msg_name(m->type));
 	SX_ENSURE(len + tag <= c->link.k.peer_max_record, err, SX_E_NET,
