@@ -75,7 +75,7 @@ typedef struct sx_token_rec {
 	char serial[SX_SERIAL_HEX_MAX]; /* issued with it; "" when none */
 	sx_profile profile;
 	bool replace;
-	char name[SX_NAME_MAX + 1];
+	char name[SX_CN_MAX + 1];
 	char *sans; /* "DNS:a,IP:10.0.0.1" or "" (malloc'd) */
 } sx_token_rec;
 

@@ -364,7 +364,7 @@ static int renew_check(sx_ca *ca, X509 *current, const char *subj, time_t now, s
 int sx_ca_svc_renew(sx_ca *ca, X509 *current, X509_REQ *csr, X509 **out, sx_err *err)
 {
 	int rc = -1;
-	char subj[320], name[SX_NAME_MAX * 4 + 1], serial[SX_SERIAL_HEX_MAX];
+	char subj[320], name[SX_CN_MAX * 4 + 1], serial[SX_SERIAL_HEX_MAX];
 	renew_sans *sans = calloc(1, sizeof(*sans));
 	sx_ca_entry *e = NULL;
 	sx_cert_spec spec = {0};

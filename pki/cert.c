@@ -131,7 +131,7 @@ void sx_cert_sans(X509 *cert, char *buf, size_t cap)
 
 void sx_cert_subject(X509 *cert, char *buf, size_t cap)
 {
-	char cn[SX_NAME_MAX * 4 + 1];
+	char cn[SX_CN_MAX * 4 + 1];
 	sx_err e = {0};
 	if (sx_cert_name(cert, cn, sizeof(cn), &e) == 0) {
 		snprintf(buf, cap, "CN=%s", cn);
@@ -239,8 +239,8 @@ const char *sx_cert_role(X509 *cert)
 int sx_name_check(const char *name, sx_err *err)
 {
 	size_t n = name ? strlen(name) : 0;
-	if (n == 0 || n > SX_NAME_MAX)
-		return sx_fail(err, SX_E_USAGE, "name must be 1 to %d characters", SX_NAME_MAX);
+	if (n == 0 || n > SX_CN_MAX)
+		return sx_fail(err, SX_E_USAGE, "name must be 1 to %d characters", SX_CN_MAX);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
 		if (c < 0x20 || c == 0x7f)

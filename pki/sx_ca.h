@@ -19,7 +19,7 @@
 #define SX_LEAF_DAYS_DEFAULT 397
 #define SX_CRL_DAYS_DEFAULT  7
 #define SX_DAYS_MAX	     36500
-#define SX_NAME_MAX	     64	 /* RFC 5280 ub-common-name */
+#define SX_CN_MAX	     64	 /* RFC 5280 ub-common-name */
 #define SX_SERIAL_HEX_MAX    33	 /* 16 bytes as hex + NUL */
 #define SX_BACKDATE_SECONDS  300 /* notBefore = now - 5 minutes, for clock skew */
 
@@ -113,7 +113,7 @@ int sx_crl_save(const char *path, X509_CRL *crl, sx_err *err) SX_MUST_CHECK;
 
 typedef struct sx_ca_entry {
 	char serial[SX_SERIAL_HEX_MAX]; /* uppercase hex */
-	char name[SX_NAME_MAX + 1];
+	char name[SX_CN_MAX + 1];
 	sx_profile profile;
 	time_t not_after;
 	time_t revoked_at; /* 0: not revoked */
@@ -193,7 +193,7 @@ int sx_ca_sign_csr(sx_ca *ca, const char *csr_path, const sx_cert_spec *spec, un
 
 /* What a token allows, and what a CSR asks for (the same shape). */
 typedef struct sx_claims {
-	char name[SX_NAME_MAX + 1];
+	char name[SX_CN_MAX + 1];
 	sx_profile profile; /* client, server or both */
 	bool has_profile;   /* a CSR may ask for no role (then: the token's) */
 	char dns[SX_TOKEN_SAN_MAX][256];

@@ -207,7 +207,7 @@ static int decode_payload(const uint8_t *p, size_t len, sx_claims *c)
 	    expires > INT64_MAX || cur_u8(&cur, &role) < 0 || role < SX_PROFILE_SERVER ||
 	    role > SX_PROFILE_BOTH || cur_u8(&cur, &flags) < 0 || (flags & ~TOKEN_FLAG_REPLACE))
 		return -1;
-	if (cur_str8(&cur, 1, SX_NAME_MAX, c->name, sizeof(c->name)) < 0 ||
+	if (cur_str8(&cur, 1, SX_CN_MAX, c->name, sizeof(c->name)) < 0 ||
 	    sx_name_check(c->name, &ignored) < 0 || decode_sans(&cur, c) < 0 ||
 	    cur_bytes(&cur, SX_CERT_FP_LEN, &b) < 0 || cur.pos != cur.len)
 		return -1;
@@ -362,7 +362,7 @@ static int parse_rec(char *line, sx_token_rec *r)
 	    !all_of(f[7], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.:,_*-"))
 		return -1;
 	sx_err ignored = {0};
-	if (sx_name_check(f[8], &ignored) < 0 || strlen(f[8]) > SX_NAME_MAX)
+	if (sx_name_check(f[8], &ignored) < 0 || strlen(f[8]) > SX_CN_MAX)
 		return -1;
 	memcpy(r->name, f[8], strlen(f[8]) + 1);
 	r->sans = strdup(strcmp(f[7], "-") == 0 ? "" : f[7]);

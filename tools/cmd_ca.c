@@ -103,7 +103,7 @@ static int parse_role(const char *cmd, const char *s, sx_profile *out)
 
 static void print_issued(X509 *cert, const char *where)
 {
-	char serial[80], name[SX_NAME_MAX * 4 + 1], until[32];
+	char serial[80], name[SX_CN_MAX * 4 + 1], until[32];
 	sx_err e = {0};
 	sx_cert_serial_hex(cert, serial, sizeof(serial));
 	if (sx_cert_name(cert, name, sizeof(name), &e) < 0)
@@ -200,7 +200,7 @@ static int ca_issue(int argc, char **argv)
 static int need_name(const char *csr_path)
 {
 	X509_REQ *req = NULL;
-	char cn[SX_NAME_MAX * 4 + 1];
+	char cn[SX_CN_MAX * 4 + 1];
 	sx_err err = {0};
 	int rc;
 	if (sx_csr_load(csr_path, &req, &err) == 0 && sx_csr_name(req, cn, sizeof(cn), &err) == 0)
@@ -564,8 +564,7 @@ static int ca_token(int argc, char **argv)
 	if (a.npos > 0)
 		return sx_cli_usage_error("ca token", "unexpected argument '%s'", a.pos[0]);
 	if (strlen(a.name) >= sizeof(c.name))
-		return sx_cli_usage_error("ca token", "name must be 1 to %d characters",
-					  SX_NAME_MAX);
+		return sx_cli_usage_error("ca token", "name must be 1 to %d characters", SX_CN_MAX);
 	memcpy(c.name, a.name, strlen(a.name) + 1);
 	c.has_profile = true;
 	for (size_t i = 0; i < a.ndns; i++)

@@ -3,9 +3,8 @@
  * (serve.c, serve_req.c) and the clients (client.c, idfiles.c). Nothing
  * outside this folder includes it.
  *
- * conn.c is the one file here that includes engine/channel; the others
- * include pki/sx_ca.h, and the two headers cannot meet in one file (both
- * define SX_NAME_MAX, each in its own sense). */
+ * conn.c is the one file here that includes engine/channel: the others
+ * work on messages, files and the CA, and need none of it. */
 #ifndef SX_ENROLL_INT_H
 #define SX_ENROLL_INT_H
 

@@ -22,9 +22,6 @@
 #include "common/sx_err.h"
 #include "pki/sx_pki.h"
 
-/* This header includes neither engine/wire nor pki/sx_ca.h, which define
- * SX_NAME_MAX each in their own sense: a file may include it with either. */
-
 /* ---- messages (bodies of sealed CTRL records) --------------------------- */
 
 /* Type codes: a range of their own, apart from the transfer messages. */

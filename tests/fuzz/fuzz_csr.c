@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	X509_REQ *req = NULL;
-	char name[SX_NAME_MAX + 1], desc[128];
+	char name[SX_CN_MAX + 1], desc[128];
 	sx_err err = {0};
 	if (sx_csr_load(fz_memfile(data, size), &req, &err) < 0) {
 		FZ_CHECK(req == NULL && err.cls != SX_OK);

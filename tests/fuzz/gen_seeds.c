@@ -391,8 +391,7 @@ static void enroll_messages(void)
 	unsigned char *leaf = NULL, *root = NULL, *csr = NULL;
 	X509_REQ *req = NULL;
 	fz_identities(&srv, &cli);
-	/* A CSR as `sxfer id new` makes (built here with OpenSSL: pki/sx_ca.h
-	 * and engine/wire name SX_NAME_MAX each their own way). */
+	/* A CSR as `sxfer id new` makes, built here with OpenSSL. */
 	req = X509_REQ_new();
 	if (req == NULL ||
 	    X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,

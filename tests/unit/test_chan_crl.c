@@ -13,9 +13,6 @@
 #include <string.h>
 
 #include "pki/sx_ca.h"
-/* A common name's bound (sx_ca.h) and a file name's (sx_wire.h) share a
- * name; neither is used here. */
-#undef SX_NAME_MAX
 #include "engine/channel/sx_channel.h"
 #include "engine/transfer/sx_transfer.h"
 
