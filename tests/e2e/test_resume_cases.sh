@@ -114,7 +114,11 @@ for opts in "--no-sign" "--compress on" "--io poll"; do
 	diff -r -x '*.sxsig' "$WORK/media" "$DEV/media" || fail "$opts: media differs"
 	[ "$(json_field "$WORK/m.json" files_resumed)" -ge 1 ] || fail "$opts: nothing resumed: $(cat "$WORK/m.json")"
 	[ "$opts" = --no-sign ] || verified "$DEV/media/day1/raw.bin"
-	held_gone || fail "$opts: held parts left"
+	held_gone || {
+		find "$DEV" -name '*.sxheld*' -printf '%p %s %TT\n' >&2
+		grep -E 'held|resume|file_stored' "$WORK/srv.log" | tail -20 >&2
+		fail "$opts: held parts left"
+	}
 done
 ok "resume unsigned, compressed and with --io poll, for files in a folder"
 
