@@ -117,6 +117,13 @@ has "$WORK/last.err" "expired"
 has "$WORK/esv.log" 'kind=renew result=refused name="old-01"'
 ok "an expired certificate is not renewed: $(tail -n1 "$WORK/last.err")"
 
+# crl fetch from a CA that has made no CRL: the device is told so.
+mv "$WORK/ca/crl.pem" "$WORK/ca.crl.aside"
+expect_exit 5 "$SXFER" crl fetch --id "$WORK/dev" "$E"
+has "$WORK/last.err" "enrollment service: the CA has made no CRL yet"
+mv "$WORK/ca.crl.aside" "$WORK/ca/crl.pem"
+ok "crl fetch from a CA without a CRL: $(tail -n1 "$WORK/last.err")"
+
 # crl fetch: a newer CRL replaces crl.pem; the same one leaves it.
 n0=$(openssl crl -in "$WORK/dev/crl.pem" -noout -crlnumber | sed 's/.*=//')
 "$SXFER" ca crl --ca "$WORK/ca" --out "$WORK/crl-a.pem" >/dev/null
