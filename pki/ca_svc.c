@@ -106,8 +106,7 @@ int sx_ca_svc_crl(sx_ca *ca, X509_CRL **out, sx_err *err)
 	if (sx_ca_path(path, sizeof(path), ca->dir, "crl.pem", err) < 0)
 		return -1;
 	if (access(path, F_OK) != 0)
-		return sx_fail(err, SX_E_IO, "%s: the CA has made no CRL yet (sxfer ca crl)",
-			       ca->dir);
+		return 0;		    /* none yet */
 	return sx_crl_load(path, out, err); /* replaced atomically: no lock needed */
 }
 

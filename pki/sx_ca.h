@@ -261,8 +261,8 @@ int sx_ca_svc_enroll(sx_ca *ca, const char *token, X509_REQ *csr, X509 **out,
  * root's. The caller has authenticated the holder of current. Exempt from
  * the one-name rule; current is not revoked (it expires on its own). */
 int sx_ca_svc_renew(sx_ca *ca, X509 *current, X509_REQ *csr, X509 **out, sx_err *err) SX_MUST_CHECK;
-/* The current CRL (DIR/crl.pem as `ca crl` last wrote it); SX_E_IO when the
- * CA has made none yet. */
+/* The current CRL (DIR/crl.pem as `ca crl` last wrote it); *out NULL (and
+ * 0) when the CA has made none yet. */
 int sx_ca_svc_crl(sx_ca *ca, X509_CRL **out, sx_err *err) SX_MUST_CHECK;
 /* The root (borrowed). */
 X509 *sx_ca_svc_root(sx_ca *ca);

@@ -119,9 +119,8 @@ static int pass_prompt(const sx_cli_pass *src, char *buf, size_t cap, bool confi
 	return n;
 }
 
-static int pass_get(void *ctx, char *buf, size_t cap, bool confirm, sx_err *err)
+static int pass_read(sx_cli_pass *src, char *buf, size_t cap, bool confirm, sx_err *err)
 {
-	sx_cli_pass *src = ctx;
 	int n;
 	if (src != NULL && src->identity) {
 		if (src->file != NULL)
@@ -135,6 +134,39 @@ static int pass_get(void *ctx, char *buf, size_t cap, bool confirm, sx_err *err)
 	if (src != NULL && src->file != NULL)
 		return pass_file(src->file, buf, cap, err);
 	return pass_prompt(src, buf, cap, confirm, err);
+}
+
+static int pass_get(void *ctx, char *buf, size_t cap, bool confirm, sx_err *err)
+{
+	sx_cli_pass *src = ctx;
+	if (src == NULL || !src->have)
+		return pass_read(src, buf, cap, confirm, err);
+	if ((size_t)src->len + 1 > cap)
+		return sx_fail(err, SX_E_USAGE, "the passphrase is too long");
+	memcpy(buf, src->buf, (size_t)src->len + 1);
+	return src->len;
+}
+
+int sx_cli_pass_ask(sx_cli_pass *src, bool confirm, sx_err *err)
+{
+	int n;
+	if (src->none || src->have)
+		return 0;
+	n = pass_read(src, src->buf, sizeof(src->buf), confirm, err);
+	if (n < 0) {
+		OPENSSL_cleanse(src->buf, sizeof(src->buf));
+		return -1;
+	}
+	src->len = n;
+	src->have = true;
+	return 0;
+}
+
+void sx_cli_pass_wipe(sx_cli_pass *src)
+{
+	OPENSSL_cleanse(src->buf, sizeof(src->buf));
+	src->len = 0;
+	src->have = false;
 }
 
 void sx_cli_pass_init(sx_pass *out, sx_cli_pass *src)

@@ -49,9 +49,17 @@ typedef struct sx_cli_pass {
 	bool none;	    /* --no-passphrase */
 	bool identity;	    /* the new identity key of ca issue */
 	const char *prompt; /* the prompt's words; NULL: "Passphrase" */
+	bool have;	    /* sx_cli_pass_ask: kept in buf until sx_cli_pass_wipe */
+	int len;
+	char buf[1024];
 } sx_cli_pass;
 
 void sx_cli_pass_init(sx_pass *out, sx_cli_pass *src);
+/* Asks (reads) the passphrase now, so that it is known before a lock is
+ * taken (`ca issue` asks a new identity key's under the CA's lock, which
+ * `ca serve` waits for); pki then gets it from src without asking. */
+int sx_cli_pass_ask(sx_cli_pass *src, bool confirm, sx_err *err) SX_MUST_CHECK;
+void sx_cli_pass_wipe(sx_cli_pass *src);
 
 /* Second-level commands ("sxfer ca init"): one table, usage generated from
  * it. argv[0] is the command name ("ca"). */

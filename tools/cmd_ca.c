@@ -181,9 +181,17 @@ static int ca_issue(int argc, char **argv)
 	spec.replace = a.replace;
 	a.pass_src.prompt = "CA key passphrase";
 	a.id_pass_src.prompt = "New identity key passphrase";
-	if (sx_ca_open(a.ca, &a.pass, &ca, &err) < 0)
+	/* Asked before the CA's lock is taken: `ca serve` waits for it. */
+	if (sx_cli_pass_ask(&a.id_pass_src, true, &err) < 0) {
+		sx_err_prefix(&err, "%s/key.pem: ", a.out);
 		return report_fail(&err);
+	}
+	if (sx_ca_open(a.ca, &a.pass, &ca, &err) < 0) {
+		sx_cli_pass_wipe(&a.id_pass_src);
+		return report_fail(&err);
+	}
 	rc = sx_ca_issue_identity(&ca, &spec, a.key_type, a.days, a.out, &a.id_pass, &cert, &err);
+	sx_cli_pass_wipe(&a.id_pass_src);
 	if (rc == 0) {
 		print_issued(cert, a.out);
 		print_superseded(&ca);

@@ -96,7 +96,10 @@ int chan_policy_check(sx_chan *c, X509 *leaf, STACK_OF(X509) * inter, sx_err *er
 {
 	const sx_chan_ctx *ctx = c->ctx;
 	sx_policy pol = ctx->policy;
-	sx_role role = ctx->server ? SX_ROLE_CLIENT : SX_ROLE_SERVER;
+	/* The enrollment service's clients renew certificates of either role. */
+	sx_role role = !ctx->server	    ? SX_ROLE_SERVER
+		       : ctx->peer_optional ? SX_ROLE_SIGNER
+					    : SX_ROLE_CLIENT;
 	const char *name = ctx->server ? NULL : ctx->server_name;
 	time_t now = pol.now != 0 ? pol.now : time(NULL);
 	sx_err why = {0};

@@ -54,7 +54,8 @@ typedef struct sx_chan_cfg {
 	const char *alpn;
 	/* server: a client certificate is optional, and one the policy refuses
 	 * does not fail the handshake: sx_chan_result says whether and why
-	 * (the enrollment service; TLS still proves the key's possession) */
+	 * (the enrollment service; TLS still proves the key's possession). It
+	 * may be of either role (a server renews its certificate too). */
 	bool peer_optional;
 	/* server: certificates sent after our chain (the enrollment service
 	 * sends its root, so that a client pinning it by fingerprint finds it) */

@@ -87,6 +87,7 @@ typedef struct enroll_answer {
 	sx_enroll_msg msg; /* what to send */
 	unsigned char *leaf_der, *root_der, *crl_der;
 	char reason[SX_ENROLL_REASON_MAX + 1];
+	bool tell; /* the client gets the reason whatever its class */
 	/* for the log line */
 	const char *kind, *result;
 	char name[256], serial[80];

@@ -215,23 +215,31 @@ static void drain(serve *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* The service's TLS identity must be a server certificate of this CA: the
- * clients pin this root, or hold it as their ca.pem. */
+/* The service's TLS identity must be a server certificate of this CA (the
+ * clients pin this root, or hold it as their ca.pem) that the CA's current
+ * CRL does not list (renew and crl fetch check it against theirs). */
 static int check_identity(serve *s, sx_err *err)
 {
 	const sx_identity *id = s->cfg->id;
 	sx_policy pol = {.anchors = s->tls.anchors};
+	X509_CRL *crl = NULL;
+	sx_err none = {0};
+	int rc = -1;
 	SX_ENSURE(id != NULL && id->key != NULL && id->chain != NULL && sk_X509_num(id->chain) > 0,
 		  err, SX_E_USAGE, "ca serve: no identity (key and certificate)");
+	if (sx_ca_svc_crl(s->srv.ca, &crl, &none) == 0 && crl != NULL &&
+	    sx_crl_check_time(crl, 0, &none) == 0)
+		pol.crl = crl;
 	if (sx_policy_check(&pol, sk_X509_value(id->chain, 0), id->chain, SX_ROLE_SERVER, NULL,
 			    err) < 0) {
 		sx_err_prefix(err, "ca serve: the identity is not a valid server certificate of "
 				   "this CA: ");
 		goto out;
 	}
-	return 0;
+	rc = 0;
 out:
-	return -1;
+	X509_CRL_free(crl);
+	return rc;
 }
 
 static int serve_open(serve *s, const sx_enroll_serve_cfg *cfg, sx_err *err)

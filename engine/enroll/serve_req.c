@@ -30,8 +30,8 @@ void enroll_answer_error(enroll_answer *a, const sx_err *why)
 	a->why = *why;
 	a->result = cls == SX_E_AUTH ? "refused" : "failed";
 	/* The client learns why it is refused; a failure of the service itself
-	 * (its files, say) stays in the service's log. */
-	if (cls == SX_E_AUTH || cls == SX_E_INTEGRITY || cls == SX_E_USAGE)
+	 * (its files, say) stays in the service's log, unless a->tell. */
+	if (cls == SX_E_AUTH || cls == SX_E_INTEGRITY || cls == SX_E_USAGE || a->tell)
 		set_reason(a, why->msg);
 	else
 		set_reason(a, "the enrollment service failed (its log says why)");
@@ -61,7 +61,7 @@ static int answer_issued(enroll_srv *s, X509 *leaf, enroll_answer *a, sx_err *er
 	SX_GUARD(der_of_cert(s->root, &a->root_der, &a->msg.root_len, err));
 	a->msg.leaf = a->leaf_der;
 	a->msg.root = a->root_der;
-	if (sx_ca_svc_crl(s->ca, &crl, &none) == 0) {
+	if (sx_ca_svc_crl(s->ca, &crl, &none) == 0 && crl != NULL) {
 		int n = i2d_X509_CRL(crl, &a->crl_der);
 		SX_ENSURE(n > 0, err, SX_E_OTHER, "encoding the CRL");
 		a->msg.crl = a->crl_der;
@@ -147,6 +147,12 @@ static int answer_crl(enroll_srv *s, enroll_answer *a, sx_err *err)
 	int n;
 	if (sx_ca_svc_crl(s->ca, &crl, err) < 0)
 		return -1;
+	if (crl == NULL) {
+		a->tell = true; /* the device can do nothing else about it */
+		return sx_fail(err, SX_E_IO,
+			       "the CA has made no CRL yet (its operator runs "
+			       "sxfer ca crl)");
+	}
 	n = i2d_X509_CRL(crl, &a->crl_der);
 	X509_CRL_free(crl);
 	if (n <= 0)

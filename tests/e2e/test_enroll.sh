@@ -105,7 +105,14 @@ expect_exit 3 "$SXFER" ca serve --ca "$WORK/ca" --id "$WORK/ca2.esrv" --listen 1
 has "$WORK/last.err" "the identity is not a valid server certificate of this CA"
 expect_exit 3 "$SXFER" ca serve --ca "$WORK/ca" --id "$WORK/dev" --listen 127.0.0.1:0
 has "$WORK/last.err" "serverAuth"
-ok "ca serve refuses an identity of another CA, and a client certificate, at start"
+"$SXFER" ca issue --ca "$WORK/ca" --name enroll-old.test --role server --dns localhost \
+	--out "$WORK/esrv-old" >/dev/null
+"$SXFER" ca revoke --ca "$WORK/ca" --cert "$WORK/esrv-old/cert.pem" >/dev/null
+"$SXFER" ca crl --ca "$WORK/ca" --out "$WORK/crl-esrv-old.pem" >/dev/null
+expect_exit 3 timeout 10 "$SXFER" ca serve --ca "$WORK/ca" --id "$WORK/esrv-old" \
+	--listen 127.0.0.1:0
+has "$WORK/last.err" "revoked"
+ok "ca serve refuses an identity of another CA, a client certificate and a revoked one, at start"
 
 # A token of another CA is not sent to a service pinned to ours (port 1:
 # nothing was even connected to).

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# sxfer renew and sxfer crl fetch against sxfer ca serve: a renewal keeps
-# the name, role and subjectAltNames (with the same key or a new one) and
-# the identity sends with the new certificate; an expired and a revoked
-# certificate are refused; crl fetch writes a newer CRL, and refuses one
-# whose crlNumber goes back, one signed by another CA and a stale one.
+# sxfer renew and sxfer crl fetch against sxfer ca serve: a renewal (of a
+# device or a server) keeps the name, role and subjectAltNames (with the
+# same key or a new one) and the identity sends with the new certificate;
+# an expired and a revoked certificate are refused; crl fetch writes a
+# newer CRL, and refuses one whose crlNumber goes back, one signed by
+# another CA and a stale one.
 #
 # The expired certificate and the stale CRL are made with python3
 # cryptography, signed with the CA key (decrypted by openssl pkey): sxfer
@@ -61,6 +62,15 @@ rm -f "$WORK/out/cam-20/f.bin" "$WORK/out/cam-20/f.bin.sxsig"
 cmp "$WORK/f.bin" "$WORK/out/cam-20/f.bin"
 ok "renewed with a new key: $(tail -n1 "$WORK/r2.out"); send works"
 
+# A server's certificate renews too (sxfer serve's lifetime warning says
+# "sxfer renew"): the service takes serverAuth as it takes clientAuth.
+"$SXFER" renew --id "$WORK/server" "$E" >"$WORK/r3.out"
+has "$WORK/r3.out" "renewed 'server.test' (server)"
+"$SXFER" id verify --ca "$WORK/ca" --role server "$WORK/server" >/dev/null
+"$SXFER" id show --id "$WORK/server" | grep -q "DNS:localhost, IP:127.0.0.1\|DNS:localhost,IP:127.0.0.1" ||
+	fail "the server's SANs changed: $("$SXFER" id show --id "$WORK/server")"
+ok "a server identity renews: $(head -n1 "$WORK/r3.out")"
+
 # The CA key in the clear, for python3 cryptography.
 openssl pkey -in "$WORK/ca/ca.key.pem" -passin env:SXFER_PASSPHRASE -out "$WORK/ca.plain.pem"
 python3 - "$WORK" <<'PY'
@@ -106,6 +116,13 @@ has "$WORK/last.err" "renewal needs a valid certificate of this CA"
 has "$WORK/last.err" "expired"
 has "$WORK/esv.log" 'kind=renew result=refused name="old-01"'
 ok "an expired certificate is not renewed: $(tail -n1 "$WORK/last.err")"
+
+# crl fetch from a CA that has made no CRL: the device is told so.
+mv "$WORK/ca/crl.pem" "$WORK/ca.crl.aside"
+expect_exit 5 "$SXFER" crl fetch --id "$WORK/dev" "$E"
+has "$WORK/last.err" "enrollment service: the CA has made no CRL yet"
+mv "$WORK/ca.crl.aside" "$WORK/ca/crl.pem"
+ok "crl fetch from a CA without a CRL: $(tail -n1 "$WORK/last.err")"
 
 # crl fetch: a newer CRL replaces crl.pem; the same one leaves it.
 n0=$(openssl crl -in "$WORK/dev/crl.pem" -noout -crlnumber | sed 's/.*=//')

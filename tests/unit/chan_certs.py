@@ -138,6 +138,8 @@ def main(root):
     write_id(root, "client", make_leaf(ca, "alice", cli_eku), ca)
     write_id(root, "client_revoked", revoked, ca)
     write_id(root, "client_wrong_eku", make_leaf(ca, "bob", srv_eku), ca)
+    code_eku = [ExtendedKeyUsageOID.CODE_SIGNING]
+    write_id(root, "client_no_tls_eku", make_leaf(ca, "dave", code_eku), ca)
     write_id(root, "client_other_ca", make_leaf(other, "eve", cli_eku), ca)
     write_id(root, "server_other_ca", make_leaf(other, "server", srv_eku, sans), ca, crl)
     write_id(

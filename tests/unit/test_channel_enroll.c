@@ -353,7 +353,10 @@ static void test_optional_peer(void **state)
 	optional_peer("client_revoked", "mallory", "revoked");
 	optional_peer("client_expired", "carol", "expired");
 	optional_peer("client_other_ca", "eve", "client certificate: ");
-	optional_peer("client_wrong_eku", "bob", "clientAuth");
+	/* A server's certificate is taken too (a server renews), but not one
+	 * for neither TLS role. */
+	optional_peer("client_wrong_eku", "bob", NULL);
+	optional_peer("client_no_tls_eku", "dave", "clientAuth or serverAuth");
 }
 
 /* A transfer client at the enrollment service, and an enrollment client at
