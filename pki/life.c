@@ -92,18 +92,23 @@ int sx_crl_verify_anchors(X509_CRL *crl, STACK_OF(X509) * anchors, sx_err *err)
 	char name[320] = "(unnamed issuer)";
 	if (issuer != NULL && X509_NAME_oneline(issuer, name, (int)sizeof(name)) == NULL)
 		snprintf(name, sizeof(name), "(unnamed issuer)");
+	bool named = false;
+	/* Every anchor of the issuer's name is tried: a root rolled over to a
+	 * new key under the same name sits beside the old one. */
 	for (int i = 0; anchors != NULL && i < sk_X509_num(anchors); i++) {
 		X509 *a = sk_X509_value(anchors, i);
 		if (X509_NAME_cmp(issuer, X509_get_subject_name(a)) != 0)
 			continue;
+		named = true;
 		EVP_PKEY *pub = X509_get0_pubkey(a);
 		if (pub != NULL && X509_CRL_verify(crl, pub) == 1)
 			return 0;
 		ERR_clear_error();
+	}
+	if (named)
 		return sx_fail(err, SX_E_AUTH,
 			       "the CRL's signature does not verify against the trust anchor %s",
 			       name);
-	}
 	return sx_fail(err, SX_E_AUTH, "the CRL is issued by %s, which is not a trust anchor here",
 		       name);
 }

@@ -145,14 +145,23 @@ int sx_crl_check_time(X509_CRL *crl, time_t now, sx_err *err)
 	crl_issuer(crl, isubj, sizeof(isubj));
 	if (now == 0)
 		now = time(NULL);
-	if (X509_cmp_time(X509_CRL_get0_lastUpdate(crl), &now) > 0) {
+	/* X509_cmp_time gives 0 for a time it cannot read: never "current". */
+	int cmp = X509_cmp_time(X509_CRL_get0_lastUpdate(crl), &now);
+	if (cmp == 0)
+		return sx_fail(err, SX_E_AUTH, "CRL issued by %s has an unreadable thisUpdate",
+			       isubj);
+	if (cmp > 0) {
 		sx_asn1_time_format(X509_CRL_get0_lastUpdate(crl), when, sizeof(when));
 		return sx_fail(err, SX_E_AUTH, "CRL issued by %s is not yet valid (thisUpdate %s)",
 			       isubj, when);
 	}
 	if (next == NULL)
 		return sx_fail(err, SX_E_AUTH, "CRL issued by %s has no nextUpdate", isubj);
-	if (X509_cmp_time(next, &now) < 0) {
+	cmp = X509_cmp_time(next, &now);
+	if (cmp == 0)
+		return sx_fail(err, SX_E_AUTH, "CRL issued by %s has an unreadable nextUpdate",
+			       isubj);
+	if (cmp < 0) {
 		sx_asn1_time_format(next, when, sizeof(when));
 		return sx_fail(err, SX_E_AUTH, "CRL issued by %s is stale (nextUpdate %s)", isubj,
 			       when);

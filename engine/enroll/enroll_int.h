@@ -127,6 +127,11 @@ int enroll_out_write(const char *dir, EVP_PKEY *key, const sx_pass *pass, X509 *
  * new_key NULL: the key stays. */
 int enroll_renew_replace(const char *dir, EVP_PKEY *new_key, const sx_pass *pass, X509 *leaf,
 			 X509_CRL *crl, sx_err *err) SX_MUST_CHECK;
+/* Before a renewal: what an earlier one cut off left. Cut between its two
+ * renames (a new key, the previous certificate), the previous key goes back
+ * (*restored); the .old and .new names of any earlier renewal are removed
+ * (the pair under key.pem and cert.pem is then whole). */
+int enroll_renew_recover(const char *dir, bool *restored, sx_err *err) SX_MUST_CHECK;
 int enroll_key_encrypted(const char *dir, bool *encrypted, sx_err *err) SX_MUST_CHECK;
 /* sxfer crl fetch: DIR/crl.pem (NULL when there is none), and its
  * replacement. */

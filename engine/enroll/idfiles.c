@@ -196,6 +196,53 @@ out:
 	return -1;
 }
 
+static bool same_file(const char *dir, const char *name, bool *exists)
+{
+	char a[4096], b[4096];
+	struct stat sa, sb;
+	*exists = false;
+	if (snprintf(a, sizeof(a), "%s/%s", dir, name) >= (int)sizeof(a) ||
+	    snprintf(b, sizeof(b), "%s/%s.old", dir, name) >= (int)sizeof(b) || lstat(b, &sb) < 0)
+		return false;
+	*exists = true;
+	return lstat(a, &sa) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static void unlink_in(const char *dir, const char *name)
+{
+	char path[4096];
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) < (int)sizeof(path))
+		(void)unlink(path);
+}
+
+int enroll_renew_recover(const char *dir, bool *restored, sx_err *err)
+{
+	bool key_old, cert_old;
+	bool key_same = same_file(dir, "key.pem", &key_old);
+	bool cert_same = same_file(dir, "cert.pem", &cert_old);
+	*restored = false;
+	if (!key_old && !cert_old)
+		return 0;
+	/* The new key under its name, the previous certificate still under
+	 * its: the previous pair goes back (its certificate is valid). */
+	if (key_old && cert_old && !key_same && cert_same) {
+		char path[4096];
+		if (path_in(path, sizeof(path), dir, "key.pem.old", err) < 0)
+			return -1;
+		char cur[4096];
+		if (path_in(cur, sizeof(cur), dir, "key.pem", err) < 0)
+			return -1;
+		if (rename(path, cur) < 0)
+			return sx_fail_errno(err, SX_E_IO, errno, "%s -> %s", path, cur);
+		*restored = true;
+	}
+	unlink_in(dir, "key.pem.old");
+	unlink_in(dir, "cert.pem.old");
+	unlink_in(dir, "key.pem.new");
+	unlink_in(dir, "cert.pem.new");
+	return fsync_dir(dir, err);
+}
+
 /* Is DIR/key.pem encrypted? A renewed key keeps the protection the
  * current one has. */
 int enroll_key_encrypted(const char *dir, bool *encrypted, sx_err *err)

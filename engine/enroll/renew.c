@@ -131,6 +131,12 @@ int sx_renew_run(const sx_renew_cfg *cfg, sx_enroll_result *res, sx_err *err)
 	sx_enroll_msg req = {.type = SX_EMSG_RENEW}, m;
 	memset(res, 0, sizeof(*res));
 	enroll_pass_init(&pc, cfg->pass);
+	bool restored = false;
+	SX_GUARD(enroll_renew_recover(cfg->id_dir, &restored, err));
+	if (restored)
+		sx_log("warn", "renew_recovered", "id=%s reason=%s", SX_LOGQ(cfg->id_dir),
+		       SX_LOGQ("an earlier renewal was cut off between its renames: the previous "
+			       "key is back beside the previous certificate"));
 	SX_GUARD(enroll_key_encrypted(cfg->id_dir, &encrypted, err));
 	/* A new key is kept as the current one is: encrypted or not. */
 	pc.pass.none = pc.pass.none || !encrypted;

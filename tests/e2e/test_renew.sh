@@ -62,6 +62,26 @@ rm -f "$WORK/out/cam-20/f.bin" "$WORK/out/cam-20/f.bin.sxsig"
 cmp "$WORK/f.bin" "$WORK/out/cam-20/f.bin"
 ok "renewed with a new key: $(tail -n1 "$WORK/r2.out"); send works"
 
+# A renewal with a new key cut off between its two renames: the new key
+# under key.pem, the previous certificate still under cert.pem, the previous
+# pair as .old (and a stray .new). The next renew puts the previous key
+# back and renews.
+cp "$WORK/dev/key.pem" "$WORK/key.prev"
+ln "$WORK/dev/key.pem" "$WORK/dev/key.pem.old"
+ln "$WORK/dev/cert.pem" "$WORK/dev/cert.pem.old"
+cp "$WORK/dev/cert.pem" "$WORK/dev/cert.pem.new"
+rm "$WORK/dev/key.pem"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/dev/key.pem" 2>/dev/null
+chmod 600 "$WORK/dev/key.pem"
+"$SXFER" renew --id "$WORK/dev" "$E" >"$WORK/r2b.out" 2>"$WORK/r2b.err" ||
+	{ cat "$WORK/r2b.err" >&2; fail "renew after a cut renewal"; }
+has "$WORK/r2b.err" "event=renew_recovered"
+cmp -s "$WORK/dev/key.pem" "$WORK/key.prev" || fail "the previous key did not come back"
+ls "$WORK/dev" | grep -q '\.old$\|\.new$' && fail "leftovers: $(ls "$WORK/dev")"
+rm -f "$WORK/out/cam-20/f.bin" "$WORK/out/cam-20/f.bin.sxsig"
+"$SXFER" send --id "$WORK/dev" --quiet "127.0.0.1:$TP" "$WORK/f.bin"
+ok "a renewal cut between its renames: the next renew restores the previous key and renews"
+
 # A server's certificate renews too (sxfer serve's lifetime warning says
 # "sxfer renew"): the service takes serverAuth as it takes clientAuth.
 "$SXFER" renew --id "$WORK/server" "$E" >"$WORK/r3.out"

@@ -86,8 +86,8 @@ static void test_crl_number_and_issuer(void **state)
 	assert_int_equal(sx_crl_verify_anchors(crl, anchors, &err), -1);
 	assert_non_null(strstr(err.msg, "does not verify"));
 	sx_err_clear(&err);
-	(void)sk_X509_pop(anchors);
-	assert_int_equal(sk_X509_push(anchors, ca1), 2);
+	/* the same name under another key first, then the issuer: found */
+	assert_int_equal(sk_X509_push(anchors, ca1), 3);
 	assert_int_equal(sx_crl_verify_anchors(crl, anchors, &err), 0);
 
 	sk_X509_free(anchors);
