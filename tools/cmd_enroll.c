@@ -297,7 +297,11 @@ static void renew_print(int rc, const sx_err *err, const sx_enroll_result *r, co
 		sx_cli_report(err);
 }
 
-int sx_cmd_renew(int argc, char **argv)
+/* The options of renew and crl fetch: --id DIR, the network options and,
+ * for renew only, --new-key; then HOST:PORT. -1 to go on, else the exit
+ * code. */
+static int parse_id_net(const char *cmd, const char *usage, bool renew, int argc, char **argv,
+			const char **id_dir, bool *new_key, net_opts *n)
 {
 	static const struct option opts[] = {
 	    {"id", required_argument, 0, 'i'},
@@ -305,29 +309,40 @@ int sx_cmd_renew(int argc, char **argv)
 	    NET_OPTS,
 	    {0, 0, 0, 0},
 	};
-	sx_renew_cfg cfg = {0};
-	net_opts n = {0};
-	sx_enroll_result r = {0};
-	sx_err err = {0};
-	sx_pass pass;
 	int c, rc = -1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (net_opt("renew", c, &n, &rc)) {
+		if (net_opt(cmd, c, n, &rc)) {
 			if (rc >= 0)
 				return rc;
 			continue;
 		}
 		switch (c) {
-		case 'i': cfg.id_dir = optarg; break;
-		case 'K': cfg.new_key = true; break;
-		case 'h': fputs(renew_usage, stdout); return 0;
-		default: return sx_cli_usage_error("renew", "unknown option");
+		case 'i': *id_dir = optarg; break;
+		case 'K':
+			if (!renew)
+				return sx_cli_usage_error(cmd, "unknown option '--new-key'");
+			*new_key = true;
+			break;
+		case 'h': fputs(usage, stdout); return 0;
+		default: return sx_cli_usage_error(cmd, "unknown option");
 		}
 	}
-	if (cfg.id_dir == NULL)
-		return sx_cli_usage_error("renew", "--id is required");
-	if ((rc = net_target("renew", argc, argv, &n)) >= 0)
+	if (*id_dir == NULL)
+		return sx_cli_usage_error(cmd, "--id is required");
+	return net_target(cmd, argc, argv, n);
+}
+
+int sx_cmd_renew(int argc, char **argv)
+{
+	sx_renew_cfg cfg = {0};
+	net_opts n = {0};
+	sx_enroll_result r = {0};
+	sx_err err = {0};
+	sx_pass pass;
+	int rc =
+	    parse_id_net("renew", renew_usage, true, argc, argv, &cfg.id_dir, &cfg.new_key, &n);
+	if (rc >= 0)
 		return rc;
 	cfg.net = n.net;
 	sx_cli_pass_init(&pass, &n.ps);
@@ -384,33 +399,15 @@ static void fetch_print(int rc, const sx_err *err, const sx_enroll_result *r, co
 
 static int crl_fetch(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"id", required_argument, 0, 'i'},
-	    NET_OPTS,
-	    {0, 0, 0, 0},
-	};
 	sx_crl_fetch_cfg cfg = {0};
 	net_opts n = {0};
 	sx_enroll_result r = {0};
 	sx_err err = {0};
 	sx_pass pass;
-	int c, rc = -1;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (net_opt("crl fetch", c, &n, &rc)) {
-			if (rc >= 0)
-				return rc;
-			continue;
-		}
-		switch (c) {
-		case 'i': cfg.id_dir = optarg; break;
-		case 'h': fputs(fetch_usage, stdout); return 0;
-		default: return sx_cli_usage_error("crl fetch", "unknown option");
-		}
-	}
-	if (cfg.id_dir == NULL)
-		return sx_cli_usage_error("crl fetch", "--id is required");
-	if ((rc = net_target("crl fetch", argc, argv, &n)) >= 0)
+	bool unused = false;
+	int rc =
+	    parse_id_net("crl fetch", fetch_usage, false, argc, argv, &cfg.id_dir, &unused, &n);
+	if (rc >= 0)
 		return rc;
 	cfg.net = n.net;
 	sx_cli_pass_init(&pass, &n.ps);
