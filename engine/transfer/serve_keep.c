@@ -23,23 +23,26 @@ typedef struct keep_job {
 	char peer[256];
 	/* a held part (srv_keep_held) rather than a stream's prefix */
 	bool held, hash;
-	bool dropped; /* the part went: the file was stored meanwhile */
+	bool dropped;	  /* the part went: the file was stored meanwhile */
+	int64_t began_ns; /* wall clock of the broken transfer's FILE_BEGIN */
 	sx_held_meta meta;
 	sx_ledger *lg;
 	bool lg_ev;
 	sx_ledger_ev ev;
 } keep_job;
 
-/* A retry can store the whole file while this thread still hashed its
- * broken transfer (unsigned, a large part): a final name changed since the
- * break makes the part stale, and it goes rather than wait for its TTL. */
+/* A retry can store the whole file before this part is kept: while this
+ * thread still hashed the broken transfer (unsigned, a large part), or
+ * because the broken connection was only noticed after the retry (a
+ * stalled link). A final name changed since the broken transfer began
+ * makes the part stale, and it goes rather than wait for its TTL. */
 static bool held_superseded(keep_job *j)
 {
 	struct stat st;
 	char data[SX_HELD_NAME_MAX], meta[SX_HELD_NAME_MAX];
 	sx_err e = {0};
 	if (fstatat(j->sf.dir_fd, j->meta.name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    st.st_ctim.tv_sec < j->meta.kept ||
+	    (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec < j->began_ns ||
 	    sx_held_name(j->meta.name, SX_HELD_DATA, data, sizeof(data), &e) < 0 ||
 	    sx_held_name(j->meta.name, SX_HELD_META, meta, sizeof(meta), &e) < 0)
 		return false;
@@ -225,6 +228,9 @@ bool srv_keep_held(server *s, conn *c, rfile *f)
 	if (j == NULL)
 		return false;
 	j->held = true;
+	struct timespec rt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	j->began_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec - (int64_t)(sx_now_ns() - f->t0);
 	sx_held_meta *m = &j->meta;
 	snprintf(m->name, sizeof(m->name), "%s", f->sf.name);
 	snprintf(m->fingerprint, sizeof(m->fingerprint), "%s", c->link.k.peer_fingerprint);

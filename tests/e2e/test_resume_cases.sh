@@ -94,6 +94,11 @@ send_to "$PPORT" "$WORK/cam" "$WORK/stall.json" --timeout 2 --retry 2 "$WORK/sta
 stop_proxy
 cmp "$WORK/stall.bin" "$DEV/stall.bin" || fail "stall.bin differs"
 [ "$(json_field "$WORK/stall.json" attempts)" -eq 2 ] || fail "attempts: $(cat "$WORK/stall.json")"
+# The stalled connection breaks only now, after the retry stored the file:
+# what it leaves is stale and goes (it once stayed as a held part).
+stall_end() { grep -q 'event=held[a-z_]* peer="cam-01" path="stall.bin"' "$WORK/srv.log"; }
+wait_until 15 "the stalled connection to end on the server" stall_end
+held_gone || fail "the stalled transfer left a held part of a file already stored"
 ok "a stall of --timeout counts as a network error: retried and completed in $(($(now_ms) - t0)) ms"
 
 # ---- unsigned, compressed, poll back end, in a folder ---------------------
