@@ -234,7 +234,8 @@ static int render_devices(srv_metrics *m, sx_prom *p)
 	rest[0] = m->rest_bytes;
 	rest[1] = m->rest_files;
 	pthread_mutex_unlock(&m->dev_lock);
-	qsort(v, n, sizeof(*v), by_bytes);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), by_bytes);
 	static const char *const names[2] = {"sxfer_device_stored_bytes_total",
 					     "sxfer_device_files_stored_total"};
 	static const char *const helps[2] = {
