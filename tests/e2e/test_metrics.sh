@@ -97,7 +97,7 @@ ok "--metrics-public: 0.0.0.0 allowed"
 
 # ---- a server, scraped before and after transfers -------------------------
 start_server m --id "$WORK/server" --out "$WORK/out" --metrics 127.0.0.1:0 \
-	--metrics-port-file "$WORK/m.mport" --metrics-per-device 1
+	--metrics-port-file "$WORK/m.mport" --metrics-per-device 1 --handshake-timeout 2
 SRV=$SERVER_PID
 MPORT=$(cat "$WORK/m.mport")
 grep -q "event=metrics_listen addr=127.0.0.1:0 port=$MPORT " "$WORK/m.log" || fail "no metrics_listen"
@@ -122,6 +122,9 @@ rand_file "$WORK/small.bin" 1000
 expect_exit 5 "$SXFER" send --id "$WORK/cam" --quiet --no-resume "127.0.0.1:$PORT" "$WORK/small.bin"
 expect_exit 3 "$SXFER" send --id "$WORK/cam2" --quiet "127.0.0.1:$PORT" "$WORK/small.bin"
 expect_exit 3 "$SXFER" send --id "$WORK/rogue" --quiet "127.0.0.1:$PORT" "$WORK/small.bin"
+# a peer that connects and says nothing: its handshake times out
+python3 -c 'import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); time.sleep(3.5)' "$PORT"
 scrape after
 expect_val after sxfer_files_stored_total 3
 [ "$(val after sxfer_received_bytes_total)" -ge 3002000 ] || fail "bytes: $(val after sxfer_received_bytes_total)"
@@ -129,7 +132,8 @@ expect_val after 'sxfer_handshakes_total{result="ok",reason="ok"}' 3
 expect_val after 'sxfer_handshakes_total{result="failed",reason="revoked"}' 1
 expect_val after 'sxfer_handshakes_total{result="failed",reason="unknown_ca"}' 1
 expect_val after 'sxfer_files_refused_total{reason="exists"}' 1
-expect_val after sxfer_connections_total 5
+expect_val after 'sxfer_handshakes_total{result="failed",reason="timeout"}' 1
+expect_val after sxfer_connections_total 6
 expect_val after sxfer_file_transfer_duration_seconds_count 3
 expect_val after 'sxfer_file_transfer_duration_seconds_bucket{le="+Inf"}' 3
 [ "$(val after sxfer_batches_verified_total)" -ge 2 ] || fail "batches"
@@ -138,7 +142,7 @@ expect_val after 'sxfer_device_stored_bytes_total{device="cam-01"}' 3001000
 expect_val after 'sxfer_device_files_stored_total{device="cam-01"}' 2
 expect_val after 'sxfer_device_stored_bytes_total{device="other"}' 1000
 ! grep -q 'device="cam-03"' "$WORK/after.prom" || fail "cam-03 shown with --metrics-per-device 1"
-ok "after transfers: files, bytes, handshakes (revoked, unknown_ca), exists, histogram, per device"
+ok "after transfers: files, bytes, handshakes (revoked, unknown_ca, timeout), exists, histogram, per device"
 
 # ---- what is not a scrape ----------------------------------------------------
 [ "$(http 'GET / HTTP/1.1\r\n\r\n')" = 404 ] || fail "/ is not 404"
