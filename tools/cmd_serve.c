@@ -154,13 +154,31 @@ static int parse_ttl(const char *s, uint64_t *out)
 /* Long options without a letter (metrics). */
 enum { OPT_METRICS = 0x100, OPT_METRICS_PUBLIC, OPT_METRICS_PORT_FILE, OPT_METRICS_PER_DEVICE };
 
+/* One of the options above into mc (the port file in mc->listen_ctx); 0,
+ * or a usage error's exit code. */
+static int metrics_opt(int c, const char *arg, sx_metrics_cfg *mc)
+{
+	uint64_t v;
+	switch (c) {
+	case OPT_METRICS: mc->listen = arg; break;
+	case OPT_METRICS_PUBLIC: mc->public_ok = true; break;
+	case OPT_METRICS_PORT_FILE: mc->listen_ctx = (void *)arg; break;
+	default:
+		if (sx_parse_u64(arg, &v) < 0 || v == 0 || v > SX_METRICS_DEVICES_MAX)
+			return sx_cli_usage_error("serve", "--metrics-per-device: 1 to %d",
+						  SX_METRICS_DEVICES_MAX);
+		mc->per_device = (unsigned)v;
+	}
+	return 0;
+}
+
 /* --metrics and its companions into cfg (cfg->metrics stays NULL without
  * --metrics); 0, or a usage error's exit code. */
-static int metrics_opts(sx_serve_cfg *cfg, sx_metrics_cfg *mc, const char *port_file)
+static int metrics_opts(sx_serve_cfg *cfg, sx_metrics_cfg *mc)
 {
 	char host[256], port[32];
 	if (mc->listen == NULL) {
-		if (mc->public_ok || mc->per_device > 0 || port_file != NULL)
+		if (mc->public_ok || mc->per_device > 0 || mc->listen_ctx != NULL)
 			return sx_cli_usage_error("serve",
 						  "--metrics-public, --metrics-port-file "
 						  "and --metrics-per-device need --metrics");
@@ -172,7 +190,6 @@ static int metrics_opts(sx_serve_cfg *cfg, sx_metrics_cfg *mc, const char *port_
 		    "serve", "--metrics '%s': expected ADDR:PORT (port 0-65535)", mc->listen);
 	mc->version = SX_VERSION;
 	mc->on_listen = write_port;
-	mc->listen_ctx = (void *)port_file;
 	cfg->metrics = mc;
 	return 0;
 }
@@ -217,7 +234,7 @@ int sx_cmd_serve(int argc, char **argv)
 			    .idle_timeout_ms = SX_TIMEOUT_IDLE_MS,
 			    .zmode = SX_ZMODE_AUTO,
 			    .zlevel = SX_ZLEVEL_AUTO};
-	const char *id_dir = NULL, *crl_file = NULL, *port_file = NULL, *mport_file = NULL;
+	const char *id_dir = NULL, *crl_file = NULL, *port_file = NULL;
 	sx_metrics_cfg mc = {0};
 	char ledger[4096];
 	bool no_ledger = false;
@@ -286,14 +303,12 @@ int sx_cmd_serve(int argc, char **argv)
 							  "e.g. 90m, 12h or 7d",
 							  optarg);
 			break;
-		case OPT_METRICS: mc.listen = optarg; break;
-		case OPT_METRICS_PUBLIC: mc.public_ok = true; break;
-		case OPT_METRICS_PORT_FILE: mport_file = optarg; break;
+		case OPT_METRICS:
+		case OPT_METRICS_PUBLIC:
+		case OPT_METRICS_PORT_FILE:
 		case OPT_METRICS_PER_DEVICE:
-			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > SX_METRICS_DEVICES_MAX)
-				return sx_cli_usage_error("serve", "--metrics-per-device: 1 to %d",
-							  SX_METRICS_DEVICES_MAX);
-			mc.per_device = (unsigned)v;
+			if (metrics_opt(c, optarg, &mc) != 0)
+				return 2;
 			break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: return sx_cli_usage_error("serve", "unknown option");
@@ -309,9 +324,8 @@ int sx_cmd_serve(int argc, char **argv)
 	if (sx_net_port_check(port, true) < 0)
 		return sx_cli_usage_error("serve", "--listen '%s': the port must be 0 to 65535",
 					  cfg.listen);
-	int mrc = metrics_opts(&cfg, &mc, mport_file);
-	if (mrc != 0)
-		return mrc;
+	if (metrics_opts(&cfg, &mc) != 0)
+		return 2;
 
 	sx_err err = {0};
 	if (no_ledger && cfg.ledger != NULL)

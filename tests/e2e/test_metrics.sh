@@ -97,7 +97,7 @@ ok "--metrics-public: 0.0.0.0 allowed"
 
 # ---- a server, scraped before and after transfers -------------------------
 start_server m --id "$WORK/server" --out "$WORK/out" --metrics 127.0.0.1:0 \
-	--metrics-port-file "$WORK/m.mport" --metrics-per-device 1 --handshake-timeout 2
+	--metrics-port-file "$WORK/m.mport" --metrics-per-device 1 --handshake-timeout 3
 SRV=$SERVER_PID
 MPORT=$(cat "$WORK/m.mport")
 grep -q "event=metrics_listen addr=127.0.0.1:0 port=$MPORT " "$WORK/m.log" || fail "no metrics_listen"
@@ -124,7 +124,7 @@ expect_exit 3 "$SXFER" send --id "$WORK/cam2" --quiet "127.0.0.1:$PORT" "$WORK/s
 expect_exit 3 "$SXFER" send --id "$WORK/rogue" --quiet "127.0.0.1:$PORT" "$WORK/small.bin"
 # a peer that connects and says nothing: its handshake times out
 python3 -c 'import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); time.sleep(3.5)' "$PORT"
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); time.sleep(4.5)' "$PORT"
 scrape after
 expect_val after sxfer_files_stored_total 3
 [ "$(val after sxfer_received_bytes_total)" -ge 3002000 ] || fail "bytes: $(val after sxfer_received_bytes_total)"
