@@ -2,7 +2,8 @@
 # serve --metrics: the exposition parses (promtool check metrics, where the
 # prometheus package is installed), changes after a transfer (bytes, files,
 # handshakes, refusals, the duration histogram, batches, receipts, per
-# device), names a revoked and a foreign device's handshakes by reason;
+# device), names refused handshakes by reason (revoked, foreign, expired,
+# silent, and the server's own CRL gone stale);
 # other paths get 404, other methods 405, garbage 400, an oversized request
 # 431, idle connections are closed after the timeout, and none of it harms
 # the server; an address that is not loopback needs --metrics-public.
@@ -17,6 +18,9 @@ make_pki
 "$SXFER" ca issue --ca "$WORK/ca2" --name rogue --role client --out "$WORK/rogue" >/dev/null
 # the foreign device trusts this server's CA: the server is the one to refuse
 cp "$WORK/cam/ca.pem" "$WORK/rogue/ca.pem"
+DATES="$E2E_DIR/pki_dates.py"
+python3 "$DATES" identity "$WORK/ca" "$WORK/old" --name cam-old --role client --born-ago 10 \
+	--life 5
 
 # http.py PORT REQUEST OUT: sends REQUEST (Python escapes) and prints the
 # status code of the answer (0 when the server closed without one); the
@@ -122,6 +126,7 @@ rand_file "$WORK/small.bin" 1000
 expect_exit 5 "$SXFER" send --id "$WORK/cam" --quiet --no-resume "127.0.0.1:$PORT" "$WORK/small.bin"
 expect_exit 3 "$SXFER" send --id "$WORK/cam2" --quiet "127.0.0.1:$PORT" "$WORK/small.bin"
 expect_exit 3 "$SXFER" send --id "$WORK/rogue" --quiet "127.0.0.1:$PORT" "$WORK/small.bin"
+expect_exit 3 "$SXFER" send --id "$WORK/old" --quiet "127.0.0.1:$PORT" "$WORK/small.bin"
 # a peer that connects and says nothing: its handshake times out
 python3 -c 'import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); time.sleep(4.5)' "$PORT"
@@ -133,7 +138,8 @@ expect_val after 'sxfer_handshakes_total{result="failed",reason="revoked"}' 1
 expect_val after 'sxfer_handshakes_total{result="failed",reason="unknown_ca"}' 1
 expect_val after 'sxfer_files_refused_total{reason="exists"}' 1
 expect_val after 'sxfer_handshakes_total{result="failed",reason="timeout"}' 1
-expect_val after sxfer_connections_total 6
+expect_val after 'sxfer_handshakes_total{result="failed",reason="expired"}' 1
+expect_val after sxfer_connections_total 7
 expect_val after sxfer_file_transfer_duration_seconds_count 3
 expect_val after 'sxfer_file_transfer_duration_seconds_bucket{le="+Inf"}' 3
 [ "$(val after sxfer_batches_verified_total)" -ge 2 ] || fail "batches"
@@ -142,7 +148,7 @@ expect_val after 'sxfer_device_stored_bytes_total{device="cam-01"}' 3001000
 expect_val after 'sxfer_device_files_stored_total{device="cam-01"}' 2
 expect_val after 'sxfer_device_stored_bytes_total{device="other"}' 1000
 ! grep -q 'device="cam-03"' "$WORK/after.prom" || fail "cam-03 shown with --metrics-per-device 1"
-ok "after transfers: files, bytes, handshakes (revoked, unknown_ca, timeout), exists, histogram, per device"
+ok "after transfers: files, bytes, handshakes (revoked, unknown_ca, expired, timeout), exists, histogram, per device"
 
 # ---- what is not a scrape ----------------------------------------------------
 [ "$(http 'GET / HTTP/1.1\r\n\r\n')" = 404 ] || fail "/ is not 404"
@@ -187,3 +193,19 @@ kill -0 "$SRV" || fail "server gone"
 stop_server "$SRV"
 grep -q "event=shutdown" "$WORK/m.log" || fail "no shutdown line"
 ok "server stops cleanly after all of it"
+
+# ---- a CRL that goes stale while the server runs --------------------------
+cp -r "$WORK/server" "$WORK/server-st"
+python3 "$DATES" crl "$WORK/ca" "$WORK/server-st/crl.pem" --number 1000 --next-in 6
+start_server st --id "$WORK/server-st" --out "$WORK/out-st" --no-ledger --metrics 127.0.0.1:0 \
+	--metrics-port-file "$WORK/st.mport"
+MPORT=$(cat "$WORK/st.mport")
+stale_logged() { grep -q 'event=crl action=stale' "$WORK/st.log"; }
+wait_until 20 "the server to log its stale CRL" stale_logged
+expect_exit 3 "$SXFER" send --id "$WORK/cam" --quiet "127.0.0.1:$PORT" "$WORK/small.bin"
+scrape stale
+expect_val stale 'sxfer_handshakes_total{result="failed",reason="stale_crl"}' 1
+expect_val stale 'sxfer_handshakes_total{result="ok",reason="ok"}' 0
+! grep -q sxfer_ledger_size_bytes "$WORK/stale.prom" || fail "a ledger size without a ledger"
+stop_server "$SERVER_PID"
+ok "a device refused for the server's stale CRL: reason stale_crl"
