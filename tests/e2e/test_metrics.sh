@@ -127,9 +127,11 @@ expect_exit 5 "$SXFER" send --id "$WORK/cam" --quiet --no-resume "127.0.0.1:$POR
 expect_exit 3 "$SXFER" send --id "$WORK/cam2" --quiet "127.0.0.1:$PORT" "$WORK/small.bin"
 expect_exit 3 "$SXFER" send --id "$WORK/rogue" --quiet "127.0.0.1:$PORT" "$WORK/small.bin"
 expect_exit 3 "$SXFER" send --id "$WORK/old" --quiet "127.0.0.1:$PORT" "$WORK/small.bin"
-# a peer that connects and says nothing: its handshake times out
-python3 -c 'import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); time.sleep(4.5)' "$PORT"
+# a peer that connects and says nothing: its handshake times out (the
+# server closes the connection)
+python3 -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+while s.recv(4096): pass' "$PORT"
 scrape after
 expect_val after sxfer_files_stored_total 3
 [ "$(val after sxfer_received_bytes_total)" -ge 3002000 ] || fail "bytes: $(val after sxfer_received_bytes_total)"
@@ -167,16 +169,17 @@ ok "404, 405, HEAD, 400 for garbage, $code for an oversized request"
 
 # Idle connections fill every slot: a scrape waits for the timeout (5 s),
 # then is answered; the transfers go on meanwhile.
-python3 - "$MPORT" <<'PY' &
+python3 - "$MPORT" "$WORK/idle.up" <<'PY' &
 import socket, sys, time
 socks = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(6)]
 for s in socks[:2]:
     s.sendall(b"GET /metr")  # a request never finished
-time.sleep(8)
+open(sys.argv[2], "w").close()
+time.sleep(60)  # ended by the test
 PY
 IDLE=$!
 PIDS+=("$IDLE")
-sleep 0.5
+wait_until 10 "the idle connections" test -e "$WORK/idle.up"
 rand_file "$WORK/during.bin" 100000
 "$SXFER" send --id "$WORK/cam" --quiet "127.0.0.1:$PORT" "$WORK/during.bin"
 t0=$(now_ms)
@@ -184,7 +187,8 @@ scrape idle
 t=$(($(now_ms) - t0))
 [ "$t" -lt 12000 ] || fail "scrape took $t ms behind idle connections"
 expect_val idle sxfer_files_stored_total 4
-wait "$IDLE" || true
+kill "$IDLE"
+wait "$IDLE" 2>/dev/null || true
 ok "idle connections closed after the timeout; scrape answered in $t ms, transfer unharmed"
 
 for _ in 1 2 3; do scrape again; done
