@@ -242,11 +242,35 @@ static int log_rank(const char *level)
 	return 3;
 }
 
-static int log_min; /* written once, before any thread starts */
+static int log_min;		 /* written once, before any thread starts */
+static sx_log_format log_format; /* the same */
 
 void sx_log_set_min(const char *level)
 {
 	log_min = log_rank(level);
+}
+
+int sx_log_format_parse(const char *name, sx_log_format *out)
+{
+	if (strcmp(name, "logfmt") == 0)
+		*out = SX_LOG_LOGFMT;
+	else if (strcmp(name, "json") == 0)
+		*out = SX_LOG_JSON;
+	else
+		return -1;
+	return 0;
+}
+
+void sx_log_set_format(sx_log_format f)
+{
+	log_format = f;
+}
+
+static void log_write_json(const char *line)
+{
+	char js[SX_LOG_JSON_MAX];
+	(void)sx_log_json(line, js, sizeof(js));
+	fprintf(stderr, "%s\n", js);
 }
 
 void sx_log(const char *level, const char *event, const char *fmt, ...)
@@ -268,6 +292,10 @@ void sx_log(const char *level, const char *event, const char *fmt, ...)
 		va_start(ap, fmt);
 		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 		va_end(ap);
+	}
+	if (log_format == SX_LOG_JSON) {
+		log_write_json(line);
+		return;
 	}
 	/* Values arrive escaped (SX_LOGQ); this pass only makes sure that
 	 * nothing else, nor a line cut short, can end the line early or

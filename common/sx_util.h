@@ -67,6 +67,21 @@ void sx_log(const char *level, const char *event, const char *fmt, ...) SX_PRINT
  * (default: all). Called once, before any thread starts. */
 void sx_log_set_min(const char *level);
 
+/* How a line is written (sxfer --log-format): logfmt (the default), or
+ * json: one object per line with the same keys in the same order, every
+ * value a JSON string except bare numbers (JSON numbers), valid UTF-8 for
+ * any bytes (common/sx_esc.h, SX_ESC_JSON). Called once, before any thread
+ * starts. sx_log_format_parse: 0, or -1 for a name not "logfmt" or "json". */
+typedef enum sx_log_format { SX_LOG_LOGFMT = 0, SX_LOG_JSON } sx_log_format;
+int sx_log_format_parse(const char *name, sx_log_format *out) SX_MUST_CHECK;
+void sx_log_set_format(sx_log_format f);
+/* The JSON object of one logfmt line as sx_log builds it, in out (cap
+ * bytes, NUL terminated); returns its length. A pair that does not fit is
+ * left out with the ones after it, and "log_cut":true ends the object.
+ * SX_LOG_JSON_MAX always holds a line of SX_LOG_LINE_MAX. */
+#define SX_LOG_JSON_MAX (10 * SX_LOG_LINE_MAX)
+size_t sx_log_json(const char *line, char *out, size_t cap);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t sx_now_ns(void);
 

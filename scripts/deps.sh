@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config libssl-dev openssl liburing-dev libzstd-d
       libsqlite3-dev)
 case "$what" in
 test) pkgs+=(libcmocka-dev python3 python3-cryptography procps iproute2 clang-format e2fsprogs
-      clang libclang-rt-14-dev) ;;
+      clang libclang-rt-14-dev prometheus) ;; # prometheus: promtool (test_metrics.sh)
 bench) pkgs+=(libcmocka-dev libbenchmark-dev g++ python3 openssh-server openssh-client
              nginx-light curl rsync iproute2 procps time bc) ;;
 esac

@@ -6,8 +6,10 @@
 
 #include "common/sx_util.h"
 #include "engine/ledger/sx_ledger.h"
+#include "engine/transfer/sx_metrics.h"
 #include "engine/transfer/sx_transfer.h"
 #include "tools/cli.h"
+#include "tools/sx_version.h"
 
 static const char usage[] =
     "usage: sxfer serve --listen ADDR:PORT --id IDDIR --out DIR [options]\n"
@@ -57,6 +59,18 @@ static const char usage[] =
     "  --no-ledger             keep no ledger\n"
     "  --port-file FILE        write the bound port to FILE once listening\n"
     "  --pass-file FILE        passphrase of the identity key (or SXFER_PASSPHRASE)\n"
+    "  --metrics ADDR:PORT     Prometheus metrics at http://ADDR:PORT/metrics on a\n"
+    "                          listener of their own (default: none). Plain HTTP,\n"
+    "                          no authentication: only a loopback address\n"
+    "                          (127.0.0.1, ::1) is taken without --metrics-public\n"
+    "  --metrics-public        allow --metrics on any address (keep it behind a\n"
+    "                          firewall: anyone who reaches it reads the metrics)\n"
+    "  --metrics-port-file FILE  write the metrics port to FILE once listening\n"
+    "  --metrics-per-device N  series per device for the N devices that stored the\n"
+    "                          most bytes, the rest summed as device=\"other\"\n"
+    "                          (1 to 1000; default: no series per device)\n"
+    "  --log-format FMT        log lines as logfmt (default) or json, one object\n"
+    "                          per line (docs/METRICS.md; every command takes it)\n"
     "\n"
     "Before listening it checks that the identity may serve (a valid certificate\n"
     "with serverAuth, a current CRL) and that DIR can be written, and recovers\n"
@@ -137,6 +151,49 @@ static int parse_ttl(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* Long options without a letter (metrics). */
+enum { OPT_METRICS = 0x100, OPT_METRICS_PUBLIC, OPT_METRICS_PORT_FILE, OPT_METRICS_PER_DEVICE };
+
+/* One of the options above into mc (the port file in mc->listen_ctx); 0,
+ * or a usage error's exit code. */
+static int metrics_opt(int c, const char *arg, sx_metrics_cfg *mc)
+{
+	uint64_t v;
+	switch (c) {
+	case OPT_METRICS: mc->listen = arg; break;
+	case OPT_METRICS_PUBLIC: mc->public_ok = true; break;
+	case OPT_METRICS_PORT_FILE: mc->listen_ctx = (void *)arg; break;
+	default:
+		if (sx_parse_u64(arg, &v) < 0 || v == 0 || v > SX_METRICS_DEVICES_MAX)
+			return sx_cli_usage_error("serve", "--metrics-per-device: 1 to %d",
+						  SX_METRICS_DEVICES_MAX);
+		mc->per_device = (unsigned)v;
+	}
+	return 0;
+}
+
+/* --metrics and its companions into cfg (cfg->metrics stays NULL without
+ * --metrics); 0, or a usage error's exit code. */
+static int metrics_opts(sx_serve_cfg *cfg, sx_metrics_cfg *mc)
+{
+	char host[256], port[32];
+	if (mc->listen == NULL) {
+		if (mc->public_ok || mc->per_device > 0 || mc->listen_ctx != NULL)
+			return sx_cli_usage_error("serve",
+						  "--metrics-public, --metrics-port-file "
+						  "and --metrics-per-device need --metrics");
+		return 0;
+	}
+	if (sx_net_split(mc->listen, host, sizeof(host), port, sizeof(port)) < 0 ||
+	    sx_net_port_check(port, true) < 0)
+		return sx_cli_usage_error(
+		    "serve", "--metrics '%s': expected ADDR:PORT (port 0-65535)", mc->listen);
+	mc->version = SX_VERSION;
+	mc->on_listen = write_port;
+	cfg->metrics = mc;
+	return 0;
+}
+
 int sx_cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -163,6 +220,10 @@ int sx_cmd_serve(int argc, char **argv)
 	    {"ledger", required_argument, 0, 'L'},
 	    {"no-ledger", no_argument, 0, 'N'},
 	    {"partial-ttl", required_argument, 0, 't'},
+	    {"metrics", required_argument, 0, OPT_METRICS},
+	    {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
+	    {"metrics-port-file", required_argument, 0, OPT_METRICS_PORT_FILE},
+	    {"metrics-per-device", required_argument, 0, OPT_METRICS_PER_DEVICE},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -174,6 +235,7 @@ int sx_cmd_serve(int argc, char **argv)
 			    .zmode = SX_ZMODE_AUTO,
 			    .zlevel = SX_ZLEVEL_AUTO};
 	const char *id_dir = NULL, *crl_file = NULL, *port_file = NULL;
+	sx_metrics_cfg mc = {0};
 	char ledger[4096];
 	bool no_ledger = false;
 	sx_cli_pass ps = {0};
@@ -241,6 +303,13 @@ int sx_cmd_serve(int argc, char **argv)
 							  "e.g. 90m, 12h or 7d",
 							  optarg);
 			break;
+		case OPT_METRICS:
+		case OPT_METRICS_PUBLIC:
+		case OPT_METRICS_PORT_FILE:
+		case OPT_METRICS_PER_DEVICE:
+			if (metrics_opt(c, optarg, &mc) != 0)
+				return 2;
+			break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: return sx_cli_usage_error("serve", "unknown option");
 		}
@@ -255,6 +324,8 @@ int sx_cmd_serve(int argc, char **argv)
 	if (sx_net_port_check(port, true) < 0)
 		return sx_cli_usage_error("serve", "--listen '%s': the port must be 0 to 65535",
 					  cfg.listen);
+	if (metrics_opts(&cfg, &mc) != 0)
+		return 2;
 
 	sx_err err = {0};
 	if (no_ledger && cfg.ledger != NULL)

@@ -2,8 +2,10 @@
 #include <liburing.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/sx_util.h"
 #include "tools/cli.h"
 #include "tools/sx_version.h"
 
@@ -33,6 +35,9 @@ static void overview(FILE *f)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nRun 'sxfer <command> --help' for the options of one command.\n"
 		   "'sxfer --version': the version, and the OpenSSL and liburing in use.\n"
+		   "Every command takes --log-format logfmt|json (default logfmt, or\n"
+		   "SXFER_LOG_FORMAT): its log lines on stderr as key=value pairs, or as one\n"
+		   "JSON object per line with the same keys.\n"
 		   "Exit codes: 0 ok, 1 other failure, 2 usage, 3 authentication or certificate,\n"
 		   "            4 integrity, 5 local I/O, 6 network or timeout.\n");
 }
@@ -73,8 +78,49 @@ static int print_version(void)
 	return 0;
 }
 
+/* --log-format FMT (or --log-format=FMT), anywhere before a "--", is taken
+ * out of argv whatever the command; without it SXFER_LOG_FORMAT. 0, or 2
+ * after a usage message. */
+static int take_log_format(int *argc, char **argv)
+{
+	const char *name = getenv("SXFER_LOG_FORMAT"), *what = "SXFER_LOG_FORMAT";
+	int out = 1, i = 1;
+	sx_log_format f;
+	for (; i < *argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--log-format") == 0) {
+			if (i + 1 == *argc)
+				break;
+			name = argv[++i];
+			what = "--log-format";
+		} else if (strncmp(argv[i], "--log-format=", 13) == 0) {
+			name = argv[i] + 13;
+			what = "--log-format";
+		} else {
+			argv[out++] = argv[i];
+		}
+	}
+	if (i < *argc && strcmp(argv[i], "--") != 0) {
+		fprintf(stderr, "sxfer: --log-format needs a value: logfmt or json\n");
+		return 2;
+	}
+	while (i < *argc)
+		argv[out++] = argv[i++];
+	argv[out] = NULL;
+	*argc = out;
+	if (name == NULL || name[0] == '\0')
+		return 0;
+	if (sx_log_format_parse(name, &f) < 0) {
+		fprintf(stderr, "sxfer: %s '%s': logfmt or json\n", what, SX_TEXT(name));
+		return 2;
+	}
+	sx_log_set_format(f);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (take_log_format(&argc, argv) != 0)
+		return 2;
 	if (argc < 2) {
 		overview(stderr);
 		return 2;

@@ -221,6 +221,7 @@ static void on_accept(server *s, int64_t res)
 		}
 		atomic_fetch_sub(&s->sh->slots, 1);
 		close(fd);
+		SRV_COUNT(s, conns_refused, 1);
 		srv_post_accept(s);
 		return;
 	}
@@ -473,6 +474,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 		if (i == 0)
 			SX_GUARD(sx_io_open(&s->io, s->kind, s->depth, err));
 	}
+	SX_GUARD(srv_metrics_start(&sh, nloops, err));
 	SX_GUARD(sx_net_listen(cfg->listen, &sh.lfd, &port, err));
 	for (unsigned i = 0; i < nloops; i++)
 		loops[i].lfd = sh.lfd;
@@ -519,6 +521,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 		rc = sx_fail(err, (sx_class)atomic_load(&sh.out_result),
 			     "the session failed (see the log)");
 out:
+	srv_metrics_stop(&sh);
 	srv_wait_keepers(&sh);
 	srv_out_drain(&sh, cfg->stop, false);
 	for (unsigned i = 0; i < nloops; i++)

@@ -214,6 +214,8 @@ void srv_conn_fail(server *s, conn *c, const sx_err *why)
 {
 	if (conn_closing(c))
 		return;
+	if (c->st == C_HANDSHAKE)
+		srv_m_handshake(s, why->msg);
 	/* A closing grace only for an authenticated peer; a connection that
 	 * never authenticated keeps its handshake deadline (from accept) to
 	 * take its alert. */

@@ -99,6 +99,7 @@ int srv_maybe_receipt(server *s, conn *c, int bi, sx_err *err)
 	sx_log("info", "receipt", "peer=%s batch=%llu files=%u stored=%u",
 	       SX_LOGQ(c->link.k.peer_name), (unsigned long long)b->number, b->n, r.count);
 	c->batches_done++;
+	SRV_COUNT(s, receipts, 1);
 	srv_lg_batch(s, c, b, &r);
 	/* Nothing refers to a receipted batch any more: all its files are
 	 * answered and released. */
@@ -135,6 +136,7 @@ int srv_send_file_err(server *s, conn *c, uint32_t id, const sx_err *why, sx_err
 		    .reason = (const uint8_t *)why->msg,
 		    .reason_len = strlen(why->msg)};
 	c->files_failed++;
+	srv_m_refused(s, why);
 	srv_lg_refused(s, c, id, why->msg);
 	sx_log("error", "file_refused", "peer=%s file_id=%u class=%d reason=%s",
 	       SX_LOGQ(c->link.k.peer_name), id, why->cls, SX_LOGQ(why->msg));
@@ -280,6 +282,7 @@ static int stored(server *s, conn *c, int fi, sx_err *err)
 	sx_msg m = {.type = SX_MSG_FILE_OK, .file_id = f->id, .size = f->received};
 	c->files_ok++;
 	SX_GUARD(srv_send_msg(s, c, &m, err));
+	srv_m_stored(s, c, f);
 	srv_lg_file(s, c, f, SX_LF_STORED, NULL);
 	rfile copy = {.batch = f->batch, .pos = f->pos};
 	srv_file_release(s, f);

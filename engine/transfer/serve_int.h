@@ -48,6 +48,7 @@
 #include "engine/sign/sx_sigsess.h"
 #include "engine/transfer/sx_store.h"
 #include "engine/transfer/sx_transfer.h"
+#include "engine/transfer/serve_metrics.h"
 
 #ifndef SX_RECV_SLOTS
 #define SX_RECV_SLOTS 4 /* records being received or written per connection */
@@ -257,6 +258,7 @@ typedef struct shared {
 	sx_ledger *ledger;     /* NULL: none (--no-ledger, the client of get) */
 	uint64_t sweep_ns;     /* loop 0: the last look for expired held parts */
 	crl_watch *watch;      /* NULL: none (the client of get) */
+	srv_metrics *met;      /* NULL: none (no --metrics, the client of get) */
 } shared;
 
 typedef struct server {

@@ -283,6 +283,7 @@ static int on_batch(server *s, conn *c, const sx_msg *m, sx_err *err)
 	SX_GUARD(sx_sbatch_verify(b, c->tid, c->hash_chunk, m->time, m->sig, m->sig_len, pub, err));
 	sx_log("info", "batch", "peer=%s batch=%llu files=%u signature=verified",
 	       SX_LOGQ(c->link.k.peer_name), (unsigned long long)b->number, b->n);
+	SRV_COUNT(s, batches, 1);
 	SX_GUARD(srv_finalize_waiting(s, c, err));
 	return srv_maybe_receipt(s, c, bi, err);
 out:
@@ -547,6 +548,7 @@ static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, s
 	uint64_t off = f->received;
 	f->received += len;
 	c->bytes += len;
+	SRV_COUNT(s, bytes, len);
 	const sx_get_cfg *cl = s->cfg->client;
 	if (cl != NULL && cl->on_progress != NULL) {
 		sx_progress p = {.bytes_sent = c->bytes, .files_done = c->files_ok};
@@ -653,6 +655,7 @@ static bool on_ready(server *s, conn *c)
 	sx_log("info", "handshake", "conn=%u addr=%s peer=%s fingerprint=%s suite=%s", c->id,
 	       SX_LOGT(c->addr), SX_LOGQ(c->link.k.peer_name), SX_LOGT(c->link.k.peer_fingerprint),
 	       SX_LOGT(sx_suite_name((sx_suite)c->link.k.hello.suite)));
+	srv_m_handshake(s, c->link.k.refusal[0] != '\0' ? c->link.k.refusal : NULL);
 	c->link.max_body = s->cfg->max_record;
 	size_t cap = SX_REC_HDR_LEN + s->cfg->max_record + SX_REC_TAG_MAX;
 	/* The plaintext begins SX_REC_HDR_LEN into a record:

@@ -158,6 +158,8 @@ typedef struct sx_serve_cfg {
 	/* called once listening, with the bound port (for port 0) */
 	void (*on_listen)(void *ctx, int port);
 	void *listen_ctx;
+	/* serve --metrics (engine/transfer/sx_metrics.h); NULL: none */
+	const struct sx_metrics_cfg *metrics;
 } sx_serve_cfg;
 
 int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err) SX_MUST_CHECK;
