@@ -125,8 +125,10 @@ for k in $(conf_keys "$p/etc/sxfer/serve.conf.example"); do
 		fail "serve.conf.example: '$k' is no option of serve"
 done
 [ "$n" -ge 20 ] || fail "serve.conf.example names only $n options"
+"$SXFER" agent --help >"$WORK/agent.help" 2>&1 || true
 for k in $(conf_keys "$p/etc/sxfer/agent.conf.example"); do
-	[[ " $agent_keys " == *" $k "* ]] || fail "agent.conf.example: '$k' is no option of the agent"
+	has_opt "$WORK/agent.help" "--$k" || [[ " $agent_keys " == *" $k "* ]] ||
+		fail "agent.conf.example: '$k' is no option of the agent"
 done
 for k in listen id out; do
 	grep -q "^$k = " "$p/etc/sxfer/serve.conf.example" || fail "serve.conf.example does not set $k"
