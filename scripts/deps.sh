@@ -4,11 +4,17 @@
 # something is missing. Usage: scripts/deps.sh [build|test|bench]
 set -euo pipefail
 what=${1:-build}
+# scdoc: the man pages (built when it is there; the build skips them without it).
 pkgs=(build-essential cmake pkg-config libssl-dev openssl liburing-dev libzstd-dev
-      libsqlite3-dev)
+      libsqlite3-dev scdoc)
 case "$what" in
+# adduser, dpkg-dev: the .deb of tests/e2e/test_package.sh (its maintainer scripts,
+# dpkg-shlibdeps); systemd: systemd-analyze for test_units.sh (it does not
+# become the init system); python3-seccomp: the units' system-call filter tried
+# on the real binary.
 test) pkgs+=(libcmocka-dev python3 python3-cryptography procps iproute2 clang-format e2fsprogs
-      clang libclang-rt-14-dev prometheus) ;; # prometheus: promtool (test_metrics.sh)
+      clang libclang-rt-14-dev adduser dpkg-dev systemd python3-seccomp
+      prometheus) ;; # prometheus: promtool (test_metrics.sh)
 bench) pkgs+=(libcmocka-dev libbenchmark-dev g++ python3 openssh-server openssh-client
              nginx-light curl rsync iproute2 procps time bc) ;;
 esac

@@ -11,8 +11,10 @@ export SXFER_PASSPHRASE=e2e-test-passphrase
 # ca issue encrypts a new identity key under SXFER_ID_PASSPHRASE (never the
 # CA key's); the identities here are then opened with SXFER_PASSPHRASE.
 export SXFER_ID_PASSPHRASE=$SXFER_PASSPHRASE
-# Receipts and anything else a command keeps under $HOME stay in WORK.
+# Receipts and anything else a command keeps in its state folder
+# (common/sx_state.h) or under $HOME stay in WORK.
 export HOME="$WORK/home"
+unset STATE_DIRECTORY XDG_STATE_HOME
 mkdir -p "$HOME"
 
 cleanup() {
