@@ -467,7 +467,7 @@ static void *loop_thread(void *arg)
 /* Raises the soft limit on descriptors to the hard one (a server's files
  * are its work) and shares what is left after the fixed costs between the
  * connections. */
-static unsigned fd_budget(const sx_serve_cfg *cfg)
+static unsigned fd_budget(const sx_serve_cfg *cfg, unsigned spill)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
@@ -478,7 +478,8 @@ static unsigned fd_budget(const sx_serve_cfg *cfg)
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			rl.rlim_cur = was;
 	}
-	uint64_t fixed = FD_RESERVE + (uint64_t)cfg->max_conns * FD_PER_CONN;
+	/* a connection beyond max_conns holds its socket only */
+	uint64_t fixed = FD_RESERVE + (uint64_t)cfg->max_conns * FD_PER_CONN + spill;
 	uint64_t share = rl.rlim_cur > fixed ? (rl.rlim_cur - fixed) / cfg->max_conns : 0;
 	unsigned b = share > FD_BUDGET_MAX ? FD_BUDGET_MAX : (unsigned)share;
 	if (b < FD_BUDGET_MIN)
@@ -526,7 +527,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
 	(void)sx_cert_life_warn(cfg->id, 0);
 	SX_GUARD(srv_watch_start(&sh, err));
-	sh.fd_budget = fd_budget(cfg);
+	sh.fd_budget = fd_budget(cfg, sh.spill_max);
 	/* A quarter of the connections (at least one from two on) is kept for
 	 * peers that have authenticated; half of it may go to handshakes from
 	 * addresses that hold none (docs/ARCHITECTURE.md, "Admission and
