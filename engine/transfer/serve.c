@@ -510,6 +510,35 @@ static void loop_free(server *s)
 	free(s->conns);
 }
 
+/* Each loop's table of connections; loop 0's ring (the others open theirs
+ * on their own thread). */
+static int loops_init(shared *sh, server *loops, unsigned nloops, sx_err *err)
+{
+	const sx_serve_cfg *cfg = sh->cfg;
+	for (unsigned i = 0; i < nloops; i++) {
+		server *s = &loops[i];
+		*s = (server){.cfg = cfg,
+			      .sh = sh,
+			      .loop = i,
+			      .ctx = sh->ctx,
+			      .lfd = -1,
+			      .ntab = cfg->max_conns + sh->spill_max};
+		s->conns = calloc(s->ntab, sizeof(conn));
+		if (s->conns == NULL)
+			return sx_fail(err, SX_E_OTHER, "out of memory");
+		/* Every loop uses the backend the first one got (one fallback
+		 * line in the log, not one per loop). */
+		s->kind = cfg->io;
+		s->depth = s->ntab * (RX_SLOTS + SYNC_MAX + 4) + 8;
+		if (i > 0 && s->kind == SX_IO_AUTO)
+			s->kind = strcmp(sx_io_name(loops[0].io), "io_uring") == 0 ? SX_IO_URING
+										   : SX_IO_POLL;
+		if (i == 0 && sx_io_open(&s->io, s->kind, s->depth, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 {
 	unsigned nloops = loop_count(cfg);
@@ -536,30 +565,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	SX_GUARD(sx_admit_init(&sh.admit, hs_max, hs_max + (cfg->max_conns - hs_max) / 2,
 			       cfg->hs_per_addr ? cfg->hs_per_addr : SX_HS_PER_ADDR_DEFAULT, err));
 	atomic_store(&sh.loops, 1);
-	for (unsigned i = 0; i < nloops; i++) {
-		server *s = &loops[i];
-		*s = (server){.cfg = cfg,
-			      .sh = &sh,
-			      .loop = i,
-			      .ctx = sh.ctx,
-			      .lfd = -1,
-			      .ntab = cfg->max_conns + sh.spill_max};
-		s->conns = calloc(s->ntab, sizeof(conn));
-		if (s->conns == NULL) {
-			rc = sx_fail(err, SX_E_OTHER, "out of memory");
-			goto out;
-		}
-		/* Every loop uses the backend the first one got (one fallback
-		 * line in the log, not one per loop); the others open theirs on
-		 * their own thread. */
-		s->kind = cfg->io;
-		s->depth = s->ntab * (RX_SLOTS + SYNC_MAX + 4) + 8;
-		if (i > 0 && s->kind == SX_IO_AUTO)
-			s->kind = strcmp(sx_io_name(loops[0].io), "io_uring") == 0 ? SX_IO_URING
-										   : SX_IO_POLL;
-		if (i == 0)
-			SX_GUARD(sx_io_open(&s->io, s->kind, s->depth, err));
-	}
+	SX_GUARD(loops_init(&sh, loops, nloops, err));
 	SX_GUARD(sx_net_listen(cfg->listen, &sh.lfd, &port, err));
 	for (unsigned i = 0; i < nloops; i++)
 		loops[i].lfd = sh.lfd;

@@ -84,6 +84,31 @@ void srv_conn_shutdown(server *s, conn *c, bool hard)
 		sx_log("warn", "cancel", "conn=%u reason=%s", c->id, SX_LOGQ(err.msg));
 }
 
+/* --once and the client (get.c): how its one connection ended. */
+static void once_end(server *s, const conn *c, double secs)
+{
+	s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
+			       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
+	s->once_err = c->err;
+	sx_get_stats *st = &s->once_stats;
+	st->files_ok = c->files_ok;
+	st->files_failed = c->files_failed;
+	st->bytes = c->bytes;
+	st->files_resumed = c->files_resumed;
+	st->bytes_resumed = c->bytes_resumed;
+	st->files_same = c->files_same;
+	st->batches = (uint64_t)c->batches_done;
+	st->entries = c->entries;
+	st->seconds = secs;
+	st->sign = c->sign;
+	if (c->link.ready) {
+		snprintf(st->peer_name, sizeof(st->peer_name), "%s", c->link.k.peer_name);
+		memcpy(st->peer_fingerprint, c->link.k.peer_fingerprint,
+		       sizeof(st->peer_fingerprint));
+		st->suite = (sx_suite)c->link.k.hello.suite;
+	}
+}
+
 static void conn_free(server *s, conn *c)
 {
 	for (int i = 0; i < c->nfiles; i++) {
@@ -137,28 +162,8 @@ static void conn_free(server *s, conn *c)
 		       c->id, SX_LOGT(c->addr), SX_LOGQ(c->link.ready ? c->link.k.peer_name : ""),
 		       (unsigned long long)c->files_ok, (unsigned long long)c->files_failed,
 		       (unsigned long long)c->bytes, secs, SX_LOGT(c->ok ? "ok" : "failed"));
-	if (s->cfg->once && s->once_result == SX_OK) {
-		s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
-				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
-		s->once_err = c->err;
-		sx_get_stats *st = &s->once_stats;
-		st->files_ok = c->files_ok;
-		st->files_failed = c->files_failed;
-		st->bytes = c->bytes;
-		st->files_resumed = c->files_resumed;
-		st->bytes_resumed = c->bytes_resumed;
-		st->files_same = c->files_same;
-		st->batches = (uint64_t)c->batches_done;
-		st->entries = c->entries;
-		st->seconds = secs;
-		st->sign = c->sign;
-		if (c->link.ready) {
-			snprintf(st->peer_name, sizeof(st->peer_name), "%s", c->link.k.peer_name);
-			memcpy(st->peer_fingerprint, c->link.k.peer_fingerprint,
-			       sizeof(st->peer_fingerprint));
-			st->suite = (sx_suite)c->link.k.hello.suite;
-		}
-	}
+	if (s->cfg->once && s->once_result == SX_OK)
+		once_end(s, c, secs);
 	srv_hs_leave(s, c);
 	srv_lim_conn_end(s, c); /* its slot, its identity's connection */
 	if (c->spill_wait)
