@@ -272,12 +272,13 @@ static int refuse_quota(sx_err *why, const char *what, uint64_t q, const char *n
 }
 
 int sx_limits_file_begin(sx_limits *l, sx_lim_use *u, const char *path, uint64_t size,
-			 uint64_t need, uint64_t *held, sx_err *why)
+			 uint64_t need, uint64_t *held, uint64_t *max_out, sx_err *why)
 {
 	bool stream = size == SX_SIZE_UNKNOWN;
 	char ss[32], ms[32];
 	int rc = -1;
 	*held = 0;
+	*max_out = SX_LIM_NONE;
 	if (stream)
 		need = 0;
 	pthread_mutex_lock(&l->mu);
@@ -303,18 +304,17 @@ int sx_limits_file_begin(sx_limits *l, sx_lim_use *u, const char *path, uint64_t
 	u->day_held += need;
 	u->total_held += need;
 	*held = need;
+	*max_out = max;
 	rc = 0;
 out:
 	pthread_mutex_unlock(&l->mu);
 	return rc;
 }
 
-int sx_limits_stream(sx_limits *l, sx_lim_use *u, const char *path, uint64_t size, sx_err *why)
+int sx_limits_stream(const sx_lim_use *u, const char *path, uint64_t size, uint64_t max,
+		     sx_err *why)
 {
 	char ss[32], ms[32];
-	pthread_mutex_lock(&l->mu);
-	uint64_t max = lim_of(l, u, SX_LIM_FILE_SIZE);
-	pthread_mutex_unlock(&l->mu);
 	if (max == SX_LIM_NONE || size <= max)
 		return 0;
 	sx_lim_human(size, ss, sizeof(ss));

@@ -120,7 +120,7 @@ typedef struct rfile {
 	/* per-device limits (serve_limits.c): its identity's counters (NULL:
 	 * none taken), the bytes it reserved, and whether it was stored */
 	sx_lim_use *lu;
-	uint64_t lim_held;
+	uint64_t lim_held, lim_max; /* lim_max: a stream's largest size */
 	bool lim_stored;
 	/* FILE_SAME: the comparison, and the stored file being hashed on a
 	 * thread (its end arrives as a byte on same_fd, OP_SAME) */

@@ -92,7 +92,8 @@ int srv_lim_file(server *s, conn *c, rfile *f, uint64_t size, uint64_t from, sx_
 	if (c->lu == NULL)
 		return 0;
 	uint64_t need = size == SX_SIZE_UNKNOWN ? 0 : size - from;
-	if (sx_limits_file_begin(s->sh->lim, c->lu, f->path, size, need, &f->lim_held, &why) < 0)
+	if (sx_limits_file_begin(s->sh->lim, c->lu, f->path, size, need, &f->lim_held, &f->lim_max,
+				 &why) < 0)
 		return srv_send_file_err(s, c, f->id, &why, err) < 0 ? -1 : 1;
 	f->lu = c->lu;
 	return 0;
@@ -103,7 +104,7 @@ int srv_lim_data(server *s, conn *c, rfile *f, sx_err *err)
 	sx_err why = {0};
 	if (f->lu == NULL || f->announced != SX_SIZE_UNKNOWN || f->failed ||
 	    f->state == F_DISCARD ||
-	    sx_limits_stream(s->sh->lim, f->lu, f->path, f->received, &why) == 0)
+	    sx_limits_stream(f->lu, f->path, f->received, f->lim_max, &why) == 0)
 		return 0;
 	/* Refused while it runs: what comes after is hashed (a signed
 	 * session's batch covers it) but dropped, and it is not kept. */

@@ -85,12 +85,14 @@ void sx_limits_leave(sx_limits *l, sx_lim_use *u);
  * still to come (a resume continues a held part) is begun: refused (-1,
  * class SX_E_IO, why names the limit, the device and what is used) when it
  * is larger than max-file-size or would pass a quota; else need bytes are
- * reserved in *held until sx_limits_file_end. A stream is refused only when
- * a quota is already used up. path is for the message. */
+ * reserved in *held until sx_limits_file_end, and *max is the largest size
+ * it may reach (SX_LIM_NONE: any). A stream is refused only when a quota
+ * is already used up. path is for the message. */
 int sx_limits_file_begin(sx_limits *l, sx_lim_use *u, const char *path, uint64_t size,
-			 uint64_t need, uint64_t *held, sx_err *why) SX_MUST_CHECK;
-/* A stream has reached size bytes: -1 (why) once it passes max-file-size. */
-int sx_limits_stream(sx_limits *l, sx_lim_use *u, const char *path, uint64_t size,
+			 uint64_t need, uint64_t *held, uint64_t *max, sx_err *why) SX_MUST_CHECK;
+/* A stream has reached size bytes: -1 (why) once it passes max (from
+ * sx_limits_file_begin). Takes no lock: called as its data arrives. */
+int sx_limits_stream(const sx_lim_use *u, const char *path, uint64_t size, uint64_t max,
 		     sx_err *why) SX_MUST_CHECK;
 /* The file ended: its reservation goes, got bytes count as received today
  * and stored bytes (0 when it was not stored) add to the stored total. */

@@ -4,7 +4,8 @@
 # without a failure: one connection too many of an identity (after its
 # handshake), a file over max-file-size, a file that would pass the quota
 # per day, and one that would pass the quota in all (counted at start from
-# what the identity's folder holds); per-name overrides lift a default. A
+# what the identity's folder holds); a stream passing max-file-size;
+# per-name overrides lift a default. A
 # SIGHUP while a transfer runs reloads a quota and the CRL: the transfer
 # completes, the new quota applies to the next file. A full server answers
 # "server busy" (exit 6) instead of leaving a device waiting.
@@ -85,13 +86,21 @@ expect_refused 5 "file too large: 'big.bin' is 2 MiB, at most 1 MiB for cam-01" 
 	"$SXFER" send --id "$WORK/cam" --quiet "127.0.0.1:$PORT" "$WORK/up/big.bin"
 [ ! -e "$WORK/out/cam-01/big.bin" ] || fail "a file over max-file-size was stored"
 
-# The quota per day: 100,000 bytes of the stream, then files of 900 KiB
-# until one would pass 3 MiB; those before it are stored.
-for i in 1 2 3 4; do rand_file "$WORK/up/q$i.bin" $((900 << 10)); done
-expect_refused 5 "quota exceeded: 3 MiB per day (UTC) for cam-01, 2.7 MiB used; 'q4.bin' needs 900 KiB" \
-	"$SXFER" send --id "$WORK/cam" --quiet "127.0.0.1:$PORT" "$WORK"/up/q{1,2,3,4}.bin
-for i in 1 2 3; do cmp "$WORK/up/q$i.bin" "$WORK/out/cam-01/q$i.bin"; done
-[ ! -e "$WORK/out/cam-01/q4.bin" ] || fail "a file over the quota was stored"
+# A stream is refused once it passes max-file-size (what follows is
+# dropped, nothing of it is kept).
+head -c $((3 << 19)) /dev/urandom >"$WORK/up/over.bin"
+expect_refused 5 "file too large: stream 'over.bin' reached" \
+	"$SXFER" send --id "$WORK/cam" --quiet --name over.bin "127.0.0.1:$PORT" - <"$WORK/up/over.bin"
+[ ! -e "$WORK/out/cam-01/over.bin" ] || fail "a stream over max-file-size was stored"
+
+# The quota per day counts what was received: 100,000 bytes of the first
+# stream, 1.5 MiB of the second; then a file of 900 KiB fits, a second
+# would pass 3 MiB.
+for i in 1 2; do rand_file "$WORK/up/q$i.bin" $((900 << 10)); done
+expect_refused 5 "quota exceeded: 3 MiB per day (UTC) for cam-01, 2.5 MiB used; 'q2.bin' needs 900 KiB" \
+	"$SXFER" send --id "$WORK/cam" --quiet "127.0.0.1:$PORT" "$WORK"/up/q{1,2}.bin
+cmp "$WORK/up/q1.bin" "$WORK/out/cam-01/q1.bin"
+[ ! -e "$WORK/out/cam-01/q2.bin" ] || fail "a file over the quota was stored"
 
 # The quota in all: cam-03's folder held 3 MiB at start.
 expect_refused 5 "quota exceeded: 3 MiB in all for cam-03, 3 MiB used; 'small.bin' needs 1000 B" \

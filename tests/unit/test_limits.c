@@ -71,20 +71,20 @@ static void test_files(void **state)
 	sx_limits_cfg c = {0};
 	sx_err err = {0};
 	sx_lim_use *u;
-	uint64_t h1, h2, h3;
+	uint64_t h1, h2, h3, mx;
 	assert_int_equal(sx_limits_cfg_set(&c, NULL, SX_LIM_FILE_SIZE, 4 * MIB, &err), 0);
 	assert_int_equal(sx_limits_cfg_set(&c, NULL, SX_LIM_DAY, 10 * MIB, &err), 0);
 	assert_int_equal(sx_limits_cfg_set(&c, "cam", SX_LIM_TOTAL, 12 * MIB, &err), 0);
 	sx_limits *l = with(&c);
 	assert_int_equal(sx_limits_enter(l, "cam", &u, &err), 0);
 	/* Larger than max-file-size. */
-	assert_int_equal(sx_limits_file_begin(l, u, "x", 5 * MIB, 5 * MIB, &h1, &err), -1);
+	assert_int_equal(sx_limits_file_begin(l, u, "x", 5 * MIB, 5 * MIB, &h1, &mx, &err), -1);
 	assert_string_equal(err.msg, "file too large: 'x' is 5 MiB, at most 4 MiB for cam");
 	memset(&err, 0, sizeof(err));
 	/* Files in flight count: 4 + 4 reserved, a third of 4 would pass 10. */
-	assert_int_equal(sx_limits_file_begin(l, u, "a", 4 * MIB, 4 * MIB, &h1, &err), 0);
-	assert_int_equal(sx_limits_file_begin(l, u, "b", 4 * MIB, 4 * MIB, &h2, &err), 0);
-	assert_int_equal(sx_limits_file_begin(l, u, "c", 4 * MIB, 4 * MIB, &h3, &err), -1);
+	assert_int_equal(sx_limits_file_begin(l, u, "a", 4 * MIB, 4 * MIB, &h1, &mx, &err), 0);
+	assert_int_equal(sx_limits_file_begin(l, u, "b", 4 * MIB, 4 * MIB, &h2, &mx, &err), 0);
+	assert_int_equal(sx_limits_file_begin(l, u, "c", 4 * MIB, 4 * MIB, &h3, &mx, &err), -1);
 	assert_string_equal(err.msg, "quota exceeded: 10 MiB per day (UTC) for cam, 8 MiB used; "
 				     "'c' needs 4 MiB");
 	memset(&err, 0, sizeof(err));
@@ -92,24 +92,27 @@ static void test_files(void **state)
 	sx_limits_file_end(l, u, h1, 1 * MIB, 0);
 	sx_limits_file_end(l, u, h2, 4 * MIB, 4 * MIB);
 	/* A resume needs only what is still to come: 2 of a 4 MiB file. */
-	assert_int_equal(sx_limits_file_begin(l, u, "c", 4 * MIB, 2 * MIB, &h3, &err), 0);
+	assert_int_equal(sx_limits_file_begin(l, u, "c", 4 * MIB, 2 * MIB, &h3, &mx, &err), 0);
 	assert_int_equal(h3, 2 * MIB);
 	sx_limits_file_end(l, u, h3, 2 * MIB, 4 * MIB);
 	/* 7 MiB today: a stream may still begin, and is cut past 4 MiB. */
-	assert_int_equal(sx_limits_file_begin(l, u, "s", SX_SIZE_UNKNOWN, 0, &h1, &err), 0);
-	assert_int_equal(sx_limits_stream(l, u, "s", 4 * MIB, &err), 0);
-	assert_int_equal(sx_limits_stream(l, u, "s", 4 * MIB + 1, &err), -1);
+	assert_int_equal(sx_limits_file_begin(l, u, "s", SX_SIZE_UNKNOWN, 0, &h1, &mx, &err), 0);
+	assert_int_equal(mx, 4 * MIB);
+	assert_int_equal(sx_limits_stream(u, "s", 4 * MIB, mx, &err), 0);
+	assert_int_equal(sx_limits_stream(u, "s", 4 * MIB + 1, mx, &err), -1);
+	assert_string_equal(err.msg,
+			    "file too large: stream 's' reached 4.0 MiB, at most 4 MiB for cam");
 	memset(&err, 0, sizeof(err));
 	sx_limits_file_end(l, u, h1, 3 * MIB, 0);
 	/* 10 MiB today: used up, even for a stream. */
-	assert_int_equal(sx_limits_file_begin(l, u, "s", SX_SIZE_UNKNOWN, 0, &h1, &err), -1);
+	assert_int_equal(sx_limits_file_begin(l, u, "s", SX_SIZE_UNKNOWN, 0, &h1, &mx, &err), -1);
 	assert_non_null(strstr(err.msg, "10 MiB per day (UTC) for cam, 10 MiB used; stream 's'"));
 	/* The day quota lifted: the quota in all (8 MiB stored) speaks. */
 	sx_limits_cfg d = {0};
 	assert_int_equal(sx_limits_cfg_set(&d, "cam", SX_LIM_TOTAL, 12 * MIB, &err), 0);
 	sx_limits_set(l, &d);
 	memset(&err, 0, sizeof(err));
-	assert_int_equal(sx_limits_file_begin(l, u, "t", 5 * MIB, 5 * MIB, &h1, &err), -1);
+	assert_int_equal(sx_limits_file_begin(l, u, "t", 5 * MIB, 5 * MIB, &h1, &mx, &err), -1);
 	assert_string_equal(err.msg,
 			    "quota exceeded: 12 MiB in all for cam, 8 MiB used; 't' needs 5 MiB");
 	sx_limits_free(l);
@@ -132,7 +135,7 @@ static void test_count(void **state)
 	sx_limits_cfg c = {0};
 	sx_err err = {0};
 	sx_lim_use *u;
-	uint64_t folders = 0, bytes = 0, h;
+	uint64_t folders = 0, bytes = 0, h, mx;
 	snprintf(p, sizeof(p), "%s/cam", out);
 	assert_int_equal(mkdir(p, 0700), 0);
 	snprintf(p, sizeof(p), "%s/cam/sub", out);
@@ -152,7 +155,7 @@ static void test_count(void **state)
 	assert_int_equal(folders, 2);
 	assert_int_equal(bytes, 5007);
 	assert_int_equal(sx_limits_enter(l, "cam", &u, &err), 0);
-	assert_int_equal(sx_limits_file_begin(l, u, "d", 1001, 1001, &h, &err), -1);
+	assert_int_equal(sx_limits_file_begin(l, u, "d", 1001, 1001, &h, &mx, &err), -1);
 	assert_non_null(strstr(err.msg, "in all for cam, 4.9 KiB used"));
 	sx_test_rmtree(out);
 	free(out);
