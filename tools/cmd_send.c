@@ -32,6 +32,9 @@ static const char usage[] =
     "  --key-update SIZE    ratchet the record keys every SIZE bytes (default 64G)\n"
     "  --io KIND            auto (default), uring or poll\n"
     "  --name NAME          name of the standard-input stream (default: stdin)\n"
+    "  --dest SUBDIR        land under SUBDIR of this identity's folder on the\n"
+    "                       server (OUT/NAME/SUBDIR/...): a relative path without\n"
+    "                       '..' or empty parts, created as needed\n"
     "  --timeout SEC        network timeout (default 30)\n"
     "  --quiet              no progress bar\n"
     "  --json               print a JSON summary on standard output\n"
@@ -173,6 +176,7 @@ int sx_cmd_send(int argc, char **argv)
 	    {"retry", required_argument, 0, 'y'},
 	    {"retry-wait", required_argument, 0, 'w'},
 	    {"no-resume", no_argument, 0, 'U'},
+	    {"dest", required_argument, 0, 'd'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -270,6 +274,13 @@ int sx_cmd_send(int argc, char **argv)
 				    "--retry-wait: MS or MS:MS, milliseconds, 1 to 3600000");
 			break;
 		case 'U': cfg.no_resume = true; break;
+		case 'd': {
+			sx_err derr = {0};
+			if (sx_send_dest_check(optarg, &derr) < 0)
+				return sx_cli_usage_error("send", "%s", derr.msg);
+			cfg.dest = optarg;
+			break;
+		}
 		case 'h': fputs(usage, stdout); return 0;
 		default: return sx_cli_usage_error("send", "unknown option");
 		}

@@ -84,6 +84,31 @@ void srv_conn_shutdown(server *s, conn *c, bool hard)
 		sx_log("warn", "cancel", "conn=%u reason=%s", c->id, SX_LOGQ(err.msg));
 }
 
+/* --once and the client (get.c): how its one connection ended. */
+static void once_end(server *s, const conn *c, double secs)
+{
+	s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
+			       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
+	s->once_err = c->err;
+	sx_get_stats *st = &s->once_stats;
+	st->files_ok = c->files_ok;
+	st->files_failed = c->files_failed;
+	st->bytes = c->bytes;
+	st->files_resumed = c->files_resumed;
+	st->bytes_resumed = c->bytes_resumed;
+	st->files_same = c->files_same;
+	st->batches = (uint64_t)c->batches_done;
+	st->entries = c->entries;
+	st->seconds = secs;
+	st->sign = c->sign;
+	if (c->link.ready) {
+		snprintf(st->peer_name, sizeof(st->peer_name), "%s", c->link.k.peer_name);
+		memcpy(st->peer_fingerprint, c->link.k.peer_fingerprint,
+		       sizeof(st->peer_fingerprint));
+		st->suite = (sx_suite)c->link.k.hello.suite;
+	}
+}
+
 static void conn_free(server *s, conn *c)
 {
 	for (int i = 0; i < c->nfiles; i++) {
@@ -137,29 +162,12 @@ static void conn_free(server *s, conn *c)
 		       c->id, SX_LOGT(c->addr), SX_LOGQ(c->link.ready ? c->link.k.peer_name : ""),
 		       (unsigned long long)c->files_ok, (unsigned long long)c->files_failed,
 		       (unsigned long long)c->bytes, secs, SX_LOGT(c->ok ? "ok" : "failed"));
-	if (s->cfg->once && s->once_result == SX_OK) {
-		s->once_result = c->ok ? (c->files_failed ? SX_E_IO : SX_OK)
-				       : (c->err.cls != SX_OK ? c->err.cls : SX_E_OTHER);
-		s->once_err = c->err;
-		sx_get_stats *st = &s->once_stats;
-		st->files_ok = c->files_ok;
-		st->files_failed = c->files_failed;
-		st->bytes = c->bytes;
-		st->files_resumed = c->files_resumed;
-		st->bytes_resumed = c->bytes_resumed;
-		st->files_same = c->files_same;
-		st->batches = (uint64_t)c->batches_done;
-		st->entries = c->entries;
-		st->seconds = secs;
-		st->sign = c->sign;
-		if (c->link.ready) {
-			snprintf(st->peer_name, sizeof(st->peer_name), "%s", c->link.k.peer_name);
-			memcpy(st->peer_fingerprint, c->link.k.peer_fingerprint,
-			       sizeof(st->peer_fingerprint));
-			st->suite = (sx_suite)c->link.k.hello.suite;
-		}
-	}
+	if (s->cfg->once && s->once_result == SX_OK)
+		once_end(s, c, secs);
 	srv_hs_leave(s, c);
+	srv_lim_conn_end(s, c); /* its slot, its identity's connection */
+	if (c->spill_wait)
+		s->spill_waiting--;
 	sx_link_free(&c->link);
 	/* Nothing is in flight (srv_maybe_free): registrations (reg_grow) go
 	 * before the memory and the socket do. */
@@ -184,7 +192,6 @@ static void conn_free(server *s, conn *c)
 	 * staying in the allocator's free lists. */
 	if (atomic_fetch_sub(&s->sh->active, 1) == 1)
 		malloc_trim(0);
-	atomic_fetch_sub(&s->sh->slots, 1);
 }
 
 void srv_maybe_free(server *s, conn *c)
@@ -222,6 +229,10 @@ void srv_conn_fail(server *s, conn *c, const sx_err *why)
 	if (c->link.ready)
 		c->deadline = sx_now_ns() + (uint64_t)CLOSE_GRACE_MS * 1000000u;
 	srv_hs_leave(s, c);
+	if (c->spill_wait) {
+		c->spill_wait = false;
+		s->spill_waiting--;
+	}
 	/* During the handshake the channel may hold the TLS alert that tells
 	 * the peer why: send it before closing. */
 	if (c->link.chan != NULL)

@@ -16,6 +16,9 @@ export SXFER_ID_PASSPHRASE=$SXFER_PASSPHRASE
 export HOME="$WORK/home"
 unset STATE_DIRECTORY XDG_STATE_HOME
 mkdir -p "$HOME"
+# A server reads no configuration file of this machine (/etc/sxfer/serve.conf
+# when it exists): the default path is one that does not exist.
+export SXFER_SERVE_CONFIG="$WORK/no-such-serve.conf"
 
 cleanup() {
 	local pid
