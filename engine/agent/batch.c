@@ -241,6 +241,8 @@ static int send_batch(batch *b, sx_send_stats *st, sx_err *why)
 	/* One signed batch for the agent's batch where the limits allow. */
 	if (sc.batch_files == 0 || sc.batch_files < b->n)
 		sc.batch_files = (uint32_t)b->n;
+	sx_log("info", "agent_send", "batch=%llu files=%zu bytes=%llu",
+	       (unsigned long long)b->number, b->n, (unsigned long long)b->bytes);
 	int rc = sx_send_run(&sc, st, why);
 	if (rc < 0 && why->cls == SX_OK)
 		sx_fail(why, SX_E_OTHER, "send failed");
