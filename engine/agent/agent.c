@@ -205,7 +205,7 @@ static int agent_loop(agent *a, sx_err *err)
 		int64_t now = agent_now_ms(), at;
 		uint64_t due;
 		SX_GUARD(next_batch_at(a, now, &at, &due, err));
-		if (a->cfg->once && (due == 0 || (a->failed > 0 && a->last_failure != SX_OK)))
+		if (a->cfg->once && (due == 0 || a->failed > 0))
 			break;
 		if (at >= 0 && at <= now) {
 			SX_GUARD(agent_batch(a, err));
@@ -235,10 +235,11 @@ int sx_agent_run(const sx_agent_cfg *cfg, sx_err *err)
 	sx_log("info", "agent_stop", "queued=%llu", (unsigned long long)queued);
 	sx_agent_event ev = {.kind = SX_AEV_STOP, .files = queued};
 	agent_emit(&a, &ev);
-	if (cfg->once && a.failed > 0 && a.last_failure != SX_OK)
-		rc = sx_fail(err, a.last_failure, "the last batch failed (see the messages above)");
-	else
-		rc = 0;
+	rc = 0;
+	if (cfg->once && a.last.cls != SX_OK) {
+		*err = a.last; /* the exit code of the last failed batch */
+		rc = -1;
+	}
 out:
 	sx_watch_close(a.w);
 	sx_aq_close(a.q);

@@ -23,7 +23,7 @@ typedef struct agent {
 	char receipts[4096];
 	unsigned failed;       /* batches that failed in a row */
 	int64_t backoff_until; /* no batch before this (wall ms) */
-	sx_class last_failure; /* of the last failed batch (cfg->once) */
+	sx_err last;	       /* why the last batch failed (SX_OK: it did not), for cfg->once */
 } agent;
 
 /* Wall-clock milliseconds. */

@@ -298,7 +298,9 @@ int agent_batch(agent *a, sx_err *err)
 	bool ok = sent == 0 || unfinished == 0;
 	batch_event(&b, &st, stored, sent == 0, &why);
 	if (sent < 0)
-		a->last_failure = why.cls;
+		a->last = why;
+	else
+		sx_err_clear(&a->last);
 	if (!ok && !(a->cfg->stop && atomic_load(a->cfg->stop))) {
 		backoff(a, now, &why);
 	} else {
