@@ -8,12 +8,19 @@
 #include "engine/ledger/sx_ledger.h"
 #include "engine/transfer/sx_transfer.h"
 #include "tools/cli.h"
+#include "tools/serve_opts.h"
 
 static const char usage[] =
     "usage: sxfer serve --listen ADDR:PORT --id IDDIR --out DIR [options]\n"
     "\n"
     "Stores what each sender sends under DIR/<sender's identity name>/.\n"
     "\n"
+    "  --config FILE           read options from FILE first: `key = value` lines,\n"
+    "                          the keys these options' names (listen = 0.0.0.0:7000,\n"
+    "                          once = true); the command line overrides it (default:\n"
+    "                          " SX_SERVE_CONF_DEFAULT " when it exists, or the file\n"
+    "                          $" SX_SERVE_CONF_ENV " names; docs/OPERATIONS.md)\n"
+    "  --no-config             read no configuration file (also --config none)\n"
     "  --listen ADDR:PORT      address to listen on (port 1-65535, or 0: any free port)\n"
     "  --id DIR                identity folder (key.pem, cert.pem, ca.pem, crl.pem)\n"
     "  --out DIR               where received files are stored\n"
@@ -23,7 +30,9 @@ static const char usage[] =
     "                          (rename it into place) is used within 2 seconds\n"
     "  --once                  serve one connection, exit with its result\n"
     "  --max-conns N           concurrent connections (default 64); at most\n"
-    "                          three quarters of them still in their handshake\n"
+    "                          three quarters of them still in their handshake.\n"
+    "                          When all are taken, N/8+2 more wait up to 2 s for\n"
+    "                          one, then are told \"server busy\" (class 6)\n"
     "  --max-handshakes-per-addr N\n"
     "                          handshakes in progress from one address (an IPv4\n"
     "                          address or an IPv6 /64; default 8)\n"
@@ -56,6 +65,21 @@ static const char usage[] =
     "                          beside DIR, never in it; docs/LEDGER.md)\n"
     "  --no-ledger             keep no ledger\n"
     "  --port-file FILE        write the bound port to FILE once listening\n"
+    "\n"
+    "Per-device limits (for every device; --device NAME.KEY=VALUE, or the key\n"
+    "device.NAME.KEY in the file, for one name; 'none' lifts a limit):\n"
+    "  --max-conns-per-device N  connections at once of one identity; one more is\n"
+    "                          refused after its handshake, told why\n"
+    "  --max-file-size SIZE    the largest file (512M, 10G); a larger one is refused\n"
+    "                          at its FILE_BEGIN, before its data (a stream once\n"
+    "                          it passes SIZE)\n"
+    "  --quota-per-day SIZE    bytes received per identity per UTC day\n"
+    "  --quota-total SIZE      bytes stored under DIR/NAME/ (counted at start and at\n"
+    "                          each SIGHUP, kept up to date in between)\n"
+    "  --device NAME.KEY=VALUE one of the four above for the identity NAME\n"
+    "A file over a limit is refused (FILE_ERR, class 5: the sender exits 5) and\n"
+    "the rest of the session goes on.\n"
+    "\n"
     "  --pass-file FILE        passphrase of the identity key (or SXFER_PASSPHRASE)\n"
     "\n"
     "Before listening it checks that the identity may serve (a valid certificate\n"
@@ -70,7 +94,9 @@ static const char usage[] =
     "umask (usually 022); DIR and the per-sender folders are created 0750.\n"
     "\n"
     "SIGINT or SIGTERM: stop accepting, abort transfers in flight (their\n"
-    "temporaries are removed) and exit 0. SIGHUP: read the CRL again now.\n"
+    "temporaries are removed) and exit 0. SIGHUP: read the configuration's\n"
+    "limits again (what changed is logged; other options changed need a restart,\n"
+    "logged too; a file that no longer parses is refused whole) and the CRL.\n"
     "A new CRL is used only when it is signed by a trust anchor, is current\n"
     "and its crlNumber is higher than the last one's; otherwise the CRL in use\n"
     "stays (logged). Connections are not dropped: a device revoked while\n"
@@ -137,170 +163,274 @@ static int parse_ttl(const char *s, uint64_t *out)
 	return 0;
 }
 
-int sx_cmd_serve(int argc, char **argv)
-{
-	static const struct option opts[] = {
-	    {"listen", required_argument, 0, 'l'},
-	    {"id", required_argument, 0, 'i'},
-	    {"out", required_argument, 0, 'O'},
-	    {"crl", required_argument, 0, 'r'},
-	    {"once", no_argument, 0, '1'},
-	    {"max-conns", required_argument, 0, 'm'},
-	    {"max-handshakes-per-addr", required_argument, 0, 'A'},
-	    {"threads", required_argument, 0, 'T'},
-	    {"overwrite", no_argument, 0, 'w'},
-	    {"no-direct", no_argument, 0, 'D'},
-	    {"require-signed", no_argument, 0, 'S'},
-	    {"io", required_argument, 0, 'o'},
-	    {"max-record", required_argument, 0, 'R'},
-	    {"handshake-timeout", required_argument, 0, 'H'},
-	    {"idle-timeout", required_argument, 0, 'I'},
-	    {"port-file", required_argument, 0, 'P'},
-	    {"export", required_argument, 0, 'E'},
-	    {"compress", required_argument, 0, 'z'},
-	    {"receipts", required_argument, 0, 'C'},
-	    {"pass-file", required_argument, 0, 'p'},
-	    {"ledger", required_argument, 0, 'L'},
-	    {"no-ledger", no_argument, 0, 'N'},
-	    {"partial-ttl", required_argument, 0, 't'},
-	    {"help", no_argument, 0, 'h'},
-	    {0, 0, 0, 0},
-	};
-	sx_serve_cfg cfg = {.max_conns = 64,
-			    .direct = true,
-			    .max_record = SX_MAX_RECORD_DEFAULT,
-			    .handshake_timeout_ms = SX_TIMEOUT_HANDSHAKE_MS,
-			    .idle_timeout_ms = SX_TIMEOUT_IDLE_MS,
-			    .zmode = SX_ZMODE_AUTO,
-			    .zlevel = SX_ZLEVEL_AUTO};
-	const char *id_dir = NULL, *crl_file = NULL, *port_file = NULL;
-	char ledger[4096];
-	bool no_ledger = false;
-	sx_cli_pass ps = {0};
-	uint64_t v;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'l': cfg.listen = optarg; break;
-		case 'i': id_dir = optarg; break;
-		case 'O': cfg.out_dir = optarg; break;
-		case 'r': crl_file = optarg; break;
-		case '1': cfg.once = true; break;
-		case 'w': cfg.overwrite = true; break;
-		case 'D': cfg.direct = false; break;
-		case 'S': cfg.require_signed = true; break;
-		case 'm':
-			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)
-				return sx_cli_usage_error("serve", "--max-conns: 1 to 4096");
-			cfg.max_conns = (unsigned)v;
-			break;
-		case 'A':
-			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)
-				return sx_cli_usage_error("serve",
-							  "--max-handshakes-per-addr: 1 to 4096");
-			cfg.hs_per_addr = (unsigned)v;
-			break;
-		case 'T':
-			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > SX_SERVE_THREADS_MAX)
-				return sx_cli_usage_error("serve", "--threads: 1 to %d",
-							  SX_SERVE_THREADS_MAX);
-			cfg.threads = (unsigned)v;
-			break;
-		case 'o':
-			if (sx_io_kind_parse(optarg, &cfg.io) < 0)
-				return sx_cli_usage_error("serve", "--io: auto, uring or poll");
-			break;
-		case 'R':
-			if (sx_parse_size(optarg, &v) < 0 || v < 16384 || v > (256u << 20))
-				return sx_cli_usage_error("serve", "--max-record: 16K to 256M");
-			cfg.max_record = (uint32_t)v;
-			break;
-		case 'H':
-		case 'I':
-			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 86400)
-				return sx_cli_usage_error("serve", "timeouts are whole seconds");
-			*(c == 'H' ? &cfg.handshake_timeout_ms : &cfg.idle_timeout_ms) =
-			    (int)v * 1000;
-			break;
-		case 'P': port_file = optarg; break;
-		case 'E': cfg.export_dir = optarg; break;
-		case 'C': cfg.receipts_dir = optarg; break;
-		case 'z':
-			if (sx_zmode_parse(optarg, &cfg.zmode, &cfg.zlevel) < 0)
-				return sx_cli_usage_error(
-				    "serve", "--compress: auto, on, off or a level 1-19");
-			break;
-		case 'p': ps.file = optarg; break;
-		case 'L': cfg.ledger = optarg; break;
-		case 'N': no_ledger = true; break;
-		case 't':
-			if (parse_ttl(optarg, &cfg.partial_ttl_s) < 0)
-				return sx_cli_usage_error("serve",
-							  "--partial-ttl '%s': a duration above 0, "
-							  "e.g. 90m, 12h or 7d",
-							  optarg);
-			break;
-		case 'h': fputs(usage, stdout); return 0;
-		default: return sx_cli_usage_error("serve", "unknown option");
-		}
-	}
-	if (optind != argc)
-		return sx_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
-	if (cfg.listen == NULL || id_dir == NULL || cfg.out_dir == NULL)
-		return sx_cli_usage_error("serve", "--listen, --id and --out are required");
-	char host[256], port[32];
-	if (sx_net_split(cfg.listen, host, sizeof(host), port, sizeof(port)) < 0)
-		return sx_cli_usage_error("serve", "--listen '%s': expected ADDR:PORT", cfg.listen);
-	if (sx_net_port_check(port, true) < 0)
-		return sx_cli_usage_error("serve", "--listen '%s': the port must be 0 to 65535",
-					  cfg.listen);
+static const struct option opts[] = {
+    {"listen", required_argument, 0, 'l'},
+    {"id", required_argument, 0, 'i'},
+    {"out", required_argument, 0, 'O'},
+    {"crl", required_argument, 0, 'r'},
+    {"once", no_argument, 0, '1'},
+    {"max-conns", required_argument, 0, 'm'},
+    {"max-handshakes-per-addr", required_argument, 0, 'A'},
+    {"threads", required_argument, 0, 'T'},
+    {"overwrite", no_argument, 0, 'w'},
+    {"no-direct", no_argument, 0, 'D'},
+    {"require-signed", no_argument, 0, 'S'},
+    {"io", required_argument, 0, 'o'},
+    {"max-record", required_argument, 0, 'R'},
+    {"handshake-timeout", required_argument, 0, 'H'},
+    {"idle-timeout", required_argument, 0, 'I'},
+    {"port-file", required_argument, 0, 'P'},
+    {"export", required_argument, 0, 'E'},
+    {"compress", required_argument, 0, 'z'},
+    {"receipts", required_argument, 0, 'C'},
+    {"pass-file", required_argument, 0, 'p'},
+    {"ledger", required_argument, 0, 'L'},
+    {"no-ledger", no_argument, 0, 'N'},
+    {"partial-ttl", required_argument, 0, 't'},
+    {"max-conns-per-device", required_argument, 0, OPT_LIM_CONNS},
+    {"max-file-size", required_argument, 0, OPT_LIM_FILE_SIZE},
+    {"quota-per-day", required_argument, 0, OPT_LIM_DAY},
+    {"quota-total", required_argument, 0, OPT_LIM_TOTAL},
+    {"device", required_argument, 0, OPT_LIM_DEVICE},
+    SX_CONF_OPTS,
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
 
-	sx_err err = {0};
-	if (no_ledger && cfg.ledger != NULL)
-		return sx_cli_usage_error("serve", "--ledger and --no-ledger exclude each other");
-	if (!no_ledger && cfg.ledger == NULL) {
-		if (sx_ledger_default_path(cfg.out_dir, ledger, sizeof(ledger), &err) < 0)
-			return sx_cli_usage_error("serve", "%s", err.msg);
-		cfg.ledger = ledger;
+static const char *const dotted[] = {"device", NULL};
+
+const sx_conf_spec sx_serve_spec = {.cmd = "serve",
+				    .opts = opts,
+				    .shortopts = "h",
+				    .default_path = SX_SERVE_CONF_DEFAULT,
+				    .default_env = SX_SERVE_CONF_ENV,
+				    .dotted = dotted};
+
+/* A whole number from lo to hi, or a usage error naming the option. */
+static int number(const sx_conf *cf, const char *arg, const char *name, uint64_t lo, uint64_t hi,
+		  uint64_t *v, sx_err *err)
+{
+	if (sx_parse_u64(optarg, v) < 0 || *v < lo || *v > hi)
+		return sx_conf_fail(cf, arg, err, "--%s: '%s' is not a number from %llu to %llu",
+				    name, optarg, (unsigned long long)lo, (unsigned long long)hi);
+	return 0;
+}
+
+/* The options about connections and their budgets. 1: not one of them. */
+static int parse_conns(const sx_conf *cf, int c, const char *arg, serve_opts *o, sx_err *err)
+{
+	sx_serve_cfg *cfg = &o->cfg;
+	uint64_t v;
+	switch (c) {
+	case 'm':
+		SX_GUARD(number(cf, arg, "max-conns", 1, 4096, &v, err));
+		cfg->max_conns = (unsigned)v;
+		return 0;
+	case 'A':
+		SX_GUARD(number(cf, arg, "max-handshakes-per-addr", 1, 4096, &v, err));
+		cfg->hs_per_addr = (unsigned)v;
+		return 0;
+	case 'T':
+		SX_GUARD(number(cf, arg, "threads", 1, SX_SERVE_THREADS_MAX, &v, err));
+		cfg->threads = (unsigned)v;
+		return 0;
+	case 'H':
+	case 'I':
+		SX_GUARD(number(cf, arg, c == 'H' ? "handshake-timeout" : "idle-timeout", 1, 86400,
+				&v, err));
+		*(c == 'H' ? &cfg->handshake_timeout_ms : &cfg->idle_timeout_ms) = (int)v * 1000;
+		return 0;
+	case 'R':
+		if (sx_parse_size(optarg, &v) < 0 || v < 16384 || v > (256u << 20))
+			return sx_conf_fail(cf, arg, err,
+					    "--max-record: '%s' is not a size from 16K to 256M",
+					    optarg);
+		cfg->max_record = (uint32_t)v;
+		return 0;
+	case 'o':
+		if (sx_io_kind_parse(optarg, &cfg->io) < 0)
+			return sx_conf_fail(cf, arg, err, "--io: '%s' is not auto, uring or poll",
+					    optarg);
+		return 0;
+	case 'z':
+		if (sx_zmode_parse(optarg, &cfg->zmode, &cfg->zlevel) < 0)
+			return sx_conf_fail(cf, arg, err,
+					    "--compress: '%s' is not auto, on, off or a level 1-19",
+					    optarg);
+		return 0;
+	case 't':
+		if (parse_ttl(optarg, &cfg->partial_ttl_s) < 0)
+			return sx_conf_fail(cf, arg, err,
+					    "--partial-ttl: '%s' is not a duration above 0, e.g. "
+					    "90m, 12h or 7d",
+					    optarg);
+		return 0;
+	default: return 1;
 	}
+out:
+	return -1;
+}
+
+/* One option (its code c, the element of cf->argv it came from). */
+static int parse_one(const sx_conf *cf, int c, const char *arg, serve_opts *o, sx_err *err)
+{
+	sx_serve_cfg *cfg = &o->cfg;
+	int rc = parse_conns(cf, c, arg, o, err);
+	if (rc <= 0)
+		return rc;
+	switch (c) {
+	case 'l': cfg->listen = optarg; break;
+	case 'i': o->id_dir = optarg; break;
+	case 'O': cfg->out_dir = optarg; break;
+	case 'r': o->crl_file = optarg; break;
+	case '1': cfg->once = true; break;
+	case 'w': cfg->overwrite = true; break;
+	case 'D': cfg->direct = false; break;
+	case 'S': cfg->require_signed = true; break;
+	case 'P': o->port_file = optarg; break;
+	case 'E': cfg->export_dir = optarg; break;
+	case 'C': cfg->receipts_dir = optarg; break;
+	case 'p': o->ps.file = optarg; break;
+	case 'L': cfg->ledger = optarg; break;
+	case 'N': o->no_ledger = true; break;
+	case SX_OPT_CONFIG:
+	case SX_OPT_NO_CONFIG: break; /* taken by sx_conf_load */
+	case OPT_LIM_CONNS:
+	case OPT_LIM_FILE_SIZE:
+	case OPT_LIM_DAY:
+	case OPT_LIM_TOTAL:
+	case OPT_LIM_DEVICE: return sx_serve_limit_opt(cf, c, optarg, arg, &o->lim, err);
+	case ':': return sx_conf_fail(cf, arg, err, "%s needs a value", arg);
+	default: return sx_conf_fail(cf, arg, err, "unknown option '%s'", arg);
+	}
+	return 0;
+}
+
+/* What the options say together. */
+static int check_all(const serve_opts *o, sx_err *err)
+{
+	const sx_serve_cfg *cfg = &o->cfg;
+	char host[256], port[32];
+	if (cfg->listen == NULL || o->id_dir == NULL || cfg->out_dir == NULL)
+		return sx_fail(err, SX_E_USAGE, "--listen, --id and --out are required");
+	if (sx_net_split(cfg->listen, host, sizeof(host), port, sizeof(port)) < 0)
+		return sx_fail(err, SX_E_USAGE, "--listen '%s': expected ADDR:PORT", cfg->listen);
+	if (sx_net_port_check(port, true) < 0)
+		return sx_fail(err, SX_E_USAGE, "--listen '%s': the port must be 0 to 65535",
+			       cfg->listen);
+	if (o->no_ledger && cfg->ledger != NULL)
+		return sx_fail(err, SX_E_USAGE, "--ledger and --no-ledger exclude each other");
+	return 0;
+}
+
+int sx_serve_parse(const sx_conf *cf, serve_opts *o, sx_err *err)
+{
+	int c;
+	memset(o, 0, sizeof(*o));
+	o->cfg = (sx_serve_cfg){.max_conns = 64,
+				.direct = true,
+				.max_record = SX_MAX_RECORD_DEFAULT,
+				.handshake_timeout_ms = SX_TIMEOUT_HANDSHAKE_MS,
+				.idle_timeout_ms = SX_TIMEOUT_IDLE_MS,
+				.zmode = SX_ZMODE_AUTO,
+				.zlevel = SX_ZLEVEL_AUTO};
+	optind = 0; /* a full reset of GNU getopt: sx_conf_load used it */
+	opterr = 0;
+	while ((c = getopt_long(cf->argc, cf->argv, ":h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			o->help = true;
+			return 0;
+		}
+		/* The element getopt just read: the option (its value too, in
+		 * the "--key=value" form a file's options always have). */
+		if (parse_one(cf, c, cf->argv[optind - 1], o, err) < 0)
+			goto fail;
+	}
+	if (optind != cf->argc) {
+		sx_fail(err, SX_E_USAGE, "unexpected argument '%s'", cf->argv[optind]);
+		goto fail;
+	}
+	if (check_all(o, err) < 0)
+		goto fail;
+	return 0;
+fail:
+	sx_limits_cfg_free(&o->lim);
+	return -1;
+}
+
+static int serve_main(serve_opts *o, serve_reload *rl, sx_err *err)
+{
+	sx_serve_cfg *cfg = &o->cfg;
+	char ledger[4096], crl_path[4096];
 	sx_identity id = {0};
 	sx_pass pass;
 	X509_CRL *crl = NULL;
-	sx_cli_pass_init(&pass, &ps);
-	if (sx_identity_load(id_dir, &pass, &id, &err) < 0 ||
-	    (crl_file && sx_crl_load(crl_file, &crl, &err) < 0))
-		goto done;
-	cfg.id = &id;
-	cfg.crl = crl;
+	int rc = -1;
+	if (!o->no_ledger && cfg->ledger == NULL) {
+		SX_GUARD(sx_ledger_default_path(cfg->out_dir, ledger, sizeof(ledger), err));
+		cfg->ledger = ledger;
+	}
+	if (o->no_ledger)
+		cfg->ledger = NULL;
+	sx_cli_pass_init(&pass, &o->ps);
+	SX_GUARD(sx_identity_load(o->id_dir, &pass, &id, err));
+	if (o->crl_file != NULL)
+		SX_GUARD(sx_crl_load(o->crl_file, &crl, err));
+	cfg->id = &id;
+	cfg->crl = crl;
 	/* The file watched for a new CRL: --crl, else the identity folder's
 	 * crl.pem (which may appear later). */
-	char crl_path[4096];
-	if (crl_file == NULL && (size_t)snprintf(crl_path, sizeof(crl_path), "%s/crl.pem",
-						 id_dir) >= sizeof(crl_path)) {
-		sx_fail(&err, SX_E_USAGE, "--id: the folder's path is too long");
-		goto done;
-	}
-	cfg.crl_path = crl_file != NULL ? crl_file : crl_path;
-	cfg.stop = &stop_flag;
-	cfg.reload = &reload_flag;
-	cfg.on_listen = write_port;
-	cfg.listen_ctx = (void *)port_file;
+	SX_ENSURE(o->crl_file != NULL || (size_t)snprintf(crl_path, sizeof(crl_path), "%s/crl.pem",
+							  o->id_dir) < sizeof(crl_path),
+		  err, SX_E_USAGE, "--id: the folder's path is too long");
+	cfg->crl_path = o->crl_file != NULL ? o->crl_file : crl_path;
+	cfg->stop = &stop_flag;
+	cfg->reload = &reload_flag;
+	cfg->on_listen = write_port;
+	cfg->listen_ctx = (void *)o->port_file;
+	cfg->limits = &o->lim;
+	cfg->on_reload = sx_serve_reload;
+	cfg->reload_ctx = rl;
 	struct sigaction sa = {0};
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	/* SIGHUP: the CRL is read again (serve_crl.c). */
+	/* SIGHUP: the limits and the CRL are read again (serve_crl.c). */
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (sx_serve_run(&cfg, &err) < 0 && err.cls == SX_OK)
-		sx_fail(&err, SX_E_OTHER, "serve failed");
-done:
+	if (sx_serve_run(cfg, err) < 0 && err->cls == SX_OK)
+		sx_fail(err, SX_E_OTHER, "serve failed");
+	rc = err->cls == SX_OK ? 0 : -1;
+out:
 	sx_identity_free(&id);
 	X509_CRL_free(crl);
-	if (err.cls != SX_OK)
-		return sx_cli_report(&err);
-	return 0;
+	return rc;
+}
+
+int sx_cmd_serve(int argc, char **argv)
+{
+	sx_conf cf;
+	serve_opts o;
+	sx_err err = {0};
+	if (sx_conf_load(&sx_serve_spec, argc, argv, &cf, &err) < 0)
+		return sx_cli_usage_error("serve", "%s", err.msg);
+	if (sx_serve_parse(&cf, &o, &err) < 0) {
+		sx_conf_free(&cf);
+		return sx_cli_usage_error("serve", "%s", err.msg);
+	}
+	if (o.help) {
+		fputs(usage, stdout);
+		sx_conf_free(&cf);
+		return 0;
+	}
+	if (cf.path[0] != '\0')
+		sx_log("info", "config", "path=%s options=%d", SX_LOGQ(cf.path), cf.nfile);
+	serve_reload rl = {.argc = argc, .argv = argv, .start = &cf};
+	int rc = serve_main(&o, &rl, &err) < 0 ? sx_cli_report(&err) : 0;
+	sx_limits_cfg_free(&o.lim);
+	sx_serve_reload_free(&rl);
+	sx_conf_free(&cf);
+	return rc;
 }

@@ -130,6 +130,13 @@ int sx_send_opt(const char *cmd, int c, const char *arg, sx_send_cfg *cfg, sx_se
 			    cmd, "--retry-wait: MS or MS:MS, milliseconds, 1 to 3600000");
 		return 0;
 	case SO_NO_RESUME: cfg->no_resume = true; return 0;
+	case SO_DEST: {
+		sx_err why = {0};
+		if (sx_send_dest_check(arg, &why) < 0)
+			return sx_cli_usage_error(cmd, "%s", why.msg);
+		cfg->dest = arg;
+		return 0;
+	}
 	default: return -1;
 	}
 }

@@ -36,6 +36,7 @@ enum {
 	SO_RETRY_WAIT,
 	SO_NO_RESUME,
 	SO_LIMIT_RATE,
+	SO_DEST,
 };
 
 /* The entries of a getopt_long table (followed by the command's own). */
@@ -65,7 +66,8 @@ enum {
 	{"retry", required_argument, 0, SO_RETRY},                             \
 	{"retry-wait", required_argument, 0, SO_RETRY_WAIT},                   \
 	{"no-resume", no_argument, 0, SO_NO_RESUME},                           \
-	{"limit-rate", required_argument, 0, SO_LIMIT_RATE}
+	{"limit-rate", required_argument, 0, SO_LIMIT_RATE},                   \
+	{"dest", required_argument, 0, SO_DEST}
 // clang-format on
 
 /* Their help lines (--batch-files is the command's). */
@@ -84,6 +86,9 @@ enum {
 	"  --key-update SIZE    ratchet the record keys every SIZE bytes (default 64G)\n"          \
 	"  --io KIND            auto (default), uring or poll\n"                                   \
 	"  --timeout SEC        network timeout (default 30)\n"                                    \
+	"  --dest SUBDIR        land under SUBDIR of this identity's folder on the\n"              \
+	"                       server (OUT/NAME/SUBDIR/...): a relative path without\n"           \
+	"                       '..' or empty parts, created as needed\n"                          \
 	"  --limit-rate RATE    at most RATE bytes per second on the wire (e.g. 500K, 10M;\n"      \
 	"                       binary multiples; default: no limit)\n"                            \
 	"  --quiet              no progress bar\n"                                                 \

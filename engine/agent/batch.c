@@ -60,10 +60,15 @@ static void skip_event(const agent *a, const char *rel, const char *result, cons
  * under: never sent (as sxfer send skips them in a folder). */
 static bool never_sendable(const agent *a, const char *rel, sx_err *why)
 {
-	const char *sfx = SX_SUFFIX_SIG;
+	const char *sfx = SX_SUFFIX_SIG, *dest = a->cfg->send.dest;
 	size_t n = strlen(rel), k = strlen(sfx);
 	unsigned flags = a->cfg->send.no_sign ? 0 : SX_PATH_SIGNED;
-	if (sx_path_check_file((const uint8_t *)rel, n, flags, why) < 0)
+	char full[SX_DEST_MAX + SX_PATH_MAX + 2];
+	/* as the receiver will see it: under --dest */
+	int len = snprintf(full, sizeof(full), "%s%s%s", dest ? dest : "", dest ? "/" : "", rel);
+	if (len < 0 || (size_t)len >= sizeof(full))
+		return sx_fail(why, SX_E_USAGE, "path too long"), true;
+	if (sx_path_check_file((const uint8_t *)full, (size_t)len, flags, why) < 0)
 		return true;
 	if (!a->cfg->send.no_sign && n > k && strcmp(rel + n - k, sfx) == 0) {
 		sx_fail(why, SX_E_USAGE,

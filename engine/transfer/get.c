@@ -91,7 +91,7 @@ int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err)
 	    .client = cfg,
 	};
 	shared sh = {.cfg = &sc, .lfd = -1};
-	server s = {.cfg = &sc, .sh = &sh, .lfd = -1, .kind = cfg->io};
+	server s = {.cfg = &sc, .sh = &sh, .lfd = -1, .kind = cfg->io, .ntab = 1};
 	sx_chan_cfg cc =
 	    sx_chan_client(cfg->id, cfg->crl, cfg->server_name ? cfg->server_name : cfg->host,
 			   cfg->suite, cfg->rotate_bytes, sc.max_record);
@@ -117,6 +117,7 @@ int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err)
 	SX_ENSURE(c != NULL, err, SX_E_OTHER, "no connection entry");
 	fd = -1; /* the connection's now */
 	atomic_fetch_add(&sh.slots, 1);
+	atomic_fetch_add(&sh.inslot, 1);
 	c->deadline = c->t0 + (uint64_t)sc.handshake_timeout_ms * 1000000u;
 	sx_err cerr = {0};
 	if (sx_link_init(&c->link, s.ctx, &cerr) < 0) {

@@ -10,11 +10,11 @@ static void hs_start_waiting(server *s)
 {
 	/* Oldest first; one whose address has no slot free is passed over, not
 	 * waited for: the next may come from an address that has one. */
-	for (unsigned i = 0; i < s->cfg->max_conns; i++)
+	for (unsigned i = 0; i < s->ntab; i++)
 		s->conns[i].hs_passed = false;
 	for (;;) {
 		conn *next = NULL;
-		for (unsigned i = 0; i < s->cfg->max_conns; i++) {
+		for (unsigned i = 0; i < s->ntab; i++) {
 			conn *c = &s->conns[i];
 			if (conn_used(c) && c->hs_wait && !conn_closing(c) && !c->hs_passed &&
 			    (next == NULL || c->t0 < next->t0))
@@ -51,27 +51,37 @@ void srv_hs_leave(server *s, conn *c)
 	}
 }
 
-/* A posted accept holds one of the max_conns slots, so the loops together
- * never take more connections than that. A loop with more connections than
+/* A posted accept holds one of the max_conns + spill_max places, so the
+ * loops together never take more connections than that (and at most
+ * max_conns of them are served: inslot, srv_take_slot). A loop with more connections than
  * its share does not accept while another loop has an accept posted: the
  * least busy loops take new senders (the kernel hands each connection to one
  * of the accepts posted). When no loop has one, the loop that consumed the
  * last accept or freed a slot posts one whatever its share: the others would
  * only look again at their next wake-up (up to 250 ms), and senders would
  * wait in the backlog with slots free. */
-static bool take_slot(shared *sh)
+static bool take(atomic_uint *n, unsigned max)
 {
-	unsigned n = atomic_load(&sh->slots);
-	while (n < sh->cfg->max_conns)
-		if (atomic_compare_exchange_weak(&sh->slots, &n, n + 1))
+	unsigned v = atomic_load(n);
+	while (v < max)
+		if (atomic_compare_exchange_weak(n, &v, v + 1))
 			return true;
 	return false;
 }
 
+bool srv_take_slot(shared *sh)
+{
+	return take(&sh->inslot, sh->cfg->max_conns);
+}
+
+/* A few connections more than max_conns (spill_max, srv_limits_open) may
+ * be accepted: one that finds every slot taken waits, unread, up to
+ * SPILL_WAIT_MS for one to free, and then is told the server is busy
+ * (serve_limits.c) rather than left unanswered in the listen backlog. */
 void srv_post_accept(server *s)
 {
 	sx_err err = {0};
-	if (s->accept_posted || s->stopping || s->lfd < 0 || s->nconns >= s->cfg->max_conns)
+	if (s->accept_posted || s->stopping || s->lfd < 0 || s->nconns >= s->ntab)
 		return;
 	if (s->cfg->once && s->served + s->nconns > 0)
 		return;
@@ -80,7 +90,7 @@ void srv_post_accept(server *s)
 	if (s->nconns > atomic_load(&s->sh->active) / atomic_load(&s->sh->loops) &&
 	    atomic_load(&s->sh->accepts) > 0)
 		return;
-	if (!take_slot(s->sh))
+	if (!take(&s->sh->slots, s->cfg->max_conns + s->sh->spill_max))
 		return;
 	atomic_fetch_add(&s->sh->accepts, 1);
 	if (sx_io_accept(s->io, s->lfd, tag_of(0xffffffffu, OP_ACCEPT, 0), &err) < 0) {
@@ -123,7 +133,7 @@ static sx_admit_result admit(server *s, const uint8_t akey[SX_ADMIT_KEY_LEN])
 	uint64_t now = sx_now_ns();
 	unsigned mine = sx_admit_count(&s->sh->admit, akey), most = 0;
 	conn *heavy = NULL, *old = NULL;
-	for (unsigned i = 0; i < s->cfg->max_conns; i++) {
+	for (unsigned i = 0; i < s->ntab; i++) {
 		conn *c = &s->conns[i];
 		if (!conn_used(c) || conn_closing(c) || !(c->hs_slot || c->hs_wait))
 			continue;
@@ -153,7 +163,7 @@ static sx_admit_result admit(server *s, const uint8_t akey[SX_ADMIT_KEY_LEN])
 conn *srv_conn_add(server *s, int fd, const char *addr)
 {
 	conn *c = NULL;
-	for (unsigned i = 0; i < s->cfg->max_conns; i++)
+	for (unsigned i = 0; i < s->ntab; i++)
 		if (!conn_used(&s->conns[i])) {
 			c = &s->conns[i];
 			c->idx = i;
@@ -172,6 +182,93 @@ conn *srv_conn_add(server *s, int fd, const char *addr)
 	c->t0 = sx_now_ns();
 	s->nconns++;
 	return c;
+}
+
+/* Closed at once, before any TLS: no slot, no memory. A flood of these is
+ * logged once a second, with how many were left out. */
+static void log_refused(server *s, const char *addr, sx_admit_result ar)
+{
+	uint64_t now = sx_now_ns();
+	if (now - s->refused_log_ns < 1000000000u) {
+		s->refused_unlogged++;
+		return;
+	}
+	sx_log("warn", "conn_refused", "addr=%s reason=%s unlogged=%llu", SX_LOGT(addr),
+	       SX_LOGQ(ar == SX_ADMIT_ADDR_FULL ? "too many handshakes from this address"
+						: "too many handshakes in progress"),
+	       (unsigned long long)s->refused_unlogged);
+	s->refused_log_ns = now;
+	s->refused_unlogged = 0;
+}
+
+/* An admitted connection's handshake begins, or waits its address's turn:
+ * a waiting connection is not read until then (hs_start_waiting), its
+ * ClientHello stays in the socket. */
+static void hs_begin(server *s, conn *c, sx_admit_result ar)
+{
+	sx_err err = {0};
+	c->hs_slot = ar == SX_ADMIT_OK;
+	c->hs_wait = ar == SX_ADMIT_WAIT;
+	c->deadline = sx_now_ns() + (uint64_t)s->cfg->handshake_timeout_ms * 1000000u;
+	if (c->hs_wait)
+		return;
+	if (sx_link_init(&c->link, s->ctx, &err) < 0)
+		srv_conn_fail(s, c, &err);
+	else
+		srv_post_recv(s, c);
+}
+
+/* A connection beyond max_conns: it waits, unread and outside admission,
+ * for a slot (spill_check). */
+static void spill_add(server *s, int fd, const char *addr, const uint8_t *akey)
+{
+	conn *c = srv_conn_add(s, fd, addr);
+	if (c == NULL) { /* not reached: the entry was taken with the accept */
+		atomic_fetch_sub(&s->sh->slots, 1);
+		close(fd);
+		return;
+	}
+	memcpy(c->akey, akey, SX_ADMIT_KEY_LEN);
+	c->spill = c->spill_wait = true;
+	s->spill_waiting++;
+	c->deadline = c->t0 + (uint64_t)SPILL_WAIT_MS * 1000000u;
+	sx_log("info", "conn_open", "conn=%u addr=%s loop=%u waiting=%s", c->id, SX_LOGT(c->addr),
+	       s->loop, SX_LOGT("full"));
+}
+
+/* The oldest connection waiting beyond max_conns takes a slot freed since,
+ * or, once it has waited SPILL_WAIT_MS, goes through admission and its
+ * handshake to be told the server is busy (srv_lim_ready). */
+static void spill_check(server *s)
+{
+	while (s->spill_waiting > 0) {
+		conn *c = NULL;
+		for (unsigned i = 0; i < s->ntab; i++) {
+			conn *x = &s->conns[i];
+			if (conn_used(x) && x->spill_wait && (c == NULL || x->t0 < c->t0))
+				c = x;
+		}
+		if (c == NULL)
+			return;
+		bool slot = srv_take_slot(s->sh);
+		if (!slot && sx_now_ns() < c->deadline)
+			return;
+		c->spill_wait = false;
+		s->spill_waiting--;
+		c->spill = !slot;
+		c->t0 = sx_now_ns(); /* its handshake's age starts now (admit) */
+		sx_admit_result ar = admit(s, c->akey);
+		if (ar != SX_ADMIT_OK && ar != SX_ADMIT_WAIT) {
+			sx_err why = {0};
+			log_refused(s, c->addr, ar);
+			sx_fail(&why, SX_E_NET, "%s",
+				ar == SX_ADMIT_ADDR_FULL ? "too many handshakes from this address"
+							 : "too many handshakes in progress");
+			srv_conn_fail(s, c, &why);
+			continue;
+		}
+		hs_begin(s, c, ar);
+	}
 }
 
 static void on_accept(server *s, int64_t res)
@@ -202,58 +299,40 @@ static void on_accept(server *s, int64_t res)
 	(void)getpeername(fd, (struct sockaddr *)&ss, &sl);
 	addr_text(&ss, addr, sizeof(addr));
 	sx_admit_key(&ss, akey);
+	if (!srv_take_slot(s->sh)) {
+		spill_add(s, fd, addr, akey);
+		srv_post_accept(s);
+		return;
+	}
 	sx_admit_result ar = admit(s, akey);
 	if (ar != SX_ADMIT_OK && ar != SX_ADMIT_WAIT) {
-		/* Closed at once, before any TLS: no slot, no memory. A flood of
-		 * these is logged once a second, with how many were left out. */
-		uint64_t now = sx_now_ns();
-		if (now - s->refused_log_ns >= 1000000000u) {
-			sx_log("warn", "conn_refused", "addr=%s reason=%s unlogged=%llu",
-			       SX_LOGT(addr),
-			       SX_LOGQ(ar == SX_ADMIT_ADDR_FULL
-					   ? "too many handshakes from this address"
-					   : "too many handshakes in progress"),
-			       (unsigned long long)s->refused_unlogged);
-			s->refused_log_ns = now;
-			s->refused_unlogged = 0;
-		} else {
-			s->refused_unlogged++;
-		}
+		log_refused(s, addr, ar);
+		atomic_fetch_sub(&s->sh->inslot, 1);
 		atomic_fetch_sub(&s->sh->slots, 1);
 		close(fd);
 		srv_post_accept(s);
 		return;
 	}
 	conn *c = srv_conn_add(s, fd, addr);
-	if (c == NULL) { /* not reached: the slot was taken with the accept */
+	if (c == NULL) { /* not reached: the entry was taken with the accept */
 		sx_admit_leave(&s->sh->admit, akey);
+		atomic_fetch_sub(&s->sh->inslot, 1);
 		atomic_fetch_sub(&s->sh->slots, 1);
 		close(fd);
 		return;
 	}
 	memcpy(c->akey, akey, sizeof(akey));
-	c->hs_slot = ar == SX_ADMIT_OK;
-	c->hs_wait = ar == SX_ADMIT_WAIT;
-	c->deadline = c->t0 + (uint64_t)s->cfg->handshake_timeout_ms * 1000000u;
 	sx_log("info", "conn_open", "conn=%u addr=%s loop=%u", c->id, SX_LOGT(c->addr), s->loop);
-	sx_err err = {0};
-	/* A waiting connection is not read until its turn (hs_start_waiting):
-	 * its ClientHello stays in the socket. */
-	if (!c->hs_wait) {
-		if (sx_link_init(&c->link, s->ctx, &err) < 0)
-			srv_conn_fail(s, c, &err);
-		else
-			srv_post_recv(s, c);
-	}
+	hs_begin(s, c, ar);
 	srv_post_accept(s);
 }
 
 static void check_deadlines(server *s)
 {
 	uint64_t now = sx_now_ns();
-	for (unsigned i = 0; i < s->cfg->max_conns; i++) {
+	for (unsigned i = 0; i < s->ntab; i++) {
 		conn *c = &s->conns[i];
-		if (!conn_used(c))
+		if (!conn_used(c) || c->spill_wait) /* spill_check's */
 			continue;
 		if (conn_closing(c)) {
 			/* A peer that does not read our last records must not hold
@@ -286,7 +365,7 @@ static void dispatch(server *s, const sx_cqe *q)
 		return;
 	}
 	/* A connection is freed only once nothing of it is in flight. */
-	if (ci >= s->cfg->max_conns || !conn_used(&s->conns[ci]))
+	if (ci >= s->ntab || !conn_used(&s->conns[ci]))
 		sx_io_bug("receiver: completion for a connection not in use", q->tag);
 	conn *c = &s->conns[ci];
 	c->inflight--;
@@ -329,7 +408,7 @@ int srv_loop_run(server *s, sx_err *err)
 				       atomic_load(&s->sh->active));
 			if (s->accept_posted && sx_io_cancel_fd(s->io, s->lfd, err) < 0)
 				return -1;
-			for (unsigned i = 0; i < cfg->max_conns; i++)
+			for (unsigned i = 0; i < s->ntab; i++)
 				if (conn_used(&s->conns[i])) {
 					sx_err why = {0};
 					sx_fail(&why, SX_E_NET, "server shutting down");
@@ -349,6 +428,7 @@ int srv_loop_run(server *s, sx_err *err)
 		for (int i = 0; i < n; i++)
 			dispatch(s, &cqe[i]);
 		check_deadlines(s);
+		spill_check(s);
 		srv_held_sweep(s);
 		/* Another loop's handshakes may have ended: a waiting
 		 * connection's address may have a slot again. */
@@ -442,6 +522,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	SX_GUARD(sx_serve_prepare(cfg, &out_lock, err));
 	SX_GUARD(srv_ledger_open(&sh, err));
+	SX_GUARD(srv_limits_open(&sh, err));
 	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
 	(void)sx_cert_life_warn(cfg->id, 0);
 	SX_GUARD(srv_watch_start(&sh, err));
@@ -456,8 +537,13 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	atomic_store(&sh.loops, 1);
 	for (unsigned i = 0; i < nloops; i++) {
 		server *s = &loops[i];
-		*s = (server){.cfg = cfg, .sh = &sh, .loop = i, .ctx = sh.ctx, .lfd = -1};
-		s->conns = calloc(cfg->max_conns, sizeof(conn));
+		*s = (server){.cfg = cfg,
+			      .sh = &sh,
+			      .loop = i,
+			      .ctx = sh.ctx,
+			      .lfd = -1,
+			      .ntab = cfg->max_conns + sh.spill_max};
+		s->conns = calloc(s->ntab, sizeof(conn));
 		if (s->conns == NULL) {
 			rc = sx_fail(err, SX_E_OTHER, "out of memory");
 			goto out;
@@ -466,7 +552,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 		 * line in the log, not one per loop); the others open theirs on
 		 * their own thread. */
 		s->kind = cfg->io;
-		s->depth = cfg->max_conns * (RX_SLOTS + SYNC_MAX + 4) + 8;
+		s->depth = s->ntab * (RX_SLOTS + SYNC_MAX + 4) + 8;
 		if (i > 0 && s->kind == SX_IO_AUTO)
 			s->kind = strcmp(sx_io_name(loops[0].io), "io_uring") == 0 ? SX_IO_URING
 										   : SX_IO_POLL;
@@ -529,6 +615,7 @@ out:
 		close(out_lock);
 	sx_ledger_close(sh.ledger);
 	srv_watch_stop(&sh);
+	sx_limits_free(sh.lim); /* after the thread that reloads them */
 	sx_chan_ctx_free(sh.ctx);
 	sx_admit_free(&sh.admit);
 	free(loops);

@@ -160,6 +160,9 @@ static void conn_free(server *s, conn *c)
 		}
 	}
 	srv_hs_leave(s, c);
+	srv_lim_conn_end(s, c); /* its slot, its identity's connection */
+	if (c->spill_wait)
+		s->spill_waiting--;
 	sx_link_free(&c->link);
 	/* Nothing is in flight (srv_maybe_free): registrations (reg_grow) go
 	 * before the memory and the socket do. */
@@ -184,7 +187,6 @@ static void conn_free(server *s, conn *c)
 	 * staying in the allocator's free lists. */
 	if (atomic_fetch_sub(&s->sh->active, 1) == 1)
 		malloc_trim(0);
-	atomic_fetch_sub(&s->sh->slots, 1);
 }
 
 void srv_maybe_free(server *s, conn *c)
@@ -220,6 +222,10 @@ void srv_conn_fail(server *s, conn *c, const sx_err *why)
 	if (c->link.ready)
 		c->deadline = sx_now_ns() + (uint64_t)CLOSE_GRACE_MS * 1000000u;
 	srv_hs_leave(s, c);
+	if (c->spill_wait) {
+		c->spill_wait = false;
+		s->spill_waiting--;
+	}
 	/* During the handshake the channel may hold the TLS alert that tells
 	 * the peer why: send it before closing. */
 	if (c->link.chan != NULL)

@@ -10,6 +10,9 @@
  * CRL in use stays and the reason is logged. Connections are never
  * dropped: a session already authenticated goes on.
  *
+ * A SIGHUP also reads the configuration's limits again (serve_limits.c),
+ * on this thread, before the CRL.
+ *
  * The same thread logs a CRL that is no longer current (at once, then once
  * a minute: every new device is refused meanwhile, channel_crl.c), and,
  * once a day, the server's own certificate when its renewal is due. */
@@ -207,6 +210,9 @@ static void *watch_main(void *arg)
 		w->hup = false;
 		pthread_mutex_unlock(&w->mu);
 		time_t now = time(NULL);
+		/* SIGHUP: the configuration's limits first, then the CRL. */
+		if (hup)
+			srv_limits_reload(w->sh);
 		if (file_changed(w) || hup)
 			crl_try(w, hup);
 		stale_tick(w, now);

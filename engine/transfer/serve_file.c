@@ -11,6 +11,7 @@ static void file_io_done(server *s, conn *c, int fi);
  * table) and frees the entry. */
 void srv_file_release(server *s, rfile *f)
 {
+	srv_lim_file_end(s, f);
 	sx_io_file_remove(s->io, f->sf.fd);
 	sx_store_end(&f->sf);
 	if (f->h_open)
@@ -281,6 +282,7 @@ static int stored(server *s, conn *c, int fi, sx_err *err)
 	c->files_ok++;
 	SX_GUARD(srv_send_msg(s, c, &m, err));
 	srv_lg_file(s, c, f, SX_LF_STORED, NULL);
+	f->lim_stored = true;
 	rfile copy = {.batch = f->batch, .pos = f->pos};
 	srv_file_release(s, f);
 	SX_GUARD(srv_answer(s, c, &copy, SX_ANS_STORED, err));

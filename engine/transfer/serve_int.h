@@ -117,6 +117,11 @@ typedef struct rfile {
 	ckpt *ck_pending, *ck_flight;
 	bool lg_done;  /* its last state is in the ledger's queue */
 	uint64_t from; /* FILE_RESUME: the bytes of the held part it continues */
+	/* per-device limits (serve_limits.c): its identity's counters (NULL:
+	 * none taken), the bytes it reserved, and whether it was stored */
+	sx_lim_use *lu;
+	uint64_t lim_held;
+	bool lim_stored;
 	/* FILE_SAME: the comparison, and the stored file being hashed on a
 	 * thread (its end arrives as a byte on same_fd, OP_SAME) */
 	int same;
@@ -166,6 +171,11 @@ typedef struct conn {
 	bool hs_slot;			/* counted as a handshake in progress, */
 	bool hs_wait;			/* or waiting, unread, to begin one */
 	bool hs_passed;			/* hs_start_waiting: its address had no slot */
+	/* Taken beyond max_conns (serve.c, "server busy"): in none of the
+	 * max_conns slots, it waits unread (spill_wait) for one to free, and
+	 * is told the server is busy after its handshake if none has. */
+	bool spill, spill_wait;
+	sx_lim_use *lu; /* its identity's counters (per-device limits) */
 	sx_link link;
 	unsigned inflight; /* operations not yet completed */
 	bool ok;	   /* how it ended: the session completed */
@@ -243,7 +253,8 @@ typedef struct shared {
 	sx_chan_ctx *ctx;
 	int lfd;
 	atomic_uint loops;   /* running */
-	atomic_uint slots;   /* connections + accepts posted: at most max_conns */
+	atomic_uint slots;   /* connections + accepts posted: at most max_conns + spill_max */
+	atomic_uint inslot;  /* connections in one of the max_conns slots (not spill) */
 	atomic_uint active;  /* connections, all loops */
 	atomic_uint accepts; /* accepts posted, all loops */
 	atomic_uint next_id;
@@ -257,6 +268,8 @@ typedef struct shared {
 	sx_ledger *ledger;     /* NULL: none (--no-ledger, the client of get) */
 	uint64_t sweep_ns;     /* loop 0: the last look for expired held parts */
 	crl_watch *watch;      /* NULL: none (the client of get) */
+	sx_limits *lim;	       /* per-device limits; NULL: none (the client of get) */
+	unsigned spill_max;    /* connections beyond max_conns: 0 with --once, the client */
 } shared;
 
 typedef struct server {
@@ -267,6 +280,8 @@ typedef struct server {
 	sx_chan_ctx *ctx;
 	int lfd;
 	bool accept_posted;
+	unsigned ntab;		   /* entries of conns: max_conns and the spill slots */
+	unsigned spill_waiting;	   /* connections of this loop with spill_wait */
 	uint64_t accept_pause_ns;  /* no accept before this (after EMFILE and the like) */
 	uint64_t refused_log_ns;   /* last conn_refused line, */
 	uint64_t refused_unlogged; /* and refusals since then not logged */
@@ -326,6 +341,8 @@ static inline int submit_ok(conn *c, int rc)
 #define FD_PER_CONN	4u   /* a socket, its store's folders */
 #define FD_BUDGET_MIN	8u   /* a file being received and a few being flushed */
 #define FD_BUDGET_MAX	64u  /* enough for SYNC_MAX flushes in flight and more */
+#define SPILL_WAIT_MS	2000 /* a connection beyond max_conns waits this long for a slot */
+#define SPILL_MAX	256u /* connections beyond max_conns: max_conns / 8 + 2, at most this */
 
 /* serve.c: loops, accepting, admission */
 void srv_hs_leave(server *s, conn *c);
@@ -411,6 +428,25 @@ void srv_temp_meta(server *s, conn *c, rfile *f);
 bool srv_keep_held(server *s, conn *c, rfile *f);
 /* Loop 0: expired held parts removed (a thread), once every HELD_SWEEP_S. */
 void srv_held_sweep(server *s);
+
+/* serve_limits.c: per-device limits and "server busy" (docs/OPERATIONS.md,
+ * "Limits"). The table is made before the loops start, the stored bytes
+ * counted when a quota-total is set. */
+int srv_limits_open(shared *sh, sx_err *err) SX_MUST_CHECK;
+/* SIGHUP, on the CRL's thread: the configuration is read again. */
+void srv_limits_reload(shared *sh);
+/* The handshake is done: false when the connection was refused (busy, or
+ * too many of its identity) and failed. */
+bool srv_lim_ready(server *s, conn *c);
+/* A file (of size bytes, from bytes held already) is begun: 1 when it was
+ * refused (FILE_ERR sent), 0 when it may come, -1 on an error. */
+int srv_lim_file(server *s, conn *c, rfile *f, uint64_t size, uint64_t from, sx_err *err);
+/* A stream's data arrived: 1 when it passed max-file-size and was refused. */
+int srv_lim_data(server *s, conn *c, rfile *f, sx_err *err);
+void srv_lim_file_end(server *s, rfile *f);
+void srv_lim_conn_end(server *s, conn *c);
+/* serve.c: one of the max_conns slots for a connection, when one is free. */
+bool srv_take_slot(shared *sh);
 
 /* serve_ledger.c: the ledger's events (nothing without a ledger) */
 int srv_ledger_open(shared *sh, sx_err *err);

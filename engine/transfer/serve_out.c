@@ -35,6 +35,7 @@ typedef struct out_job {
 	uint32_t flags, chunk;
 	uint8_t *paths;
 	size_t paths_len;
+	sx_lim_use *lu; /* its identity's connection, counted until the end */
 } out_job;
 
 int srv_out_request(conn *c, const sx_msg *m, sx_err *err)
@@ -451,9 +452,12 @@ static void *out_main(void *arg)
 	sx_link_free(&j->link);
 	free(j->paths);
 	shared *sh = j->sh;
+	if (j->lu != NULL)
+		sx_limits_leave(sh->lim, j->lu);
 	free(j);
 	atomic_fetch_sub(&sh->active, 1);
 	atomic_fetch_sub(&sh->slots, 1);
+	atomic_fetch_sub(&sh->inslot, 1);
 	atomic_fetch_sub(&sh->outgoing, 1); /* last: sx_serve_run waits for it */
 	return NULL;
 }
@@ -471,12 +475,18 @@ int srv_out_start(server *s, conn *c, sx_err *err)
 		       .flags = c->req_flags,
 		       .chunk = c->req_chunk,
 		       .paths = c->req,
-		       .paths_len = c->req_len};
+		       .paths_len = c->req_len,
+		       .lu = c->lu};
+	/* The identity's connection is the thread's too (the loop's own count
+	 * goes when it lets go of the connection). */
+	if (j->lu != NULL)
+		sx_limits_hold(s->sh->lim, j->lu);
 	memcpy(j->addr, c->addr, sizeof(j->addr));
 	sx_link_move(&j->link, &c->link);
 	/* Held by the thread until it ends. */
 	atomic_fetch_add(&s->sh->active, 1);
 	atomic_fetch_add(&s->sh->slots, 1);
+	atomic_fetch_add(&s->sh->inslot, 1);
 	atomic_fetch_add(&s->sh->outgoing, 1);
 	pthread_attr_t attr;
 	pthread_t th;
@@ -486,9 +496,12 @@ int srv_out_start(server *s, conn *c, sx_err *err)
 	pthread_attr_destroy(&attr);
 	if (e != 0) {
 		sx_link_move(&c->link, &j->link);
+		if (j->lu != NULL)
+			sx_limits_leave(s->sh->lim, j->lu);
 		free(j);
 		atomic_fetch_sub(&s->sh->active, 1);
 		atomic_fetch_sub(&s->sh->slots, 1);
+		atomic_fetch_sub(&s->sh->inslot, 1);
 		atomic_fetch_sub(&s->sh->outgoing, 1);
 		return sx_fail_errno(err, SX_E_OTHER, e, "cannot start a thread to send");
 	}

@@ -187,6 +187,8 @@ static int on_file_begin(server *s, conn *c, const sx_msg *m, sx_err *err)
 	}
 	sx_err ferr = {0};
 	int pr = srv_file_paths(s, c, f, m, err);
+	if (pr == 0)
+		pr = srv_lim_file(s, c, f, m->size, 0, err);
 	if (pr != 0)
 		return pr < 0 ? -1 : 0;
 	if (sx_store_begin(&c->store, m->path, m->path_len, &f->sf, &ferr) < 0)
@@ -547,6 +549,9 @@ static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, s
 	uint64_t off = f->received;
 	f->received += len;
 	c->bytes += len;
+	int lr = srv_lim_data(s, c, f, err);
+	if (lr != 0)
+		return lr < 0 ? -1 : 0;
 	const sx_get_cfg *cl = s->cfg->client;
 	if (cl != NULL && cl->on_progress != NULL) {
 		sx_progress p = {.bytes_sent = c->bytes, .files_done = c->files_ok};
@@ -684,6 +689,9 @@ static bool on_ready(server *s, conn *c)
 		srv_conn_fail(s, c, &err);
 		return false;
 	}
+	/* Busy, or one connection too many of its identity: told so. */
+	if (!srv_lim_ready(s, c))
+		return false;
 	if (s->cfg->client != NULL && s->cfg->client->list) {
 		c->rx_cur = -1; /* a listing stores nothing */
 	} else if (sx_store_open(&c->store, s->cfg->out_dir,

@@ -203,6 +203,8 @@ int srv_on_file_resume(server *s, conn *c, const sx_msg *m, sx_err *err)
 	f->from = m->from;
 	f->received = m->from;
 	int pr = srv_file_paths(s, c, f, m, err);
+	if (pr == 0 && m->from <= m->size)
+		pr = srv_lim_file(s, c, f, m->size, m->from, err);
 	if (pr != 0)
 		return pr < 0 ? -1 : 0;
 	sx_err ferr = {0};

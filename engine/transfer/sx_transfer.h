@@ -12,6 +12,7 @@
 #include "common/sx_err.h"
 #include "engine/channel/sx_net.h"
 #include "engine/transfer/sx_compress.h"
+#include "engine/transfer/sx_limits.h"
 #include "engine/io/sx_io.h"
 #include "engine/record/sx_record.h"
 #include "pki/sx_pki.h"
@@ -66,6 +67,9 @@ typedef struct sx_send_cfg {
 	const char *const *path_names;
 	const char *stream_name; /* name of the standard-input stream */
 	int timeout_ms;
+	/* a folder under the sender's own on the receiver: every path is sent
+	 * as DEST/PATH (sx_send_dest_check); NULL: none */
+	const char *dest;
 	/* signing (docs/SIGNATURES.md); zero values mean the defaults */
 	bool no_sign;
 	bool zerocopy;		     /* io_uring zero-copy sends for records of 64 KiB or more */
@@ -131,6 +135,12 @@ typedef struct sx_send_stats {
 	uint64_t leaves_cached;	 /* leaves of those comparisons taken from the leaf cache */
 } sx_send_stats;
 
+/* send --dest: a relative path as the receiver accepts one (sx_path_check:
+ * no '..', no absolute path, no empty component), at most
+ * SX_DEST_MAX bytes; SX_E_USAGE naming why otherwise. */
+#define SX_DEST_MAX 1024
+int sx_send_dest_check(const char *dest, sx_err *err) SX_MUST_CHECK;
+
 /* Sends everything; fails with the first fatal error, or after the session
  * with the class of the first file the receiver refused. */
 int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err) SX_MUST_CHECK;
@@ -178,6 +188,13 @@ typedef struct sx_serve_cfg {
 	/* called once listening, with the bound port (for port 0) */
 	void (*on_listen)(void *ctx, int port);
 	void *listen_ctx;
+	/* per-device limits (sx_limits.h; taken by sx_serve_run: left empty),
+	 * NULL: none; and what a SIGHUP calls, on the thread that reloads the
+	 * CRL, to read them again: 0 with the new policy in *out (taken), or -1
+	 * (it logged why; the limits in use stay). NULL: nothing to reload */
+	sx_limits_cfg *limits;
+	int (*on_reload)(void *ctx, sx_limits_cfg *out);
+	void *reload_ctx;
 } sx_serve_cfg;
 
 int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err) SX_MUST_CHECK;

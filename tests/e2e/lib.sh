@@ -14,6 +14,9 @@ export SXFER_ID_PASSPHRASE=$SXFER_PASSPHRASE
 # Receipts and anything else a command keeps under $HOME stay in WORK.
 export HOME="$WORK/home"
 mkdir -p "$HOME"
+# A server reads no configuration file of this machine (/etc/sxfer/serve.conf
+# when it exists): the default path is one that does not exist.
+export SXFER_SERVE_CONFIG="$WORK/no-such-serve.conf"
 
 cleanup() {
 	local pid
