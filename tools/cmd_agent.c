@@ -11,10 +11,12 @@
 #include "engine/agent/sx_agent.h"
 #include "engine/wire/sx_wire.h"
 #include "tools/cli.h"
+#include "tools/config.h"
 #include "tools/send_opts.h"
 
 static const char usage[] =
     "usage: sxfer agent --id IDDIR --watch DIR [options] HOST:PORT\n"
+    "       sxfer agent --config FILE [options]\n"
     "\n"
     "Watches DIR and the folders under it and uploads each file once it is\n"
     "complete (closed after writing, or moved in; never one still open for\n"
@@ -26,6 +28,11 @@ static const char usage[] =
     "two records, the queue consistent, exit 0. docs/AGENT.md says more.\n"
     "\n"
     "  --watch DIR          the folder to watch (required)\n"
+    "  --server HOST:PORT   the server (instead of the argument)\n"
+    "  --config FILE        options from FILE: `key = value` lines, each key a long\n"
+    "                       option's name (`server = media.example.org:7000`,\n"
+    "                       `after = delete`, `include = *.mp4`); options on the\n"
+    "                       command line win; --no-config reads none\n"
     "  --name NAME          the agent's name: its state is in STATE/agent/NAME\n"
     "                       (default: from the watched folder's absolute path,\n"
     "                       /srv/cam/clips giving srv-cam-clips)\n"
@@ -185,6 +192,7 @@ static void on_event(void *ctx, const sx_agent_event *ev)
 
 enum {
 	AO_WATCH = 700,
+	AO_SERVER,
 	AO_NAME,
 	AO_STATE,
 	AO_INCLUDE,
@@ -195,12 +203,34 @@ enum {
 	AO_ONCE,
 };
 
+static const struct option opts[] = {
+    SX_SEND_OPTIONS,
+    {"watch", required_argument, 0, AO_WATCH},
+    {"server", required_argument, 0, AO_SERVER},
+    {"name", required_argument, 0, AO_NAME},
+    {"state", required_argument, 0, AO_STATE},
+    {"include", required_argument, 0, AO_INCLUDE},
+    {"exclude", required_argument, 0, AO_EXCLUDE},
+    {"batch-wait", required_argument, 0, AO_BATCH_WAIT},
+    {"settle", required_argument, 0, AO_SETTLE},
+    {"after", required_argument, 0, AO_AFTER},
+    {"once", no_argument, 0, AO_ONCE},
+    SX_CONF_OPTS,
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+/* No default file: each agent is told its own (sxfer-agent@NAME.service:
+ * --config /etc/sxfer/agent-NAME.conf). */
+static const sx_conf_spec agent_spec = {.cmd = "agent", .opts = opts, .shortopts = "h"};
+
 typedef struct agent_opts {
-	const char *name, *state;
+	const char *name, *state, *server;
+	bool help;
 } agent_opts;
 
 /* --after keep|delete|move:DIR */
-static int parse_after(const char *s, sx_agent_cfg *cfg)
+static int parse_after(const char *s, sx_agent_cfg *cfg, sx_err *err)
 {
 	if (strcmp(s, "keep") == 0)
 		cfg->after = SX_AFTER_KEEP;
@@ -210,38 +240,45 @@ static int parse_after(const char *s, sx_agent_cfg *cfg)
 		cfg->after = SX_AFTER_MOVE;
 		cfg->move_dir = s + 5;
 	} else
-		return sx_cli_usage_error("agent", "--after: keep, delete or move:DIR");
+		return sx_fail(err, SX_E_USAGE, "--after: '%s' is not keep, delete or move:DIR", s);
 	return 0;
 }
 
-static int add_glob(const char **list, size_t *n, const char *g, const char *opt)
+static int add_glob(const char **list, size_t *n, const char *g, const char *opt, sx_err *err)
 {
 	if (*n >= SX_AGENT_GLOBS_MAX)
-		return sx_cli_usage_error("agent", "at most %d %s", SX_AGENT_GLOBS_MAX, opt);
+		return sx_fail(err, SX_E_USAGE, "%s: at most %d", opt, SX_AGENT_GLOBS_MAX);
 	list[(*n)++] = g;
 	return 0;
 }
 
-/* One of the agent's own options: 0 taken, 2 a usage error, -1 not one. */
-static int agent_opt(int c, const char *arg, sx_agent_cfg *cfg, agent_opts *ao)
+/* One of the agent's own options: 1 not one, 0 taken, -1 a bad value. */
+static int agent_opt(int c, const char *arg, sx_agent_cfg *cfg, agent_opts *ao, sx_err *err)
 {
 	switch (c) {
 	case AO_WATCH: cfg->watch = arg; return 0;
+	case AO_SERVER: ao->server = arg; return 0;
 	case AO_NAME: ao->name = arg; return 0;
 	case AO_STATE: ao->state = arg; return 0;
-	case AO_INCLUDE: return add_glob(cfg->include, &cfg->ninclude, arg, "--include");
-	case AO_EXCLUDE: return add_glob(cfg->exclude, &cfg->nexclude, arg, "--exclude");
+	case AO_INCLUDE: return add_glob(cfg->include, &cfg->ninclude, arg, "--include", err);
+	case AO_EXCLUDE: return add_glob(cfg->exclude, &cfg->nexclude, arg, "--exclude", err);
 	case AO_BATCH_WAIT:
 		if (parse_ms(arg, &cfg->batch_wait_ms) < 0)
-			return sx_cli_usage_error("agent", "--batch-wait: seconds, e.g. 2 or 0.5");
+			return sx_fail(err, SX_E_USAGE,
+				       "--batch-wait: '%s' is not seconds such as 2 or 0.5", arg);
 		return 0;
 	case AO_SETTLE:
 		if (parse_ms(arg, &cfg->settle_ms) < 0)
-			return sx_cli_usage_error("agent", "--settle: seconds, e.g. 5 or 0.5");
+			return sx_fail(err, SX_E_USAGE,
+				       "--settle: '%s' is not seconds such as 5 or 0.5", arg);
 		return 0;
-	case AO_AFTER: return parse_after(arg, cfg);
+	case AO_AFTER: return parse_after(arg, cfg, err);
 	case AO_ONCE: cfg->once = true; return 0;
-	default: return -1;
+	case SX_OPT_CONFIG:
+	case SX_OPT_NO_CONFIG: return 0; /* taken by sx_conf_load */
+	case 'h': ao->help = true; return 0;
+	case ':': return sx_fail(err, SX_E_USAGE, "%s needs a value", arg);
+	default: return 1;
 	}
 }
 
@@ -270,44 +307,81 @@ static int state_folder(const sx_agent_cfg *cfg, const agent_opts *ao, char *out
 	return 0;
 }
 
-static int parse(int argc, char **argv, sx_agent_cfg *cfg, sx_send_opts *so, agent_opts *ao)
+/* The options of the configuration file, then the command line's: a bad
+ * value names the file and line it came from. */
+static int parse(const sx_conf *cf, sx_agent_cfg *cfg, sx_send_opts *so, agent_opts *ao,
+		 sx_err *err)
 {
-	static const struct option opts[] = {
-	    SX_SEND_OPTIONS,
-	    {"watch", required_argument, 0, AO_WATCH},
-	    {"name", required_argument, 0, AO_NAME},
-	    {"state", required_argument, 0, AO_STATE},
-	    {"include", required_argument, 0, AO_INCLUDE},
-	    {"exclude", required_argument, 0, AO_EXCLUDE},
-	    {"batch-wait", required_argument, 0, AO_BATCH_WAIT},
-	    {"settle", required_argument, 0, AO_SETTLE},
-	    {"after", required_argument, 0, AO_AFTER},
-	    {"once", no_argument, 0, AO_ONCE},
-	    {"help", no_argument, 0, 'h'},
-	    {0, 0, 0, 0},
-	};
-	int c, rc;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((rc = sx_send_opt("agent", c, optarg, &cfg->send, so)) < 0)
-			rc = agent_opt(c, optarg, cfg, ao);
+	int c;
+	optind = 0; /* a full reset of GNU getopt: sx_conf_load used it */
+	opterr = 0;
+	while ((c = getopt_long(cf->argc, cf->argv, ":h", opts, NULL)) != -1) {
+		const char *arg = cf->argv[optind - 1];
+		sx_err bad = {0};
+		int rc = sx_send_opt(c, optarg, &cfg->send, so, &bad);
 		if (rc > 0)
-			return rc;
-		if (rc == 0)
-			continue;
-		if (c == 'h') {
-			fputs(usage, stdout);
+			rc = agent_opt(c, c == ':' ? arg : optarg, cfg, ao, &bad);
+		if (rc > 0)
+			return sx_conf_fail(cf, arg, err, "unknown option '%s'", arg);
+		if (rc < 0)
+			return sx_conf_fail(cf, arg, err, "%s", bad.msg);
+		if (ao->help)
 			return 0;
-		}
-		return sx_cli_usage_error("agent", "unknown option");
 	}
+	if (optind < cf->argc && ao->server == NULL)
+		ao->server = cf->argv[optind++];
+	if (optind < cf->argc)
+		return sx_fail(err, SX_E_USAGE, "unexpected argument '%s'", cf->argv[optind]);
 	if (so->id_dir == NULL)
-		return sx_cli_usage_error("agent", "--id is required");
+		return sx_fail(err, SX_E_USAGE, "--id is required");
 	if (cfg->watch == NULL)
-		return sx_cli_usage_error("agent", "--watch is required");
-	if (argc - optind != 1)
-		return sx_cli_usage_error("agent", "expected HOST:PORT");
-	return -1;
+		return sx_fail(err, SX_E_USAGE, "--watch is required");
+	if (ao->server == NULL)
+		return sx_fail(err, SX_E_USAGE, "expected HOST:PORT (or --server)");
+	return 0;
+}
+
+/* What the options give, into cfg: the server, the batch settings, the
+ * state folder. */
+static int settle_cfg(sx_agent_cfg *cfg, agent_opts *ao, char host[256], char port[32], char *state,
+		      size_t cap, sx_err *err)
+{
+	if (sx_net_split(ao->server, host, 256, port, 32) < 0 || sx_net_port_check(port, false) < 0)
+		return sx_fail(err, SX_E_USAGE, "'%s': expected HOST:PORT", ao->server);
+	cfg->send.host = host;
+	cfg->send.port = port;
+	cfg->batch_files =
+	    cfg->send.batch_files ? cfg->send.batch_files : SX_AGENT_BATCH_FILES_DEFAULT;
+	cfg->backoff_base_ms = cfg->send.retry_base_ms;
+	cfg->backoff_max_ms = cfg->send.retry_max_ms;
+	if (state_folder(cfg, ao, state, cap, err) < 0)
+		return -1;
+	cfg->state = state;
+	return 0;
+}
+
+static int agent_main(sx_agent_cfg *cfg, sx_send_opts *so, sx_err *err)
+{
+	sx_identity id = {0};
+	X509_CRL *crl = NULL;
+	int rc = -1;
+	SX_GUARD(sx_send_opts_load(so, &cfg->send, &id, &crl, err));
+	sx_log_set_min(so->verbose ? "debug" : "info");
+	(void)sx_cert_life_warn(&id, 0);
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	cfg->stop = &stop_flag;
+	if (sx_agent_run(cfg, err) < 0 && err->cls == SX_OK)
+		sx_fail(err, SX_E_OTHER, "agent failed");
+	rc = err->cls == SX_OK ? 0 : -1;
+out:
+	sx_identity_free(&id);
+	X509_CRL_free(crl);
+	return rc;
 }
 
 int sx_cmd_agent(int argc, char **argv)
@@ -318,47 +392,31 @@ int sx_cmd_agent(int argc, char **argv)
 	agent_opts ao = {0};
 	char host[256], port[32], state[4096];
 	sx_err err = {0};
-	sx_identity id = {0};
-	X509_CRL *crl = NULL;
+	sx_conf cf;
+	int rc;
 	sx_send_opts_init(&cfg.send, &so);
 	cfg.send.retries = 0; /* the agent retries, batch after batch */
-	int rc = parse(argc, argv, &cfg, &so, &ao);
-	if (rc >= 0)
-		return rc;
-	const char *addr = argv[optind];
-	if (sx_net_split(addr, host, sizeof(host), port, sizeof(port)) < 0 ||
-	    sx_net_port_check(port, false) < 0)
-		return sx_cli_usage_error("agent", "'%s': expected HOST:PORT", addr);
-	cfg.send.host = host;
-	cfg.send.port = port;
-	cfg.batch_files =
-	    cfg.send.batch_files ? cfg.send.batch_files : SX_AGENT_BATCH_FILES_DEFAULT;
-	cfg.backoff_base_ms = cfg.send.retry_base_ms;
-	cfg.backoff_max_ms = cfg.send.retry_max_ms;
+	if (sx_conf_load(&agent_spec, argc, argv, &cf, &err) < 0)
+		return sx_cli_usage_error("agent", "%s", err.msg);
+	if (parse(&cf, &cfg, &so, &ao, &err) < 0) {
+		sx_conf_free(&cf);
+		return sx_cli_usage_error("agent", "%s", err.msg);
+	}
+	if (ao.help) {
+		fputs(usage, stdout);
+		sx_conf_free(&cf);
+		return 0;
+	}
 	out o = {.json = so.json, .quiet = so.quiet, .watch = cfg.watch};
 	cfg.on_event = on_event;
 	cfg.event_ctx = &o;
-	if (state_folder(&cfg, &ao, state, sizeof(state), &err) < 0)
-		goto done;
-	cfg.state = state;
-	if (sx_send_opts_load(&so, &cfg.send, &id, &crl, &err) < 0)
-		goto done;
-	sx_log_set_min(so.verbose ? "debug" : "info");
-	(void)sx_cert_life_warn(&id, 0);
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	cfg.stop = &stop_flag;
-	if (sx_agent_run(&cfg, &err) < 0 && err.cls == SX_OK)
-		sx_fail(&err, SX_E_OTHER, "agent failed");
-done:
-	rc = err.cls == SX_OK ? 0 : (int)err.cls;
-	if (rc)
-		sx_cli_report(&err);
-	sx_identity_free(&id);
-	X509_CRL_free(crl);
+	if (cf.path[0] != '\0')
+		sx_log("info", "config", "path=%s options=%d", SX_LOGQ(cf.path), cf.nfile);
+	if (settle_cfg(&cfg, &ao, host, port, state, sizeof(state), &err) < 0)
+		rc = err.cls == SX_E_USAGE ? sx_cli_usage_error("agent", "%s", err.msg)
+					   : sx_cli_report(&err);
+	else
+		rc = agent_main(&cfg, &so, &err) < 0 ? sx_cli_report(&err) : 0;
+	sx_conf_free(&cf);
 	return rc;
 }

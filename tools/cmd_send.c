@@ -105,11 +105,11 @@ int sx_cmd_send(int argc, char **argv)
 	sx_send_opts_init(&cfg, &o);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((rc = sx_send_opt("send", c, optarg, &cfg, &o)) >= 0) {
-			if (rc != 0)
-				return rc;
+		sx_err bad = {0};
+		if ((rc = sx_send_opt(c, optarg, &cfg, &o, &bad)) < 0)
+			return sx_cli_usage_error("send", "%s", bad.msg);
+		if (rc == 0)
 			continue;
-		}
 		switch (c) {
 		case 'N': cfg.stream_name = optarg; break;
 		case 'T':

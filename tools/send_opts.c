@@ -39,66 +39,67 @@ static int parse_retry_wait(const char *arg, sx_send_cfg *cfg)
 	return 0;
 }
 
-/* The options that take a number or a size: -1 not one of them, 0 taken,
- * 2 a usage error. */
-static int numeric_opt(const char *cmd, int c, const char *arg, sx_send_cfg *cfg)
+/* The options that take a number or a size: 1 not one of them, 0 taken,
+ * -1 a bad value (err). */
+static int numeric_opt(int c, const char *arg, sx_send_cfg *cfg, sx_err *err)
 {
 	uint64_t v;
 	switch (c) {
 	case SO_CHUNK:
 		if (sx_parse_size(arg, &v) < 0 || v < SX_CHUNK_MIN || v > (64u << 20))
-			return sx_cli_usage_error(cmd, "--chunk: a size from 4K to 64M");
+			return sx_fail(err, SX_E_USAGE, "--chunk: a size from 4K to 64M");
 		cfg->chunk = (uint32_t)v;
 		return 0;
 	case SO_KEY_UPDATE:
 		if (sx_parse_size(arg, &v) < 0 || v == 0)
-			return sx_cli_usage_error(cmd, "--key-update: a size such as 64G");
+			return sx_fail(err, SX_E_USAGE, "--key-update: a size such as 64G");
 		cfg->rotate_bytes = v;
 		return 0;
 	case SO_TIMEOUT:
 		if (sx_parse_u64(arg, &v) < 0 || v == 0 || v > 86400)
-			return sx_cli_usage_error(cmd, "--timeout: seconds");
+			return sx_fail(err, SX_E_USAGE, "--timeout: seconds");
 		cfg->timeout_ms = (int)(v * 1000);
 		return 0;
 	case SO_THREADS:
 		if (sx_parse_u64(arg, &v) < 0 || v == 0 || v > 8)
-			return sx_cli_usage_error(cmd, "--threads: 1 to 8");
+			return sx_fail(err, SX_E_USAGE, "--threads: 1 to 8");
 		cfg->threads = (unsigned)v;
 		return 0;
 	case SO_BATCH_FILES:
 		if (sx_parse_u64(arg, &v) < 0 || v == 0 || v > 4096)
-			return sx_cli_usage_error(cmd, "--batch-files: 1 to 4096");
+			return sx_fail(err, SX_E_USAGE, "--batch-files: 1 to 4096");
 		cfg->batch_files = (uint32_t)v;
 		return 0;
 	case SO_BATCH_BYTES:
 		if (sx_parse_size(arg, &v) < 0 || v == 0)
-			return sx_cli_usage_error(cmd, "--batch-bytes: a size such as 1G");
+			return sx_fail(err, SX_E_USAGE, "--batch-bytes: a size such as 1G");
 		cfg->batch_bytes = v;
 		return 0;
 	case SO_CHECKPOINT:
 		if (sx_parse_u64(arg, &v) < 0 || v == 0 || v > 1000000)
-			return sx_cli_usage_error(cmd, "--checkpoint: chunks, 1 to 1000000");
+			return sx_fail(err, SX_E_USAGE, "--checkpoint: chunks, 1 to 1000000");
 		cfg->checkpoint_records = (uint32_t)v;
 		return 0;
 	case SO_RETRY:
 		if (sx_parse_u64(arg, &v) < 0 || v > 1000)
-			return sx_cli_usage_error(cmd, "--retry: 0 to 1000");
+			return sx_fail(err, SX_E_USAGE, "--retry: 0 to 1000");
 		cfg->retries = (unsigned)v;
 		return 0;
 	case SO_LIMIT_RATE:
 		if (sx_parse_size(arg, &v) < 0 || v < SX_RATE_MIN)
-			return sx_cli_usage_error(
-			    cmd, "--limit-rate: bytes per second, at least 1K (e.g. 500K, 10M)");
+			return sx_fail(
+			    err, SX_E_USAGE,
+			    "--limit-rate: bytes per second, at least 1K (e.g. 500K, 10M)");
 		cfg->limit_rate = v;
 		return 0;
-	default: return -1;
+	default: return 1;
 	}
 }
 
-int sx_send_opt(const char *cmd, int c, const char *arg, sx_send_cfg *cfg, sx_send_opts *o)
+int sx_send_opt(int c, const char *arg, sx_send_cfg *cfg, sx_send_opts *o, sx_err *err)
 {
-	int rc = numeric_opt(cmd, c, arg, cfg);
-	if (rc >= 0)
+	int rc = numeric_opt(c, arg, cfg, err);
+	if (rc <= 0)
 		return rc;
 	switch (c) {
 	case SO_ID: o->id_dir = arg; return 0;
@@ -106,11 +107,14 @@ int sx_send_opt(const char *cmd, int c, const char *arg, sx_send_cfg *cfg, sx_se
 	case SO_CRL: o->crl_file = arg; return 0;
 	case SO_SUITE:
 		if (sx_suite_parse(arg, (sx_suite *)&cfg->suite) < 0)
-			return sx_cli_usage_error(cmd, "unknown suite '%s'", arg);
+			return sx_fail(err, SX_E_USAGE,
+				       "--suite: '%s' is not aes256gcm, aes256ctr-hmac or "
+				       "chacha20poly1305",
+				       arg);
 		return 0;
 	case SO_IO:
 		if (sx_io_kind_parse(arg, &cfg->io) < 0)
-			return sx_cli_usage_error(cmd, "--io: auto, uring or poll");
+			return sx_fail(err, SX_E_USAGE, "--io: auto, uring or poll");
 		return 0;
 	case SO_QUIET: o->quiet = true; return 0;
 	case SO_JSON: o->json = true; return 0;
@@ -122,22 +126,23 @@ int sx_send_opt(const char *cmd, int c, const char *arg, sx_send_cfg *cfg, sx_se
 	case SO_RECEIPTS: cfg->receipts_dir = arg; return 0;
 	case SO_COMPRESS:
 		if (sx_zmode_parse(arg, &cfg->zmode, &cfg->zlevel) < 0)
-			return sx_cli_usage_error(cmd, "--compress: auto, on, off or a level 1-19");
+			return sx_fail(err, SX_E_USAGE,
+				       "--compress: auto, on, off or a level 1-19");
 		return 0;
 	case SO_RETRY_WAIT:
 		if (parse_retry_wait(arg, cfg) < 0)
-			return sx_cli_usage_error(
-			    cmd, "--retry-wait: MS or MS:MS, milliseconds, 1 to 3600000");
+			return sx_fail(err, SX_E_USAGE,
+				       "--retry-wait: MS or MS:MS, milliseconds, 1 to 3600000");
 		return 0;
 	case SO_NO_RESUME: cfg->no_resume = true; return 0;
 	case SO_DEST: {
 		sx_err why = {0};
 		if (sx_send_dest_check(arg, &why) < 0)
-			return sx_cli_usage_error(cmd, "%s", why.msg);
+			return sx_fail(err, SX_E_USAGE, "%s", why.msg);
 		cfg->dest = arg;
 		return 0;
 	}
-	default: return -1;
+	default: return 1;
 	}
 }
 

@@ -124,10 +124,10 @@ typedef struct sx_send_opts {
  * compression, 5 retries. */
 void sx_send_opts_init(sx_send_cfg *cfg, sx_send_opts *o);
 
-/* One option of getopt_long (code c, its argument arg): -1 when c is not
- * one of the shared options, 0 when it was taken, 2 after a usage error
- * (printed, naming cmd). */
-int sx_send_opt(const char *cmd, int c, const char *arg, sx_send_cfg *cfg, sx_send_opts *o);
+/* One option of getopt_long (code c, its argument arg): 1 when c is not
+ * one of the shared options, 0 when it was taken, -1 for a bad value
+ * (SX_E_USAGE in err, the message starting with the option's name). */
+int sx_send_opt(int c, const char *arg, sx_send_cfg *cfg, sx_send_opts *o, sx_err *err);
 
 /* Once the options are read: the identity (its passphrase as the options
  * say) and --crl, into cfg->id and cfg->crl. */

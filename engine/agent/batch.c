@@ -66,8 +66,10 @@ static bool never_sendable(const agent *a, const char *rel, sx_err *why)
 	char full[SX_DEST_MAX + SX_PATH_MAX + 2];
 	/* as the receiver will see it: under --dest */
 	int len = snprintf(full, sizeof(full), "%s%s%s", dest ? dest : "", dest ? "/" : "", rel);
-	if (len < 0 || (size_t)len >= sizeof(full))
-		return sx_fail(why, SX_E_USAGE, "path too long"), true;
+	if (len < 0 || (size_t)len >= sizeof(full)) {
+		sx_fail(why, SX_E_USAGE, "path too long under --dest");
+		return true;
+	}
 	if (sx_path_check_file((const uint8_t *)full, (size_t)len, flags, why) < 0)
 		return true;
 	if (!a->cfg->send.no_sign && n > k && strcmp(rel + n - k, sfx) == 0) {
@@ -306,7 +308,9 @@ int agent_batch(agent *a, sx_err *err)
 		a->last = why;
 	else
 		sx_err_clear(&a->last);
-	if (!ok && !(a->cfg->stop && atomic_load(a->cfg->stop))) {
+	if (!ok && a->cfg->once) {
+		a->failed++; /* no wait: --once ends here */
+	} else if (!ok && !(a->cfg->stop && atomic_load(a->cfg->stop))) {
 		backoff(a, now, &why);
 	} else {
 		a->failed = 0;

@@ -4,7 +4,8 @@
 # keep); a file changed after it was sent is not sent again; a file the
 # server refuses stays and is reported; the state folder is locked;
 # SIGTERM during a slow batch exits 0 at once and the queue stays
-# consistent; the server unreachable with --once exits 6; usage errors.
+# consistent; the server unreachable with --once exits 6; a configuration
+# file; usage errors.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/agent_lib.sh"
 make_pki
@@ -84,6 +85,32 @@ head -c 100 /dev/urandom >"$WORK/w3/late.bin"
 expect_exit 6 "$SXFER" agent --id "$WORK/cam" --watch "$WORK/w3" --once "127.0.0.1:$port"
 [ -f "$WORK/w3/late.bin" ] || fail "late.bin gone"
 ok "--once with nothing listening: exit 6, the file kept"
+
+# A configuration file (as sxfer-agent@NAME.service reads one): the
+# server, the folder and the rules from it, the command line overriding.
+mkdir -p "$WORK/w4/keep" && head -c 700 /dev/urandom >"$WORK/w4/keep/one.bin"
+head -c 700 /dev/urandom >"$WORK/w4/two.bin"
+cat >"$WORK/agent.conf" <<CONF
+# the agent of a test camera
+id = $WORK/cam
+watch = $WORK/w4
+server = 127.0.0.1:$PORT
+dest = from-conf
+after = delete
+exclude = keep/*
+batch-wait = 0.1
+CONF
+expect_exit 0 "$SXFER" agent --config "$WORK/agent.conf" --once --after keep
+[ -f "$WORK/out/cam-01/from-conf/two.bin" ] || fail "--config: two.bin not under --dest"
+[ ! -e "$WORK/out/cam-01/from-conf/keep" ] || fail "--config: exclude ignored"
+[ -f "$WORK/w4/two.bin" ] || fail "--after keep on the command line did not override the file"
+echo "batch-files = many" >>"$WORK/agent.conf"
+expect_exit 2 "$SXFER" agent --config "$WORK/agent.conf" --once
+grep -q 'agent.conf:9: batch-files' "$WORK/last.err" || fail "$(cat "$WORK/last.err")"
+echo "no-such-key = 1" >"$WORK/bad.conf"
+expect_exit 2 "$SXFER" agent --config "$WORK/bad.conf" --once
+grep -q "bad.conf:1: unknown key 'no-such-key'" "$WORK/last.err" || fail "$(cat "$WORK/last.err")"
+ok "--config: keys from the file, --dest, the command line wins, errors name file and line"
 
 expect_exit 2 "$SXFER" agent --id "$WORK/cam" "127.0.0.1:$PORT"
 expect_exit 2 "$SXFER" agent "${base[@]}" --after trash "127.0.0.1:$PORT"
