@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/sx_state.h"
 #include "common/sx_util.h"
 #include "engine/agent/sx_agent.h"
 #include "engine/wire/sx_wire.h"
@@ -84,28 +85,6 @@ static int parse_ms(const char *s, int *ms)
 			f *= 10;
 	}
 	*ms = (int)(w * 1000 + f);
-	return 0;
-}
-
-/* To be replaced by sx_state_dir (common/sx_state.h) once it is on this
- * branch: the same rule. */
-static int state_root(char *out, size_t cap, sx_err *err)
-{
-	const char *sd = getenv("STATE_DIRECTORY"), *xdg = getenv("XDG_STATE_HOME");
-	const char *home = getenv("HOME");
-	int n;
-	if (sd != NULL && sd[0] == '/')
-		n = snprintf(out, cap, "%.*s", (int)strcspn(sd, ":"), sd);
-	else if (xdg != NULL && xdg[0] == '/')
-		n = snprintf(out, cap, "%s/sxfer", xdg);
-	else if (home != NULL && home[0] == '/')
-		n = snprintf(out, cap, "%s/.local/state/sxfer", home);
-	else
-		return sx_fail(err, SX_E_USAGE,
-			       "no folder for the agent's state: set STATE_DIRECTORY or "
-			       "XDG_STATE_HOME to an absolute path, or use --state");
-	if (n < 0 || (size_t)n >= cap)
-		return sx_fail(err, SX_E_USAGE, "the state folder's path is too long");
 	return 0;
 }
 
@@ -300,10 +279,12 @@ static int state_folder(const sx_agent_cfg *cfg, const agent_opts *ao, char *out
 	} else if (sx_agent_name(cfg->watch, name, sizeof(name), err) < 0) {
 		return -1;
 	}
-	if (state_root(root, sizeof(root), err) < 0)
+	if (snprintf(root, sizeof(root), "agent/%s", name) >= (int)sizeof(root))
+		return sx_fail(err, SX_E_USAGE, "--name: too long");
+	if (sx_state_dir(out, cap, root, err) < 0) {
+		sx_err_prefix(err, "where to keep the agent's queue (--state DIR): ");
 		return -1;
-	if (snprintf(out, cap, "%s/agent/%s", root, name) >= (int)cap)
-		return sx_fail(err, SX_E_USAGE, "the state folder's path is too long");
+	}
 	return 0;
 }
 

@@ -23,7 +23,9 @@ static const char usage[] =
     "  --batch-files N      a signed batch closes after N files (default 4096),\n"
     "  --batch-seconds S    or S seconds after its first file (default 10)\n"
     "\n"
-    "Receipts go to $HOME/" SX_RECEIPTS_DEFAULT " unless --receipts says.\n";
+    "Receipts go to " SX_RECEIPTS_SUB "/ of the state folder ($STATE_DIRECTORY, else\n"
+    "$XDG_STATE_HOME/sxfer, else $HOME/.local/state/sxfer) unless --receipts says;\n"
+    "the leaf cache that speeds up resuming goes beside them, in leaves/.\n";
 
 typedef struct bar {
 	bool on;

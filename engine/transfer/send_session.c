@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/sx_state.h"
 #include "engine/transfer/send_int.h"
 
 int sx_send_fid_add(sender *s, uint32_t id, size_t entry, sx_err *err)
@@ -308,6 +309,28 @@ out:
 	return -1;
 }
 
+/* Where a signed session keeps its receipts: --receipts DIR, else (a
+ * sender) receipts/ of the state folder (common/sx_state.h); a server keeps
+ * receipt files only where it is told to (each verified receipt is logged).
+ * The leaf cache goes beside them, for the offers of a later attempt or run
+ * (best effort: none when it cannot be made). */
+static int receipts_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
+{
+	if (cfg->receipts_dir != NULL) {
+		snprintf(s->receipts_dir, sizeof(s->receipts_dir), "%s", cfg->receipts_dir);
+	} else if (!cfg->serving && sx_state_dir(s->receipts_dir, sizeof(s->receipts_dir),
+						 SX_RECEIPTS_SUB, err) < 0) {
+		sx_err_prefix(err, "where to keep the receipts (--receipts DIR): ");
+		return -1;
+	}
+	if (s->receipts_dir[0] != '\0' && sx_mkdirs(s->receipts_dir, 0700, err) < 0)
+		return -1;
+	memcpy(stats->receipts_dir, s->receipts_dir, sizeof(stats->receipts_dir));
+	if (s->ask && s->receipts_dir[0] != '\0')
+		(void)sx_leafcache_dir(s->receipts_dir, s->leaves_dir, sizeof(s->leaves_dir));
+	return 0;
+}
+
 /* The settings, the entries and the buffers of a session: everything that
  * is allocated once, before the connection. */
 static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, send_run *run,
@@ -358,22 +381,7 @@ static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, 
 	if (s->sign) {
 		SX_ENSURE(RAND_bytes(s->tid, sizeof(s->tid)) == 1, err, SX_E_OTHER,
 			  "no random bytes for the transfer id");
-		const char *home = getenv("HOME");
-		if (cfg->receipts_dir != NULL)
-			snprintf(s->receipts_dir, sizeof(s->receipts_dir), "%s", cfg->receipts_dir);
-		else if (!cfg->serving)
-			snprintf(s->receipts_dir, sizeof(s->receipts_dir), "%s/%s",
-				 home ? home : ".", SX_RECEIPTS_DEFAULT);
-		/* A server keeps receipts files only where it is told to (each
-		 * verified receipt is logged). */
-		if (s->receipts_dir[0] != '\0')
-			SX_GUARD(sx_mkdirs(s->receipts_dir, 0700, err));
-		memcpy(stats->receipts_dir, s->receipts_dir, sizeof(stats->receipts_dir));
-		/* The leaf cache beside the receipts, for the offers of a later
-		 * attempt or run (best effort: none when it cannot be made). */
-		if (s->ask && s->receipts_dir[0] != '\0')
-			(void)sx_leafcache_dir(s->receipts_dir, s->leaves_dir,
-					       sizeof(s->leaves_dir));
+		SX_GUARD(receipts_init(s, cfg, stats, err));
 	}
 	/* All slots in one region, so the backend can register it once. Each
 	 * slot's payload starts on an SX_DIO_ALIGN boundary (its header just

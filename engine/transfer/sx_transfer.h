@@ -26,7 +26,7 @@
 #define SX_BATCH_BYTES_DEFAULT	      (1ull << 30)
 #define SX_BATCH_MS_DEFAULT	      10000
 #define SX_CHECKPOINT_RECORDS_DEFAULT 64u
-#define SX_RECEIPTS_DEFAULT	      ".local/state/sxfer/receipts" /* under $HOME */
+#define SX_RECEIPTS_SUB		      "receipts" /* under the state folder (common/sx_state.h) */
 
 typedef struct sx_progress {
 	uint64_t bytes_sent; /* file bytes handed to the socket */
@@ -75,7 +75,7 @@ typedef struct sx_send_cfg {
 	bool zerocopy;		     /* io_uring zero-copy sends for records of 64 KiB or more */
 	bool no_direct;		     /* never read files with direct I/O */
 	unsigned threads;	     /* sealing workers; 0: one per core (at most 8), 1: none */
-	const char *receipts_dir;    /* default SX_RECEIPTS_DEFAULT under $HOME */
+	const char *receipts_dir;    /* default SX_RECEIPTS_SUB of sx_state_dir */
 	uint32_t batch_files;	     /* a batch closes after this many files, */
 	uint64_t batch_bytes;	     /* or this many bytes, */
 	int batch_ms;		     /* or this long after its first file */
