@@ -232,6 +232,9 @@ typedef struct sx_get_cfg {
 	uint32_t chunk; /* preferred record payload (0: the server's) */
 	uint32_t max_record;
 	int timeout_ms;
+	/* --limit-rate: bytes per second read from the socket, so that the
+	 * server's sending is held to it by TCP's flow control (0: no limit) */
+	uint64_t limit_rate;
 	void (*on_entry)(void *ctx, const sx_list_entry *e);
 	void *entry_ctx;
 	void (*on_progress)(void *ctx, const sx_progress *p);
