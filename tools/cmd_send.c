@@ -91,6 +91,84 @@ static const char *zmode_name(sx_zmode m, int level)
 	return buf;
 }
 
+/* What the send did: JSON on standard output, or a few lines for a person. */
+static void summary(const sx_send_cfg *cfg, const sx_send_stats *st, const sx_err *err, int rc,
+		    bool json, bool quiet)
+{
+	if (json) {
+		printf("{\"result\":\"%s\",\"exit\":%d,", rc ? "error" : "ok", rc);
+		if (rc) {
+			printf("\"message\":");
+			sx_cli_json_str(err->msg);
+			putchar(',');
+		}
+		printf("\"files_ok\":%llu,\"files_failed\":%llu,\"files_skipped\":%llu,"
+		       "\"bytes\":%llu,\"seconds\":%.3f,\"mib_per_s\":%.1f,\"suite\":",
+		       (unsigned long long)st->files_ok, (unsigned long long)st->files_failed,
+		       (unsigned long long)st->files_skipped, (unsigned long long)st->bytes,
+		       st->seconds,
+		       st->seconds > 0 ? (double)st->bytes / 1048576.0 / st->seconds : 0.0);
+		sx_cli_json_str(sx_suite_name(st->suite ? st->suite : cfg->suite));
+		printf(",\"io\":");
+		sx_cli_json_str(st->io_backend);
+		printf(",\"peer\":");
+		sx_cli_json_str(st->peer_name);
+		printf(",\"peer_fingerprint\":");
+		sx_cli_json_str(st->peer_fingerprint);
+		printf(",\"signed\":%s,\"batches\":%llu,"
+		       "\"checkpoints\":%llu,\"receipts\":%llu,\"receipts_dir\":",
+		       cfg->no_sign ? "false" : "true", (unsigned long long)st->batches,
+		       (unsigned long long)st->checkpoints, (unsigned long long)st->receipts);
+		sx_cli_json_str(st->receipts_dir);
+		printf(",\"compress\":");
+		sx_cli_json_str(zmode_name(cfg->zmode, cfg->zlevel));
+		printf(",\"compressed_bytes\":%llu,\"data_records\":%llu,"
+		       "\"compressed_records\":%llu,\"direct_bytes\":%llu,",
+		       (unsigned long long)st->wire_bytes, (unsigned long long)st->records,
+		       (unsigned long long)st->records_compressed,
+		       (unsigned long long)st->direct_bytes);
+		printf("\"wire_bytes\":%llu,\"files_resumed\":%llu,\"bytes_resumed\":%llu,"
+		       "\"files_same\":%llu,\"attempts\":%u,",
+		       (unsigned long long)st->wire_bytes, (unsigned long long)st->files_resumed,
+		       (unsigned long long)st->bytes_resumed, (unsigned long long)st->files_same,
+		       st->attempts);
+		printf("\"bytes_compared\":%llu,\"leaves_cached\":%llu,\"files_grew\":%llu}\n",
+		       (unsigned long long)st->bytes_compared,
+		       (unsigned long long)st->leaves_cached, (unsigned long long)st->files_grew);
+	} else if (rc == 0 && !quiet) {
+		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
+			(unsigned long long)st->files_ok, (unsigned long long)st->bytes,
+			st->seconds,
+			st->seconds > 0 ? (double)st->bytes / 1048576.0 / st->seconds : 0.0,
+			SX_TEXT(st->peer_name));
+		if (st->files_resumed > 0 || st->files_same > 0 || st->attempts > 1)
+			fprintf(stderr,
+				"%llu file(s) resumed (%llu bytes not sent again), %llu already "
+				"there; %u attempt(s)\n",
+				(unsigned long long)st->files_resumed,
+				(unsigned long long)st->bytes_resumed,
+				(unsigned long long)st->files_same, st->attempts);
+		if (st->records_compressed > 0)
+			fprintf(stderr,
+				"compressed %llu of %llu record(s): %llu bytes on the wire, "
+				"ratio %.2f\n",
+				(unsigned long long)st->records_compressed,
+				(unsigned long long)st->records, (unsigned long long)st->wire_bytes,
+				st->wire_bytes > 0 ? (double)st->bytes / (double)st->wire_bytes
+						   : 0.0);
+		if (!cfg->no_sign)
+			fprintf(stderr,
+				"signed in %llu batch(es); %llu receipt(s) verified, in %s\n",
+				(unsigned long long)st->batches, (unsigned long long)st->receipts,
+				SX_TEXT(st->receipts_dir));
+	}
+	if (!json && st->files_grew > 0)
+		fprintf(stderr,
+			"sxfer: warning: %llu file(s) grew while they were being sent: each was "
+			"sent at the size it had when it was begun\n",
+			(unsigned long long)st->files_grew);
+}
+
 int sx_cmd_send(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -163,76 +241,7 @@ int sx_cmd_send(int argc, char **argv)
 		fputc('\n', stderr);
 done:
 	rc = err.cls == SX_OK ? 0 : (int)err.cls;
-	if (json) {
-		printf("{\"result\":\"%s\",\"exit\":%d,", rc ? "error" : "ok", rc);
-		if (rc) {
-			printf("\"message\":");
-			sx_cli_json_str(err.msg);
-			putchar(',');
-		}
-		printf("\"files_ok\":%llu,\"files_failed\":%llu,\"files_skipped\":%llu,"
-		       "\"bytes\":%llu,\"seconds\":%.3f,\"mib_per_s\":%.1f,\"suite\":",
-		       (unsigned long long)st.files_ok, (unsigned long long)st.files_failed,
-		       (unsigned long long)st.files_skipped, (unsigned long long)st.bytes,
-		       st.seconds,
-		       st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0);
-		sx_cli_json_str(sx_suite_name(st.suite ? st.suite : cfg.suite));
-		printf(",\"io\":");
-		sx_cli_json_str(st.io_backend);
-		printf(",\"peer\":");
-		sx_cli_json_str(st.peer_name);
-		printf(",\"peer_fingerprint\":");
-		sx_cli_json_str(st.peer_fingerprint);
-		printf(",\"signed\":%s,\"batches\":%llu,"
-		       "\"checkpoints\":%llu,\"receipts\":%llu,\"receipts_dir\":",
-		       cfg.no_sign ? "false" : "true", (unsigned long long)st.batches,
-		       (unsigned long long)st.checkpoints, (unsigned long long)st.receipts);
-		sx_cli_json_str(st.receipts_dir);
-		printf(",\"compress\":");
-		sx_cli_json_str(zmode_name(cfg.zmode, cfg.zlevel));
-		printf(",\"compressed_bytes\":%llu,\"data_records\":%llu,"
-		       "\"compressed_records\":%llu,\"direct_bytes\":%llu,",
-		       (unsigned long long)st.wire_bytes, (unsigned long long)st.records,
-		       (unsigned long long)st.records_compressed,
-		       (unsigned long long)st.direct_bytes);
-		printf("\"wire_bytes\":%llu,\"files_resumed\":%llu,\"bytes_resumed\":%llu,"
-		       "\"files_same\":%llu,\"attempts\":%u,",
-		       (unsigned long long)st.wire_bytes, (unsigned long long)st.files_resumed,
-		       (unsigned long long)st.bytes_resumed, (unsigned long long)st.files_same,
-		       st.attempts);
-		printf("\"bytes_compared\":%llu,\"leaves_cached\":%llu,\"files_grew\":%llu}\n",
-		       (unsigned long long)st.bytes_compared, (unsigned long long)st.leaves_cached,
-		       (unsigned long long)st.files_grew);
-	} else if (rc == 0 && !quiet) {
-		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
-			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
-			st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0,
-			SX_TEXT(st.peer_name));
-		if (st.files_resumed > 0 || st.files_same > 0 || st.attempts > 1)
-			fprintf(stderr,
-				"%llu file(s) resumed (%llu bytes not sent again), %llu already "
-				"there; %u attempt(s)\n",
-				(unsigned long long)st.files_resumed,
-				(unsigned long long)st.bytes_resumed,
-				(unsigned long long)st.files_same, st.attempts);
-		if (st.records_compressed > 0)
-			fprintf(stderr,
-				"compressed %llu of %llu record(s): %llu bytes on the wire, "
-				"ratio %.2f\n",
-				(unsigned long long)st.records_compressed,
-				(unsigned long long)st.records, (unsigned long long)st.wire_bytes,
-				st.wire_bytes > 0 ? (double)st.bytes / (double)st.wire_bytes : 0.0);
-		if (!cfg.no_sign)
-			fprintf(stderr,
-				"signed in %llu batch(es); %llu receipt(s) verified, in %s\n",
-				(unsigned long long)st.batches, (unsigned long long)st.receipts,
-				SX_TEXT(st.receipts_dir));
-	}
-	if (!json && st.files_grew > 0)
-		fprintf(stderr,
-			"sxfer: warning: %llu file(s) grew while they were being sent: each was "
-			"sent at the size it had when it was begun\n",
-			(unsigned long long)st.files_grew);
+	summary(&cfg, &st, &err, rc, json, quiet);
 	if (rc)
 		sx_cli_report(&err);
 	sx_identity_free(&id);
