@@ -19,6 +19,7 @@ int sx_cmd_ca(int argc, char **argv);
 int sx_cmd_id(int argc, char **argv);
 int sx_cmd_serve(int argc, char **argv);
 int sx_cmd_send(int argc, char **argv);
+int sx_cmd_agent(int argc, char **argv); /* the camera upload agent */
 int sx_cmd_get(int argc, char **argv);
 int sx_cmd_ls(int argc, char **argv);
 int sx_cmd_sign(int argc, char **argv);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/sx_util.h"
+#include "engine/transfer/sx_rate.h"
 #include "engine/transfer/sx_transfer.h"
 #include "tools/cli.h"
 
@@ -39,6 +40,8 @@ static const char usage[] =
     "  --key-update SIZE    ratchet the record keys every SIZE bytes (default 64G)\n"
     "  --io KIND            auto (default), uring or poll\n"
     "  --timeout SEC        network timeout (default 30)\n"
+    "  --limit-rate RATE    read at most RATE bytes per second (e.g. 500K, 10M), which\n"
+    "                       holds the server's sending to it (default: no limit)\n"
     "  --overwrite          replace existing files\n"
     "  --no-direct          write every file through the page cache\n"
     "  --no-sign            ask for an unsigned session (no .sxsig, no receipt)\n"
@@ -134,6 +137,7 @@ int sx_cmd_get(int argc, char **argv)
 	    {"verbose", no_argument, 0, 'v'},
 	    {"json", no_argument, 0, 'j'},
 	    {"pass-file", required_argument, 0, 'p'},
+	    {"limit-rate", required_argument, 0, 'L'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -172,6 +176,13 @@ int sx_cmd_get(int argc, char **argv)
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 86400)
 				return sx_cli_usage_error("get", "--timeout: seconds");
 			cfg.timeout_ms = (int)(v * 1000);
+			break;
+		case 'L':
+			if (sx_parse_size(optarg, &v) < 0 || v < SX_RATE_MIN)
+				return sx_cli_usage_error(
+				    "get",
+				    "--limit-rate: bytes per second, at least 1K (e.g. 500K, 10M)");
+			cfg.limit_rate = v;
 			break;
 		case 'w': cfg.overwrite = true; break;
 		case 'D': cfg.direct = false; break;

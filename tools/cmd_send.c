@@ -8,6 +8,7 @@
 #include "common/sx_util.h"
 #include "engine/transfer/sx_transfer.h"
 #include "tools/cli.h"
+#include "tools/send_opts.h"
 
 static const char usage[] =
     "usage: sxfer send --id IDDIR [options] HOST:PORT PATH...\n"
@@ -17,50 +18,14 @@ static const char usage[] =
     "In a folder, what cannot be sent (a symbolic link or other special file, a\n"
     "name the receiver refuses, and, signed, X.sxsig beside X) is skipped with a\n"
     "warning; the rest is sent and the exit code is then 5.\n"
-    "\n"
-    "  --id DIR             identity folder (key.pem, cert.pem, ca.pem, crl.pem)\n"
-    "  --server-name NAME   name the server's certificate must carry (default: HOST)\n"
-    "  --crl FILE           revocation list for the server's certificate and its\n"
-    "                       receipts (default: crl.pem of the identity folder, if any)\n"
-    "  --suite S            aes256gcm (default), aes256ctr-hmac, chacha20poly1305\n"
-    "  --chunk SIZE         record payload size (default 1M; e.g. 256K, 4M)\n"
-    "  --compress MODE      zstd per record: auto (default: level 1; a file whose\n"
-    "                       64K sample does not shrink by 10% goes uncompressed,\n"
-    "                       sampled again every 64 records), on (level 3),\n"
-    "                       LEVEL (1-19) or off; 'off' is faster for compressible\n"
-    "                       data on links above about 3 Gbit/s\n"
-    "  --key-update SIZE    ratchet the record keys every SIZE bytes (default 64G)\n"
-    "  --io KIND            auto (default), uring or poll\n"
+    "\n" SX_SEND_OPTIONS_HELP
     "  --name NAME          name of the standard-input stream (default: stdin)\n"
-    "  --dest SUBDIR        land under SUBDIR of this identity's folder on the\n"
-    "                       server (OUT/NAME/SUBDIR/...): a relative path without\n"
-    "                       '..' or empty parts, created as needed\n"
-    "  --timeout SEC        network timeout (default 30)\n"
-    "  --quiet              no progress bar\n"
-    "  --json               print a JSON summary on standard output\n"
-    "  --verbose            also a log line per file resumed or already there\n"
-    "  --zerocopy           io_uring zero-copy sends (measured: no gain on loopback)\n"
-    "  --no-direct          read every file through the page cache (default: files of\n"
-    "                       4 MiB or more that are mostly not cached are read with\n"
-    "                       direct I/O where the file system supports it)\n"
-    "  --no-sign            no batch signatures, .sxsig files or receipts (plain channel)\n"
-    "  --receipts DIR       where the receiver's signed receipts are stored\n"
-    "                       (default: " SX_RECEIPTS_SUB "/ of the state folder:\n"
-    "                       $STATE_DIRECTORY, else $XDG_STATE_HOME/sxfer, else\n"
-    "                       $HOME/.local/state/sxfer); the leaf cache that speeds up\n"
-    "                       resuming goes beside it, in leaves/\n"
     "  --batch-files N      a signed batch closes after N files (default 4096),\n"
-    "  --batch-bytes SIZE   or SIZE bytes (default 1G),\n"
     "  --batch-seconds S    or S seconds after its first file (default 10)\n"
-    "  --checkpoint K       a signed checkpoint every K chunks of a stream (default 64)\n"
-    "  --retry N            after a network failure (refused, reset, cut, a stall of\n"
-    "                       --timeout, the server shutting down) connect again up to\n"
-    "                       N times (default 5; 0: never), each attempt resuming what\n"
-    "                       the receiver holds; an attempt that moved forward starts\n"
-    "                       the count again. Waits 1 s doubling to 60 s, randomized\n"
-    "  --retry-wait MS[:MS] the first wait and the longest, in milliseconds\n"
-    "  --no-resume          ask the receiver nothing: every file from its first byte\n"
-    "  --pass-file FILE     passphrase of the identity key (or SXFER_PASSPHRASE)\n";
+    "\n"
+    "Receipts go to " SX_RECEIPTS_SUB "/ of the state folder ($STATE_DIRECTORY, else\n"
+    "$XDG_STATE_HOME/sxfer, else $HOME/.local/state/sxfer) unless --receipts says;\n"
+    "the leaf cache that speeds up resuming goes beside them, in leaves/.\n";
 
 typedef struct bar {
 	bool on;
@@ -115,27 +80,6 @@ static void on_retry(void *ctx, unsigned attempt, unsigned wait_ms, const sx_err
 			wait_ms / 1000.0);
 }
 
-/* --retry-wait MS[:MS] */
-static int parse_retry_wait(const char *arg, sx_send_cfg *cfg)
-{
-	char a[32];
-	uint64_t lo, hi;
-	const char *colon = strchr(arg, ':');
-	size_t n = colon ? (size_t)(colon - arg) : strlen(arg);
-	if (n == 0 || n >= sizeof(a))
-		return -1;
-	memcpy(a, arg, n);
-	a[n] = '\0';
-	if (sx_parse_u64(a, &lo) < 0 || lo == 0 || lo > 3600000)
-		return -1;
-	hi = lo > 60000 ? lo : 60000;
-	if (colon && (sx_parse_u64(colon + 1, &hi) < 0 || hi < lo || hi > 3600000))
-		return -1;
-	cfg->retry_base_ms = (int)lo;
-	cfg->retry_max_ms = (int)hi;
-	return 0;
-}
-
 static const char *zmode_name(sx_zmode m, int level)
 {
 	static char buf[16];
@@ -147,145 +91,118 @@ static const char *zmode_name(sx_zmode m, int level)
 	return buf;
 }
 
+/* What the send did: JSON on standard output, or a few lines for a person. */
+static void summary(const sx_send_cfg *cfg, const sx_send_stats *st, const sx_err *err, int rc,
+		    bool json, bool quiet)
+{
+	if (json) {
+		printf("{\"result\":\"%s\",\"exit\":%d,", rc ? "error" : "ok", rc);
+		if (rc) {
+			printf("\"message\":");
+			sx_cli_json_str(err->msg);
+			putchar(',');
+		}
+		printf("\"files_ok\":%llu,\"files_failed\":%llu,\"files_skipped\":%llu,"
+		       "\"bytes\":%llu,\"seconds\":%.3f,\"mib_per_s\":%.1f,\"suite\":",
+		       (unsigned long long)st->files_ok, (unsigned long long)st->files_failed,
+		       (unsigned long long)st->files_skipped, (unsigned long long)st->bytes,
+		       st->seconds,
+		       st->seconds > 0 ? (double)st->bytes / 1048576.0 / st->seconds : 0.0);
+		sx_cli_json_str(sx_suite_name(st->suite ? st->suite : cfg->suite));
+		printf(",\"io\":");
+		sx_cli_json_str(st->io_backend);
+		printf(",\"peer\":");
+		sx_cli_json_str(st->peer_name);
+		printf(",\"peer_fingerprint\":");
+		sx_cli_json_str(st->peer_fingerprint);
+		printf(",\"signed\":%s,\"batches\":%llu,"
+		       "\"checkpoints\":%llu,\"receipts\":%llu,\"receipts_dir\":",
+		       cfg->no_sign ? "false" : "true", (unsigned long long)st->batches,
+		       (unsigned long long)st->checkpoints, (unsigned long long)st->receipts);
+		sx_cli_json_str(st->receipts_dir);
+		printf(",\"compress\":");
+		sx_cli_json_str(zmode_name(cfg->zmode, cfg->zlevel));
+		printf(",\"compressed_bytes\":%llu,\"data_records\":%llu,"
+		       "\"compressed_records\":%llu,\"direct_bytes\":%llu,",
+		       (unsigned long long)st->wire_bytes, (unsigned long long)st->records,
+		       (unsigned long long)st->records_compressed,
+		       (unsigned long long)st->direct_bytes);
+		printf("\"wire_bytes\":%llu,\"files_resumed\":%llu,\"bytes_resumed\":%llu,"
+		       "\"files_same\":%llu,\"attempts\":%u,",
+		       (unsigned long long)st->wire_bytes, (unsigned long long)st->files_resumed,
+		       (unsigned long long)st->bytes_resumed, (unsigned long long)st->files_same,
+		       st->attempts);
+		printf("\"bytes_compared\":%llu,\"leaves_cached\":%llu,\"files_grew\":%llu}\n",
+		       (unsigned long long)st->bytes_compared,
+		       (unsigned long long)st->leaves_cached, (unsigned long long)st->files_grew);
+	} else if (rc == 0 && !quiet) {
+		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
+			(unsigned long long)st->files_ok, (unsigned long long)st->bytes,
+			st->seconds,
+			st->seconds > 0 ? (double)st->bytes / 1048576.0 / st->seconds : 0.0,
+			SX_TEXT(st->peer_name));
+		if (st->files_resumed > 0 || st->files_same > 0 || st->attempts > 1)
+			fprintf(stderr,
+				"%llu file(s) resumed (%llu bytes not sent again), %llu already "
+				"there; %u attempt(s)\n",
+				(unsigned long long)st->files_resumed,
+				(unsigned long long)st->bytes_resumed,
+				(unsigned long long)st->files_same, st->attempts);
+		if (st->records_compressed > 0)
+			fprintf(stderr,
+				"compressed %llu of %llu record(s): %llu bytes on the wire, "
+				"ratio %.2f\n",
+				(unsigned long long)st->records_compressed,
+				(unsigned long long)st->records, (unsigned long long)st->wire_bytes,
+				st->wire_bytes > 0 ? (double)st->bytes / (double)st->wire_bytes
+						   : 0.0);
+		if (!cfg->no_sign)
+			fprintf(stderr,
+				"signed in %llu batch(es); %llu receipt(s) verified, in %s\n",
+				(unsigned long long)st->batches, (unsigned long long)st->receipts,
+				SX_TEXT(st->receipts_dir));
+	}
+	if (!json && st->files_grew > 0)
+		fprintf(stderr,
+			"sxfer: warning: %llu file(s) grew while they were being sent: each was "
+			"sent at the size it had when it was begun\n",
+			(unsigned long long)st->files_grew);
+}
+
 int sx_cmd_send(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"id", required_argument, 0, 'i'},
-	    {"server-name", required_argument, 0, 'n'},
-	    {"crl", required_argument, 0, 'r'},
-	    {"suite", required_argument, 0, 's'},
-	    {"chunk", required_argument, 0, 'c'},
-	    {"key-update", required_argument, 0, 'k'},
-	    {"io", required_argument, 0, 'o'},
+	    SX_SEND_OPTIONS,
 	    {"name", required_argument, 0, 'N'},
-	    {"timeout", required_argument, 0, 't'},
-	    {"quiet", no_argument, 0, 'q'},
-	    {"json", no_argument, 0, 'j'},
-	    {"verbose", no_argument, 0, 'V'},
-	    {"pass-file", required_argument, 0, 'p'},
-	    {"threads", required_argument, 0, 'W'},
-	    {"zerocopy", no_argument, 0, 'Z'},
-	    {"no-direct", no_argument, 0, 'D'},
-	    {"no-sign", no_argument, 0, 'S'},
-	    {"receipts", required_argument, 0, 'R'},
-	    {"batch-files", required_argument, 0, 'F'},
-	    {"batch-bytes", required_argument, 0, 'B'},
 	    {"batch-seconds", required_argument, 0, 'T'},
-	    {"checkpoint", required_argument, 0, 'K'},
-	    {"compress", required_argument, 0, 'z'},
-	    {"retry", required_argument, 0, 'y'},
-	    {"retry-wait", required_argument, 0, 'w'},
-	    {"no-resume", no_argument, 0, 'U'},
-	    {"dest", required_argument, 0, 'd'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
-	sx_send_cfg cfg = {.suite = SX_SUITE_AES256GCM,
-			   .chunk = SX_CHUNK_DEFAULT,
-			   .timeout_ms = 30000,
-			   .zmode = SX_ZMODE_AUTO,
-			   .zlevel = SX_ZLEVEL_AUTO,
-			   .retries = 5};
-	const char *id_dir = NULL, *crl_file = NULL;
-	bool quiet = false, json = false, verbose = false;
-	sx_cli_pass ps = {0};
+	sx_send_cfg cfg;
+	sx_send_opts o;
 	uint64_t v;
-	int c;
+	int c, rc;
+	sx_send_opts_init(&cfg, &o);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		sx_err bad = {0};
+		if ((rc = sx_send_opt(c, optarg, &cfg, &o, &bad)) < 0)
+			return sx_cli_usage_error("send", "%s", bad.msg);
+		if (rc == 0)
+			continue;
 		switch (c) {
-		case 'i': id_dir = optarg; break;
-		case 'n': cfg.server_name = optarg; break;
-		case 'r': crl_file = optarg; break;
-		case 's':
-			if (sx_suite_parse(optarg, (sx_suite *)&cfg.suite) < 0)
-				return sx_cli_usage_error("send", "unknown suite '%s'", optarg);
-			break;
-		case 'c':
-			if (sx_parse_size(optarg, &v) < 0 || v < SX_CHUNK_MIN || v > (64u << 20))
-				return sx_cli_usage_error("send", "--chunk: a size from 4K to 64M");
-			cfg.chunk = (uint32_t)v;
-			break;
-		case 'k':
-			if (sx_parse_size(optarg, &v) < 0 || v == 0)
-				return sx_cli_usage_error("send",
-							  "--key-update: a size such as 64G");
-			cfg.rotate_bytes = v;
-			break;
-		case 'o':
-			if (sx_io_kind_parse(optarg, &cfg.io) < 0)
-				return sx_cli_usage_error("send", "--io: auto, uring or poll");
-			break;
 		case 'N': cfg.stream_name = optarg; break;
-		case 't':
-			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 86400)
-				return sx_cli_usage_error("send", "--timeout: seconds");
-			cfg.timeout_ms = (int)(v * 1000);
-			break;
-		case 'q': quiet = true; break;
-		case 'j': json = true; break;
-		case 'V': verbose = true; break;
-		case 'p': ps.file = optarg; break;
-		case 'S': cfg.no_sign = true; break;
-		case 'Z': cfg.zerocopy = true; break;
-		case 'D': cfg.no_direct = true; break;
-		case 'W':
-			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 8)
-				return sx_cli_usage_error("send", "--threads: 1 to 8");
-			cfg.threads = (unsigned)v;
-			break;
-		case 'R': cfg.receipts_dir = optarg; break;
-		case 'F':
-			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 4096)
-				return sx_cli_usage_error("send", "--batch-files: 1 to 4096");
-			cfg.batch_files = (uint32_t)v;
-			break;
-		case 'B':
-			if (sx_parse_size(optarg, &v) < 0 || v == 0)
-				return sx_cli_usage_error("send",
-							  "--batch-bytes: a size such as 1G");
-			cfg.batch_bytes = v;
-			break;
 		case 'T':
 			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 86400)
 				return sx_cli_usage_error("send", "--batch-seconds: 1 to 86400");
 			cfg.batch_ms = (int)v * 1000;
 			break;
-		case 'K':
-			if (sx_parse_u64(optarg, &v) < 0 || v == 0 || v > 1000000)
-				return sx_cli_usage_error("send",
-							  "--checkpoint: chunks, 1 to 1000000");
-			cfg.checkpoint_records = (uint32_t)v;
-			break;
-		case 'z':
-			if (sx_zmode_parse(optarg, &cfg.zmode, &cfg.zlevel) < 0)
-				return sx_cli_usage_error(
-				    "send", "--compress: auto, on, off or a level 1-19");
-			break;
-		case 'y':
-			if (sx_parse_u64(optarg, &v) < 0 || v > 1000)
-				return sx_cli_usage_error("send", "--retry: 0 to 1000");
-			cfg.retries = (unsigned)v;
-			break;
-		case 'w':
-			if (parse_retry_wait(optarg, &cfg) < 0)
-				return sx_cli_usage_error(
-				    "send",
-				    "--retry-wait: MS or MS:MS, milliseconds, 1 to 3600000");
-			break;
-		case 'U': cfg.no_resume = true; break;
-		case 'd': {
-			sx_err derr = {0};
-			if (sx_send_dest_check(optarg, &derr) < 0)
-				return sx_cli_usage_error("send", "%s", derr.msg);
-			cfg.dest = optarg;
-			break;
-		}
 		case 'h': fputs(usage, stdout); return 0;
 		default: return sx_cli_usage_error("send", "unknown option");
 		}
 	}
-	if (id_dir == NULL)
+	bool quiet = o.quiet, json = o.json;
+	if (o.id_dir == NULL)
 		return sx_cli_usage_error("send", "--id is required");
 	if (argc - optind < 2)
 		return sx_cli_usage_error("send", "expected HOST:PORT and at least one PATH");
@@ -307,18 +224,12 @@ int sx_cmd_send(int argc, char **argv)
 
 	sx_err err = {0};
 	sx_identity id = {0};
-	sx_pass pass;
 	X509_CRL *crl = NULL;
 	sx_send_stats st = {0};
 	bar b = {.on = !quiet && !json && isatty(STDERR_FILENO), .t0 = sx_now_ns()};
-	int rc;
-	sx_cli_pass_init(&pass, &ps);
-	if (sx_identity_load(id_dir, &pass, &id, &err) < 0 ||
-	    (crl_file && sx_crl_load(crl_file, &crl, &err) < 0))
+	if (sx_send_opts_load(&o, &cfg, &id, &crl, &err) < 0)
 		goto done;
-	cfg.id = &id;
-	cfg.crl = crl;
-	sx_log_set_min(verbose ? "debug" : "info");
+	sx_log_set_min(o.verbose ? "debug" : "info");
 	(void)sx_cert_life_warn(&id, 0); /* renewal due: said before anything is sent */
 	cfg.on_progress = on_progress;
 	cfg.progress_ctx = &b;
@@ -330,76 +241,7 @@ int sx_cmd_send(int argc, char **argv)
 		fputc('\n', stderr);
 done:
 	rc = err.cls == SX_OK ? 0 : (int)err.cls;
-	if (json) {
-		printf("{\"result\":\"%s\",\"exit\":%d,", rc ? "error" : "ok", rc);
-		if (rc) {
-			printf("\"message\":");
-			sx_cli_json_str(err.msg);
-			putchar(',');
-		}
-		printf("\"files_ok\":%llu,\"files_failed\":%llu,\"files_skipped\":%llu,"
-		       "\"bytes\":%llu,\"seconds\":%.3f,\"mib_per_s\":%.1f,\"suite\":",
-		       (unsigned long long)st.files_ok, (unsigned long long)st.files_failed,
-		       (unsigned long long)st.files_skipped, (unsigned long long)st.bytes,
-		       st.seconds,
-		       st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0);
-		sx_cli_json_str(sx_suite_name(st.suite ? st.suite : cfg.suite));
-		printf(",\"io\":");
-		sx_cli_json_str(st.io_backend);
-		printf(",\"peer\":");
-		sx_cli_json_str(st.peer_name);
-		printf(",\"peer_fingerprint\":");
-		sx_cli_json_str(st.peer_fingerprint);
-		printf(",\"signed\":%s,\"batches\":%llu,"
-		       "\"checkpoints\":%llu,\"receipts\":%llu,\"receipts_dir\":",
-		       cfg.no_sign ? "false" : "true", (unsigned long long)st.batches,
-		       (unsigned long long)st.checkpoints, (unsigned long long)st.receipts);
-		sx_cli_json_str(st.receipts_dir);
-		printf(",\"compress\":");
-		sx_cli_json_str(zmode_name(cfg.zmode, cfg.zlevel));
-		printf(",\"compressed_bytes\":%llu,\"data_records\":%llu,"
-		       "\"compressed_records\":%llu,\"direct_bytes\":%llu,",
-		       (unsigned long long)st.wire_bytes, (unsigned long long)st.records,
-		       (unsigned long long)st.records_compressed,
-		       (unsigned long long)st.direct_bytes);
-		printf("\"wire_bytes\":%llu,\"files_resumed\":%llu,\"bytes_resumed\":%llu,"
-		       "\"files_same\":%llu,\"attempts\":%u,",
-		       (unsigned long long)st.wire_bytes, (unsigned long long)st.files_resumed,
-		       (unsigned long long)st.bytes_resumed, (unsigned long long)st.files_same,
-		       st.attempts);
-		printf("\"bytes_compared\":%llu,\"leaves_cached\":%llu,\"files_grew\":%llu}\n",
-		       (unsigned long long)st.bytes_compared, (unsigned long long)st.leaves_cached,
-		       (unsigned long long)st.files_grew);
-	} else if (rc == 0 && !quiet) {
-		fprintf(stderr, "sent %llu file(s), %llu bytes in %.2f s (%.1f MiB/s) to %s\n",
-			(unsigned long long)st.files_ok, (unsigned long long)st.bytes, st.seconds,
-			st.seconds > 0 ? (double)st.bytes / 1048576.0 / st.seconds : 0.0,
-			SX_TEXT(st.peer_name));
-		if (st.files_resumed > 0 || st.files_same > 0 || st.attempts > 1)
-			fprintf(stderr,
-				"%llu file(s) resumed (%llu bytes not sent again), %llu already "
-				"there; %u attempt(s)\n",
-				(unsigned long long)st.files_resumed,
-				(unsigned long long)st.bytes_resumed,
-				(unsigned long long)st.files_same, st.attempts);
-		if (st.records_compressed > 0)
-			fprintf(stderr,
-				"compressed %llu of %llu record(s): %llu bytes on the wire, "
-				"ratio %.2f\n",
-				(unsigned long long)st.records_compressed,
-				(unsigned long long)st.records, (unsigned long long)st.wire_bytes,
-				st.wire_bytes > 0 ? (double)st.bytes / (double)st.wire_bytes : 0.0);
-		if (!cfg.no_sign)
-			fprintf(stderr,
-				"signed in %llu batch(es); %llu receipt(s) verified, in %s\n",
-				(unsigned long long)st.batches, (unsigned long long)st.receipts,
-				SX_TEXT(st.receipts_dir));
-	}
-	if (!json && st.files_grew > 0)
-		fprintf(stderr,
-			"sxfer: warning: %llu file(s) grew while they were being sent: each was "
-			"sent at the size it had when it was begun\n",
-			(unsigned long long)st.files_grew);
+	summary(&cfg, &st, &err, rc, json, quiet);
 	if (rc)
 		sx_cli_report(&err);
 	sx_identity_free(&id);

@@ -19,6 +19,7 @@ static const sx_cmd commands[] = {
     {"crl", sx_cmd_crl, "fetch the CA's current CRL from `ca serve` (crl fetch)"},
     {"serve", sx_cmd_serve, "receive files from authenticated senders"},
     {"send", sx_cmd_send, "send files, folders or a stream to a server"},
+    {"agent", sx_cmd_agent, "watch a folder and upload each file once it is complete"},
     {"get", sx_cmd_get, "fetch files and folders from a server's export (signed by it)"},
     {"ls", sx_cmd_ls, "list what this identity may get from a server"},
     {"sign", sx_cmd_sign, "sign local files offline: FILE.sxsig under one batch signature"},

@@ -73,8 +73,16 @@ int srv_client_early(server *s, conn *c, sx_err *err)
 	return sx_fail(err, SX_E_INTEGRITY, "the server sent records before the request");
 }
 
-int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err)
+int sx_get_run(const sx_get_cfg *given, sx_get_stats *stats, sx_err *err)
 {
+	/* --limit-rate: records the server sends in a quarter of a second at
+	 * most (the chunk asked for), so its sends do not stall on us. */
+	sx_get_cfg limited = *given;
+	if (limited.limit_rate != 0)
+		limited.chunk =
+		    sx_rate_chunk(limited.limit_rate,
+				  limited.chunk ? limited.chunk : SX_CHUNK_DEFAULT, SX_CHUNK_MIN);
+	const sx_get_cfg *cfg = &limited;
 	sx_serve_cfg sc = {
 	    .id = cfg->id,
 	    .crl = cfg->crl,
@@ -91,7 +99,12 @@ int sx_get_run(const sx_get_cfg *cfg, sx_get_stats *stats, sx_err *err)
 	    .client = cfg,
 	};
 	shared sh = {.cfg = &sc, .lfd = -1};
-	server s = {.cfg = &sc, .sh = &sh, .lfd = -1, .kind = cfg->io, .ntab = 1};
+	server s = {.cfg = &sc,
+		    .sh = &sh,
+		    .lfd = -1,
+		    .kind = cfg->io,
+		    .ntab = 1,
+		    .rx_rate = {.bps = cfg->limit_rate}};
 	sx_chan_cfg cc =
 	    sx_chan_client(cfg->id, cfg->crl, cfg->server_name ? cfg->server_name : cfg->host,
 			   cfg->suite, cfg->rotate_bytes, sc.max_record);

@@ -137,6 +137,8 @@ static int produce_drop(sender *s, sx_entry *e, sx_err *err)
 	e->done = true;
 	sx_log("error", "file_refused", "path=%s class=%d reason=%s", SX_LOGQ(e->rel), SX_E_IO,
 	       SX_LOGQ("exists on the receiver with other content"));
+	sx_send_report_file(s, e, false, false, SX_E_IO,
+			    "exists on the receiver with other content");
 	sx_fail(&s->file_err, SX_E_IO, "'%s' exists on the receiver with other content", e->rel);
 	return produce_skip_file(s, err);
 }
@@ -706,6 +708,15 @@ int sx_send_next(sender *s, sx_err *err)
 	slot *sl = slot_at(s, s->send_order);
 	if (sl == NULL || sl->state != SLOT_SEALED)
 		return 0;
+	if (s->rate.bps != 0) {
+		/* --limit-rate: the record waits for its bytes' tokens (the
+		 * loop wakes up for it: sender_loop). */
+		uint64_t now = sx_now_ns();
+		s->rate_wait_ns = sx_rate_wait(&s->rate, now);
+		if (s->rate_wait_ns > 0)
+			return 0;
+		sx_rate_charge(&s->rate, sl->rec_len, now);
+	}
 	sl->state = SLOT_SENDING;
 	s->sending = true;
 	return sx_io_send(s->io, s->sock, sl->buf, sl->rec_len,

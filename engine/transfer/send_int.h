@@ -14,6 +14,7 @@
 #include "engine/sign/sx_sigsess.h"
 #include "engine/transfer/sx_leafcache.h"
 #include "engine/transfer/sx_pool.h"
+#include "engine/transfer/sx_rate.h"
 #include "engine/transfer/sx_source.h"
 #include "engine/transfer/send_serve.h"
 #include "engine/transfer/sx_transfer.h"
@@ -178,6 +179,10 @@ typedef struct sender {
 	sx_leafcache lc;       /* of the file being sealed */
 	sx_lc_id cur_id;       /* of the file being read (cur_cache) */
 	bool cur_cache;
+	/* --limit-rate: the bucket, and how long the next record waits for it
+	 * (0: not waiting) */
+	sx_rate rate;
+	uint64_t rate_wait_ns;
 } sender;
 
 /* A run of attempts (sx_send_run with retries): what outlives one
@@ -236,6 +241,11 @@ int sx_send_offer_for(sender *s, const query **q);
  * p) or not sent at all (*drop, counted as refused). */
 int sx_send_decide(sender *s, const query *q, sx_entry *e, sx_msg *m, pend *p, bool *same,
 		   bool *drop, sx_err *err) SX_MUST_CHECK;
+
+/* send_session.c: tells cfg->on_file the outcome of entry e (stored, or
+ * refused with class cls and reason). */
+void sx_send_report_file(sender *s, const sx_entry *e, bool stored, bool same, sx_class cls,
+			 const char *reason);
 
 /* send_retry.c: the bytes of the run's files that are done. */
 uint64_t sx_send_done_bytes(const send_run *run);

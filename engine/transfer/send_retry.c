@@ -33,11 +33,17 @@ unsigned sx_send_retry_wait_ms(unsigned n, unsigned base_ms, unsigned max_ms, ui
 	return (unsigned)(lo + rnd % (d - lo + 1));
 }
 
-static void sleep_ms(unsigned ms)
+/* Sleeps ms, in steps of at most 100 ms so that abort (when set) ends the
+ * wait early. */
+static void sleep_ms(unsigned ms, const atomic_bool *abort)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	while (ms > 0 && !(abort != NULL && atomic_load(abort))) {
+		unsigned step = ms > 100 ? 100 : ms;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)step * 1000000L};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		ms -= step;
+	}
 }
 
 uint64_t sx_send_done_bytes(const send_run *run)
@@ -68,7 +74,8 @@ static bool retry_wait(const sx_send_cfg *cfg, const send_run *run, unsigned fai
 		       const sx_err *why, unsigned *wait_ms)
 {
 	uint32_t rnd = 0;
-	if (!run->retryable || cfg->serving || failed > cfg->retries)
+	if (!run->retryable || cfg->serving || failed > cfg->retries ||
+	    (cfg->abort != NULL && atomic_load(cfg->abort)))
 		return false;
 	if (run->stream_begun) {
 		sx_log("warn", "retry", "reason=%s",
@@ -109,7 +116,7 @@ int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err)
 		}
 		if (cfg->on_retry != NULL)
 			cfg->on_retry(cfg->retry_ctx, stats->attempts + 1, wait_ms, &e);
-		sleep_ms(wait_ms);
+		sleep_ms(wait_ms, cfg->abort);
 		progress_reset(&run);
 	}
 	stats->seconds = (double)(sx_now_ns() - t0) / 1e9;

@@ -25,6 +25,21 @@ int sx_send_fid_add(sender *s, uint32_t id, size_t entry, sx_err *err)
 	return 0;
 }
 
+void sx_send_report_file(sender *s, const sx_entry *e, bool stored, bool same, sx_class cls,
+			 const char *reason)
+{
+	if (s->cfg->on_file == NULL)
+		return;
+	sx_file_result r = {.arg = e->arg,
+			    .rel = e->rel,
+			    .size = e->size,
+			    .stored = stored,
+			    .same = same,
+			    .cls = stored ? SX_OK : cls,
+			    .reason = reason};
+	s->cfg->on_file(s->cfg->file_ctx, &r);
+}
+
 /* Each file the sender began gets exactly one answer; a FILE_OK must name
  * the size that was sent. Anything else is the receiver misbehaving. */
 static int mark_answer(sender *s, uint32_t file_id, sx_answer state, uint64_t size, sx_err *err)
@@ -46,8 +61,10 @@ static int mark_answer(sender *s, uint32_t file_id, sx_answer state, uint64_t si
 	 * its receipt (on_receipt), so that a file stored in an attempt cut
 	 * before the receipt is asked about again (and comes back as FILE_SAME,
 	 * covered by the next attempt's receipt). */
-	if (state == SX_ANS_STORED && !s->sign)
+	if (state == SX_ANS_STORED && !s->sign) {
 		s->ents.v[f->entry].done = true;
+		sx_send_report_file(s, &s->ents.v[f->entry], true, f->same, SX_OK, NULL);
+	}
 	if (state == SX_ANS_STORED && f->same)
 		s->stats->files_same++;
 	if (f->batch >= 0) {
@@ -113,6 +130,7 @@ static int on_receipt(sender *s, const sx_msg *m, sx_err *err)
 		if (b->state[i] != SX_ANS_STORED)
 			continue;
 		s->ents.v[f->entry].done = true;
+		sx_send_report_file(s, &s->ents.v[f->entry], true, f->same, SX_OK, NULL);
 		/* Done: its leaves will not be asked for again. */
 		if (f->cached)
 			sx_leafcache_remove(s->leaves_dir, &f->lc);
@@ -162,12 +180,18 @@ static int on_ctrl(sender *s, const uint8_t *pt, size_t len, sx_err *err)
 			s->cur_refused = true;
 		if (m.file_id != 0 && s->fids[m.file_id].resumed)
 			return on_resume_refused(s, &m);
-		if (m.file_id != 0)
-			s->ents.v[s->fids[m.file_id].entry].done = true;
 		s->stats->files_failed++;
 		s->prog.files_done++;
 		sx_log("error", "file_refused", "file_id=%u class=%u reason=%s", m.file_id,
 		       m.err_class, SX_LOGQN((const char *)m.reason, m.reason_len));
+		if (m.file_id != 0) {
+			sx_entry *e = &s->ents.v[s->fids[m.file_id].entry];
+			char why[SX_REASON_MAX + 1];
+			snprintf(why, sizeof(why), "%.*s", (int)m.reason_len,
+				 (const char *)m.reason);
+			e->done = true;
+			sx_send_report_file(s, e, false, false, (sx_class)m.err_class, why);
+		}
 		sx_fail(&s->file_err, (sx_class)m.err_class, "receiver refused a file: %.*s",
 			(int)m.reason_len, (const char *)m.reason);
 		return 0;
@@ -321,6 +345,8 @@ static int sender_init(sender *s, const sx_send_cfg *cfg, sx_send_stats *stats, 
 	for (unsigned i = 0; i < SX_ARRAY_LEN(s->fds_open); i++)
 		s->fds_open[i] = -1;
 	s->chunk = cfg->chunk ? cfg->chunk : SX_CHUNK_DEFAULT;
+	s->rate.bps = cfg->limit_rate;
+	s->chunk = sx_rate_chunk(cfg->limit_rate, s->chunk, SX_CHUNK_MIN);
 	s->sign = !cfg->no_sign;
 #ifdef SXFER_TEST_HOOKS
 	/* TEST HOOK unsigned (see send.c): the server's side of get sends an
@@ -492,13 +518,23 @@ static int sender_loop(sender *s, sx_err *err)
 			}
 		}
 		int wait_ms = s->draining ? 1000 : cfg->timeout_ms;
+		/* --limit-rate: up again when the next record's tokens are in;
+		 * waiting for them is not the receiver's stall. */
+		if (s->rate_wait_ns > 0) {
+			uint64_t ms = (s->rate_wait_ns + 999999) / 1000000;
+			if (ms < (uint64_t)wait_ms)
+				wait_ms = (int)ms;
+			last = sx_now_ns();
+			s->rate_wait_ns = 0;
+		}
 		/* A server's sending thread looks at its stop flag this often. */
 		if (cfg->abort != NULL && wait_ms > 250)
 			wait_ms = 250;
 		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe), wait_ms, err);
 		SX_GUARD(n);
 		if (cfg->abort != NULL && atomic_load(cfg->abort))
-			return sx_fail(err, SX_E_NET, "server shutting down");
+			return sx_fail(err, SX_E_NET, "%s",
+				       cfg->serving ? "server shutting down" : "stopped");
 		uint64_t now = sx_now_ns();
 		if (n > 0)
 			last = now;

@@ -423,11 +423,19 @@ int srv_loop_run(server *s, sx_err *err)
 		if (cfg->once && s->served > 0 && s->nconns == 0)
 			return 0;
 		sx_cqe cqe[64];
-		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe), 250, err);
+		int tmo = 250;
+		/* The client's --limit-rate: up when its bucket has filled. */
+		if (s->rate_wait_ns > 0 && s->rate_wait_ns < 250000000u)
+			tmo = (int)((s->rate_wait_ns + 999999) / 1000000);
+		int n = sx_io_wait(s->io, cqe, SX_ARRAY_LEN(cqe), tmo, err);
 		if (n < 0)
 			return -1;
 		for (int i = 0; i < n; i++)
 			dispatch(s, &cqe[i]);
+		if (s->rate_wait_ns > 0 && s->nconns > 0 && conn_used(&s->conns[0])) {
+			s->rate_wait_ns = 0;
+			srv_post_recv(s, &s->conns[0]);
+		}
 		check_deadlines(s);
 		spill_check(s);
 		srv_held_sweep(s);

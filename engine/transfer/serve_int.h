@@ -44,6 +44,7 @@
 #include "common/sx_util.h"
 #include "engine/ledger/sx_ledger.h"
 #include "engine/transfer/sx_admit.h"
+#include "engine/transfer/sx_rate.h"
 #include "engine/channel/sx_link.h"
 #include "engine/sign/sx_sigsess.h"
 #include "engine/transfer/sx_store.h"
@@ -299,6 +300,10 @@ typedef struct server {
 	uint8_t discard[16384]; /* input of lingering connections, dropped */
 	int rc;
 	sx_err err;
+	/* the client's --limit-rate (get.c): the bucket its receives take
+	 * from, and how long the next one waits (0: not waiting) */
+	sx_rate rx_rate;
+	uint64_t rate_wait_ns;
 	/* --once and the client (get.c): how its one connection ended */
 	sx_err once_err;
 	sx_get_stats once_stats;

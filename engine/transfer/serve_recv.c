@@ -11,6 +11,22 @@ static int free_rx_slot(const conn *c)
 	return -1;
 }
 
+/* The client's --limit-rate: false while the bucket is empty (the loop
+ * posts again when it has filled: srv_loop_run); else at most a twentieth
+ * of a second's bytes are asked for. */
+static bool rate_slice(server *s, size_t *len)
+{
+	uint64_t slice = s->rx_rate.bps / 20;
+	s->rate_wait_ns = sx_rate_wait(&s->rx_rate, sx_now_ns());
+	if (s->rate_wait_ns > 0)
+		return false;
+	if (slice < SX_CHUNK_MIN)
+		slice = SX_CHUNK_MIN;
+	if (*len > slice)
+		*len = (size_t)slice;
+	return true;
+}
+
 void srv_post_recv(server *s, conn *c)
 {
 	sx_err err = {0};
@@ -43,6 +59,8 @@ void srv_post_recv(server *s, conn *c)
 		if (c->same_jobs >= SAME_JOBS_MAX)
 			return;
 		sx_link_rx_want(&c->link, &buf, &len);
+		if (s->rx_rate.bps != 0 && !rate_slice(s, &len))
+			return;
 	}
 	if (submit_ok(c, sx_io_recv(s->io, c->fd, buf, len, tag_of(c->idx, OP_RECV, 0), &err)) <
 	    0) {
@@ -740,6 +758,8 @@ void srv_on_recv(server *s, conn *c, int64_t res)
 		srv_conn_fail(s, c, &err);
 		return;
 	}
+	if (s->rx_rate.bps != 0 && c->link.ready)
+		sx_rate_charge(&s->rx_rate, (uint64_t)res, sx_now_ns());
 	/* The handshake's deadline is fixed at accept: a peer dripping bytes
 	 * does not move it. Once authenticated, input resets the idle clock. */
 	if (c->link.ready)

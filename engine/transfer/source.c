@@ -27,6 +27,7 @@ static int ents_add(sx_entries *e, int dirfd, const char *src, const char *rel, 
 	x->src = src ? strdup(src) : NULL;
 	x->rel = strdup(rel);
 	x->is_dir = is_dir;
+	x->arg = -1; /* set by sx_entries_build */
 	if ((src && !x->src) || !x->rel)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	e->n++;
@@ -299,12 +300,16 @@ int sx_entries_build(sx_entries *e, const sx_send_cfg *cfg, bool sign, sx_progre
 		     sx_err *err)
 {
 	sx_err why = {0};
+	size_t marked = 0;
 	e->pflags = sign ? SX_PATH_SIGNED : 0;
 	if (cfg->dest != NULL)
 		SX_GUARD(sx_send_dest_check(cfg->dest, err));
 	for (int i = 0; i < cfg->npaths; i++) {
 		const char *p = cfg->paths[i];
 		char base[SX_DEST_MAX + 512];
+		/* What the argument before added came from it. */
+		for (; marked < e->n; marked++)
+			e->v[marked].arg = i - 1;
 		SX_GUARD(sent_name(cfg, i, base, sizeof(base), err));
 		if (strcmp(p, "-") == 0) {
 			if (sx_path_check_file((const uint8_t *)base, strlen(base),
@@ -333,6 +338,8 @@ int sx_entries_build(sx_entries *e, const sx_send_cfg *cfg, bool sign, sx_progre
 		else
 			SX_GUARD(ents_add(e, dirfd, p, base, false, err));
 	}
+	for (; marked < e->n; marked++)
+		e->v[marked].arg = cfg->npaths - 1;
 	if (sign)
 		SX_GUARD(skip_sig_companions(e, err));
 	for (size_t i = 0; i < e->n; i++) {

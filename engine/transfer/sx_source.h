@@ -23,6 +23,7 @@ typedef struct sx_entry {
 	char *src; /* path to open; NULL for standard input */
 	char *rel; /* relative path on the receiver */
 	bool is_dir;
+	int arg; /* the index in cfg->paths of the argument it came from */
 	/* set when the file is begun, for its descriptor */
 	uint32_t file_id;
 	uint64_t size;

@@ -36,6 +36,17 @@ typedef struct sx_progress {
 	bool total_known; /* false with a stream of unknown length */
 } sx_progress;
 
+/* A file's outcome, final for the run (sx_send_cfg.on_file). */
+typedef struct sx_file_result {
+	int arg;	 /* index in paths of the argument it came from */
+	const char *rel; /* its name on the receiver */
+	uint64_t size;
+	bool stored;	    /* stored (signed: its batch's receipt verified), else refused */
+	bool same;	    /* it was already there (FILE_SAME) */
+	sx_class cls;	    /* refused: the class */
+	const char *reason; /* refused: why */
+} sx_file_result;
+
 typedef struct sx_send_cfg {
 	const char *host;
 	const char *port;
@@ -89,6 +100,15 @@ typedef struct sx_send_cfg {
 	/* called before each wait for another attempt (NULL: logged only) */
 	void (*on_retry)(void *ctx, unsigned attempt, unsigned wait_ms, const sx_err *why);
 	void *retry_ctx;
+	/* --limit-rate: bytes per second of sealed records handed to the
+	 * socket (a token bucket, engine/transfer/sx_rate.h); 0: no limit */
+	uint64_t limit_rate;
+	/* called once per regular file when its outcome is final: stored
+	 * (unsigned: answered FILE_OK; signed: covered by a verified receipt)
+	 * or refused by the receiver. A file without a call was not finished
+	 * (the run failed first). NULL: none. */
+	void (*on_file)(void *ctx, const sx_file_result *r);
+	void *file_ctx;
 } sx_send_cfg;
 
 typedef struct sx_send_stats {
@@ -214,6 +234,9 @@ typedef struct sx_get_cfg {
 	uint32_t chunk; /* preferred record payload (0: the server's) */
 	uint32_t max_record;
 	int timeout_ms;
+	/* --limit-rate: bytes per second read from the socket, so that the
+	 * server's sending is held to it by TCP's flow control (0: no limit) */
+	uint64_t limit_rate;
 	void (*on_entry)(void *ctx, const sx_list_entry *e);
 	void *entry_ctx;
 	void (*on_progress)(void *ctx, const sx_progress *p);

@@ -19,8 +19,11 @@ ALLOWED = {
     "engine/enroll": {"common", "pki", "engine/wire", "engine/record", "engine/channel"},
     "engine/transfer": {"common", "pki", "engine/wire", "engine/record", "engine/io",
                         "engine/sign", "engine/channel", "engine/ledger"},
+    "engine/agent": {"common", "pki", "engine/wire", "engine/record", "engine/io",
+                     "engine/sign", "engine/channel", "engine/ledger", "engine/transfer"},
     "tools": {"common", "pki", "engine/wire", "engine/record", "engine/io", "engine/sign",
-              "engine/channel", "engine/transfer", "engine/ledger", "engine/enroll"},
+              "engine/channel", "engine/transfer", "engine/ledger", "engine/enroll",
+              "engine/agent"},
 }
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
