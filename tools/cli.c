@@ -218,3 +218,14 @@ void sx_cli_json_str(const char *s)
 	}
 	putchar('"');
 }
+
+void sx_cli_human(double v, char *buf, size_t cap)
+{
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	int i = 0;
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(buf, cap, "%.1f %s", v, u[i]);
+}

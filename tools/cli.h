@@ -76,4 +76,7 @@ int sx_cli_dispatch(const char *cmd, const sx_subcmd *tab, size_t n, int argc, c
  * returns 2. */
 int sx_cli_days(const char *cmd, const char *s, unsigned *out);
 
+/* A byte count for people: "1.5 GiB" (binary units, one decimal). */
+void sx_cli_human(double v, char *buf, size_t cap);
+
 #endif

@@ -93,17 +93,6 @@ typedef struct out {
 	const char *watch;
 } out;
 
-static void human(double v, char *buf, size_t cap)
-{
-	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	int i = 0;
-	while (v >= 1024 && i < 4) {
-		v /= 1024;
-		i++;
-	}
-	snprintf(buf, cap, "%.1f %s", v, u[i]);
-}
-
 /* --json: one object per event on standard output. */
 static void json_event(const out *o, const sx_agent_event *ev)
 {
@@ -155,7 +144,7 @@ static void on_event(void *ctx, const sx_agent_event *ev)
 		printf("watching %s: %llu folder(s), %llu file(s) queued\n", SX_TEXT(o->watch),
 		       (unsigned long long)ev->n, (unsigned long long)ev->files);
 	} else if (ev->kind == SX_AEV_BATCH) {
-		human((double)ev->bytes, b, sizeof(b));
+		sx_cli_human((double)ev->bytes, b, sizeof(b));
 		printf("batch %llu: %llu file(s), %llu stored, %s in %.2f s: %s%s%s\n",
 		       (unsigned long long)ev->batch, (unsigned long long)ev->files,
 		       (unsigned long long)ev->n, b, ev->seconds, ev->ok ? "ok" : "error",

@@ -32,17 +32,6 @@ typedef struct bar {
 	uint64_t t0, last;
 } bar;
 
-static void human(double v, char *buf, size_t cap)
-{
-	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	int i = 0;
-	while (v >= 1024 && i < 4) {
-		v /= 1024;
-		i++;
-	}
-	snprintf(buf, cap, "%.1f %s", v, u[i]);
-}
-
 static void on_progress(void *ctx, const sx_progress *p)
 {
 	bar *b = ctx;
@@ -54,9 +43,9 @@ static void on_progress(void *ctx, const sx_progress *p)
 	double secs = (double)(now - b->t0) / 1e9;
 	double rate = secs > 0 ? (double)p->bytes_sent / secs : 0;
 	char done[32], total[32], r[32];
-	human((double)p->bytes_sent, done, sizeof(done));
-	human((double)p->bytes_total, total, sizeof(total));
-	human(rate, r, sizeof(r));
+	sx_cli_human((double)p->bytes_sent, done, sizeof(done));
+	sx_cli_human((double)p->bytes_total, total, sizeof(total));
+	sx_cli_human(rate, r, sizeof(r));
 	if (p->total_known && p->bytes_total > 0) {
 		double frac = (double)p->bytes_sent / (double)p->bytes_total;
 		int w = 30, fill = (int)(frac * w);
