@@ -229,3 +229,15 @@ void sx_cli_human(double v, char *buf, size_t cap)
 	}
 	snprintf(buf, cap, "%.1f %s", v, u[i]);
 }
+
+void sx_cli_write_port(void *ctx, int port)
+{
+	const char *file = ctx;
+	char buf[16];
+	sx_err err = {0};
+	if (file == NULL)
+		return;
+	int n = snprintf(buf, sizeof(buf), "%d\n", port);
+	if (sx_file_write_atomic(file, buf, (size_t)n, 0644, &err) < 0)
+		sx_log("error", "port_file", "reason=%s", SX_LOGQ(err.msg));
+}

@@ -79,4 +79,8 @@ int sx_cli_days(const char *cmd, const char *s, unsigned *out);
 /* A byte count for people: "1.5 GiB" (binary units, one decimal). */
 void sx_cli_human(double v, char *buf, size_t cap);
 
+/* A server's on_listen: the bound port into the file ctx names (atomically;
+ * nothing when ctx is NULL; a failure is logged). */
+void sx_cli_write_port(void *ctx, int port);
+
 #endif

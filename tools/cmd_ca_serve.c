@@ -51,18 +51,6 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
-static void write_port(void *ctx, int port)
-{
-	const char *file = ctx;
-	char buf[16];
-	sx_err err = {0};
-	if (file == NULL)
-		return;
-	int n = snprintf(buf, sizeof(buf), "%d\n", port);
-	if (sx_file_write_atomic(file, buf, (size_t)n, 0644, &err) < 0)
-		sx_log("error", "port_file", "reason=%s", SX_LOGQ(err.msg));
-}
-
 static int parse_count(const char *s, uint64_t lo, uint64_t hi, unsigned *out)
 {
 	uint64_t v;
@@ -165,7 +153,7 @@ int sx_cmd_ca_serve(int argc, char **argv)
 	    sx_net_port_check(port, true) < 0)
 		return sx_cli_usage_error("ca serve", "--listen '%s': expected ADDR:PORT (0-65535)",
 					  cfg.listen);
-	cfg.on_listen = write_port;
+	cfg.on_listen = sx_cli_write_port;
 	ca_ps.prompt = "Passphrase of the CA key";
 	id_ps.prompt = "Passphrase of the service's identity key";
 	id_ps.file = id_pass_file != NULL ? id_pass_file : ca_ps.file;

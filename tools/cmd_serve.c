@@ -128,18 +128,6 @@ static void on_signal(int sig)
 		stop_flag = 1;
 }
 
-static void write_port(void *ctx, int port)
-{
-	const char *file = ctx;
-	char buf[16];
-	sx_err err = {0};
-	if (file == NULL)
-		return;
-	int n = snprintf(buf, sizeof(buf), "%d\n", port);
-	if (sx_file_write_atomic(file, buf, (size_t)n, 0644, &err) < 0)
-		sx_log("error", "port_file", "reason=%s", SX_LOGQ(err.msg));
-}
-
 /* N with a unit (s, m, h, d; seconds without), above 0 and at most ten
  * years. */
 static int parse_ttl(const char *s, uint64_t *out)
@@ -447,12 +435,12 @@ static int serve_main(serve_opts *o, serve_reload *rl, sx_err *err)
 	cfg->crl_path = o->crl_file != NULL ? o->crl_file : crl_path;
 	cfg->stop = &stop_flag;
 	cfg->reload = &reload_flag;
-	cfg->on_listen = write_port;
+	cfg->on_listen = sx_cli_write_port;
 	cfg->listen_ctx = (void *)o->port_file;
 	cfg->limits = &o->lim;
 	if (o->mc.listen != NULL) {
 		o->mc.version = SX_VERSION;
-		o->mc.on_listen = write_port;
+		o->mc.on_listen = sx_cli_write_port;
 		cfg->metrics = &o->mc;
 	}
 	cfg->on_reload = sx_serve_reload;
