@@ -430,8 +430,9 @@ out:
 	return -1;
 }
 
-int sx_rlane_seal(sx_rlane *l, const sx_rlane_job *job, uint8_t type, uint8_t flags, uint8_t *rec,
-		  size_t plen, size_t *rec_len, sx_err *err)
+/* Keys the lane for the job's epoch (a lane never ratchets by itself: its
+ * epoch comes with each job) and puts it at the job's sequence number. */
+static int lane_at(sx_rlane *l, const sx_rlane_job *job, sx_err *err)
 {
 	if (!l->ready || l->epoch != job->epoch || l->d.suite != job->suite) {
 		if (l->ready)
@@ -446,7 +447,26 @@ int sx_rlane_seal(sx_rlane *l, const sx_rlane_job *job, uint8_t type, uint8_t fl
 	}
 	l->d.seq = job->seq;
 	l->d.epoch_bytes = 0;
+	/* A failed record ends the connection, not the lane: the owner of
+	 * the direction marks it failed (sx_rlane_open's contract). */
+	l->d.failed = false;
+	return 0;
+}
+
+int sx_rlane_seal(sx_rlane *l, const sx_rlane_job *job, uint8_t type, uint8_t flags, uint8_t *rec,
+		  size_t plen, size_t *rec_len, sx_err *err)
+{
+	if (lane_at(l, job, err) < 0)
+		return -1;
 	return sx_record_seal(&l->d, type, flags, rec, plen, rec_len, err);
+}
+
+int sx_rlane_open(sx_rlane *l, const sx_rlane_job *job, uint8_t *rec, size_t rec_len, uint8_t *type,
+		  uint8_t *flags, uint8_t **pt, size_t *pt_len, sx_err *err)
+{
+	if (lane_at(l, job, err) < 0)
+		return -1;
+	return sx_record_open(&l->d, rec, rec_len, type, flags, pt, pt_len, err);
 }
 
 void sx_rlane_free(sx_rlane *l)

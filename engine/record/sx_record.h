@@ -132,6 +132,15 @@ typedef struct sx_rlane {
 int sx_record_reserve(sx_rdir *d, size_t plen, sx_rlane_job *job, sx_err *err) SX_MUST_CHECK;
 int sx_rlane_seal(sx_rlane *l, const sx_rlane_job *job, uint8_t type, uint8_t flags, uint8_t *rec,
 		  size_t plen, size_t *rec_len, sx_err *err) SX_MUST_CHECK;
+/* Opening on other threads, the mirror of the above: the receiving loop
+ * checks a record's header (sx_record_check_header), reserves in order with
+ * sx_record_reserve(d, body length - tag length), and a lane opens the
+ * record with that reservation exactly as sx_record_open on d would have
+ * (same checks, same error text, plaintext in place). A failed open leaves
+ * d usable: the caller must end the direction (d->failed = true), as
+ * sx_record_open would have. */
+int sx_rlane_open(sx_rlane *l, const sx_rlane_job *job, uint8_t *rec, size_t rec_len, uint8_t *type,
+		  uint8_t *flags, uint8_t **pt, size_t *pt_len, sx_err *err) SX_MUST_CHECK;
 void sx_rlane_free(sx_rlane *l);
 
 #endif

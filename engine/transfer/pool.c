@@ -28,10 +28,27 @@ struct sx_pool {
 	pthread_t threads[SX_POOL_THREADS_MAX];
 };
 
+static void run_open(sx_rlane *lane, sx_pjob *j)
+{
+	uint8_t *pt = NULL;
+	j->rc = sx_rlane_open(lane, &j->key, j->rec, j->rec_len, &j->type, &j->flags, &pt, &j->plen,
+			      &j->err);
+	if (j->rc == 0) {
+		j->pt_off = (size_t)(pt - j->rec);
+		if (j->leaf)
+			j->rc = sx_merkle_leaf(pt, j->plen, j->leaf_hash, &j->err);
+	}
+	OPENSSL_cleanse(j->key.secret, sizeof(j->key.secret));
+}
+
 static void run(sx_rlane *lane, sx_pjob *j)
 {
 	sx_err_clear(&j->err);
 	j->rc = 0;
+	if (j->open) {
+		run_open(lane, j);
+		return;
+	}
 	if (j->leaf)
 		j->rc = sx_merkle_leaf(j->rec + SX_REC_HDR_LEN, j->plen, j->leaf_hash, &j->err);
 	if (j->rc == 0)

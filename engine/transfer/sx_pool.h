@@ -1,9 +1,10 @@
 /* engine/pool: worker threads that seal records (and hash their Merkle
- * leaves) for the event loop. The loop reserves each record's sequence
- * number and epoch in order (sx_record_reserve), hands the job to the pool,
- * and learns of finished jobs through an eventfd it reads like any other
- * fd; it then takes the results in record order, so the byte stream and the
- * Merkle trees are exactly those of sealing on one thread. */
+ * leaves) for a sending event loop, or open them (and hash their leaves)
+ * for a receiving one. The loop reserves each record's sequence number and
+ * epoch in order (sx_record_reserve), hands the job to the pool, and learns
+ * of finished jobs through an eventfd it reads like any other fd; it then
+ * takes the results in record order, so the byte stream, the files written
+ * and the Merkle trees are exactly those of one thread. */
 #ifndef SX_POOL_H
 #define SX_POOL_H
 
@@ -16,16 +17,23 @@
 
 typedef struct sx_pjob {
 	/* in */
-	uint8_t *rec; /* SX_REC_HDR_LEN of room, plen bytes of plaintext, tag room */
-	size_t plen;
-	uint8_t type;
-	bool leaf; /* hash the plaintext as one RFC 9162 leaf before sealing */
+	bool open; /* false: seal rec's plaintext; true: open the record in rec */
+	/* seal: SX_REC_HDR_LEN of room, plen bytes of plaintext, tag room;
+	 * open: the whole record, rec_len bytes (header checked by the loop) */
+	uint8_t *rec;
+	size_t plen;	/* seal: in; open: out, the plaintext's length */
+	size_t rec_len; /* seal: out; open: in */
+	uint8_t type;	/* seal: in; open: out */
+	uint8_t flags;	/* open: out (seal: always 0) */
+	/* Hash the plaintext as one RFC 9162 leaf: before sealing, or after
+	 * opening (when the tag checked). */
+	bool leaf;
 	sx_rlane_job key;
 	unsigned slot; /* the caller's */
 	/* out */
 	uint8_t leaf_hash[32];
-	size_t rec_len;
-	int rc;
+	size_t pt_off; /* open: the plaintext is at rec + pt_off */
+	int rc;	       /* open: on failure the buffer is wiped (sx_record_open) */
 	sx_err err;
 } sx_pjob;
 

@@ -739,11 +739,72 @@ static void test_reserve_and_lane(void **state)
 	}
 }
 
+/* Opening on lanes: reserved in order on the receiving direction, opened
+ * out of order on a lane, each record gives the plaintext sx_record_open
+ * would have; a tampered one fails with sx_record_open's message and the
+ * lane opens the next job regardless (the owner ends the direction). */
+static void test_reserve_and_open_lane(void **state)
+{
+	(void)state;
+	static const sx_suite suites[] = {SX_SUITE_AES256GCM, SX_SUITE_AES256CTR_HMAC,
+					  SX_SUITE_CHACHA20POLY1305};
+	uint8_t secret[SX_SECRET_LEN];
+	memset(secret, 0x24, sizeof(secret));
+	for (size_t k = 0; k < sizeof(suites) / sizeof(suites[0]); k++) {
+		sx_rdir tx, rx;
+		sx_err err = {0};
+		assert_int_equal(sx_rdir_init(&tx, suites[k], secret, 3000, &err), 0);
+		assert_int_equal(sx_rdir_init(&rx, suites[k], secret, 3000, &err), 0);
+		enum { N = 12, LEN = 1000 + 2 * SX_REC_HDR_LEN + SX_REC_TAG_MAX };
+		uint8_t rec[N][LEN];
+		size_t rl[N];
+		sx_rlane_job jobs[N];
+		size_t tag = sx_suite_tag_len(suites[k]);
+		for (int i = 0; i < N; i++) {
+			size_t plen = 700 + (size_t)i * 13;
+			memset(rec[i] + SX_REC_HDR_LEN, 0x30 + i, plen);
+			assert_int_equal(
+			    sx_record_seal(&tx, SX_REC_DATA, 0, rec[i], plen, &rl[i], &err), 0);
+			size_t body = 0;
+			assert_int_equal(sx_record_check_header(&rx, rec[i], 1u << 20, &body, &err),
+					 0);
+			assert_int_equal(sx_record_reserve(&rx, body - tag, &jobs[i], &err), 0);
+		}
+		assert_int_equal(rx.seq, tx.seq);
+		assert_int_equal(rx.epoch, tx.epoch);
+		assert_true(rx.epoch >= 2);
+		rec[5][SX_REC_HDR_LEN + 3] ^= 1; /* tampered */
+		sx_rlane lane = {0};
+		for (int i = N - 1; i >= 0; i--) {
+			uint8_t type = 0, flags = 0, *pt = NULL;
+			size_t ptl = 0;
+			sx_err e = {0};
+			int rc = sx_rlane_open(&lane, &jobs[i], rec[i], rl[i], &type, &flags, &pt,
+					       &ptl, &e);
+			if (i == 5) {
+				assert_int_equal(rc, -1);
+				assert_int_equal(e.cls, SX_E_INTEGRITY);
+				assert_non_null(strstr(e.msg, "record 5 failed authentication"));
+				continue;
+			}
+			assert_int_equal(rc, 0);
+			assert_int_equal(type, SX_REC_DATA);
+			assert_int_equal(ptl, 700 + (size_t)i * 13);
+			for (size_t b = 0; b < ptl; b++)
+				assert_int_equal(pt[b], 0x30 + i);
+		}
+		sx_rlane_free(&lane);
+		sx_rdir_free(&tx);
+		sx_rdir_free(&rx);
+	}
+}
+
 int main(void)
 {
 	/* clang-format off */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reserve_and_lane),
+		cmocka_unit_test(test_reserve_and_open_lane),
 	    cmocka_unit_test(test_suite_names),
 		cmocka_unit_test(test_keys_split),
 		cmocka_unit_test(test_hkdf_label_bounds),
