@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # End-to-end comparison of sxfer with the usual ways to move files between
-# two hosts, all over loopback from tmpfs into the same tmpfs, in one run:
+# two hosts, all over loopback from tmpfs into the same tmpfs:
 #   sxfer (default, and --no-sign when the sender has it), scp, nginx HTTPS +
 #   curl, rsync over ssh, tar over ssh.
-# Inputs: one random file of SIZE_MIB MiB, and a folder of NFILES random files
-# of FILE_KIB KiB each. Every tool runs RUNS times, interleaved (run 1 of every
-# tool, then run 2, ...); every output is checked against its input. Prints
-# the median time, the throughput, sxfer's speed-up over each peer, and the
-# sender's and receiver's CPU seconds per GiB, beside the cost per GiB of the
-# primitives (memcpy, SHA-256, AES-256-GCM, sxfer's own seal and open)
-# measured in the same run by build/bench/sxfer_micro.
+# Inputs: one random file of SIZE_MIB MiB (big), and a folder of NFILES random
+# files of FILE_KIB KiB each (tree).
+#
+# Method (docs/PERFORMANCE.md, "Method"): every tool runs RUNS times (7),
+# interleaved (run 1 of every tool, then run 2, ...), the order of the tools
+# rotated by one place each run. Before every single run, a little more
+# memory than the run needs is written into tmpfs and freed (--warm), so no
+# tool meets guest pages the host has not backed, which on a VM costs several
+# CPU seconds per GiB. The server side of every tool runs on one core and the
+# client side on another (--pin-server, --pin-client; --no-pin for neither).
+# Each copy is compared with its input (not timed) and removed at once.
+# Prints, per tool and input, the min and the median wall time, the rate
+# from both, sxfer's speed-up over each peer from the minima and from the
+# medians, and the user and system CPU of each side (per GiB), min and
+# median; below, the cost per GiB of the primitives (memcpy, SHA-256,
+# AES-256-GCM, sxfer's seal and open) from build/bench/sxfer_micro, run in
+# the same invocation.
 #
 # Every peer server (sxfer serve, sshd, nginx) is started here, on 127.0.0.1
 # and a free port, with throwaway keys in the work folder, and stopped by its
@@ -23,44 +33,112 @@
 # message otherwise. The namespaces are removed on exit.
 #
 # Usage: bench/compare.sh [--quick] [--runs N] [--size-mib N] [--files N]
-#                         [--file-kib N] [--tools LIST] [--link RATE]
+#                         [--file-kib N] [--tools LIST] [--warm MIB | --no-warm]
+#                         [--no-pin | --pin-server CPU --pin-client CPU]
+#                         [--csv FILE] [--json FILE] [--twice] [--link RATE]
 #                         [--no-install]
-# Environment: SIZE_MIB (1024), NFILES (2000), FILE_KIB (256), RUNS (3),
+# --tools: a subset of "sxfer sxfer-nosign scp https rsync tar", in the order
+#   of the first run; speed-ups are against the first sxfer row.
+# --warm MIB: write and free MIB MiB before every run (default: the size of
+#   that run's input + 256 MiB); --no-warm: do not.
+# --no-pin: run both sides unpinned, so that each side's threads may use every
+#   core; --pin-server CPU, --pin-client CPU: the cores (default 0 and 1).
+# --csv FILE: every single run, one row each (tool, input, run, position in
+#   that run's order, status, wall s, user and system s of the server side and
+#   of the client side); --json FILE: the same with the header's values.
+#   `python3 bench/runstats.py compare FILE` prints the summary again from the CSV.
+# --twice: the whole comparison twice, in two separate invocations (inputs,
+#   servers and keys made anew), then both summaries side by side; with --csv
+#   or --json, FILE-1 and FILE-2 (before the extension) hold the runs.
+# --quick: 64 MiB, 100 files, 1 run, LINK_MIB 16: a smoke run of the script;
+#   its figures are not results.
+# Environment: SIZE_MIB (1024), NFILES (2000), FILE_KIB (256), RUNS (7),
 #   LINK_MIB (256), LINK_BURST (32kbit), SXFER (build/sxfer),
 #   SXFER_MICRO (build/bench/sxfer_micro).
-# --quick: 64 MiB, 100 files, 1 run, LINK_MIB 16: a smoke run, not a figure.
 set -euo pipefail
+export LC_ALL=C
+self=$(realpath "$0")
+argv0=$0 argv=("$@")
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$self" | sed '$d; s/^# \{0,1\}//'; }
 
 size_mib=${SIZE_MIB:-1024}
 nfiles=${NFILES:-2000}
 file_kib=${FILE_KIB:-256}
-runs=${RUNS:-3}
+runs=${RUNS:-7}
 link_mib=${LINK_MIB:-256}
 link_burst=${LINK_BURST:-32kbit}
 link_rate=""
-install=1
+install=1 quick=0 twice=0
+warm=1 warm_mib=""
+pin=1 pin_server=0 pin_client=1
+csv_out="" json_out=""
 tools="sxfer sxfer-nosign scp https rsync tar"
+need() { [ $# -ge 2 ] || { echo "compare.sh: $1 needs a value (--help)" >&2; exit 2; }; }
 while (($#)); do
 	case "$1" in
-	--quick) size_mib=64 nfiles=100 runs=1 link_mib=16 ;;
-	--runs) runs=$2; shift ;;
-	--size-mib) size_mib=$2; shift ;;
-	--files) nfiles=$2; shift ;;
-	--file-kib) file_kib=$2; shift ;;
-	--tools) tools=$2; shift ;;
-	--link) link_rate=$2; shift ;;
+	--quick) quick=1 size_mib=64 nfiles=100 runs=1 link_mib=16 ;;
+	--runs) need "$@"; runs=$2; shift ;;
+	--size-mib) need "$@"; size_mib=$2; shift ;;
+	--files) need "$@"; nfiles=$2; shift ;;
+	--file-kib) need "$@"; file_kib=$2; shift ;;
+	--tools) need "$@"; tools=$2; shift ;;
+	--link) need "$@"; link_rate=$2; shift ;;
+	--warm) need "$@"; warm_mib=$2 warm=1; shift ;;
+	--no-warm) warm=0 ;;
+	--pin) pin=1 ;;
+	--no-pin) pin=0 ;;
+	--pin-server) need "$@"; pin_server=$2 pin=1; shift ;;
+	--pin-client) need "$@"; pin_client=$2 pin=1; shift ;;
+	--csv) need "$@"; csv_out=$2; shift ;;
+	--json) need "$@"; json_out=$2; shift ;;
+	--twice) twice=1 ;;
 	--no-install) install=0 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "compare.sh: unknown option $1 (--help)" >&2; exit 2 ;;
 	esac
 	shift
 done
-for v in "$size_mib" "$nfiles" "$file_kib" "$runs" "$link_mib"; do
+for v in "$size_mib" "$nfiles" "$file_kib" "$runs" "$link_mib" ${warm_mib:+"$warm_mib"}; do
 	[[ $v =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: '$v' is not a positive integer" >&2; exit 2; }
 done
+# FILE-N.EXT for invocation N of --twice (FILE-N without an extension)
+nth_name() { # nth_name FILE N
+	local f=$1 base ext
+	base=${f##*/}
+	if [[ $base == ?*.* ]]; then
+		ext=${f##*.}
+		echo "${f%.*}-$2.$ext"
+	else
+		echo "$f-$2"
+	fi
+}
+
+# --- --twice: this script twice, then both summaries side by side ----------------
+if ((twice)); then
+	inner=()
+	for a in "${argv[@]}"; do [ "$a" = --twice ] || inner+=("$a"); done
+	td=$(mktemp -d "${TMPDIR:-/tmp}/sxfer-compare-twice-XXXXXX")
+	trap 'rm -rf "$td"' EXIT
+	for i in 1 2; do
+		echo "=== invocation $i of 2 ==="
+		COMPARE_INVOCATION=$i COMPARE_RUNS_COPY=$td/$i.csv "$self" "${inner[@]}"
+		echo
+	done
+	echo "=== both invocations ==="
+	bench_header "$argv0" "${argv[@]}"
+	ref=sxfer
+	[[ " $tools " == *" sxfer "* ]] || ref=${tools%% *}
+	python3 bench/runstats.py twice --ref "$ref" "$td/1.csv" "$td/2.csv"
+	exit 0
+fi
+if [ -n "${COMPARE_INVOCATION:-}" ]; then
+	[ -n "$csv_out" ] && csv_out=$(nth_name "$csv_out" "$COMPARE_INVOCATION")
+	[ -n "$json_out" ] && json_out=$(nth_name "$json_out" "$COMPARE_INVOCATION")
+fi
 
 SX=${SXFER:-build/sxfer}
 MICRO=${SXFER_MICRO:-build/bench/sxfer_micro}
@@ -72,11 +150,14 @@ fi
 SX=$(realpath "$SX")
 # The peers come from Debian packages (skipped when already installed).
 ((install)) && bash scripts/deps.sh bench
+command -v /usr/bin/time >/dev/null || { echo "compare.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
+bench_pin_init "$pin" "$pin_server" "$pin_client"
 
 base=/dev/shm
 [ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
 W=$(mktemp -d "$base/sxfer-compare-XXXXXX")
 case "$W" in *[[:space:]]*) echo "compare.sh: work folder $W has a space" >&2; rm -rf "$W"; exit 2 ;; esac
+bench_warm_init "$W"
 
 # --- cleanup: every server by its PID, the namespaces, the work folder -----
 PIDS=()
@@ -101,7 +182,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 log() { printf '%s\n' "compare.sh: $*" >&2; }
-now_ns() { date +%s%N; }
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -118,25 +198,6 @@ wait_port() {
 	done
 	return 1
 }
-# CPU seconds (user + system) a process has used, with those of the children
-# it has waited for: getrusage(RUSAGE_SELF) + getrusage(RUSAGE_CHILDREN) as
-# /proc reports them. With its live children's when asked to (-c).
-tck=$(getconf CLK_TCK)
-cpu_of() {
-	local with_children=0 pid t=0 c
-	[ "$1" = -c ] && { with_children=1; shift; }
-	pid=$1
-	t=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13 + $14 + $15}')
-	if ((with_children)); then
-		for c in $(pgrep -P "$pid" || true); do
-			c=$(sed 's/^.*) //' "/proc/$c/stat" 2>/dev/null | awk '{print $12 + $13 + $14 + $15}' || true)
-			t=$((t + ${c:-0}))
-		done
-	fi
-	echo "$t"
-}
-ticks_to_s() { awk -v t="$1" -v k="$tck" 'BEGIN {printf "%.3f", t / k}'; }
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {if (NR) print a[int((NR + 1) / 2)]}'; }
 
 # --- inputs ------------------------------------------------------------------
 mkdir -p "$W/in" "$W/out"
@@ -167,7 +228,7 @@ sx_start() { # sx_start [NETNS ADDR]
 	local ns=${1:-} addr=${2:-127.0.0.1}
 	rm -f "$W/sx.port"
 	mkdir -p "$W/out/sxfer"
-	${ns:+ip netns exec "$ns"} "$SX" serve --listen "$addr:0" --port-file "$W/sx.port" \
+	${ns:+ip netns exec "$ns"} "${PIN_S[@]}" "$SX" serve --listen "$addr:0" --port-file "$W/sx.port" \
 		--id "$W/pki/srv" --out "$W/out/sxfer" 2>"$W/sx-serve.log" &
 	SX_PID=$!
 	PIDS+=("$SX_PID")
@@ -212,7 +273,7 @@ ssh_start() { # ssh_start [NETNS ADDR]
 	if [ "$(id -u)" -eq 0 ] && [ ! -d /run/sshd ]; then
 		mkdir -m 755 /run/sshd && made_run_sshd=1
 	fi
-	${ns:+ip netns exec "$ns"} /usr/sbin/sshd -f "$d/sshd_config" -D -e 2>"$d/sshd.log" &
+	${ns:+ip netns exec "$ns"} "${PIN_S[@]}" /usr/sbin/sshd -f "$d/sshd_config" -D -e 2>"$d/sshd.log" &
 	SSH_PID=$!
 	PIDS+=("$SSH_PID")
 	wait_port "$ns" "$addr" "$SSH_PORT" || { log "sshd did not start:"; cat "$d/sshd.log" >&2; exit 1; }
@@ -269,7 +330,7 @@ ngx_start() {
 			}
 		}
 	EOF
-	nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" 2>"$d/stderr.log" &
+	"${PIN_S[@]}" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" 2>"$d/stderr.log" &
 	NGX_PID=$!
 	PIDS+=("$NGX_PID")
 	wait_port "" 127.0.0.1 "$NGX_PORT" || { log "nginx did not start:"; cat "$d/error.log" "$d/stderr.log" >&2; exit 1; }
@@ -285,7 +346,6 @@ ngx_start() {
 }
 
 # --- one timed run ---------------------------------------------------------------
-declare -A T CPU_S CPU_R FAILED
 CMD="" DEST="" CLIENT_NS="" SX_ADDR=""
 # Sets CMD, the command line of TOOL moving INPUT (big or tree; log or rand
 # with --link) into $W/out/<tool>, and DEST, the path the copy lands at.
@@ -310,6 +370,8 @@ cmd_for() {
 		CMD="rsync -a -e '$ssh' $src $SSH_HOST:$o/"
 		DEST=$o/$input ;;
 	tar)
+		# Both the tar that reads and the ssh are the client side; the tar
+		# that writes is spawned by sshd: the server side.
 		CMD="tar -C $W/in -cf - $input | $ssh $SSH_HOST 'tar -C $o -xf -'"
 		DEST=$o/$input ;;
 	https)
@@ -331,48 +393,90 @@ server_pid() {
 	*) echo "$SSH_PID" ;;
 	esac
 }
+server_side() { [ "$1" = https ] && echo sender || echo receiver; }
 
-run_one() { # run_one TOOL INPUT
-	local tool=$1 input=$2 spid c0 c1 t0 t1 key=$1/$2 ucpu
-	# Not timed: an empty destination. sxfer serve keeps its --out folder;
-	# only what the sender's identity ("bench") wrote is removed.
-	case "$tool" in
+# An empty destination for TOOL. sxfer serve keeps its --out folder; only
+# what the sender's identity ("bench") wrote is removed.
+out_clear() {
+	case "$1" in
 	sxfer*) rm -rf "$W/out/sxfer/bench" ;;
-	*) rm -rf "$W/out/$tool"; mkdir -p "$W/out/$tool" ;;
+	*) rm -rf "$W/out/$1"; mkdir -p "$W/out/$1" ;;
 	esac
-	cmd_for "$tool" "$input"
-	spid=$(server_pid "$tool")
-	c0=$(cpu_of -c "$spid")
-	t0=$(now_ns)
-	if ! ${CLIENT_NS:+ip netns exec "$CLIENT_NS"} /usr/bin/time -f '%U %S' -o "$W/time.out" \
-		bash -c "$CMD" >"$W/run.log" 2>&1; then
-		log "$tool on $input failed: $(tail -3 "$W/run.log")"
-		FAILED[$key]=1
-		return 0
-	fi
-	t1=$(now_ns)
-	case "$tool" in scp | rsync | tar) ssh_settle ;; esac
-	c1=$(cpu_of -c "$spid")
-	# A signed sxfer transfer stores NAME.sxsig beside each file.
-	if ! diff -rq -x '*.sxsig' "$W/in/$input" "$DEST" >"$W/diff.log" 2>&1; then
-		log "$tool on $input: the copy differs from the input: $(head -3 "$W/diff.log")"
-		FAILED[$key]=1
-		return 0
-	fi
-	ucpu=$(awk '{printf "%.3f", $1 + $2}' "$W/time.out")
-	T[$key]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}') "
-	local scpu
-	scpu=$(ticks_to_s $((c1 - c0)))
-	if [ "$tool" = https ]; then
-		CPU_S[$key]+="$scpu " CPU_R[$key]+="$ucpu "
-	else
-		CPU_S[$key]+="$ucpu " CPU_R[$key]+="$scpu "
-	fi
 }
 
-# --- primitives, in the same run ------------------------------------------------------
-PRIMS=()
+# MiB and file count of an input, and the MiB to warm before a run on it.
+input_mib() {
+	case "$1" in
+	tree) echo $((nfiles * file_kib / 1024)) ;;
+	big) echo "$size_mib" ;;
+	*) echo "$link_mib" ;;
+	esac
+}
+input_files() { [ "$1" = tree ] && echo "$nfiles" || echo 1; }
+warm_for() {
+	((warm)) || { echo 0; return; }
+	if [ -n "$warm_mib" ]; then echo "$warm_mib"; else echo $(($(input_mib "$1") + 256)); fi
+}
+
+RUNS_CSV=""
+run_one() { # run_one TOOL INPUT RUN POSITION
+	local tool=$1 input=$2 run=$3 pos=$4 spid su0 ss0 su1 ss1 t0 t1 status=ok
+	local wall="" su="" ss="" cu="" cs=""
+	cmd_for "$tool" "$input"
+	spid=$(server_pid "$tool")
+	out_clear "$tool"
+	bench_warm "$(warm_for "$input")"
+	read -r su0 ss0 <<<"$(bench_cpu_ticks "$spid")"
+	t0=$EPOCHREALTIME
+	if ${CLIENT_NS:+ip netns exec "$CLIENT_NS"} "${PIN_C[@]}" \
+		/usr/bin/time -f '%U %S' -o "$W/time.out" bash -c "$CMD" >"$W/run.log" 2>&1; then
+		t1=$EPOCHREALTIME
+		case "$tool" in scp | rsync | tar) ssh_settle ;; esac
+		read -r su1 ss1 <<<"$(bench_cpu_ticks "$spid")"
+		# Not timed. A signed sxfer transfer stores NAME.sxsig beside each file.
+		if diff -rq -x '*.sxsig' "$W/in/$input" "$DEST" >"$W/diff.log" 2>&1; then
+			wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+			read -r cu cs <"$W/time.out"
+			su=$(awk -v t=$((su1 - su0)) -v k="$BENCH_TCK" 'BEGIN {printf "%.2f", t / k}')
+			ss=$(awk -v t=$((ss1 - ss0)) -v k="$BENCH_TCK" 'BEGIN {printf "%.2f", t / k}')
+		else
+			log "$tool on $input: the copy differs from the input: $(head -3 "$W/diff.log")"
+			status=differs
+		fi
+	else
+		log "$tool on $input failed: $(tail -3 "$W/run.log")"
+		status=failed
+	fi
+	# The copy goes at once: it would hold memory through the next runs.
+	out_clear "$tool"
+	printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$tool" "$input" "$(input_mib "$input")" \
+		"$(input_files "$input")" "$run" "$pos" "$status" "$wall" "$su" "$ss" "$cu" "$cs" \
+		"$(server_side "$tool")" >>"$RUNS_CSV"
+	if [ "$status" = ok ]; then log "  $tool $input: ${wall} s"; fi
+}
+
+# run_all INPUTS...: RUNS rounds; in round r, for each input, every tool once,
+# the tool list rotated by r - 1 places.
+run_all() {
+	local -a tl
+	local r input p n tool
+	read -r -a tl <<<"$tool_list"
+	n=${#tl[@]}
+	for r in $(seq 1 "$runs"); do
+		[ "${1:-}" = big ] && store_cost
+		for input in "$@"; do
+			for ((p = 0; p < n; p++)); do
+				tool=${tl[$(((p + r - 1) % n))]}
+				log "run $r/$runs, $((p + 1)) of $n: $tool $input"
+				run_one "$tool" "$input" "$r" "$((p + 1))"
+			done
+		done
+	done
+}
+
+# --- primitives, in the same invocation -----------------------------------------------
 primitives() {
+	: >"$W/prims.txt"
 	if [ ! -x "$MICRO" ]; then
 		log "$MICRO not built (needs libbenchmark-dev): no primitive costs"
 		return 0
@@ -380,125 +484,58 @@ primitives() {
 	local filter='^BM_prim_memcpy$|^BM_prim_sha256$|^BM_prim_aead/aes256gcm$|^BM_seal/aes256gcm/1048576$|^BM_open/aes256gcm/1048576$'
 	"$MICRO" --benchmark_filter="$filter" --benchmark_min_time=0.2 --benchmark_format=csv \
 		2>/dev/null >"$W/micro.csv" || { log "sxfer_micro failed"; return 0; }
-	mapfile -t PRIMS < <(awk -F, '
+	awk -F, '
 		$1 == "name" { for (i = 1; i <= NF; i++) if ($i == "bytes_per_second") c = i; next }
-		c && $c > 0 { n = $1; gsub(/"/, "", n); printf "%s %.3f\n", n, 1073741824 / $c }' "$W/micro.csv")
+		c && $c > 0 { n = $1; gsub(/"/, "", n); printf "%s %.3f\n", n, 1073741824 / $c }' \
+		"$W/micro.csv" >"$W/prims.txt"
 }
 
-print_prims() {
-	((${#PRIMS[@]})) || return 0
-	echo
-	echo "Primitives on this CPU, one core, 1 MiB buffers (sxfer_micro, this run):"
-	printf '  %-32s %10s\n' primitive "s/GiB"
-	local p
-	for p in "${PRIMS[@]}"; do
-		printf '  %-32s %10s\n' ${p}
-	done
-}
-
-# The cost of storing the big input into fresh pages of the receiver's file
-# system with no transfer at all (dd, 1 MiB blocks, user + system CPU): the
-# part of a receiver's CPU that the page cache costs, measured each run.
-STORE=()
+# The cost of storing the big input into warmed pages of the receiver's file
+# system with no transfer at all (dd, 1 MiB blocks, user + system CPU per
+# GiB): the part of a receiver's CPU that the page cache costs, each round.
 store_cost() {
 	rm -f "$W/out/store.bin"
+	bench_warm "$(warm_for big)"
 	/usr/bin/time -f '%U %S' -o "$W/store.time" dd if="$W/in/big" of="$W/out/store.bin" bs=1M \
 		status=none
 	rm -f "$W/out/store.bin"
-	STORE+=("$(awk -v m="$size_mib" '{printf "%.3f", ($1 + $2) * 1024 / m}' "$W/store.time")")
+	awk -v m="$size_mib" '{printf "%.3f\n", ($1 + $2) * 1024 / m}' "$W/store.time" >>"$W/store.txt"
 }
 
-# The receiver's floor as the performance goal defines it (AES-256-GCM open +
-# SHA-256 when signing + two memcpy, one core, 1 MiB), beside what sxfer's
-# receiver used per GiB of the big file and the page-cache cost above.
-print_floor() {
-	((${#PRIMS[@]})) || return 0
-	local open sha mem store
-	open=$(printf '%s\n' "${PRIMS[@]}" | awk '$1 ~ /^BM_open\/aes256gcm/ {print $2}')
-	sha=$(printf '%s\n' "${PRIMS[@]}" | awk '$1 == "BM_prim_sha256" {print $2}')
-	mem=$(printf '%s\n' "${PRIMS[@]}" | awk '$1 == "BM_prim_memcpy" {print $2}')
-	store=$(printf '%s ' "${STORE[@]}" | median)
-	[ -n "$open" ] && [ -n "$sha" ] && [ -n "$mem" ] || return 0
-	echo
-	echo "Receiver CPU per GiB of the big file against its floor:"
-	printf '  %-44s %8s\n' "floor --no-sign (open + 2 memcpy)" \
-		"$(awk -v a="$open" -v m="$mem" 'BEGIN {printf "%.3f", a + 2 * m}')"
-	printf '  %-44s %8s\n' "floor signed (open + SHA-256 + 2 memcpy)" \
-		"$(awk -v a="$open" -v b="$sha" -v m="$mem" 'BEGIN {printf "%.3f", a + b + 2 * m}')"
-	printf '  %-44s %8s\n' "storing into fresh pages (dd, no transfer)" "${store:--}"
-	local tool k r fl
-	for tool in sxfer sxfer-nosign; do
-		k=$tool/big
-		[ -n "${CPU_R[$k]:-}" ] || continue
-		r=$(echo "${CPU_R[$k]}" | median | awk -v m="$size_mib" '{printf "%.3f", $1 * 1024 / m}')
-		if [ "$tool" = sxfer ]; then
-			fl=$(awk -v a="$open" -v b="$sha" -v m="$mem" 'BEGIN {print a + b + 2 * m}')
-		else
-			fl=$(awk -v a="$open" -v m="$mem" 'BEGIN {print a + 2 * m}')
-		fi
-		printf '  %-44s %8s  = %s x floor; %s x (floor + storing)\n' "$(label "$tool") receiver" "$r" \
-			"$(awk -v r="$r" -v f="$fl" 'BEGIN {printf "%.2f", r / f}')" \
-			"$(awk -v r="$r" -v f="$fl" -v s="${store:-0}" 'BEGIN {printf "%.2f", r / (f + s)}')"
-	done
+# --- the header, and what is kept -------------------------------------------------------
+header() { # header INPUTS-TEXT
+	local w="off"
+	((warm)) && w=$(bench_warm_how 1 "${warm_mib:-the size of the input + 256} MiB")
+	{
+		bench_header "$argv0" "${argv[@]}"
+		echo "sxfer:   $SX ($("$SX" --version 2>/dev/null | head -1))"
+		echo "peers:   $(ssh -V 2>&1 | cut -d, -f1); $(nginx -v 2>&1 | sed 's/^nginx version: //');" \
+			"$(curl --version 2>/dev/null | awk 'NR == 1 {print $1, $2}');" \
+			"$(rsync --version 2>/dev/null | awk 'NR == 1 {print $1, $3}')"
+		echo "inputs:  $1"
+		echo "runs:    $runs per tool and input, interleaved, the order of the tools rotated each run"
+		echo "tools:   $tool_list(order of run 1)"
+		echo "pinning: $(bench_pin_how "$pin" "$pin_server" "$pin_client")"
+		echo "warming: $w"
+		((quick)) && echo "--quick: a smoke run of the script; its figures are not results"
+	} | tee "$W/header.txt"
 }
-
-# --- the table -------------------------------------------------------------------------
-print_table() { # print_table REF_TOOL INPUTS...
-	local ref=$1 tool input k med mib rate ratio v s r files
-	shift
-	echo
-	printf '%-22s %-6s %9s %9s %9s %8s %10s %10s   %s\n' tool input "median s" "MiB/s" "files/s" \
-		"sxfer x" "send s/GiB" "recv s/GiB" "runs (s)"
-	for input in "$@"; do
-		case "$input" in
-		tree) mib=$(awk -v n="$nfiles" -v k="$file_kib" 'BEGIN {print n * k / 1024}'); files=$nfiles ;;
-		big) mib=$size_mib; files=1 ;;
-		*) mib=$link_mib; files=1 ;;
-		esac
-		local refmed
-		refmed=$(echo "${T[$ref/$input]:-}" | median)
-		for tool in $tool_list; do
-			k=$tool/$input
-			v=${T[$k]:-}
-			if [ -z "$v" ]; then
-				printf '%-22s %-6s %9s\n' "$(label "$tool")" "$input" "${FAILED[$k]:+failed}"
-				continue
-			fi
-			med=$(echo "$v" | median)
-			rate=$(awk -v m="$mib" -v t="$med" 'BEGIN {printf "%.1f", (t > 0 ? m / t : 0)}')
-			s=$(echo "${CPU_S[$k]}" | median)
-			r=$(echo "${CPU_R[$k]}" | median)
-			ratio="-"
-			[ -n "$refmed" ] && [ "$tool" != "$ref" ] &&
-				ratio=$(awk -v a="$med" -v b="$refmed" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-			printf '%-22s %-6s %9.3f %9s %9s %8s %10s %10s   %s%s\n' "$(label "$tool")" "$input" "$med" "$rate" \
-				"$( [ "$files" -gt 1 ] && awk -v n="$files" -v t="$med" 'BEGIN {printf "%.0f", n / t}' || echo -)" \
-				"$ratio" "$(awk -v c="$s" -v m="$mib" 'BEGIN {printf "%.3f", c * 1024 / m}')" \
-				"$(awk -v c="$r" -v m="$mib" 'BEGIN {printf "%.3f", c * 1024 / m}')" "$v" \
-				"${FAILED[$k]:+ (some runs failed)}"
-		done
-	done
-	echo
-	echo "sxfer x: the peer's median time / $(label "$ref")'s (above 1: sxfer is faster)."
-	echo "send/recv s/GiB: user + system CPU seconds per GiB moved (getrusage of the client"
-	echo "command; /proc utime + stime of the server and its reaped children)."
+keep_runs() {
+	[ -n "${COMPARE_RUNS_COPY:-}" ] && cp "$RUNS_CSV" "$COMPARE_RUNS_COPY"
+	[ -n "$csv_out" ] && cp "$RUNS_CSV" "$csv_out" && log "every run: $csv_out"
+	if [ -n "$json_out" ]; then
+		sed -n 's/^\([a-z-]*\): *\(.*\)$/\1\t\2/p' "$W/header.txt" >"$W/meta.tsv"
+		python3 bench/runstats.py json "$RUNS_CSV" "$W/meta.tsv" "$json_out"
+		log "every run: $json_out"
+	fi
+	return 0
 }
-label() {
-	case "$1" in
-	sxfer) echo "sxfer" ;;
-	sxfer-nosign) echo "sxfer --no-sign" ;;
-	sxfer-compress-*) echo "sxfer --compress ${1#sxfer-compress-}" ;;
-	scp) echo "scp (sftp, aes256-gcm)" ;;
-	https) echo "nginx HTTPS + curl" ;;
-	rsync) echo "rsync over ssh" ;;
-	tar) echo "tar over ssh" ;;
-	*) echo "$1" ;;
-	esac
-}
+RUNS_CSV=$W/runs.csv
+echo "tool,input,mib,files,run,position,status,wall_s,server_user_s,server_sys_s,client_user_s,client_sys_s,server_side" >"$RUNS_CSV"
 
 # --- optional: a shaped link between two namespaces ---------------------------------------
 link_mode() {
-	local a=sxb-a-$$ b=sxb-b-$$ tool input r
+	local a=sxb-a-$$ b=sxb-b-$$
 	if ! ip netns add "$a" 2>"$W/netns.log"; then
 		log "--link: cannot create a network namespace ($(cat "$W/netns.log")); skipped"
 		exit 0
@@ -540,27 +577,19 @@ link_mode() {
 	sx_start "$b" 10.254.254.2
 	SX_ADDR=10.254.254.2
 	ssh_start "$b" 10.254.254.2
-	tool_list="sxfer"
+	tool_list="sxfer "
 	if has_send_opt --compress; then
-		tool_list="sxfer-compress-off sxfer-compress-auto"
+		tool_list="sxfer-compress-off sxfer-compress-auto "
 	else
 		log "this sxfer has no --compress yet: sxfer runs with its defaults"
 	fi
-	tool_list+=" scp"
+	tool_list+="scp "
 	CLIENT_NS=$a
-	for r in $(seq 1 "$runs"); do
-		for input in log rand; do
-			for tool in $tool_list; do
-				log "run $r/$runs: $tool $input"
-				run_one "$tool" "$input"
-			done
-		done
-	done
-	echo
-	echo "sxfer compare --link: $(uname -r), $(nproc) cores; ${link_mib} MiB log, ${link_mib} MiB random (rand); runs: $runs"
-	print_table "${tool_list%% *}" log rand
-	echo
-	echo "Link: tc tbf rate $link_rate burst $link_burst latency 50ms between two network namespaces."
+	header "${link_mib} MiB compressible log (log), ${link_mib} MiB random file (rand);" \
+		"link: tc tbf rate $link_rate burst $link_burst latency 50ms between two network namespaces"
+	run_all log rand
+	keep_runs
+	python3 bench/runstats.py compare "$RUNS_CSV" --ref "${tool_list%% *}"
 }
 
 # --- main --------------------------------------------------------------------------------
@@ -570,7 +599,6 @@ if [ -n "$link_rate" ]; then
 	exit 0
 fi
 
-make_inputs
 tool_list=""
 for tool in $tools; do
 	case "$tool" in
@@ -584,24 +612,18 @@ for tool in $tools; do
 	esac
 	tool_list+="$tool "
 done
+[ -n "$tool_list" ] || { log "no tool to run"; exit 2; }
+ref=sxfer
+[[ " $tool_list" == *" sxfer "* ]] || ref=${tool_list%% *}
+make_inputs
 case " $tool_list" in *" sxfer"*) sx_pki; sx_start ;; esac
 case " $tool_list" in *" scp "* | *" rsync "* | *" tar "*) ssh_start ;; esac
 case " $tool_list" in *" https "*) ngx_start ;; esac
 
+header "${size_mib} MiB random file (big), ${nfiles} random files of ${file_kib} KiB (tree)"
 log "primitives (sxfer_micro)"
 primitives
-for r in $(seq 1 "$runs"); do
-	store_cost
-	for input in big tree; do
-		for tool in $tool_list; do
-			log "run $r/$runs: $tool $input"
-			run_one "$tool" "$input"
-		done
-	done
-done
-
-echo
-echo "sxfer compare: $(uname -r), $(nproc) cores; ${size_mib} MiB file (big), ${nfiles} x ${file_kib} KiB files (tree); runs: $runs"
-print_table "${tool_list%% *}" big tree
-print_prims
-print_floor
+: >"$W/store.txt"
+run_all big tree
+keep_runs
+python3 bench/runstats.py compare "$RUNS_CSV" --ref "$ref" --prims "$W/prims.txt" --store "$W/store.txt"
