@@ -5,36 +5,57 @@
 # which resets the connection once 90 % of the file has crossed it, waits
 # until the server holds the part, and then times a second `sxfer send`
 # straight to the server (the resume: QUERY, OFFER, the prefix root from
-# the sender's leaf cache or its file, the last 10 %). Runs alternate
-# whole / resume; before each timed command, --warm MiB of tmpfs pages are
-# written and freed (docs/PERFORMANCE.md, "Measuring on this VM").
+# the sender's leaf cache or its file, the last 10 %). Within a run the two
+# swap places from one run to the next (whole first, then resume first).
+# Before each timed command, a little more memory than it needs is written
+# into tmpfs and freed (--warm); the server runs on one core and the sender
+# on another (--no-pin for neither); each copy is compared with the input
+# (not timed) and removed at once (docs/PERFORMANCE.md, "Method").
 # Prints each run (with the MiB the resume read to compare the held prefix,
 # -1 for a build without "bytes_compared"), then min and median of both and
 # the ratio of medians.
 #
-# Usage: bench/resume.sh [--runs N] [--size-mib N] [--cut PERCENT] [--warm MIB]
-#                        [--pin] [-- SEND OPTIONS...]
+# Usage: bench/resume.sh [--runs N] [--size-mib N] [--cut PERCENT]
+#                        [--warm MIB | --no-warm]
+#                        [--no-pin | --pin-server CPU --pin-client CPU]
+#                        [-- SEND OPTIONS...]
+# --runs: 7 by default. --warm: the file's size + 256 MiB by default.
 # Environment: SXFER (build/sxfer).
 set -euo pipefail
+export LC_ALL=C
+argv0=$0 argv=("$@")
 cd "$(dirname "$0")/.."
-runs=5 size_mib=1024 cut=90 warm_mib=0 pin=0
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+runs=7 size_mib=1024 cut=90 warm=1 warm_mib="" pin=1 pin_server=0 pin_client=1
+need() { [ $# -ge 2 ] || { echo "resume.sh: $1 needs a value (--help)" >&2; exit 2; }; }
 while (($#)); do
 	case "$1" in
-	--runs) runs=$2; shift 2 ;;
-	--size-mib) size_mib=$2; shift 2 ;;
-	--cut) cut=$2; shift 2 ;;
-	--warm) warm_mib=$2; shift 2 ;;
+	--runs) need "$@"; runs=$2; shift 2 ;;
+	--size-mib) need "$@"; size_mib=$2; shift 2 ;;
+	--cut) need "$@"; cut=$2; shift 2 ;;
+	--warm) need "$@"; warm_mib=$2 warm=1; shift 2 ;;
+	--no-warm) warm=0; shift ;;
 	--pin) pin=1; shift ;;
+	--no-pin) pin=0; shift ;;
+	--pin-server) need "$@"; pin_server=$2 pin=1; shift 2 ;;
+	--pin-client) need "$@"; pin_client=$2 pin=1; shift 2 ;;
 	--) shift; break ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "resume.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
+for v in "$runs" "$size_mib" "$cut" ${warm_mib:+"$warm_mib"}; do
+	[[ $v =~ ^[1-9][0-9]*$ ]] || { echo "resume.sh: '$v' is not a positive integer" >&2; exit 2; }
+done
+warm_run=0
+((warm)) && warm_run=${warm_mib:-$((size_mib + 256))}
 SX=${SXFER:-build/sxfer}
 [ -x "$SX" ] || { echo "resume.sh: build sxfer first (bash scripts/demo.sh)" >&2; exit 2; }
 base=/dev/shm
 [ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
 W=$(mktemp -d "$base/sxfer-resume-XXXXXX")
+bench_warm_init "$W"
 SRV="" PRX=""
 cleanup() {
 	[ -n "$PRX" ] && kill "$PRX" 2>/dev/null && wait "$PRX" 2>/dev/null
@@ -43,11 +64,7 @@ cleanup() {
 	return 0
 }
 trap cleanup EXIT
-PS=() PC=()
-if ((pin)); then
-	PS=(taskset -c 0)
-	PC=(taskset -c 1)
-fi
+bench_pin_init "$pin" "$pin_server" "$pin_client"
 export SXFER_PASSPHRASE=bench HOME=$W/home
 export SXFER_ID_PASSPHRASE=$SXFER_PASSPHRASE # ca issue: the new keys' passphrase
 "$SX" ca init --ca "$W/ca" --name "bench CA" >/dev/null
@@ -60,65 +77,81 @@ head -c $((size_mib << 20)) /dev/urandom >"$W/in.bin"
 sleep 2
 size=$((size_mib << 20))
 
-warm() {
-	if ((warm_mib)); then
-		dd if=/dev/zero of="$W/warm" bs=1M count="$warm_mib" status=none
-		rm -f "$W/warm"
-	fi
-}
 start_server() {
 	rm -rf "$W/out" "$W/out.ledger.sqlite"* "$W/port"
-	"${PS[@]}" "$SX" serve --listen 127.0.0.1:0 --port-file "$W/port" --id "$W/srv" \
+	"${PIN_S[@]}" "$SX" serve --listen 127.0.0.1:0 --port-file "$W/port" --id "$W/srv" \
 		--out "$W/out" 2>"$W/serve.log" &
 	SRV=$!
 	for _ in $(seq 1 200); do [ -s "$W/port" ] && break; sleep 0.05; done
 }
 stop_server() {
-	kill "$SRV" && wait "$SRV" || true
+	kill "$SRV" 2>/dev/null || true
+	wait "$SRV" || true
 	SRV=""
 }
 timed_send() { # PORT [SEND OPTIONS...]: prints the wall seconds
 	local port=$1 t0 t1
 	shift
-	warm
+	bench_warm "$warm_run"
 	t0=$EPOCHREALTIME
-	"${PC[@]}" "$SX" send --id "$W/cli" --receipts "$W/receipts" --quiet --retry 0 "$@" \
+	"${PIN_C[@]}" "$SX" send --id "$W/cli" --receipts "$W/receipts" --quiet --retry 0 "$@" \
 		"127.0.0.1:$port" "$W/in.bin" >"$W/send.json"
 	t1=$EPOCHREALTIME
+	# Not timed; the copy goes at once, not to hold memory in the next run.
 	cmp -s "$W/in.bin" "$W/out/bench/in.bin" || { echo "resume.sh: output differs" >&2; exit 1; }
+	rm -rf "$W/out/bench"
 	echo "$t0 $t1" | awk '{printf "%.3f", $2 - $1}'
 }
 
-echo "sxfer resume: $(uname -r), $(nproc) cores; $size_mib MiB, cut at $cut %; send options: $*"
-printf '%4s %10s %10s %14s %14s\n' run "whole s" "resume s" "resumed MiB" "read MiB"
-for r in $(seq 1 "$runs"); do
+# Not in a $( ): the servers must be started by this shell, for cleanup.
+run_whole() { # sets WHOLE, the wall seconds
 	start_server
-	whole=$(timed_send "$(cat "$W/port")" "$@")
+	WHOLE=$(timed_send "$(cat "$W/port")" "$@")
 	stop_server
-
+}
+run_resume() { # the cut send (not timed), then the resume: sets RES, HELD and CMP
 	start_server
 	rm -f "$W/pport"
-	python3 tests/e2e/cutproxy.py cut $((size / 100 * cut)) "$(cat "$W/port")" "$W/pport" 1 \
+	python3 tests/e2e/cutproxy.py cut $((size * cut / 100)) "$(cat "$W/port")" "$W/pport" 1 \
 		>/dev/null &
 	PRX=$!
 	for _ in $(seq 1 200); do [ -s "$W/pport" ] && break; sleep 0.05; done
-	"$SX" send --id "$W/cli" --receipts "$W/receipts" --quiet --retry 0 "$@" \
+	"${PIN_C[@]}" "$SX" send --id "$W/cli" --receipts "$W/receipts" --quiet --retry 0 "$@" \
 		"127.0.0.1:$(cat "$W/pport")" "$W/in.bin" 2>/dev/null && {
 		echo "resume.sh: the cut send succeeded" >&2
 		exit 1
 	}
-	kill "$PRX" && wait "$PRX" 2>/dev/null || true
+	kill "$PRX" 2>/dev/null || true
+	wait "$PRX" 2>/dev/null || true
 	PRX=""
 	for _ in $(seq 1 400); do
 		ls "$W"/out/bench/.*.sxheld-meta >/dev/null 2>&1 && break
 		sleep 0.05
 	done
-	res=$(timed_send "$(cat "$W/port")" --json "$@")
-	read -r held cmp <<<"$(python3 -c 'import json,sys; j = json.load(open(sys.argv[1]))
-print(j["bytes_resumed"] >> 20, j.get("bytes_compared", -1 << 20) >> 20)' "$W/send.json")"
+	RES=$(timed_send "$(cat "$W/port")" --json "$@")
 	stop_server
-	printf '%4s %10s %10s %14s %14s\n' "$r" "$whole" "$res" "$held" "$cmp"
-	printf '%s %s\n' "$whole" "$res" >>"$W/all"
+	read -r HELD CMP <<<"$(python3 -c 'import json,sys; j = json.load(open(sys.argv[1]))
+print(j["bytes_resumed"] >> 20, j.get("bytes_compared", -1 << 20) >> 20)' "$W/send.json")"
+}
+
+bench_header "$argv0" "${argv[@]}"
+echo "sxfer:   $(realpath "$SX") ($("$SX" --version 2>/dev/null | head -1))"
+echo "inputs:  one random file of $size_mib MiB, cut at $cut %; send options: ${*:-none}"
+echo "runs:    $runs, each a whole send and a cut one resumed, their order swapped each run"
+echo "pinning: $(bench_pin_how "$pin" "$pin_server" "$pin_client")"
+echo "warming: $(bench_warm_how "$warm_run" "$warm_run MiB")"
+echo
+printf '%4s %10s %10s %14s %14s\n' run "whole s" "resume s" "resumed MiB" "read MiB"
+for r in $(seq 1 "$runs"); do
+	if ((r % 2)); then
+		run_whole "$@"
+		run_resume "$@"
+	else
+		run_resume "$@"
+		run_whole "$@"
+	fi
+	printf '%4s %10s %10s %14s %14s\n' "$r" "$WHOLE" "$RES" "$HELD" "$CMP"
+	printf '%s %s\n' "$WHOLE" "$RES" >>"$W/all"
 done
 awk '{ w[NR] = $1; r[NR] = $2 }
 function med(x, n,   i, j, t, b) {
