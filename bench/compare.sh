@@ -517,7 +517,7 @@ header() { # header INPUTS-TEXT
 		echo "tools:   $tool_list(order of run 1)"
 		echo "pinning: $(bench_pin_how "$pin" "$pin_server" "$pin_client")"
 		echo "warming: $w"
-		((quick)) && echo "--quick: a smoke run of the script; its figures are not results"
+		if ((quick)); then echo "--quick: a smoke run of the script; its figures are not results"; fi
 	} | tee "$W/header.txt"
 }
 keep_runs() {

@@ -213,7 +213,7 @@ w="off"
 	echo "runs:    $runs per variant, interleaved, the order of the variants rotated each run"
 	echo "pinning: $(bench_pin_how "$pin" "$pin_server" "$pin_client")"
 	echo "warming: $w"
-	((quick)) && echo "--quick: a smoke run of the script; its figures are not results"
+	if ((quick)); then echo "--quick: a smoke run of the script; its figures are not results"; fi
 } | tee "$W/header.txt"
 echo
 printf '%-36s %4s %9s %9s %9s %9s %8s %9s %9s\n' variant run "recv usr" "recv sys" "send usr" \
