@@ -38,11 +38,14 @@
 #                         [--csv FILE] [--json FILE] [--twice] [--link RATE]
 #                         [--no-install]
 # --tools: a subset of "sxfer sxfer-nosign scp https rsync tar", in the order
-#   of the first run; speed-ups are against the first sxfer row.
+#   of the first run; speed-ups are against sxfer (signed), or the first
+#   tool when sxfer is not in the list.
 # --warm MIB: write and free MIB MiB before every run (default: the size of
 #   that run's input + 256 MiB); --no-warm: do not.
 # --no-pin: run both sides unpinned, so that each side's threads may use every
-#   core; --pin-server CPU, --pin-client CPU: the cores (default 0 and 1).
+#   core (as the performance goal of signed sxfer against nginx is measured);
+#   --pin-server CPU, --pin-client CPU: the cores (default 0 and 1). Pinned,
+#   sxfer's worker threads (send --threads, serve's loops) share one core.
 # --csv FILE: every single run, one row each (tool, input, run, position in
 #   that run's order, status, wall s, user and system s of the server side and
 #   of the client side); --json FILE: the same with the header's values.
