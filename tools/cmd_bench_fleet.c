@@ -32,6 +32,7 @@
 #define FLEET_FDS_PER_DEVICE  6 /* socket, file, ring, spares */
 #define FLEET_GEN_BUF	      (1u << 20)
 #define FLEET_POLL_US	      20000
+#define FLEET_NICE_DATA	      10 /* a sending device's thread (on_first_data) */
 #define MIB		      1048576.0
 
 static const char usage[] =
@@ -78,6 +79,11 @@ static const char usage[] =
     "  --limit-rate RATE    at most RATE bytes per second per device (default: none)\n"
     "  --timeout SEC        network timeout (default 30)\n"
     "  --retry N            attempts after a network failure (default 0)\n"
+    "  --same-priority      sending devices keep their priority (default: once its\n"
+    "                       data flows, a device's thread runs at nice 10, so that\n"
+    "                       the devices still in their handshake are not starved\n"
+    "                       by those sending, as they are not on devices of their\n"
+    "                       own)\n"
     "Output:\n"
     "  --json               one JSON object on standard output\n"
     "  --prepare            issue the identities and make the data, then exit\n"
@@ -101,6 +107,7 @@ enum {
 	FO_DATA,
 	FO_JSON,
 	FO_PREPARE,
+	FO_SAME_PRIORITY,
 };
 
 typedef struct fleet fleet;
@@ -128,6 +135,7 @@ struct fleet {
 	unsigned conc;
 	uint64_t size;
 	bool json, prepare_only;
+	bool nice; /* sending devices yield to those in their handshake */
 	/* state */
 	char tmp[SX_BENCH_PATH_MAX], receipts[SX_BENCH_PATH_MAX], data[SX_BENCH_PATH_MAX];
 	bool have_tmp;
@@ -227,11 +235,17 @@ static int prepare_data(fleet *f, sx_err *err)
 
 /* ---- the devices ------------------------------------------------------ */
 
+/* Once its data flows, a device's thread yields to those still in their
+ * handshake (nice FLEET_NICE_DATA): on one core standing for hundreds of
+ * devices, a handshake would otherwise wait a turn behind every sender for
+ * each of its round trips, a wait no real device has. */
 static void on_first_data(void *ctx)
 {
 	fleet_dev *d = ctx;
 	if (d->t_first == 0)
 		d->t_first = sx_now_ns();
+	if (d->f->nice)
+		(void)setpriority(PRIO_PROCESS, (id_t)gettid(), FLEET_NICE_DATA);
 }
 
 static void on_progress(void *ctx, const sx_progress *p)
@@ -467,6 +481,7 @@ static int own_opt(fleet *f, int c, const char *arg)
 	case FO_DATA: f->data_opt = arg; return 0;
 	case FO_JSON: f->json = true; return 0;
 	case FO_PREPARE: f->prepare_only = true; return 0;
+	case FO_SAME_PRIORITY: f->nice = false; return 0;
 	default: return sx_cli_usage_error("bench fleet", "unknown option");
 	}
 }
@@ -485,6 +500,7 @@ static int parse(fleet *f, int argc, char **argv)
 	    {"data", required_argument, 0, FO_DATA},
 	    {"json", no_argument, 0, FO_JSON},
 	    {"prepare", no_argument, 0, FO_PREPARE},
+	    {"same-priority", no_argument, 0, FO_SAME_PRIORITY},
 	    {"server-name", required_argument, 0, SO_SERVER_NAME},
 	    {"no-sign", no_argument, 0, SO_NO_SIGN},
 	    {"suite", required_argument, 0, SO_SUITE},
@@ -506,6 +522,7 @@ static int parse(fleet *f, int argc, char **argv)
 	f->base.no_resume = true; /* every run sends every byte */
 	f->ids_cfg.n = FLEET_DEVICES_DEFAULT;
 	f->size = FLEET_SIZE_DEFAULT;
+	f->nice = true;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		sx_err bad = {0};
