@@ -49,6 +49,7 @@
 
 static const char usage[] =
     "usage: sxfer bench [options]\n"
+    "       sxfer bench fleet|handshakes [options] HOST:PORT\n"
     "\n"
     "Measures this machine: sxfer's primitives on one core (1 MiB buffers) and a\n"
     "loopback transfer with a throwaway CA and identities. Prints MiB/s and\n"
@@ -61,7 +62,12 @@ static const char usage[] =
     "  --suite S        aes256gcm, aes256ctr-hmac, chacha20poly1305 or all (default)\n"
     "  --io KIND        auto (default), uring or poll, for both ends of the transfer\n"
     "  --no-transfer    the primitives only\n"
-    "  --json           print one JSON object instead of the table\n";
+    "  --json           print one JSON object instead of the table\n"
+    "\n"
+    "subcommands:\n"
+    "  fleet        many devices uploading at once to a server, from one process\n"
+    "  handshakes   TLS 1.3 handshakes with a client certificate, per second\n"
+    "Run 'sxfer bench <subcommand> --help' for their options.\n";
 
 typedef struct bench_prim {
 	const char *name;  /* "seal", "open", "sha256-leaf", "memcpy" */
@@ -709,6 +715,10 @@ int sx_cmd_bench(int argc, char **argv)
 	sx_err err = {0};
 	const char *suite = "all";
 	int c, rc = -1;
+	if (argc > 1 && strcmp(argv[1], "fleet") == 0)
+		return sx_cmd_bench_fleet(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "handshakes") == 0)
+		return sx_cmd_bench_handshakes(argc - 1, argv + 1);
 	b = calloc(1, sizeof(*b));
 	if (b == NULL) {
 		sx_fail(&err, SX_E_OTHER, "out of memory");

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gen-completion.sh SXFER TEMPLATE OUT: writes the bash completion of sxfer to
 # OUT: the commands of `sxfer help`, the subcommands of those that have some
-# (ca, id, crl) and the long options each one's --help defines, as variables,
+# (ca, id, crl, bench) and the long options each one's --help defines, as variables,
 # followed by TEMPLATE (the completion function). Run at build time on the
 # binary just built, so the lists follow the options as they change.
 set -euo pipefail
@@ -51,6 +51,10 @@ trap 'rm -f "$tmp"' EXIT
 		subs=$(printf '%s\n' "$text" | listed_under subcommands)
 		if [ -n "$subs" ]; then
 			echo "_sxfer_subs_$(var_name "$c")='$(echo $subs)'"
+			# the command's own options, when it has some beside its
+			# subcommands (sxfer bench --size, sxfer bench fleet ...)
+			opts=$(printf '%s\n' "$text" | options_of)
+			echo "_sxfer_opts_$(var_name "$c")='$(echo $opts)'"
 			for s in $subs; do
 				opts=$("$sxfer" "$c" "$s" --help 2>&1 | options_of)
 				echo "_sxfer_opts_$(var_name "$c")_$(var_name "$s")='$(echo $opts)'"

@@ -719,6 +719,9 @@ int sx_send_next(sender *s, sx_err *err)
 	}
 	sl->state = SLOT_SENDING;
 	s->sending = true;
+	/* One send at a time: no DATA record has completed before the first. */
+	if (sl->type == SX_REC_DATA && s->stats->records == 0 && s->cfg->on_first_data != NULL)
+		s->cfg->on_first_data(s->cfg->progress_ctx);
 	return sx_io_send(s->io, s->sock, sl->buf, sl->rec_len,
 			  tag_of(OP_SEND, (unsigned)(sl - s->slots)), err);
 }

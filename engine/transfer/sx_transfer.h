@@ -86,6 +86,10 @@ typedef struct sx_send_cfg {
 	int zlevel;
 	void (*on_progress)(void *ctx, const sx_progress *p);
 	void *progress_ctx;
+	/* called with progress_ctx when the run's first DATA record is handed
+	 * to the socket (its send queued), before the socket has taken it
+	 * (benchmarks: the time to first data); NULL: none */
+	void (*on_first_data)(void *ctx);
 	/* the server's side of sxfer get: each verified receipt is logged, and
 	 * kept as a file only with receipts_dir; abort ends the session */
 	bool serving;
