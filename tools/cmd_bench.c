@@ -61,7 +61,10 @@ static const char usage[] =
     "  --suite S        aes256gcm, aes256ctr-hmac, chacha20poly1305 or all (default)\n"
     "  --io KIND        auto (default), uring or poll, for both ends of the transfer\n"
     "  --no-transfer    the primitives only\n"
-    "  --json           print one JSON object instead of the table\n";
+    "  --json           print one JSON object instead of the table\n"
+    "\n"
+    "subcommands:\n"
+    "  pipe             the receive and send pipelines alone, against their floor\n";
 
 typedef struct bench_prim {
 	const char *name;  /* "seal", "open", "sha256-leaf", "memcpy" */
@@ -709,6 +712,8 @@ int sx_cmd_bench(int argc, char **argv)
 	sx_err err = {0};
 	const char *suite = "all";
 	int c, rc = -1;
+	if (argc > 1 && strcmp(argv[1], "pipe") == 0)
+		return sx_cmd_bench_pipe(argc - 1, argv + 1);
 	b = calloc(1, sizeof(*b));
 	if (b == NULL) {
 		sx_fail(&err, SX_E_OTHER, "out of memory");
