@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gen-completion.sh SXFER TEMPLATE OUT: writes the bash completion of sxfer to
 # OUT: the commands of `sxfer help`, the subcommands of those that have some
-# (ca, id, crl) and the long options each one's --help defines, as variables,
+# (ca, id, crl, bench) and the long options each one's --help defines, as variables,
 # followed by TEMPLATE (the completion function). Run at build time on the
 # binary just built, so the lists follow the options as they change.
 set -euo pipefail
@@ -55,6 +55,10 @@ trap 'rm -f "$tmp"' EXIT
 				opts=$("$sxfer" "$c" "$s" --help 2>&1 | options_of)
 				echo "_sxfer_opts_$(var_name "$c")_$(var_name "$s")='$(echo $opts)'"
 			done
+			# A command may also run alone, with options of its own
+			# (sxfer bench, and sxfer bench pipe).
+			opts=$(printf '%s\n' "$text" | options_of)
+			echo "_sxfer_opts_$(var_name "$c")='$(echo $opts)'"
 		else
 			opts=$(printf '%s\n' "$text" | options_of)
 			echo "_sxfer_opts_$(var_name "$c")='$(echo $opts)'"
