@@ -156,14 +156,20 @@ static void print_header(const bp_bench *b)
 	printf("  threads: 1 = everything on the loop thread; N = the loop and N-1 workers\n"
 	       "           that open or seal and hash the leaves%s\n"
 	       "  pages:   %llu MiB written and freed before each run and floor pass\n"
-	       "  checked: each signed run's Merkle root is the recording's; one untimed run\n"
-	       "           of each configuration: %sthe records sent are the\n"
-	       "           recording's, byte for byte\n",
+	       "  figures: min and median of the runs (throughput and speedup: of the min\n"
+	       "           and median wall time); CPU: the process's, every thread\n"
+	       "  checked: each signed run's Merkle root is the recording's; after the timed\n"
+	       "           runs, one untimed run of each configuration checks:\n",
 	       b->leaf == b->chunk
 		   ? ""
 		   : "\n           (leaves are not records here: hashed on the loop)",
-	       (unsigned long long)b->warm_mib,
-	       b->out.kind == BP_OUT_DEV ? "" : "the file written is the plaintext, ");
+	       (unsigned long long)b->warm_mib);
+	if (b->sides[BP_RECV])
+		printf("           %s\n", b->out.kind == BP_OUT_DEV
+					      ? "no file written (the output is a device)"
+					      : "the file written is the plaintext");
+	if (b->sides[BP_SEND])
+		printf("           the records sent are the recording's, byte for byte\n");
 }
 
 static void print_floor(const bp_bench *b)
@@ -208,9 +214,7 @@ void bp_print_table(const bp_bench *b)
 {
 	print_header(b);
 	print_floor(b);
-	printf("\npipelines (min and median of %u runs; CPU: the process's, all threads, per "
-	       "GiB):\n",
-	       b->runs);
+	printf("\npipelines (min and median of %u runs; CPU seconds per GiB):\n", b->runs);
 	printf("  %-8s %7s %-8s %-6s %8s %7s %8s %8s %8s %8s %8s %7s %7s\n", "side", "threads",
 	       "signing", "stat", "wall_s", "GiB/s", "MiB/s", "user", "sys", "cpu", "floor",
 	       "x_floor", "speedup");

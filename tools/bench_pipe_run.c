@@ -123,7 +123,6 @@ static int pipe_init(bpipe *p, const bp_session *s, bp_env *env, const bp_run *r
 {
 	size_t stride = SX_DIO_ALIGN + s->chunk + SX_REC_TAG_MAX + SX_DIO_ALIGN;
 	stride = (stride + SX_DIO_ALIGN - 1) / SX_DIO_ALIGN * SX_DIO_ALIGN;
-	memset(p, 0, sizeof(*p));
 	*p = (bpipe){.s = s, .run = run, .send = send, .fd = -1, .leaf_rec = s->leaf == s->chunk};
 	p->region_len = stride * BP_SLOTS;
 	p->region = aligned_alloc(SX_DIO_ALIGN, p->region_len);
