@@ -27,6 +27,7 @@ int sx_cmd_verify(int argc, char **argv);
 int sx_cmd_bench(int argc, char **argv);
 int sx_cmd_bench_fleet(int argc, char **argv);	    /* sxfer bench fleet */
 int sx_cmd_bench_handshakes(int argc, char **argv); /* sxfer bench handshakes */
+int sx_cmd_bench_pipe(int argc, char **argv);	    /* sxfer bench pipe */
 int sx_cmd_ledger(int argc, char **argv);
 int sx_cmd_ca_serve(int argc, char **argv); /* sxfer ca serve */
 int sx_cmd_enroll(int argc, char **argv);

@@ -65,8 +65,9 @@ static const char usage[] =
     "  --json           print one JSON object instead of the table\n"
     "\n"
     "subcommands:\n"
-    "  fleet        many devices uploading at once to a server, from one process\n"
-    "  handshakes   TLS 1.3 handshakes with a client certificate, per second\n"
+    "  fleet            many devices uploading at once to a server, from one process\n"
+    "  handshakes       TLS 1.3 handshakes with a client certificate, per second\n"
+    "  pipe             the receive and send pipelines alone, against their floor\n"
     "Run 'sxfer bench <subcommand> --help' for their options.\n";
 
 typedef struct bench_prim {
@@ -719,6 +720,8 @@ int sx_cmd_bench(int argc, char **argv)
 		return sx_cmd_bench_fleet(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "handshakes") == 0)
 		return sx_cmd_bench_handshakes(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "pipe") == 0)
+		return sx_cmd_bench_pipe(argc - 1, argv + 1);
 	b = calloc(1, sizeof(*b));
 	if (b == NULL) {
 		sx_fail(&err, SX_E_OTHER, "out of memory");

@@ -77,6 +77,73 @@ expect_exit 2 "$sx" bench --io nope
 expect_exit 2 "$sx" bench extra
 ok "usage errors exit 2"
 
+# sxfer bench pipe: each side, 1 and 2 threads, signed and unsigned, a
+# min and a median line each; the floor of each side.
+expect_exit 0 "$sx" bench pipe --size 8M --runs 1 --threads 1,2 --warm 16
+out="$WORK/last.out"
+grep -q "^sxfer bench pipe: 8.0 MiB in 8 records of 1.0 MiB" "$out" || fail "no pipe header"
+for side in receive send; do
+	for sign in signed unsigned; do
+		for t in 1 2; do
+			for st in min median; do
+				grep -qE "^  $side +$t $sign +$st +([0-9.]+ +){7}[0-9.]+ +[0-9.]+$" "$out" || {
+					cat "$out" >&2
+					fail "no $st line for $side, $t thread(s), $sign"
+				}
+			done
+		done
+	done
+	grep -qE "^  $side +floor signed +[0-9.]+ +[0-9.]+$" "$out" || fail "no floor for $side"
+done
+check_tmp_empty "pipe table run"
+ok "pipe: a line per side, threads, signing and statistic; the floors"
+
+expect_exit 0 "$sx" bench pipe --size 3M --chunk 64K --runs 2 --threads 2 --side recv --sign \
+	--io poll --warm 0 --json
+python3 - "$WORK/last.out" <<'PY' || fail "bad pipe JSON"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["result"] == "ok", d
+assert d["bytes"] == 3 << 20 and d["records"] == 48 and d["chunk"] == d["leaf"] == 65536, d
+assert d["io"] == "poll" and d["runs"] == 2 and d["file_checked"] is True, d
+assert list(d["floor"]) == ["recv"], d["floor"]
+assert set(d["floor"]["recv"]) == {"copy", "aead", "sha256", "io", "unsigned", "signed"}
+c = d["configs"]
+assert [(x["side"], x["threads"], x["signed"]) for x in c] == [("recv", 2, True)], c
+assert c[0]["speedup"] is None, c  # no one-thread run to compare with
+for k in ("wall_s", "gib_per_s", "mib_per_s", "user_s_per_gib", "sys_s_per_gib",
+          "cpu_s_per_gib", "floor_s_per_gib", "cpu_over_floor"):
+    assert c[0][k]["min"] >= 0 and c[0][k]["median"] >= 0, (k, c[0][k])
+assert 0 < c[0]["wall_s"]["min"] <= c[0]["wall_s"]["median"], c[0]["wall_s"]
+PY
+check_tmp_empty "pipe json run"
+ok "pipe --json: one object, the configurations asked for"
+
+# Leaves that are not records, a folder and /dev/null as the receiver's output
+mkdir -p "$WORK/pipe-out"
+expect_exit 0 "$sx" bench pipe --size 1M --chunk 16K --leaf 4K --runs 1 --threads 1-2 \
+	--out "$WORK/pipe-out" --warm 0 --suite chacha20poly1305
+grep -q "leaves are not records here" "$WORK/last.out" || fail "no note on leaves"
+[ -z "$(ls -A "$WORK/pipe-out")" ] || fail "pipe left its output in --out"
+expect_exit 0 "$sx" bench pipe --size 1M --runs 1 --threads 1 --side recv --out /dev/null \
+	--warm 0 --no-sign --json
+python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["file_checked"] is False, d' \
+	<"$WORK/last.out" || fail "--out /dev/null JSON"
+check_tmp_empty "pipe out runs"
+ok "pipe: --leaf apart from --chunk, --out folder and /dev/null"
+
+expect_exit 2 "$sx" bench pipe --side nope
+expect_exit 2 "$sx" bench pipe --threads 0
+expect_exit 2 "$sx" bench pipe --threads 1,9
+expect_exit 2 "$sx" bench pipe --chunk 1K
+expect_exit 2 "$sx" bench pipe --runs 0
+: >"$WORK/user-file"
+expect_exit 2 "$sx" bench pipe --size 1M --out "$WORK/user-file"
+grep -qF "exists and is no folder or device" "$WORK/last.err" || fail "no reason for --out FILE"
+expect_exit 2 "$sx" bench pipe extra
+check_tmp_empty "pipe usage errors"
+ok "pipe: usage errors exit 2"
+
 # Ctrl-C once the temporary folder exists: exit 1, the folder removed
 "$sx" bench --size 64M --seconds 0.01 >"$WORK/int.out" 2>"$WORK/int.err" &
 pid=$!
