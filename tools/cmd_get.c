@@ -39,6 +39,9 @@ static const char usage[] =
     "  --chunk SIZE         record payload the server should use (default: its own)\n"
     "  --key-update SIZE    ratchet the record keys every SIZE bytes (default 64G)\n"
     "  --io KIND            auto (default), uring or poll\n"
+    "  --open-threads N     threads that open and hash what arrives, this one\n"
+    "                       included (default: one per core, at most 8; 0 or 1:\n"
+    "                       all on this thread)\n"
     "  --timeout SEC        network timeout (default 30)\n"
     "  --limit-rate RATE    read at most RATE bytes per second (e.g. 500K, 10M), which\n"
     "                       holds the server's sending to it (default: no limit)\n"
@@ -138,6 +141,7 @@ int sx_cmd_get(int argc, char **argv)
 	    {"json", no_argument, 0, 'j'},
 	    {"pass-file", required_argument, 0, 'p'},
 	    {"limit-rate", required_argument, 0, 'L'},
+	    {"open-threads", required_argument, 0, 'T'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -183,6 +187,12 @@ int sx_cmd_get(int argc, char **argv)
 				    "get",
 				    "--limit-rate: bytes per second, at least 1K (e.g. 500K, 10M)");
 			cfg.limit_rate = v;
+			break;
+		case 'T':
+			if (sx_parse_u64(optarg, &v) < 0 || v > SX_OPEN_THREADS_MAX)
+				return sx_cli_usage_error("get", "--open-threads: 0 to %d",
+							  SX_OPEN_THREADS_MAX);
+			cfg.open_threads = v == 0 ? 1 : (unsigned)v; /* 0: the loop alone */
 			break;
 		case 'w': cfg.overwrite = true; break;
 		case 'D': cfg.direct = false; break;

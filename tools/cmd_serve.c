@@ -41,6 +41,11 @@ static const char usage[] =
     "  --threads N             event loops, each on its own thread and ring;\n"
     "                          new senders go to the least busy (default: one\n"
     "                          per core, at most 8; --once uses one)\n"
+    "  --open-threads N        threads that open and hash the records of one\n"
+    "                          loop, the loop included: its workers take the\n"
+    "                          records of a stream while the server has fewer\n"
+    "                          connections than cores (default: one per core,\n"
+    "                          at most 8; 0 or 1: every record on its loop)\n"
     "  --overwrite             replace existing files\n"
     "  --no-direct             write every file through the page cache (default:\n"
     "                          files of 4 MiB or more use direct I/O where the\n"
@@ -213,6 +218,7 @@ static const struct option opts[] = {
     {"max-conns", required_argument, 0, 'm'},
     {"max-handshakes-per-addr", required_argument, 0, 'A'},
     {"threads", required_argument, 0, 'T'},
+    {"open-threads", required_argument, 0, 'W'},
     {"overwrite", no_argument, 0, 'w'},
     {"no-direct", no_argument, 0, 'D'},
     {"require-signed", no_argument, 0, 'S'},
@@ -278,6 +284,10 @@ static int parse_conns(const sx_conf *cf, int c, const char *arg, serve_opts *o,
 	case 'T':
 		SX_GUARD(number(cf, arg, "threads", 1, SX_SERVE_THREADS_MAX, &v, err));
 		cfg->threads = (unsigned)v;
+		return 0;
+	case 'W':
+		SX_GUARD(number(cf, arg, "open-threads", 0, SX_OPEN_THREADS_MAX, &v, err));
+		cfg->open_threads = v == 0 ? 1 : (unsigned)v; /* 0: the loop alone */
 		return 0;
 	case 'H':
 	case 'I':

@@ -118,10 +118,9 @@ void sx_link_rx_want(const sx_link *l, uint8_t **buf, size_t *len)
 	*len = l->rx_need - l->rx_have;
 }
 
-int sx_link_rx_input(sx_link *l, size_t n, bool *complete, uint8_t *type, uint8_t *flags,
-		     uint8_t **pt, size_t *pt_len, sx_err *err)
+int sx_link_rx_assemble(sx_link *l, size_t n, size_t *rec_len, sx_err *err)
 {
-	*complete = false;
+	*rec_len = 0;
 	/* A peer that completed the handshake only to be told why it is
 	 * refused (sx_chan_result.refusal) has nothing of its read. */
 	if (l->k.refusal[0] != '\0')
@@ -140,9 +139,21 @@ int sx_link_rx_input(sx_link *l, size_t n, bool *complete, uint8_t *type, uint8_
 		if (l->rx_have < l->rx_need)
 			return 0;
 	}
-	size_t len = l->rx_need;
+	*rec_len = l->rx_need;
 	l->rx_have = 0;
 	l->rx_need = SX_REC_HDR_LEN;
+	return 0;
+}
+
+int sx_link_rx_input(sx_link *l, size_t n, bool *complete, uint8_t *type, uint8_t *flags,
+		     uint8_t **pt, size_t *pt_len, sx_err *err)
+{
+	size_t len = 0;
+	*complete = false;
+	if (sx_link_rx_assemble(l, n, &len, err) < 0)
+		return -1;
+	if (len == 0)
+		return 0;
 	if (sx_record_open(&l->k.rx, l->rx, len, type, flags, pt, pt_len, err) < 0)
 		return -1;
 	*complete = true;

@@ -55,6 +55,13 @@ size_t sx_link_rx_feed(sx_link *l);
 /* Records: give the assembler a buffer (SX_REC_HDR_LEN + max_body + tag). */
 void sx_link_rx_set(sx_link *l, uint8_t *buf, size_t cap);
 void sx_link_rx_want(const sx_link *l, uint8_t **buf, size_t *len);
+/* Accounts n received bytes; *rec_len is set (non-zero) when the buffer
+ * holds a whole record, its header checked, not yet opened: the caller
+ * opens it, with sx_record_open on k.rx or on a worker's lane after
+ * sx_record_reserve (the receiver's pool), in sequence order either way.
+ * The next record is assembled into the buffer given by sx_link_rx_set
+ * (the same one unless another is given). */
+int sx_link_rx_assemble(sx_link *l, size_t n, size_t *rec_len, sx_err *err) SX_MUST_CHECK;
 /* Accounts n received bytes. *complete is set when the buffer holds a whole
  * record, which is then opened in place (type, flags, plaintext). A server
  * link whose peer is refused (k.refusal) fails every call with that reason:

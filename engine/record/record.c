@@ -434,7 +434,11 @@ out:
  * epoch comes with each job) and puts it at the job's sequence number. */
 static int lane_at(sx_rlane *l, const sx_rlane_job *job, sx_err *err)
 {
-	if (!l->ready || l->epoch != job->epoch || l->d.suite != job->suite) {
+	/* The secret itself, not only the epoch: the workers of a receiving
+	 * loop open the records of several connections, whose epochs have
+	 * the same numbers. */
+	if (!l->ready || l->epoch != job->epoch || l->d.suite != job->suite ||
+	    CRYPTO_memcmp(l->d.secret, job->secret, SX_SECRET_LEN) != 0) {
 		if (l->ready)
 			sx_rdir_free(&l->d);
 		l->ready = false;

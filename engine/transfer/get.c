@@ -1,5 +1,5 @@
 /* The client's side of sxfer get and ls: it connects, asks (GET or LIST,
- * serve_recv.c client_request), and then receives exactly as a server
+ * get.c srv_client_request), and then receives exactly as a server
  * receives from a sender: the same connection state machine (serve_*.c),
  * on one event loop with one connection, storing into the local folder
  * with the same rules (temporary, fsync, rename, no overwrite, umask) and
@@ -73,6 +73,87 @@ int srv_client_early(server *s, conn *c, sx_err *err)
 	return sx_fail(err, SX_E_INTEGRITY, "the server sent records before the request");
 }
 
+/* The client's side (get): every name the server sends lies under one of
+ * the names asked for; with standard output, exactly the one file. */
+int srv_client_check(server *s, const sx_msg *m, bool is_dir, sx_err *err)
+{
+	const sx_get_cfg *cl = s->cfg->client;
+	if (cl == NULL)
+		return 0;
+	const uint8_t *slash = memchr(m->path, '/', m->path_len);
+	size_t first = slash ? (size_t)(slash - m->path) : m->path_len;
+	for (int i = 0; i < cl->npaths; i++) {
+		size_t b, n;
+		sx_path_last(cl->paths[i], &b, &n);
+		if (n != first || memcmp(cl->paths[i] + b, m->path, first) != 0)
+			continue;
+		if (cl->single && (is_dir || first != m->path_len))
+			break;
+		return 0;
+	}
+	return sx_fail(err, SX_E_INTEGRITY, "the server sent '%.*s', which was not asked for",
+		       (int)m->path_len, (const char *)m->path);
+}
+
+int srv_client_entry(server *s, conn *c, const sx_msg *m, sx_err *err)
+{
+	char path[SX_PATH_MAX + 1];
+	SX_GUARD(sx_path_check(m->path, m->path_len, err));
+	memcpy(path, m->path, m->path_len);
+	path[m->path_len] = '\0';
+	sx_list_entry e = {.path = path,
+			   .is_dir = (m->flags & SX_LIST_DIR) != 0,
+			   .has_sxsig = (m->flags & SX_LIST_SXSIG) != 0,
+			   .size = m->size,
+			   .mtime_sec = m->mtime_sec,
+			   .mtime_nsec = m->mtime_nsec,
+			   .mode = m->mode};
+	c->entries++;
+	if (s->cfg->client->on_entry != NULL)
+		s->cfg->client->on_entry(s->cfg->client->entry_ctx, &e);
+	return 0;
+out:
+	sx_err_prefix(err, "listing: ");
+	return -1;
+}
+
+/* The client's side: once the channel is ready, the one request (GET or
+ * LIST) that makes the server the sender. */
+int srv_client_request(server *s, conn *c, sx_err *err)
+{
+	const sx_get_cfg *cl = s->cfg->client;
+	size_t len = 0;
+	int rc = -1;
+	/* The server speaks only once asked: nothing may come before but an
+	 * ERROR that says why it refuses us (get.c). */
+	SX_GUARD(srv_client_early(s, c, err));
+	uint8_t *blob = malloc(SX_GET_PATHS_MAX);
+	SX_ENSURE(blob != NULL, err, SX_E_OTHER, "out of memory");
+	for (int i = 0; i < cl->npaths; i++) {
+		size_t n = strlen(cl->paths[i]);
+		if (n + 1 > SX_GET_PATHS_MAX - len) {
+			free(blob);
+			return sx_fail(err, SX_E_USAGE, "more than %u bytes of remote paths",
+				       SX_GET_PATHS_MAX);
+		}
+		memcpy(blob + len, cl->paths[i], n);
+		len += n;
+		if (i + 1 < cl->npaths)
+			blob[len++] = 0;
+	}
+	sx_msg m = {.type = cl->list ? SX_MSG_LIST : SX_MSG_GET,
+		    .flags = (cl->no_sign ? 0 : SX_GET_SIGNED) | (cl->single ? SX_GET_SINGLE : 0),
+		    .chunk = cl->chunk,
+		    .path = blob,
+		    .path_len = len};
+	if (cl->list)
+		m.flags = 0;
+	rc = srv_send_msg(s, c, &m, err);
+	free(blob);
+out:
+	return rc;
+}
+
 int sx_get_run(const sx_get_cfg *given, sx_get_stats *stats, sx_err *err)
 {
 	/* --limit-rate: records the server sends in a quarter of a second at
@@ -94,11 +175,12 @@ int sx_get_run(const sx_get_cfg *given, sx_get_stats *stats, sx_err *err)
 	    .threads = 1,
 	    .io = cfg->io,
 	    .max_record = cfg->max_record ? cfg->max_record : SX_MAX_RECORD_DEFAULT,
+	    .open_threads = cfg->open_threads,
 	    .handshake_timeout_ms = cfg->timeout_ms,
 	    .idle_timeout_ms = cfg->timeout_ms,
 	    .client = cfg,
 	};
-	shared sh = {.cfg = &sc, .lfd = -1};
+	shared sh = {.cfg = &sc, .lfd = -1, .cores = srv_cores()};
 	server s = {.cfg = &sc,
 		    .sh = &sh,
 		    .lfd = -1,
@@ -160,6 +242,7 @@ out:
 		close(lock_fd);
 	if (s.io != NULL)
 		sx_io_close(s.io);
+	srv_pool_free(&s); /* after the ring, before the buffers its jobs use */
 	free(s.conns);
 	sx_chan_ctx_free(sh.ctx);
 	return rc;

@@ -23,6 +23,7 @@ struct sx_pool {
 	size_t inflight; /* submitted and not yet taken: queued, running or done */
 	bool stop;
 	uint64_t epoch; /* the newest epoch handed out: older lanes are wiped */
+	uint64_t gen;	/* sx_pool_flush calls: lanes keyed before one are wiped */
 	int efd;
 	unsigned nthreads;
 	pthread_t threads[SX_POOL_THREADS_MAX];
@@ -61,12 +62,14 @@ static void *worker(void *arg)
 {
 	sx_pool *p = arg;
 	sx_rlane lane = {0}; /* this thread's cipher contexts */
+	uint64_t gen = 0;    /* p->gen when the lane was last keyed */
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		while (!p->stop && p->qlen == 0) {
 			/* An idle lane keeps no key older than the newest epoch:
-			 * the key update's forward secrecy holds for workers too. */
-			if (lane.ready && lane.epoch < p->epoch)
+			 * the key update's forward secrecy holds for workers too;
+			 * nor the key of a connection that has ended. */
+			if (lane.ready && (lane.epoch < p->epoch || gen < p->gen))
 				sx_rlane_free(&lane);
 			pthread_cond_wait(&p->cv, &p->mu);
 		}
@@ -78,6 +81,10 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		run(&lane, j);
 		pthread_mutex_lock(&p->mu);
+		/* The job's connection was alive while it ran (its owner waits
+		 * for every job before it ends it): a flush before now was for
+		 * another connection, whose keys the lane no longer holds. */
+		gen = p->gen;
 		p->done[p->ndone++] = j;
 		uint64_t one = 1;
 		/* The counter saturates long after SX_POOL_QUEUE jobs. */
@@ -152,6 +159,27 @@ size_t sx_pool_take(sx_pool *p, sx_pjob **out, size_t max)
 	p->inflight -= n;
 	pthread_mutex_unlock(&p->mu);
 	return n;
+}
+
+void sx_pool_load(sx_pool *p, size_t *waiting, size_t *inflight)
+{
+	pthread_mutex_lock(&p->mu);
+	*waiting = p->qlen;
+	*inflight = p->inflight;
+	pthread_mutex_unlock(&p->mu);
+}
+
+unsigned sx_pool_threads(const sx_pool *p)
+{
+	return p->nthreads;
+}
+
+void sx_pool_flush(sx_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->gen++;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
 }
 
 void sx_pool_free(sx_pool *p)

@@ -365,6 +365,10 @@ static void dispatch(server *s, const sx_cqe *q)
 		on_accept(s, q->res);
 		return;
 	}
+	if (op == OP_POOL) {
+		srv_on_pool(s, q->res);
+		return;
+	}
 	/* A connection is freed only once nothing of it is in flight. */
 	if (ci >= s->ntab || !conn_used(&s->conns[ci]))
 		sx_io_bug("receiver: completion for a connection not in use", q->tag);
@@ -436,6 +440,7 @@ int srv_loop_run(server *s, sx_err *err)
 			s->rate_wait_ns = 0;
 			srv_post_recv(s, &s->conns[0]);
 		}
+		srv_pool_check(s);
 		check_deadlines(s);
 		spill_check(s);
 		srv_held_sweep(s);
@@ -469,6 +474,7 @@ static void *loop_thread(void *arg)
 		 * its own thread may do. */
 		sx_io_close(s->io);
 		s->io = NULL;
+		srv_pool_free(s); /* after the ring: its eventfd read is gone */
 	}
 	return NULL;
 }
@@ -516,6 +522,7 @@ static void loop_free(server *s)
 {
 	if (s->io != NULL)
 		sx_io_close(s->io);
+	srv_pool_free(s); /* after the ring, before the buffers its jobs use */
 	free(s->conns);
 }
 
@@ -551,7 +558,7 @@ static int loops_init(shared *sh, server *loops, unsigned nloops, sx_err *err)
 int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 {
 	unsigned nloops = loop_count(cfg);
-	shared sh = {.cfg = cfg, .lfd = -1};
+	shared sh = {.cfg = cfg, .lfd = -1, .cores = srv_cores()};
 	server *loops = calloc(nloops, sizeof(server));
 	int rc = -1, port = 0, out_lock = -1;
 	sx_chan_cfg cc = {
@@ -579,9 +586,10 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	SX_GUARD(sx_net_listen(cfg->listen, &sh.lfd, &port, err));
 	for (unsigned i = 0; i < nloops; i++)
 		loops[i].lfd = sh.lfd;
-	sx_log("info", "listen", "addr=%s port=%d io=%s out=%s max_conns=%u loops=%u",
+	sx_log("info", "listen",
+	       "addr=%s port=%d io=%s out=%s max_conns=%u loops=%u open_threads=%u",
 	       SX_LOGT(cfg->listen), port, SX_LOGT(sx_io_name(loops[0].io)), SX_LOGQ(cfg->out_dir),
-	       cfg->max_conns, nloops);
+	       cfg->max_conns, nloops, srv_open_threads(&loops[0]));
 	if (cfg->on_listen)
 		cfg->on_listen(cfg->listen_ctx, port);
 	/* Signals stay with this thread, which runs loop 0. */

@@ -153,15 +153,19 @@ static void conn_free(server *s, conn *c)
 	free(c->dirs);
 	double secs = (double)(sx_now_ns() - c->t0) / 1e9;
 	free(c->req);
+	/* Its keys leave the workers too; the last of their users ends them
+	 * (before the line that says it is closed: the loop is then idle). */
+	srv_pool_leave(s, c);
 	srv_lg_end(s, c);
 	/* The client of get reports its own end (tools/cmd_get.c). */
 	if (!c->handed && s->cfg->client == NULL)
 		sx_log(c->ok ? "info" : "error", "conn_close",
 		       "conn=%u addr=%s peer=%s files=%llu failed=%llu bytes=%llu seconds=%.3f "
-		       "result=%s",
+		       "result=%s worker_records=%llu",
 		       c->id, SX_LOGT(c->addr), SX_LOGQ(c->link.ready ? c->link.k.peer_name : ""),
 		       (unsigned long long)c->files_ok, (unsigned long long)c->files_failed,
-		       (unsigned long long)c->bytes, secs, SX_LOGT(c->ok ? "ok" : "failed"));
+		       (unsigned long long)c->bytes, secs, SX_LOGT(c->ok ? "ok" : "failed"),
+		       (unsigned long long)c->pooled);
 	if (s->cfg->once && s->once_result == SX_OK)
 		once_end(s, c, secs);
 	srv_hs_leave(s, c);

@@ -44,6 +44,7 @@
 #include "common/sx_util.h"
 #include "engine/ledger/sx_ledger.h"
 #include "engine/transfer/sx_admit.h"
+#include "engine/transfer/sx_pool.h"
 #include "engine/transfer/sx_rate.h"
 #include "engine/channel/sx_link.h"
 #include "engine/sign/sx_sigsess.h"
@@ -64,7 +65,17 @@
 #define HASH_CHUNK_MIN 512u
 #define HASH_CHUNK_MAX (64u << 20)
 
-enum { OP_ACCEPT = 1, OP_HS_SEND, OP_RECV, OP_WRITE, OP_SYNC, OP_SEND, OP_CKSYNC, OP_SAME };
+enum {
+	OP_ACCEPT = 1,
+	OP_HS_SEND,
+	OP_RECV,
+	OP_WRITE,
+	OP_SYNC,
+	OP_SEND,
+	OP_CKSYNC,
+	OP_SAME,
+	OP_POOL /* the loop's opening workers finished jobs (serve_rxpool.c) */
+};
 
 #define SAME_JOBS_MAX 4	   /* stored files hashed at once for FILE_SAME, per connection */
 #define HELD_SWEEP_S  3600 /* expired held parts are looked for this often */
@@ -133,6 +144,20 @@ typedef struct rfile {
 	uint8_t same_byte;
 	struct same_job *job;
 } rfile;
+
+/* A received record from its assembly to its processing (serve_rxpool.c):
+ * opened on the loop at once, or by one of the loop's workers; processed
+ * in sequence order either way. */
+typedef struct rxrec {
+	uint8_t type, flags; /* from the header; after opening, the opened ones */
+	size_t plen;	     /* the body's plaintext length, from the header */
+	bool pooled;	     /* with the workers: job not yet taken back */
+	bool failed;	     /* its worker could not open it: job.err says why */
+	bool leaf;	     /* job.leaf_hash is the Merkle leaf of its plaintext */
+	uint8_t *pt;	     /* opened: the plaintext, in its buffer */
+	size_t len;
+	sx_pjob job;
+} rxrec;
 
 typedef struct dirmeta {
 	char *path;
@@ -203,6 +228,17 @@ typedef struct conn {
 	size_t rx_reg[RX_SLOTS], dx_reg[RX_SLOTS];
 	int rx_cur;
 	bool recv_posted;
+	/* Records received and not yet processed, oldest first: their slots
+	 * (serve_rxpool.c). Nothing more is received while a control record
+	 * or EOS waits (rq_barrier: what it does decides what may follow), or
+	 * once something failed (rq_failed: reported when the records before
+	 * it are processed, as if they had been on their own). */
+	rxrec rq[RX_SLOTS];
+	int rq_order[RX_SLOTS];
+	int rq_head, rq_len;
+	bool rq_barrier, rq_failed;
+	sx_err rq_err;
+	uint64_t pooled; /* records the loop's workers opened */
 	rfile *files;
 	int nfiles;   /* entries allocated in files */
 	int cur_file; /* receiving data, -1 when none */
@@ -273,6 +309,7 @@ typedef struct shared {
 	srv_metrics *met;      /* NULL: none (no --metrics, the client of get) */
 	sx_limits *lim;	       /* per-device limits; NULL: none (the client of get) */
 	unsigned spill_max;    /* connections beyond max_conns: 0 with --once, the client */
+	unsigned cores;	       /* CPUs this process may run on */
 } shared;
 
 typedef struct server {
@@ -307,6 +344,14 @@ typedef struct server {
 	/* --once and the client (get.c): how its one connection ended */
 	sx_err once_err;
 	sx_get_stats once_stats;
+	/* its opening workers (serve_rxpool.c), made at the first record
+	 * that goes to them and ended when no connection that used them is
+	 * left (pool_users); NULL: none now, or none at all (pool_off). Their
+	 * eventfd is read (pool_read) only while jobs are out. */
+	sx_pool *pool;
+	bool pool_off, pool_read;
+	unsigned pool_users;
+	uint64_t pool_efd;
 } server;
 
 static inline bool conn_used(const conn *c)
@@ -370,6 +415,31 @@ void srv_on_send(server *s, conn *c, int op, unsigned sub, int64_t res);
 void srv_post_recv(server *s, conn *c);
 int srv_maybe_finish_session(server *s, conn *c, sx_err *err);
 void srv_on_recv(server *s, conn *c, int64_t res);
+/* A record's processing, in sequence order: its message, or its data
+ * written from rx[slot] (leaf: its Merkle leaf, hashed by a worker, or
+ * NULL). */
+int srv_record(server *s, conn *c, int slot, const rxrec *r, sx_err *err);
+
+/* serve_rxpool.c: records from their assembly to their processing, and
+ * the loop's opening workers (docs/ARCHITECTURE.md, "Opening workers") */
+unsigned srv_cores(void);
+/* Threads that open one loop's records, the loop included (1: no workers). */
+unsigned srv_open_threads(const server *s);
+/* n more bytes of the record being assembled (the connection's keys are
+ * ready): a whole record is opened, here or by a worker, and what is
+ * ready in order is processed. False when the connection was failed
+ * (and may be freed). */
+bool srv_rx_input(server *s, conn *c, size_t n);
+/* The connection fails with why once the records before are processed. */
+void srv_rx_fail(server *s, conn *c, const sx_err *why);
+void srv_on_pool(server *s, int64_t res);
+/* Each turn of the loop: the workers' eventfd is read while jobs are out. */
+void srv_pool_check(server *s);
+/* A connection that used the workers ends (nothing of it in flight): the
+ * last one ends them, and with them every key they held. */
+void srv_pool_leave(server *s, conn *c);
+/* When the loop ends, after its ring is closed. */
+void srv_pool_free(server *s);
 
 /* serve_out.c: the server's side of get and ls */
 int srv_out_request(conn *c, const sx_msg *m, sx_err *err);
@@ -387,6 +457,12 @@ int srv_loop_run(server *s, sx_err *err);
  * it fails with the server's class and reason. 0: none, or one still
  * incomplete (assembled in rx buffer 0, read on as any record). */
 int srv_client_early(server *s, conn *c, sx_err *err) SX_MUST_CHECK;
+/* get.c: once the channel is ready, the one request (GET or LIST); a name
+ * the server sends (DIR, FILE_BEGIN, QUERY...) checked against the names
+ * asked for (0 on a server); an entry of a listing. */
+int srv_client_request(server *s, conn *c, sx_err *err) SX_MUST_CHECK;
+int srv_client_check(server *s, const sx_msg *m, bool is_dir, sx_err *err) SX_MUST_CHECK;
+int srv_client_entry(server *s, conn *c, const sx_msg *m, sx_err *err) SX_MUST_CHECK;
 
 /* serve_crl.c: the thread that reloads the CRL (its file changed, or
  * SIGHUP: srv_watch_hup) and logs a stale one; stopped before the TLS

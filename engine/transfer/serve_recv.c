@@ -37,6 +37,10 @@ void srv_post_recv(server *s, conn *c)
 	if (!c->link.ready) {
 		sx_link_hs_recv_buf(&c->link, &buf, &len);
 	} else {
+		/* A control record waits to be processed, or something failed
+		 * (serve_rxpool.c). */
+		if (c->rq_barrier || c->rq_failed)
+			return;
 		/* Back-pressure: receive only with a buffer and a file entry free. */
 		if (c->rx_cur < 0) {
 			c->rx_cur = free_rx_slot(c);
@@ -389,50 +393,6 @@ static int on_dir(server *s, conn *c, const sx_msg *m, sx_err *err)
 	return 0;
 }
 
-/* The client's side (get): every name the server sends lies under one of
- * the names asked for; with standard output, exactly the one file. */
-static int client_check(server *s, const sx_msg *m, bool is_dir, sx_err *err)
-{
-	const sx_get_cfg *cl = s->cfg->client;
-	if (cl == NULL)
-		return 0;
-	const uint8_t *slash = memchr(m->path, '/', m->path_len);
-	size_t first = slash ? (size_t)(slash - m->path) : m->path_len;
-	for (int i = 0; i < cl->npaths; i++) {
-		size_t b, n;
-		sx_path_last(cl->paths[i], &b, &n);
-		if (n != first || memcmp(cl->paths[i] + b, m->path, first) != 0)
-			continue;
-		if (cl->single && (is_dir || first != m->path_len))
-			break;
-		return 0;
-	}
-	return sx_fail(err, SX_E_INTEGRITY, "the server sent '%.*s', which was not asked for",
-		       (int)m->path_len, (const char *)m->path);
-}
-
-static int on_list_entry(server *s, conn *c, const sx_msg *m, sx_err *err)
-{
-	char path[SX_PATH_MAX + 1];
-	SX_GUARD(sx_path_check(m->path, m->path_len, err));
-	memcpy(path, m->path, m->path_len);
-	path[m->path_len] = '\0';
-	sx_list_entry e = {.path = path,
-			   .is_dir = (m->flags & SX_LIST_DIR) != 0,
-			   .has_sxsig = (m->flags & SX_LIST_SXSIG) != 0,
-			   .size = m->size,
-			   .mtime_sec = m->mtime_sec,
-			   .mtime_nsec = m->mtime_nsec,
-			   .mode = m->mode};
-	c->entries++;
-	if (s->cfg->client->on_entry != NULL)
-		s->cfg->client->on_entry(s->cfg->client->entry_ctx, &e);
-	return 0;
-out:
-	sx_err_prefix(err, "listing: ");
-	return -1;
-}
-
 static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *err)
 {
 	sx_msg m;
@@ -449,33 +409,33 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 		if (m.type != SX_MSG_LIST_ENTRY)
 			return sx_fail(err, SX_E_INTEGRITY,
 				       "unexpected control message 0x%02x in a listing", m.type);
-		return on_list_entry(s, c, &m, err);
+		return srv_client_entry(s, c, &m, err);
 	}
 	if (!c->session && m.type != SX_MSG_SESSION)
 		return sx_fail(err, SX_E_INTEGRITY, "the session must begin with SESSION");
 	switch (m.type) {
 	case SX_MSG_SESSION: return on_session(s, c, &m, err);
-	case SX_MSG_DIR: SX_GUARD(client_check(s, &m, true, err)); return on_dir(s, c, &m, err);
+	case SX_MSG_DIR: SX_GUARD(srv_client_check(s, &m, true, err)); return on_dir(s, c, &m, err);
 	case SX_MSG_FILE_BEGIN:
-		SX_GUARD(client_check(s, &m, false, err));
+		SX_GUARD(srv_client_check(s, &m, false, err));
 		return on_file_begin(s, c, &m, err);
 	case SX_MSG_FILE_END: return on_file_end(s, c, &m, err);
 	case SX_MSG_QUERY:
 		/* In a pull, only about what was asked for: a server may not
 		 * probe the client's folder for other names and sizes. */
-		SX_GUARD(client_check(s, &m, false, err));
+		SX_GUARD(srv_client_check(s, &m, false, err));
 		return srv_on_query(s, c, &m, err);
 	/* A pull into standard output answered every QUERY with NONE: the
 	 * server has nothing to resume or leave out. */
 	case SX_MSG_FILE_RESUME:
 		if (cl != NULL && cl->single)
 			break;
-		SX_GUARD(client_check(s, &m, false, err));
+		SX_GUARD(srv_client_check(s, &m, false, err));
 		return srv_on_file_resume(s, c, &m, err);
 	case SX_MSG_FILE_SAME:
 		if (cl != NULL && cl->single)
 			break;
-		SX_GUARD(client_check(s, &m, false, err));
+		SX_GUARD(srv_client_check(s, &m, false, err));
 		return srv_on_file_same(s, c, &m, err);
 	case SX_MSG_BATCH: return on_batch(s, c, &m, err);
 	case SX_MSG_CHECKPOINT: return on_checkpoint(s, c, &m, err);
@@ -536,7 +496,20 @@ static void reg_grow(server *s, uint8_t *buf, size_t *have, size_t need, size_t 
 	*have = sx_io_buf_add(s->io, buf, want) ? want : SIZE_MAX;
 }
 
-static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, sx_err *err)
+/* A leaf a worker hashed goes into the file's tree when it is exactly the
+ * next leaf: at a leaf boundary, whole, or the short last one of the file
+ * (serve_rxpool.c guessed so; the guess is checked here). */
+static bool leaf_fits(const rfile *f, size_t len)
+{
+	const sx_filehash *h = &f->h;
+	if (h->in_leaf != 0 || h->ended || len == 0 || len > h->chunk)
+		return false;
+	return len == h->chunk ||
+	       (f->announced != SX_SIZE_UNKNOWN && f->received + len == f->announced);
+}
+
+static int on_data(server *s, conn *c, int slot, uint8_t flags, uint8_t *pt, size_t len,
+		   const uint8_t *leaf, sx_err *err)
 {
 	if (!c->session)
 		return sx_fail(err, SX_E_INTEGRITY, "the session must begin with SESSION");
@@ -551,7 +524,7 @@ static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, s
 		size_t dlen = 0;
 		uint8_t *dst;
 		SX_GUARD(dx_alloc(s, c, err));
-		dst = c->dx[c->rx_cur];
+		dst = c->dx[slot];
 		if (sx_zrec_decompress(c->dctx, pt, len, limit, dst, s->cfg->max_record, &dlen,
 				       err) < 0) {
 			sx_err_prefix(err, "'%s': ", f->path);
@@ -562,8 +535,11 @@ static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, s
 	}
 	if (f->announced != SX_SIZE_UNKNOWN && len > f->announced - f->received)
 		return sx_fail(err, SX_E_INTEGRITY, "'%s': more data than announced", f->path);
-	/* Hashed while the chunk is in cache, before it is written. */
-	if (f->h_open)
+	/* Hashed while the chunk is in cache, before it is written (or by
+	 * the worker that opened it, right after). */
+	if (f->h_open && leaf != NULL && leaf_fits(f, len))
+		SX_GUARD(sx_filehash_add_leaf(&f->h, leaf, len, err));
+	else if (f->h_open)
 		SX_GUARD(sx_filehash_update(&f->h, pt, len, err));
 	uint64_t off = f->received;
 	f->received += len;
@@ -580,9 +556,6 @@ static int on_data(server *s, conn *c, uint8_t flags, uint8_t *pt, size_t len, s
 	if (f->state == F_DISCARD || f->failed || len == 0)
 		return 0; /* the buffer is free again at once */
 	/* The buffer stays busy until the write completes. */
-	int slot = c->rx_cur;
-	c->rx_busy[slot] = true;
-	c->rx_cur = -1;
 	f->writes++;
 	if (f->sf.direct && !dio_aligned(&f->sf, pt, len, off))
 		(void)sx_store_direct_off(&f->sf); /* a tail: buffered from here on */
@@ -605,9 +578,9 @@ out:
 	return -1;
 }
 
-static int on_record(server *s, conn *c, uint8_t type, uint8_t flags, uint8_t *pt, size_t len,
-		     sx_err *err)
+int srv_record(server *s, conn *c, int slot, const rxrec *r, sx_err *err)
 {
+	uint8_t type = r->type, flags = r->flags;
 	/* Never reached for a refused peer (on_ready): a second guard. */
 	if (c->link.k.refusal[0] != '\0')
 		return sx_fail(err, SX_E_AUTH, "%s", c->link.k.refusal);
@@ -615,8 +588,10 @@ static int on_record(server *s, conn *c, uint8_t type, uint8_t flags, uint8_t *p
 		return sx_fail(err, SX_E_INTEGRITY,
 			       "compressed record of type %u (only DATA may be)", type);
 	switch (type) {
-	case SX_REC_CTRL: return on_ctrl(s, c, pt, len, err);
-	case SX_REC_DATA: return on_data(s, c, flags, pt, len, err);
+	case SX_REC_CTRL: return on_ctrl(s, c, r->pt, r->len, err);
+	case SX_REC_DATA:
+		return on_data(s, c, slot, flags, r->pt, r->len, r->leaf ? r->job.leaf_hash : NULL,
+			       err);
 	case SX_REC_EOS:
 		if (c->cur_file >= 0)
 			return sx_fail(err, SX_E_INTEGRITY, "end of stream inside a file");
@@ -628,43 +603,6 @@ static int on_record(server *s, conn *c, uint8_t type, uint8_t flags, uint8_t *p
 		return srv_maybe_finish_session(s, c, err);
 	default: return sx_fail(err, SX_E_INTEGRITY, "unexpected record type %u", type);
 	}
-}
-
-/* The client's side: once the channel is ready, the one request (GET or
- * LIST) that makes the server the sender. */
-static int client_request(server *s, conn *c, sx_err *err)
-{
-	const sx_get_cfg *cl = s->cfg->client;
-	size_t len = 0;
-	int rc = -1;
-	/* The server speaks only once asked: nothing may come before but an
-	 * ERROR that says why it refuses us (get.c). */
-	SX_GUARD(srv_client_early(s, c, err));
-	uint8_t *blob = malloc(SX_GET_PATHS_MAX);
-	SX_ENSURE(blob != NULL, err, SX_E_OTHER, "out of memory");
-	for (int i = 0; i < cl->npaths; i++) {
-		size_t n = strlen(cl->paths[i]);
-		if (n + 1 > SX_GET_PATHS_MAX - len) {
-			free(blob);
-			return sx_fail(err, SX_E_USAGE, "more than %u bytes of remote paths",
-				       SX_GET_PATHS_MAX);
-		}
-		memcpy(blob + len, cl->paths[i], n);
-		len += n;
-		if (i + 1 < cl->npaths)
-			blob[len++] = 0;
-	}
-	sx_msg m = {.type = cl->list ? SX_MSG_LIST : SX_MSG_GET,
-		    .flags = (cl->no_sign ? 0 : SX_GET_SIGNED) | (cl->single ? SX_GET_SINGLE : 0),
-		    .chunk = cl->chunk,
-		    .path = blob,
-		    .path_len = len};
-	if (cl->list)
-		m.flags = 0;
-	rc = srv_send_msg(s, c, &m, err);
-	free(blob);
-out:
-	return rc;
 }
 
 /* The handshake is done: buffers, the store, and (the client's side) the
@@ -727,7 +665,7 @@ static bool on_ready(server *s, conn *c)
 		if (s->cfg->client == NULL)
 			srv_lg_session(s, c);
 	}
-	if (s->cfg->client != NULL && client_request(s, c, &err) < 0) {
+	if (s->cfg->client != NULL && srv_client_request(s, c, &err) < 0) {
 		srv_conn_fail(s, c, &err);
 		return false;
 	}
@@ -755,7 +693,8 @@ void srv_on_recv(server *s, conn *c, int64_t res)
 				"connection closed without end-of-stream (truncated)");
 		else
 			sx_fail_errno(&err, SX_E_NET, (int)-res, "receive failed");
-		srv_conn_fail(s, c, &err);
+		/* After the records received before, as on one thread. */
+		srv_rx_fail(s, c, &err);
 		return;
 	}
 	if (s->rx_rate.bps != 0 && c->link.ready)
@@ -775,14 +714,6 @@ void srv_on_recv(server *s, conn *c, int64_t res)
 		srv_post_recv(s, c);
 		return;
 	}
-	bool complete;
-	uint8_t type, flags, *pt;
-	size_t len;
-	if (sx_link_rx_input(&c->link, (size_t)res, &complete, &type, &flags, &pt, &len, &err) <
-		0 ||
-	    (complete && on_record(s, c, type, flags, pt, len, &err) < 0)) {
-		srv_conn_fail(s, c, &err);
-		return;
-	}
-	srv_post_recv(s, c);
+	if (srv_rx_input(s, c, (size_t)res))
+		srv_post_recv(s, c);
 }

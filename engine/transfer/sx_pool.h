@@ -48,6 +48,15 @@ int sx_pool_fd(const sx_pool *p);
 int sx_pool_submit(sx_pool *p, sx_pjob *job, sx_err *err) SX_MUST_CHECK;
 /* Finished jobs, in any order; returns how many were written to out. */
 size_t sx_pool_take(sx_pool *p, sx_pjob **out, size_t max);
+/* Jobs waiting for a worker (not yet started), and jobs submitted and not
+ * yet taken; the loop uses them to decide whether to open a record itself
+ * rather than queue it behind others. */
+void sx_pool_load(sx_pool *p, size_t *waiting, size_t *inflight);
+unsigned sx_pool_threads(const sx_pool *p);
+/* A pool shared by the connections of a receiving loop: one of them ended,
+ * so idle workers wipe the keys their lanes hold (a lane keeps the keys of
+ * its last job until it needs others). */
+void sx_pool_flush(sx_pool *p);
 /* Stops and joins the workers (jobs still queued are dropped). */
 void sx_pool_free(sx_pool *p);
 

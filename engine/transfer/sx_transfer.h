@@ -150,6 +150,7 @@ int sx_send_dest_check(const char *dest, sx_err *err) SX_MUST_CHECK;
 int sx_send_run(const sx_send_cfg *cfg, sx_send_stats *stats, sx_err *err) SX_MUST_CHECK;
 
 #define SX_SERVE_THREADS_MAX   8
+#define SX_OPEN_THREADS_MAX    8
 #define SX_HS_PER_ADDR_DEFAULT 8
 
 typedef struct sx_serve_cfg {
@@ -169,6 +170,11 @@ typedef struct sx_serve_cfg {
 	unsigned max_conns;   /* concurrent connections, all loops together */
 	unsigned hs_per_addr; /* handshakes in progress per source address (0: default) */
 	unsigned threads;     /* event loops; 0: one per core (at most 8); --once: 1 */
+	/* threads that open and hash the records of one loop, the loop
+	 * included (its pool of workers: docs/ARCHITECTURE.md, "Opening
+	 * workers"); 0: one per core (at most SX_OPEN_THREADS_MAX); 1: the
+	 * loop alone */
+	unsigned open_threads;
 	sx_io_kind io;
 	uint32_t max_record;
 	int handshake_timeout_ms;
@@ -237,6 +243,7 @@ typedef struct sx_get_cfg {
 	bool direct;
 	uint32_t chunk; /* preferred record payload (0: the server's) */
 	uint32_t max_record;
+	unsigned open_threads; /* as sx_serve_cfg's */
 	int timeout_ms;
 	/* --limit-rate: bytes per second read from the socket, so that the
 	 * server's sending is held to it by TCP's flow control (0: no limit) */

@@ -23,7 +23,13 @@ ln -s "$WORK/outside" "$EX/cam-01/abs-link"
 
 start_server srv --id "$WORK/server" --out "$WORK/out" --export "$EX" --io "$IO" --threads 2
 SRV=$SERVER_PID
-get() { "$SXFER" get --id "$WORK/cam" --io "$IO" --quiet "127.0.0.1:$PORT" "$@"; }
+# The client opens what arrives on two workers besides its loop, every DATA
+# record (the test hook SXFER_TEST_RXPOOL=all), in order: the files and
+# their verification are those of one thread.
+get() {
+	SXFER_TEST_RXPOOL=all "$SXFER" get --id "$WORK/cam" --io "$IO" --quiet --open-threads 3 \
+		"127.0.0.1:$PORT" "$@"
+}
 D=$WORK/dl
 
 # A 256 MiB file and a tree, byte-identical, with modes and mtimes.

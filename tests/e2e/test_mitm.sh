@@ -33,3 +33,36 @@ no_partials "$WORK/out"
 cmp "$WORK/f.bin" "$WORK/out/cam-01/f.bin" || fail "transfer after attacks differs"
 ok "server keeps serving after the attacks"
 stop_server "$SRV"
+
+# A DATA record in the middle of a stream that the receiver's workers open
+# (every one of them: the test hook SXFER_TEST_RXPOOL=all) is refused word
+# for word as when the loop opens every record itself, and the sender exits
+# 4 either way.
+for how in loop workers; do
+	if [ "$how" = loop ]; then
+		start_server "mi-$how" --id "$WORK/server" --out "$WORK/out-$how" --open-threads 1
+	else
+		SXFER_TEST_RXPOOL=all start_server "mi-$how" --id "$WORK/server" --out "$WORK/out-$how" \
+			--open-threads 3
+	fi
+	rm -f "$WORK/mitm.port"
+	python3 "$E2E_DIR/mitm.py" flip 9 "$PORT" "$WORK/mitm.port" &
+	PIDS+=($!)
+	MITM=$!
+	wait_until 10 "mitm.py to listen" test -s "$WORK/mitm.port"
+	expect_exit 4 "$SXFER" send --id "$WORK/cam" --server-name localhost --chunk 256K --quiet \
+		"127.0.0.1:$(cat "$WORK/mitm.port")" "$WORK/f.bin"
+	tail -n1 "$WORK/last.err" >"$WORK/why-$how"
+	kill "$MITM"; wait "$MITM" 2>/dev/null || true
+	wait_until 10 "the failed transfer's temporary to be removed" partials_gone "$WORK/out-$how"
+	stop_server "$SERVER_PID"
+	sed -n 's/.*event=conn_error .*cause=//p' "$WORK/mi-$how.log" >"$WORK/cause-$how"
+done
+grep -q "failed authentication" "$WORK/why-loop" || fail "tampered record: $(cat "$WORK/why-loop")"
+cmp -s "$WORK/why-loop" "$WORK/why-workers" ||
+	fail "the sender is told '$(cat "$WORK/why-workers")', not '$(cat "$WORK/why-loop")'"
+cmp -s "$WORK/cause-loop" "$WORK/cause-workers" ||
+	fail "the server logs '$(cat "$WORK/cause-workers")', not '$(cat "$WORK/cause-loop")'"
+grep -q 'event=conn_close .*result=failed worker_records=[1-9]' "$WORK/mi-workers.log" ||
+	fail "no record of the tampered stream went to a worker"
+ok "a tampered record opened by a worker: exit 4, the same reason ($(cat "$WORK/why-loop"))"

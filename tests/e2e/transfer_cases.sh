@@ -4,8 +4,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${IO:?}"
 
 make_pki
-# Three event loops whatever the core count, so connections spread over them.
-start_server srv --id "$WORK/server" --out "$WORK/out" --io "$IO" --threads 3
+# Three event loops whatever the core count, so connections spread over them;
+# each with two opening workers, to which every DATA record goes (the test
+# hook SXFER_TEST_RXPOOL=all: not only when a worker is free and the server
+# has fewer connections than cores), so that every transfer below, the 20 at
+# once too, is opened by workers and processed in order on its loop.
+SXFER_TEST_RXPOOL=all start_server srv --id "$WORK/server" --out "$WORK/out" --io "$IO" \
+	--threads 3 --open-threads 3
 SRV=$SERVER_PID
 OUT=$WORK/out/cam-01
 send() { "$SXFER" send --id "$WORK/cam" --io "$IO" --quiet "127.0.0.1:$PORT" "$@"; }
@@ -53,6 +58,18 @@ for t in 1 2 4; do
 	"$SXFER" verify --ca "$WORK/ca" "$OUT/pool$t.bin" >/dev/null || fail "--threads $t: does not verify"
 done
 ok "$IO: worker pool (1, 2, 4 threads) with key updates: byte-identical, signatures verify"
+# Opened by the receiver's workers, unsigned, with a key update every
+# 256 KiB; compressible data (opened by a worker, decompressed in order).
+cp "$WORK/pool.bin" "$WORK/pool-ns.bin"
+send --no-sign --key-update 256K --chunk 256K "$WORK/pool-ns.bin"
+cmp "$WORK/pool.bin" "$OUT/pool-ns.bin" || fail "unsigned, receiver's workers: differs"
+[ ! -e "$OUT/pool-ns.bin.sxsig" ] || fail "unsigned: a .sxsig was written"
+head -c $((8 << 20)) <(yes "a line of text the opening workers see compressed") >"$WORK/text.log"
+send --compress on --json "$WORK/text.log" >"$WORK/text.json"
+grep -q '"compressed_records":[1-9]' "$WORK/text.json" || fail "text.log not compressed: $(cat "$WORK/text.json")"
+cmp "$WORK/text.log" "$OUT/text.log" || fail "compressed, receiver's workers: differs"
+"$SXFER" verify --ca "$WORK/ca" "$OUT/text.log" >/dev/null || fail "compressed: does not verify"
+ok "$IO: receiver's workers: unsigned with key updates, and compressed: byte-identical"
 send --zerocopy --threads 2 "$WORK/pool.bin"
 cmp "$WORK/pool.bin" "$OUT/pool.bin" || fail "--zerocopy: differs"
 ok "$IO: --zerocopy: byte-identical"
@@ -124,5 +141,11 @@ ok "$IO: connections spread over $loops event loops"
 
 no_partials "$WORK/out"
 stop_server "$SRV"
+# The records went to the workers (without the test hook, a release build's
+# tests on two cores and more: the one big transfer at least).
+if [ "$(nproc)" -ge 2 ]; then
+	grep -q 'event=conn_close .*worker_records=[1-9]' "$WORK/srv.log" ||
+		fail "no record was opened by a worker"
+fi
 grep -q 'event=file_stored' "$WORK/srv.log" || fail "no file_stored log line"
 ok "$IO: server stopped cleanly on SIGTERM"

@@ -799,12 +799,50 @@ static void test_reserve_and_open_lane(void **state)
 	}
 }
 
+/* One lane, the jobs of two connections in turn (a receiving loop's
+ * workers are shared by its connections): their epochs have the same
+ * numbers, and each record opens only with its own connection's keys. */
+static void test_lane_two_connections(void **state)
+{
+	(void)state;
+	uint8_t sa[SX_SECRET_LEN], sb[SX_SECRET_LEN];
+	memset(sa, 0x11, sizeof(sa));
+	memset(sb, 0x22, sizeof(sb));
+	sx_rdir ta, tb, ra, rb;
+	sx_err err = {0};
+	assert_int_equal(sx_rdir_init(&ta, SX_SUITE_AES256GCM, sa, 0, &err), 0);
+	assert_int_equal(sx_rdir_init(&tb, SX_SUITE_AES256GCM, sb, 0, &err), 0);
+	assert_int_equal(sx_rdir_init(&ra, SX_SUITE_AES256GCM, sa, 0, &err), 0);
+	assert_int_equal(sx_rdir_init(&rb, SX_SUITE_AES256GCM, sb, 0, &err), 0);
+	enum { N = 4, PLEN = 300, LEN = PLEN + SX_REC_HDR_LEN + SX_REC_TAG_MAX };
+	sx_rlane lane = {0};
+	for (int i = 0; i < N; i++) {
+		sx_rdir *t = i % 2 ? &tb : &ta, *r = i % 2 ? &rb : &ra;
+		uint8_t rec[LEN], type, flags, *pt;
+		size_t rl, ptl;
+		sx_rlane_job job;
+		memset(rec + SX_REC_HDR_LEN, 0x40 + i, PLEN);
+		assert_int_equal(sx_record_seal(t, SX_REC_DATA, 0, rec, PLEN, &rl, &err), 0);
+		assert_int_equal(sx_record_reserve(r, PLEN, &job, &err), 0);
+		assert_int_equal(
+		    sx_rlane_open(&lane, &job, rec, rl, &type, &flags, &pt, &ptl, &err), 0);
+		assert_int_equal(ptl, PLEN);
+		assert_int_equal(pt[0], 0x40 + i);
+	}
+	sx_rlane_free(&lane);
+	sx_rdir_free(&ta);
+	sx_rdir_free(&tb);
+	sx_rdir_free(&ra);
+	sx_rdir_free(&rb);
+}
+
 int main(void)
 {
 	/* clang-format off */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reserve_and_lane),
 		cmocka_unit_test(test_reserve_and_open_lane),
+		cmocka_unit_test(test_lane_two_connections),
 	    cmocka_unit_test(test_suite_names),
 		cmocka_unit_test(test_keys_split),
 		cmocka_unit_test(test_hkdf_label_bounds),
