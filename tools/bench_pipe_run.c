@@ -71,11 +71,12 @@ typedef struct bpipe {
 	uint64_t efd_buf;
 	int fd; /* receive: the output file; send: the sink */
 	char path[BP_PATH_MAX];
-	uint64_t next; /* the next record to take in (copy or read) */
-	uint64_t prep; /* send: the next record to prepare */
-	uint64_t fin;  /* the next record whose result is taken */
-	uint64_t out;  /* records whose write completed */
-	bool writing;  /* send: the one write in flight */
+	uint64_t next;	  /* the next record to take in (copy or read) */
+	uint64_t prep;	  /* send: the next record to prepare */
+	uint64_t fin;	  /* the next record whose result is taken */
+	uint64_t out;	  /* records whose write completed */
+	bool writing;	  /* send: the one write in flight */
+	uint64_t on_loop; /* records the loop opened or sealed itself, workers busy */
 } bpipe;
 
 typedef struct clock_mark {
@@ -245,6 +246,15 @@ static int on_pool(bpipe *p, int64_t res, sx_err *err)
 	return arm_pool(p, err);
 }
 
+/* A worker would start a job at once: fewer jobs wait than there are
+ * workers (the rule of both the receiving and the sending engine). */
+static bool worker_free(bpipe *p)
+{
+	size_t waiting, inflight;
+	sx_pool_load(p->pool, &waiting, &inflight);
+	return inflight < SX_POOL_QUEUE && waiting < sx_pool_threads(p->pool);
+}
+
 /* ---- receive ---------------------------------------------------------------- */
 
 /* An opened record, in record order: checked as the recording has it,
@@ -289,6 +299,19 @@ static int rx_take(bpipe *p, bslot *sl, sx_err *err)
 	j->rec_len = len;
 	j->leaf = p->fh_open && p->leaf_rec;
 	j->slot = slot_no(p, sl);
+	if (!worker_free(p)) {
+		/* The server's rule (engine/transfer/serve_rxpool.c, to_pool):
+		 * with every worker busy, the loop opens the record itself;
+		 * its result is taken in record order like a worker's. */
+		if (sx_record_open(&p->d, sl->buf, len, &j->type, &j->flags, &pt, &j->plen, err) <
+			0 ||
+		    (j->leaf && sx_merkle_leaf(pt, j->plen, j->leaf_hash, err) < 0))
+			return -1;
+		j->pt_off = (size_t)(pt - sl->buf);
+		sl->state = SL_DONE;
+		p->on_loop++;
+		return 0;
+	}
 	if (sx_record_reserve(&p->d, body - s->tag_len, &j->key, err) < 0 ||
 	    sx_pool_submit(p->pool, j, err) < 0)
 		return -1;
@@ -370,6 +393,18 @@ static int tx_prepare(bpipe *p, sx_err *err)
 			/* leaves across records: hashed here, in order */
 			if (!j->leaf && fold(p, pt, sl->plen, NULL, err) < 0)
 				return -1;
+			if (!worker_free(p)) {
+				/* every worker busy: sealed here, taken in order */
+				if ((j->leaf &&
+				     sx_merkle_leaf(pt, sl->plen, j->leaf_hash, err) < 0) ||
+				    sx_record_seal(&p->d, SX_REC_DATA, 0, sl->buf, sl->plen,
+						   &j->rec_len, err) < 0)
+					return -1;
+				sl->state = SL_DONE;
+				p->on_loop++;
+				p->prep++;
+				continue;
+			}
 			if (sx_record_reserve(&p->d, sl->plen, &j->key, err) < 0 ||
 			    sx_pool_submit(p->pool, j, err) < 0)
 				return -1;
