@@ -56,6 +56,7 @@
 #define SX_RECV_SLOTS 4 /* records being received or written per connection */
 #endif
 #define RX_SLOTS       SX_RECV_SLOTS
+#define RX_SLOTS_BUSY  3 /* in use at once when connections >= cores (serve_recv.c) */
 #define FILES_MAX      ((int)SX_BATCH_FILES_MAX + 64) /* files held per connection (a batch's worth) */
 #define SYNC_MAX       16			      /* flushes in flight per connection */
 #define TX_CAP	       (256u * 1024)		      /* replies waiting to be sent */

@@ -3,12 +3,25 @@
  * DATA records written to their files. */
 #include "engine/transfer/serve_int.h"
 
-static int free_rx_slot(const conn *c)
+/* A receive buffer to fill. Every one of them while the server has fewer
+ * connections than cores (one stream then spreads over the opening
+ * workers); with more, at most RX_SLOTS_BUSY in use at once, and the lowest
+ * free first: each buffer a connection has filled stays resident (a
+ * record's worth, 1 MiB at the default chunk), and three keep one record
+ * arriving, one being opened and one being written, which is all a core
+ * shared by many streams can use (docs/PERFORMANCE.md, "Memory"). */
+static int free_rx_slot(const server *s, const conn *c)
 {
-	for (int i = 0; i < RX_SLOTS; i++)
-		if (!c->rx_busy[i])
-			return i;
-	return -1;
+	int n = RX_SLOTS, busy = 0, first = -1;
+	if (atomic_load(&s->sh->active) >= s->sh->cores)
+		n = RX_SLOTS_BUSY;
+	for (int i = 0; i < RX_SLOTS; i++) {
+		if (c->rx_busy[i])
+			busy++;
+		else if (first < 0)
+			first = i;
+	}
+	return busy < n ? first : -1;
 }
 
 /* The client's --limit-rate: false while the bucket is empty (the loop
@@ -43,7 +56,7 @@ void srv_post_recv(server *s, conn *c)
 			return;
 		/* Back-pressure: receive only with a buffer and a file entry free. */
 		if (c->rx_cur < 0) {
-			c->rx_cur = free_rx_slot(c);
+			c->rx_cur = free_rx_slot(s, c);
 			if (c->rx_cur < 0)
 				return;
 			sx_link_rx_set(&c->link, c->rx[c->rx_cur],
