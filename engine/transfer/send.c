@@ -616,6 +616,33 @@ static bool poolable(sender *s, const slot *sl)
 	       s->za.since + 1 < SX_ZAUTO_RECHECK;
 }
 
+/* A worker would start a job at once: fewer jobs wait than there are
+ * workers (the receiver's rule too: serve_rxpool.c). Otherwise the loop's
+ * own core has the time, and a hand-off would only wait. */
+static bool worker_free(sender *s)
+{
+	size_t waiting, inflight;
+	sx_pool_load(s->pool, &waiting, &inflight);
+	return inflight < SX_POOL_QUEUE && waiting < sx_pool_threads(s->pool);
+}
+
+/* Sealed records (by a worker or, workers busy, by the loop) in record
+ * order: their leaves go into the file's tree. */
+static int fold_done(sender *s, sx_err *err)
+{
+	slot *sl;
+	while ((sl = slot_at(s, s->fin_order)) != NULL && sl->state == SLOT_DONE) {
+		sx_pjob *j = &s->jobs[sl - s->slots];
+		if (j->leaf && sx_filehash_add_leaf(&s->fh, j->leaf_hash, sl->raw, err) < 0)
+			return -1;
+		if (j->leaf)
+			sx_leafcache_add(&s->lc, j->leaf_hash);
+		sl->state = SLOT_SEALED;
+		s->fin_order++;
+	}
+	return 0;
+}
+
 /* Prepares records in sequence order: reserves (sequence number, epoch) and
  * hands whole chunks to the pool, or hashes, compresses and seals here,
  * which waits until every earlier record is folded in. */
@@ -635,12 +662,26 @@ int sx_send_prepare(sender *s, sx_err *err)
 			if (s->cctx != NULL)
 				(void)sx_zauto_next(&s->za);
 			sl->raw = sl->plen;
+			if (!worker_free(s)) {
+				/* Every worker busy: this thread hashes and seals
+				 * it (in sequence order, as reserving would), and
+				 * it is folded in its turn like a worker's. */
+				if (j->leaf)
+					SX_GUARD(sx_merkle_leaf(sl->buf + SX_REC_HDR_LEN, sl->plen,
+								j->leaf_hash, err));
+				SX_GUARD(sx_record_seal(&s->link.k.tx, SX_REC_DATA, 0, sl->buf,
+							sl->plen, &sl->rec_len, err));
+				sl->state = SLOT_DONE;
+				s->prep_order++;
+				continue;
+			}
 			SX_GUARD(sx_record_reserve(&s->link.k.tx, sl->plen, &j->key, err));
 			SX_GUARD(sx_pool_submit(s->pool, j, err));
 			sl->state = SLOT_SEALING;
 			s->prep_order++;
 			continue;
 		}
+		SX_GUARD(fold_done(s, err));
 		if (s->fin_order != s->prep_order)
 			return 0;
 		uint8_t flags = 0;
@@ -666,12 +707,12 @@ int sx_send_prepare(sender *s, sx_err *err)
 		s->prep_order++;
 		s->fin_order++;
 	}
-	return 0;
+	return s->pool != NULL ? fold_done(s, err) : 0;
 out:
 	return -1;
 }
 
-/* Finished jobs: their leaves go into the file's tree in record order. */
+/* Finished jobs: folded in record order (fold_done). */
 int sx_send_on_pool(sender *s, int64_t res, sx_err *err)
 {
 	sx_pjob *done[SX_POOL_QUEUE];
@@ -686,16 +727,8 @@ int sx_send_on_pool(sender *s, int64_t res, sx_err *err)
 		s->slots[done[i]->slot].rec_len = done[i]->rec_len;
 		s->slots[done[i]->slot].state = SLOT_DONE;
 	}
-	slot *sl;
-	while ((sl = slot_at(s, s->fin_order)) != NULL && sl->state == SLOT_DONE) {
-		sx_pjob *j = &s->jobs[sl - s->slots];
-		if (j->leaf && sx_filehash_add_leaf(&s->fh, j->leaf_hash, sl->raw, err) < 0)
-			return -1;
-		if (j->leaf)
-			sx_leafcache_add(&s->lc, j->leaf_hash);
-		sl->state = SLOT_SEALED;
-		s->fin_order++;
-	}
+	if (fold_done(s, err) < 0)
+		return -1;
 	return sx_io_read(s->io, sx_pool_fd(s->pool), &s->efd_buf, sizeof(s->efd_buf),
 			  SX_IO_OFF_CUR, tag_of(OP_POOL, 0), err);
 }
