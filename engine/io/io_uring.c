@@ -44,8 +44,12 @@ typedef struct uring_priv {
 	 * (files_ok false when the kernel refused it). */
 	bool files_ok;
 	unsigned files_cap;
-	unsigned *file_of;    /* by fd: its slot + 1, 0 when not registered */
-	size_t file_of_len;   /* sx_grow, at most SX_URING_FD_MAX */
+	unsigned *file_of;  /* by fd: its slot + 1, 0 when not registered */
+	size_t file_of_len; /* sx_grow, at most SX_URING_FD_MAX */
+	/* by fd: ops still to come before it is registered (sx_io_file_add_after);
+	 * 0: none asked for. As long as file_of. */
+	uint16_t *file_wait;
+	size_t file_wait_len;
 	bool file_of_warned;  /* the map's cap was logged once */
 	unsigned *files_free; /* stack of free slots */
 	unsigned nfiles_free;
@@ -126,11 +130,26 @@ static int file_index(const uring_priv *u, int fd)
 	return -1;
 }
 
+static bool file_register(sx_io *io, int fd);
+
+/* An op on fd: one fewer before a registration asked for with
+ * sx_io_file_add_after, which is made now when none is left (before the
+ * op's SQE is taken: registering submits what is queued). */
+static void file_count(sx_io *io, int fd)
+{
+	uring_priv *u = priv_of(io);
+	if (fd < 0 || (size_t)fd >= u->file_wait_len || u->file_wait[fd] == 0)
+		return;
+	if (--u->file_wait[fd] == 0)
+		(void)file_register(io, fd);
+}
+
 /* Queues an SQE for what is left of the op in slot idx. Returns 0 or -errno. */
 static int prep_slot(sx_io *io, unsigned idx)
 {
 	sx_io_slot *s = &io->slots[idx];
 	int rc = 0;
+	file_count(io, s->fd);
 	struct io_uring_sqe *sqe = get_sqe(priv_of(io), &rc);
 	if (sqe == NULL)
 		return rc;
@@ -429,15 +448,13 @@ static unsigned *slot_stack(unsigned n)
 	return st;
 }
 
-static bool uring_file_add(sx_io *io, int fd)
+/* The fd maps (file_of, file_wait) reach fd. */
+static bool fd_maps(uring_priv *u, int fd)
 {
-	uring_priv *u = priv_of(io);
-	if (file_index(u, fd) >= 0)
-		return true;
-	if (!u->files_ok || u->nfiles_free == 0)
-		return false;
 	sx_err err = {0};
 	if (sx_grow(&u->file_of, &u->file_of_len, (size_t)fd + 1, sizeof(*u->file_of),
+		    SX_URING_FD_MAX, "file descriptors in the registered file map", &err) < 0 ||
+	    sx_grow(&u->file_wait, &u->file_wait_len, (size_t)fd + 1, sizeof(*u->file_wait),
 		    SX_URING_FD_MAX, "file descriptors in the registered file map", &err) < 0) {
 		/* A hint only: the fd goes on unregistered; said once per ring. */
 		if (!u->file_of_warned)
@@ -446,6 +463,37 @@ static bool uring_file_add(sx_io *io, int fd)
 		u->file_of_warned = true;
 		return false;
 	}
+	return true;
+}
+
+static bool uring_file_add(sx_io *io, int fd)
+{
+	uring_priv *u = priv_of(io);
+	if (file_index(u, fd) >= 0)
+		return true;
+	if (!u->files_ok || u->nfiles_free == 0 || !fd_maps(u, fd))
+		return false;
+	u->file_wait[fd] = 0;
+	return file_register(io, fd);
+}
+
+static bool uring_file_add_after(sx_io *io, int fd, unsigned ops)
+{
+	uring_priv *u = priv_of(io);
+	if (ops == 0 || file_index(u, fd) >= 0)
+		return uring_file_add(io, fd);
+	if (!u->files_ok || !fd_maps(u, fd))
+		return false;
+	u->file_wait[fd] = (uint16_t)(ops > UINT16_MAX ? UINT16_MAX : ops);
+	return true;
+}
+
+/* Takes a free slot of the table for fd (the maps reach it). */
+static bool file_register(sx_io *io, int fd)
+{
+	uring_priv *u = priv_of(io);
+	if (!u->files_ok || u->nfiles_free == 0)
+		return false;
 	/* A slot freed while an SQE naming it was still queued is reused only
 	 * once that SQE has gone. */
 	if (!sq_flushed(u))
@@ -461,6 +509,8 @@ static bool uring_file_add(sx_io *io, int fd)
 static void uring_file_remove(sx_io *io, int fd)
 {
 	uring_priv *u = priv_of(io);
+	if ((size_t)fd < u->file_wait_len)
+		u->file_wait[fd] = 0;
 	int slot = file_index(u, fd);
 	if (slot < 0)
 		return;
@@ -569,6 +619,7 @@ static void tables_free(uring_priv *u)
 	if (u->bufs_ok)
 		(void)io_uring_unregister_buffers(&u->ring);
 	free(u->file_of);
+	free(u->file_wait);
 	free(u->files_free);
 	free(u->bufs_free);
 	free(u->regions);
@@ -666,6 +717,7 @@ const sx_io_backend sx_io_uring_backend = {
     .cancel_fd = uring_cancel_fd,
     .wait = uring_wait,
     .file_add = uring_file_add,
+    .file_add_after = uring_file_add_after,
     .file_remove = uring_file_remove,
     .buf_add = uring_buf_add,
     .buf_remove = uring_buf_remove,

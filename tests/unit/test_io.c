@@ -560,6 +560,52 @@ static void test_reg_files(void **state)
 	free(dir);
 }
 
+/* Sends n one-byte messages on fd and reads them on peer. */
+static void sends(sx_io *io, int fd, int peer, int n)
+{
+	sx_err err = {0};
+	char b;
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(sx_io_send(io, fd, "x", 1, 40 + (uint64_t)i, &err), 0);
+		assert_int_equal(wait_one(io).res, 1);
+		assert_int_equal(read(peer, &b, 1), 1);
+	}
+}
+
+/* A registration asked for after 3 ops: the first two go through the plain
+ * fd, the third takes a slot (seen as the ring holding the socket open
+ * after a close without a remove); a remove before then ends the wait. */
+static void test_reg_after(void **state)
+{
+	sx_io *io = open_io(state, 8);
+	int a[2], b[2], c[2];
+	char buf[4];
+	pair(a);
+	pair(b);
+	pair(c);
+	assert_int_equal(sx_io_file_add_after(io, a[0], 3), registers(state));
+	assert_int_equal(sx_io_file_add_after(io, b[0], 3), registers(state));
+	assert_int_equal(sx_io_file_add_after(io, c[0], 3), registers(state));
+	sends(io, a[0], a[1], 2); /* not yet */
+	sends(io, b[0], b[1], 3); /* registered at the third */
+	sx_io_file_remove(io, c[0]);
+	sends(io, c[0], c[1], 3); /* asked for no more */
+	close(a[0]);
+	close(b[0]);
+	close(c[0]);
+	assert_int_equal(recv(a[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
+	assert_int_equal(recv(c[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
+	if (registers(state)) {
+		assert_int_equal(recv(b[1], buf, sizeof(buf), MSG_DONTWAIT), -1);
+		assert_int_equal(errno, EAGAIN);
+	}
+	sx_io_close(io);
+	assert_int_equal(recv(b[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
+	close(a[1]);
+	close(b[1]);
+	close(c[1]);
+}
+
 /* Cancel by fd reaches ops on a registered fd, also after the fd was
  * removed while they were in flight. */
 static void test_reg_cancel(void **state)
@@ -799,6 +845,7 @@ int main(void)
 	    BOTH(test_fixed),
 	    BOTH(test_reg_files),
 	    BOTH(test_reg_cancel),
+	    BOTH(test_reg_after),
 	    BOTH(test_reg_full),
 	    BOTH(test_close_pending),
 	    BOTH(test_cancel_send),
