@@ -374,6 +374,20 @@ static int flush(uring_priv *u, sx_err *err)
 	return 0;
 }
 
+/* flush, and the completions that are there already are collected in the
+ * same call (the kernel runs its pending completion work, nothing waits):
+ * an op that completes at once, a receive with data waiting, is reaped
+ * without a second call. */
+static int flush_get(uring_priv *u, sx_err *err)
+{
+	if (io_uring_sq_ready(&u->ring) == 0)
+		return 0;
+	int s = io_uring_submit_and_get_events(&u->ring);
+	if (s < 0 && s != -EINTR && s != -EAGAIN && s != -EBUSY)
+		return sx_fail_errno(err, SX_E_OTHER, -s, "io_uring: submit failed");
+	return 0;
+}
+
 static int uring_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_err *err)
 {
 	uring_priv *u = priv_of(io);
@@ -390,8 +404,15 @@ static int uring_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_e
 		}
 		/* Submit and wait are two calls: when a signal interrupts a
 		 * combined call that also submitted, the kernel reports the
-		 * submit count and the EINTR is lost. */
-		SX_GUARD(flush(u, err));
+		 * submit count and the EINTR is lost. The submit takes what
+		 * has completed already, and the wait is skipped then. */
+		SX_GUARD(flush_get(u, err));
+		if ((n = harvest(io, out, max)) > 0)
+			break;
+		/* A remainder requeued by what was reaped (a short send) goes
+		 * to the kernel before anything waits for it. */
+		if (io_uring_sq_ready(&u->ring) > 0 && ms != 0)
+			continue;
 		struct io_uring_cqe *cqe = NULL;
 		int w = io_uring_wait_cqe_timeout(&u->ring, &cqe, tsp);
 		if (w == -EINTR)
