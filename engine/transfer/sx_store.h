@@ -60,7 +60,7 @@ int sx_store_recover_names(int out_fd, const char *const *names, size_t nnames,
 /* A reading of the free space is reused for the next files of the same
  * folder for at most this long, and only while they take at most half of
  * the room above the reserve it showed (sx_store_space). */
-#define SX_STORE_SPACE_TTL_NS (1000ull * 1000 * 1000)
+#define SX_STORE_SPACE_TTL_NS (100ull * 1000 * 1000)
 
 typedef struct sx_store {
 	int root_fd; /* OUT/<peer> */
