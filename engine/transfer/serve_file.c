@@ -9,8 +9,8 @@ static void file_io_done(server *s, conn *c, int fi);
 
 /* Closes the file's fds (after taking the temporary out of the ring's file
  * table) and frees the entry. Its link in the list of waiting files stays
- * (the list has no stale link only once srv_wait_walk or srv_free_file has
- * unlinked it: the entry has no connection to hand). */
+ * (no connection is at hand here): srv_finalize_waiting, or srv_free_file
+ * when the entry is taken again, unlinks it. */
 void srv_file_release(server *s, rfile *f)
 {
 	srv_lim_file_end(s, f);

@@ -16,7 +16,9 @@
  *   SYNC_FILE the temporary is flushed
  *   AWAIT     (signed sessions) durable, waiting for its batch signature
  *   SYNC_SIG  its .sxsig is written beside it and flushed
- *   SYNC_DIR  renamed into place; its folder is flushed; then FILE_OK
+ *   SYNC_DIR  renamed into place; its folder is flushed (one flush serves
+ *             the files renamed there while it waited: serve_file.c); then
+ *             FILE_OK
  * Flushes are asynchronous and at most SYNC_MAX per connection are in flight,
  * so 2,000 small files do not pay 2,000 flushes in a row. */
 #ifndef SX_SERVE_INT_H
