@@ -247,6 +247,13 @@ bool sx_io_file_add(sx_io *io, int fd)
 	return io->be->file_add(io, fd);
 }
 
+bool sx_io_file_add_after(sx_io *io, int fd, unsigned ops)
+{
+	if (io->be->file_add_after == NULL || fd < 0)
+		return false;
+	return io->be->file_add_after(io, fd, ops);
+}
+
 void sx_io_file_remove(sx_io *io, int fd)
 {
 	if (io->be->file_remove != NULL && fd >= 0)

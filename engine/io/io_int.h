@@ -62,6 +62,7 @@ typedef struct sx_io_backend {
 	/* Registration (sx_io_file_add and friends); NULL where the backend
 	 * has none, and the adds then report false. */
 	bool (*file_add)(sx_io *io, int fd);
+	bool (*file_add_after)(sx_io *io, int fd, unsigned ops);
 	void (*file_remove)(sx_io *io, int fd);
 	bool (*buf_add)(sx_io *io, void *base, size_t len);
 	void (*buf_remove)(sx_io *io, void *base);

@@ -44,8 +44,12 @@ typedef struct uring_priv {
 	 * (files_ok false when the kernel refused it). */
 	bool files_ok;
 	unsigned files_cap;
-	unsigned *file_of;    /* by fd: its slot + 1, 0 when not registered */
-	size_t file_of_len;   /* sx_grow, at most SX_URING_FD_MAX */
+	unsigned *file_of;  /* by fd: its slot + 1, 0 when not registered */
+	size_t file_of_len; /* sx_grow, at most SX_URING_FD_MAX */
+	/* by fd: ops still to come before it is registered (sx_io_file_add_after);
+	 * 0: none asked for. As long as file_of. */
+	uint16_t *file_wait;
+	size_t file_wait_len;
 	bool file_of_warned;  /* the map's cap was logged once */
 	unsigned *files_free; /* stack of free slots */
 	unsigned nfiles_free;
@@ -126,11 +130,26 @@ static int file_index(const uring_priv *u, int fd)
 	return -1;
 }
 
+static bool file_register(sx_io *io, int fd);
+
+/* An op on fd: one fewer before a registration asked for with
+ * sx_io_file_add_after, which is made now when none is left (before the
+ * op's SQE is taken: registering submits what is queued). */
+static void file_count(sx_io *io, int fd)
+{
+	uring_priv *u = priv_of(io);
+	if (fd < 0 || (size_t)fd >= u->file_wait_len || u->file_wait[fd] == 0)
+		return;
+	if (--u->file_wait[fd] == 0)
+		(void)file_register(io, fd);
+}
+
 /* Queues an SQE for what is left of the op in slot idx. Returns 0 or -errno. */
 static int prep_slot(sx_io *io, unsigned idx)
 {
 	sx_io_slot *s = &io->slots[idx];
 	int rc = 0;
+	file_count(io, s->fd);
 	struct io_uring_sqe *sqe = get_sqe(priv_of(io), &rc);
 	if (sqe == NULL)
 		return rc;
@@ -355,6 +374,20 @@ static int flush(uring_priv *u, sx_err *err)
 	return 0;
 }
 
+/* flush, and the completions that are there already are collected in the
+ * same call (the kernel runs its pending completion work, nothing waits):
+ * an op that completes at once, a receive with data waiting, is reaped
+ * without a second call. */
+static int flush_get(uring_priv *u, sx_err *err)
+{
+	if (io_uring_sq_ready(&u->ring) == 0)
+		return 0;
+	int s = io_uring_submit_and_get_events(&u->ring);
+	if (s < 0 && s != -EINTR && s != -EAGAIN && s != -EBUSY)
+		return sx_fail_errno(err, SX_E_OTHER, -s, "io_uring: submit failed");
+	return 0;
+}
+
 static int uring_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_err *err)
 {
 	uring_priv *u = priv_of(io);
@@ -371,8 +404,15 @@ static int uring_wait(sx_io *io, sx_cqe *out, unsigned max, int timeout_ms, sx_e
 		}
 		/* Submit and wait are two calls: when a signal interrupts a
 		 * combined call that also submitted, the kernel reports the
-		 * submit count and the EINTR is lost. */
-		SX_GUARD(flush(u, err));
+		 * submit count and the EINTR is lost. The submit takes what
+		 * has completed already, and the wait is skipped then. */
+		SX_GUARD(flush_get(u, err));
+		if ((n = harvest(io, out, max)) > 0)
+			break;
+		/* A remainder requeued by what was reaped (a short send) goes
+		 * to the kernel before anything waits for it. */
+		if (io_uring_sq_ready(&u->ring) > 0 && ms != 0)
+			continue;
 		struct io_uring_cqe *cqe = NULL;
 		int w = io_uring_wait_cqe_timeout(&u->ring, &cqe, tsp);
 		if (w == -EINTR)
@@ -429,15 +469,13 @@ static unsigned *slot_stack(unsigned n)
 	return st;
 }
 
-static bool uring_file_add(sx_io *io, int fd)
+/* The fd maps (file_of, file_wait) reach fd. */
+static bool fd_maps(uring_priv *u, int fd)
 {
-	uring_priv *u = priv_of(io);
-	if (file_index(u, fd) >= 0)
-		return true;
-	if (!u->files_ok || u->nfiles_free == 0)
-		return false;
 	sx_err err = {0};
 	if (sx_grow(&u->file_of, &u->file_of_len, (size_t)fd + 1, sizeof(*u->file_of),
+		    SX_URING_FD_MAX, "file descriptors in the registered file map", &err) < 0 ||
+	    sx_grow(&u->file_wait, &u->file_wait_len, (size_t)fd + 1, sizeof(*u->file_wait),
 		    SX_URING_FD_MAX, "file descriptors in the registered file map", &err) < 0) {
 		/* A hint only: the fd goes on unregistered; said once per ring. */
 		if (!u->file_of_warned)
@@ -446,6 +484,37 @@ static bool uring_file_add(sx_io *io, int fd)
 		u->file_of_warned = true;
 		return false;
 	}
+	return true;
+}
+
+static bool uring_file_add(sx_io *io, int fd)
+{
+	uring_priv *u = priv_of(io);
+	if (file_index(u, fd) >= 0)
+		return true;
+	if (!u->files_ok || u->nfiles_free == 0 || !fd_maps(u, fd))
+		return false;
+	u->file_wait[fd] = 0;
+	return file_register(io, fd);
+}
+
+static bool uring_file_add_after(sx_io *io, int fd, unsigned ops)
+{
+	uring_priv *u = priv_of(io);
+	if (ops == 0 || file_index(u, fd) >= 0)
+		return uring_file_add(io, fd);
+	if (!u->files_ok || !fd_maps(u, fd))
+		return false;
+	u->file_wait[fd] = (uint16_t)(ops > UINT16_MAX ? UINT16_MAX : ops);
+	return true;
+}
+
+/* Takes a free slot of the table for fd (the maps reach it). */
+static bool file_register(sx_io *io, int fd)
+{
+	uring_priv *u = priv_of(io);
+	if (!u->files_ok || u->nfiles_free == 0)
+		return false;
 	/* A slot freed while an SQE naming it was still queued is reused only
 	 * once that SQE has gone. */
 	if (!sq_flushed(u))
@@ -461,6 +530,8 @@ static bool uring_file_add(sx_io *io, int fd)
 static void uring_file_remove(sx_io *io, int fd)
 {
 	uring_priv *u = priv_of(io);
+	if ((size_t)fd < u->file_wait_len)
+		u->file_wait[fd] = 0;
 	int slot = file_index(u, fd);
 	if (slot < 0)
 		return;
@@ -569,6 +640,7 @@ static void tables_free(uring_priv *u)
 	if (u->bufs_ok)
 		(void)io_uring_unregister_buffers(&u->ring);
 	free(u->file_of);
+	free(u->file_wait);
 	free(u->files_free);
 	free(u->bufs_free);
 	free(u->regions);
@@ -666,6 +738,7 @@ const sx_io_backend sx_io_uring_backend = {
     .cancel_fd = uring_cancel_fd,
     .wait = uring_wait,
     .file_add = uring_file_add,
+    .file_add_after = uring_file_add_after,
     .file_remove = uring_file_remove,
     .buf_add = uring_buf_add,
     .buf_remove = uring_buf_remove,

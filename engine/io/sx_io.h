@@ -73,6 +73,16 @@ void sx_io_set_zerocopy(sx_io *io, size_t min);
  * lookup per op. Returns true when registered; adding a registered fd again
  * is a no-op. */
 bool sx_io_file_add(sx_io *io, int fd);
+/* sx_io_file_add once fd has seen ops operations: the ops before that use
+ * the plain fd, and the ops-th submitted is the first through the slot. Two
+ * io_uring_register calls (the add and the remove) cost more than the file
+ * lookups of a few ops spare, so a file read or written once or twice (a
+ * small file) is not worth registering. Returns true when the registration
+ * is asked for (it may still find the table full: the ops then go on with
+ * the plain fd). sx_io_file_remove ends it as it ends a registration, made
+ * or not yet. */
+bool sx_io_file_add_after(sx_io *io, int fd, unsigned ops);
+#define SX_IO_REG_AFTER 4 /* ops: what the sender's and receiver's files wait for */
 /* Releases fd's slot; a no-op when fd is not registered. MUST be called
  * before the caller closes fd: the ring holds its own reference, so a
  * registered file stays open in the kernel (a socket never sends its FIN)

@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +16,8 @@
 
 #include "common/sx_util.h"
 
-#define HELD_READ (1u << 20)
+#define HELD_READ  (1u << 20)
+#define HELD_INDEX 16 /* folders whose walk is remembered (servers in one process) */
 
 int sx_held_name(const char *name, const char *suffix, char *out, size_t cap, sx_err *err)
 {
@@ -278,6 +281,10 @@ int sx_held_write(int dfd, const char *name, const sx_held_meta *m, bool sync, s
 	int rc = -1, fd = -1;
 	SX_ENSURE(buf != NULL, err, SX_E_OTHER, "out of memory");
 	SX_GUARD(sx_held_encode(m, buf, SX_HELD_META_MAX, &len, err));
+	/* A temporary's .sxmeta is no held part; anything else may be one. */
+	size_t nl = strlen(name), tl = strlen(SX_STORE_TEMP_META);
+	if (nl < tl || strcmp(name + nl - tl, SX_STORE_TEMP_META) != 0)
+		sx_held_index_mark();
 	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 || sx_write_all(fd, buf, len) < 0 || (sync && fsync(fd) < 0)) {
 		sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot write", name);
@@ -297,6 +304,8 @@ int sx_held_keep(int dfd, int fd, const char *tmp, const sx_held_meta *m, sx_err
 	SX_GUARD(sx_held_name(m->name, SX_HELD_DATA, data, sizeof(data), err));
 	SX_GUARD(sx_held_name(m->name, SX_HELD_META, meta, sizeof(meta), err));
 	snprintf(fresh, sizeof(fresh), "%s-new", meta);
+	/* Before the part takes its name: whoever looks after this finds it. */
+	sx_held_index_mark();
 	if (ftruncate(fd, (off_t)m->held) < 0 || fsync(fd) < 0)
 		return sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot cut to %llu bytes", m->name,
 				     (unsigned long long)m->held);
@@ -374,4 +383,58 @@ bool sx_held_expired(const sx_held_meta *m, uint64_t ttl_s, int64_t now)
 		ttl_s = SX_HELD_TTL_DEFAULT;
 	/* kept in the future (a clock set back): counted from now on */
 	return now > m->kept && (uint64_t)(now - m->kept) >= ttl_s;
+}
+
+/* ---- the index ------------------------------------------------------------- */
+
+static pthread_mutex_t index_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	dev_t dev;
+	ino_t ino;
+	bool none;
+	uint64_t epoch; /* index_epoch when the walk that found none began */
+} index_v[HELD_INDEX];
+static unsigned index_n;
+static _Atomic uint64_t index_epoch;
+
+uint64_t sx_held_index_epoch(void)
+{
+	return atomic_load(&index_epoch);
+}
+
+void sx_held_index_set(int out_fd, bool none, uint64_t epoch)
+{
+	struct stat sb;
+	if (fstat(out_fd, &sb) < 0)
+		return;
+	pthread_mutex_lock(&index_mu);
+	unsigned i = 0;
+	while (i < index_n && (index_v[i].dev != sb.st_dev || index_v[i].ino != sb.st_ino))
+		i++;
+	if (i == index_n && index_n < HELD_INDEX)
+		index_n++;
+	if (i < index_n) {
+		index_v[i].dev = sb.st_dev;
+		index_v[i].ino = sb.st_ino;
+		index_v[i].none = none;
+		index_v[i].epoch = epoch;
+	}
+	pthread_mutex_unlock(&index_mu);
+}
+
+bool sx_held_index_may(dev_t dev, ino_t ino)
+{
+	bool none = false;
+	uint64_t now = atomic_load(&index_epoch);
+	pthread_mutex_lock(&index_mu);
+	for (unsigned i = 0; i < index_n; i++)
+		if (index_v[i].dev == dev && index_v[i].ino == ino)
+			none = index_v[i].none && index_v[i].epoch == now;
+	pthread_mutex_unlock(&index_mu);
+	return !none;
+}
+
+void sx_held_index_mark(void)
+{
+	atomic_fetch_add(&index_epoch, 1);
 }

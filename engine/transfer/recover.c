@@ -38,6 +38,10 @@ typedef struct walk {
 	 * and held parts (NULL: everything) */
 	const char *const *names;
 	size_t nnames;
+	/* for the index of held parts (sx_held_index_set): parts left in
+	 * place, and whether a folder could not be walked */
+	uint64_t parts;
+	bool partial;
 } walk;
 
 /* The path of name in the folder being scanned, for a log line. */
@@ -300,8 +304,10 @@ static void check_held(walk *w, int dfd, const char *meta)
 	sx_err err = {0};
 	sx_held_meta *m = calloc(1, sizeof(*m));
 	struct stat sb;
-	if (m == NULL || !swap_suffix(meta, SX_HELD_META, SX_HELD_DATA, data, sizeof(data)))
+	if (m == NULL || !swap_suffix(meta, SX_HELD_META, SX_HELD_DATA, data, sizeof(data))) {
+		w->parts++; /* not looked at: counted as there */
 		goto out;
+	}
 	bool ok = sx_held_read(dfd, meta, m, &err) == 0;
 	if (ok && sx_held_expired(m, w->ttl, w->now)) {
 		sx_log("info", "held_expired", "path=%s bytes=%llu kept=%lld",
@@ -312,15 +318,18 @@ static void check_held(walk *w, int dfd, const char *meta)
 		w->st->expired++;
 		goto out;
 	}
-	if (w->only_expired)
-		goto out; /* a running server's part may be being replaced */
+	if (w->only_expired) {
+		w->parts++; /* a running server's part may be being replaced */
+		goto out;
+	}
 	if (ok && (fstatat(dfd, data, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode) ||
 		   (uint64_t)sb.st_size != m->held))
 		ok = false;
 	if (!ok) {
 		removed(w, dfd, data, "a held part that is incomplete or unreadable");
 		removed(w, dfd, meta, "a held part that is incomplete or unreadable");
-	}
+	} else
+		w->parts++;
 out:
 	free(m);
 }
@@ -386,16 +395,20 @@ static void visit(walk *w, int dfd, const char *name, unsigned char type, unsign
 	if (type == DT_DIR) {
 		size_t rl = strlen(w->rel), nl = strlen(name);
 		if (depth + 1 > RECOVER_DEPTH_MAX) {
+			w->partial = true;
 			sx_log("warn", "recover",
 			       "path=%s reason=\"deeper than a received path can be; not "
 			       "scanned\"",
 			       SX_LOGQ(PATH_OF(w, name)));
 			return;
 		}
-		if (rl + nl + 2 > sizeof(w->rel))
+		if (rl + nl + 2 > sizeof(w->rel)) {
+			w->partial = true;
 			return;
+		}
 		int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (sub < 0) {
+			w->partial = true;
 			sx_log("warn", "recover", "path=%s reason=\"cannot open\" cause=%s",
 			       SX_LOGQ(PATH_OF(w, name)), SX_LOGQ(strerror(errno)));
 			return;
@@ -443,11 +456,17 @@ static void scan(walk *w, int dfd, unsigned depth)
 	DIR *d = fdopendir(dfd);
 	struct dirent *e;
 	if (d == NULL) {
+		w->partial = true;
 		close(dfd);
 		return;
 	}
 	w->st->dirs++;
-	while ((e = readdir(d)) != NULL) {
+	for (;;) {
+		errno = 0;
+		if ((e = readdir(d)) == NULL) {
+			w->partial |= errno != 0;
+			break;
+		}
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
 		visit(w, dirfd(d), e->d_name, e->d_type, depth);
@@ -482,7 +501,12 @@ static int recover(int out_fd, uint64_t ttl_s, bool only_expired, const char *co
 	}
 	/* rewinddir: the walk starts at the first entry whatever read before */
 	lseek(fd, 0, SEEK_SET);
+	uint64_t epoch = sx_held_index_epoch();
 	scan(w, fd, 0); /* closes fd */
+	/* A whole walk of a server's OUT: whether held parts are left in it
+	 * (a part made meanwhile, also by this walk, marked the index). */
+	if (names == NULL)
+		sx_held_index_set(out_fd, !w->partial && w->parts == 0 && st->held == 0, epoch);
 	rc = 0;
 out:
 	if (w != NULL)

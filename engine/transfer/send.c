@@ -156,15 +156,16 @@ static int produce_file(sender *s, slot *sl, sx_entry *e, sx_err *err)
 	SX_GUARD(sx_source_open(&s->file, e, s->cfg, s->chunk, &m, err));
 	if (e->src != NULL)
 		/* Removed before its close (sx_send_close_idle); the rest go
-		 * with sx_io_close. */
-		(void)sx_io_file_add(s->io, s->file.fd);
+		 * with sx_io_close. Only a file read a few times is worth it. */
+		(void)sx_io_file_add_after(s->io, s->file.fd, SX_IO_REG_AFTER);
 	else
 		s->stream_begun = true;
 	s->cur_refused = false;
 	s->cur_off = 0;
 	s->stream_ckpt_off = 0;
-	/* Its leaves are cached when it is a regular file that has settled. */
-	s->cur_cache = e->src != NULL && s->leaves_dir[0] != '\0' &&
+	/* Its leaves are cached when it is a regular file that has settled
+	 * (of two leaves at least: sx_leafcache_ident, not asked otherwise). */
+	s->cur_cache = e->src != NULL && s->leaves_dir[0] != '\0' && s->file.size > s->chunk &&
 		       sx_leafcache_ident(s->file.fd, s->chunk, &s->cur_id) &&
 		       s->cur_id.size == s->file.size;
 	p->cache = s->cur_cache;

@@ -8,7 +8,9 @@ static int stored(server *s, conn *c, int fi, sx_err *err);
 static void file_io_done(server *s, conn *c, int fi);
 
 /* Closes the file's fds (after taking the temporary out of the ring's file
- * table) and frees the entry. */
+ * table) and frees the entry. Its link in the list of waiting files stays
+ * (no connection is at hand here): srv_finalize_waiting, or srv_free_file
+ * when the entry is taken again, unlinks it. */
 void srv_file_release(server *s, rfile *f)
 {
 	srv_lim_file_end(s, f);
@@ -20,26 +22,86 @@ void srv_file_release(server *s, rfile *f)
 	free(f->ck);
 	free(f->ck_pending);
 	free(f->ck_flight);
+	rwait w = f->w;
 	memset(f, 0, sizeof(*f));
+	f->w = w;
 	f->state = F_FREE;
 	f->sf.fd = f->sf.dir_fd = f->sf.aux_fd = -1;
 	f->batch = -1;
 }
 
-bool srv_files_idle(const conn *c)
+/* ---- the files waiting for their batch signature ---------------------------
+ * A list through the entries, in the order of their batches (batches are
+ * verified in order, so the files a verified batch lets go are its first
+ * ones): srv_finalize_waiting takes them from the head, and never looks at
+ * a file whose batch is still open. */
+
+static void wait_unlink(conn *c, int fi)
 {
-	for (int i = 0; i < c->nfiles; i++)
-		if (c->files[i].state != F_FREE)
-			return false;
-	return true;
+	rwait *w = &c->files[fi].w;
+	if (!w->linked)
+		return;
+	if (w->prev != 0)
+		c->files[w->prev - 1].w.next = w->next;
+	else
+		c->wait_head = w->next;
+	if (w->next != 0)
+		c->files[w->next - 1].w.prev = w->prev;
+	else
+		c->wait_tail = w->prev;
+	*w = (rwait){0};
 }
 
-/* A free entry, growing the table up to FILES_MAX; -1 when full. */
+void srv_wait_add(conn *c, int fi)
+{
+	rfile *f = &c->files[fi];
+	wait_unlink(c, fi);
+	int after = c->wait_tail;
+	/* After the last file of a batch not later than its own: files join in
+	 * the order their flushes complete, nearly that of their batches. */
+	while (after != 0 && c->files[after - 1].w.batch > f->batch)
+		after = c->files[after - 1].w.prev;
+	f->w = (rwait){.prev = after, .batch = f->batch, .linked = true};
+	f->w.next = after != 0 ? c->files[after - 1].w.next : c->wait_head;
+	if (after != 0)
+		c->files[after - 1].w.next = fi + 1;
+	else
+		c->wait_head = fi + 1;
+	if (f->w.next != 0)
+		c->files[f->w.next - 1].w.prev = fi + 1;
+	else
+		c->wait_tail = fi + 1;
+}
+
+bool srv_files_idle(conn *c)
+{
+	/* Every entry below free_below is free; it only moves down when one
+	 * of them is taken (srv_free_file). */
+	while (c->free_below < c->nfiles && c->files[c->free_below].state == F_FREE)
+		c->free_below++;
+	return c->free_below >= c->nfiles;
+}
+
+/* A free entry, growing the table up to FILES_MAX; -1 when full. Entries
+ * are taken and freed nearly in turn, so the search goes on from the last
+ * one found rather than from the first (a batch of thousands of files
+ * holds the first thousands). With grow, the caller takes the entry. */
 int srv_free_file(conn *c, bool grow)
 {
-	for (int i = 0; i < c->nfiles; i++)
-		if (c->files[i].state == F_FREE)
-			return i;
+	for (int k = 0; k < c->nfiles; k++) {
+		int i = (c->free_at + k) % c->nfiles;
+		if (c->files[i].state != F_FREE)
+			continue;
+		c->free_at = i;
+		if (grow) {
+			wait_unlink(c, i); /* a file released while it waited */
+			c->files[i].ds_next = 0;
+			if (i < c->free_below)
+				c->free_below = i;
+			c->free_at = (i + 1) % c->nfiles;
+		}
+		return i;
+	}
 	if (c->nfiles == FILES_MAX)
 		return -1;
 	if (!grow)
@@ -54,6 +116,9 @@ int srv_free_file(conn *c, bool grow)
 	}
 	int first = c->nfiles;
 	c->nfiles = (int)n;
+	c->free_at = (first + 1) % c->nfiles;
+	if (first < c->free_below)
+		c->free_below = first;
 	return first;
 }
 
@@ -164,6 +229,8 @@ out:
 static void submit_sync(server *s, conn *c, int fi)
 {
 	rfile *f = &c->files[fi];
+	if (c->ds_open == fi + 1)
+		c->ds_open = 0; /* its flush begins: no rename joins it now */
 	int fd = f->state == F_SYNC_FILE  ? f->sf.fd
 		 : f->state == F_SYNC_SIG ? f->sf.aux_fd
 					  : f->sf.dir_fd;
@@ -236,26 +303,66 @@ static int finalize_signed(server *s, conn *c, int fi, sx_err *err)
  * thousands of descriptors. */
 int srv_finalize_waiting(server *s, conn *c, sx_err *err)
 {
-	for (int i = 0; i < c->nfiles; i++) {
+	while (c->wait_head != 0) {
+		int i = c->wait_head - 1;
 		rfile *f = &c->files[i];
-		if (f->state == F_SAME && f->same == SAME_EQUAL && f->batch >= 0 &&
-		    c->batches[f->batch]->sealed) {
-			if (srv_tx_busy(c))
-				return 0;
-			if (srv_same_finish(s, c, i, err) < 0)
-				return -1;
+		bool same = f->state == F_SAME && f->same == SAME_EQUAL;
+		if (f->w.batch != f->batch || f->batch < 0 || (!same && f->state != F_AWAIT)) {
+			wait_unlink(c, i); /* no longer waiting */
 			continue;
 		}
-		if (f->state != F_AWAIT || !c->batches[f->batch]->sealed)
-			continue;
+		if (!c->batches[f->batch]->sealed)
+			return 0; /* nor are those after it */
 		if (srv_tx_busy(c))
 			return 0;
-		if (c->store.file_fds + 2 > s->sh->fd_budget && c->syncs > 0)
+		if (!same && c->store.file_fds + 2 > s->sh->fd_budget && c->syncs > 0)
 			return 0;
-		if (finalize_signed(s, c, i, err) < 0)
+		wait_unlink(c, i);
+		if ((same ? srv_same_finish(s, c, i, err) : finalize_signed(s, c, i, err)) < 0)
 			return -1;
 	}
 	return 0;
+}
+
+/* After its rename: the flush of its folder, shared (a group commit). A
+ * flush makes durable every rename made before it begins, so the renames
+ * of one folder need one flush at a time: while one is on its way (queued
+ * or submitted), the next file renamed there holds back a flush of its own
+ * (ds_open), which every rename after it in that folder joins, and which
+ * is asked for once the one on its way has completed (dir_synced). Each
+ * file is answered with the flush it waited for, never before. Folders
+ * are told apart by their store's generation (sx_store_file.dir_gen). */
+static void sync_dir(server *s, conn *c, int fi)
+{
+	rfile *f = &c->files[fi];
+	uint64_t gen = f->sf.dir_gen;
+	f->ds_next = 0;
+	if (c->ds_open != 0 && gen != 0 && gen == c->ds_gen) {
+		/* not begun yet: it covers this rename too */
+		rfile *lead = &c->files[c->ds_open - 1];
+		f->state = F_SYNC_DIR;
+		f->ds_next = lead->ds_next;
+		lead->ds_next = fi + 1;
+		return;
+	}
+	if (gen != 0 && gen == c->ds_gen && c->ds_flying > 0) {
+		f->state = F_SYNC_DIR;
+		c->ds_open = fi + 1;
+		c->ds_held = true;
+		return;
+	}
+	/* Another folder: its flush goes now, and this one's is followed. */
+	if (c->ds_open != 0 && c->ds_held)
+		need_sync(s, c, c->ds_open - 1, F_SYNC_DIR);
+	c->ds_open = 0;
+	c->ds_held = false;
+	c->ds_gen = gen;
+	c->ds_flying = 1;
+	/* Queued behind other flushes: others may join it until it goes. */
+	bool queued = c->syncs >= SYNC_MAX;
+	need_sync(s, c, fi, F_SYNC_DIR);
+	if (queued && gen != 0)
+		c->ds_open = fi + 1;
 }
 
 static int commit(server *s, conn *c, int fi, sx_err *err)
@@ -263,10 +370,11 @@ static int commit(server *s, conn *c, int fi, sx_err *err)
 	sx_err ferr = {0};
 	if (sx_store_commit(&c->store, &c->files[fi].sf, &ferr) < 0)
 		return refuse(s, c, fi, &ferr, err);
-	/* Stored: what was held of it earlier is not needed any more. */
-	if (srv_holds(s))
+	/* Stored: what was held of it earlier is not needed any more (the
+	 * index says when there can be none: sx_held.h). */
+	if (srv_holds(s) && sx_store_may_hold(&c->store))
 		(void)sx_held_remove(c->files[fi].sf.dir_fd, c->files[fi].sf.name);
-	need_sync(s, c, fi, F_SYNC_DIR);
+	sync_dir(s, c, fi);
 	return 0;
 }
 
@@ -294,6 +402,37 @@ out:
 	return -1;
 }
 
+/* A flush of a folder completed: the file that asked for it and those
+ * that joined it are stored, or refused when it failed. */
+static int dir_synced(server *s, conn *c, int fi, int64_t res, sx_err *err)
+{
+	int next = fi + 1, rc = 0;
+	/* The next flush of the folder, held back while this one ran. */
+	if (c->files[fi].sf.dir_gen == c->ds_gen && c->ds_flying > 0 && --c->ds_flying == 0 &&
+	    c->ds_open != 0 && c->ds_held) {
+		c->ds_held = false;
+		c->ds_flying = 1;
+		bool queued = c->syncs >= SYNC_MAX;
+		int lead = c->ds_open - 1;
+		need_sync(s, c, lead, F_SYNC_DIR);
+		if (!queued)
+			c->ds_open = 0;
+	}
+	while (next != 0 && rc == 0) {
+		int i = next - 1;
+		next = c->files[i].ds_next;
+		c->files[i].ds_next = 0;
+		if (res < 0) {
+			sx_err ferr = {0};
+			sx_fail_errno(&ferr, SX_E_IO, (int)-res,
+				      "'%s': flush failed on the receiver", c->files[i].path);
+			rc = refuse(s, c, i, &ferr, err);
+		} else
+			rc = stored(s, c, i, err);
+	}
+	return rc;
+}
+
 void srv_on_sync(server *s, conn *c, int fi, int64_t res)
 {
 	rfile *f = &c->files[fi];
@@ -307,7 +446,9 @@ void srv_on_sync(server *s, conn *c, int fi, int64_t res)
 	if (conn_closing(c))
 		return;
 	int rc = 0;
-	if (res < 0) {
+	if (f->state == F_SYNC_DIR) {
+		rc = dir_synced(s, c, fi, res, &err);
+	} else if (res < 0) {
 		sx_fail_errno(&ferr, SX_E_IO, (int)-res, "'%s': flush failed on the receiver",
 			      f->path);
 		rc = refuse(s, c, fi, &ferr, &err);
@@ -325,11 +466,11 @@ void srv_on_sync(server *s, conn *c, int fi, int64_t res)
 			if (sx_store_park(&f->sf, (const uint8_t *)f->path, strlen(f->path),
 					  &ferr) < 0)
 				rc = refuse(s, c, fi, &ferr, &err);
+			else
+				srv_wait_add(c, fi);
 		}
 	} else if (f->state == F_SYNC_SIG) {
 		rc = commit(s, c, fi, &err);
-	} else if (f->state == F_SYNC_DIR) {
-		rc = stored(s, c, fi, &err);
 	}
 	if (rc == 0 && c->sign)
 		rc = srv_finalize_waiting(s, c, &err);

@@ -16,7 +16,9 @@
  *   SYNC_FILE the temporary is flushed
  *   AWAIT     (signed sessions) durable, waiting for its batch signature
  *   SYNC_SIG  its .sxsig is written beside it and flushed
- *   SYNC_DIR  renamed into place; its folder is flushed; then FILE_OK
+ *   SYNC_DIR  renamed into place; its folder is flushed (one flush serves
+ *             the files renamed there while it waited: serve_file.c); then
+ *             FILE_OK
  * Flushes are asynchronous and at most SYNC_MAX per connection are in flight,
  * so 2,000 small files do not pay 2,000 flushes in a row. */
 #ifndef SX_SERVE_INT_H
@@ -107,6 +109,14 @@ typedef struct ckpt {
 	size_t sig_len;
 } ckpt;
 
+/* serve_file.c: a link of the list of files waiting for their batch
+ * signature, in batch order (indices + 1; 0: none). */
+typedef struct rwait {
+	int prev, next;
+	int batch;
+	bool linked;
+} rwait;
+
 typedef struct rfile {
 	file_state state;
 	uint32_t id;
@@ -144,6 +154,12 @@ typedef struct rfile {
 	int same_fd;
 	uint8_t same_byte;
 	struct same_job *job;
+	/* serve_file.c: its place among the files waiting for their batch
+	 * signature (kept across srv_file_release until unlinked), and the
+	 * next file whose rename waits for the same flush of its folder
+	 * (index + 1; 0: none) */
+	rwait w;
+	int ds_next;
 } rfile;
 
 /* A received record from its assembly to its processing (serve_rxpool.c):
@@ -245,6 +261,19 @@ typedef struct conn {
 	int cur_file; /* receiving data, -1 when none */
 	int *syncq;   /* files waiting for a flush slot (ring of FILES_MAX + 1) */
 	int sq_head, sq_tail, syncs;
+	/* serve_file.c: where the search for a free entry starts, below which
+	 * every entry is free, the list of files waiting for their batch
+	 * signature, and the file whose flush of its folder is queued but not
+	 * yet submitted, which other renames in that folder may join (indices
+	 * + 1; 0: none) */
+	int free_at, free_below;
+	int wait_head, wait_tail;
+	int ds_open;
+	/* the folder of the last flush asked for (sx_store_file.dir_gen), its
+	 * flushes on their way, and whether ds_open is held back (not queued) */
+	uint64_t ds_gen;
+	int ds_flying;
+	bool ds_held;
 	uint8_t *tx[2];
 	size_t tx_len[2];
 	int tx_fill; /* buffer being filled; the other may be in flight */
@@ -474,8 +503,11 @@ void srv_watch_stop(shared *sh);
 
 /* serve_file.c: a file after its data */
 void srv_file_release(server *s, rfile *f);
-bool srv_files_idle(const conn *c);
+bool srv_files_idle(conn *c);
 int srv_free_file(conn *c, bool grow);
+/* File fi (F_AWAIT, or F_SAME found equal) waits for its batch signature:
+ * srv_finalize_waiting takes it up once the batch is verified. */
+void srv_wait_add(conn *c, int fi);
 sx_sbatch *srv_open_batch(conn *c, sx_err *err);
 int srv_maybe_receipt(server *s, conn *c, int bi, sx_err *err);
 int srv_answer(server *s, conn *c, rfile *f, sx_answer state, sx_err *err);

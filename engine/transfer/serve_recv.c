@@ -195,9 +195,10 @@ int srv_file_paths(server *s, conn *c, rfile *f, const sx_msg *m, sx_err *err)
 
 void srv_file_opened(server *s, conn *c, rfile *f)
 {
-	/* Registered while it is written: removed by srv_start_finish or, on every
+	/* Registered while it is written (from its SX_IO_REG_AFTER-th write: a
+	 * small file is not worth it): removed by srv_start_finish or, on every
 	 * other path, srv_file_release, before sx_store_end closes it. */
-	(void)sx_io_file_add(s->io, f->sf.fd);
+	(void)sx_io_file_add_after(s->io, f->sf.fd, SX_IO_REG_AFTER);
 	f->state = F_OPEN;
 	srv_temp_meta(s, c, f);
 	char why[64];

@@ -97,6 +97,15 @@ no:
 	return NULL;
 }
 
+/* Could a held part of a file of size bytes be offered? Parts are kept of
+ * files of at least SX_HELD_MIN_LEAVES leaves only (srv_keep_held), and
+ * one of another size is not offered; and the index may know that there
+ * is none (sx_store_may_hold). */
+static bool may_hold(conn *c, uint64_t size)
+{
+	return size / c->hash_chunk >= SX_HELD_MIN_LEAVES && sx_store_may_hold(&c->store);
+}
+
 /* What this side has of the file m asks about (bounded: a few stats and
  * at most a .sxsig and a meta read). */
 static void offer(server *s, conn *c, const sx_msg *m, sx_msg *o)
@@ -104,7 +113,8 @@ static void offer(server *s, conn *c, const sx_msg *m, sx_msg *o)
 	char name[256], path[SX_PATH_MAX + 1];
 	struct stat sb;
 	sx_err e = {0};
-	int dfd = sx_store_find(&c->store, m->path, m->path_len, name, &e);
+	/* The store's own descriptor of the folder: none is made per question. */
+	int dfd = sx_store_lookup(&c->store, m->path, m->path_len, name, &e);
 	if (dfd < 0)
 		return;
 	snprintf(path, sizeof(path), "%.*s", (int)m->path_len, (const char *)m->path);
@@ -119,7 +129,7 @@ static void offer(server *s, conn *c, const sx_msg *m, sx_msg *o)
 		bool quiet = s->cfg->client != NULL && !s->cfg->overwrite;
 		if (!quiet && sxsig_root(dfd, name, m->size, c->hash_chunk, o->root))
 			o->leaf = c->hash_chunk;
-	} else {
+	} else if (may_hold(c, m->size)) {
 		sx_held_meta *h = held_for(s, c, dfd, path, name, m->size, &e);
 		if (h != NULL) {
 			o->kind = SX_OFFER_PARTIAL;
@@ -129,7 +139,6 @@ static void offer(server *s, conn *c, const sx_msg *m, sx_msg *o)
 		}
 		free(h);
 	}
-	close(dfd);
 }
 
 int srv_on_query(server *s, conn *c, const sx_msg *m, sx_err *err)
@@ -398,11 +407,12 @@ int srv_same_finish(server *s, conn *c, int fi, sx_err *err)
 	sx_err e = {0};
 	if (c->sign)
 		same_sxsig(s, c, f);
-	int dfd = sx_store_find(&c->store, (const uint8_t *)f->path, strlen(f->path), name, &e);
-	if (dfd >= 0) {
+	int dfd =
+	    sx_store_may_hold(&c->store)
+		? sx_store_lookup(&c->store, (const uint8_t *)f->path, strlen(f->path), name, &e)
+		: -1;
+	if (dfd >= 0)
 		sx_held_remove(dfd, name);
-		close(dfd);
-	}
 	sx_log("info", "same", "peer=%s path=%s size=%llu signed=%s", SX_LOGQ(c->link.k.peer_name),
 	       SX_LOGQ(f->path), (unsigned long long)f->announced, SX_LOGT(c->sign ? "yes" : "no"));
 	sx_msg m = {.type = SX_MSG_FILE_OK, .file_id = f->id, .size = f->announced};
@@ -434,6 +444,7 @@ static int same_decided(server *s, conn *c, int fi, sx_err *err)
 	}
 	if (!c->sign || (f->batch >= 0 && c->batches[f->batch]->sealed))
 		return srv_same_finish(s, c, fi, err);
+	srv_wait_add(c, fi);
 	return 0;
 }
 

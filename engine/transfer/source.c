@@ -77,6 +77,7 @@ static void skip(sx_entries *e, const char *src, const char *why)
 typedef struct dent {
 	char *name;
 	mode_t mode;
+	uint64_t size;
 } dent;
 
 static int cmp_dent(const void *a, const void *b)
@@ -121,6 +122,7 @@ static int read_folder(int base, const char *src, dent **out, size_t *n, sx_err 
 				 "names in one folder", err));
 		(*out)[*n].name = strdup(de->d_name);
 		(*out)[*n].mode = st.st_mode;
+		(*out)[*n].size = (uint64_t)st.st_size;
 		SX_ENSURE((*out)[*n].name != NULL, err, SX_E_OTHER, "out of memory");
 		(*n)++;
 	}
@@ -165,10 +167,14 @@ static int walk(sx_entries *e, int dirfd, const char *src, const char *rel, int 
 			skip(e, s, why.msg);
 			continue;
 		}
-		if (S_ISDIR(mode))
+		if (S_ISDIR(mode)) {
 			SX_GUARD(walk(e, dirfd, s, r, depth + 1, err));
-		else
-			SX_GUARD(ents_add(e, dirfd, s, r, false, err));
+			continue;
+		}
+		SX_GUARD(ents_add(e, dirfd, s, r, false, err));
+		/* Its size as listed, for the total: not looked at again. */
+		e->v[e->n - 1].listed_size = names[i].size;
+		e->v[e->n - 1].listed = true;
 	}
 	rc = 0;
 out:
@@ -350,7 +356,9 @@ int sx_entries_build(sx_entries *e, const sx_send_cfg *cfg, bool sign, sx_progre
 		if (x->src == NULL)
 			prog->total_known = false;
 		struct stat st;
-		if (x->src && src_stat(x->dirfd, x->src, &st) == 0)
+		if (x->listed)
+			prog->bytes_total += x->listed_size;
+		else if (x->src && src_stat(x->dirfd, x->src, &st) == 0)
 			prog->bytes_total += (uint64_t)st.st_size;
 	}
 	return 0;
@@ -437,9 +445,11 @@ void sx_source_check_grown(const sx_source *f, const sx_entry *e, sx_send_stats 
 {
 	struct stat st;
 	uint8_t probe;
-	bool grew = fstat(f->fd, &st) == 0 && (uint64_t)st.st_size > f->size;
-	if (!grew && !f->direct)
-		grew = pread(f->fd, &probe, 1, (off_t)f->size) == 1;
+	/* The byte past the end is there exactly when the size grew, and also
+	 * when the size says less than the file holds: read, it tells both,
+	 * and the size need not be asked. */
+	bool grew = f->direct ? fstat(f->fd, &st) == 0 && (uint64_t)st.st_size > f->size
+			      : pread(f->fd, &probe, 1, (off_t)f->size) == 1;
 	if (!grew)
 		return;
 	stats->files_grew++;

@@ -28,7 +28,11 @@ static int path_refused(const uint8_t *rel, size_t len, sx_err *err)
 	return -1;
 }
 
-static int temp_name(char *out, size_t cap, const char *name, sx_err *err);
+static int temp_name(sx_store *st, char *out, size_t cap, const char *name, sx_err *err);
+
+/* Creating a temporary under a name taken meanwhile is tried again with the
+ * next number, this many times. */
+#define TEMP_TRIES 8
 
 static mode_t proc_umask;
 static pthread_once_t umask_once = PTHREAD_ONCE_INIT;
@@ -76,6 +80,21 @@ bool sx_store_temp_name(const char *name, size_t *base_len)
 	return false;
 }
 
+static void out_identity(sx_store *st, int out)
+{
+	struct stat sb;
+	if (fstat(out, &sb) < 0)
+		return;
+	st->out_dev = sb.st_dev;
+	st->out_ino = sb.st_ino;
+	st->out_known = true;
+}
+
+bool sx_store_may_hold(const sx_store *st)
+{
+	return !st->out_known || sx_held_index_may(st->out_dev, st->out_ino);
+}
+
 int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool overwrite, sx_err *err)
 {
 	memset(st, 0, sizeof(*st));
@@ -89,6 +108,7 @@ int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool over
 		st->root_fd = open(out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (st->root_fd < 0)
 			return sx_fail_errno(err, SX_E_IO, errno, "%s", out_dir);
+		out_identity(st, st->root_fd);
 		return 0;
 	}
 	size_t n = strlen(peer);
@@ -109,6 +129,7 @@ int sx_store_open(sx_store *st, const char *out_dir, const char *peer, bool over
 	}
 	st->root_fd = sx_open_beneath(out, peer, O_RDONLY | O_DIRECTORY);
 	int e = errno;
+	out_identity(st, out);
 	close(out);
 	if (st->root_fd < 0)
 		return sx_fail_errno(err, SX_E_IO, e, "%s/%s: cannot open folder", out_dir, peer);
@@ -137,14 +158,25 @@ static int dup_dir(int fd, const char *dir, size_t dlen, sx_err *err)
 	return d;
 }
 
+#define GEN_ROOT 1 /* root_fd's generation; cache_fd's count from 2 */
+
+/* The folder `dir` resolved into a new fd (see walk_dir), with its
+ * generation in *gen (0: none). */
+static int resolve_dir_gen(sx_store *st, const char *dir, size_t dlen, bool create, mode_t mode,
+			   uint64_t *gen, sx_err *err);
+
 static int resolve_dir(sx_store *st, const char *dir, size_t dlen, bool create, mode_t mode,
 		       sx_err *err)
 {
-	if (dlen == 0)
-		return dup_dir(st->root_fd, dir, dlen, err);
-	if (st->cache_fd >= 0 && strlen(st->cache_path) == dlen &&
-	    memcmp(st->cache_path, dir, dlen) == 0)
-		return dup_dir(st->cache_fd, dir, dlen, err);
+	uint64_t gen;
+	return resolve_dir_gen(st, dir, dlen, create, mode, &gen, err);
+}
+
+/* The folder `dir` (dlen bytes) beneath the root, one component at a
+ * time, creating when asked; a new fd, which becomes the cache. */
+static int walk_dir(sx_store *st, const char *dir, size_t dlen, bool create, mode_t mode,
+		    uint64_t *gen, sx_err *err)
+{
 	int cur = dup_dir(st->root_fd, dir, 0, err);
 	size_t start = 0;
 	while (cur >= 0 && start < dlen) {
@@ -174,8 +206,31 @@ static int resolve_dir(sx_store *st, const char *dir, size_t dlen, bool create, 
 		st->cache_fd = fcntl(cur, F_DUPFD_CLOEXEC, 0);
 		memcpy(st->cache_path, dir, dlen);
 		st->cache_path[dlen] = '\0';
+		st->cache_gen = st->cache_fd >= 0 ? GEN_ROOT + ++st->gens : 0;
+		*gen = st->cache_gen;
 	}
 	return cur;
+}
+
+static bool cached(const sx_store *st, const char *dir, size_t dlen)
+{
+	return st->cache_fd >= 0 && strlen(st->cache_path) == dlen &&
+	       memcmp(st->cache_path, dir, dlen) == 0;
+}
+
+static int resolve_dir_gen(sx_store *st, const char *dir, size_t dlen, bool create, mode_t mode,
+			   uint64_t *gen, sx_err *err)
+{
+	*gen = 0;
+	if (dlen == 0) {
+		*gen = GEN_ROOT;
+		return dup_dir(st->root_fd, dir, dlen, err);
+	}
+	if (cached(st, dir, dlen)) {
+		*gen = st->cache_gen;
+		return dup_dir(st->cache_fd, dir, dlen, err);
+	}
+	return walk_dir(st, dir, dlen, create, mode, gen, err);
 }
 
 int sx_store_mkdir(sx_store *st, const uint8_t *rel, size_t len, mode_t mode, sx_err *err)
@@ -189,16 +244,42 @@ int sx_store_mkdir(sx_store *st, const uint8_t *rel, size_t len, mode_t mode, sx
 	return 0;
 }
 
+/* A recent reading of f's folder (the same generation) with room for size
+ * within half of what it showed above the reserve, less what the files
+ * begun since announced. */
+static bool space_known(sx_store *st, const sx_store_file *f, uint64_t size, uint64_t now)
+{
+	if (st == NULL || f->dir_gen == 0 || st->space_gen != f->dir_gen ||
+	    now - st->space_ns > SX_STORE_SPACE_TTL_NS || st->space_used > st->space_room / 2 ||
+	    size > st->space_room / 2 - st->space_used)
+		return false;
+	st->space_used += size;
+	return true;
+}
+
 int sx_store_space(const sx_store_file *f, uint64_t size, sx_err *err)
 {
 	struct statvfs vs;
+	sx_store *st = f->st;
+	uint64_t now = sx_now_ns();
+	if (space_known(st, f, size, now))
+		return 0;
 	if (fstatvfs(f->dir_fd, &vs) < 0)
 		return 0; /* cannot tell: the writes will say */
 	uint64_t unit = vs.f_frsize ? vs.f_frsize : vs.f_bsize;
 	uint64_t total = (uint64_t)vs.f_blocks * unit, avail = (uint64_t)vs.f_bavail * unit;
 	uint64_t reserve = total / 100 < SX_STORE_RESERVE_MAX ? total / 100 : SX_STORE_RESERVE_MAX;
-	if (avail >= reserve && size <= avail - reserve)
+	if (st != NULL) {
+		st->space_gen = f->dir_gen;
+		st->space_ns = now;
+		st->space_room = avail >= reserve ? avail - reserve : 0;
+		st->space_used = 0;
+	}
+	if (avail >= reserve && size <= avail - reserve) {
+		if (st != NULL)
+			st->space_used = size;
 		return 0;
+	}
 	return sx_fail(err, SX_E_IO,
 		       "'%s' (%llu bytes) does not fit: %llu bytes free on the receiver, %llu of "
 		       "them kept in reserve",
@@ -271,8 +352,8 @@ int sx_store_prepare(sx_store *st, const uint8_t *rel, size_t len, sx_store_file
 		return sx_fail(err, SX_E_IO,
 			       "refused path '%.*s': the name of a receiver's temporary", (int)len,
 			       rel);
-	f->dir_fd =
-	    fd_take(f, resolve_dir(st, (const char *)rel, slash ? slash - 1 : 0, true, 0755, err));
+	f->dir_fd = fd_take(f, resolve_dir_gen(st, (const char *)rel, slash ? slash - 1 : 0, true,
+					       0755, &f->dir_gen, err));
 	if (f->dir_fd < 0)
 		return -1;
 	struct stat sb;
@@ -283,7 +364,7 @@ int sx_store_prepare(sx_store *st, const uint8_t *rel, size_t len, sx_store_file
 			goto fail;
 		}
 	}
-	if (temp_name(f->tmp, sizeof(f->tmp), f->name, err) < 0)
+	if (temp_name(st, f->tmp, sizeof(f->tmp), f->name, err) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -291,7 +372,9 @@ fail:
 	return -1;
 }
 
-int sx_store_find(sx_store *st, const uint8_t *rel, size_t len, char name[256], sx_err *err)
+/* The last component of rel into name, checked as sx_store_prepare does;
+ * the length of its folder's path in *dlen. */
+static int split_name(const uint8_t *rel, size_t len, char name[256], size_t *dlen, sx_err *err)
 {
 	if (path_refused(rel, len, err) < 0)
 		return -1;
@@ -304,15 +387,60 @@ int sx_store_find(sx_store *st, const uint8_t *rel, size_t len, char name[256], 
 	name[len - slash] = '\0';
 	if (sx_store_temp_name(name, NULL))
 		return sx_fail(err, SX_E_IO, "refused path: the name of a receiver's temporary");
-	return resolve_dir(st, (const char *)rel, slash ? slash - 1 : 0, false, 0, err);
+	*dlen = slash ? slash - 1 : 0;
+	return 0;
+}
+
+int sx_store_find(sx_store *st, const uint8_t *rel, size_t len, char name[256], sx_err *err)
+{
+	size_t dlen;
+	if (split_name(rel, len, name, &dlen, err) < 0)
+		return -1;
+	return resolve_dir(st, (const char *)rel, dlen, false, 0, err);
+}
+
+int sx_store_lookup(sx_store *st, const uint8_t *rel, size_t len, char name[256], sx_err *err)
+{
+	size_t dlen;
+	if (split_name(rel, len, name, &dlen, err) < 0)
+		return -1;
+	if (dlen == 0)
+		return st->root_fd;
+	if (!cached(st, (const char *)rel, dlen)) {
+		uint64_t gen;
+		int fd = walk_dir(st, (const char *)rel, dlen, false, 0, &gen, err);
+		if (fd < 0)
+			return -1;
+		close(fd);
+		if (!cached(st, (const char *)rel, dlen))
+			return sx_fail(err, SX_E_IO, "folder '%.*s' cannot be kept open", (int)dlen,
+				       (const char *)rel);
+	}
+	return st->cache_fd;
+}
+
+/* Opens a new temporary for f under a fresh name (O_EXCL: never one that
+ * exists; a name taken meanwhile is skipped). */
+static int temp_create(sx_store_file *f, char *tmp, size_t cap, const char *name, mode_t mode)
+{
+	sx_err e = {0};
+	for (int i = 0; i < TEMP_TRIES; i++) {
+		if (i > 0 && temp_name(f->st, tmp, cap, name, &e) < 0)
+			break;
+		int fd = openat(f->dir_fd, tmp,
+				O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+	}
+	errno = EEXIST;
+	return -1;
 }
 
 int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *f, sx_err *err)
 {
 	if (sx_store_prepare(st, rel, len, f, err) < 0)
 		return -1;
-	f->fd = fd_take(f, openat(f->dir_fd, f->tmp,
-				  O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+	f->fd = fd_take(f, temp_create(f, f->tmp, sizeof(f->tmp), f->name, 0600));
 	if (f->fd < 0) {
 		sx_fail_errno(err, SX_E_IO, errno, "'%.*s': cannot create temporary", (int)len,
 			      rel);
@@ -326,7 +454,15 @@ int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *
 int sx_store_claim(sx_store_file *f, const char *held, sx_err *err)
 {
 	/* Atomic: of two connections that want the same part, one gets it. */
-	if (renameat2(f->dir_fd, held, f->dir_fd, f->tmp, RENAME_NOREPLACE) < 0) {
+	int r = -1;
+	for (int i = 0; i < TEMP_TRIES && r < 0; i++) {
+		if (i > 0 && temp_name(f->st, f->tmp, sizeof(f->tmp), f->name, err) < 0)
+			return -1;
+		r = renameat2(f->dir_fd, held, f->dir_fd, f->tmp, RENAME_NOREPLACE);
+		if (r < 0 && errno != EEXIST)
+			break;
+	}
+	if (r < 0) {
 		int e = errno;
 		f->tmp[0] = '\0';
 		if (e == ENOENT)
@@ -386,14 +522,38 @@ int sx_store_meta(sx_store_file *f, mode_t mode, const struct timespec *mtime, s
 	return 0;
 }
 
-static int temp_name(char *out, size_t cap, const char *name, sx_err *err)
+/* 48 random bits. */
+static int draw(uint64_t *v, sx_err *err)
 {
 	uint8_t rnd[6];
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		return sx_fail(err, SX_E_OTHER, "getrandom failed");
+	*v = 0;
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		*v = *v << 8 | rnd[i];
+	return 0;
+}
+
+/* A store draws its number once and counts from there: names stay unique
+ * within the store, and another store's (drawn at random) meets them only
+ * by a chance of about one in 2^48 per pair of files of one name; the
+ * temporary is created with O_EXCL, and a name taken is skipped
+ * (temp_create). Without a store, each name is drawn. */
+static int temp_name(sx_store *st, char *out, size_t cap, const char *name, sx_err *err)
+{
+	uint64_t v = 0;
+	if (st != NULL && !st->tmp_seeded) {
+		if (draw(&st->tmp_next, err) < 0)
+			return -1;
+		st->tmp_seeded = true;
+	}
+	if (st != NULL)
+		v = st->tmp_next++;
+	else if (draw(&v, err) < 0)
+		return -1;
 	/* A short prefix keeps the temporary within NAME_MAX. */
-	snprintf(out, cap, ".%.*s.%02x%02x%02x%02x%02x%02x" SX_STORE_PART, SX_STORE_TEMP_BASE_MAX,
-		 name, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+	snprintf(out, cap, ".%.*s.%012llx" SX_STORE_PART, SX_STORE_TEMP_BASE_MAX, name,
+		 (unsigned long long)(v & 0xffffffffffffull));
 	return 0;
 }
 
@@ -413,10 +573,9 @@ int sx_store_aux_write(sx_store_file *f, const char *suffix, const void *data, s
 		(int)sizeof(f->aux_name) ||
 	    strlen(f->aux_name) > 255)
 		return sx_fail(err, SX_E_IO, "'%s%s': name too long", f->name, suffix);
-	if (temp_name(f->aux_tmp, sizeof(f->aux_tmp), f->aux_name, err) < 0)
+	if (temp_name(f->st, f->aux_tmp, sizeof(f->aux_tmp), f->aux_name, err) < 0)
 		return -1;
-	f->aux_fd = fd_take(f, openat(f->dir_fd, f->aux_tmp,
-				      O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
+	f->aux_fd = fd_take(f, temp_create(f, f->aux_tmp, sizeof(f->aux_tmp), f->aux_name, 0644));
 	if (f->aux_fd < 0) {
 		f->aux_tmp[0] = '\0';
 		return sx_fail_errno(err, SX_E_IO, errno, "'%s': cannot create", f->aux_name);
@@ -538,8 +697,8 @@ int sx_store_unpark(sx_store_file *f, bool data, sx_err *err)
 	if (f->dir_fd < 0) {
 		/* Beneath the root, no symlinks, as when it was created: a
 		 * folder swapped meanwhile is refused, not followed. */
-		f->dir_fd = fd_take(
-		    f, resolve_dir(f->st, f->parked_dir, strlen(f->parked_dir), false, 0, err));
+		f->dir_fd = fd_take(f, resolve_dir_gen(f->st, f->parked_dir, strlen(f->parked_dir),
+						       false, 0, &f->dir_gen, err));
 		if (f->dir_fd < 0)
 			return -1;
 	}

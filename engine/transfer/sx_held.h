@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/sx_err.h"
 #include "engine/sign/sx_manifest.h"
@@ -86,5 +87,26 @@ int sx_held_hash(int fd, sx_held_meta *m, sx_err *err) SX_MUST_CHECK;
 bool sx_held_remove(int dfd, const char *name);
 /* Is the held part older than ttl_s seconds at now? */
 bool sx_held_expired(const sx_held_meta *m, uint64_t ttl_s, int64_t now);
+
+/* Where held parts may be: an index in memory, so that a receiver need not
+ * look for the held part of every file it stores or is asked about (two
+ * failing unlinks and an open per file). A walk of a server's whole OUT
+ * (sx_store_recover_ttl: at start-up, and the hourly sweep) records
+ * whether it saw a held part in it (sx_held_index_set); the server holds
+ * OUT's lock, so any part made in OUT afterwards is made by this process,
+ * and making one (sx_held_keep, sx_held_write of a part's meta) marks the
+ * index: from then on every folder may hold parts again, until a walk that
+ * began after the mark finds none. A folder no walk recorded may always
+ * hold parts (the folder of a get, which other gets may share).
+ * Thread-safe. */
+/* The number of marks so far: taken when a walk begins. */
+uint64_t sx_held_index_epoch(void);
+/* Records a walk of the folder out_fd (OUT) that began at epoch: none left
+ * in it, or some (or a part of it could not be walked). */
+void sx_held_index_set(int out_fd, bool none, uint64_t epoch);
+/* May a held part exist beneath the folder with this device and inode? */
+bool sx_held_index_may(dev_t dev, ino_t ino);
+/* A held part is being made or written: every folder may hold parts. */
+void sx_held_index_mark(void);
 
 #endif

@@ -29,6 +29,9 @@ typedef struct sx_entry {
 	uint64_t size;
 	int64_t mtime_sec;
 	uint32_t mtime_nsec;
+	/* its size when the walk listed it (listed), for the progress total */
+	uint64_t listed_size;
+	bool listed;
 	/* across the attempts of a run (retries) */
 	bool done;  /* answered (FILE_OK or FILE_ERR): not sent again */
 	bool fresh; /* its resume was refused: sent from its first byte */

@@ -18,7 +18,8 @@
  * umask); folders of a tree with the sender's bits less the umask. */
 #define SX_STORE_DIR_MODE 0750
 
-/* Temporaries are ".NAME.<12 hex digits><suffix>" beside NAME: the file
+/* Temporaries are ".NAME.<12 hex digits><suffix>" beside NAME (the digits
+ * from a number drawn at random for each store and counted up): the file
  * being received, a stream's last verified checkpoint (its .sxsig text), and
  * the checkpoint being replaced. */
 #define SX_STORE_PART	       ".sxpart"
@@ -56,18 +57,43 @@ int sx_store_recover_ttl(int out_fd, uint64_t ttl_s, bool only_expired, sx_store
 int sx_store_recover_names(int out_fd, const char *const *names, size_t nnames,
 			   sx_store_recovery *st, sx_err *err) SX_MUST_CHECK;
 
+/* A reading of the free space is reused for the next files of the same
+ * folder for at most this long, and only while they take at most half of
+ * the room above the reserve it showed (sx_store_space). */
+#define SX_STORE_SPACE_TTL_NS (100ull * 1000 * 1000)
+
 typedef struct sx_store {
 	int root_fd; /* OUT/<peer> */
 	bool overwrite;
 	char cache_path[4097]; /* last folder resolved, and its fd */
 	int cache_fd;
+	/* The generation of cache_fd: every folder fd handed out is a
+	 * duplicate of root_fd (generation 1) or of cache_fd, so two with the
+	 * same generation name the same folder (sx_store_file.dir_gen). */
+	uint64_t cache_gen, gens;
 	unsigned file_fds; /* descriptors its files hold (fd, dir_fd, aux_fd) */
+	/* Temporary names: a random 48-bit number drawn once, then counted
+	 * (each created with O_EXCL, so a name taken already is skipped). */
+	uint64_t tmp_next;
+	bool tmp_seeded;
+	/* The last free-space reading: its folder generation, when it was
+	 * taken, its room above the reserve, and what files have announced
+	 * since (sx_store_space). */
+	uint64_t space_gen, space_ns, space_room, space_used;
+	/* OUT's identity, for the index of held parts (sx_held.h) */
+	dev_t out_dev;
+	ino_t out_ino;
+	bool out_known;
 } sx_store;
 
 typedef struct sx_store_file {
 	sx_store *st; /* the store it belongs to (descriptor count, folders) */
 	int dir_fd;   /* the folder the file lands in (owned) */
-	int fd;	      /* the temporary, open for writing */
+	/* Its store's generation of dir_fd (0: unknown): files of one store
+	 * with the same nonzero dir_gen have dir_fd open on the same folder,
+	 * so one flush of it makes all their renames durable. */
+	uint64_t dir_gen;
+	int fd; /* the temporary, open for writing */
 	/* Direct I/O (O_DIRECT) on fd: writes whose buffer, offset and length
 	 * are multiples of dio_align bypass the page cache. */
 	bool direct;
@@ -122,6 +148,15 @@ int sx_store_begin(sx_store *st, const uint8_t *rel, size_t len, sx_store_file *
  * creating nothing; -1 when it is not there or the path is refused. */
 int sx_store_find(sx_store *st, const uint8_t *rel, size_t len, char name[256],
 		  sx_err *err) SX_MUST_CHECK;
+/* sx_store_find without a new descriptor: the folder's fd is the store's
+ * own, valid until the next call on the store, and not closed by the
+ * caller. */
+int sx_store_lookup(sx_store *st, const uint8_t *rel, size_t len, char name[256],
+		    sx_err *err) SX_MUST_CHECK;
+/* May a held part (sx_held.h) be beneath the store's folder? False only
+ * when a walk of OUT (the server's start-up, its hourly sweep) found none
+ * and none was made since: then nothing needs to be looked for. */
+bool sx_store_may_hold(const sx_store *st);
 /* sx_store_begin without creating the temporary: the path resolved, the
  * folder open (dir_fd), the final name checked, a fresh temporary name in
  * tmp (nothing created). sx_store_end undoes it. */
@@ -141,7 +176,10 @@ int sx_store_temp_meta(sx_store_file *f, const struct sx_held_meta *m, sx_err *e
  * never filled to the last block by one sender (docs/PROTOCOL.md). */
 #define SX_STORE_RESERVE_MAX (256ull << 20)
 /* Does a file of size bytes fit beside f (its folder's file system)?
- * 0, or -1 with SX_E_IO naming the sizes. */
+ * 0, or -1 with SX_E_IO naming the sizes. A reading of the free space
+ * (fstatvfs) serves the next files of the folder while it is recent and
+ * they stay within half its room (SX_STORE_SPACE_TTL_NS); a file is refused
+ * only on a fresh reading. */
 int sx_store_space(const sx_store_file *f, uint64_t size, sx_err *err) SX_MUST_CHECK;
 
 /* Turns direct I/O on for the temporary when its file system supports it

@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -102,6 +103,47 @@ static void test_send_big(void **state)
 	assert_int_equal(sx_io_wait(io, &c, 1, 0, &err), 0);
 	free(src);
 	free(dst);
+	close(sv[0]);
+	close(sv[1]);
+	sx_io_close(io);
+}
+
+static void *drain(void *arg)
+{
+	int fd = *(int *)arg;
+	size_t got = 0;
+	uint8_t buf[1000];
+	ssize_t r;
+	while (got < BIG_LEN && (r = read(fd, buf, sizeof(buf))) > 0)
+		got += (size_t)r;
+	return NULL;
+}
+
+/* A send cut short by a small socket buffer, waited for without a timeout:
+ * each remainder is submitted before the wait (the peer is read by a plain
+ * thread, so nothing else completes meanwhile). A remainder left queued
+ * would wait for ever: the alarm ends the test then. */
+static void test_send_big_wait(void **state)
+{
+	sx_io *io = open_io(state, 8);
+	sx_err err = {0};
+	int sv[2];
+	pair(sv);
+	int small = 4096;
+	assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+	uint8_t *src = calloc(1, BIG_LEN);
+	assert_non_null(src);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, drain, &sv[1]), 0);
+	alarm(60);
+	assert_int_equal(sx_io_send(io, sv[0], src, BIG_LEN, 1, &err), 0);
+	sx_cqe c;
+	assert_int_equal(sx_io_wait(io, &c, 1, -1, &err), 1);
+	alarm(0);
+	assert_int_equal(c.tag, 1);
+	assert_int_equal(c.res, BIG_LEN);
+	pthread_join(th, NULL);
+	free(src);
 	close(sv[0]);
 	close(sv[1]);
 	sx_io_close(io);
@@ -560,6 +602,52 @@ static void test_reg_files(void **state)
 	free(dir);
 }
 
+/* Sends n one-byte messages on fd and reads them on peer. */
+static void sends(sx_io *io, int fd, int peer, int n)
+{
+	sx_err err = {0};
+	char b;
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(sx_io_send(io, fd, "x", 1, 40 + (uint64_t)i, &err), 0);
+		assert_int_equal(wait_one(io).res, 1);
+		assert_int_equal(read(peer, &b, 1), 1);
+	}
+}
+
+/* A registration asked for after 3 ops: the first two go through the plain
+ * fd, the third takes a slot (seen as the ring holding the socket open
+ * after a close without a remove); a remove before then ends the wait. */
+static void test_reg_after(void **state)
+{
+	sx_io *io = open_io(state, 8);
+	int a[2], b[2], c[2];
+	char buf[4];
+	pair(a);
+	pair(b);
+	pair(c);
+	assert_int_equal(sx_io_file_add_after(io, a[0], 3), registers(state));
+	assert_int_equal(sx_io_file_add_after(io, b[0], 3), registers(state));
+	assert_int_equal(sx_io_file_add_after(io, c[0], 3), registers(state));
+	sends(io, a[0], a[1], 2); /* not yet */
+	sends(io, b[0], b[1], 3); /* registered at the third */
+	sx_io_file_remove(io, c[0]);
+	sends(io, c[0], c[1], 3); /* asked for no more */
+	close(a[0]);
+	close(b[0]);
+	close(c[0]);
+	assert_int_equal(recv(a[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
+	assert_int_equal(recv(c[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
+	if (registers(state)) {
+		assert_int_equal(recv(b[1], buf, sizeof(buf), MSG_DONTWAIT), -1);
+		assert_int_equal(errno, EAGAIN);
+	}
+	sx_io_close(io);
+	assert_int_equal(recv(b[1], buf, sizeof(buf), MSG_DONTWAIT), 0);
+	close(a[1]);
+	close(b[1]);
+	close(c[1]);
+}
+
 /* Cancel by fd reaches ops on a registered fd, also after the fd was
  * removed while they were in flight. */
 static void test_reg_cancel(void **state)
@@ -786,6 +874,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    BOTH(test_send_big),
+	    BOTH(test_send_big_wait),
 	    BOTH(test_recv_eof),
 	    BOTH(test_file_rw),
 	    BOTH(test_pipe_cur),
@@ -799,6 +888,7 @@ int main(void)
 	    BOTH(test_fixed),
 	    BOTH(test_reg_files),
 	    BOTH(test_reg_cancel),
+	    BOTH(test_reg_after),
 	    BOTH(test_reg_full),
 	    BOTH(test_close_pending),
 	    BOTH(test_cancel_send),

@@ -423,6 +423,174 @@ static void test_recover_held(void **state)
 	close(cam);
 }
 
+/* Temporary names: one number drawn per store and counted, so hundreds of
+ * files get distinct names without a draw each; a name taken already
+ * (O_EXCL) is skipped, for the file and for its companion. */
+static void test_store_temp_unique(void **state)
+{
+	(void)state;
+	enum { N = 600 };
+	sx_store st;
+	sx_err err = {0};
+	char out[600];
+	static char seen[N][300];
+	snprintf(out, sizeof(out), "%s/out-uniq", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam", false, &err), 0);
+	for (int i = 0; i < N; i++) {
+		sx_store_file f;
+		char rel[32];
+		snprintf(rel, sizeof(rel), "d%d/same.bin", i % 3);
+		assert_int_equal(sx_store_begin(&st, (const uint8_t *)rel, strlen(rel), &f, &err),
+				 0);
+		assert_true(sx_store_temp_name(f.tmp, NULL));
+		for (int k = 0; k < i; k++)
+			assert_string_not_equal(seen[k], f.tmp);
+		snprintf(seen[i], sizeof(seen[i]), "%s", f.tmp);
+		sx_store_end(&f);
+	}
+	/* The next two numbers taken by files put there by someone else. */
+	char p[900];
+	for (uint64_t k = 0; k < 2; k++) {
+		snprintf(p, sizeof(p), "%s/cam/.x.bin.%012llx.sxpart", out,
+			 (unsigned long long)((st.tmp_next + k) & 0xffffffffffffull));
+		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	sx_store_file f;
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"x.bin", 5, &f, &err), 0);
+	snprintf(p, sizeof(p), "out-uniq/cam/%s", f.tmp);
+	assert_true(exists(p));
+	assert_int_equal(write(f.fd, "abc", 3), 3);
+	/* the companion skips the names of the next number too */
+	snprintf(p, sizeof(p), "%s/cam/.x.bin.sxsig.%012llx.sxpart", out,
+		 (unsigned long long)(st.tmp_next & 0xffffffffffffull));
+	int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(sx_store_aux_write(&f, ".sxsig", "sig", 3, &err), 0);
+	assert_int_equal(sx_store_commit(&st, &f, &err), 0);
+	sx_store_end(&f);
+	assert_true(exists("out-uniq/cam/x.bin"));
+	assert_true(exists("out-uniq/cam/x.bin.sxsig"));
+	sx_store_close(&st);
+}
+
+/* Folder generations: files of one folder share theirs (one flush of the
+ * folder covers their renames), other folders have others; a lookup lends
+ * the store's own descriptor. */
+static void test_store_dir_gen(void **state)
+{
+	(void)state;
+	sx_store st;
+	sx_store_file a, b, c, r;
+	sx_err err = {0};
+	char out[600], name[256];
+	snprintf(out, sizeof(out), "%s/out-gen", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam", false, &err), 0);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"p/a", 3, &a, &err), 0);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"p/b", 3, &b, &err), 0);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"q/c", 3, &c, &err), 0);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"r", 1, &r, &err), 0);
+	assert_true(a.dir_gen != 0 && a.dir_gen == b.dir_gen);
+	assert_true(c.dir_gen != 0 && c.dir_gen != a.dir_gen);
+	assert_true(r.dir_gen != 0 && r.dir_gen != a.dir_gen && r.dir_gen != c.dir_gen);
+	/* parked and taken up again through another folder: the same
+	 * folder, a new generation, and never one of another folder */
+	assert_int_equal(sx_store_park(&a, (const uint8_t *)"p/a", 3, &err), 0);
+	assert_int_equal(sx_store_unpark(&a, false, &err), 0);
+	assert_true(a.dir_gen != 0 && a.dir_gen != c.dir_gen);
+	int fd = sx_store_lookup(&st, (const uint8_t *)"q/x", 3, name, &err);
+	assert_true(fd >= 0);
+	assert_string_equal(name, "x");
+	assert_int_equal(fd, sx_store_lookup(&st, (const uint8_t *)"q/y", 3, name, &err));
+	assert_int_equal(sx_store_lookup(&st, (const uint8_t *)"none/x", 6, name, &err), -1);
+	assert_int_equal(fcntl(fd, F_GETFD), FD_CLOEXEC); /* still open */
+	sx_store_end(&a);
+	sx_store_end(&b);
+	sx_store_end(&c);
+	sx_store_end(&r);
+	sx_store_close(&st);
+}
+
+/* A reading of the free space serves the next files, but a file is refused
+ * only on a fresh one: a huge file after small ones still is. */
+static void test_store_space_reuse(void **state)
+{
+	(void)state;
+	sx_store st;
+	sx_store_file f;
+	sx_err err = {0};
+	char out[600];
+	snprintf(out, sizeof(out), "%s/out-space", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam", false, &err), 0);
+	assert_int_equal(sx_store_begin(&st, (const uint8_t *)"s/a", 3, &f, &err), 0);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(sx_store_space(&f, 4096, &err), 0);
+	assert_int_equal(sx_store_space(&f, UINT64_MAX / 4, &err), -1);
+	assert_non_null(strstr(err.msg, "does not fit"));
+	sx_err_clear(&err);
+	assert_int_equal(sx_store_space(&f, 4096, &err), 0);
+	sx_store_end(&f);
+	sx_store_close(&st);
+}
+
+/* The index of held parts: a walk of OUT that finds none lets its stores
+ * skip the looking; a part made since, or one found by the next walk,
+ * makes every store look again. A folder never walked is always looked
+ * in. */
+static void test_held_index(void **state)
+{
+	(void)state;
+	sx_store st, other;
+	sx_err err = {0};
+	sx_store_recovery rec;
+	char out[600], out2[600];
+	snprintf(out, sizeof(out), "%s/out-index", dir);
+	snprintf(out2, sizeof(out2), "%s/out-index2", dir);
+	assert_int_equal(sx_store_open(&st, out, "cam", false, &err), 0);
+	assert_int_equal(sx_store_open(&other, out2, "cam", false, &err), 0);
+	assert_true(sx_store_may_hold(&st));
+	int ofd = open(out, O_RDONLY | O_DIRECTORY);
+	assert_true(ofd >= 0);
+	assert_int_equal(sx_store_recover_ttl(ofd, 0, false, &rec, &err), 0);
+	assert_false(sx_store_may_hold(&st));
+	assert_true(sx_store_may_hold(&other));
+	sx_held_index_mark(); /* a part kept somewhere */
+	assert_true(sx_store_may_hold(&st));
+	assert_int_equal(sx_store_recover_ttl(ofd, 0, true, &rec, &err), 0); /* the sweep */
+	assert_false(sx_store_may_hold(&st));
+	/* a part in OUT: written (which marks), then seen by the next walks */
+	sx_held_meta m;
+	char meta[SX_HELD_NAME_MAX], data[SX_HELD_NAME_MAX];
+	sample_meta(&m, 1024);
+	snprintf(m.name, sizeof(m.name), "p.bin");
+	m.depth = 1;
+	m.kept = (int64_t)time(NULL);
+	assert_int_equal(sx_held_name("p.bin", SX_HELD_META, meta, sizeof(meta), &err), 0);
+	assert_int_equal(sx_held_name("p.bin", SX_HELD_DATA, data, sizeof(data), &err), 0);
+	int d = openat(ofd, "cam", O_RDONLY | O_DIRECTORY);
+	assert_true(d >= 0);
+	assert_int_equal(sx_held_write(d, meta, &m, true, &err), 0);
+	assert_true(sx_store_may_hold(&st));
+	int hf = openat(d, data, O_WRONLY | O_CREAT, 0600);
+	uint8_t bytes[1024] = {0};
+	assert_int_equal(write(hf, bytes, sizeof(bytes)), (ssize_t)sizeof(bytes));
+	close(hf);
+	assert_int_equal(sx_store_recover_ttl(ofd, 0, true, &rec, &err), 0);
+	assert_true(sx_store_may_hold(&st));
+	assert_int_equal(sx_store_recover_ttl(ofd, 0, false, &rec, &err), 0);
+	assert_true(sx_store_may_hold(&st));
+	/* taken away (resumed): the next walk finds none */
+	assert_true(sx_held_remove(d, "p.bin"));
+	assert_int_equal(sx_store_recover_ttl(ofd, 0, true, &rec, &err), 0);
+	assert_false(sx_store_may_hold(&st));
+	close(d);
+	close(ofd);
+	sx_store_close(&st);
+	sx_store_close(&other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +603,10 @@ int main(void)
 	    cmocka_unit_test(test_store_ckpt_and_recover),
 	    cmocka_unit_test(test_held_meta_parse),
 	    cmocka_unit_test(test_recover_held),
+	    cmocka_unit_test(test_store_temp_unique),
+	    cmocka_unit_test(test_store_dir_gen),
+	    cmocka_unit_test(test_store_space_reuse),
+	    cmocka_unit_test(test_held_index),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1458,6 +1458,95 @@ static void test_signed_batch_mass_refusal(void **state)
 	assert_server_serves();
 }
 
+/* BATCH number no over descs[0..n), signed now. */
+static void send_batch_no(cli *c, sx_desc *descs, uint32_t n, uint64_t no)
+{
+	sx_batch b = {0};
+	sx_err err = {0};
+	int64_t t = (int64_t)time(NULL);
+	for (uint32_t i = 0; i < n; i++)
+		descs[i].mtime_sec = 1600000000;
+	assert_int_equal(sx_batch_sign(&b, descs, n, TEST_LEAF, test_tid, no, t, cli_id.key, &err),
+			 0);
+	sx_msg m = {.type = SX_MSG_BATCH,
+		    .batch_no = no,
+		    .time = t,
+		    .nfiles = n,
+		    .sig = b.sig,
+		    .sig_len = b.sig_len};
+	assert_int_equal(send_msg(c, &m), 0);
+	sx_batch_free(&b);
+}
+
+/* Batches sent back to back, their files in two folders by turns: every
+ * file waits for its own batch (the files of the second may be flushed
+ * before the last of the first), the renames of a folder share its
+ * flushes, and every file is answered once, then each batch's receipt. */
+static void test_signed_batches_folders(void **state)
+{
+	(void)state;
+	enum { PER = 150, NB = 3 };
+	static char names[NB * PER][32];
+	static sx_desc d[NB * PER];
+	static char body[NB * PER][32];
+	cli *c = cli_open_session(SX_SUITE_AES256GCM, true);
+	const char *dirs[] = {"ga", "gb"};
+	for (int i = 0; i < 2; i++) {
+		sx_msg m = {.type = SX_MSG_DIR,
+			    .mode = 0755,
+			    .path = (const uint8_t *)dirs[i],
+			    .path_len = 2,
+			    .mtime_sec = 1500000000};
+		assert_int_equal(send_msg(c, &m), 0);
+	}
+	for (int b = 0; b < NB; b++) {
+		for (int i = b * PER; i < (b + 1) * PER; i++) {
+			uint8_t root[SX_HASH_LEN];
+			int n = snprintf(body[i], sizeof(body[i]), "file %d", i);
+			snprintf(names[i], sizeof(names[i]), "%s/f%04d", dirs[(i / 7) % 2], i);
+			root_of(body[i], (size_t)n, root);
+			send_signed_file(c, (uint32_t)i + 1, names[i], body[i], (size_t)n, root);
+			d[i] = (sx_desc){.size = (uint64_t)n, .path = names[i]};
+			memcpy(d[i].root, root, SX_HASH_LEN);
+		}
+		send_batch_no(c, d + b * PER, PER, (uint64_t)b + 1);
+	}
+	static bool seen[NB * PER + 1];
+	int receipts = 0, answered[NB] = {0};
+	for (int k = 0; k < NB * PER + NB; k++) {
+		sx_msg m;
+		uint8_t type, *pt;
+		size_t len;
+		assert_int_equal(recv_rec(c, &type, &pt, &len), 0);
+		assert_int_equal(type, SX_REC_CTRL);
+		sx_err err = {0};
+		assert_int_equal(sx_msg_decode(pt, len, &m, &err), 0);
+		if (m.type == SX_MSG_RECEIPT) {
+			/* each once, after all the files of its batch */
+			assert_true(m.batch_no >= 1 && m.batch_no <= NB);
+			assert_int_equal(answered[m.batch_no - 1], PER);
+			answered[m.batch_no - 1]++;
+			receipts++;
+			continue;
+		}
+		assert_int_equal(m.type, SX_MSG_FILE_OK);
+		assert_true(m.file_id >= 1 && m.file_id <= NB * PER);
+		assert_false(seen[m.file_id]);
+		seen[m.file_id] = true;
+		answered[(m.file_id - 1) / PER]++;
+	}
+	assert_int_equal(receipts, NB);
+	end_session(c);
+	cli_close(c);
+	for (int i = 0; i < NB * PER; i++) {
+		char sig[48];
+		assert_file(names[i], body[i], strlen(body[i]));
+		snprintf(sig, sizeof(sig), "%s.sxsig", names[i]);
+		assert_true(exists_at(peer_dir, sig));
+	}
+	assert_no_partials();
+}
+
 static void test_signed_unbatched_eos(void **state)
 {
 	(void)state;
@@ -2154,6 +2243,7 @@ int main(void)
 	    cmocka_unit_test(test_signed_bad_path_left_out_of_batch),
 	    cmocka_unit_test(test_signed_file_and_its_sxsig),
 	    cmocka_unit_test(test_signed_batch_mass_refusal),
+	    cmocka_unit_test(test_signed_batches_folders),
 	    cmocka_unit_test(test_signed_unbatched_eos),
 	    cmocka_unit_test(test_signed_time_skew),
 	    cmocka_unit_test(test_checkpoint_time_skew),
