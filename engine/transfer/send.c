@@ -605,6 +605,10 @@ static bool poolable(sender *s, const slot *sl)
 {
 	if (s->pool == NULL || sl->type != SX_REC_DATA || sl->stream || sl->plen == 0)
 		return false;
+	/* Unsigned, a chunk is only sealed: the hand-off costs more than a
+	 * worker saves (sxfer bench pipe, docs/PERFORMANCE.md). */
+	if (!s->fh_open)
+		return false;
 #ifdef SXFER_TEST_HOOKS
 	/* TEST HOOK badroot: every chunk is hashed here, where it is flipped. */
 	if (hostile(s, "badroot"))

@@ -106,11 +106,15 @@ void srv_pool_leave(server *s, conn *c)
  * and so it does when the server has at least as many connections as
  * cores: each loop's core then has streams enough of its own, and a hand-off
  * would only add its cost. */
-static bool to_pool(server *s, const rxrec *r)
+static bool to_pool(server *s, const conn *c, const rxrec *r)
 {
 	bool forced = pool_forced();
 	size_t waiting, inflight;
 	if (r->type != SX_REC_DATA || r->plen == 0)
+		return false;
+	/* Unsigned, a record is only opened: the hand-off costs more than
+	 * a worker saves (sxfer bench pipe, docs/PERFORMANCE.md). */
+	if (!forced && !c->sign)
 		return false;
 	if (!forced && (r->plen < POOL_MIN || atomic_load(&s->sh->active) >= s->sh->cores))
 		return false;
@@ -196,7 +200,7 @@ static void rx_record(server *s, conn *c, size_t rec_len)
 	r->pt = NULL;
 	r->len = 0;
 	c->rx_cur = -1;
-	if (to_pool(s, r)) {
+	if (to_pool(s, c, r)) {
 		if (submit(s, c, slot, rec_len, &err) < 0) {
 			srv_rx_fail(s, c, &err);
 			return;
