@@ -110,7 +110,8 @@ enum {
 	"                       the count again. Waits 1 s doubling to 60 s, randomized\n"         \
 	"  --retry-wait MS[:MS] the first wait and the longest, in milliseconds\n"                 \
 	"  --no-resume          ask the receiver nothing: every file from its first byte\n"        \
-	"  --threads N          sealing threads (default: one per core, at most 8)\n"              \
+	"  --threads N          hashing and sealing threads of a signed session\n"                 \
+	"                       (default: one per core, at most 8)\n"                              \
 	"  --pass-file FILE     passphrase of the identity key (or SXFER_PASSPHRASE)\n"
 
 /* What the shared options set besides the send configuration. */
