@@ -103,7 +103,7 @@ void sx_bench_cpu(double *user_s, double *sys_s)
 }
 
 /* $TMPDIR, else /dev/shm (tmpfs: no disk in the figures), else /tmp. */
-static const char *tmp_base(void)
+const char *sx_bench_tmp_base(void)
 {
 	const char *t = getenv("TMPDIR");
 	struct stat st;
@@ -117,7 +117,7 @@ static const char *tmp_base(void)
 
 int sx_bench_mkdtemp(char *buf, size_t cap, const char *prefix, sx_err *err)
 {
-	const char *base = tmp_base();
+	const char *base = sx_bench_tmp_base();
 	int n = snprintf(buf, cap, "%s/%s-XXXXXX", base, prefix);
 	if (n < 0 || (size_t)n >= cap)
 		return sx_fail(err, SX_E_IO, "TMPDIR is too long");

@@ -51,6 +51,7 @@ void sx_bench_cpu(double *user_s, double *sys_s);
 /* A new private folder PREFIX-XXXXXX under $TMPDIR, else /dev/shm when it
  * is writable, else /tmp, into buf; sx_bench_rmtree removes a folder and
  * everything in it (best effort). */
+const char *sx_bench_tmp_base(void);
 int sx_bench_mkdtemp(char *buf, size_t cap, const char *prefix, sx_err *err) SX_MUST_CHECK;
 void sx_bench_rmtree(const char *dir);
 

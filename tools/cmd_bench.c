@@ -6,7 +6,6 @@
  * bench/ holds the detailed tools (docs/PERFORMANCE.md). */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <linux/magic.h>
 #include <math.h>
@@ -26,6 +25,7 @@
 #include "engine/sign/sx_manifest.h"
 #include "engine/transfer/sx_transfer.h"
 #include "pki/sx_ca.h"
+#include "tools/bench_util.h"
 #include "tools/cli.h"
 
 #define BENCH_BUF	      (1u << 20) /* one primitive call; the default record payload */
@@ -323,19 +323,6 @@ static int join(char *buf, const char *dir, const char *name, sx_err *err)
 	return 0;
 }
 
-/* $TMPDIR, else /dev/shm (tmpfs: no disk in the figure), else /tmp. */
-static const char *tmp_base(void)
-{
-	const char *t = getenv("TMPDIR");
-	struct stat st;
-	if (t != NULL && t[0] != '\0')
-		return t;
-	if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
-	    access("/dev/shm", W_OK | X_OK) == 0)
-		return "/dev/shm";
-	return "/tmp";
-}
-
 static const char *fs_name(unsigned long type)
 {
 	switch (type) {
@@ -346,17 +333,6 @@ static const char *fs_name(unsigned long type)
 	case OVERLAYFS_SUPER_MAGIC: return "overlayfs";
 	default: return "another file system";
 	}
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
 }
 
 static int make_pki(const char *tmp, sx_identity *srv, sx_identity *cli, sx_err *err)
@@ -529,7 +505,7 @@ static int bench_transfer(bench *b, sx_err *err)
 	pthread_t th;
 	struct statfs fs;
 	int saved = -1, port = 0, rc = -1;
-	const char *base = tmp_base();
+	const char *base = sx_bench_tmp_base();
 	pthread_mutex_init(&s.mu, NULL);
 	SX_ENSURE(snprintf(b->base, sizeof(b->base), "%s", base) < (int)sizeof(b->base), err,
 		  SX_E_IO, "TMPDIR is too long");
@@ -596,7 +572,7 @@ out:
 	sx_identity_free(&srv);
 	sx_identity_free(&cli);
 	if (have_tmp)
-		nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		sx_bench_rmtree(tmp);
 	pthread_mutex_destroy(&s.mu);
 	return rc;
 }

@@ -6,7 +6,6 @@
  * pages warmed before each; a last untimed round checks what each
  * configuration produced. */
 #include <errno.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <linux/magic.h>
 #include <sched.h>
@@ -20,6 +19,7 @@
 #include "common/sx_util.h"
 #include "engine/transfer/sx_transfer.h"
 #include "tools/bench_pipe.h"
+#include "tools/bench_util.h"
 #include "tools/cli.h"
 
 #define PIPE_SIZE_DEFAULT (1ull << 30)
@@ -245,34 +245,12 @@ static const char *fs_name(const char *path, bool *tmpfs)
 /* $TMPDIR, else /dev/shm (tmpfs: no disk in the figures), else /tmp. */
 static int make_tmp(bp_bench *b, sx_err *err)
 {
-	const char *base = getenv("TMPDIR");
-	struct stat st;
-	if (base == NULL || base[0] == '\0')
-		base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) &&
-			       access("/dev/shm", W_OK | X_OK) == 0
-			   ? "/dev/shm"
-			   : "/tmp";
-	int n = snprintf(b->tmp, sizeof(b->tmp), "%s/sxfer-pipe-XXXXXX", base);
-	if (n < 0 || n >= (int)sizeof(b->tmp))
-		return sx_fail(err, SX_E_IO, "TMPDIR is too long");
-	if (mkdtemp(b->tmp) == NULL) {
-		int e = errno;
+	if (sx_bench_mkdtemp(b->tmp, sizeof(b->tmp), "sxfer-pipe", err) < 0) {
 		b->tmp[0] = '\0';
-		return sx_fail_errno(err, SX_E_IO, e, "cannot make a temporary folder in %s", base);
+		return -1;
 	}
 	b->tmp_fs = fs_name(b->tmp, &b->tmp_tmpfs);
 	snprintf(b->s.in_path, sizeof(b->s.in_path), "%s/in.bin", b->tmp);
-	return 0;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
 	return 0;
 }
 
@@ -458,7 +436,7 @@ int sx_cmd_bench_pipe(int argc, char **argv)
 done:
 	bp_session_free(&b->s);
 	if (b->tmp[0] != '\0')
-		nftw(b->tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		sx_bench_rmtree(b->tmp);
 	free(b->res);
 	free(b->floors);
 	free(b);
