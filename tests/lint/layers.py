@@ -17,13 +17,15 @@ ALLOWED = {
     "engine/channel": {"common", "pki", "engine/wire", "engine/record"},
     "engine/ledger": {"common", "pki"},
     "engine/enroll": {"common", "pki", "engine/wire", "engine/record", "engine/channel"},
+    "engine/chat": {"common", "pki", "engine/wire", "engine/record", "engine/io",
+                    "engine/sign", "engine/channel"},
     "engine/transfer": {"common", "pki", "engine/wire", "engine/record", "engine/io",
-                        "engine/sign", "engine/channel", "engine/ledger"},
+                        "engine/sign", "engine/channel", "engine/ledger", "engine/chat"},
     "engine/agent": {"common", "pki", "engine/wire", "engine/record", "engine/io",
                      "engine/sign", "engine/channel", "engine/ledger", "engine/transfer"},
     "tools": {"common", "pki", "engine/wire", "engine/record", "engine/io", "engine/sign",
               "engine/channel", "engine/transfer", "engine/ledger", "engine/enroll",
-              "engine/agent"},
+              "engine/agent", "engine/chat"},
 }
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
