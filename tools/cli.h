@@ -22,6 +22,7 @@ int sx_cmd_send(int argc, char **argv);
 int sx_cmd_agent(int argc, char **argv); /* the camera upload agent */
 int sx_cmd_get(int argc, char **argv);
 int sx_cmd_ls(int argc, char **argv);
+int sx_cmd_chat(int argc, char **argv);
 int sx_cmd_sign(int argc, char **argv);
 int sx_cmd_verify(int argc, char **argv);
 int sx_cmd_bench(int argc, char **argv);

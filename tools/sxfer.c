@@ -21,6 +21,7 @@ static const sx_cmd commands[] = {
     {"send", sx_cmd_send, "send files, folders or a stream to a server"},
     {"agent", sx_cmd_agent, "watch a folder and upload each file once it is complete"},
     {"get", sx_cmd_get, "fetch files and folders from a server's export (signed by it)"},
+    {"chat", sx_cmd_chat, "signed messages between identities through `serve --chat`"},
     {"ls", sx_cmd_ls, "list what this identity may get from a server"},
     {"sign", sx_cmd_sign, "sign local files offline: FILE.sxsig under one batch signature"},
     {"verify", sx_cmd_verify, "verify files against their .sxsig, or a signed receipt"},
