@@ -409,19 +409,22 @@ out:
 	return -1;
 }
 
+static void cancel(chat_client *c, int fd)
+{
+	if (sx_io_cancel_fd(c->io, fd, NULL) < 0)
+		sx_log("debug", "chat_cancel", "reason=\"cannot cancel I/O\"");
+}
+
 static void client_free(chat_client *c)
 {
 	chat_tty_stop(c);
 	if (c->io != NULL) {
 		if (c->sock >= 0)
-			if (sx_io_cancel_fd(c->io, c->sock, NULL) < 0)
-				sx_log("debug", "chat_cancel", "reason=\"cannot cancel I/O\"");
+			cancel(c, c->sock);
 		if (c->in_busy)
-			if (sx_io_cancel_fd(c->io, c->cfg->in_fd, NULL) < 0)
-				sx_log("debug", "chat_cancel", "reason=\"cannot cancel I/O\"");
+			cancel(c, c->cfg->in_fd);
 		if (c->sigfd >= 0)
-			if (sx_io_cancel_fd(c->io, c->sigfd, NULL) < 0)
-				sx_log("debug", "chat_cancel", "reason=\"cannot cancel I/O\"");
+			cancel(c, c->sigfd);
 		sx_io_close(c->io);
 	}
 	if (c->sigfd >= 0) {

@@ -27,7 +27,7 @@ static void refused(chat_client *c, const char *conv, uint64_t seq, const char *
 {
 	c->res->refused++;
 	sx_log("info", "chat_refused", "conv=%s seq=%llu why=%s local=%s reason=%s", SX_LOGQ(conv),
-	       (unsigned long long)seq, SX_LOGT(why), local ? "yes" : "no",
+	       (unsigned long long)seq, SX_LOGT(why), SX_LOGT(local ? "yes" : "no"),
 	       SX_LOGQN(reason, reason_len));
 	if (c->cfg->json) {
 		refused_json(c, conv, seq, why, reason, reason_len, local);
