@@ -21,6 +21,15 @@ static void refused_json(chat_client *c, const char *conv, uint64_t seq, const c
 	fflush(f);
 }
 
+/* The word of a REFUSED code, as docs/PROTOCOL.md names them. */
+static const char *why_word(uint8_t why)
+{
+	static const char *const words[] = {"ok",	  "stale",	"replay",
+					    "too_big",	  "rate",	"recipients",
+					    "not_member", "queue_full", "bad"};
+	return why < SX_ARRAY_LEN(words) ? words[why] : "unknown";
+}
+
 /* One refusal: printed (standard error, or a JSON object), counted. */
 static void refused(chat_client *c, const char *conv, uint64_t seq, const char *why,
 		    const char *reason, size_t reason_len, bool local)
@@ -217,8 +226,7 @@ int chat_on_refused(chat_client *c, const sx_chat_msg *m, sx_err *err)
 		c->seq_next = m->n;
 		return post_send(c, NULL, NULL, err);
 	}
-	refused(c, p->conv, p->seq, sx_chat_why_name((sx_chat_why)m->why), m->reason, m->reason_len,
-		false);
+	refused(c, p->conv, p->seq, why_word(m->why), m->reason, m->reason_len, false);
 	return 0;
 out:
 	return -1;
