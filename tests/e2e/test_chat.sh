@@ -55,15 +55,17 @@ for io in uring poll; do
 	ok "alice and bob chat over $io; the three transcripts verify"
 done
 
-# One server for the rest, with a small text limit.
+# One server for the rest, with a small text limit; from here each identity
+# keeps one transcript, as it would by default (a receipt of a conversation
+# is checked against all its holder has of it).
 start_server chat --id "$WORK/server" --out "$WORK/out" --chat --chat-dir "$WORK/hub" \
 	--chat-max-text 100
 
 # 2. carol is offline: alice's messages wait on the server, then reach her.
 printf 'while you were out\nand another\n' |
-	chat alice --to carol --transcript "$WORK/a2.jsonl" >/dev/null 2>"$WORK/a2.err" ||
+	chat alice --to carol --transcript "$WORK/t-alice.jsonl" >/dev/null 2>"$WORK/a2.err" ||
 	{ cat "$WORK/a2.err" >&2; fail "alice to offline carol failed"; }
-chat carol --count 2 --json --transcript "$WORK/carol.jsonl" </dev/null >"$WORK/carol.out" \
+chat carol --count 2 --json --transcript "$WORK/t-carol.jsonl" </dev/null >"$WORK/carol.out" \
 	2>"$WORK/carol.err" || { cat "$WORK/carol.err" >&2; fail "carol failed"; }
 python3 - "$WORK/carol.out" <<'EOF' || fail "carol's --json output: $(cat "$WORK/carol.out")"
 import json, sys
@@ -74,21 +76,21 @@ assert any("and another" in t for t in texts), texts
 assert objs[-1].get("type") == "end" and objs[-1].get("exit") == 0, objs[-1]
 assert objs[-1].get("received") == 2, objs[-1]
 EOF
-verify_tr "$WORK/carol.jsonl"
+verify_tr "$WORK/t-carol.jsonl"
 # A second session on carol's transcript reads it back through the verifier.
-chat carol --transcript "$WORK/carol.jsonl" </dev/null >/dev/null 2>"$WORK/carol2.err" ||
+chat carol --transcript "$WORK/t-carol.jsonl" </dev/null >/dev/null 2>"$WORK/carol2.err" ||
 	{ cat "$WORK/carol2.err" >&2; fail "carol's second session failed"; }
-verify_tr "$WORK/carol.jsonl"
+verify_tr "$WORK/t-carol.jsonl"
 ok "queued for an offline recipient, delivered on connect, still signed"
 
 # 3. A line over the server's limit is refused locally with the reason; the
 # next line still goes, and bob gets it.
 long=$(printf 'x%.0s' $(seq 1 150))
-chat bob --to alice --count 1 --transcript "$WORK/b3.jsonl" </dev/null >"$WORK/b3.out" \
+chat bob --to alice --count 1 --transcript "$WORK/t-bob.jsonl" </dev/null >"$WORK/b3.out" \
 	2>"$WORK/b3.err" &
 bpid=$!
 rc=0
-printf '%s\nshort one\n' "$long" | chat alice --to bob --transcript "$WORK/a3.jsonl" \
+printf '%s\nshort one\n' "$long" | chat alice --to bob --transcript "$WORK/t-alice.jsonl" \
 	>/dev/null 2>"$WORK/a3.err" || rc=$?
 [ "$rc" -eq 1 ] || { cat "$WORK/a3.err" >&2; fail "alice: exit $rc, not 1 (a line refused)"; }
 grep -q 'refused (too_big)' "$WORK/a3.err" || fail "no too_big reason: $(cat "$WORK/a3.err")"
@@ -101,15 +103,16 @@ ok "a line over --chat-max-text is refused with its reason; the chat goes on"
 # 4. A second process on the same transcript is refused.
 # (not through chat(): the signal goes to sxfer itself)
 "$SXFER" chat --id "$WORK/bob" "127.0.0.1:$PORT" --to alice --wait 30 \
-	--transcript "$WORK/b4.jsonl" </dev/null >/dev/null 2>"$WORK/b4.err" &
+	--transcript "$WORK/t-bob.jsonl" </dev/null >/dev/null 2>"$WORK/b4.err" &
 bpid=$!
 PIDS+=("$bpid")
-wait_until 20 "bob's session" grep -q transcript "$WORK/b4.jsonl"
-expect_exit 5 chat bob --to alice --transcript "$WORK/b4.jsonl" </dev/null
+wait_until 20 "bob's session" grep -q 'event=chat_joined' "$WORK/b4.err"
+expect_exit 5 chat bob --to alice --transcript "$WORK/t-bob.jsonl" </dev/null
 grep -q 'in use by another sxfer chat/serve' "$WORK/last.err" || fail "no in-use reason"
 kill -TERM "$bpid"
 wait "$bpid" || { cat "$WORK/b4.err" >&2; fail "bob did not end cleanly on SIGTERM"; }
-verify_tr "$WORK/b4.jsonl"
+for n in alice bob carol; do verify_tr "$WORK/t-$n.jsonl"; done
+verify_tr "$WORK/hub/transcript.jsonl"
 ok "one session per transcript; SIGTERM ends a session as the end of input does"
 stop_server "$SERVER_PID"
 
