@@ -227,6 +227,24 @@ out:
 	return -1;
 }
 
+bool chat_pace(chat_client *c)
+{
+	uint64_t now = sx_now_ns();
+	c->pace_ns = 0;
+	if (c->rate == 0)
+		return true;
+	c->tokens += (double)(now - c->tok_ns) / 1e9 * c->rate;
+	c->tok_ns = now;
+	if (c->tokens > c->rate)
+		c->tokens = c->rate;
+	if (c->tokens >= 1) {
+		c->tokens -= 1;
+		return true;
+	}
+	c->pace_ns = now + (uint64_t)((1 - c->tokens) / c->rate * 1e9) + 1;
+	return false;
+}
+
 /* A line is waiting in the input (or its last, unterminated one). */
 static bool line_ready(const chat_client *c)
 {
@@ -282,7 +300,7 @@ static int step(chat_client *c, sx_err *err)
 {
 	if (c->phase != PH_RUN)
 		return 0;
-	if (!c->post_busy && !c->quit)
+	if (!c->post_busy && !c->quit && (c->pace_ns == 0 || sx_now_ns() >= c->pace_ns))
 		SX_GUARD(chat_next_line(c, err));
 	if (session_over(c)) {
 		SX_GUARD(chat_receipts(c, err));
@@ -306,6 +324,8 @@ static int wait_ms(chat_client *c, uint64_t hs_end)
 		end = hs_end;
 	else if (c->phase == PH_BYE)
 		end = c->bye_end_ns;
+	else if (c->pace_ns != 0)
+		end = c->pace_ns;
 	else if (c->wait_end_ns != 0)
 		end = c->wait_end_ns;
 	if (end == 0)

@@ -72,6 +72,10 @@ typedef struct chat_client {
 	chat_buf fly, next; /* sealed records: in flight, and queued behind */
 	bool send_busy;
 	uint32_t max_text; /* the server's (WELCOME) */
+	uint32_t rate;	   /* the server's messages per second (WELCOME; 0: none) */
+	double tokens;	   /* posts this side may send now, at most rate */
+	uint64_t tok_ns;   /* when tokens was last topped up */
+	uint64_t pace_ns;  /* the next post waits until then (0: it need not) */
 
 	/* the input */
 	uint8_t *in; /* lines not yet posted */
@@ -111,6 +115,10 @@ typedef struct chat_client {
 /* client.c */
 int chat_send(chat_client *c, const sx_chat_msg *m, sx_err *err) SX_MUST_CHECK;
 int64_t chat_now_ms(void);
+
+/* Paces the posts to the server's rate: true when one may go now (and
+ * takes its token), else sets c->pace_ns. */
+bool chat_pace(chat_client *c);
 
 /* client_rx.c: one opened CTRL record from the server */
 int chat_on_record(chat_client *c, const uint8_t *pt, size_t len, sx_err *err) SX_MUST_CHECK;

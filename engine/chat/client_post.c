@@ -95,20 +95,37 @@ out:
 	return -1;
 }
 
-/* Takes the next line out of c->in: its length, or -1 when none. */
-static long take_line(chat_client *c)
+/* The next line of c->in: its length (without "\r\n"), and *used the
+ * bytes it takes there; -1 when no whole line is there. */
+static long peek_line(const chat_client *c, size_t *used)
 {
 	uint8_t *nl = c->in_len > 0 ? memchr(c->in, '\n', c->in_len) : NULL;
 	if (nl == NULL && !(c->in_eof && c->in_len > 0))
 		return -1;
 	size_t len = nl != NULL ? (size_t)(nl - c->in) : c->in_len;
-	size_t used = nl != NULL ? len + 1 : len;
-	memcpy(c->post_text, c->in, len);
-	memmove(c->in, c->in + used, c->in_len - used);
-	c->in_len -= used;
-	if (len > 0 && c->post_text[len - 1] == '\r')
+	*used = nl != NULL ? len + 1 : len;
+	if (len > 0 && c->in[len - 1] == '\r')
 		len--;
 	return (long)len;
+}
+
+/* A line that is not posted: why, or nothing for an empty one. */
+static bool refuse_line(chat_client *c, long len)
+{
+	char why[200];
+	if (len == 0)
+		return true;
+	if (c->post_conv[0] == '\0') {
+		chat_refused_local(c, "no_conversation",
+				   "nothing to post to: give --to NAME or --room ROOM");
+		return true;
+	}
+	if ((size_t)len <= c->max_text)
+		return false;
+	snprintf(why, sizeof(why), "the text is %ld bytes; this server takes at most %u", len,
+		 c->max_text);
+	chat_refused_local(c, "too_big", why);
+	return true;
 }
 
 int chat_next_line(chat_client *c, sx_err *err)
@@ -119,24 +136,18 @@ int chat_next_line(chat_client *c, sx_err *err)
 			return sx_fail(err, SX_E_OTHER, "out of memory");
 	}
 	while (!c->post_busy) {
-		long len = take_line(c);
+		size_t used = 0;
+		long len = peek_line(c, &used);
 		if (len < 0)
 			return 0;
-		if (len == 0)
+		bool skip = refuse_line(c, len);
+		if (!skip && !chat_pace(c))
+			return 0; /* the server's rate: later */
+		memcpy(c->post_text, c->in, (size_t)len);
+		memmove(c->in, c->in + used, c->in_len - used);
+		c->in_len -= used;
+		if (skip)
 			continue;
-		if (c->post_conv[0] == '\0') {
-			chat_refused_local(c, "no_conversation",
-					   "nothing to post to: give --to NAME or --room ROOM");
-			continue;
-		}
-		if ((size_t)len > c->max_text) {
-			char why[200];
-			snprintf(why, sizeof(why),
-				 "the text is %ld bytes; this server takes at most %u", len,
-				 c->max_text);
-			chat_refused_local(c, "too_big", why);
-			continue;
-		}
 		c->post_text_len = (size_t)len;
 		c->stale_tries = 0;
 		SX_GUARD(post_send(c, NULL, NULL, err));

@@ -32,6 +32,9 @@ static int on_welcome(chat_client *c, const sx_chat_msg *m, sx_err *err)
 		  SX_CHAT_VERSION);
 	c->max_text =
 	    m->max_text > 0 && m->max_text < SX_CHAT_TEXT_MAX ? m->max_text : SX_CHAT_TEXT_MAX;
+	c->rate = m->rate;
+	c->tokens = m->rate;
+	c->tok_ns = sx_now_ns();
 	c->in_cap = (c->max_text > CHAT_EDIT_MAX ? c->max_text : CHAT_EDIT_MAX) + 1;
 	c->in = malloc(c->in_cap + 256); /* and the keys read on a terminal */
 	SX_ENSURE(c->in != NULL, err, SX_E_OTHER, "out of memory");
