@@ -136,5 +136,5 @@ for mode in drop alter replay reorder; do
 	grep -q 'alice: m-one$' "$WORK/last.out" || fail "$mode: bob did not show m-one"
 	! grep -q 'm-three' "$WORK/last.out" || fail "$mode: bob showed m-three"
 	stop_server "$SERVER_PID"
-	ok "hostile relay ($mode) detected by the recipient: exit 4"
+	ok "hostile relay ($mode) detected by the recipient: exit 4: $(grep "^sxfer:" "$WORK/last.err")"
 done
