@@ -70,6 +70,7 @@ int sx_args_parse(const char *cmd, const char *usage, const struct option *opts,
 		case OPT_CHUNK: a->chunk = optarg; break;
 		case OPT_SIGNER: a->signer = optarg; break;
 		case OPT_RECEIPT: a->receipt = optarg; break;
+		case OPT_TRANSCRIPT: a->transcript = optarg; break;
 		case OPT_STREAM_PREFIX: a->stream_prefix = true; break;
 		case OPT_PASS_FILE: a->pass_src.file = optarg; break;
 		case OPT_NO_PASS: a->pass_src.none = true; break;

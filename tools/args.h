@@ -34,6 +34,7 @@ enum {
 	OPT_CHUNK,
 	OPT_SIGNER,
 	OPT_RECEIPT,
+	OPT_TRANSCRIPT,
 	OPT_STREAM_PREFIX,
 	OPT_ID_PASS_FILE,
 	OPT_TTL,
@@ -55,8 +56,8 @@ enum {
 
 typedef struct sx_args {
 	const char *ca, *name, *out, *csr, *serial, *cert, *reason, *role, *id, *crl, *at;
-	const char *chunk, *signer, *receipt; /* sxfer sign / verify */
-	bool stream_prefix;		      /* sxfer verify */
+	const char *chunk, *signer, *receipt, *transcript; /* sxfer sign / verify */
+	bool stream_prefix;				   /* sxfer verify */
 	sx_key_type key_type;
 	unsigned days; /* 0: the default */
 	sx_cli_pass pass_src;

@@ -1,5 +1,5 @@
-/* sxfer verify: files against their .sxsig, or a signed receipt (with the
- * files it acknowledges). Reads files and prints one line per file; every
+/* sxfer verify: files against their .sxsig, a signed receipt (with the
+ * files it acknowledges), or a chat transcript. Reads files and prints one line per file; every
  * check is engine/sign (sx_sxsig_verify_file, sx_receipt_verify). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "common/sx_util.h"
+#include "engine/chat/sx_chat.h"
 #include "engine/sign/sx_manifest.h"
 #include "tools/args.h"
 #include "tools/hashfile.h"
@@ -178,17 +179,48 @@ out:
 	return code;
 }
 
+/* A chat transcript (docs/SIGNATURES.md section 11): every line through
+ * the one verifier; the first line that fails is named. */
+#define TRANSCRIPT_MAX (1ull << 30)
+
+static int verify_transcript(const sx_args *a, const sx_policy *pol)
+{
+	uint8_t *text = NULL;
+	size_t len, bad = 0;
+	sx_chat_summary sum;
+	sx_err err = {0};
+	int code = 0;
+	if (sx_file_read(a->transcript, TRANSCRIPT_MAX, &text, &len, &err) < 0 ||
+	    sx_chat_verify_text((const char *)text, len, pol, &bad, &sum, &err) < 0) {
+		printf("%s: FAILED (%s)\n", SX_TEXT(a->transcript), SX_TEXT(err.msg));
+		record(&code, &err);
+		goto out;
+	}
+	printf("%s: ok (transcript of %s, %s: %zu line(s), %zu message(s) in %zu "
+	       "conversation(s), %zu receipt(s)%s)\n",
+	       SX_TEXT(a->transcript), SX_TEXT(sum.owner), sum.server ? "server" : "participant",
+	       sum.lines, sum.msgs, sum.convs, sum.receipts,
+	       sum.gaps > 0 ? ", with gaps the server announced" : "");
+out:
+	free(text);
+	return code;
+}
+
 int sx_cmd_verify(int argc, char **argv)
 {
 	static const char usage[] =
 	    "usage: sxfer verify --ca CA [--crl CRL] [--signer NAME] [--stream-prefix] FILE...\n"
 	    "       sxfer verify --receipt RECEIPT --ca CA [--crl CRL] [FILE...]\n"
+	    "       sxfer verify --transcript FILE --ca CA [--crl CRL]\n"
 	    "Checks each FILE against FILE.sxsig: content (Merkle root recomputed), size,\n"
 	    "inclusion proof, batch signature, signer certificate (validation policy; a\n"
 	    "client or a server certificate: a server signs what `sxfer get` fetches).\n"
 	    "One line per file: 'FILE: ok (...)' or 'FILE: FAILED (reason)'.\n"
 	    "With --receipt: checks the receipt's signature (the receiver's certificate,\n"
 	    "client or server) and that the FILEs are exactly the files it acknowledges.\n"
+	    "With --transcript: checks a chat transcript (sxfer chat, serve --chat): every\n"
+	    "certificate, message signature, the hash chain of each conversation, the\n"
+	    "authors' sequence numbers and the receipts; names the first line that fails.\n"
 	    "  --ca CA          PEM file of trust anchors, or a folder holding ca.pem\n"
 	    "                   (an identity folder: its crl.pem is used too)\n"
 	    "  --crl CRL        check the signer's revocation against this CRL\n"
@@ -202,6 +234,7 @@ int sx_cmd_verify(int argc, char **argv)
 	    SX_OPT("crl", required_argument, OPT_CRL),
 	    SX_OPT("signer", required_argument, OPT_SIGNER),
 	    SX_OPT("receipt", required_argument, OPT_RECEIPT),
+	    SX_OPT("transcript", required_argument, OPT_TRANSCRIPT),
 	    SX_OPT("stream-prefix", no_argument, OPT_STREAM_PREFIX),
 	    SX_OPT_HELP,
 	    SX_OPT_END};
@@ -213,7 +246,11 @@ int sx_cmd_verify(int argc, char **argv)
 		return rc;
 	if (a.ca == NULL)
 		return sx_args_need("verify", "--ca CA");
-	if (a.receipt == NULL && a.npos < 1)
+	if (a.transcript != NULL &&
+	    (a.receipt != NULL || a.npos > 0 || a.signer != NULL || a.stream_prefix))
+		return sx_cli_usage_error("verify", "--transcript takes no other file or option "
+						    "but --ca and --crl");
+	if (a.transcript == NULL && a.receipt == NULL && a.npos < 1)
 		return sx_cli_usage_error("verify", "give at least one file to verify");
 	if (a.receipt != NULL && (a.signer != NULL || a.stream_prefix))
 		return sx_cli_usage_error(
@@ -222,7 +259,10 @@ int sx_cmd_verify(int argc, char **argv)
 		rc = sx_cli_report(&err);
 		goto out;
 	}
-	rc = a.receipt != NULL ? verify_receipt(&a, &pol) : verify_files(&a, &pol);
+	if (a.transcript != NULL)
+		rc = verify_transcript(&a, &pol);
+	else
+		rc = a.receipt != NULL ? verify_receipt(&a, &pol) : verify_files(&a, &pol);
 out:
 	sk_X509_pop_free(pol.anchors, X509_free);
 	X509_CRL_free(pol.crl);

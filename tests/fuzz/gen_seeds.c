@@ -16,6 +16,7 @@
 #include "engine/channel/sx_link.h"
 #include "engine/enroll/sx_enroll.h"
 #include "engine/sign/sx_manifest.h"
+#include "engine/chat/sx_chat.h"
 #include "engine/wire/sx_wire.h"
 #include "tests/fuzz/fuzzutil.h"
 
@@ -427,6 +428,68 @@ static void enroll_messages(void)
 	X509_REQ_free(req);
 }
 
+/* fuzz_chat: chat messages (first byte 0) and a transcript (first byte 1). */
+static void chat_seed_msg(const char *name, const sx_chat_msg *m)
+{
+	static uint8_t buf[8192];
+	sx_wbuf w = sx_wbuf_make(buf + 1, sizeof(buf) - 1);
+	sx_chat_msg_encode(m, &w);
+	if (w.overflow)
+		abort();
+	buf[0] = 0;
+	seed("fuzz_chat", name, buf, w.len + 1);
+}
+
+static void chat(void)
+{
+	static sx_chat_msg m;
+	static const char text[] =
+	    "\x01{\"type\":\"transcript\",\"v\":1,\"owner\":\"bob\",\"role\":\"participant\","
+	    "\"time\":1735689600000}\n"
+	    "{\"type\":\"head\",\"conv\":\"#ops\",\"n\":2,\"head\":"
+	    "\"55ac5d9d05757756168400b4a577c450a772eb5f531752c256582749abf299cf\"}\n"
+	    "{\"type\":\"gap\",\"conv\":\"@alice,bob\",\"n\":4,\"reason\":\"expired\"}\n";
+	uint8_t sig[64];
+	memset(sig, 0x5a, sizeof(sig));
+	memset(&m, 0, sizeof(m));
+	m.type = SX_MSG_CHAT_JOIN;
+	m.version = 1;
+	m.room = "ops";
+	m.room_len = 3;
+	chat_seed_msg("join", &m);
+	m.type = SX_MSG_CHAT_POST;
+	strcpy(m.post.conv, "@alice,bob");
+	strcpy(m.post.author, "alice");
+	m.post.seq = 1;
+	m.post.n = 1;
+	m.post.text = (const uint8_t *)"hello";
+	m.post.text_len = 5;
+	m.post.alg = SX_SIGALG_ED25519;
+	memcpy(m.post.sig, sig, sizeof(sig));
+	m.post.sig_len = sizeof(sig);
+	chat_seed_msg("post", &m);
+	m.type = SX_MSG_CHAT_DELIVER;
+	chat_seed_msg("deliver", &m);
+	m.type = SX_MSG_CHAT_REFUSED;
+	strcpy(m.conv, "#ops");
+	m.why = SX_CHAT_STALE;
+	m.reason = "stale";
+	m.reason_len = 5;
+	chat_seed_msg("refused", &m);
+	m.type = SX_MSG_CHAT_NOTICE;
+	m.kind = SX_CHAT_N_JOINED;
+	strcpy(m.name, "bob");
+	chat_seed_msg("notice", &m);
+	m.type = SX_MSG_CHAT_RECEIPT;
+	strcpy(m.receipt.conv, "#ops");
+	strcpy(m.receipt.signer, "bob");
+	m.receipt.alg = SX_SIGALG_ED25519;
+	memcpy(m.receipt.sig, sig, sizeof(sig));
+	m.receipt.sig_len = sizeof(sig);
+	chat_seed_msg("receipt", &m);
+	seed("fuzz_chat", "transcript", text, sizeof(text) - 1);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -444,5 +507,6 @@ int main(int argc, char **argv)
 	handshake();
 	checkpoint();
 	enroll_messages();
+	chat();
 	return 0;
 }
