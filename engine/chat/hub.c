@@ -114,7 +114,8 @@ int hub_send_rec(sx_chat_hub *h, hconn *c, uint8_t type, const uint8_t *body, si
 	}
 	if (sx_grow(&c->out, &c->out_cap, need, 1, (size_t)UINT32_MAX, "records to send", err) < 0)
 		return -1;
-	memcpy(c->out + c->out_len + SX_REC_HDR_LEN, body, len);
+	if (len > 0)
+		memcpy(c->out + c->out_len + SX_REC_HDR_LEN, body, len);
 	if (sx_record_seal(&c->link.k.tx, type, 0, c->out + c->out_len, len, &rlen, err) < 0)
 		return -1;
 	c->out_len += rlen;

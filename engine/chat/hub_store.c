@@ -99,7 +99,7 @@ static int tr_first(sx_chat_hub *h, sx_err *err)
 	const char *owner = h->env.id->name;
 	if (sx_chat_name_check(owner, strlen(owner), &why) < 0)
 		owner = "server"; /* the server's CN is not a chat name */
-	snprintf(l.owner, sizeof(l.owner), "%s", owner);
+	snprintf(l.owner, sizeof(l.owner), "%.*s", SX_CHAT_NAME_MAX, owner);
 	char *s;
 	size_t len;
 	if (sx_chat_line_encode(&l, &s, &len, err) < 0)
