@@ -272,10 +272,13 @@ static void *serve_main(void *arg)
 	return NULL;
 }
 
+static sx_io_kind srv_io = SX_IO_AUTO;
+static const char *chat_sub = "chat";
+
 static void server_start(bool chat)
 {
 	snprintf(out_dir, sizeof(out_dir), "%s/out", work);
-	snprintf(chat_dir, sizeof(chat_dir), "%s/chat", work);
+	snprintf(chat_dir, sizeof(chat_dir), "%s/%s", work, chat_sub);
 	sx_chat_hub_cfg_init(&chat_cfg);
 	chat_cfg.dir = chat_dir;
 	chat_cfg.max_text = 1000;
@@ -285,7 +288,7 @@ static void server_start(bool chat)
 				 .id = &srv_id,
 				 .out_dir = out_dir,
 				 .max_conns = 8,
-				 .io = SX_IO_AUTO,
+				 .io = srv_io,
 				 .max_record = 1u << 20,
 				 .handshake_timeout_ms = 5000,
 				 .idle_timeout_ms = 5000,
@@ -524,6 +527,16 @@ static void test_relay_and_queue(void **state)
 	server_stop();
 }
 
+/* The same over the poll backend (a hub's ring is of the server's kind). */
+static void test_relay_poll(void **state)
+{
+	srv_io = SX_IO_POLL;
+	chat_sub = "chat-poll";
+	test_relay_and_queue(state);
+	srv_io = SX_IO_AUTO;
+	chat_sub = "chat";
+}
+
 static void test_no_chat(void **state)
 {
 	(void)state;
@@ -537,9 +550,8 @@ static void test_no_chat(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rate_bucket),
-	    cmocka_unit_test(test_queue_limits),
-	    cmocka_unit_test(test_relay_and_queue),
+	    cmocka_unit_test(test_rate_bucket),	    cmocka_unit_test(test_queue_limits),
+	    cmocka_unit_test(test_relay_and_queue), cmocka_unit_test(test_relay_poll),
 	    cmocka_unit_test(test_no_chat),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
