@@ -195,11 +195,11 @@ bool hub_member_conn(const hconn *o, const char *conv);
 int hub_deliver(sx_chat_hub *h, hconn *c, const sx_chat_post *p, uint32_t flags,
 		sx_err *err) SX_MUST_CHECK;
 int hub_on_join(sx_chat_hub *h, hconn *c, sx_err *err) SX_MUST_CHECK;
+/* c leaves (its room's members are told). */
+void hub_on_leave(sx_chat_hub *h, hconn *c);
 
 /* hub_post.c: one chat message from c (decoded in h->min) */
 int hub_on_msg(sx_chat_hub *h, hconn *c, sx_err *err) SX_MUST_CHECK;
-/* c leaves (its room's members are told). */
-void hub_on_leave(sx_chat_hub *h, hconn *c);
 /* hub_post.c: the CRL changed: peers it revokes end, told why. */
 void hub_crl_check(sx_chat_hub *h);
 
