@@ -6,15 +6,6 @@
 #include "common/sx_util.h"
 #include "engine/chat/hub_int.h"
 
-/* The code's name in the log (as docs/PROTOCOL.md spells it). */
-static const char *why_text(sx_chat_why w)
-{
-	static const char *const names[] = {"ok",	  "stale",	"replay",
-					    "too_big",	  "rate",	"recipients",
-					    "not_member", "queue_full", "bad"};
-	return (unsigned)w < SX_ARRAY_LEN(names) ? names[w] : "bad";
-}
-
 /* REFUSED to the author, and one log line. */
 static int refuse(sx_chat_hub *h, hconn *c, const sx_chat_post *p, sx_chat_why why, uint64_t n,
 		  const uint8_t *head, sx_err *err, const char *fmt, ...) SX_PRINTF(8, 9);
@@ -29,7 +20,7 @@ static int refuse(sx_chat_hub *h, hconn *c, const sx_chat_post *p, sx_chat_why w
 	c->refused++;
 	sx_log("warn", "chat_refused", "conn=%u peer=%s conv=%s seq=%llu why=%s reason=%s", c->id,
 	       SX_LOGQ(c->name), SX_LOGQ(p->conv), (unsigned long long)p->seq,
-	       SX_LOGT(why_text(why)), SX_LOGQ(reason));
+	       SX_LOGT(sx_chat_why_name(why)), SX_LOGQ(reason));
 	sx_chat_msg *m = h->mout;
 	memset(m, 0, sizeof(*m));
 	m->type = SX_MSG_CHAT_REFUSED;
