@@ -46,7 +46,8 @@ typedef struct hub_queue {
 	size_t n, cap;
 	uint8_t (*fps)[SX_HASH_LEN]; /* certificates its file holds */
 	size_t nfps, fcap;
-	bool busy; /* delivered to a connection: its file goes once the sends complete */
+	bool busy;	 /* delivered to a connection: its file goes once the sends complete */
+	size_t busy_len; /* the bytes of the file that delivery read */
 } hub_queue;
 
 typedef struct hub_queues {
@@ -77,7 +78,8 @@ int hub_q_push(hub_queues *qs, const char *name, const uint8_t fp[SX_HASH_LEN],
 typedef int (*hub_q_cb)(void *ctx, const sx_chat_line *l, int64_t t, bool expired, sx_err *err);
 int hub_q_read(hub_queues *qs, const char *name, int64_t now_ms, hub_q_cb cb, void *ctx,
 	       sx_err *err) SX_MUST_CHECK;
-/* The sends of a delivered queue completed: its file goes. */
+/* The sends of a delivered queue completed: its file goes (what was
+ * queued since the delivery read it stays). */
 void hub_q_done(hub_queues *qs, const char *name);
 /* Its connection ended first: the file stays, delivered again next time. */
 void hub_q_abort(hub_queues *qs, const char *name);

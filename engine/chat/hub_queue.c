@@ -332,8 +332,38 @@ int hub_q_read(hub_queues *qs, const char *name, int64_t now_ms, hub_q_cb cb, vo
 		}
 		at = (size_t)(nl - buf) + 1;
 	}
+	q->busy_len = at;
 	rc = 0;
 out:
+	free(buf);
+	return rc;
+}
+
+/* name's file without its first skip bytes (written to a temporary,
+ * flushed, renamed), then read into memory again. */
+static int q_drop_head(hub_queues *qs, const char *name, size_t skip, sx_err *err)
+{
+	char fname[SX_CHAT_NAME_MAX + 16], tmp[SX_CHAT_NAME_MAX + 24], *buf = NULL;
+	size_t len;
+	int fd = -1, rc = -1;
+	if (q_fname(name, fname, sizeof(fname)) < 0)
+		return sx_fail(err, SX_E_OTHER, "a queue's name is too long");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", fname);
+	SX_GUARD(q_slurp(qs->dirfd, fname, &buf, &len, err));
+	SX_ENSURE(len >= skip, err, SX_E_IO, "the queue of %s shrank while it was delivered", name);
+	fd = openat(qs->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	SX_ENSURE(fd >= 0, err, SX_E_IO, "cannot write the queue of %s", name);
+	SX_ENSURE(sx_write_all(fd, buf + skip, len - skip) == 0 && fdatasync(fd) == 0, err, SX_E_IO,
+		  "cannot write the queue of %s", name);
+	SX_ENSURE(renameat(qs->dirfd, tmp, qs->dirfd, fname) == 0, err, SX_E_IO,
+		  "cannot replace the queue of %s", name);
+	(void)fsync(qs->dirfd);
+	rc = q_load(qs, name, err);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		(void)unlinkat(qs->dirfd, tmp, 0);
 	free(buf);
 	return rc;
 }
@@ -341,9 +371,22 @@ out:
 void hub_q_done(hub_queues *qs, const char *name)
 {
 	char fname[SX_CHAT_NAME_MAX + 16];
+	struct stat st;
+	sx_err e = {0};
 	hub_queue *q = hub_q_find(qs, name);
 	if (q == NULL || q_fname(name, fname, sizeof(fname)) < 0)
 		return;
+	/* Entries queued while the delivery was under way (its connection
+	 * was ending) were not part of it: they stay. */
+	if (fstatat(qs->dirfd, fname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    (size_t)st.st_size > q->busy_len) {
+		if (q_drop_head(qs, name, q->busy_len, &e) < 0) {
+			sx_log("warn", "chat_queue", "name=%s reason=%s", SX_LOGQ(name),
+			       SX_LOGQ(e.msg));
+			q->busy = false; /* all of it is delivered again next time */
+		}
+		return;
+	}
 	if (unlinkat(qs->dirfd, fname, 0) == 0)
 		(void)fsync(qs->dirfd);
 	q_clear(q);
@@ -474,7 +517,8 @@ int hub_q_room(hub_queues *qs, const char *name, int64_t now_ms, bool *room, siz
 	*waiting = q->n;
 	if (q->n < qs->max)
 		return 0;
-	if (hub_q_live(qs, q, now_ms) < q->n) {
+	/* a queue being delivered is not rewritten under its delivery */
+	if (!q->busy && hub_q_live(qs, q, now_ms) < q->n) {
 		if (q_rewrite(qs, name, now_ms, err) < 0)
 			return -1;
 		q = hub_q_find(qs, name);

@@ -247,6 +247,54 @@ static void test_queue_limits(void **state)
 	free(cert);
 }
 
+/* An entry queued while a delivery of the queue is under way (its
+ * connection is ending: the identity counts as offline) is not among what
+ * was delivered: the file keeps it when the delivery completes. */
+static void test_queue_push_during_delivery(void **state)
+{
+	(void)state;
+	char dir[700], path[800];
+	hub_queues qs;
+	sx_err err = {0};
+	bool room;
+	size_t waiting;
+	uint8_t fp[SX_HASH_LEN];
+	int64_t now = hub_now_ms();
+	char *cert = cert_line(fp);
+	snprintf(dir, sizeof(dir), "%s/q2", work);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(hub_q_open(&qs, dir, 2, 60, &err), 0);
+	char *l1 = msg_line("@alice,bob", "alice", 1, 1);
+	char *l2 = msg_line("@alice,bob", "alice", 2, 2);
+	assert_int_equal(hub_q_push(&qs, "bob", fp, cert, l1, now - 3600 * 1000, &err), 0);
+	seen s = {0};
+	assert_int_equal(hub_q_read(&qs, "bob", now, count_line, &s, &err), 0); /* busy */
+	assert_int_equal(s.expired, 1);
+	assert_int_equal(hub_q_push(&qs, "bob", fp, cert, l2, now, &err), 0);
+	/* full; the expired entry is being delivered: no rewrite under it */
+	assert_int_equal(hub_q_room(&qs, "bob", now, &room, &waiting, &err), 0);
+	assert_false(room);
+	assert_true(hub_q_find(&qs, "bob")->busy);
+	hub_q_done(&qs, "bob");
+	snprintf(path, sizeof(path), "%s/queue/bob.jsonl", dir);
+	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(hub_q_find(&qs, "bob")->n, 1);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(hub_q_read(&qs, "bob", now, count_line, &s, &err), 0);
+	assert_int_equal(s.msgs, 1);
+	assert_int_equal(s.expired, 0);
+	hub_q_done(&qs, "bob");
+	assert_int_not_equal(access(path, F_OK), 0);
+	/* the same after a restart */
+	hub_q_close(&qs);
+	assert_int_equal(hub_q_open(&qs, dir, 2, 60, &err), 0);
+	assert_null(hub_q_find(&qs, "bob"));
+	hub_q_close(&qs);
+	free(l1);
+	free(l2);
+	free(cert);
+}
+
 /* ---- the real server ------------------------------------------------------------ */
 
 static pthread_t srv_thread;
@@ -550,8 +598,11 @@ static void test_no_chat(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rate_bucket),	    cmocka_unit_test(test_queue_limits),
-	    cmocka_unit_test(test_relay_and_queue), cmocka_unit_test(test_relay_poll),
+	    cmocka_unit_test(test_rate_bucket),
+	    cmocka_unit_test(test_queue_limits),
+	    cmocka_unit_test(test_queue_push_during_delivery),
+	    cmocka_unit_test(test_relay_and_queue),
+	    cmocka_unit_test(test_relay_poll),
 	    cmocka_unit_test(test_no_chat),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
