@@ -306,6 +306,9 @@ static void conn_free(sx_chat_hub *h, hconn *c)
 	free(c->out);
 	free(c->fly);
 	free(c->certs);
+	for (size_t i = 0; i < c->nreceipted; i++)
+		free(c->receipted[i]);
+	free(c->receipted);
 	free(c->join);
 	free(c->held);
 	free(c);

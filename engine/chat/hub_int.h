@@ -108,6 +108,8 @@ typedef struct hconn {
 	bool q_busy;
 	uint8_t (*certs)[SX_HASH_LEN]; /* authors whose CERT it was sent */
 	size_t ncerts, certs_cap;
+	char **receipted; /* conversations whose receipt it sent (one each) */
+	size_t nreceipted, receipted_cap;
 	uint64_t posts, delivered, refused;
 	uint64_t t0, deadline;
 	sx_err why; /* how it ended */

@@ -222,6 +222,35 @@ static int receipt_keep(sx_chat_hub *h, hconn *c, const sx_chat_receipt *r, sx_e
 	return hub_tr_append(h, &l, NULL, err);
 }
 
+/* A session's receipts: one per conversation it touched, each of one the
+ * server holds (it holds every conversation from its first message).
+ * Others (again, or of a conversation never spoken in) are not kept or
+ * relayed: each would be a flushed write here and a queue entry for
+ * every offline member. false: drop it (logged). */
+static bool receipt_wanted(sx_chat_hub *h, hconn *c, const sx_chat_receipt *r, sx_err *err)
+{
+	const char *why = NULL;
+	char *conv = NULL;
+	for (size_t i = 0; i < c->nreceipted && why == NULL; i++)
+		if (strcmp(c->receipted[i], r->conv) == 0)
+			why = "a second receipt of the conversation in one session: not kept";
+	if (why == NULL && sx_chat_ver_count(h->ver, r->conv) == 0)
+		why = "a receipt of a conversation this server holds nothing of: not kept";
+	if (why == NULL && ((conv = strdup(r->conv)) == NULL ||
+			    sx_grow(&c->receipted, &c->receipted_cap, c->nreceipted + 1,
+				    sizeof(*c->receipted), 1u << 20, "receipts", err) < 0)) {
+		free(conv);
+		why = "out of memory";
+	}
+	if (why != NULL) {
+		sx_log("warn", "chat_receipt", "conn=%u peer=%s conv=%s n=%llu reason=%s", c->id,
+		       SX_LOGQ(c->name), SX_LOGQ(r->conv), (unsigned long long)r->n, SX_LOGQ(why));
+		return false;
+	}
+	c->receipted[c->nreceipted++] = conv;
+	return true;
+}
+
 static int on_receipt(sx_chat_hub *h, hconn *c, sx_err *err)
 {
 	sx_chat_receipt *r = &h->min->receipt;
@@ -239,6 +268,10 @@ static int on_receipt(sx_chat_hub *h, hconn *c, sx_err *err)
 	memcpy(r->fp, c->fp, SX_HASH_LEN);
 	X509 *leaf = sk_X509_value(c->link.k.peer_chain, 0);
 	SX_GUARD(sx_chat_receipt_verify(r, X509_get0_pubkey(leaf), err));
+	if (!receipt_wanted(h, c, r, err)) {
+		rc = 0;
+		goto out;
+	}
 	SX_GUARD(receipt_keep(h, c, r, err));
 	SX_GUARD(offline_of(h, r->conv, c->name, &off, &members, err));
 	if (off.n > 0) {

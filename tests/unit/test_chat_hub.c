@@ -575,6 +575,80 @@ static void test_relay_and_queue(void **state)
 	server_stop();
 }
 
+/* A signed receipt from c's identity. */
+static void cli_receipt(cli *c, const char *conv, uint64_t n, const uint8_t *head, uint64_t count,
+			int64_t t)
+{
+	sx_chat_msg *m = calloc(1, sizeof(*m));
+	sx_err err = {0};
+	assert_non_null(m);
+	m->type = SX_MSG_CHAT_RECEIPT;
+	snprintf(m->receipt.conv, sizeof(m->receipt.conv), "%s", conv);
+	snprintf(m->receipt.signer, sizeof(m->receipt.signer), "%.*s", SX_CHAT_NAME_MAX,
+		 c->id->name);
+	m->receipt.n = n;
+	m->receipt.count = count;
+	m->receipt.time_ms = t;
+	if (head != NULL)
+		memcpy(m->receipt.head, head, SX_HASH_LEN);
+	assert_int_equal(
+	    sx_chat_receipt_sign(&m->receipt, c->id->key, sk_X509_value(c->id->chain, 0), &err), 0);
+	memset(m->receipt.fp, 0, SX_HASH_LEN);
+	cli_send(c, m);
+	free(m);
+}
+
+static size_t count_in(const char *path, const char *what)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0, n = 0;
+	if (f == NULL)
+		return 0;
+	while (getline(&line, &cap, f) > 0)
+		n += strstr(line, what) != NULL;
+	free(line);
+	fclose(f);
+	return n;
+}
+
+/* Receipts are a session's last word, one per conversation it touched: a
+ * peer that sends them over and over, or for conversations the server
+ * holds nothing of, does not grow the transcript and the queues with
+ * them (each one a flushed write on the hub's thread). */
+static void test_receipt_flood(void **state)
+{
+	(void)state;
+	char path[800];
+	uint8_t h1[SX_HASH_LEN];
+	chat_sub = "chat-receipts";
+	server_start(true);
+	cli *a = cli_open(&alice_id, NULL);
+	assert_int_equal(cli_recv(a), SX_MSG_CHAT_WELCOME);
+	cli_post(a, "@alice,bob", 1, 1, NULL, "hello bob", 9);
+	assert_int_equal(cli_recv(a), SX_MSG_CHAT_ACCEPTED);
+	memcpy(h1, a->m.head, SX_HASH_LEN);
+	for (int i = 0; i < 50; i++)
+		cli_receipt(a, "@alice,bob", 1, h1, 1, hub_now_ms() + i);
+	for (int i = 0; i < 50; i++) {
+		char conv[64];
+		snprintf(conv, sizeof(conv), "@alice,nobody%d", i);
+		cli_receipt(a, conv, 0, NULL, 0, hub_now_ms());
+	}
+	sx_chat_msg who = {.type = SX_MSG_CHAT_WHO};
+	cli_send(a, &who);
+	assert_int_equal(cli_recv(a), SX_MSG_CHAT_MEMBERS); /* the receipts are handled */
+	snprintf(path, sizeof(path), "%s/transcript.jsonl", chat_dir);
+	assert_int_equal(count_in(path, "\"type\":\"receipt\""), 1);
+	snprintf(path, sizeof(path), "%s/queue/bob.jsonl", chat_dir);
+	assert_int_equal(count_in(path, "\"type\":\"receipt\""), 1);
+	snprintf(path, sizeof(path), "%s/queue/nobody0.jsonl", chat_dir);
+	assert_int_not_equal(access(path, F_OK), 0);
+	cli_close(a);
+	server_stop();
+	chat_sub = "chat";
+}
+
 /* The same over the poll backend (a hub's ring is of the server's kind). */
 static void test_relay_poll(void **state)
 {
@@ -604,6 +678,7 @@ int main(void)
 	    cmocka_unit_test(test_relay_and_queue),
 	    cmocka_unit_test(test_relay_poll),
 	    cmocka_unit_test(test_no_chat),
+	    cmocka_unit_test(test_receipt_flood),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
