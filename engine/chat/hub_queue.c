@@ -265,11 +265,16 @@ static int q_write(int fd, int64_t t, const char *line, sx_err *err)
 	memcpy(buf, head, hl);
 	memcpy(buf + hl, line, ll);
 	buf[hl + ll] = '\n';
-	ssize_t n = write(fd, buf, hl + ll + 1);
+	struct stat st;
+	ssize_t n = fstat(fd, &st) == 0 ? write(fd, buf, hl + ll + 1) : -1;
 	int e = errno;
 	free(buf);
-	if (n != (ssize_t)(hl + ll + 1))
+	if (n != (ssize_t)(hl + ll + 1)) {
+		/* cut a short write back: the next line must not continue it */
+		if (n > 0 && ftruncate(fd, st.st_size) < 0)
+			e = errno;
 		return sx_fail_errno(err, SX_E_IO, n < 0 ? e : ENOSPC, "a queue write failed");
+	}
 	return 0;
 }
 

@@ -63,12 +63,18 @@ static int tr_write(int fd, const char *s, size_t len, sx_err *err)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
 	memcpy(buf, s, len);
 	buf[len] = '\n';
-	ssize_t n = write(fd, buf, len + 1);
+	struct stat st;
+	ssize_t n = fstat(fd, &st) == 0 ? write(fd, buf, len + 1) : -1;
 	int e = errno;
 	free(buf);
-	if (n != (ssize_t)(len + 1))
+	if (n != (ssize_t)(len + 1)) {
+		/* A short write (a full disk) is cut back, so that the next line
+		 * does not continue a partial one. */
+		if (n > 0 && ftruncate(fd, st.st_size) < 0)
+			sx_log("error", "chat_transcript", "reason=%s", SX_LOGQ(strerror(errno)));
 		return sx_fail_errno(err, SX_E_IO, n < 0 ? e : ENOSPC,
 				     "the server's chat transcript cannot be written");
+	}
 	if (fdatasync(fd) < 0)
 		return sx_fail_errno(err, SX_E_IO, errno,
 				     "the server's chat transcript cannot be flushed");
