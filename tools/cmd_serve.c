@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "common/sx_util.h"
+#include "engine/chat/sx_chat.h"
+#include "engine/chat/sx_chat_hub.h"
 #include "engine/ledger/sx_ledger.h"
 #include "engine/transfer/sx_metrics.h"
 #include "engine/transfer/sx_transfer.h"
@@ -85,6 +87,22 @@ static const char usage[] =
     "                          (1 to 1000; default: no series per device)\n"
     "  --log-format FMT        log lines as logfmt (default) or json, one object\n"
     "                          per line (docs/METRICS.md; every command takes it)\n"
+    "\n"
+    "Chat (`sxfer chat`; docs/PROTOCOL.md \"Chat\"):\n"
+    "  --chat                  relay signed chat messages between connected\n"
+    "                          identities (default: off; a chat client is told so)\n"
+    "  --chat-dir DIR          the server's chat transcript and the queues of\n"
+    "                          offline identities (default: the state folder's\n"
+    "                          chat-server/)\n"
+    "  --chat-max-text SIZE    the largest text of one message (default 64K,\n"
+    "                          at most 1M)\n"
+    "  --chat-rate N           messages per second per identity, a burst of 2N\n"
+    "                          (default 10)\n"
+    "  --chat-max-to N         members of a direct conversation (default 32)\n"
+    "  --chat-queue-max N      messages waiting for one offline identity\n"
+    "                          (default 1000)\n"
+    "  --chat-queue-age DURATION  how long they wait: N with s, m, h or d\n"
+    "                          (default 7d)\n"
     "\n"
     "Per-device limits (for every device; --device NAME.KEY=VALUE, or the key\n"
     "device.NAME.KEY in the file, for one name; 'none' lifts a limit):\n"
@@ -169,8 +187,20 @@ static int parse_ttl(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* Long options without a letter (metrics). */
-enum { OPT_METRICS = 0x100, OPT_METRICS_PUBLIC, OPT_METRICS_PORT_FILE, OPT_METRICS_PER_DEVICE };
+/* Long options without a letter (metrics, chat). */
+enum {
+	OPT_METRICS = 0x100,
+	OPT_METRICS_PUBLIC,
+	OPT_METRICS_PORT_FILE,
+	OPT_METRICS_PER_DEVICE,
+	OPT_CHAT,
+	OPT_CHAT_DIR,
+	OPT_CHAT_MAX_TEXT,
+	OPT_CHAT_RATE,
+	OPT_CHAT_MAX_TO,
+	OPT_CHAT_QUEUE_MAX,
+	OPT_CHAT_QUEUE_AGE
+};
 
 /* One of the options above into mc (the port file in mc->listen_ctx). */
 static int metrics_opt(const sx_conf *cf, int c, const char *arg, sx_metrics_cfg *mc, sx_err *err)
@@ -243,6 +273,13 @@ static const struct option opts[] = {
     {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
     {"metrics-port-file", required_argument, 0, OPT_METRICS_PORT_FILE},
     {"metrics-per-device", required_argument, 0, OPT_METRICS_PER_DEVICE},
+    {"chat", no_argument, 0, OPT_CHAT},
+    {"chat-dir", required_argument, 0, OPT_CHAT_DIR},
+    {"chat-max-text", required_argument, 0, OPT_CHAT_MAX_TEXT},
+    {"chat-rate", required_argument, 0, OPT_CHAT_RATE},
+    {"chat-max-to", required_argument, 0, OPT_CHAT_MAX_TO},
+    {"chat-queue-max", required_argument, 0, OPT_CHAT_QUEUE_MAX},
+    {"chat-queue-age", required_argument, 0, OPT_CHAT_QUEUE_AGE},
     SX_CONF_OPTS,
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -326,11 +363,57 @@ out:
 	return -1;
 }
 
+/* The chat options. 1: not one of them. */
+static int parse_chat(const sx_conf *cf, int c, const char *arg, serve_opts *o, sx_err *err)
+{
+	sx_chat_hub_cfg *ch = &o->chat;
+	uint64_t v;
+	switch (c) {
+	case OPT_CHAT: o->chat_on = true; break;
+	case OPT_CHAT_DIR: ch->dir = optarg; break;
+	case OPT_CHAT_MAX_TEXT:
+		if (sx_parse_size(optarg, &v) < 0 || v == 0 || v > SX_CHAT_TEXT_MAX)
+			return sx_conf_fail(cf, arg, err,
+					    "--chat-max-text: '%s' is not a size from 1 to 1M",
+					    optarg);
+		ch->max_text = (uint32_t)v;
+		break;
+	case OPT_CHAT_RATE:
+		SX_GUARD(number(cf, arg, "chat-rate", 1, SX_CHAT_RATE_MAX, &v, err));
+		ch->rate = (uint32_t)v;
+		break;
+	case OPT_CHAT_MAX_TO:
+		SX_GUARD(number(cf, arg, "chat-max-to", 2, SX_CHAT_TO_MAX, &v, err));
+		ch->max_to = (uint32_t)v;
+		break;
+	case OPT_CHAT_QUEUE_MAX:
+		SX_GUARD(number(cf, arg, "chat-queue-max", 1, SX_CHAT_QUEUE_MAX, &v, err));
+		ch->queue_max = (uint32_t)v;
+		break;
+	case OPT_CHAT_QUEUE_AGE:
+		if (parse_ttl(optarg, &ch->queue_age_s) < 0)
+			return sx_conf_fail(cf, arg, err,
+					    "--chat-queue-age: '%s' is not a duration above 0, "
+					    "e.g. 90m, 12h or 7d",
+					    optarg);
+		break;
+	default: return 1;
+	}
+	if (c != OPT_CHAT)
+		o->chat_set = true;
+	return 0;
+out:
+	return -1;
+}
+
 /* One option (its code c, the element of cf->argv it came from). */
 static int parse_one(const sx_conf *cf, int c, const char *arg, serve_opts *o, sx_err *err)
 {
 	sx_serve_cfg *cfg = &o->cfg;
 	int rc = parse_conns(cf, c, arg, o, err);
+	if (rc <= 0)
+		return rc;
+	rc = parse_chat(cf, c, arg, o, err);
 	if (rc <= 0)
 		return rc;
 	switch (c) {
@@ -379,6 +462,8 @@ static int check_all(const serve_opts *o, sx_err *err)
 			       cfg->listen);
 	if (o->no_ledger && cfg->ledger != NULL)
 		return sx_fail(err, SX_E_USAGE, "--ledger and --no-ledger exclude each other");
+	if (o->chat_set && !o->chat_on)
+		return sx_fail(err, SX_E_USAGE, "the --chat-* options need --chat");
 	return metrics_check(&o->mc, err);
 }
 
@@ -393,6 +478,7 @@ int sx_serve_parse(const sx_conf *cf, serve_opts *o, sx_err *err)
 				.idle_timeout_ms = SX_TIMEOUT_IDLE_MS,
 				.zmode = SX_ZMODE_AUTO,
 				.zlevel = SX_ZLEVEL_AUTO};
+	sx_chat_hub_cfg_init(&o->chat);
 	optind = 0; /* a full reset of GNU getopt: sx_conf_load used it */
 	opterr = 0;
 	while ((c = getopt_long(cf->argc, cf->argv, ":h", opts, NULL)) != -1) {
@@ -453,6 +539,8 @@ static int serve_main(serve_opts *o, serve_reload *rl, sx_err *err)
 		o->mc.on_listen = sx_cli_write_port;
 		cfg->metrics = &o->mc;
 	}
+	if (o->chat_on)
+		cfg->chat = &o->chat;
 	cfg->on_reload = sx_serve_reload;
 	cfg->reload_ctx = rl;
 	struct sigaction sa = {0};

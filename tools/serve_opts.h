@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "engine/chat/sx_chat_hub.h"
 #include "engine/transfer/sx_metrics.h"
 #include "engine/transfer/sx_transfer.h"
 #include "tools/cli.h"
@@ -29,6 +30,9 @@ typedef struct serve_opts {
 	sx_cli_pass ps;
 	sx_limits_cfg lim;
 	sx_metrics_cfg mc; /* --metrics and its companions */
+	/* --chat and its companions (chat_set: one of --chat-*) */
+	bool chat_on, chat_set;
+	sx_chat_hub_cfg chat;
 } serve_opts;
 
 extern const sx_conf_spec sx_serve_spec;

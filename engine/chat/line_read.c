@@ -219,8 +219,7 @@ static int rd_msg(rd *r, sx_chat_line *l)
 	p->text = l->text_buf;
 	p->text_len = n;
 	unsigned hl = 0;
-	if (EVP_Digest(p->text, n, p->text_hash, &hl, EVP_sha256(), NULL) != 1 ||
-	    hl != SX_HASH_LEN)
+	if (EVP_Digest(p->text, n, p->text_hash, &hl, EVP_sha256(), NULL) != 1 || hl != SX_HASH_LEN)
 		return sx_fail_ssl(r->err, SX_E_OTHER, "SHA-256");
 	if (get_hex(r, "hash", l->hash) < 0 || get_hex(r, "fp", p->fp) < 0)
 		return -1;

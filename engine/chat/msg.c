@@ -4,7 +4,26 @@
  * nothing left over. Pure. */
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "engine/chat/sx_chat.h"
+
+static const char *const why_names[] = {
+    [SX_CHAT_OK] = "ok",
+    [SX_CHAT_STALE] = "stale",
+    [SX_CHAT_REPLAY] = "replay",
+    [SX_CHAT_TOO_BIG] = "too_big",
+    [SX_CHAT_RATE] = "rate",
+    [SX_CHAT_RECIPIENTS] = "recipients",
+    [SX_CHAT_NOT_MEMBER] = "not_member",
+    [SX_CHAT_QUEUE_FULL] = "queue_full",
+    [SX_CHAT_BAD] = "bad",
+};
+
+const char *sx_chat_why_name(sx_chat_why w)
+{
+	return (unsigned)w < sizeof(why_names) / sizeof(why_names[0]) ? why_names[w] : "unknown";
+}
 
 /* ---- encoding ------------------------------------------------------------ */
 
@@ -200,6 +219,11 @@ static int get_post(sx_cur *c, sx_chat_post *p, sx_err *err)
 		return bad(err, "seq and position start at 1");
 	if (get_block32(c, SX_CHAT_TEXT_MAX, &p->text, &p->text_len) < 0)
 		return bad(err, "text");
+	/* The statement signs the text's hash; the message carries the text. */
+	unsigned hl = 0;
+	if (EVP_Digest(p->text, p->text_len, p->text_hash, &hl, EVP_sha256(), NULL) != 1 ||
+	    hl != SX_HASH_LEN)
+		return sx_fail_ssl(err, SX_E_OTHER, "SHA-256");
 	return get_sig(c, &p->alg, p->sig, &p->sig_len, err);
 out:
 	return -1;

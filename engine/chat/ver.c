@@ -265,6 +265,10 @@ int sx_chat_ver_msg(sx_chat_ver *v, const sx_chat_post *p, bool commit, sx_chat_
 		*why = SX_CHAT_OK;
 	if (msg_author(v, p, why, err) < 0)
 		return -1;
+	if (p->seq == 0 || p->n == 0)
+		return refuse(why, SX_CHAT_BAD, err,
+			      "%s's message in %s: seq and position start at 1", p->author,
+			      p->conv);
 	vconv *c = ver_find_conv(v, p->conv);
 	if (msg_seq(v, c, p, why, err) < 0 || msg_chain(v, c, p, why, err) < 0)
 		return -1;

@@ -572,6 +572,7 @@ int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err)
 	SX_GUARD(sx_chan_ctx_new(&sh.ctx, &cc, err));
 	(void)sx_cert_life_warn(cfg->id, 0);
 	SX_GUARD(srv_watch_start(&sh, err));
+	SX_GUARD(srv_chat_open(&sh, err));
 	sh.fd_budget = fd_budget(cfg, sh.spill_max);
 	/* A quarter of the connections (at least one from two on) is kept for
 	 * peers that have authenticated; half of it may go to handshakes from
@@ -633,6 +634,7 @@ out:
 	srv_metrics_stop(&sh);
 	srv_wait_keepers(&sh);
 	srv_out_drain(&sh, cfg->stop, false);
+	srv_chat_close(&sh); /* before the CRL's thread, the limits, the TLS context */
 	for (unsigned i = 0; i < nloops; i++)
 		loop_free(&loops[i]);
 	if (sh.lfd >= 0)

@@ -200,10 +200,12 @@ static void conn_free(server *s, conn *c)
 
 void srv_maybe_free(server *s, conn *c)
 {
-	/* A get or ls: handed to its thread once nothing of it is in flight. */
+	/* A get or ls: handed to its thread once nothing of it is in flight;
+	 * a chat connection to the chat hub. */
 	if (conn_used(c) && c->req != NULL && !conn_closing(c) && c->inflight == 0) {
 		sx_err err = {0};
-		if (srv_out_start(s, c, &err) < 0) {
+		if ((c->req_type == SX_MSG_CHAT_JOIN ? srv_chat_start(s, c, &err)
+						     : srv_out_start(s, c, &err)) < 0) {
 			srv_conn_fail(s, c, &err);
 			return;
 		}

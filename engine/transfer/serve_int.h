@@ -49,6 +49,7 @@
 #include "engine/transfer/sx_pool.h"
 #include "engine/transfer/sx_rate.h"
 #include "engine/channel/sx_link.h"
+#include "engine/chat/sx_chat.h"
 #include "engine/sign/sx_sigsess.h"
 #include "engine/transfer/sx_store.h"
 #include "engine/transfer/sx_transfer.h"
@@ -326,20 +327,21 @@ typedef struct shared {
 	atomic_uint active;  /* connections, all loops */
 	atomic_uint accepts; /* accepts posted, all loops */
 	atomic_uint next_id;
-	atomic_bool stop;      /* cfg->stop seen by loop 0, which gets the signals */
-	atomic_bool failed;    /* a loop hit an error of its own: all stop */
-	sx_admit admit;	       /* handshakes in progress, in all and per address */
-	atomic_uint outgoing;  /* threads answering get or ls (serve_out.c) */
-	atomic_int out_result; /* the last such thread that failed: its class */
-	atomic_uint keepers;   /* threads keeping a cut-off stream's prefix */
-	unsigned fd_budget;    /* descriptors the files of one connection may hold */
-	sx_ledger *ledger;     /* NULL: none (--no-ledger, the client of get) */
-	uint64_t sweep_ns;     /* loop 0: the last look for expired held parts */
-	crl_watch *watch;      /* NULL: none (the client of get) */
-	srv_metrics *met;      /* NULL: none (no --metrics, the client of get) */
-	sx_limits *lim;	       /* per-device limits; NULL: none (the client of get) */
-	unsigned spill_max;    /* connections beyond max_conns: 0 with --once, the client */
-	unsigned cores;	       /* CPUs this process may run on */
+	atomic_bool stop;	 /* cfg->stop seen by loop 0, which gets the signals */
+	atomic_bool failed;	 /* a loop hit an error of its own: all stop */
+	sx_admit admit;		 /* handshakes in progress, in all and per address */
+	atomic_uint outgoing;	 /* threads answering get or ls (serve_out.c) */
+	atomic_int out_result;	 /* the last such thread that failed: its class */
+	atomic_uint keepers;	 /* threads keeping a cut-off stream's prefix */
+	unsigned fd_budget;	 /* descriptors the files of one connection may hold */
+	sx_ledger *ledger;	 /* NULL: none (--no-ledger, the client of get) */
+	uint64_t sweep_ns;	 /* loop 0: the last look for expired held parts */
+	crl_watch *watch;	 /* NULL: none (the client of get) */
+	srv_metrics *met;	 /* NULL: none (no --metrics, the client of get) */
+	sx_limits *lim;		 /* per-device limits; NULL: none (the client of get) */
+	unsigned spill_max;	 /* connections beyond max_conns: 0 with --once, the client */
+	unsigned cores;		 /* CPUs this process may run on */
+	struct sx_chat_hub *hub; /* serve --chat (serve_chat.c); NULL: none */
 } shared;
 
 typedef struct server {
@@ -478,6 +480,15 @@ int srv_out_start(server *s, conn *c, sx_err *err);
  * state: they end before either goes. finish: each may first complete its
  * session (until a signal sets stop); then sh->stop tells the rest to end. */
 void srv_out_drain(shared *sh, volatile sig_atomic_t *stop, bool finish);
+
+/* serve_chat.c: serve --chat, the connections handed to the chat hub. A
+ * CHAT_JOIN (its body) is kept until the connection can be handed (or
+ * refused: no --chat); the hub starts before the loops and stops after
+ * them. */
+int srv_chat_request(server *s, conn *c, const uint8_t *body, size_t len, sx_err *err);
+int srv_chat_start(server *s, conn *c, sx_err *err);
+int srv_chat_open(shared *sh, sx_err *err) SX_MUST_CHECK;
+void srv_chat_close(shared *sh);
 
 /* serve.c, for the client's side (get.c) */
 conn *srv_conn_add(server *s, int fd, const char *addr);

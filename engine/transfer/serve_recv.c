@@ -411,6 +411,9 @@ static int on_ctrl(server *s, conn *c, const uint8_t *pt, size_t len, sx_err *er
 {
 	sx_msg m;
 	const sx_get_cfg *cl = s->cfg->client;
+	/* A chat client (serve_chat.c): its messages are the hub's to read. */
+	if (cl == NULL && !c->session && len > 0 && pt[0] == SX_MSG_CHAT_JOIN)
+		return srv_chat_request(s, c, pt, len, err);
 	SX_GUARD(sx_msg_decode(pt, len, &m, err));
 	/* Either side may end the session with ERROR, saying why. */
 	if (m.type == SX_MSG_ERROR)

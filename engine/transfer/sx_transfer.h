@@ -207,6 +207,9 @@ typedef struct sx_serve_cfg {
 	sx_limits_cfg *limits;
 	int (*on_reload)(void *ctx, sx_limits_cfg *out);
 	void *reload_ctx;
+	/* serve --chat: the chat hub (engine/chat/sx_chat_hub.h); NULL: chat
+	 * is off, and a CHAT_JOIN is answered with ERROR */
+	const struct sx_chat_hub_cfg *chat;
 } sx_serve_cfg;
 
 int sx_serve_run(const sx_serve_cfg *cfg, sx_err *err) SX_MUST_CHECK;

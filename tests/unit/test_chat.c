@@ -453,6 +453,11 @@ static void test_strict_head_gap(void **state)
 	expect_refused(v, &p, SX_CHAT_STALE, "missing");
 	mkpost(f, &p, "alice", "#ops", 9, 21, other, "after the gap");
 	assert_int_equal(sx_chat_ver_msg(v, &p, true, NULL, h, &err), 0);
+	/* positions and seqs start at 1, whatever a transcript line says */
+	mkpost(f, &p, "bob", "#zero", 1, 0, NULL, "x");
+	expect_refused(v, &p, SX_CHAT_BAD, "start at 1");
+	mkpost(f, &p, "bob", "#zero", 0, 1, NULL, "x");
+	expect_refused(v, &p, SX_CHAT_BAD, "start at 1");
 	/* a message at position 1 naming a previous one */
 	mkpost(f, &p, "bob", "#x", 1, 1, other, "x");
 	expect_refused(v, &p, SX_CHAT_BAD, "first message names");
