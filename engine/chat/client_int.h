@@ -96,6 +96,7 @@ typedef struct chat_client {
 	uint8_t *post_text;
 	size_t post_text_len;
 	unsigned stale_tries;
+	int replay_hook;   /* test builds: 1 the next ACCEPTED post is sent again, 2 it was */
 	uint64_t seq_next; /* the seq the server expects (REFUSED replay), 0: unknown */
 
 	/* scratch: one decoded message, one to encode, one transcript line */

@@ -21,15 +21,6 @@ static void refused_json(chat_client *c, const char *conv, uint64_t seq, const c
 	fflush(f);
 }
 
-/* The word of a REFUSED code, as docs/PROTOCOL.md names them. */
-static const char *why_word(uint8_t why)
-{
-	static const char *const words[] = {"ok",	  "stale",	"replay",
-					    "too_big",	  "rate",	"recipients",
-					    "not_member", "queue_full", "bad"};
-	return why < SX_ARRAY_LEN(words) ? words[why] : "unknown";
-}
-
 /* One refusal: printed (standard error, or a JSON object), counted. */
 static void refused(chat_client *c, const char *conv, uint64_t seq, const char *why,
 		    const char *reason, size_t reason_len, bool local)
@@ -193,6 +184,19 @@ int chat_on_accepted(chat_client *c, const sx_chat_msg *m, sx_err *err)
 	SX_GUARD(chat_file_append(c, l, err));
 	SX_GUARD(chat_touch(c, p->conv, err));
 	c->res->posted++;
+#ifdef SXFER_TEST_HOOKS
+	/* TEST HOOK: SXFER_TEST_CHAT_REPLAY=1 sends the first accepted
+	 * message again, byte for byte (a replay the server must refuse). */
+	if (c->replay_hook == 0 && getenv("SXFER_TEST_CHAT_REPLAY") != NULL) {
+		c->replay_hook = 1;
+		sx_chat_msg *r = c->m_out;
+		memset(r, 0, sizeof(*r));
+		r->type = SX_MSG_CHAT_POST;
+		r->post = *p;
+		SX_GUARD(chat_send(c, r, err));
+		c->post_busy = true;
+	}
+#endif
 	if (c->tty.on) {
 		char clock[16], cv[256], s[512];
 		chat_clock(p->time_ms, clock);
@@ -233,11 +237,13 @@ int chat_on_refused(chat_client *c, const sx_chat_msg *m, sx_err *err)
 			return post_send(c, &m->n, m->head, err);
 		return post_send(c, NULL, NULL, err);
 	}
-	if (m->why == SX_CHAT_REPLAY && m->n > p->seq && c->seq_next < m->n) {
+	if (m->why == SX_CHAT_REPLAY && m->n > p->seq && c->seq_next < m->n &&
+	    c->replay_hook != 1) {
 		c->seq_next = m->n;
 		return post_send(c, NULL, NULL, err);
 	}
-	refused(c, p->conv, p->seq, why_word(m->why), m->reason, m->reason_len, false);
+	refused(c, p->conv, p->seq, sx_chat_why_name((sx_chat_why)m->why), m->reason, m->reason_len,
+		false);
 	return 0;
 out:
 	return -1;

@@ -33,6 +33,12 @@ static int on_welcome(chat_client *c, const sx_chat_msg *m, sx_err *err)
 	c->max_text =
 	    m->max_text > 0 && m->max_text < SX_CHAT_TEXT_MAX ? m->max_text : SX_CHAT_TEXT_MAX;
 	c->rate = m->rate;
+#ifdef SXFER_TEST_HOOKS
+	/* TEST HOOK: SXFER_TEST_CHAT_NOPACE=1 posts as fast as lines come, so
+	 * that the server's rate limit refuses. */
+	if (getenv("SXFER_TEST_CHAT_NOPACE") != NULL)
+		c->rate = 0;
+#endif
 	c->tokens = m->rate;
 	c->tok_ns = sx_now_ns();
 	c->in_cap = (c->max_text > CHAT_EDIT_MAX ? c->max_text : CHAT_EDIT_MAX) + 1;
