@@ -222,7 +222,7 @@ static int deliver_queue(sx_chat_hub *h, hconn *c, const hub_sync *sync, sx_err 
 	c->q_until = c->queued_bytes;
 	sx_log("info", "chat_queue",
 	       "conn=%u name=%s action=deliver msgs=%llu receipts=%llu "
-	       "expired=%llu held=%llu",
+	       "expired=%llu skipped=%llu",
 	       c->id, SX_LOGQ(c->name), (unsigned long long)d.msgs, (unsigned long long)d.receipts,
 	       (unsigned long long)d.expired, (unsigned long long)d.skipped);
 	return 0;
