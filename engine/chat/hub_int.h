@@ -1,7 +1,8 @@
 /* engine/chat: the hub's private state, shared by hub.c (the thread, the
  * ring, a connection's input and output), hub_msg.c (what each chat
- * message does), hub_queue.c (what waits for offline identities) and
- * hub_store.c (the transcript, certificates, the rate bucket). */
+ * message does), hub_queue.c (what waits for offline identities),
+ * hub_store.c (the transcript, certificates, the rate bucket) and
+ * hub_sync.c (the transcript's index; what a JOIN's tips say is missing). */
 #ifndef SX_CHAT_HUB_INT_H
 #define SX_CHAT_HUB_INT_H
 

@@ -47,23 +47,20 @@ static hub_ixc *ix_slot(const hub_ix *ix, const char *conv, uint64_t hash)
 static int ix_rehash(hub_ix *ix, sx_err *err)
 {
 	size_t cap = ix->cap ? ix->cap * 2 : 64;
-	SX_ENSURE(cap / 2 <= IX_CONVS_MAX, err, SX_E_OTHER, "too many conversations to index");
+	if (cap / 2 > IX_CONVS_MAX)
+		return sx_fail(err, SX_E_OTHER, "too many conversations to index");
+	hub_ixc *slots = calloc(cap, sizeof(*slots));
+	if (slots == NULL)
+		return sx_fail(err, SX_E_OTHER, "out of memory");
 	hub_ixc *old = ix->slots;
 	size_t old_cap = ix->cap;
-	ix->slots = calloc(cap, sizeof(*ix->slots));
-	SX_ENSURE(ix->slots != NULL, err, SX_E_OTHER, "out of memory");
+	ix->slots = slots;
 	ix->cap = cap;
 	for (size_t i = 0; i < old_cap; i++)
 		if (old[i].conv != NULL)
 			*ix_slot(ix, old[i].conv, old[i].hash) = old[i];
 	free(old);
 	return 0;
-out:
-	if (ix->slots == NULL) {
-		ix->slots = old;
-		ix->cap = old_cap;
-	}
-	return -1;
 }
 
 int hub_ix_add(hub_ix *ix, const char *conv, uint64_t n, uint64_t off, size_t len, sx_err *err)

@@ -469,22 +469,17 @@ static cli *cli_open_tips(const sx_identity *id, const char *room, const char *c
 	}
 	sx_link_rx_set(&c->link, c->rx, sizeof(c->rx));
 	c->link.max_body = CLI_RX + SX_REC_TAG_MAX;
-	sx_chat_msg *j = calloc(1, sizeof(*j));
+	static sx_chat_msg j;
 	uint8_t tips[1024];
 	sx_wbuf w = sx_wbuf_make(tips, sizeof(tips));
-	assert_non_null(j);
 	for (size_t i = 0; i < k; i++)
 		sx_chat_tip_put(&w, convs[i], ns[i]);
-	assert_false(w.overflow);
-	j->type = SX_MSG_CHAT_JOIN;
-	j->version = SX_CHAT_VERSION;
-	j->room = room != NULL ? room : "";
-	j->room_len = strlen(j->room);
-	j->tips = tips;
-	j->tips_len = w.len;
-	j->ntips = (uint16_t)k;
-	cli_send(c, j);
-	free(j);
+	j = (sx_chat_msg){.type = SX_MSG_CHAT_JOIN, .version = SX_CHAT_VERSION, .tips = tips};
+	j.room = room != NULL ? room : "";
+	j.room_len = strlen(j.room);
+	j.tips_len = w.len;
+	j.ntips = (uint16_t)k;
+	cli_send(c, &j);
 	return c;
 }
 
@@ -783,17 +778,7 @@ static void test_catch_up(void **state)
 	snprintf(path, sizeof(path), "%s/queue/bob.jsonl", chat_dir);
 	assert_int_not_equal(access(path, F_OK), 0);
 	cli_close(a);
-	server_stop();
-	/* after a restart, the index is built from the transcript again */
-	server_start(true);
-	b = cli_open_tips(&bob_id, NULL, &conv, (const uint64_t[]){6}, 1);
-	assert_int_equal(cli_recv(b), SX_MSG_CHAT_WELCOME);
-	expect_resent(b, true, 7);
-	assert_int_equal(b->m.post.text_len, 5);
-	assert_memory_equal(b->m.post.text, "seven", 5);
-	cli_nothing_more(b);
-	cli_bye(b);
-	server_stop();
+	server_stop(); /* (after a restart, the index is read back: test_chat_resync.sh) */
 	chat_qmax = 0;
 	chat_sub = "chat";
 }
