@@ -58,6 +58,8 @@ int chat_send(chat_client *c, const sx_chat_msg *m, sx_err *err)
 	size_t bound = 2 * SX_CHAT_CONV_MAX + 4096;
 	if (m->type == SX_MSG_CHAT_POST)
 		bound += m->post.text_len;
+	if (m->type == SX_MSG_CHAT_JOIN)
+		bound += m->tips_len;
 	SX_GUARD(buf_room(&c->next, SX_REC_HDR_LEN + bound + tag, err));
 	uint8_t *rec = c->next.p + c->next.len;
 	sx_wbuf w = sx_wbuf_make(rec + SX_REC_HDR_LEN, bound);
@@ -118,19 +120,33 @@ out:
 	return -1;
 }
 
-/* The keys are taken: the assembler gets its buffer, JOIN goes out. */
+/* The keys are taken: the assembler gets its buffer, JOIN goes out, with
+ * the tips of the direct conversations the transcript holds (the server
+ * sends what is missing beyond them). */
 static int link_ready(chat_client *c, sx_err *err)
 {
+	uint8_t *tips = NULL;
+	size_t tips_len = 0, tag = sx_suite_tag_len(c->link.k.tx.suite);
+	size_t max = c->link.k.peer_max_record, over = tag + 16 + SX_CHAT_NAME_MAX;
+	uint16_t ntips = 0;
+	int rc;
 	sx_link_rx_set(&c->link, c->rx, c->rx_cap);
 	c->link.max_body = CHAT_RX_MAX;
+	SX_GUARD(chat_join_tips(c, max > over ? max - over : 0, &tips, &tips_len, &ntips, err));
 	sx_chat_msg *m = c->m_out;
 	memset(m, 0, sizeof(*m));
 	m->type = SX_MSG_CHAT_JOIN;
 	m->version = SX_CHAT_VERSION;
 	m->room = c->cfg->room != NULL ? c->cfg->room : "";
 	m->room_len = strlen(m->room);
+	m->tips = tips;
+	m->tips_len = tips_len;
+	m->ntips = ntips;
 	c->phase = PH_JOIN;
-	SX_GUARD(chat_send(c, m, err));
+	rc = chat_send(c, m, err);
+	free(tips);
+	m->tips = NULL;
+	SX_GUARD(rc);
 	while (c->phase != PH_DONE && sx_link_rx_early(&c->link) > 0)
 		SX_GUARD(on_input(c, sx_link_rx_feed(&c->link), err));
 	return 0;

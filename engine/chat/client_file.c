@@ -210,3 +210,58 @@ void chat_file_close(chat_client *c)
 		close(c->tfd); /* and its lock */
 	c->tfd = -1;
 }
+
+static int conv_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int chat_join_tips(chat_client *c, size_t budget, uint8_t **tips, size_t *len, uint16_t *n,
+		   sx_err *err)
+{
+	const char **convs = NULL;
+	size_t at = 0, nconvs = 0, cap = 0;
+	const char *conv;
+	int rc = -1;
+	*tips = NULL;
+	*len = 0;
+	*n = 0;
+	while ((conv = sx_chat_ver_next_conv(c->ver, &at)) != NULL) {
+		uint64_t tip;
+		uint8_t head[SX_HASH_LEN];
+		sx_chat_ver_tip(c->ver, conv, &tip, head);
+		if (sx_chat_conv_is_room(conv) || tip == 0)
+			continue;
+		SX_GUARD(sx_grow(&convs, &cap, nconvs + 1, sizeof(*convs), SX_CHAT_TIPS_MAX,
+				 "direct conversations in the transcript", err));
+		convs[nconvs++] = conv;
+	}
+	if (nconvs == 0) {
+		rc = 0;
+		goto out;
+	}
+	qsort(convs, nconvs, sizeof(*convs), conv_cmp);
+	if (budget > SX_CHAT_TIPS_BYTES)
+		budget = SX_CHAT_TIPS_BYTES;
+	*tips = malloc(budget > 0 ? budget : 1);
+	SX_ENSURE(*tips != NULL, err, SX_E_OTHER, "out of memory");
+	sx_wbuf w = sx_wbuf_make(*tips, budget);
+	for (size_t i = 0; i < nconvs; i++) {
+		uint64_t tip;
+		uint8_t head[SX_HASH_LEN];
+		sx_chat_ver_tip(c->ver, convs[i], &tip, head);
+		sx_chat_tip_put(&w, convs[i], tip);
+		if (w.overflow)
+			break;
+		*len = w.len;
+		(*n)++;
+	}
+	if (*n < nconvs)
+		sx_log("warn", "chat_tips", "sent=%u held=%zu reason=%s", *n, nconvs,
+		       SX_LOGQ("the rest do not fit in a JOIN: their missing messages are not "
+			       "asked for"));
+	rc = 0;
+out:
+	free(convs);
+	return rc;
+}

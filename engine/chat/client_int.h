@@ -139,6 +139,10 @@ void chat_file_close(chat_client *c);
 int chat_file_append(chat_client *c, const sx_chat_line *l, sx_err *err) SX_MUST_CHECK;
 /* The own chain as a CERT line, once, before the first own line naming it. */
 int chat_own_cert(chat_client *c, sx_err *err) SX_MUST_CHECK;
+/* JOIN's tips: (conv, n) of each direct conversation the transcript holds
+ * (n > 0), sorted, in at most budget bytes (*tips malloc'd, or NULL). */
+int chat_join_tips(chat_client *c, size_t budget, uint8_t **tips, size_t *len, uint16_t *n,
+		   sx_err *err) SX_MUST_CHECK;
 
 /* client_tty.c */
 int chat_tty_start(chat_client *c, sx_err *err) SX_MUST_CHECK;

@@ -1,7 +1,8 @@
 /* engine/chat: the hub's private state, shared by hub.c (the thread, the
  * ring, a connection's input and output), hub_msg.c (what each chat
- * message does), hub_queue.c (what waits for offline identities) and
- * hub_store.c (the transcript, certificates, the rate bucket). */
+ * message does), hub_queue.c (what waits for offline identities),
+ * hub_store.c (the transcript, certificates, the rate bucket) and
+ * hub_sync.c (the transcript's index; what a JOIN's tips say is missing). */
 #ifndef SX_CHAT_HUB_INT_H
 #define SX_CHAT_HUB_INT_H
 
@@ -84,6 +85,54 @@ void hub_q_done(hub_queues *qs, const char *name);
 /* Its connection ended first: the file stays, delivered again next time. */
 void hub_q_abort(hub_queues *qs, const char *name);
 
+/* ---- catching up a direct conversation (hub_sync.c) ---------------------- */
+
+/* Where each message of each conversation is in the server's transcript:
+ * per conversation (a hash table by id), the offset and length of the MSG
+ * line at each position 1, 2, 3, ... (the transcript is strict: every
+ * position from 1 on). Built while the transcript is read at start,
+ * extended at every append. */
+typedef struct hub_ixpos {
+	uint64_t off;
+	uint32_t len; /* without the newline */
+} hub_ixpos;
+
+typedef struct hub_ixc {
+	char *conv; /* NULL: an empty slot */
+	uint64_t hash;
+	hub_ixpos *pos; /* pos[n - 1]: message n */
+	size_t n, cap;
+} hub_ixc;
+
+typedef struct hub_ix {
+	hub_ixc *slots;
+	size_t cap, used; /* cap: 0 or a power of two */
+} hub_ix;
+
+/* Message n of conv at off (len bytes): n must be the next position. */
+int hub_ix_add(hub_ix *ix, const char *conv, uint64_t n, uint64_t off, size_t len,
+	       sx_err *err) SX_MUST_CHECK;
+/* Message n of conv, or NULL. */
+const hub_ixpos *hub_ix_get(const hub_ix *ix, const char *conv, uint64_t n);
+void hub_ix_free(hub_ix *ix);
+
+/* What a JOIN's tips say the client holds, and what was sent to it again:
+ * per direct conversation (in the tips' order, sorted), queued entries at
+ * or below upto are not delivered again. */
+typedef struct hub_skip {
+	char *conv;
+	uint64_t upto;
+} hub_skip;
+
+typedef struct hub_sync {
+	hub_skip *s;
+	size_t n, cap;
+} hub_sync;
+
+/* Position up to which c has conv after its catch-up (0: nothing known). */
+uint64_t hub_sync_upto(const hub_sync *s, const char *conv);
+void hub_sync_free(hub_sync *s);
+
 /* ---- connections (hub.c) ------------------------------------------------- */
 
 typedef struct hconn {
@@ -164,6 +213,7 @@ struct sx_chat_hub {
 	X509_CRL *crl; /* the reference pol.crl is (owned) */
 	uint64_t crl_ns;
 	sx_chat_ver *ver;
+	hub_ix ix; /* the transcript's MSG lines */
 	int tr_fd;
 	char tr_path[4200];
 	hub_queues qs;
@@ -199,6 +249,16 @@ bool hub_member_conn(const hconn *o, const char *conv);
 int hub_deliver(sx_chat_hub *h, hconn *c, const sx_chat_post *p, uint32_t flags,
 		sx_err *err) SX_MUST_CHECK;
 int hub_on_join(sx_chat_hub *h, hconn *c, sx_err *err) SX_MUST_CHECK;
+/* A NOTICE to c (head, reason may be NULL). */
+int hub_notice(sx_chat_hub *h, hconn *c, uint8_t kind, const char *conv, const char *name,
+	       uint64_t n, const uint8_t *head, const char *reason, sx_err *err) SX_MUST_CHECK;
+
+/* hub_sync.c: the JOIN's tips (decoded in h->min): for each direct
+ * conversation of c's identity the server holds beyond the tip, the
+ * messages c lacks, read from the transcript (at most queue_max: a NOTICE
+ * gap first when more are missing), DELIVER with SX_CHAT_F_RESENT; sync
+ * gets what c holds now, for the queue's delivery. */
+int hub_catch_up(sx_chat_hub *h, hconn *c, hub_sync *sync, sx_err *err) SX_MUST_CHECK;
 /* c leaves (its room's members are told). */
 void hub_on_leave(sx_chat_hub *h, hconn *c);
 

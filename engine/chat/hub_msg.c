@@ -31,8 +31,8 @@ bool hub_member_conn(const hconn *o, const char *conv)
 	return sx_chat_conv_is_room(conv) ? hub_in_room(o, conv) : sx_chat_conv_has(conv, o->name);
 }
 
-static int send_notice(sx_chat_hub *h, hconn *c, uint8_t kind, const char *conv, const char *name,
-		       uint64_t n, const uint8_t *head, const char *reason, sx_err *err)
+int hub_notice(sx_chat_hub *h, hconn *c, uint8_t kind, const char *conv, const char *name,
+	       uint64_t n, const uint8_t *head, const char *reason, sx_err *err)
 {
 	sx_chat_msg *m = h->mout;
 	memset(m, 0, sizeof(*m));
@@ -115,9 +115,10 @@ typedef struct qgap {
 typedef struct qdel {
 	sx_chat_hub *h;
 	hconn *c;
+	const hub_sync *sync; /* what the client holds (its tips, what was sent again) */
 	qgap *gaps;
 	size_t ngaps;
-	uint64_t msgs, receipts, expired;
+	uint64_t msgs, receipts, expired, skipped;
 } qdel;
 
 static int gap_flush(qdel *d, size_t i, sx_err *err)
@@ -130,7 +131,7 @@ static int gap_flush(qdel *d, size_t i, sx_err *err)
 			 (unsigned long long)g->count, (unsigned long long)d->h->cfg.queue_age_s);
 	else
 		snprintf(why, sizeof(why), "messages expired in the queue");
-	int rc = send_notice(d->h, d->c, SX_CHAT_N_GAP, g->conv, "", g->n, NULL, why, err);
+	int rc = hub_notice(d->h, d->c, SX_CHAT_N_GAP, g->conv, "", g->n, NULL, why, err);
 	d->gaps[i] = d->gaps[--d->ngaps];
 	return rc;
 }
@@ -166,6 +167,12 @@ static int q_line(void *ctx, const sx_chat_line *l, int64_t t, bool expired, sx_
 {
 	qdel *d = ctx;
 	(void)t;
+	/* what the client holds already (its tips, what was sent again) */
+	if ((l->kind == SX_CHAT_L_MSG && l->post.n <= hub_sync_upto(d->sync, l->post.conv)) ||
+	    (l->kind == SX_CHAT_L_GAP && l->n <= hub_sync_upto(d->sync, l->conv))) {
+		d->skipped++;
+		return 0;
+	}
 	switch (l->kind) {
 	case SX_CHAT_L_MSG:
 		if (expired) {
@@ -192,8 +199,9 @@ static int q_line(void *ctx, const sx_chat_line *l, int64_t t, bool expired, sx_
 	}
 }
 
-/* What waited for c's identity, then its file goes once it is sent. */
-static int deliver_queue(sx_chat_hub *h, hconn *c, sx_err *err)
+/* What waited for c's identity, but for what c holds (sync), then its
+ * file goes once it is sent. */
+static int deliver_queue(sx_chat_hub *h, hconn *c, const hub_sync *sync, sx_err *err)
 {
 	hub_queue *q = hub_q_find(&h->qs, c->name);
 	if (q == NULL || q->busy)
@@ -201,8 +209,7 @@ static int deliver_queue(sx_chat_hub *h, hconn *c, sx_err *err)
 	qgap *gaps = calloc(HUB_GAPS_MAX, sizeof(*gaps));
 	if (gaps == NULL)
 		return sx_fail(err, SX_E_OTHER, "out of memory");
-	size_t before = c->queued_bytes;
-	qdel d = {.h = h, .c = c, .gaps = gaps};
+	qdel d = {.h = h, .c = c, .sync = sync, .gaps = gaps};
 	int rc = hub_q_read(&h->qs, c->name, hub_now_ms(), q_line, &d, err);
 	while (rc == 0 && d.ngaps > 0)
 		rc = gap_flush(&d, 0, err);
@@ -211,15 +218,13 @@ static int deliver_queue(sx_chat_hub *h, hconn *c, sx_err *err)
 		hub_q_abort(&h->qs, c->name);
 		return -1;
 	}
-	/* what the queue sent may pass the usual bound until it is out */
-	c->out_allow = HUB_OUT_MAX + (c->queued_bytes - before);
 	c->q_busy = true;
 	c->q_until = c->queued_bytes;
 	sx_log("info", "chat_queue",
 	       "conn=%u name=%s action=deliver msgs=%llu receipts=%llu "
-	       "expired=%llu",
+	       "expired=%llu skipped=%llu",
 	       c->id, SX_LOGQ(c->name), (unsigned long long)d.msgs, (unsigned long long)d.receipts,
-	       (unsigned long long)d.expired);
+	       (unsigned long long)d.expired, (unsigned long long)d.skipped);
 	return 0;
 }
 
@@ -269,6 +274,21 @@ out:
 	return -1;
 }
 
+/* What c lacks: the messages its tips say are missing, then its queue.
+ * Both may pass the usual bound of bytes waiting until they are out. */
+static int catch_up(sx_chat_hub *h, hconn *c, sx_err *err)
+{
+	hub_sync sync = {0};
+	uint64_t before = c->queued_bytes;
+	c->out_allow = SIZE_MAX;
+	int rc = hub_catch_up(h, c, &sync, err);
+	if (rc == 0)
+		rc = deliver_queue(h, c, &sync, err);
+	hub_sync_free(&sync);
+	c->out_allow = HUB_OUT_MAX + (size_t)(c->queued_bytes - before);
+	return rc;
+}
+
 int hub_on_join(sx_chat_hub *h, hconn *c, sx_err *err)
 {
 	uint64_t n = 0;
@@ -282,19 +302,19 @@ int hub_on_join(sx_chat_hub *h, hconn *c, sx_err *err)
 		sx_chat_ver_tip(h->ver, c->room, &n, head);
 	SX_GUARD(welcome(h, c, n, head, err));
 	if (c->room[0] != '\0') {
-		SX_GUARD(send_notice(h, c, SX_CHAT_N_HEAD, c->room, c->name, n, head, NULL, err));
+		SX_GUARD(hub_notice(h, c, SX_CHAT_N_HEAD, c->room, c->name, n, head, NULL, err));
 		for (size_t i = 0; i < h->conns_cap; i++) {
 			hconn *o = h->conns[i];
 			sx_err e = {0};
 			if (o != NULL && o != c && hub_in_room(o, c->room) &&
-			    send_notice(h, o, SX_CHAT_N_JOINED, c->room, c->name, 0, NULL, NULL,
-					&e) < 0)
+			    hub_notice(h, o, SX_CHAT_N_JOINED, c->room, c->name, 0, NULL, NULL,
+				       &e) < 0)
 				hub_end(h, o, &e, false);
 		}
 	}
 	sx_log("info", "chat_open", "conn=%u addr=%s peer=%s room=%s", c->id, SX_LOGT(c->addr),
 	       SX_LOGQ(c->name), SX_LOGQ(c->room));
-	return deliver_queue(h, c, err);
+	return catch_up(h, c, err);
 out:
 	return -1;
 }
@@ -310,7 +330,7 @@ void hub_on_leave(sx_chat_hub *h, hconn *c)
 		hconn *o = h->conns[i];
 		sx_err e = {0};
 		if (o != NULL && o != c && hub_in_room(o, c->room) &&
-		    send_notice(h, o, SX_CHAT_N_LEFT, c->room, c->name, 0, NULL, NULL, &e) < 0)
+		    hub_notice(h, o, SX_CHAT_N_LEFT, c->room, c->name, 0, NULL, NULL, &e) < 0)
 			hub_end(h, o, &e, false);
 	}
 }

@@ -55,8 +55,9 @@ bool hub_rate_take(hub_bucket *b, uint32_t rate, uint64_t now_ns)
 
 /* ---- the transcript ------------------------------------------------------- */
 
-/* One line and its newline, one write, flushed. */
-static int tr_write(int fd, const char *s, size_t len, sx_err *err)
+/* One line and its newline, one write, flushed; *at (may be NULL) gets
+ * where it went (the file is ours alone: flock, one thread). */
+static int tr_write(int fd, const char *s, size_t len, uint64_t *at, sx_err *err)
 {
 	char *buf = malloc(len + 1);
 	if (buf == NULL)
@@ -78,6 +79,8 @@ static int tr_write(int fd, const char *s, size_t len, sx_err *err)
 	if (fdatasync(fd) < 0)
 		return sx_fail_errno(err, SX_E_IO, errno,
 				     "the server's chat transcript cannot be flushed");
+	if (at != NULL)
+		*at = (uint64_t)st.st_size;
 	return 0;
 }
 
@@ -87,9 +90,12 @@ int hub_tr_append(sx_chat_hub *h, const sx_chat_line *l, char **keep, sx_err *er
 	size_t len;
 	if (keep != NULL)
 		*keep = NULL;
+	uint64_t at = 0;
 	if (sx_chat_line_encode(l, &s, &len, err) < 0)
 		return -1;
-	int rc = tr_write(h->tr_fd, s, len, err);
+	int rc = tr_write(h->tr_fd, s, len, &at, err);
+	if (rc == 0 && l->kind == SX_CHAT_L_MSG)
+		rc = hub_ix_add(&h->ix, l->post.conv, l->post.n, at, len, err);
 	if (rc == 0 && keep != NULL)
 		*keep = s;
 	else
@@ -112,7 +118,7 @@ static int tr_first(sx_chat_hub *h, sx_err *err)
 		return -1;
 	int rc = sx_chat_ver_line(h->ver, s, len, NULL, err);
 	if (rc == 0)
-		rc = tr_write(h->tr_fd, s, len, err);
+		rc = tr_write(h->tr_fd, s, len, NULL, err);
 	free(s);
 	return rc;
 }
@@ -121,9 +127,10 @@ static int tr_first(sx_chat_hub *h, sx_err *err)
 static int tr_replay(sx_chat_hub *h, size_t size, sx_err *err)
 {
 	char *buf = malloc(size + 1);
+	sx_chat_line *l = calloc(1, sizeof(*l));
 	size_t have = 0, at = 0, line = 0;
 	int rc = -1;
-	SX_ENSURE(buf != NULL, err, SX_E_OTHER, "out of memory");
+	SX_ENSURE(buf != NULL && l != NULL, err, SX_E_OTHER, "out of memory");
 	while (have < size) {
 		ssize_t n = pread(h->tr_fd, buf + have, size - have, (off_t)have);
 		if (n < 0 && errno == EINTR)
@@ -143,7 +150,12 @@ static int tr_replay(sx_chat_hub *h, size_t size, sx_err *err)
 				  h->tr_path);
 			break;
 		}
-		if (sx_chat_ver_line(h->ver, buf + at, (size_t)(nl - buf - at), NULL, err) < 0) {
+		size_t len = (size_t)(nl - buf - at);
+		int r = sx_chat_ver_line(h->ver, buf + at, len, l, err);
+		if (r == 0 && l->kind == SX_CHAT_L_MSG)
+			r = hub_ix_add(&h->ix, l->post.conv, l->post.n, at, len, err);
+		sx_chat_line_free(l);
+		if (r < 0) {
 			sx_err_prefix(err, "%s line %zu does not verify: ", h->tr_path, line);
 			goto out;
 		}
@@ -151,6 +163,7 @@ static int tr_replay(sx_chat_hub *h, size_t size, sx_err *err)
 	}
 	rc = line == 0 ? tr_first(h, err) : 0;
 out:
+	free(l);
 	free(buf);
 	return rc;
 }
@@ -187,6 +200,7 @@ void hub_tr_close(sx_chat_hub *h)
 	h->tr_fd = -1;
 	sx_chat_ver_free(h->ver);
 	h->ver = NULL;
+	hub_ix_free(&h->ix);
 }
 
 /* ---- certificates ----------------------------------------------------------- */
@@ -258,7 +272,7 @@ int hub_cert_known(sx_chat_hub *h, hconn *c, sx_err *err)
 		return -1;
 	int rc = hub_cert_line(h, c->fp, &line, err);
 	if (rc == 0)
-		rc = tr_write(h->tr_fd, line, strlen(line), err);
+		rc = tr_write(h->tr_fd, line, strlen(line), NULL, err);
 	free(line);
 	return rc;
 }

@@ -74,6 +74,8 @@ static void encode_body(const sx_chat_msg *m, sx_wbuf *w)
 		sx_put_u8(w, m->version);
 		sx_put_u32(w, m->flags);
 		sx_put_block16(w, m->room, m->room_len);
+		sx_put_u16(w, m->ntips);
+		sx_put_bytes(w, m->tips, m->tips_len);
 		break;
 	case SX_MSG_CHAT_WELCOME:
 		sx_put_u8(w, m->version);
@@ -132,6 +134,12 @@ static void encode_body(const sx_chat_msg *m, sx_wbuf *w)
 	case SX_MSG_CHAT_BYE: break;
 	default: w->overflow = true; break;
 	}
+}
+
+void sx_chat_tip_put(sx_wbuf *w, const char *conv, uint64_t n)
+{
+	put_str16(w, conv);
+	sx_put_u64(w, n);
 }
 
 void sx_chat_msg_encode(const sx_chat_msg *m, sx_wbuf *w)
@@ -251,6 +259,53 @@ static int get_room(sx_cur *c, sx_chat_msg *m, sx_err *err)
 	return 0;
 }
 
+/* JOIN's tips: each conv canonical and direct, sorted byte-wise and
+ * distinct (strictly ascending), n >= 1. */
+static int get_tips(sx_cur *c, sx_chat_msg *m, sx_err *err)
+{
+	const uint8_t *prev = NULL, *p;
+	size_t prev_len = 0, n;
+	uint64_t pos;
+	sx_err e = {0};
+	if (sx_cur_u16(c, &m->ntips) < 0 || m->ntips > SX_CHAT_TIPS_MAX)
+		return bad(err, "tips count");
+	m->tips = c->p + c->pos;
+	for (uint16_t i = 0; i < m->ntips; i++) {
+		if (sx_cur_block16(c, &p, &n) < 0 || n > SX_CHAT_CONV_MAX ||
+		    sx_cur_u64(c, &pos) < 0)
+			return bad(err, "tip");
+		if (sx_chat_conv_check((const char *)p, n, &e) < 0)
+			return sx_fail(err, SX_E_INTEGRITY, "malformed chat message: tip: %s",
+				       e.msg);
+		if (p[0] != '@' || pos == 0)
+			return bad(err, "a tip names a direct conversation and a position from 1");
+		if (prev != NULL) {
+			int d = memcmp(prev, p, prev_len < n ? prev_len : n);
+			if (d > 0 || (d == 0 && prev_len >= n))
+				return bad(err, "tips are sorted by conversation, each once");
+		}
+		prev = p;
+		prev_len = n;
+	}
+	m->tips_len = (size_t)(c->p + c->pos - m->tips);
+	return m->tips_len > SX_CHAT_TIPS_BYTES ? bad(err, "tips longer than a JOIN takes") : 0;
+}
+
+int sx_chat_tip_next(const sx_chat_msg *m, size_t *at, char conv[SX_CHAT_CONV_MAX + 1], uint64_t *n)
+{
+	sx_cur c = sx_cur_make(m->tips, m->tips_len);
+	const uint8_t *p;
+	size_t len;
+	c.pos = *at;
+	if (*at >= m->tips_len || sx_cur_block16(&c, &p, &len) < 0 || len > SX_CHAT_CONV_MAX ||
+	    sx_cur_u64(&c, n) < 0)
+		return 0;
+	memcpy(conv, p, len);
+	conv[len] = '\0';
+	*at = c.pos;
+	return 1;
+}
+
 static int get_certs(sx_cur *c, sx_chat_msg *m, sx_err *err)
 {
 	uint8_t n;
@@ -279,7 +334,9 @@ static int decode_body(sx_cur *c, sx_chat_msg *m, sx_err *err)
 	case SX_MSG_CHAT_JOIN:
 		if (sx_cur_u8(c, &m->version) < 0 || sx_cur_u32(c, &m->flags) < 0)
 			return bad(err, "JOIN");
-		return get_room(c, m, err);
+		if (get_room(c, m, err) < 0)
+			return -1;
+		return get_tips(c, m, err);
 	case SX_MSG_CHAT_WELCOME:
 		if (sx_cur_u8(c, &m->version) < 0 || sx_cur_u32(c, &m->max_text) < 0 ||
 		    sx_cur_u32(c, &m->max_to) < 0 || sx_cur_u32(c, &m->rate) < 0 ||

@@ -50,6 +50,8 @@
 #define SX_CHAT_CERT_MAX     16384	 /* bytes of one DER certificate */
 #define SX_CHAT_LINE_MAX     (3u * SX_CHAT_TEXT_MAX + 64u * 1024) /* one transcript line */
 #define SX_CHAT_WHO_MAX	     4096				  /* names in a MEMBERS message */
+#define SX_CHAT_TIPS_MAX     4096				  /* tips in a JOIN */
+#define SX_CHAT_TIPS_BYTES   (1u << 20) /* bytes of a JOIN's tips (within SX_CHAT_MSG_MAX) */
 #define SX_CHAT_VERSION	     1
 
 /* ---- names and conversations (conv.c) ----------------------------------- */
@@ -182,11 +184,12 @@ enum {
 
 /* One decoded chat message; pointers point into the record body. Which
  * fields are used, by type:
- *   JOIN      version, flags, room
+ *   JOIN      version, flags, room, tips (ntips, tips_len: sx_chat_tip_next)
  *   WELCOME   version, max_text, max_to, rate, queue_max; room, n, head
  *             (the room's head when a room was joined; else room "")
  *   POST      post (fp unused)
- *   DELIVER   post (fp set), flags (SX_CHAT_F_QUEUED: waited on the server)
+ *   DELIVER   post (fp set), flags (SX_CHAT_F_QUEUED: waited on the server;
+ *             SX_CHAT_F_RESENT: sent again from the server's transcript)
  *   CERT      fp, certs[0..ncerts) (DER, leaf first)
  *   ACCEPTED  conv, seq, n, head (the message's hash), queued (recipients
  *             it waits for)
@@ -202,6 +205,13 @@ typedef struct sx_chat_msg {
 	uint32_t flags;
 	const char *room; /* JOIN, WELCOME: not NUL terminated */
 	size_t room_len;
+	/* JOIN: ntips times (conv<2>, n u64) as they travel (sx_chat_tip_put,
+	 * sx_chat_tip_next): for each direct conversation the client's
+	 * transcript holds, the position of the last message held. Sorted
+	 * byte-wise by conv, each once, n >= 1. */
+	const uint8_t *tips;
+	size_t tips_len;
+	uint16_t ntips;
 	uint32_t max_text, max_to, rate, queue_max;
 	sx_chat_post post;
 	uint8_t fp[SX_HASH_LEN];
@@ -224,6 +234,15 @@ typedef struct sx_chat_msg {
 } sx_chat_msg;
 
 #define SX_CHAT_F_QUEUED 0x1u
+#define SX_CHAT_F_RESENT 0x2u /* a message the client said it lacks (JOIN's tips) */
+
+/* One tip of a JOIN appended to w: the bytes tips points to. The caller
+ * counts them (ntips) and puts them sorted by conv, each once. */
+void sx_chat_tip_put(sx_wbuf *w, const char *conv, uint64_t n);
+/* Walks a decoded JOIN's tips: *at 0 before the first; returns 1 with the
+ * next tip (conv NUL terminated), 0 after the last. */
+int sx_chat_tip_next(const sx_chat_msg *m, size_t *at, char conv[SX_CHAT_CONV_MAX + 1],
+		     uint64_t *n);
 
 /* Encodes into w (check w->overflow). sx_chat_msg is large: keep it off
  * small stacks (heap, or one per connection). */

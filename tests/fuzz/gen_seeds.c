@@ -457,6 +457,18 @@ static void chat(void)
 	m.room = "ops";
 	m.room_len = 3;
 	chat_seed_msg("join", &m);
+	/* a JOIN with the tips of two direct conversations */
+	uint8_t tips[128];
+	sx_wbuf tw = sx_wbuf_make(tips, sizeof(tips));
+	sx_chat_tip_put(&tw, "@alice,bob", 3);
+	sx_chat_tip_put(&tw, "@alice,bob,carol", 1);
+	m.tips = tips;
+	m.tips_len = tw.len;
+	m.ntips = 2;
+	chat_seed_msg("join-tips", &m);
+	m.tips = NULL;
+	m.tips_len = 0;
+	m.ntips = 0;
 	m.type = SX_MSG_CHAT_POST;
 	strcpy(m.post.conv, "@alice,bob");
 	strcpy(m.post.author, "alice");

@@ -255,6 +255,73 @@ static void roundtrip(const sx_chat_msg *m)
 	free(d);
 }
 
+/* JOIN's tips: (conv, n) for direct conversations, sorted, each once. */
+static int join_with(sx_chat_msg *m, uint8_t *buf, size_t cap, const char *const *convs,
+		     const uint64_t *ns, size_t k, uint8_t *tips, size_t tips_cap)
+{
+	sx_wbuf t = sx_wbuf_make(tips, tips_cap);
+	sx_err err = {0};
+	for (size_t i = 0; i < k; i++)
+		sx_chat_tip_put(&t, convs[i], ns[i]);
+	assert_false(t.overflow);
+	m->type = SX_MSG_CHAT_JOIN;
+	m->tips = tips;
+	m->tips_len = t.len;
+	m->ntips = (uint16_t)k;
+	sx_wbuf w = sx_wbuf_make(buf, cap);
+	sx_chat_msg_encode(m, &w);
+	assert_false(w.overflow);
+	sx_chat_msg *d = malloc(sizeof(*d));
+	assert_non_null(d);
+	int rc = sx_chat_msg_decode(buf, w.len, d, &err);
+	free(d);
+	return rc;
+}
+
+static void test_join_tips(sx_chat_msg *m)
+{
+	static const char *const convs[] = {"@alice,bob", "@alice,bob,carol", "@bob,carol"};
+	static const uint64_t ns[] = {7, 1, UINT64_MAX};
+	uint8_t tips[512], buf[1024];
+	char conv[SX_CHAT_CONV_MAX + 1];
+	uint64_t n;
+	size_t at = 0, i = 0;
+	assert_int_equal(join_with(m, buf, sizeof(buf), convs, ns, 3, tips, sizeof(tips)), 0);
+	roundtrip(m);
+	while (sx_chat_tip_next(m, &at, conv, &n) == 1) {
+		assert_string_equal(conv, convs[i]);
+		assert_true(n == ns[i]);
+		i++;
+	}
+	assert_int_equal(i, 3);
+	/* refused: unsorted, twice, a room, position 0, not canonical */
+	static const char *const unsorted[] = {"@alice,bob,carol", "@alice,bob"};
+	static const char *const twice[] = {"@alice,bob", "@alice,bob"};
+	static const char *const room[] = {"#ops"};
+	static const char *const bad_conv[] = {"@bob,alice"};
+	static const uint64_t zero[] = {0}, two[] = {1, 2};
+	assert_int_equal(join_with(m, buf, sizeof(buf), unsorted, two, 2, tips, sizeof(tips)), -1);
+	assert_int_equal(join_with(m, buf, sizeof(buf), twice, two, 2, tips, sizeof(tips)), -1);
+	assert_int_equal(join_with(m, buf, sizeof(buf), room, two, 1, tips, sizeof(tips)), -1);
+	assert_int_equal(join_with(m, buf, sizeof(buf), convs, zero, 1, tips, sizeof(tips)), -1);
+	assert_int_equal(join_with(m, buf, sizeof(buf), bad_conv, two, 1, tips, sizeof(tips)), -1);
+	/* more than SX_CHAT_TIPS_MAX */
+	sx_wbuf w = sx_wbuf_make(buf, sizeof(buf));
+	sx_err err = {0};
+	sx_put_u8(&w, SX_MSG_CHAT_JOIN);
+	sx_put_u8(&w, 1);
+	sx_put_u32(&w, 0);
+	sx_put_block16(&w, "", 0);
+	sx_put_u16(&w, SX_CHAT_TIPS_MAX + 1);
+	assert_int_equal(sx_chat_msg_decode(buf, w.len, m, &err), -1);
+	assert_non_null(strstr(err.msg, "tips count"));
+	memset(m, 0, sizeof(*m));
+	m->type = SX_MSG_CHAT_JOIN;
+	m->version = 1;
+	m->room = "ops";
+	m->room_len = 3;
+}
+
 static void test_messages(void **state)
 {
 	fixture *f = *state;
@@ -265,6 +332,7 @@ static void test_messages(void **state)
 	m->room = "ops";
 	m->room_len = 3;
 	roundtrip(m);
+	test_join_tips(m);
 	m->type = SX_MSG_CHAT_WELCOME;
 	m->max_text = 65536;
 	m->n = 4;

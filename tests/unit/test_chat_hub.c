@@ -323,6 +323,8 @@ static void *serve_main(void *arg)
 static sx_io_kind srv_io = SX_IO_AUTO;
 static const char *chat_sub = "chat";
 
+static uint32_t chat_qmax; /* 0: the default */
+
 static void server_start(bool chat)
 {
 	snprintf(out_dir, sizeof(out_dir), "%s/out", work);
@@ -330,6 +332,8 @@ static void server_start(bool chat)
 	sx_chat_hub_cfg_init(&chat_cfg);
 	chat_cfg.dir = chat_dir;
 	chat_cfg.max_text = 1000;
+	if (chat_qmax > 0)
+		chat_cfg.queue_max = chat_qmax;
 	srv_stop = 0;
 	srv_port = 0;
 	srv_cfg = (sx_serve_cfg){.listen = "127.0.0.1:0",
@@ -428,7 +432,9 @@ static uint8_t cli_recv(cli *c)
 	}
 }
 
-static cli *cli_open(const sx_identity *id, const char *room)
+/* A JOIN with tips (convs sorted, k of them). */
+static cli *cli_open_tips(const sx_identity *id, const char *room, const char *const *convs,
+			  const uint64_t *ns, size_t k)
 {
 	cli *c = calloc(1, sizeof(*c));
 	sx_err err = {0};
@@ -463,11 +469,23 @@ static cli *cli_open(const sx_identity *id, const char *room)
 	}
 	sx_link_rx_set(&c->link, c->rx, sizeof(c->rx));
 	c->link.max_body = CLI_RX + SX_REC_TAG_MAX;
-	sx_chat_msg j = {.type = SX_MSG_CHAT_JOIN, .version = SX_CHAT_VERSION};
+	static sx_chat_msg j;
+	uint8_t tips[1024];
+	sx_wbuf w = sx_wbuf_make(tips, sizeof(tips));
+	for (size_t i = 0; i < k; i++)
+		sx_chat_tip_put(&w, convs[i], ns[i]);
+	j = (sx_chat_msg){.type = SX_MSG_CHAT_JOIN, .version = SX_CHAT_VERSION, .tips = tips};
 	j.room = room != NULL ? room : "";
 	j.room_len = strlen(j.room);
+	j.tips_len = w.len;
+	j.ntips = (uint16_t)k;
 	cli_send(c, &j);
 	return c;
+}
+
+static cli *cli_open(const sx_identity *id, const char *room)
+{
+	return cli_open_tips(id, room, NULL, NULL, 0);
 }
 
 static void cli_close(cli *c)
@@ -659,6 +677,112 @@ static void test_relay_poll(void **state)
 	chat_sub = "chat";
 }
 
+/* BYE, then the server's end of stream: the identity is offline. */
+static void cli_bye(cli *c)
+{
+	sx_chat_msg bye = {.type = SX_MSG_CHAT_BYE};
+	cli_send(c, &bye);
+	assert_int_equal(cli_recv(c), 0xff);
+	cli_close(c);
+}
+
+/* Nothing more before the answer to WHO. */
+static void cli_nothing_more(cli *c)
+{
+	sx_chat_msg who = {.type = SX_MSG_CHAT_WHO};
+	cli_send(c, &who);
+	assert_int_equal(cli_recv(c), SX_MSG_CHAT_MEMBERS);
+}
+
+/* One DELIVER of message n sent again (after its author's CERT when cert). */
+static void expect_resent(cli *c, bool cert, uint64_t n)
+{
+	if (cert)
+		assert_int_equal(cli_recv(c), SX_MSG_CHAT_CERT);
+	assert_int_equal(cli_recv(c), SX_MSG_CHAT_DELIVER);
+	assert_int_equal(c->m.flags, SX_CHAT_F_RESENT);
+	assert_true(c->m.post.n == n);
+	assert_string_equal(c->m.post.conv, "@alice,bob");
+}
+
+/* A JOIN names the last message the client holds of each direct
+ * conversation; the hub sends what is missing beyond it from its
+ * transcript (at most queue_max, a NOTICE gap first when more are
+ * missing), and its queue's delivery skips what the client holds. */
+static void test_catch_up(void **state)
+{
+	(void)state;
+	static const char *const conv = "@alice,bob";
+	static const char *const tips3[] = {"@alice,bob", "@alice,carol", "@bob,carol"};
+	static const uint64_t ns3[] = {3, 1, 9};
+	uint8_t head[SX_HASH_LEN] = {0};
+	char path[800];
+	uint64_t n;
+	chat_sub = "chat-sync";
+	chat_qmax = 2;
+	server_start(true);
+	cli *a = cli_open(&alice_id, NULL);
+	assert_int_equal(cli_recv(a), SX_MSG_CHAT_WELCOME);
+	cli *b = cli_open(&bob_id, NULL);
+	assert_int_equal(cli_recv(b), SX_MSG_CHAT_WELCOME);
+	/* five messages, delivered live (and, say, lost on the way) */
+	for (n = 1; n <= 5; n++) {
+		cli_post(a, conv, n, n, n > 1 ? head : NULL, "hi", 2);
+		assert_int_equal(cli_recv(a), SX_MSG_CHAT_ACCEPTED);
+		assert_int_equal(a->m.queued, 0);
+		memcpy(head, a->m.head, SX_HASH_LEN);
+		if (n == 1)
+			assert_int_equal(cli_recv(b), SX_MSG_CHAT_CERT);
+		assert_int_equal(cli_recv(b), SX_MSG_CHAT_DELIVER);
+		assert_int_equal(b->m.flags, 0);
+	}
+	cli_bye(b);
+	/* holding 3: 4 and 5 again; a tip of a conversation bob is not in
+	 * and one ahead of the server are ignored */
+	b = cli_open_tips(&bob_id, NULL, tips3, ns3, 3);
+	assert_int_equal(cli_recv(b), SX_MSG_CHAT_WELCOME);
+	expect_resent(b, true, 4);
+	expect_resent(b, false, 5);
+	cli_nothing_more(b);
+	cli_bye(b);
+	/* holding 1: three missing, two sent (queue_max), a gap before them */
+	b = cli_open_tips(&bob_id, NULL, &conv, (const uint64_t[]){1}, 1);
+	assert_int_equal(cli_recv(b), SX_MSG_CHAT_WELCOME);
+	assert_int_equal(cli_recv(b), SX_MSG_CHAT_NOTICE);
+	assert_int_equal(b->m.kind, SX_CHAT_N_GAP);
+	assert_true(b->m.n == 3);
+	assert_non_null(strstr(b->m.reason, "at most 2 again"));
+	expect_resent(b, true, 4);
+	expect_resent(b, false, 5);
+	cli_nothing_more(b);
+	cli_bye(b);
+	/* bob offline: 6 waits in his queue; holding 5, he gets it once */
+	cli_post(a, conv, 6, 6, head, "queued", 6);
+	assert_int_equal(cli_recv(a), SX_MSG_CHAT_ACCEPTED);
+	assert_int_equal(a->m.queued, 1);
+	memcpy(head, a->m.head, SX_HASH_LEN);
+	b = cli_open_tips(&bob_id, NULL, &conv, (const uint64_t[]){5}, 1);
+	assert_int_equal(cli_recv(b), SX_MSG_CHAT_WELCOME);
+	expect_resent(b, true, 6);
+	cli_nothing_more(b);
+	cli_bye(b);
+	/* 7 queued; holding it already (a delivery cut off after it arrived):
+	 * nothing is sent, and the queue is done with */
+	cli_post(a, conv, 7, 7, head, "seven", 5);
+	assert_int_equal(cli_recv(a), SX_MSG_CHAT_ACCEPTED);
+	assert_int_equal(a->m.queued, 1);
+	b = cli_open_tips(&bob_id, NULL, &conv, (const uint64_t[]){7}, 1);
+	assert_int_equal(cli_recv(b), SX_MSG_CHAT_WELCOME);
+	cli_nothing_more(b);
+	cli_bye(b);
+	snprintf(path, sizeof(path), "%s/queue/bob.jsonl", chat_dir);
+	assert_int_not_equal(access(path, F_OK), 0);
+	cli_close(a);
+	server_stop(); /* (after a restart, the index is read back: test_chat_resync.sh) */
+	chat_qmax = 0;
+	chat_sub = "chat";
+}
+
 static void test_no_chat(void **state)
 {
 	(void)state;
@@ -679,6 +803,7 @@ int main(void)
 	    cmocka_unit_test(test_relay_poll),
 	    cmocka_unit_test(test_no_chat),
 	    cmocka_unit_test(test_receipt_flood),
+	    cmocka_unit_test(test_catch_up),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
