@@ -171,23 +171,39 @@ out:
 	return rc;
 }
 
-/* Messages tip+1..head of conv to c; at most queue_max, a NOTICE gap
- * before them when more are missing. */
+/* What one JOIN may have resent, over all its conversations: at most 16
+ * times a queue's worth of messages and about 64 MiB of text, so that a
+ * JOIN naming thousands of conversations cannot make the hub buffer
+ * without bound. */
+static uint64_t join_budget(const sx_chat_hub *h)
+{
+	uint64_t by_bytes = (64ull << 20) / (h->cfg.max_text ? h->cfg.max_text : 1);
+	uint64_t by_count = 16ull * h->cfg.queue_max;
+	uint64_t b = by_bytes < by_count ? by_bytes : by_count;
+	return b > 0 ? b : 1;
+}
+
+/* Messages tip+1..head of conv to c; at most queue_max (and what is left
+ * of the JOIN's budget), a NOTICE gap before them when more are missing. */
 static int resend(sx_chat_hub *h, hconn *c, const char *conv, uint64_t tip, uint64_t head,
-		  sx_err *err)
+		  uint64_t *budget, sx_err *err)
 {
 	uint64_t from = tip + 1, max = h->cfg.queue_max;
+	if (max > *budget)
+		max = *budget;
 	if (head - tip > max) {
 		char why[SX_REASON_MAX + 1];
 		from = head - max + 1;
 		snprintf(why, sizeof(why),
-			 "%llu messages are missing here; this server sends at most %llu again",
+			 "%llu messages are missing here; this server sends at most %llu again "
+			 "(per conversation and per connection)",
 			 (unsigned long long)(head - tip), (unsigned long long)max);
 		SX_GUARD(hub_notice(h, c, SX_CHAT_N_GAP, conv, "", from - 1, NULL, why, err));
 	}
 	sx_log("info", "chat_resend", "conn=%u name=%s conv=%s held=%llu from=%llu to=%llu", c->id,
 	       SX_LOGQ(c->name), SX_LOGQ(conv), (unsigned long long)tip, (unsigned long long)from,
 	       (unsigned long long)head);
+	*budget -= head - from + 1;
 	for (uint64_t k = from; k <= head; k++) {
 		sx_chat_line l;
 		int rc = read_msg(h, conv, k, &l, err);
@@ -203,7 +219,7 @@ out:
 
 /* One tip: what c holds of conv afterwards (*upto; 0: not c's to have). */
 static int one_tip(sx_chat_hub *h, hconn *c, const char *conv, uint64_t tip, uint64_t *upto,
-		   sx_err *err)
+		   uint64_t *budget, sx_err *err)
 {
 	uint64_t head = 0;
 	uint8_t hash[SX_HASH_LEN];
@@ -217,7 +233,7 @@ static int one_tip(sx_chat_hub *h, hconn *c, const char *conv, uint64_t tip, uin
 	sx_chat_ver_tip(h->ver, conv, &head, hash);
 	*upto = tip;
 	if (head > tip) {
-		if (resend(h, c, conv, tip, head, err) < 0)
+		if (resend(h, c, conv, tip, head, budget, err) < 0)
 			return -1;
 		*upto = head;
 	} else if (head < tip) {
@@ -234,14 +250,15 @@ int hub_catch_up(sx_chat_hub *h, hconn *c, hub_sync *sync, sx_err *err)
 	const sx_chat_msg *m = h->min;
 	char *conv = malloc(SX_CHAT_CONV_MAX + 1);
 	size_t at = 0;
-	uint64_t tip;
+	uint64_t tip, budget = join_budget(h);
 	int rc = -1;
 	SX_ENSURE(conv != NULL, err, SX_E_OTHER, "out of memory");
 	/* copied first: h->min is the hub's scratch */
 	while (sx_chat_tip_next(m, &at, conv, &tip) == 1)
 		SX_GUARD(sync_add(sync, conv, tip, err));
 	for (size_t i = 0; i < sync->n; i++)
-		SX_GUARD(one_tip(h, c, sync->s[i].conv, sync->s[i].upto, &sync->s[i].upto, err));
+		SX_GUARD(one_tip(h, c, sync->s[i].conv, sync->s[i].upto, &sync->s[i].upto, &budget,
+				 err));
 	rc = 0;
 out:
 	free(conv);
