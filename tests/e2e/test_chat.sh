@@ -6,26 +6,10 @@
 # relay that drops, alters, replays or reorders a message is caught by the
 # recipient (exit 4, naming the conversation), which keeps nothing of it.
 # Driven by pipes, --count and --wait: no sleeps.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/chat_lib.sh"
 
 make_pki
-for n in alice bob carol; do
-	"$SXFER" ca issue --ca "$WORK/ca" --name "$n" --role client --out "$WORK/$n" >/dev/null
-done
-
-# chat WHO [options...]: sxfer chat as WHO against the server on $PORT,
-# bounded in time (a hang is exit 124).
-chat() {
-	local who=$1
-	shift
-	timeout 60 "$SXFER" chat --id "$WORK/$who" --timeout 20 "127.0.0.1:$PORT" "$@"
-}
-
-# verify_tr FILE: the transcript verifies against the CA.
-verify_tr() {
-	"$SXFER" verify --transcript "$1" --ca "$WORK/ca" >"$WORK/verify.out" 2>&1 ||
-		{ cat "$WORK/verify.out" >&2; fail "transcript $1 does not verify"; }
-}
+chat_ids alice bob carol
 
 # 1. Two devices, each sending two lines and waiting for the other's two,
 # on each backend (server and both clients).

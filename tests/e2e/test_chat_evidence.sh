@@ -5,27 +5,12 @@
 # revoked since is a certificate problem (exit 3); a revoked device cannot
 # join; a message sent again with the same sequence number is refused by
 # the server with its reason.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/chat_lib.sh"
 
 make_pki
-for n in alice bob eve; do
-	"$SXFER" ca issue --ca "$WORK/ca" --name "$n" --role client --out "$WORK/$n" >/dev/null
-done
+chat_ids alice bob eve
 "$SXFER" ca crl --ca "$WORK/ca" --out "$WORK/server/crl.pem" >/dev/null
 cp "$WORK/server/crl.pem" "$WORK/crl0.pem"
-
-chat() {
-	local who=$1
-	shift
-	timeout 60 "$SXFER" chat --id "$WORK/$who" --timeout 20 "127.0.0.1:$PORT" "$@"
-}
-
-# verify_exit CODE FILE [options]: sxfer verify --transcript FILE exits CODE.
-verify_exit() {
-	local want=$1 file=$2
-	shift 2
-	expect_exit "$want" "$SXFER" verify --transcript "$file" --ca "$WORK/ca" "$@"
-}
 
 start_server ev --id "$WORK/server" --out "$WORK/out" --chat --chat-dir "$WORK/hub"
 

@@ -4,7 +4,9 @@
 # other's lines), every transcript verifying; limits (messages per second,
 # recipients per message) refuse with their reasons while the other chats
 # go on.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/chat_lib.sh"
+CHAT_DEADLINE=120
+CHAT_CONNECT=60
 
 make_pki
 N=50
@@ -14,21 +16,7 @@ for i in $(seq -w 1 $N); do
 	if ((10#$i % 10 == 0)); then wait; fi
 done
 wait
-for n in alice bob carol dave; do
-	"$SXFER" ca issue --ca "$WORK/ca" --name "$n" --role client --out "$WORK/$n" >/dev/null
-done
-
-# chat WHO [options...]: bounded in time (a hang is exit 124).
-chat() {
-	local who=$1
-	shift
-	timeout 120 "$SXFER" chat --id "$WORK/$who" --timeout 60 "127.0.0.1:$PORT" "$@"
-}
-
-verify_tr() {
-	"$SXFER" verify --transcript "$1" --ca "$WORK/ca" >"$WORK/verify.out" 2>&1 ||
-		{ cat "$WORK/verify.out" >&2; fail "transcript $1 does not verify"; }
-}
+chat_ids alice bob carol dave
 
 # 1. 50 identities at once: dev01..dev25 each talk to dev26..dev50.
 start_server many --id "$WORK/server" --out "$WORK/out" --chat --chat-dir "$WORK/hub" \

@@ -6,7 +6,7 @@
 # its own transcript (the authors' signed messages: nothing the verifier
 # accepts changes). A queue delivered again after a cut-off delivery does
 # not hand bob what he holds. The three transcripts verify.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/chat_lib.sh"
 
 if ! grep -qaF SXFER_TEST_HOSTILE_CHAT "$SXFER"; then
 	echo "skip - $SXFER was built without the test hooks"
@@ -14,20 +14,7 @@ if ! grep -qaF SXFER_TEST_HOSTILE_CHAT "$SXFER"; then
 fi
 
 make_pki
-for n in alice bob; do
-	"$SXFER" ca issue --ca "$WORK/ca" --name "$n" --role client --out "$WORK/$n" >/dev/null
-done
-
-chat() {
-	local who=$1
-	shift
-	timeout 60 "$SXFER" chat --id "$WORK/$who" --timeout 20 "127.0.0.1:$PORT" "$@"
-}
-
-verify_tr() {
-	"$SXFER" verify --transcript "$1" --ca "$WORK/ca" >"$WORK/verify.out" 2>&1 ||
-		{ cat "$WORK/verify.out" >&2; fail "transcript $1 does not verify"; }
-}
+chat_ids alice bob
 
 hub=$WORK/hub
 queue=$hub/queue/bob.jsonl

@@ -2,12 +2,10 @@
 # sxfer chat at a terminal (a pseudo-terminal driven by a script): the
 # prompt, a line typed with a correction, /who, a message from another
 # member drawn above the line being typed, /quit; the terminal restored.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/chat_lib.sh"
 
 make_pki
-for n in alice bob; do
-	"$SXFER" ca issue --ca "$WORK/ca" --name "$n" --role client --out "$WORK/$n" >/dev/null
-done
+chat_ids alice bob
 start_server tty --id "$WORK/server" --out "$WORK/out" --chat --chat-dir "$WORK/hub"
 
 # bob waits in the room for one message, then says one line.
