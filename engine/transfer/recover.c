@@ -362,9 +362,28 @@ static bool visit_held(walk *w, int dfd, const char *name)
 
 static void scan(walk *w, int dfd, unsigned depth);
 
+/* Is the temporary's base (base bytes at t) NAME (n, nl bytes), or one of
+ * the companions the receiver keeps beside NAME (NAME.sxsig, NAME.partial,
+ * NAME.partial.sxsig: a get killed while one was being written leaves its
+ * temporary)? A base cut at SX_STORE_TEMP_BASE_MAX matches its prefix. */
+static bool temp_of(const char *t, size_t base, const char *n, size_t nl)
+{
+	static const char *const companions[] = {"", SX_SUFFIX_SIG, SX_SUFFIX_PARTIAL,
+						 SX_SUFFIX_PARTIAL SX_SUFFIX_SIG};
+	if (base == SX_STORE_TEMP_BASE_MAX && nl >= base)
+		return strncmp(t, n, base) == 0;
+	if (base < nl || strncmp(t, n, nl) != 0)
+		return false;
+	for (size_t i = 0; i < SX_ARRAY_LEN(companions); i++)
+		if (base - nl == strlen(companions[i]) &&
+		    strncmp(t + nl, companions[i], base - nl) == 0)
+			return true;
+	return false;
+}
+
 /* At the top of a get's folder: is name one of the names asked for (a
- * folder), or a temporary or held part of one (base_len: the bytes of NAME
- * in it, sx_store_temp_name)? */
+ * folder), or a temporary or held part of one or of its companions
+ * (base: the bytes of the name in it, sx_store_temp_name)? */
 static bool top_wanted(const walk *w, const char *name, bool is_dir)
 {
 	size_t base = 0;
@@ -372,10 +391,7 @@ static bool top_wanted(const walk *w, const char *name, bool is_dir)
 		return false;
 	for (size_t i = 0; i < w->nnames; i++) {
 		const char *n = w->names[i];
-		size_t nl = strlen(n);
-		if (is_dir ? strcmp(name, n) == 0
-			   : (base == nl || (base == SX_STORE_TEMP_BASE_MAX && nl > base)) &&
-				 strncmp(name + 1, n, base) == 0)
+		if (is_dir ? strcmp(name, n) == 0 : temp_of(name + 1, base, n, strlen(n)))
 			return true;
 	}
 	return false;

@@ -222,6 +222,42 @@ static void test_store_ckpt_and_recover(void **state)
 	assert_false(exists("out-ck/cam/s.ts.partial"));
 }
 
+/* A get killed while NAME.sxsig was being written leaves that companion's
+ * temporary; the next get of NAME removes it, and nothing of other names. */
+static void test_recover_names_companions(void **state)
+{
+	(void)state;
+	char out[600], p[900];
+	sx_err err = {0};
+	static const char *const left[] = {".big.bin.sxsig.466a008b6128.sxpart",
+					   ".big.bin.partial.sxsig.466a008b6129.sxpart",
+					   ".big.bin.466a008b612a.sxpart"};
+	static const char *const kept[] = {".other.bin.sxsig.466a008b612b.sxpart",
+					   ".big.binx.466a008b612c.sxpart", "big.bin.sxsig"};
+	snprintf(out, sizeof(out), "%s/out-names", dir);
+	assert_int_equal(mkdir(out, 0700), 0);
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", out, left[i]);
+		close(open(p, O_CREAT | O_WRONLY, 0600));
+		snprintf(p, sizeof(p), "%s/%s", out, kept[i]);
+		close(open(p, O_CREAT | O_WRONLY, 0600));
+	}
+	int ofd = open(out, O_RDONLY | O_DIRECTORY);
+	assert_true(ofd >= 0);
+	const char *names[] = {"big.bin"};
+	sx_store_recovery rec;
+	assert_int_equal(sx_store_recover_names(ofd, names, 1, &rec, &err), 0);
+	close(ofd);
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "out-names/%s", left[i]);
+		if (exists(p))
+			fail_msg("left: %s", left[i]);
+		snprintf(p, sizeof(p), "out-names/%s", kept[i]);
+		if (!exists(p))
+			fail_msg("removed: %s", kept[i]);
+	}
+}
+
 /* A file whose final name is taken while it waits (another file of the
  * session got there first) is refused at commit: its companion, renamed
  * into place just before, must not stay behind as a stray NAME.sxsig. */
@@ -603,6 +639,7 @@ int main(void)
 	    cmocka_unit_test(test_store_ckpt_and_recover),
 	    cmocka_unit_test(test_held_meta_parse),
 	    cmocka_unit_test(test_recover_held),
+	    cmocka_unit_test(test_recover_names_companions),
 	    cmocka_unit_test(test_store_temp_unique),
 	    cmocka_unit_test(test_store_dir_gen),
 	    cmocka_unit_test(test_store_space_reuse),
