@@ -211,6 +211,13 @@ static int on_in(chat_client *c, int64_t res, sx_err *err)
 	return 0;
 }
 
+/* The next signal: read from the signalfd. */
+static int sig_arm(chat_client *c, sx_err *err)
+{
+	c->sig_busy = true;
+	return sx_io_read(c->io, c->sigfd, &c->si, sizeof(c->si), SX_IO_OFF_CUR, OP_SIG, err);
+}
+
 static int on_completion(chat_client *c, const sx_cqe *q, sx_err *err)
 {
 	switch ((int)q->tag) {
@@ -231,12 +238,26 @@ static int on_completion(chat_client *c, const sx_cqe *q, sx_err *err)
 	case OP_IN: return on_in(c, q->res, err);
 	case OP_SIG:
 		c->sig_busy = false;
-		if (q->res < 0 && q->res != -EINTR)
+		if (q->res == -EINTR)
+			return sig_arm(c, err);
+		if (q->res < 0)
 			return sx_fail_errno(err, SX_E_OTHER, (int)-q->res, "signal fd");
+		/* Before WELCOME there is no session to end; asked twice, no
+		 * more waiting (for the server's end, or its answer). */
+		if (c->phase == PH_HS || c->phase == PH_JOIN)
+			return sx_fail(err, SX_E_NET, "%s: interrupted before the server answered",
+				       c->cfg->host);
 		if (c->quit && c->phase == PH_BYE)
-			c->phase = PH_DONE; /* asked twice: no more waiting */
+			c->phase = PH_DONE;
+		else if (c->quit)
+			return sx_fail(err, SX_E_NET,
+				       "interrupted again while a message waited for the "
+				       "server's answer");
+		sx_log("info", "chat_signal", "signal=%d reason=%s", (int)c->si.ssi_signo,
+		       SX_LOGQ(c->quit ? "a second one: the session ends now"
+				       : "the session ends (receipts, then BYE)"));
 		c->quit = true;
-		return 0;
+		return sig_arm(c, err);
 	default: sx_io_bug("chat: completion of an unknown operation", q->tag);
 	}
 out:
@@ -388,8 +409,7 @@ static int signals_start(chat_client *c, sx_err *err)
 	c->sigfd = signalfd(-1, &set, SFD_CLOEXEC);
 	if (c->sigfd < 0)
 		return sx_fail_errno(err, SX_E_OTHER, errno, "signalfd");
-	c->sig_busy = true;
-	return sx_io_read(c->io, c->sigfd, &c->si, sizeof(c->si), SX_IO_OFF_CUR, OP_SIG, err);
+	return sig_arm(c, err);
 }
 
 /* Who this identity is, where lines go, the verifier and the transcript. */

@@ -72,6 +72,7 @@ typedef struct chat_client {
 	chat_buf fly, next; /* sealed records: in flight, and queued behind */
 	bool send_busy;
 	uint32_t max_text; /* the server's (WELCOME) */
+	bool room_head;	   /* the room's NOTICE head came */
 	uint32_t rate;	   /* the server's messages per second (WELCOME; 0: none) */
 	double tokens;	   /* posts this side may send now, at most rate */
 	uint64_t tok_ns;   /* when tokens was last topped up */

@@ -75,6 +75,14 @@ static int post_send(chat_client *c, const uint64_t *n, const uint8_t *head, sx_
 	p->text = c->post_text;
 	p->text_len = c->post_text_len;
 	SX_GUARD(sx_chat_post_sign(p, id->key, sk_X509_value(id->chain, 0), err));
+	/* What the own verifier would refuse is not sent: a text that is not
+	 * UTF-8 without NUL (a line of a pipe, a key typed), a seq it refuses. */
+	sx_chat_why why = SX_CHAT_BAD;
+	sx_err e = {0};
+	if (sx_chat_ver_msg(c->ver, p, false, &why, NULL, &e) < 0) {
+		refused(c, p->conv, p->seq, sx_chat_why_name(why), e.msg, strlen(e.msg), true);
+		return 0;
+	}
 	sx_chat_msg *m = c->m_out;
 	memset(m, 0, sizeof(*m));
 	m->type = SX_MSG_CHAT_POST;

@@ -55,6 +55,20 @@ out:
 	return -1;
 }
 
+/* What the server sends must be of a conversation this session is in:
+ * its room, or a direct conversation that names it. */
+static int check_conv(chat_client *c, const char *conv, const char *what, sx_err *err)
+{
+	bool in = sx_chat_conv_is_room(conv)
+		      ? c->cfg->room != NULL && strcmp(conv + 1, c->cfg->room) == 0
+		      : sx_chat_conv_has(conv, c->me);
+	if (in)
+		return 0;
+	return sx_fail(err, SX_E_INTEGRITY,
+		       "%s: the server sent %s of a conversation this session is not in", conv,
+		       what);
+}
+
 /* Appends a line c->line describes (filled by the caller). */
 static int keep(chat_client *c, sx_err *err)
 {
@@ -111,6 +125,7 @@ static int on_deliver(chat_client *c, const sx_chat_msg *m, sx_err *err)
 	const sx_chat_post *p = &m->post;
 	sx_chat_line *l = c->line;
 	uint8_t hash[SX_HASH_LEN];
+	SX_GUARD(check_conv(c, p->conv, "a message", err));
 	if (sx_chat_ver_msg(c->ver, p, true, NULL, hash, err) < 0) {
 		sx_err_prefix(
 		    err, "%s: %s's message %llu (seq %llu) as the server relayed it: ", p->conv,
@@ -135,6 +150,7 @@ out:
 static int on_receipt(chat_client *c, const sx_chat_msg *m, sx_err *err)
 {
 	const sx_chat_receipt *r = &m->receipt;
+	SX_GUARD(check_conv(c, r->conv, "a receipt", err));
 	if (sx_chat_ver_receipt(c->ver, r, err) < 0) {
 		sx_err_prefix(err, "%s: %s's receipt as the server relayed it: ", r->conv,
 			      r->signer);
@@ -176,10 +192,20 @@ static void notice_json(chat_client *c, const char *kind, const sx_chat_msg *m)
 }
 
 /* HEAD and GAP: the server's word where a chain goes on, checked by the
- * next message, kept as a line. */
+ * next message, kept as a line. A head only where the room joined goes
+ * on, once; a gap only in a direct conversation (its queue, its catching
+ * up): else a relay could skip messages of a direct conversation, or of
+ * the room while this session is in it, without a trace. */
 static int on_head(chat_client *c, const sx_chat_msg *m, sx_err *err)
 {
 	bool gap = m->kind == SX_CHAT_N_GAP;
+	SX_ENSURE(gap != sx_chat_conv_is_room(m->conv), err, SX_E_INTEGRITY,
+		  "%s: the server sent a %s notice for a %s", m->conv, gap ? "gap" : "head",
+		  gap ? "room" : "direct conversation");
+	SX_ENSURE(gap || !c->room_head, err, SX_E_INTEGRITY,
+		  "%s: the server sent a second head notice", m->conv);
+	if (!gap)
+		c->room_head = true;
 	if (sx_chat_ver_head(c->ver, m->conv, m->n, gap ? NULL : m->head, err) < 0) {
 		sx_err_prefix(err, "%s: the server's %s notice: ", m->conv, gap ? "gap" : "head");
 		return -1;
@@ -212,6 +238,8 @@ out:
 
 static int on_notice(chat_client *c, const sx_chat_msg *m, sx_err *err)
 {
+	if (check_conv(c, m->conv, "a notice", err) < 0)
+		return -1;
 	if (m->kind == SX_CHAT_N_HEAD || m->kind == SX_CHAT_N_GAP)
 		return on_head(c, m, err);
 	const char *kind = m->kind == SX_CHAT_N_JOINED ? "joined" : "left";

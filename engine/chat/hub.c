@@ -559,18 +559,21 @@ static int cfg_check(const sx_chat_hub_cfg *c, sx_err *err)
 
 #ifdef SXFER_TEST_HOOKS
 /* SXFER_TEST_HOSTILE_CHAT=MODE:K (tests only): the K-th DELIVER is
- * dropped, altered, replayed or reordered (hub_msg.c). */
+ * dropped, altered, replayed, reordered or dropped behind a NOTICE head
+ * that names it (skiphead) (hub_msg.c); leak relays everything to every
+ * connection (K ignored); mute sends no ACCEPTED for the K-th POST kept. */
 static void hostile_init(sx_chat_hub *h)
 {
 	const char *v = getenv("SXFER_TEST_HOSTILE_CHAT");
-	static const char *const modes[] = {"drop", "alter", "replay", "reorder"};
+	static const char *const modes[] = {"drop",	"alter", "replay", "reorder",
+					    "skiphead", "leak",	 "mute"};
 	if (v == NULL)
 		return;
 	const char *colon = strchr(v, ':');
 	uint64_t k;
 	if (colon == NULL || sx_parse_u64(colon + 1, &k) < 0 || k == 0)
 		return;
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < (int)SX_ARRAY_LEN(modes); i++)
 		if (strlen(modes[i]) == (size_t)(colon - v) &&
 		    strncmp(v, modes[i], (size_t)(colon - v)) == 0) {
 			h->hostile = (hub_hostile)(i + 1);

@@ -185,7 +185,12 @@ typedef enum {
 	HOSTILE_DROP,
 	HOSTILE_ALTER,
 	HOSTILE_REPLAY,
-	HOSTILE_REORDER
+	HOSTILE_REORDER,
+	HOSTILE_SKIPHEAD, /* dropped, and a NOTICE head naming it sent instead */
+	HOSTILE_LEAK,
+	HOSTILE_MUTE,
+	/* the K-th POST kept has no ACCEPTED */ /* every message and receipt relayed to every
+						    connection */
 } hub_hostile;
 
 struct sx_chat_hub {
@@ -223,6 +228,7 @@ struct sx_chat_hub {
 	uint64_t delivers; /* DELIVERs sent, all connections (test hook) */
 	hub_hostile hostile;
 	uint64_t hostile_k;
+	uint64_t posts; /* POSTs kept (the test hook mute) */
 	bool stopping;
 };
 
@@ -243,7 +249,7 @@ bool hub_online(const sx_chat_hub *h, const char *name);
 /* hub_msg.c */
 bool hub_in_room(const hconn *o, const char *room);
 /* Is o a live connection of a member of conv (a room: joined to it)? */
-bool hub_member_conn(const hconn *o, const char *conv);
+bool hub_member_conn(const sx_chat_hub *h, const hconn *o, const char *conv);
 /* DELIVER p to c (the author's CERT first, once per connection); the
  * test hook SXFER_TEST_HOSTILE_CHAT misbehaves here. */
 int hub_deliver(sx_chat_hub *h, hconn *c, const sx_chat_post *p, uint32_t flags,

@@ -24,10 +24,15 @@ bool hub_in_room(const hconn *o, const char *room)
 	return o->joined && !o->closing && o->room[0] != '\0' && strcmp(o->room, room) == 0;
 }
 
-bool hub_member_conn(const hconn *o, const char *conv)
+bool hub_member_conn(const sx_chat_hub *h, const hconn *o, const char *conv)
 {
 	if (!o->joined || o->closing)
 		return false;
+	(void)h;
+#ifdef SXFER_TEST_HOOKS
+	if (h->hostile == HOSTILE_LEAK)
+		return true;
+#endif
 	return sx_chat_conv_is_room(conv) ? hub_in_room(o, conv) : sx_chat_conv_has(conv, o->name);
 }
 
@@ -69,6 +74,11 @@ int hub_deliver(sx_chat_hub *h, hconn *c, const sx_chat_post *p, uint32_t flags,
 #endif
 	if (mode == HOSTILE_DROP)
 		return 0;
+	if (mode == HOSTILE_SKIPHEAD) {
+		uint8_t hash[SX_HASH_LEN];
+		SX_GUARD(sx_chat_post_hash(p, hash, err));
+		return hub_notice(h, c, SX_CHAT_N_HEAD, p->conv, p->author, p->n, hash, NULL, err);
+	}
 	if (mode == HOSTILE_ALTER && p->text_len > 0) {
 		alt = malloc(p->text_len);
 		SX_ENSURE(alt != NULL, err, SX_E_OTHER, "out of memory");

@@ -192,11 +192,16 @@ static int on_post(sx_chat_hub *h, hconn *c, sx_err *err)
 	m->n = p->n;
 	memcpy(m->head, hash, SX_HASH_LEN);
 	m->queued = queued;
-	SX_GUARD(hub_send(h, c, m, err));
+#ifdef SXFER_TEST_HOOKS
+	if (h->hostile == HOSTILE_MUTE && ++h->posts == h->hostile_k)
+		m->type = 0; /* no answer */
+#endif
+	if (m->type != 0)
+		SX_GUARD(hub_send(h, c, m, err));
 	for (size_t i = 0; i < h->conns_cap; i++) {
 		hconn *o = h->conns[i];
 		sx_err e = {0};
-		if (o != NULL && o != c && hub_member_conn(o, p->conv) &&
+		if (o != NULL && o != c && hub_member_conn(h, o, p->conv) &&
 		    hub_deliver(h, o, p, 0, &e) < 0)
 			hub_end(h, o, &e, false);
 	}
@@ -296,7 +301,7 @@ static int on_receipt(sx_chat_hub *h, hconn *c, sx_err *err)
 		hconn *o = h->conns[i];
 		sx_err e = {0};
 		if (o == NULL || o == c || strcmp(o->name, c->name) == 0 ||
-		    !hub_member_conn(o, r->conv))
+		    !hub_member_conn(h, o, r->conv))
 			continue;
 		if (hub_cert_to(h, o, r->fp, &e) == 0) {
 			sx_chat_msg *m = h->mout;
