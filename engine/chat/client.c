@@ -354,6 +354,11 @@ out:
 	return -1;
 }
 
+int chat_timeout_ms(const chat_client *c)
+{
+	return c->cfg->timeout_ms > 0 ? c->cfg->timeout_ms : 30000;
+}
+
 static int wait_ms(chat_client *c, uint64_t hs_end)
 {
 	uint64_t now = sx_now_ns(), end = 0;
@@ -365,6 +370,8 @@ static int wait_ms(chat_client *c, uint64_t hs_end)
 		end = c->pace_ns;
 	else if (c->wait_end_ns != 0)
 		end = c->wait_end_ns;
+	if (c->phase == PH_RUN && c->post_busy && (end == 0 || c->post_end_ns < end))
+		end = c->post_end_ns;
 	if (end == 0)
 		return -1;
 	return end <= now ? 0 : (int)((end - now) / 1000000u) + 1;
@@ -372,7 +379,7 @@ static int wait_ms(chat_client *c, uint64_t hs_end)
 
 static int loop(chat_client *c, sx_err *err)
 {
-	int timeout = c->cfg->timeout_ms > 0 ? c->cfg->timeout_ms : 30000;
+	int timeout = chat_timeout_ms(c);
 	uint64_t hs_end = sx_now_ns() + (uint64_t)timeout * 1000000u;
 	while (c->phase != PH_DONE) {
 		sx_cqe q[16];
@@ -387,6 +394,10 @@ static int loop(chat_client *c, sx_err *err)
 		if ((c->phase == PH_HS || c->phase == PH_JOIN) && now >= hs_end)
 			return sx_fail(err, SX_E_NET, "%s: no answer to joining in %d ms (timeout)",
 				       c->cfg->host, timeout);
+		if (c->phase == PH_RUN && c->post_busy && now >= c->post_end_ns)
+			return sx_fail(
+			    err, SX_E_NET, "%s: no answer to message %llu of %s in %d ms (timeout)",
+			    c->cfg->host, (unsigned long long)c->post->seq, c->post->conv, timeout);
 		if (c->phase == PH_BYE && now >= c->bye_end_ns) {
 			sx_log("warn", "chat_bye", "reason=\"no end of stream from the server\"");
 			c->phase = PH_DONE;

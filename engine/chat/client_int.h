@@ -97,8 +97,9 @@ typedef struct chat_client {
 	uint8_t *post_text;
 	size_t post_text_len;
 	unsigned stale_tries;
-	int replay_hook;   /* test builds: 1 the next ACCEPTED post is sent again, 2 it was */
-	uint64_t seq_next; /* the seq the server expects (REFUSED replay), 0: unknown */
+	uint64_t post_end_ns; /* the answer to the POST in flight is due by then */
+	int replay_hook;      /* test builds: 1 the next ACCEPTED post is sent again, 2 it was */
+	uint64_t seq_next;    /* the seq the server expects (REFUSED replay), 0: unknown */
 
 	/* scratch: one decoded message, one to encode, one transcript line */
 	sx_chat_msg *m_in, *m_out;
@@ -121,6 +122,8 @@ int64_t chat_now_ms(void);
 /* Paces the posts to the server's rate: true when one may go now (and
  * takes its token), else sets c->pace_ns. */
 bool chat_pace(chat_client *c);
+/* --timeout: connecting and joining, and each message's answer (30 s). */
+int chat_timeout_ms(const chat_client *c);
 
 /* client_rx.c: one opened CTRL record from the server */
 int chat_on_record(chat_client *c, const uint8_t *pt, size_t len, sx_err *err) SX_MUST_CHECK;

@@ -89,6 +89,7 @@ static int post_send(chat_client *c, const uint64_t *n, const uint8_t *head, sx_
 	m->post = *p;
 	SX_GUARD(chat_send(c, m, err));
 	c->post_busy = true;
+	c->post_end_ns = sx_now_ns() + (uint64_t)chat_timeout_ms(c) * 1000000u;
 	return 0;
 out:
 	return -1;
@@ -203,6 +204,7 @@ int chat_on_accepted(chat_client *c, const sx_chat_msg *m, sx_err *err)
 		r->post = *p;
 		SX_GUARD(chat_send(c, r, err));
 		c->post_busy = true;
+		c->post_end_ns = sx_now_ns() + (uint64_t)chat_timeout_ms(c) * 1000000u;
 	}
 #endif
 	if (c->tty.on) {

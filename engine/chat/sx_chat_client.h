@@ -27,7 +27,7 @@ typedef struct sx_chat_cfg {
 	const char *transcript; /* NULL: sx_state_dir("chat")/<NAME>.jsonl */
 	bool json;		/* one JSON object per line on out */
 	sx_io_kind io;
-	int timeout_ms;	  /* connection and handshake; 0: 30 s */
+	int timeout_ms;	  /* connecting and joining, and each message's answer; 0: 30 s */
 	int wait_ms;	  /* after the input ends, keep receiving this long */
 	uint64_t count;	  /* 0, or end after this many messages from others */
 	int in_fd;	  /* the lines to post (standard input) */

@@ -117,3 +117,15 @@ wait "$apid" || rc=$?
 [ "$rc" -eq 6 ] || { cat "$WORK/a5.err" >&2; fail "alice: exit $rc after two SIGTERMs, not 6"; }
 ! grep -q 'no answer' "$WORK/a5.jsonl" || fail "alice kept a message never accepted"
 ok "a second SIGTERM ends a session whose message has no answer (exit 6)"
+
+# 6. Without a signal, --timeout bounds the wait for a message's answer.
+stop_server "$SERVER_PID"
+SXFER_TEST_HOSTILE_CHAT=mute:1 start_server mute6 --id "$WORK/server" --out "$WORK/out" \
+	--chat --chat-dir "$WORK/hub6"
+rc=0
+echo "no answer either" | timeout 60 "$SXFER" chat --id "$WORK/alice" --to bob --timeout 2 \
+	--transcript "$WORK/a6.jsonl" "127.0.0.1:$PORT" >/dev/null 2>"$WORK/a6.err" || rc=$?
+[ "$rc" -eq 6 ] || { cat "$WORK/a6.err" >&2; fail "alice: exit $rc without an answer, not 6"; }
+grep -q 'no answer to message 1 of @alice,bob in 2000 ms' "$WORK/a6.err" ||
+	fail "no timeout reason: $(cat "$WORK/a6.err")"
+ok "a message without an answer ends the session after --timeout (exit 6)"
