@@ -73,6 +73,31 @@ wait_until 20 "eve refused" eve_refused
 grep -qi "revoked" "$WORK/eve.err" || fail "eve's refusal does not say revoked: $(cat "$WORK/eve.err")"
 ok "a revoked device cannot join (exit 3)"
 
+# 4b. A device revoked while it is connected is ended with the reason.
+chat_ids frank
+"$SXFER" ca crl --ca "$WORK/ca" --out "$WORK/crl-f0.pem" >/dev/null
+cp "$WORK/crl-f0.pem" "$WORK/server/crl.pem.new"
+mv "$WORK/server/crl.pem.new" "$WORK/server/crl.pem"
+frank_joined() { [ "$(log_count "$WORK/ev.log" 'chat_open.*frank')" -ge 1 ]; }
+frank_in() {
+	local rc=0
+	chat frank --room ops --wait 30 --transcript "$WORK/frank.jsonl" </dev/null >/dev/null \
+		2>"$WORK/frank.err" || rc=$?
+	echo "$rc" >"$WORK/frank.rc"
+}
+frank_in &
+fpid=$!
+wait_until 20 "frank in the room" frank_joined
+"$SXFER" ca revoke --ca "$WORK/ca" --cert "$WORK/frank/cert.pem" >/dev/null
+"$SXFER" ca crl --ca "$WORK/ca" --out "$WORK/crl-f.pem" >/dev/null
+cp "$WORK/crl-f.pem" "$WORK/server/crl.pem.new"
+mv "$WORK/server/crl.pem.new" "$WORK/server/crl.pem"
+wait "$fpid"
+[ "$(cat "$WORK/frank.rc")" -eq 3 ] || { cat "$WORK/frank.err" >&2; fail "frank: exit $(cat "$WORK/frank.rc"), not 3"; }
+grep -q "revokes this identity" "$WORK/frank.err" || fail "frank not told why: $(cat "$WORK/frank.err")"
+[ "$(log_count "$WORK/ev.log" 'chat_revoked.*frank')" -ge 1 ] || fail "the revocation not logged"
+ok "a device revoked while connected is ended with the reason (exit 3)"
+
 # 5. The same message sent twice (same seq): the server refuses it.
 if grep -qaF SXFER_TEST_CHAT_REPLAY "$SXFER"; then
 	rc=0
