@@ -464,6 +464,16 @@ static void crl_poll(sx_chat_hub *h)
 	hub_crl_check(h);
 }
 
+/* Queues whose every entry expired are removed at start and then hourly. */
+static void sweep_poll(sx_chat_hub *h)
+{
+	uint64_t now = sx_now_ns();
+	if (h->sweep_ns != 0 && now - h->sweep_ns < (uint64_t)HUB_SWEEP_MS * 1000000u)
+		return;
+	h->sweep_ns = now;
+	(void)hub_q_sweep(&h->qs, hub_now_ms());
+}
+
 static int hub_loop(sx_chat_hub *h, sx_err *err)
 {
 	sx_cqe cqe[64];
@@ -472,8 +482,10 @@ static int hub_loop(sx_chat_hub *h, sx_err *err)
 		bool stop = atomic_load(&h->quit) || (h->env.stop != NULL && *h->env.stop);
 		if (stop && !h->stopping)
 			stop_all(h);
-		if (!h->stopping)
+		if (!h->stopping) {
 			crl_poll(h);
+			sweep_poll(h);
+		}
 		reap(h);
 		if (atomic_load(&h->quit) && h->nconns == 0) {
 			pthread_mutex_lock(&h->mu);

@@ -19,6 +19,7 @@
 #define HUB_GRACE_MS  5000	 /* a closing peer gets this long to take its last records */
 #define HUB_TICK_MS   250
 #define HUB_CRL_MS    1000
+#define HUB_SWEEP_MS  (3600 * 1000) /* wholly expired queues are looked for */
 #define HUB_IO_DEPTH  1024
 #define HUB_GAPS_MAX  64 /* conversations with a gap in one queue delivery */
 #define HUB_MSG_EXTRA (2u * SX_CHAT_CONV_MAX + 4096) /* a chat message beyond its text */
@@ -63,6 +64,11 @@ int hub_q_open(hub_queues *qs, const char *dir, uint32_t max, uint64_t age_s,
 	       sx_err *err) SX_MUST_CHECK;
 void hub_q_close(hub_queues *qs);
 hub_queue *hub_q_find(hub_queues *qs, const char *name);
+/* Removes the files of queues whose every entry is older than the age
+ * (an identity that did not connect in time; one that has a transcript of
+ * the conversation gets what it lacks from the server's transcript when it
+ * does: catching up). Returns how many. */
+size_t hub_q_sweep(hub_queues *qs, int64_t now_ms);
 /* Entries of q waiting and not expired at now. */
 size_t hub_q_live(const hub_queues *qs, const hub_queue *q, int64_t now_ms);
 /* Is there room for one more entry for name? Expired entries are first
@@ -217,6 +223,7 @@ struct sx_chat_hub {
 	sx_policy pol;
 	X509_CRL *crl; /* the reference pol.crl is (owned) */
 	uint64_t crl_ns;
+	uint64_t sweep_ns; /* the last sweep of expired queues (0: none yet) */
 	sx_chat_ver *ver;
 	hub_ix ix; /* the transcript's MSG lines */
 	int tr_fd;

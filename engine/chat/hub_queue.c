@@ -397,6 +397,27 @@ void hub_q_done(hub_queues *qs, const char *name)
 	q_clear(q);
 }
 
+size_t hub_q_sweep(hub_queues *qs, int64_t now_ms)
+{
+	char fname[SX_CHAT_NAME_MAX + 16];
+	size_t removed = 0;
+	for (size_t i = 0; i < qs->n; i++) {
+		hub_queue *q = &qs->q[i];
+		if (q->busy || q->n == 0 || !q_expired(qs, q->times[q->n - 1], now_ms) ||
+		    q_fname(q->name, fname, sizeof(fname)) < 0)
+			continue;
+		if (unlinkat(qs->dirfd, fname, 0) < 0 && errno != ENOENT)
+			continue;
+		sx_log("info", "chat_queue", "name=%s expired=%zu action=removed", SX_LOGQ(q->name),
+		       q->n);
+		q_clear(q);
+		removed++;
+	}
+	if (removed > 0)
+		(void)fsync(qs->dirfd);
+	return removed;
+}
+
 void hub_q_abort(hub_queues *qs, const char *name)
 {
 	hub_queue *q = hub_q_find(qs, name);

@@ -243,6 +243,12 @@ static void test_queue_limits(void **state)
 	hub_q_close(&qs);
 	assert_int_equal(hub_q_open(&qs, dir, 3, 60, &err), 0);
 	assert_int_equal(hub_q_find(&qs, "bob")->n, 1);
+	/* the sweep: a queue with a live entry stays, one wholly expired goes */
+	assert_int_equal(hub_q_sweep(&qs, now + 30 * 1000), 0);
+	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(hub_q_sweep(&qs, now + 61 * 1000), 1);
+	assert_int_not_equal(access(path, F_OK), 0);
+	assert_int_equal(hub_q_find(&qs, "bob")->n, 0);
 	hub_q_close(&qs);
 	free(cert);
 }
