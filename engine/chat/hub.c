@@ -302,6 +302,7 @@ static void conn_free(sx_chat_hub *h, hconn *c)
 		c->on_end(c->end_ctx);
 	h->conns[c->idx] = NULL;
 	h->nconns--;
+	atomic_store_explicit(&h->st.conns, h->nconns, memory_order_relaxed);
 	free(c->rx);
 	free(c->out);
 	free(c->fly);
@@ -363,6 +364,7 @@ static void adopt(sx_chat_hub *h, hconn *c)
 	c->idx = (unsigned)idx;
 	h->conns[idx] = c;
 	h->nconns++;
+	atomic_store_explicit(&h->st.conns, h->nconns, memory_order_relaxed);
 	int one = 1, idle = 60, intvl = 10, cnt = 6;
 	(void)setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
@@ -728,4 +730,9 @@ oom:
 	free(c);
 	free(p);
 	return sx_fail(err, SX_E_OTHER, "out of memory");
+}
+
+const sx_chat_stats *sx_chat_hub_stats(const sx_chat_hub *h)
+{
+	return &h->st;
 }

@@ -15,14 +15,16 @@
 #include "engine/chat/sx_chat.h"
 #include "engine/chat/sx_chat_hub.h"
 
-#define HUB_OUT_MAX   (4u << 20) /* sealed bytes waiting for a peer that does not read */
-#define HUB_GRACE_MS  5000	 /* a closing peer gets this long to take its last records */
-#define HUB_TICK_MS   250
-#define HUB_CRL_MS    1000
-#define HUB_SWEEP_MS  (3600 * 1000) /* wholly expired queues are looked for */
-#define HUB_IO_DEPTH  1024
-#define HUB_GAPS_MAX  64 /* conversations with a gap in one queue delivery */
-#define HUB_MSG_EXTRA (2u * SX_CHAT_CONV_MAX + 4096) /* a chat message beyond its text */
+#define HUB_OUT_MAX  (4u << 20) /* sealed bytes waiting for a peer that does not read */
+#define HUB_GRACE_MS 5000	/* a closing peer gets this long to take its last records */
+#define HUB_TICK_MS  250
+#define HUB_CRL_MS   1000
+/* One more for a counter of the hub (its thread writes, a scrape reads). */
+#define HUB_COUNT(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
+#define HUB_SWEEP_MS	(3600 * 1000) /* wholly expired queues are looked for */
+#define HUB_IO_DEPTH	1024
+#define HUB_GAPS_MAX	64 /* conversations with a gap in one queue delivery */
+#define HUB_MSG_EXTRA	(2u * SX_CHAT_CONV_MAX + 4096) /* a chat message beyond its text */
 /* the largest message the hub sends beyond a text: a CERT, MEMBERS */
 #define HUB_OUT_EXTRA                                                                              \
 	(SX_CHAT_CHAIN_MAX * (SX_CHAT_CERT_MAX + 4) + SX_CHAT_WHO_MAX * (SX_CHAT_NAME_MAX + 1) +   \
@@ -200,6 +202,7 @@ typedef enum {
 } hub_hostile;
 
 struct sx_chat_hub {
+	sx_chat_stats st; /* serve --metrics */
 	sx_chat_hub_cfg cfg;
 	sx_chat_hub_env env;
 	char dir[4096];

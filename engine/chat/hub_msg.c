@@ -67,6 +67,7 @@ int hub_deliver(sx_chat_hub *h, hconn *c, const sx_chat_post *p, uint32_t flags,
 	m->post = *p;
 	h->delivers++;
 	c->delivered++;
+	HUB_COUNT(h->st.delivered, 1);
 	hub_hostile mode = HOSTILE_NONE;
 #ifdef SXFER_TEST_HOOKS
 	if (h->delivers == h->hostile_k)

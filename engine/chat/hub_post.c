@@ -18,6 +18,8 @@ static int refuse(sx_chat_hub *h, hconn *c, const sx_chat_post *p, sx_chat_why w
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 	c->refused++;
+	if ((unsigned)why <= SX_CHAT_BAD)
+		HUB_COUNT(h->st.refused[why], 1);
 	sx_log("warn", "chat_refused", "conn=%u peer=%s conv=%s seq=%llu why=%s reason=%s", c->id,
 	       SX_LOGQ(c->name), SX_LOGQ(p->conv), (unsigned long long)p->seq,
 	       SX_LOGT(sx_chat_why_name(why)), SX_LOGQ(reason));
@@ -141,6 +143,8 @@ static int post_keep(sx_chat_hub *h, const sx_chat_post *p, const uint8_t hash[S
 		}
 		(*queued)++;
 	}
+	HUB_COUNT(h->st.accepted, 1);
+	HUB_COUNT(h->st.queued, *queued);
 	rc = 0;
 out:
 	free(line);
@@ -224,7 +228,10 @@ static int receipt_keep(sx_chat_hub *h, hconn *c, const sx_chat_receipt *r, sx_e
 		return 0;
 	}
 	sx_chat_line l = {.kind = SX_CHAT_L_RECEIPT, .receipt = *r};
-	return hub_tr_append(h, &l, NULL, err);
+	if (hub_tr_append(h, &l, NULL, err) < 0)
+		return -1;
+	HUB_COUNT(h->st.receipts, 1);
+	return 0;
 }
 
 /* A session's receipts: one per conversation it touched, each of one the

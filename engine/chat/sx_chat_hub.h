@@ -17,11 +17,13 @@
 #define SX_CHAT_HUB_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "common/sx_err.h"
 #include "engine/channel/sx_link.h"
+#include "engine/chat/sx_chat.h"
 #include "engine/io/sx_io.h"
 #include "pki/sx_pki.h"
 
@@ -67,6 +69,20 @@ int sx_chat_hub_start(sx_chat_hub **out, const sx_chat_hub_env *env, sx_err *err
 /* Ends every connection (told the server is stopping), stops and joins
  * the thread, frees. NULL: nothing. */
 void sx_chat_hub_stop(sx_chat_hub *h);
+
+/* What the hub did, for serve --metrics (docs/METRICS.md): written by the
+ * hub's thread, read at a scrape by the metrics thread. */
+typedef struct sx_chat_stats {
+	_Atomic uint64_t conns;			   /* chat connections now */
+	_Atomic uint64_t accepted;		   /* messages accepted: kept and relayed */
+	_Atomic uint64_t delivered;		   /* DELIVERs sent: live, queued, resent */
+	_Atomic uint64_t queued;		   /* entries queued for offline members */
+	_Atomic uint64_t receipts;		   /* receipts kept */
+	_Atomic uint64_t refused[SX_CHAT_BAD + 1]; /* POSTs refused, by REFUSED code */
+} sx_chat_stats;
+
+/* The hub's counters (valid until sx_chat_hub_stop). */
+const sx_chat_stats *sx_chat_hub_stats(const sx_chat_hub *h);
 
 /* A connection handed to the hub. */
 typedef struct sx_chat_hand {

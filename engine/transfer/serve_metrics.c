@@ -3,6 +3,7 @@
  * gets, made on the metrics listener's own thread (sx_mhttp.h). */
 #include "engine/transfer/serve_int.h"
 #include "engine/transfer/sx_mhttp.h"
+#include "engine/chat/sx_chat_hub.h"
 
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -262,6 +263,36 @@ static int render_devices(srv_metrics *m, sx_prom *p)
 	return 0;
 }
 
+/* serve --chat: the hub's counters (engine/chat/sx_chat_hub.h). */
+static void render_chat(const srv_metrics *m, sx_prom *p)
+{
+	if (m->sh->hub == NULL)
+		return;
+	const sx_chat_stats *st = sx_chat_hub_stats(m->sh->hub);
+#define CHAT_LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+	sx_prom_family(p, "sxfer_chat_connections_open", "gauge",
+		       "Chat connections now (sxfer chat; serve --chat).");
+	sx_prom_u64(p, "sxfer_chat_connections_open", NULL, 0, CHAT_LD(st->conns));
+	counter(p, "sxfer_chat_messages_accepted_total",
+		"Chat messages accepted: verified, kept in the server's transcript, relayed.",
+		CHAT_LD(st->accepted));
+	counter(p, "sxfer_chat_messages_delivered_total",
+		"Chat messages sent to a member's connection: live, queued or sent again.",
+		CHAT_LD(st->delivered));
+	counter(p, "sxfer_chat_messages_queued_total",
+		"Chat messages queued for a member who was not connected (one per member).",
+		CHAT_LD(st->queued));
+	counter(p, "sxfer_chat_receipts_total", "Chat session receipts verified and kept.",
+		CHAT_LD(st->receipts));
+	const char *name = "sxfer_chat_messages_refused_total";
+	sx_prom_family(p, name, "counter", "Chat messages refused, by the reason sent back.");
+	for (int w = SX_CHAT_STALE; w <= SX_CHAT_BAD; w++) {
+		sx_prom_label l[] = {{"reason", sx_chat_why_name((sx_chat_why)w)}};
+		sx_prom_u64(p, name, l, 1, CHAT_LD(st->refused[w]));
+	}
+#undef CHAT_LD
+}
+
 static int render(void *ctx, sx_prom *p)
 {
 	srv_metrics *m = ctx;
@@ -277,6 +308,7 @@ static int render(void *ctx, sx_prom *p)
 	render_conns(m, &t, p);
 	render_files(&t, p);
 	render_disk(m, p);
+	render_chat(m, p);
 	if (m->cfg->per_device > 0)
 		return render_devices(m, p);
 	return 0;

@@ -57,7 +57,7 @@ ok "50 identities chatting at once; 150 messages; 51 transcripts verify"
 
 # 2. Limits: 2 messages per second (a bucket of 4), at most 2 recipients.
 start_server lim --id "$WORK/server" --out "$WORK/out" --chat --chat-dir "$WORK/hub2" \
-	--chat-rate 2 --chat-max-to 2
+	--chat-rate 2 --chat-max-to 2 --metrics 127.0.0.1:0 --metrics-port-file "$WORK/lim.mport"
 # carol and dave chat at their pace while alice floods and over-addresses.
 chat dave --to carol --count 2 --transcript "$WORK/dave.jsonl" </dev/null \
 	>"$WORK/dave.out" 2>"$WORK/dave.err" &
@@ -85,6 +85,22 @@ printf 'hi dave\nstill here\n' | chat carol --to dave --transcript "$WORK/carol.
 wait "$dpid" || { cat "$WORK/dave.err" >&2; fail "dave failed while alice was refused"; }
 grep -q 'carol: still here$' "$WORK/dave.out" || fail "dave did not get carol's lines"
 for f in alice carol dave; do verify_tr "$WORK/$f.jsonl"; done
+# the chat's series on /metrics (promtool checks the whole exposition when
+# it is installed; tests/e2e/test_metrics.sh)
+python3 - "$(cat "$WORK/lim.mport")" >"$WORK/lim.prom" <<'PY' || fail "no metrics"
+import sys, urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read().decode())
+PY
+if command -v promtool >/dev/null; then
+	promtool check metrics <"$WORK/lim.prom" >"$WORK/promtool.out" 2>&1 ||
+		{ cat "$WORK/promtool.out" >&2; fail "promtool check metrics"; }
+fi
+metric() { awk -v k="$1" '$1 == k { print $2 }' "$WORK/lim.prom"; }
+[ "$(metric 'sxfer_chat_messages_refused_total{reason="recipients"}')" -ge 1 ] ||
+	fail "no recipients refusal counted: $(grep sxfer_chat "$WORK/lim.prom")"
+[ "$(metric sxfer_chat_messages_accepted_total)" -ge 7 ] ||
+	fail "accepted messages not counted: $(grep sxfer_chat "$WORK/lim.prom")"
+[ "$(metric sxfer_chat_receipts_total)" -ge 1 ] || fail "receipts not counted"
 stop_server "$SERVER_PID"
 verify_tr "$WORK/hub2/transcript.jsonl"
 [ "$(log_count "$WORK/lim.log" 'chat_refused')" -ge 2 ] || fail "refusals not logged"
