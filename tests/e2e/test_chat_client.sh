@@ -83,12 +83,17 @@ EOF
 mpid=$!
 PIDS+=("$mpid")
 wait_until 20 "the mute server" test -s "$WORK/mute.port"
-timeout 60 "$SXFER" chat --id "$WORK/alice" --timeout 600 --to bob \
+# (not under timeout(1): it sends the signal again, to its whole process
+# group, and one that comes after the session has ended kills sxfer; PIDS
+# ends it, wait_until bounds the wait)
+"$SXFER" chat --id "$WORK/alice" --timeout 600 --to bob \
 	--transcript "$WORK/a4.jsonl" "127.0.0.1:$(cat "$WORK/mute.port")" </dev/null \
 	>/dev/null 2>"$WORK/a4.err" &
 apid=$!
+PIDS+=("$apid")
 wait_until 20 "alice to connect" test -e "$WORK/mute.port.accepted"
 kill -TERM "$apid"
+wait_until 20 "alice to end" eval '! kill -0 "$apid" 2>/dev/null'
 rc=0
 wait "$apid" || rc=$?
 [ "$rc" -eq 6 ] || { cat "$WORK/a4.err" >&2; fail "alice: exit $rc after SIGTERM, not 6"; }
