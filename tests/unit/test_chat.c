@@ -154,8 +154,8 @@ static void test_conv(void **state)
 static void vec_post(sx_chat_post *p)
 {
 	memset(p, 0, sizeof(*p));
-	strcpy(p->conv, "#ops");
-	strcpy(p->author, "alice");
+	snprintf(p->conv, sizeof(p->conv), "%s", "#ops");
+	snprintf(p->author, sizeof(p->author), "%s", "alice");
 	p->seq = 3;
 	p->n = 7;
 	p->time_ms = 1735689600000; /* 2025-01-01T00:00:00Z */
@@ -214,8 +214,8 @@ static void test_vectors(void **state)
 	assert_non_null(
 	    strstr(err.msg, "alice's message 3 in #ops: the signature does not verify"));
 
-	strcpy(r.conv, "#ops");
-	strcpy(r.signer, "alice");
+	snprintf(r.conv, sizeof(r.conv), "%s", "#ops");
+	snprintf(r.signer, sizeof(r.signer), "%s", "alice");
 	memcpy(r.head, h, SX_HASH_LEN);
 	r.n = 7;
 	r.count = 5;
@@ -345,7 +345,7 @@ static void test_messages(void **state)
 	m->flags = SX_CHAT_F_QUEUED;
 	roundtrip(m);
 	m->type = SX_MSG_CHAT_ACCEPTED;
-	strcpy(m->conv, "@alice,bob");
+	snprintf(m->conv, sizeof(m->conv), "%s", "@alice,bob");
 	roundtrip(m);
 	m->type = SX_MSG_CHAT_REFUSED;
 	m->why = SX_CHAT_QUEUE_FULL;
@@ -356,8 +356,8 @@ static void test_messages(void **state)
 	m->kind = SX_CHAT_N_GAP;
 	roundtrip(m);
 	m->type = SX_MSG_CHAT_RECEIPT;
-	strcpy(m->receipt.conv, "#ops");
-	strcpy(m->receipt.signer, "bob");
+	snprintf(m->receipt.conv, sizeof(m->receipt.conv), "%s", "#ops");
+	snprintf(m->receipt.signer, sizeof(m->receipt.signer), "%s", "bob");
 	assert_int_equal(sx_chat_receipt_sign(&m->receipt, f->bob_key, f->bob, &err), 0);
 	roundtrip(m);
 	m->type = SX_MSG_CHAT_MEMBERS;
@@ -379,7 +379,7 @@ static void test_messages(void **state)
 	/* a post with a bad conversation id */
 	uint8_t buf[4096];
 	m->type = SX_MSG_CHAT_POST;
-	strcpy(m->post.conv, "@bob,alice");
+	snprintf(m->post.conv, sizeof(m->post.conv), "%s", "@bob,alice");
 	sx_wbuf w = sx_wbuf_make(buf, sizeof(buf));
 	sx_chat_msg_encode(m, &w);
 	assert_int_equal(sx_chat_msg_decode(buf, w.len, m, &err), -1);
@@ -470,7 +470,7 @@ static void test_chain(void **state)
 	p.text = (const uint8_t *)"fouR";
 	expect_refused(v, &p, SX_CHAT_BAD, "does not match its hash");
 	mkpost(f, &p, "alice", "#ops", 3, 4, h3, "four");
-	strcpy(p.author, "bob");
+	snprintf(p.author, sizeof(p.author), "%s", "bob");
 	expect_refused(v, &p, SX_CHAT_BAD, "claims the author 'bob' but is signed by 'alice'");
 	/* not UTF-8 */
 	mkpost(f, &p, "alice", "#ops", 3, 4, h3, "caf\xe9");
@@ -667,7 +667,7 @@ static void make_transcript(fixture *f, text *t)
 			       "caf\xc3\xa9", "last"};
 	memset(t, 0, sizeof(*t));
 	l->kind = SX_CHAT_L_TRANSCRIPT;
-	strcpy(l->owner, "bob");
+	snprintf(l->owner, sizeof(l->owner), "%s", "bob");
 	l->time_ms = 1735689600000;
 	add_line(t, l);
 	add_cert(t, f->alice);
