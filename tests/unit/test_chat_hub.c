@@ -383,20 +383,6 @@ typedef struct cli {
 	uint8_t tx[SX_REC_HDR_LEN + CLI_RX + SX_REC_TAG_MAX];
 } cli;
 
-static int send_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void cli_send(cli *c, const sx_chat_msg *m)
 {
 	sx_err err = {0};
@@ -406,7 +392,7 @@ static void cli_send(cli *c, const sx_chat_msg *m)
 	assert_false(w.overflow);
 	assert_int_equal(sx_record_seal(&c->link.k.tx, SX_REC_CTRL, 0, c->tx, w.len, &len, &err),
 			 0);
-	assert_int_equal(send_all(c->fd, c->tx, len), 0);
+	assert_int_equal(sx_test_send_all(c->fd, c->tx, len), 0);
 }
 
 /* The next record: its type; a CTRL chat message decoded in c->m. */
@@ -454,25 +440,8 @@ static cli *cli_open_tips(const sx_identity *id, const char *room, const char *c
 	sx_chan_cfg cc = {.id = id, .server_name = "localhost", .max_record = CLI_RX};
 	assert_int_equal(sx_chan_ctx_new(&c->ctx, &cc, &err), 0);
 	assert_int_equal(sx_link_init(&c->link, c->ctx, &err), 0);
-	for (;;) {
-		const uint8_t *o;
-		size_t n;
-		sx_link_hs_output(&c->link, &o, &n);
-		if (n > 0) {
-			assert_int_equal(send_all(c->fd, o, n), 0);
-			sx_link_hs_sent(&c->link);
-			continue;
-		}
-		if (c->link.ready)
-			break;
-		uint8_t *buf;
-		size_t cap;
-		sx_link_hs_recv_buf(&c->link, &buf, &cap);
-		ssize_t r = recv(c->fd, buf, cap, 0);
-		assert_true(r > 0);
-		if (sx_link_hs_input(&c->link, (size_t)r, &err) < 0)
-			fail_msg("handshake: %s", err.msg);
-	}
+	if (sx_test_handshake(&c->link, c->fd, &err) < 0)
+		fail_msg("handshake: %s", err.msg);
 	sx_link_rx_set(&c->link, c->rx, sizeof(c->rx));
 	c->link.max_body = CLI_RX + SX_REC_TAG_MAX;
 	static sx_chat_msg j;

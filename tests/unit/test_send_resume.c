@@ -124,20 +124,6 @@ typedef struct conn {
 	uint32_t qid_of_file[MAXFILES];
 } conn;
 
-static int send_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int send_msg(conn *c, const sx_msg *m)
 {
 	uint8_t rec[8192];
@@ -145,7 +131,7 @@ static int send_msg(conn *c, const sx_msg *m)
 	sx_err err = {0};
 	if (sx_link_seal_msg(&c->link, m, rec, sizeof(rec), &len, &err) < 0)
 		return -1;
-	return send_all(c->fd, rec, len);
+	return sx_test_send_all(c->fd, rec, len);
 }
 
 static int handshake(conn *c)
@@ -157,26 +143,9 @@ static int handshake(conn *c)
 			  .max_record = RX_BUF - SX_REC_HDR_LEN};
 	if (sx_chan_ctx_new(&c->ctx, &cc, &err) < 0 || sx_link_init(&c->link, c->ctx, &err) < 0)
 		return -1;
-	for (;;) {
-		const uint8_t *o;
-		size_t n;
-		sx_link_hs_output(&c->link, &o, &n);
-		if (n > 0) {
-			if (send_all(c->fd, o, n) < 0)
-				return -1;
-			sx_link_hs_sent(&c->link);
-			continue;
-		}
-		if (c->link.ready)
-			break;
-		uint8_t *b;
-		size_t cap;
-		sx_link_hs_recv_buf(&c->link, &b, &cap);
-		ssize_t got = recv(c->fd, b, cap, 0);
-		if (got <= 0 || sx_link_hs_input(&c->link, (size_t)got, &err) < 0) {
-			snprintf(c->r->fail, sizeof(c->r->fail), "handshake: %s", err.msg);
-			return -1;
-		}
+	if (sx_test_handshake(&c->link, c->fd, &err) < 0) {
+		snprintf(c->r->fail, sizeof(c->r->fail), "handshake: %s", err.msg);
+		return -1;
 	}
 	sx_link_rx_set(&c->link, c->buf, RX_BUF);
 	c->link.max_body = RX_BUF - SX_REC_HDR_LEN;
@@ -422,7 +391,7 @@ static int serve_conn(conn *c)
 			logf_(c->r, "EOS");
 			if (sx_record_seal(&c->link.k.tx, SX_REC_EOS, 0, rec, 0, &n, &err) < 0)
 				return -1;
-			return send_all(c->fd, rec, n);
+			return sx_test_send_all(c->fd, rec, n);
 		}
 		int r = on_ctrl(c, pt, len);
 		if (r != 0) {
@@ -841,24 +810,8 @@ static void test_serve_query(void **state)
 	sx_chan_cfg cc = {.server = true, .id = &srv_id, .max_record = RX_BUF - SX_REC_HDR_LEN};
 	assert_int_equal(sx_chan_ctx_new(&ctx, &cc, &err), 0);
 	assert_int_equal(sx_link_init(&l, ctx, &err), 0);
-	for (;;) {
-		const uint8_t *o;
-		size_t n;
-		sx_link_hs_output(&l, &o, &n);
-		if (n > 0) {
-			assert_int_equal(send_all(sv[0], o, n), 0);
-			sx_link_hs_sent(&l);
-			continue;
-		}
-		if (l.ready)
-			break;
-		uint8_t *b;
-		size_t cap;
-		sx_link_hs_recv_buf(&l, &b, &cap);
-		ssize_t got = recv(sv[0], b, cap, 0);
-		assert_true(got > 0);
-		assert_int_equal(sx_link_hs_input(&l, (size_t)got, &err), 0);
-	}
+	if (sx_test_handshake(&l, sv[0], &err) < 0)
+		fail_msg("handshake: %s", err.msg);
 	sx_send_cfg cfg = {.host = "client",
 			   .id = &srv_id,
 			   .chunk = LEAF,

@@ -164,20 +164,6 @@ typedef struct cli {
 	uint8_t rx[SX_REC_HDR_LEN + CLI_RX + SX_REC_TAG_MAX];
 } cli;
 
-static int send_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int send_msg(cli *c, const sx_msg *m);
 
 /* Connects and completes the handshake; no SESSION yet. */
@@ -199,25 +185,8 @@ static cli *cli_open_raw(sx_suite suite)
 			  .max_record = CLI_RX + SX_REC_TAG_MAX};
 	assert_int_equal(sx_chan_ctx_new(&c->ctx, &cc, &err), 0);
 	assert_int_equal(sx_link_init(&c->link, c->ctx, &err), 0);
-	for (;;) {
-		const uint8_t *o;
-		size_t n;
-		sx_link_hs_output(&c->link, &o, &n);
-		if (n > 0) {
-			assert_int_equal(send_all(c->fd, o, n), 0);
-			sx_link_hs_sent(&c->link);
-			continue;
-		}
-		if (c->link.ready)
-			break;
-		uint8_t *buf;
-		size_t cap;
-		sx_link_hs_recv_buf(&c->link, &buf, &cap);
-		ssize_t r = recv(c->fd, buf, cap, 0);
-		assert_true(r > 0);
-		if (sx_link_hs_input(&c->link, (size_t)r, &err) < 0)
-			fail_msg("handshake: %s", err.msg);
-	}
+	if (sx_test_handshake(&c->link, c->fd, &err) < 0)
+		fail_msg("handshake: %s", err.msg);
 	sx_link_rx_set(&c->link, c->rx, sizeof(c->rx));
 	c->link.max_body = CLI_RX + SX_REC_TAG_MAX;
 	return c;
@@ -274,7 +243,7 @@ static int seal_flags(cli *c, uint8_t type, uint8_t flags, const void *pt, size_
 		*rlen = len;
 		return 0;
 	}
-	int rc = send_all(c->fd, b, len);
+	int rc = sx_test_send_all(c->fd, b, len);
 	free(b);
 	return rc;
 }
@@ -295,7 +264,7 @@ static int send_msg(cli *c, const sx_msg *m)
 	size_t len = 0;
 	sx_err err = {0};
 	assert_int_equal(sx_link_seal_msg(&c->link, m, buf, sizeof(buf), &len, &err), 0);
-	return send_all(c->fd, buf, len);
+	return sx_test_send_all(c->fd, buf, len);
 }
 
 static int send_begin(cli *c, uint32_t id, const void *path, size_t plen, uint64_t size)
@@ -687,7 +656,7 @@ static void send_patched(cli *c, size_t at, uint8_t v)
 	size_t len;
 	assert_int_equal(seal(c, SX_REC_DATA, "abcd", 4, &rec, &len), 0);
 	rec[at] = v;
-	assert_int_equal(send_all(c->fd, rec, len), 0);
+	assert_int_equal(sx_test_send_all(c->fd, rec, len), 0);
 	free(rec);
 }
 
@@ -739,7 +708,7 @@ static void test_tampered_and_replayed(void **state)
 	assert_int_equal(send_begin(c, 1, "tampered.bin", 12, 4), 0);
 	assert_int_equal(seal(c, SX_REC_DATA, "abcd", 4, &rec, &len), 0);
 	rec[SX_REC_HDR_LEN + 1] ^= 0x01;
-	assert_int_equal(send_all(c->fd, rec, len), 0);
+	assert_int_equal(sx_test_send_all(c->fd, rec, len), 0);
 	free(rec);
 	violation_done(c, SX_E_INTEGRITY, "failed authentication", "tampered.bin");
 
@@ -747,8 +716,8 @@ static void test_tampered_and_replayed(void **state)
 	c = cli_open();
 	assert_int_equal(send_begin(c, 1, "replayed.bin", 12, 8), 0);
 	assert_int_equal(seal(c, SX_REC_DATA, "abcd", 4, &rec, &len), 0);
-	assert_int_equal(send_all(c->fd, rec, len), 0);
-	assert_int_equal(send_all(c->fd, rec, len), 0);
+	assert_int_equal(sx_test_send_all(c->fd, rec, len), 0);
+	assert_int_equal(sx_test_send_all(c->fd, rec, len), 0);
 	free(rec);
 	violation_done(c, SX_E_INTEGRITY, "failed authentication", "replayed.bin");
 
@@ -758,8 +727,8 @@ static void test_tampered_and_replayed(void **state)
 	c = cli_open();
 	assert_int_equal(seal(c, SX_REC_DATA, "1111", 4, &r1, &l1), 0);
 	assert_int_equal(seal(c, SX_REC_DATA, "2222", 4, &r2, &l2), 0);
-	assert_int_equal(send_all(c->fd, r2, l2), 0);
-	assert_int_equal(send_all(c->fd, r1, l1), 0);
+	assert_int_equal(sx_test_send_all(c->fd, r2, l2), 0);
+	assert_int_equal(sx_test_send_all(c->fd, r1, l1), 0);
 	free(r1);
 	free(r2);
 	violation_done(c, SX_E_INTEGRITY, "failed authentication", NULL);
@@ -919,13 +888,13 @@ static void test_oversized_record(void **state)
 	cli *c = cli_open();
 	uint8_t hdr[SX_REC_HDR_LEN] = {SX_REC_DATA, 0, 0, 0, 0x00, 0x10, 0x00, 0x10};
 	assert_int_equal(send_begin(c, 1, "big.bin", 7, 1u << 20), 0);
-	assert_int_equal(send_all(c->fd, hdr, sizeof(hdr)), 0);
+	assert_int_equal(sx_test_send_all(c->fd, hdr, sizeof(hdr)), 0);
 	violation_done(c, SX_E_INTEGRITY, "exceeds the limit", "big.bin");
 
 	/* 4 GiB - 1. */
 	c = cli_open();
 	uint8_t huge[SX_REC_HDR_LEN] = {SX_REC_CTRL, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
-	assert_int_equal(send_all(c->fd, huge, sizeof(huge)), 0);
+	assert_int_equal(sx_test_send_all(c->fd, huge, sizeof(huge)), 0);
 	violation_done(c, SX_E_INTEGRITY, "exceeds the limit", NULL);
 
 	/* One byte over the limit, sealed and sent whole. */
