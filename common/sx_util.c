@@ -181,6 +181,28 @@ void sx_hex(const uint8_t *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+static int lower_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+bool sx_unhex(const char *s, size_t len, uint8_t *out)
+{
+	if (len % 2 != 0)
+		return false;
+	for (size_t i = 0; i < len / 2; i++) {
+		int hi = lower_hex(s[2 * i]), lo = lower_hex(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi * 16 + lo);
+	}
+	return true;
+}
+
 int sx_parse_u64(const char *s, uint64_t *out)
 {
 	char *end = NULL;

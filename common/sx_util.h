@@ -52,6 +52,9 @@ int sx_parse_size(const char *s, uint64_t *out) SX_MUST_CHECK;
 
 /* n bytes as 2n lower-case hex digits and a NUL into out (2n + 1 bytes). */
 void sx_hex(const uint8_t *b, size_t n, char *out);
+/* The inverse: len lower-case hex digits (len even) into len / 2 bytes of
+ * out; false for anything else (upper case, an odd count, a non-digit). */
+bool sx_unhex(const char *s, size_t len, uint8_t *out);
 
 /* Parses an unsigned decimal integer with full checking. */
 int sx_parse_u64(const char *s, uint64_t *out) SX_MUST_CHECK;

@@ -35,15 +35,6 @@ static int lit(rd *r, const char *t)
 	return 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* A JSON string into a malloc'd buffer (NUL terminated, *n bytes). Only
  * \" \\ and \u00XX are read (what line.c writes); the rest is checked by
  * writing the line again. */
@@ -71,8 +62,8 @@ static int str(rd *r, uint8_t **out, size_t *n, size_t max)
 			b[k++] = (uint8_t)e;
 			i++;
 		} else if (e == 'u' && i + 5 < end && r->s[i + 2] == '0' && r->s[i + 3] == '0' &&
-			   hexval(r->s[i + 4]) >= 0 && hexval(r->s[i + 5]) >= 0) {
-			b[k++] = (uint8_t)(hexval(r->s[i + 4]) * 16 + hexval(r->s[i + 5]));
+			   sx_unhex(r->s + i + 4, 2, &b[k])) {
+			k++;
 			i += 5;
 		} else {
 			free(b);
@@ -150,14 +141,9 @@ static int get_hex(rd *r, const char *k, uint8_t out[SX_HASH_LEN])
 	size_t n = 0;
 	if (key(r, k) < 0 || str(r, &b, &n, 2 * SX_HASH_LEN) < 0)
 		return -1;
-	int rc = n == 2 * SX_HASH_LEN ? 0 : fail(r, "64 hex digits are expected");
-	for (size_t i = 0; rc == 0 && i < SX_HASH_LEN; i++) {
-		int hi = hexval((char)b[2 * i]), lo = hexval((char)b[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			rc = fail(r, "64 lower-case hex digits are expected");
-		else
-			out[i] = (uint8_t)(hi * 16 + lo);
-	}
+	int rc = n == 2 * SX_HASH_LEN && sx_unhex((const char *)b, n, out)
+		     ? 0
+		     : fail(r, "64 lower-case hex digits are expected");
 	free(b);
 	return rc;
 }

@@ -130,26 +130,9 @@ static bool num(const char *s, unsigned base, uint64_t max, uint64_t *out)
 	return true;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 static bool unhex(const char *s, uint8_t *out, size_t n)
 {
-	if (strlen(s) != 2 * n)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return false;
-		out[i] = (uint8_t)(hi * 16 + lo);
-	}
-	return true;
+	return strlen(s) == 2 * n && sx_unhex(s, 2 * n, out);
 }
 
 static bool parse_name(lines *l, sx_held_meta *m)

@@ -37,6 +37,14 @@ static void test_hex(void **state)
 	assert_string_equal(out, "000fa5ff");
 	sx_hex(b, 0, out);
 	assert_string_equal(out, "");
+	/* and back: lower case only, an even count */
+	uint8_t back[sizeof(b)];
+	assert_true(sx_unhex("000fa5ff", 8, back));
+	assert_memory_equal(back, b, sizeof(b));
+	assert_false(sx_unhex("000FA5FF", 8, back));
+	assert_false(sx_unhex("000fa5f", 7, back));
+	assert_false(sx_unhex("000fa5fg", 8, back));
+	assert_true(sx_unhex("", 0, back));
 }
 
 static void test_atomic_write(void **state)
